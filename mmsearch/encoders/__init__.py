@@ -1,0 +1,54 @@
+"""Encoder registry: turn a ``Config`` into the image encoder and text embedder it names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import CLIP_TEXT, Config
+from ..errors import DimensionMismatchError
+from .base import ImageEncoder, TextEncoder, l2_normalize
+from .openclip import clip_model_id
+from .sentence import text_model_id
+
+__all__ = ["Encoders", "ImageEncoder", "TextEncoder", "l2_normalize", "load_encoders", "model_signature"]
+
+
+@dataclass(frozen=True)
+class Encoders:
+    """The encoders of one configuration. ``image`` is None in the caption-only offline profile."""
+
+    image: ImageEncoder | None
+    text: TextEncoder
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the shared vector space."""
+        return self.text.dim
+
+
+def model_signature(config: Config) -> dict[str, str]:
+    """The model ids a config stands for, computed without loading any weights."""
+    image_id = clip_model_id(config.clip_model, config.clip_pretrained) if config.has_image_model else "none"
+    text_id = image_id if config.text_model == CLIP_TEXT else text_model_id(config.text_model)
+    return {"image_model": image_id, "text_model": text_id}
+
+
+def load_encoders(config: Config) -> Encoders:
+    """Load the models a config names; raises ``ModelLoadError`` or ``DimensionMismatchError``."""
+    image = None
+    if config.has_image_model:
+        from .openclip import OpenClipEncoder
+
+        image = OpenClipEncoder(config.clip_model, config.clip_pretrained, config.device, config.cache_dir)
+    if config.text_model == CLIP_TEXT:
+        assert image is not None  # Config refuses text_model='clip' without a CLIP model
+        return Encoders(image=image, text=image)  # type: ignore[arg-type]
+    from .sentence import SentenceEncoder
+
+    text = SentenceEncoder(config.text_model, config.device, config.cache_dir)
+    if image is not None and image.dim != text.dim:
+        raise DimensionMismatchError(
+            f"text model {text.model_id} embeds into {text.dim} dimensions but image model {image.model_id} "
+            f"into {image.dim}; pick a text model trained into the CLIP space (e.g. clip-ViT-B-32-multilingual-v1 "
+            f"for ViT-B-32/openai) or --text-model clip")
+    return Encoders(image=image, text=text)

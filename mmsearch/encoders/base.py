@@ -1,0 +1,44 @@
+"""The encoder contract: batch in, L2-normalised float32 ``(n, dim)`` array out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """Embeds texts (queries, captions) into the shared image-text space."""
+
+    model_id: str
+    dim: int
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Return a float32 array of shape ``(len(texts), dim)`` whose rows have unit length."""
+        ...
+
+
+@runtime_checkable
+class ImageEncoder(Protocol):
+    """Embeds RGB images into the shared image-text space."""
+
+    model_id: str
+    dim: int
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Return a float32 array of shape ``(len(images), dim)`` whose rows have unit length."""
+        ...
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, as float32; all-zero rows stay zero instead of becoming NaN."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim == 1:
+        vectors = vectors[None, :]
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.where(norms == 0, 1.0, norms)).astype(np.float32, copy=False)

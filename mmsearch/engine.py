@@ -1,0 +1,200 @@
+"""SearchEngine: the library entry point (index, search, search_image, stats)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .captions import load_manifest
+from .config import Config
+from .encoders import Encoders, l2_normalize, load_encoders, model_signature
+from .errors import QueryError
+from .filters import DateLike, build_where
+from .fusion import fuse
+from .records import Hit, IndexReport
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from .store import Store
+
+HIDDEN_METADATA = ("folders", "caption_sig")  # internal fields not shown in Hit.metadata
+
+
+class SearchEngine:
+    """Index folders of images and search them by text (any language), by image, or both.
+
+    Models load on first use, so opening an engine to read ``stats()`` is instant.
+
+    Args:
+        db: database folder (default: ``MMSEARCH_DB`` or the XDG data folder).
+        config: a full ``Config``; keyword ``settings`` override its fields.
+        encoders: ready encoders to use instead of loading the configured models (tests, embedding).
+        **settings: any ``Config`` field, e.g. ``clip_model``, ``clip_pretrained``, ``text_model``.
+
+    Example:
+        >>> engine = SearchEngine("./mmsearch-db")
+        >>> engine.index(["sample_images/"])
+        >>> engine.search("a red bicycle", k=5)
+    """
+
+    def __init__(self, db: str | Path | None = None, *, config: Config | None = None,
+                 encoders: Encoders | None = None, **settings: Any):
+        if config is None:
+            config = Config.from_env(db=db, **settings)
+        elif db is not None or settings:
+            config = replace(config, **settings, **({"db": str(db)} if db is not None else {}))
+        self.config = config
+        self._encoders = encoders
+        self._store: Store | None = None
+        self._lock = threading.RLock()
+
+    # -- lazily opened parts ------------------------------------------------------------------------
+
+    @property
+    def signature(self) -> dict[str, str]:
+        """The model ids this engine reads and writes (recorded in, and checked against, the index)."""
+        if self._encoders is not None:
+            image = self._encoders.image
+            return {"image_model": image.model_id if image else "none", "text_model": self._encoders.text.model_id}
+        return model_signature(self.config)
+
+    @property
+    def store(self) -> Store:
+        """The opened store; raises ``IndexMismatchError`` if other models built it."""
+        with self._lock:
+            if self._store is None:
+                from .store import Store
+
+                store = Store(self.config.db)
+                store.check(self.signature)
+                self._store = store
+            return self._store
+
+    @property
+    def encoders(self) -> Encoders:
+        """The loaded models (loaded on first access)."""
+        with self._lock:
+            if self._encoders is None:
+                self._encoders = load_encoders(self.config)
+            return self._encoders
+
+    # -- indexing -----------------------------------------------------------------------------------
+
+    def index(self, paths: Sequence[str | Path] | str | Path, *, captions: str | Path | Sequence[str | Path] | None = None,
+              batch_size: int | None = None, prune: bool = True, progress: bool = False) -> IndexReport:
+        """Index image files under ``paths``; only new or changed files are encoded.
+
+        Args:
+            paths: folders (recursive) and/or image files.
+            captions: one or more ``.csv``/``.jsonl`` caption manifests.
+            batch_size: images per encoder batch (default from the config).
+            prune: drop index entries whose files are gone from the indexed folders.
+            progress: show a progress bar on stderr.
+
+        Returns:
+            An ``IndexReport``; unreadable files are listed in ``failed`` with their reason.
+        """
+        from .indexer import Indexer
+
+        if isinstance(paths, (str, Path)):
+            paths = [paths]
+        manifest: dict[str, list[str]] = {}
+        for manifest_path in [captions] if isinstance(captions, (str, Path)) else (captions or []):
+            for key, values in load_manifest(manifest_path).items():
+                manifest.setdefault(key, []).extend(values)
+        with self._lock:
+            store, encoders = self.store, self.encoders
+            store.create(self.signature, encoders.dim)
+            indexer = Indexer(store, encoders, manifest, batch_size or self.config.batch_size, progress)
+            return indexer.run(list(paths), prune=prune)
+
+    # -- searching ----------------------------------------------------------------------------------
+
+    def search(self, query: str | None = None, *, image: str | Path | Image.Image | None = None, k: int = 10,
+               folder: str | Path | None = None, date_from: DateLike = None, date_to: DateLike = None,
+               camera: str | None = None, text_weight: float = 0.5) -> list[Hit]:
+        """Search by text (any language the text model knows), by image, or both.
+
+        Args:
+            query: text query.
+            image: query image (path or PIL image); with ``query``, both are combined.
+            k: number of hits.
+            folder, date_from, date_to, camera: filters (see ``mmsearch.filters.build_where``).
+            text_weight: share of the text in a combined text + image query vector.
+
+        Returns:
+            Hits, best first. ``Hit.scores["image"]`` is the cosine between the query vector and the
+            image vector; ``Hit.scores["caption"]`` that of the best-matching caption.
+        """
+        vector = self.query_vector(query, image, text_weight)
+        store = self.store
+        if not store.ready or k <= 0:
+            return []
+        where = build_where(folder, date_from, date_to, camera, store.roots())
+        candidates, best_caption = self._candidates(store, vector, max(4 * k, 40), where)
+        fused = fuse(candidates, {"image": 1.0 - self.config.caption_weight, "caption": self.config.caption_weight})
+        top = sorted(fused, key=lambda i: (-fused[i], i))[:k]
+        metas = store.image_metadata(top)
+        return [Hit(path=metas[i]["path"], score=round(fused[i], 6), caption=best_caption.get(i, ""),
+                    scores=candidates[i], metadata={k_: v for k_, v in metas[i].items() if k_ not in HIDDEN_METADATA})
+                for i in top if i in metas]
+
+    def search_image(self, image: str | Path | Image.Image, k: int = 10, **filters: Any) -> list[Hit]:
+        """Images most like ``image`` (a path or PIL image); same filters as ``search``."""
+        return self.search(None, image=image, k=k, **filters)
+
+    def query_vector(self, query: str | None, image: str | Path | Image.Image | None = None,
+                     text_weight: float = 0.5) -> np.ndarray:
+        """The unit query vector for a text, an image, or their weighted combination."""
+        text = (query or "").strip()
+        if not text and image is None:
+            raise QueryError("give a text query, a query image, or both")
+        parts: list[tuple[float, np.ndarray]] = []
+        if text:
+            parts.append((text_weight if image is not None else 1.0, self.encoders.text.encode_texts([text])[0]))
+        if image is not None:
+            if self.encoders.image is None:
+                raise QueryError("image queries need an image encoder; this index uses the caption-only offline "
+                                 "profile (set --clip-pretrained to a local checkpoint to enable image search)")
+            from .images import open_rgb
+
+            parts.append((1.0 - text_weight if text else 1.0, self.encoders.image.encode_images([open_rgb(image)])[0]))
+        return l2_normalize(sum(w * v for w, v in parts))[0]
+
+    def _candidates(self, store: Store, vector: np.ndarray, pool: int, where: dict | None
+                    ) -> tuple[dict[str, dict[str, float | None]], dict[str, str]]:
+        """Candidate ids with both signals scored exactly, and each one's best caption."""
+        use_image = self.signature["image_model"] != "none"
+        image_scores = store.query_images(vector, pool, where) if use_image else {}
+        best: dict[str, tuple[float, str]] = {}
+        for match in store.query_captions(vector, 3 * pool, where):
+            if match.image_id not in best or match.score > best[match.image_id][0]:
+                best[match.image_id] = (match.score, match.text)
+        ids = set(image_scores) | set(best)
+        if use_image:  # fill in exact image scores for hits found only through captions
+            for i, vec in store.image_vectors([i for i in ids if i not in image_scores]).items():
+                image_scores[i] = float(vec @ vector)
+        for i, items in store.caption_vectors([i for i in ids if i not in best]).items():
+            best[i] = max(((float(v @ vector), text) for text, v in items), key=lambda p: p[0])
+        candidates = {i: {"image": _round(image_scores.get(i)), "caption": _round(best[i][0]) if i in best else None}
+                      for i in ids}
+        return candidates, {i: text for i, (_, text) in best.items()}
+
+    # -- information --------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """What the index holds: counts, models, indexed folders, last update (unix time)."""
+        store = self.store
+        signature = store.signature() or {**self.signature, "dim": None}
+        return {"db": self.config.db, "images": store.count(), "captions": store.caption_count(),
+                **signature, "roots": store.roots(), "updated_at": store.updated_at()}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 6)

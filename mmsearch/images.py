@@ -1,0 +1,154 @@
+"""Reading one image: decode, apply EXIF orientation, flatten to RGB, read EXIF facts and embedded captions.
+
+The only module that calls Pillow.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageReadError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
+MAX_PIXELS = 120_000_000  # refuse larger images (decompression bombs) before decoding them
+
+# EXIF tags (see the EXIF 2.32 spec)
+_IMAGE_DESCRIPTION, _MAKE, _MODEL, _EXIF_IFD = 0x010E, 0x010F, 0x0110, 0x8769
+_XP_COMMENT, _DATETIME = 0x9C9C, 0x0132
+_DATETIME_ORIGINAL, _USER_COMMENT = 0x9003, 0x9286
+_PNG_CAPTION_KEYS = ("description", "comment", "title", "caption")
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """Facts read from an image file without the pixels."""
+
+    width: int
+    height: int
+    taken: datetime | None = None
+    camera: str | None = None
+    captions: list[str] = field(default_factory=list)
+
+
+def is_image_path(path: Path) -> bool:
+    """Whether the file name has one of the image extensions mmsearch indexes."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def read_image(data: bytes) -> tuple[Image.Image, ImageInfo]:
+    """Decode image bytes into an upright RGB image and its ``ImageInfo``.
+
+    Raises:
+        ImageReadError: the bytes are not a readable image, or it is too large to decode safely.
+    """
+    if not data:
+        raise ImageReadError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            _check_size(image)
+            info = _read_info(image)
+            rgb = to_rgb(ImageOps.exif_transpose(image) or image)
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageReadError("not an image Pillow can identify") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageReadError(f"refused as a possible decompression bomb: {exc}") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageReadError(f"cannot decode: {exc}") from None
+    width, height = rgb.size
+    return rgb, ImageInfo(width, height, info.taken, info.camera, info.captions)
+
+
+def open_rgb(source: str | Path | Image.Image) -> Image.Image:
+    """A query image from a path or a PIL image, prepared exactly as indexed images are."""
+    if isinstance(source, Image.Image):
+        return to_rgb(source)
+    try:
+        data = Path(source).read_bytes()
+    except OSError as exc:
+        raise ImageReadError(f"cannot read {source}: {exc.strerror or exc}") from None
+    return read_image(data)[0]
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Flatten to RGB; transparent areas become white (not black, as a plain convert would make them)."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit greyscale: scale to 8 bits instead of clipping everything above 255 to white.
+        return image.point(lambda v: v / 256).convert("L").convert("RGB")
+    return image.convert("RGB")
+
+
+def _check_size(image: Image.Image) -> None:
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise ImageReadError(f"refused: {width}x{height} pixels exceeds the {MAX_PIXELS:,} pixel limit")
+
+
+def _read_info(image: Image.Image) -> ImageInfo:
+    exif = image.getexif()
+    sub = exif.get_ifd(_EXIF_IFD) if exif else {}
+    captions = _exif_captions(exif, sub) + _png_captions(image)
+    camera = " ".join(v for v in (_clean(exif.get(_MAKE)), _clean(exif.get(_MODEL))) if v) or None
+    taken = _parse_exif_date(sub.get(_DATETIME_ORIGINAL) or exif.get(_DATETIME))
+    return ImageInfo(image.width, image.height, taken, camera, _dedupe(captions))
+
+
+def _exif_captions(exif: Image.Exif, sub: dict) -> list[str]:
+    texts = [_clean(exif.get(_IMAGE_DESCRIPTION))]
+    xp = exif.get(_XP_COMMENT)
+    if isinstance(xp, (bytes, tuple)):
+        texts.append(_clean(bytes(xp).decode("utf-16-le", errors="ignore")))
+    texts.append(_decode_user_comment(sub.get(_USER_COMMENT)))
+    return [t for t in texts if t]
+
+
+def _decode_user_comment(value: object) -> str:
+    """EXIF UserComment: an 8-byte character-code prefix, then the text."""
+    if isinstance(value, str):
+        return _clean(value)
+    if not isinstance(value, bytes) or len(value) < 8:
+        return ""
+    code, body = value[:8], value[8:]
+    if code.startswith(b"UNICODE"):
+        encoding = "utf-16-be" if body[:1] == b"\x00" else "utf-16-le"
+        return _clean(body.decode(encoding, errors="ignore"))
+    return _clean(body.decode("utf-8", errors="ignore"))
+
+
+def _png_captions(image: Image.Image) -> list[str]:
+    text = getattr(image, "text", None) or {}
+    return [_clean(v) for k, v in text.items() if k.lower() in _PNG_CAPTION_KEYS and _clean(v)]
+
+
+def _parse_exif_date(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value.strip()[:19], "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        return None
+
+
+def _clean(value: object) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="ignore")
+    return value.replace("\x00", "").strip() if isinstance(value, str) else ""
+
+
+def _dedupe(texts: list[str]) -> list[str]:
+    return list(dict.fromkeys(texts))

@@ -1,0 +1,225 @@
+"""Indexing: walk folders, diff against the store, decode and encode in batches, upsert, report."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .captions import Manifest, merge_captions, sidecar_captions
+from .encoders import Encoders
+from .errors import ImageReadError
+from .images import ImageInfo, is_image_path, read_image
+from .records import IndexReport
+from .store import Entry, Store
+
+DECODE_THREADS = 2  # decoding overlaps with the model; Pillow releases the GIL while decoding
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An image file found on disk, with what decides whether it must be (re)encoded."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    captions: list[tuple[str, str]]  # (text, source) from sidecars and the manifest
+    caption_sig: str
+
+
+@dataclass
+class Prepared:
+    """A decoded image ready for the encoder."""
+
+    candidate: Candidate
+    image: Any  # PIL.Image.Image
+    info: ImageInfo
+    sha256: str
+
+
+def image_id(path: str) -> str:
+    """Stable record id of an image: a hash of its absolute path."""
+    return hashlib.sha1(path.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+
+
+def scan(paths: Iterable[str | Path], failed: list[tuple[str, str]]) -> Iterator[Path]:
+    """Image files under ``paths`` (files are taken as given), sorted; hidden files and folders skipped."""
+    for root in paths:
+        root = Path(os.path.abspath(os.path.expanduser(str(root))))
+        if root.is_file():
+            yield root
+            continue
+        if not root.is_dir():
+            failed.append((str(root), "no such file or folder"))
+            continue
+        for folder, dirs, files in os.walk(root, onerror=lambda e: failed.append((e.filename, f"cannot list: {e.strerror}"))):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(files):
+                if not name.startswith(".") and is_image_path(Path(name)):
+                    yield Path(folder) / name
+
+
+class Indexer:
+    """One index run over some paths into a store.
+
+    Args:
+        store: the opened store.
+        encoders: the models.
+        manifest: captions from ``--captions`` files, by absolute path.
+        batch_size: images per encoder batch.
+        progress: show a progress bar on stderr.
+    """
+
+    def __init__(self, store: Store, encoders: Encoders, manifest: Manifest | None = None,
+                 batch_size: int = 32, progress: bool = False):
+        self.store = store
+        self.encoders = encoders
+        self.manifest = manifest or {}
+        self.batch_size = batch_size
+        self.progress = progress
+
+    def run(self, paths: Sequence[str | Path], prune: bool = True) -> IndexReport:
+        """Index ``paths``; returns what was added, updated, unchanged, removed and skipped."""
+        report = IndexReport()
+        roots = [os.path.abspath(os.path.expanduser(str(p))) for p in paths]
+        known = self.store.entries()
+        seen: set[str] = set()
+        todo: list[Candidate] = []
+        for path in scan(roots, report.failed):
+            seen.add(str(path))
+            candidate = self._candidate(path, report.failed)
+            if candidate is None:
+                continue
+            entry = known.get(candidate.path)
+            if entry is not None and _unchanged(entry, candidate):
+                report.unchanged += 1
+            else:
+                todo.append(candidate)
+        self._encode_all(todo, known, report)
+        if prune:
+            # Only under roots that exist: an unmounted drive must not empty the index.
+            present = [r for r in roots if os.path.exists(r)]
+            gone = [e.id for p, e in known.items() if p not in seen and _under(p, present)]
+            self.store.delete_images(gone)
+            report.removed = len(gone)
+        self.store.add_roots([r for r in roots if os.path.isdir(r)])
+        return report
+
+    def _candidate(self, path: Path, failed: list[tuple[str, str]]) -> Candidate | None:
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            failed.append((str(path), f"cannot stat: {exc.strerror or exc}"))
+            return None
+        captions = merge_captions([(c, "manifest") for c in self.manifest.get(str(path), [])],
+                                  [(c, "sidecar") for c in sidecar_captions(path)])
+        sig = hashlib.sha1("\n".join(t for t, _ in captions).encode()).hexdigest()[:16]
+        return Candidate(str(path), stat.st_size, stat.st_mtime_ns, captions, sig)
+
+    def _encode_all(self, todo: list[Candidate], known: dict[str, Entry], report: IndexReport) -> None:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="img", file=sys.stderr, disable=not self.progress, desc="indexing")
+        batches = [todo[i:i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
+        with ThreadPoolExecutor(DECODE_THREADS) as pool:
+            pending = [pool.submit(_prepare, c) for c in batches[0]] if batches else []
+            for n in range(len(batches)):
+                current = pending
+                # Decode the next batch while this one is in the model.
+                pending = [pool.submit(_prepare, c) for c in batches[n + 1]] if n + 1 < len(batches) else []
+                ready = self._collect(current, report)
+                self._store_batch(ready)
+                for item in ready:
+                    if item.candidate.path in known:
+                        report.updated += 1
+                    else:
+                        report.added += 1
+                bar.update(len(current))
+        bar.close()
+
+    @staticmethod
+    def _collect(futures: list[Future], report: IndexReport) -> list[Prepared]:
+        ready = []
+        for future in futures:
+            result = future.result()
+            if isinstance(result, Prepared):
+                ready.append(result)
+            else:
+                report.failed.append(result)
+        return ready
+
+    def _store_batch(self, batch: list[Prepared]) -> None:
+        if not batch:
+            return
+        dim = self.encoders.dim
+        if self.encoders.image is not None:
+            vectors = self.encoders.image.encode_images([p.image for p in batch])
+        else:
+            vectors = placeholder_vectors(len(batch), dim)
+        captions = [merge_captions(p.candidate.captions, [(c, "embedded") for c in p.info.captions]) for p in batch]
+        texts = [t for items in captions for t, _ in items]
+        caption_vectors = self.encoders.text.encode_texts(texts) if texts else np.zeros((0, dim), np.float32)
+        metas = [_metadata(p, [t for t, _ in items]) for p, items in zip(batch, captions)]
+        self.store.put([image_id(p.candidate.path) for p in batch], vectors, metas, captions, caption_vectors)
+
+
+def placeholder_vectors(n: int, dim: int) -> np.ndarray:
+    """Unit vectors stored for images when no image encoder exists (offline profile).
+
+    They are never scored: an index built without an image model records ``image_model: none``,
+    and search skips the image signal for it.
+    """
+    vectors = np.zeros((n, dim), dtype=np.float32)
+    vectors[:, 0] = 1.0
+    return vectors
+
+
+def _prepare(candidate: Candidate) -> Prepared | tuple[str, str]:
+    """Read, hash and decode one file; a failure becomes ``(path, reason)``, never an exception."""
+    try:
+        data = Path(candidate.path).read_bytes()
+    except OSError as exc:
+        return candidate.path, f"cannot read: {exc.strerror or exc}"
+    try:
+        image, info = read_image(data)
+    except ImageReadError as exc:
+        return candidate.path, str(exc)
+    except Exception as exc:  # a Pillow bug on one odd file must not stop a 50,000-file run
+        return candidate.path, f"cannot decode: {type(exc).__name__}: {exc}"
+    return Prepared(candidate, image, info, hashlib.sha256(data).hexdigest())
+
+
+def _metadata(item: Prepared, captions: list[str]) -> dict[str, Any]:
+    c, info = item.candidate, item.info
+    path = Path(c.path)
+    meta: dict[str, Any] = {
+        "path": c.path, "name": path.name, "folder": str(path.parent),
+        "folders": [str(p) for p in reversed(path.parents)],
+        "size": c.size, "mtime_ns": str(c.mtime_ns), "sha256": item.sha256,
+        "width": info.width, "height": info.height, "caption_sig": c.caption_sig,
+        "date": int(info.taken.timestamp()) if info.taken else c.mtime_ns // 1_000_000_000,
+        "date_source": "exif" if info.taken else "mtime",
+    }
+    if info.taken:
+        meta["taken"] = info.taken.isoformat(sep=" ")
+    if info.camera:
+        meta["camera"] = info.camera
+    if captions:
+        meta["captions"] = captions
+    return meta
+
+
+def _unchanged(entry: Entry, candidate: Candidate) -> bool:
+    return (entry.size == candidate.size and entry.mtime_ns == str(candidate.mtime_ns)
+            and entry.caption_sig == candidate.caption_sig)
+
+
+def _under(path: str, roots: Sequence[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)

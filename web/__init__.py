@@ -1,0 +1,1 @@
+"""The mmsearch web page (Gradio)."""
