@@ -130,7 +130,8 @@ class SearchEngine:
 
         Returns:
             Hits, best first. ``Hit.scores["image"]`` is the cosine between the query vector and the
-            image vector; ``Hit.scores["caption"]`` that of the best-matching caption.
+            image vector; ``Hit.scores["caption"]`` that of the best-matching caption. Text queries rank
+            by both signals (``caption_weight``); image-only queries rank by the image signal.
         """
         vector = self.query_vector(query, image, text_weight)
         store = self.store
@@ -138,7 +139,9 @@ class SearchEngine:
             return []
         where = build_where(folder, date_from, date_to, camera, store.roots())
         candidates, best_caption = self._candidates(store, vector, max(4 * k, 40), where)
-        fused = fuse(candidates, {"image": 1.0 - self.config.caption_weight, "caption": self.config.caption_weight})
+        # "More like this" ranks by pixels: a near-duplicate must not lose to a better caption match.
+        caption_weight = self.config.caption_weight if (query or "").strip() else 0.0
+        fused = fuse(candidates, {"image": 1.0 - caption_weight, "caption": caption_weight})
         top = sorted(fused, key=lambda i: (-fused[i], i))[:k]
         metas = store.image_metadata(top)
         return [Hit(path=metas[i]["path"], score=round(fused[i], 6), caption=best_caption.get(i, ""),

