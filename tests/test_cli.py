@@ -1,0 +1,72 @@
+"""The command line: JSON output, tables, exit codes, instant --help."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mmsearch.cli import main
+
+HEAVY = ("torch", "open_clip", "chromadb", "gradio", "sentence_transformers", "transformers")
+
+
+@pytest.fixture
+def tiny_env(monkeypatch, tiny_clip, minilm, tmp_path):
+    """Model settings through the documented environment variables."""
+    monkeypatch.setenv("MMSEARCH_CLIP_MODEL", tiny_clip[0])
+    monkeypatch.setenv("MMSEARCH_CLIP_PRETRAINED", tiny_clip[1])
+    monkeypatch.setenv("MMSEARCH_TEXT_MODEL", minilm)
+    monkeypatch.setenv("MMSEARCH_DB", str(tmp_path / "cli-db"))
+
+
+def test_help_imports_no_heavy_library():
+    code = ("import sys\nfrom mmsearch.cli import build_parser\nbuild_parser().format_help()\n"
+            f"print([m for m in {HEAVY!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    proc = subprocess.run([sys.executable, "-m", "mmsearch", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "index" in proc.stdout and "search" in proc.stdout
+
+
+def test_index_search_stats_json(tiny_env, photos, capsys):
+    assert main(["index", str(photos), "--captions", str(photos / "captions.csv"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report == {"added": 6, "updated": 0, "unchanged": 0, "removed": 0, "failed": []}
+
+    assert main(["search", "a kitten napping on the couch", "-k", "3", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert len(results) == 3
+    assert set(results[0]) == {"path", "score", "scores", "caption"}
+    assert set(results[0]["scores"]) == {"image", "caption"}
+    best_caption = max(results, key=lambda r: r["scores"]["caption"] or -1)
+    assert best_caption["path"].endswith("black_cat.jpg")
+
+    assert main(["stats", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["images"] == 6 and stats["image_model"] == "open_clip:mmsearch-tiny/mmsearch-tiny.pt"
+
+
+def test_human_output_and_skipped_files(tiny_env, photos, capsys):
+    (photos / "broken.png").write_bytes(b"garbage")
+    assert main(["index", str(photos)]) == 0
+    captured = capsys.readouterr()
+    assert "added 6, updated 0, unchanged 0, removed 0, skipped 1" in captured.out
+    assert f"skipped {photos / 'broken.png'}: not an image" in captured.err
+    assert main(["search", "spaghetti", "-k", "2", "--folder", str(photos)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:4] == ["#", "score", "image", "caption"] and len([t for t in table if t[:2].strip().isdigit()]) == 2
+
+
+def test_errors_are_one_line_with_exit_1(tiny_env, photos, capsys, tmp_path):
+    assert main(["search"]) == 1
+    assert capsys.readouterr().err.strip() == "mmsearch: error: give a text query, a query image, or both"
+    assert main(["index", str(photos), "--captions", str(tmp_path / "missing.csv")]) == 1
+    assert "captions file" in capsys.readouterr().err
+    assert main(["index", str(photos)]) == 0
+    capsys.readouterr()
+    assert main(["search", "cat", "--text-model", "clip"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mmsearch: error: the index at") and len(err.splitlines()) == 1
