@@ -1,0 +1,32 @@
+"""The README's library snippet runs as written (with the tiny test models named by environment variables)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from conftest import save_image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_snippet() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.search(r"## Library\n\n```python\n(.*?)```", text, re.S).group(1)
+
+
+def test_readme_library_snippet_runs(tmp_path, monkeypatch, tiny_clip, minilm, capsys):
+    shutil.copytree(ROOT / "sample_images", tmp_path / "sample_images")
+    save_image(tmp_path / "query.jpg", (200, 120, 40))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MMSEARCH_CLIP_MODEL", tiny_clip[0])
+    monkeypatch.setenv("MMSEARCH_CLIP_PRETRAINED", tiny_clip[1])
+    monkeypatch.setenv("MMSEARCH_TEXT_MODEL", minilm)
+    namespace: dict = {}
+    exec(compile(readme_snippet(), "README.md", "exec"), namespace)
+    report, hits = namespace["report"], namespace["hits"]
+    assert report.added == 18 and report.failed == []
+    assert "added 18, updated 0, unchanged 0, removed 0, skipped 0" in capsys.readouterr().out
+    assert hits == []  # the last query filters on a folder the samples do not have
+    assert (tmp_path / "mmsearch-db").is_dir()
