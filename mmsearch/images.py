@@ -6,7 +6,6 @@ The only module that calls Pillow.
 from __future__ import annotations
 
 import io
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -50,17 +49,15 @@ def read_image(data: bytes) -> tuple[Image.Image, ImageInfo]:
     if not data:
         raise ImageReadError("empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            _check_size(image)
-            info = _read_info(image)
-            rgb = to_rgb(ImageOps.exif_transpose(image) or image)
+        image = Image.open(io.BytesIO(data))
+        _check_size(image)  # from the header, before any pixel is decoded
+        info = _read_info(image)
+        rgb = to_rgb(ImageOps.exif_transpose(image) or image)
     except ImageReadError:
         raise
     except UnidentifiedImageError:
         raise ImageReadError("not an image Pillow can identify") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
         raise ImageReadError(f"refused as a possible decompression bomb: {exc}") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageReadError(f"cannot decode: {exc}") from None

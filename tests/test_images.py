@@ -67,3 +67,10 @@ def test_png_text_chunks_are_captions():
 def test_unreadable_input_raises_image_read_error_with_reason(data, reason):
     with pytest.raises(ImageReadError, match=reason):
         read_image(data)
+
+
+def test_decompression_bomb_is_refused_from_the_header_without_decoding():
+    out = io.BytesIO()
+    Image.new("1", (12_000, 12_000)).save(out, "PNG")  # 144 M pixels declared, ~20 kB on disk
+    with pytest.raises(ImageReadError, match="exceeds the 120,000,000 pixel limit"):
+        read_image(out.getvalue())
