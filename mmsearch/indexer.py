@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -102,13 +103,15 @@ class Indexer:
                 report.unchanged += 1
             else:
                 todo.append(candidate)
-        self._encode_all(todo, known, report)
+        # Only under roots that exist: an unmounted drive must not empty the index.
+        present = [r for r in roots if os.path.exists(r)]
+        gone = {p: e for p, e in known.items() if p not in seen and _under(p, present)} if prune else {}
+        moves = _MoveTable(gone.values())
+        self._encode_all(todo, known, moves, report)
         if prune:
-            # Only under roots that exist: an unmounted drive must not empty the index.
-            present = [r for r in roots if os.path.exists(r)]
-            gone = [e.id for p, e in known.items() if p not in seen and _under(p, present)]
-            self.store.delete_images(gone)
-            report.removed = len(gone)
+            remaining = [e.id for e in gone.values() if not moves.claimed(e)]
+            self.store.delete_images(remaining)
+            report.removed = len(remaining)
         self.store.add_roots([r for r in roots if os.path.isdir(r)])
         return report
 
@@ -123,17 +126,20 @@ class Indexer:
         sig = hashlib.sha1("\n".join(t for t, _ in captions).encode()).hexdigest()[:16]
         return Candidate(str(path), stat.st_size, stat.st_mtime_ns, captions, sig)
 
-    def _encode_all(self, todo: list[Candidate], known: dict[str, Entry], report: IndexReport) -> None:
+    def _encode_all(self, todo: list[Candidate], known: dict[str, Entry], moves: _MoveTable, report: IndexReport) -> None:
         from tqdm import tqdm
 
         bar = tqdm(total=len(todo), unit="img", file=sys.stderr, disable=not self.progress, desc="indexing")
         batches = [todo[i:i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
         with ThreadPoolExecutor(DECODE_THREADS) as pool:
-            pending = [pool.submit(_prepare, c) for c in batches[0]] if batches else []
+            def submit(batch: list[Candidate]) -> list[Future]:
+                return [pool.submit(_prepare, c, None if c.path in known else moves) for c in batch]
+
+            pending = submit(batches[0]) if batches else []
             for n in range(len(batches)):
                 current = pending
                 # Decode the next batch while this one is in the model.
-                pending = [pool.submit(_prepare, c) for c in batches[n + 1]] if n + 1 < len(batches) else []
+                pending = submit(batches[n + 1]) if n + 1 < len(batches) else []
                 ready = self._collect(current, report)
                 self._store_batch(ready)
                 for item in ready:
@@ -144,13 +150,15 @@ class Indexer:
                 bar.update(len(current))
         bar.close()
 
-    @staticmethod
-    def _collect(futures: list[Future], report: IndexReport) -> list[Prepared]:
+    def _collect(self, futures: list[Future], report: IndexReport) -> list[Prepared]:
         ready = []
         for future in futures:
             result = future.result()
             if isinstance(result, Prepared):
                 ready.append(result)
+            elif isinstance(result, Moved):
+                self.store.move(result.entry.id, image_id(result.candidate.path), _file_fields(result.candidate))
+                report.moved += 1
             else:
                 report.failed.append(result)
         return ready
@@ -181,29 +189,71 @@ def placeholder_vectors(n: int, dim: int) -> np.ndarray:
     return vectors
 
 
-def _prepare(candidate: Candidate) -> Prepared | tuple[str, str]:
-    """Read, hash and decode one file; a failure becomes ``(path, reason)``, never an exception."""
+@dataclass(frozen=True)
+class Moved:
+    """A new path whose content and captions match an entry whose file is gone: a rename."""
+
+    candidate: Candidate
+    entry: Entry
+
+
+class _MoveTable:
+    """Entries of vanished files by content hash; each can be claimed once, from any decode thread."""
+
+    def __init__(self, gone: Iterable[Entry]):
+        self._by_hash: dict[str, list[Entry]] = {}
+        for entry in gone:
+            if entry.sha256:
+                self._by_hash.setdefault(entry.sha256, []).append(entry)
+        self._claimed: set[str] = set()
+        self._lock = threading.Lock()
+
+    def claim(self, sha256: str, caption_sig: str) -> Entry | None:
+        with self._lock:
+            for entry in self._by_hash.get(sha256, []):
+                if entry.id not in self._claimed and entry.caption_sig == caption_sig:
+                    self._claimed.add(entry.id)
+                    return entry
+        return None
+
+    def claimed(self, entry: Entry) -> bool:
+        return entry.id in self._claimed
+
+
+def _prepare(candidate: Candidate, moves: _MoveTable | None = None) -> Prepared | Moved | tuple[str, str]:
+    """Read, hash and decode one file; a failure becomes ``(path, reason)``, never an exception.
+
+    A new file with the content and captions of a vanished entry is a rename: it is not decoded.
+    """
     try:
         data = Path(candidate.path).read_bytes()
     except OSError as exc:
         return candidate.path, f"cannot read: {exc.strerror or exc}"
+    sha256 = hashlib.sha256(data).hexdigest()
+    entry = moves.claim(sha256, candidate.caption_sig) if moves is not None else None
+    if entry is not None:
+        return Moved(candidate, entry)
     try:
         image, info = read_image(data)
     except ImageReadError as exc:
         return candidate.path, str(exc)
     except Exception as exc:  # a Pillow bug on one odd file must not stop a 50,000-file run
         return candidate.path, f"cannot decode: {type(exc).__name__}: {exc}"
-    return Prepared(candidate, image, info, hashlib.sha256(data).hexdigest())
+    return Prepared(candidate, image, info, sha256)
+
+
+def _file_fields(c: Candidate) -> dict[str, Any]:
+    """Metadata that depends on the file's path and stat (all that changes when a file is renamed)."""
+    path = Path(c.path)
+    return {"path": c.path, "name": path.name, "folder": str(path.parent),
+            "folders": [str(p) for p in reversed(path.parents)],
+            "size": c.size, "mtime_ns": str(c.mtime_ns), "caption_sig": c.caption_sig}
 
 
 def _metadata(item: Prepared, captions: list[str]) -> dict[str, Any]:
     c, info = item.candidate, item.info
-    path = Path(c.path)
     meta: dict[str, Any] = {
-        "path": c.path, "name": path.name, "folder": str(path.parent),
-        "folders": [str(p) for p in reversed(path.parents)],
-        "size": c.size, "mtime_ns": str(c.mtime_ns), "sha256": item.sha256,
-        "width": info.width, "height": info.height, "caption_sig": c.caption_sig,
+        **_file_fields(c), "sha256": item.sha256, "width": info.width, "height": info.height,
         "date": int(info.taken.timestamp()) if info.taken else c.mtime_ns // 1_000_000_000,
         "date_source": "exif" if info.taken else "mtime",
     }

@@ -39,6 +39,7 @@ class IndexReport:
         added: Images new to the index.
         updated: Images re-encoded because the file or its captions changed.
         unchanged: Images skipped because nothing changed since the last run.
+        moved: Images renamed or moved (same content and captions): path updated, nothing re-encoded.
         removed: Index entries dropped because their file is gone.
         failed: ``(path, reason)`` for every file that was skipped as unreadable.
     """
@@ -46,6 +47,7 @@ class IndexReport:
     added: int = 0
     updated: int = 0
     unchanged: int = 0
+    moved: int = 0
     removed: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
 
@@ -56,8 +58,8 @@ class IndexReport:
         return data
 
     def summary(self) -> str:
-        """One human line, e.g. ``added 12, updated 0, unchanged 3, removed 1, skipped 2``."""
+        """One human line, e.g. ``added 12, updated 0, unchanged 3, moved 0, removed 1, skipped 2``."""
         return (
             f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, "
-            f"removed {self.removed}, skipped {len(self.failed)}"
+            f"moved {self.moved}, removed {self.removed}, skipped {len(self.failed)}"
         )

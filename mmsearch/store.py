@@ -35,6 +35,7 @@ class Entry:
     size: int
     mtime_ns: str
     caption_sig: str
+    sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,8 @@ class Store:
         out: dict[str, Entry] = {}
         for ids, metas in self._pages(self._images):
             for id_, meta in zip(ids, metas):
-                out[meta["path"]] = Entry(id_, int(meta["size"]), str(meta["mtime_ns"]), str(meta.get("caption_sig", "")))
+                out[meta["path"]] = Entry(id_, int(meta["size"]), str(meta["mtime_ns"]),
+                                          str(meta.get("caption_sig", "")), str(meta.get("sha256", "")))
         return out
 
     @staticmethod
@@ -189,6 +191,17 @@ class Store:
         if cap_ids:
             self._captions.upsert(ids=cap_ids, embeddings=caption_vectors, metadatas=cap_metas, documents=cap_docs)
         self._images.upsert(ids=ids, embeddings=vectors, metadatas=metas, documents=[m["path"] for m in metas])
+
+    def move(self, old_id: str, new_id: str, updates: dict) -> None:
+        """Give an indexed image a new id (a renamed file) and updated metadata, keeping its vectors and captions."""
+        image = self._images.get(ids=[old_id], include=["embeddings", "metadatas"])
+        meta = {**image["metadatas"][0], **updates}
+        captions = self._captions.get(where={"image_id": old_id}, include=["embeddings", "metadatas", "documents"])
+        pairs = [(doc, m.get("source", "")) for doc, m in zip(captions["documents"], captions["metadatas"])]
+        vector = np.asarray(image["embeddings"], dtype=np.float32)
+        caption_vectors = np.asarray(captions["embeddings"], dtype=np.float32).reshape(len(pairs), vector.shape[1])
+        self.put([new_id], vector, [meta], [pairs], caption_vectors)
+        self.delete_images([old_id])
 
     def delete_images(self, ids: list[str]) -> None:
         """Remove images and their captions."""

@@ -34,7 +34,7 @@ def test_help_imports_no_heavy_library():
 def test_index_search_stats_json(tiny_env, photos, capsys):
     assert main(["index", str(photos), "--captions", str(photos / "captions.csv"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report == {"added": 6, "updated": 0, "unchanged": 0, "removed": 0, "failed": []}
+    assert report == {"added": 6, "updated": 0, "unchanged": 0, "moved": 0, "removed": 0, "failed": []}
 
     assert main(["search", "a kitten napping on the couch", "-k", "3", "--json"]) == 0
     results = json.loads(capsys.readouterr().out)["results"]
@@ -53,7 +53,7 @@ def test_human_output_and_skipped_files(tiny_env, photos, capsys):
     (photos / "broken.png").write_bytes(b"garbage")
     assert main(["index", str(photos)]) == 0
     captured = capsys.readouterr()
-    assert "added 6, updated 0, unchanged 0, removed 0, skipped 1" in captured.out
+    assert "added 6, updated 0, unchanged 0, moved 0, removed 0, skipped 1" in captured.out
     assert f"skipped {photos / 'broken.png'}: not an image" in captured.err
     assert main(["search", "spaghetti", "-k", "2", "--folder", str(photos)]) == 0
     table = capsys.readouterr().out.splitlines()

@@ -215,3 +215,27 @@ def test_empty_query_and_empty_index(make_engine):
         engine.search("  ")
     assert engine.search("a cat") == []
     assert engine.stats()["images"] == 0
+
+
+def test_renamed_and_moved_files_keep_their_vectors_without_reencoding(make_engine, photos, monkeypatch):
+    engine = make_engine(caption_weight=1.0)
+    _index(engine, photos)
+    old = _id(str(photos / "pasta.jpg"))
+    vector = engine.store.image_vectors([old])[old]
+    (photos / "dinner").mkdir()
+    (photos / "pasta.jpg").rename(photos / "dinner" / "my pasta.jpg")
+    (photos / "pasta.jpg.txt").rename(photos / "dinner" / "my pasta.jpg.txt")
+    (photos / "holidays" / "uncaptioned.jpg").rename(photos / "green.jpg")
+    calls = []
+    monkeypatch.setattr(engine.encoders.image, "encode_images", lambda images: calls.append(images))
+    report = _index(engine, photos)
+    assert (report.added, report.updated, report.unchanged, report.moved, report.removed) == (0, 0, 4, 2, 0)
+    assert calls == []
+    new = _id(str(photos / "dinner" / "my pasta.jpg"))
+    np.testing.assert_allclose(engine.store.image_vectors([new])[new], vector, atol=1e-6)
+    assert engine.store.image_vectors([old]) == {}
+    hit = engine.search("pasta for dinner", k=1)[0]
+    assert hit.path == str(photos / "dinner" / "my pasta.jpg") and hit.caption == "a plate of spaghetti with tomato sauce"
+    assert hit.metadata["folder"] == str(photos / "dinner") and engine.stats()["captions"] == 5
+    assert len(engine.search("anything", k=10, folder=photos / "dinner")) == 1
+    assert engine.stats()["images"] == 6

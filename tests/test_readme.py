@@ -27,6 +27,6 @@ def test_readme_library_snippet_runs(tmp_path, monkeypatch, tiny_clip, minilm, c
     exec(compile(readme_snippet(), "README.md", "exec"), namespace)
     report, hits = namespace["report"], namespace["hits"]
     assert report.added == 18 and report.failed == []
-    assert "added 18, updated 0, unchanged 0, removed 0, skipped 0" in capsys.readouterr().out
+    assert "added 18, updated 0, unchanged 0, moved 0, removed 0, skipped 0" in capsys.readouterr().out
     assert hits == []  # the last query filters on a folder the samples do not have
     assert (tmp_path / "mmsearch-db").is_dir()
