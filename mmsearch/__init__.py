@@ -4,6 +4,7 @@ from .config import Config
 from .engine import SearchEngine
 from .errors import (
     ConfigError,
+    DatabaseBusyError,
     DimensionMismatchError,
     ImageReadError,
     IndexMismatchError,
@@ -16,6 +17,6 @@ from .records import Hit, IndexReport
 
 __version__ = "0.1.0"
 __all__ = [
-    "Config", "ConfigError", "DimensionMismatchError", "Hit", "ImageReadError", "IndexMismatchError",
+    "Config", "ConfigError", "DatabaseBusyError", "DimensionMismatchError", "Hit", "ImageReadError", "IndexMismatchError",
     "IndexReport", "MMSearchError", "ModelLoadError", "QueryError", "SearchEngine", "StoreError", "__version__",
 ]

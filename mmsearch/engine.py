@@ -109,10 +109,21 @@ class SearchEngine:
             for key, values in load_manifest(manifest_path).items():
                 manifest.setdefault(key, []).extend(values)
         with self._lock:
+            self.lock_for_writing()
             store, encoders = self.store, self.encoders
             store.create(self.signature, encoders.dim)
             indexer = Indexer(store, encoders, manifest, batch_size or self.config.batch_size, progress)
             return indexer.run(list(paths), prune=prune)
+
+    def lock_for_writing(self) -> None:
+        """Become the one process that may write this database (held until the process exits).
+
+        Raises:
+            DatabaseBusyError: another process indexes or serves it.
+        """
+        from .lock import acquire_writer_lock
+
+        acquire_writer_lock(self.config.db)
 
     # -- searching ----------------------------------------------------------------------------------
 

@@ -27,6 +27,10 @@ class StoreError(MMSearchError):
     """The vector store (Chroma) failed or could not be opened."""
 
 
+class DatabaseBusyError(StoreError):
+    """Another process is writing to (or serving) this embedded database."""
+
+
 class ImageReadError(MMSearchError):
     """One image could not be read; indexing skips the file and reports this reason."""
 

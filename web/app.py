@@ -58,6 +58,7 @@ def build_demo(engine: SearchEngine, title: str = "mmsearch") -> gr.Blocks:
 
 def launch(engine: SearchEngine, host: str = "127.0.0.1", port: int = 7860, **kwargs: Any) -> None:
     """Serve the page; only files inside the indexed folders can be fetched by the browser."""
+    engine.lock_for_writing()  # the page's process owns the database while it serves
     demo = build_demo(engine)
     demo.queue(default_concurrency_limit=4)
     demo.launch(server_name=host, server_port=port, allowed_paths=engine.stats()["roots"], **kwargs)

@@ -1,0 +1,46 @@
+"""One writer per embedded database: an exclusive lock file held by the writing process.
+
+Chroma's ``PersistentClient`` is not process-safe: concurrent writers have corrupted HNSW segments
+(chroma-core/chroma #3792, #961). A process that indexes or serves a database folder holds
+``<db>/mmsearch.lock`` until it exits; a second one gets a message naming the holder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+import threading
+from pathlib import Path
+
+from .errors import DatabaseBusyError
+
+LOCK_NAME = "mmsearch.lock"
+_held: dict[str, int] = {}  # lock path -> file descriptor; this process's locks, shared by its engines
+_guard = threading.Lock()
+
+
+def acquire_writer_lock(db: str | Path) -> None:
+    """Hold the writer lock of ``db`` for the rest of this process (re-entrant within a process).
+
+    Raises:
+        DatabaseBusyError: another process holds it.
+    """
+    Path(db).mkdir(parents=True, exist_ok=True)
+    path = str(Path(db).resolve() / LOCK_NAME)
+    with _guard:
+        if path in _held:
+            return
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise DatabaseBusyError(
+                f"the database {db} is in use by {holder}; wait for it or stop it, or index through its web page "
+                f"(two processes writing one embedded Chroma database can corrupt it)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} ({' '.join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))[:200]})"
+                  .encode(), 0)
+        _held[path] = fd  # released by the OS when the process exits, even on kill -9

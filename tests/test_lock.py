@@ -1,0 +1,39 @@
+"""Two processes never write one embedded database: the second gets a message naming the holder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+from mmsearch.lock import acquire_writer_lock
+
+HOLD = """import sys, time
+from mmsearch.lock import acquire_writer_lock
+acquire_writer_lock(sys.argv[1])
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def _index_in_other_process(db, photos, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mmsearch", "index", str(photos), "--db", str(db), "--json"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
+
+
+def test_second_writer_process_is_refused_and_may_write_after_the_holder_dies(tmp_path, photos):
+    db = tmp_path / "db"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(db)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        proc = _index_in_other_process(db, photos)
+        assert proc.returncode == 1
+        err = proc.stderr.strip()
+        assert err.startswith(f"mmsearch: error: the database {db} is in use by pid {holder.pid}")
+        assert len(err.splitlines()) == 1 and "Traceback" not in err
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    acquire_writer_lock(db)  # the kernel released the dead holder's lock
+    acquire_writer_lock(db)  # and it is re-entrant within one process (several engines, one database)
