@@ -38,7 +38,7 @@ def acquire_writer_lock(db: str | Path) -> None:
             holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
             os.close(fd)
             raise DatabaseBusyError(
-                f"the database {db} is in use by {holder}; wait for it or stop it, or index through its web page "
+                f"the database {db} is in use by {holder}; wait for it to finish or stop it, or use another --db "
                 f"(two processes writing one embedded Chroma database can corrupt it)") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} ({' '.join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))[:200]})"
