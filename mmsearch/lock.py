@@ -41,6 +41,11 @@ def acquire_writer_lock(db: str | Path) -> None:
                 f"the database {db} is in use by {holder}; wait for it to finish or stop it, or use another --db "
                 f"(two processes writing one embedded Chroma database can corrupt it)") from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} ({' '.join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))[:200]})"
-                  .encode(), 0)
+        os.pwrite(fd, _holder_description().encode(), 0)
         _held[path] = fd  # released by the OS when the process exits, even on kill -9
+
+
+def _holder_description() -> str:
+    """``pid 1234 (mmsearch serve --port 7860)``: what a refused second writer is told."""
+    program, *args = sys.argv or [""]
+    return f"pid {os.getpid()} ({' '.join([Path(program).name, *args])[:200]})"
