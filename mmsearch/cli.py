@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Config
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="caption manifest (.csv or .jsonl with path,caption); repeatable")
     index.add_argument("--batch-size", type=int, help="images per encoder batch (default 32)")
     index.add_argument("--no-prune", action="store_true", help="keep entries whose files are gone")
+    index.add_argument("--hidden", action="store_true", help="also index hidden files and folders (.name)")
     index.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
 
     search = sub.add_parser("search", parents=[models], help="search the index by text, image, or both")
@@ -98,16 +100,34 @@ def _engine(args: argparse.Namespace) -> SearchEngine:
     return SearchEngine(config=config_from_args(args))
 
 
+SHOWN_SKIPPED = 10  # skipped files listed on stderr; all of them go to <db>/skipped.tsv
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     engine = _engine(args)
-    report = engine.index(args.paths, captions=args.captions, prune=not args.no_prune, progress=not args.json)
+    report = engine.index(args.paths, captions=args.captions, prune=not args.no_prune, progress=not args.json,
+                          hidden=args.hidden)
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:
         print(f"indexed into {engine.config.db}: {report.summary()}")
-        for path, reason in report.failed:
-            print(f"  skipped {path}: {reason}", file=sys.stderr)
+        _print_skipped(report.failed, Path(engine.config.db) / "skipped.tsv")
+    if report.interrupted:
+        print("mmsearch: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
     return 0
+
+
+def _print_skipped(failed: list[tuple[str, str]], listing: Path) -> None:
+    """A few skipped files on stderr, and all of them (path<TAB>reason) in ``listing``."""
+    listing.unlink(missing_ok=True)
+    if not failed:
+        return
+    listing.write_text("".join(f"{path}\t{reason}\n" for path, reason in failed), encoding="utf-8")
+    for path, reason in failed[:SHOWN_SKIPPED]:
+        print(f"  skipped {path}: {reason}", file=sys.stderr)
+    more = f" ({len(failed) - SHOWN_SKIPPED} more)" if len(failed) > SHOWN_SKIPPED else ""
+    print(f"{len(failed)} files skipped{more}; full list: {listing}", file=sys.stderr)
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -87,7 +87,8 @@ class SearchEngine:
     # -- indexing -----------------------------------------------------------------------------------
 
     def index(self, paths: Sequence[str | Path] | str | Path, *, captions: str | Path | Sequence[str | Path] | None = None,
-              batch_size: int | None = None, prune: bool = True, progress: bool = False) -> IndexReport:
+              batch_size: int | None = None, prune: bool = True, progress: bool = False,
+              hidden: bool = False) -> IndexReport:
         """Index image files under ``paths``; only new or changed files are encoded.
 
         Args:
@@ -96,6 +97,7 @@ class SearchEngine:
             batch_size: images per encoder batch (default from the config).
             prune: drop index entries whose files are gone from the indexed folders.
             progress: show a progress bar on stderr.
+            hidden: also index hidden files and folders (names starting with a dot).
 
         Returns:
             An ``IndexReport``; unreadable files are listed in ``failed`` with their reason.
@@ -112,7 +114,7 @@ class SearchEngine:
             self.lock_for_writing()
             store, encoders = self.store, self.encoders
             store.create(self.signature, encoders.dim)
-            indexer = Indexer(store, encoders, manifest, batch_size or self.config.batch_size, progress)
+            indexer = Indexer(store, encoders, manifest, batch_size or self.config.batch_size, progress, hidden)
             return indexer.run(list(paths), prune=prune)
 
     def lock_for_writing(self) -> None:

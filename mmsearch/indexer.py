@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import stat
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +20,10 @@ import numpy as np
 from .captions import Manifest, merge_captions, sidecar_captions
 from .encoders import Encoders
 from .errors import ImageReadError
-from .images import ImageInfo, is_image_path, read_image
+from .images import ImageInfo, read_image
 from .records import IndexReport
 from .store import Entry, Store
+from .walk import scan
 
 DECODE_THREADS = 2  # decoding overlaps with the model; Pillow releases the GIL while decoding
 
@@ -50,23 +54,6 @@ def image_id(path: str) -> str:
     return hashlib.sha1(path.encode("utf-8", "surrogateescape")).hexdigest()[:24]
 
 
-def scan(paths: Iterable[str | Path], failed: list[tuple[str, str]]) -> Iterator[Path]:
-    """Image files under ``paths`` (files are taken as given), sorted; hidden files and folders skipped."""
-    for root in paths:
-        root = Path(os.path.abspath(os.path.expanduser(str(root))))
-        if root.is_file():
-            yield root
-            continue
-        if not root.is_dir():
-            failed.append((str(root), "no such file or folder"))
-            continue
-        for folder, dirs, files in os.walk(root, onerror=lambda e: failed.append((e.filename, f"cannot list: {e.strerror}"))):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            for name in sorted(files):
-                if not name.startswith(".") and is_image_path(Path(name)):
-                    yield Path(folder) / name
-
-
 class Indexer:
     """One index run over some paths into a store.
 
@@ -79,21 +66,31 @@ class Indexer:
     """
 
     def __init__(self, store: Store, encoders: Encoders, manifest: Manifest | None = None,
-                 batch_size: int = 32, progress: bool = False):
+                 batch_size: int = 32, progress: bool = False, hidden: bool = False):
         self.store = store
         self.encoders = encoders
         self.manifest = manifest or {}
         self.batch_size = batch_size
         self.progress = progress
+        self.hidden = hidden
+        self.stop = threading.Event()  # set by Ctrl-C (or by the caller): stop after the current batch
 
     def run(self, paths: Sequence[str | Path], prune: bool = True) -> IndexReport:
-        """Index ``paths``; returns what was added, updated, unchanged, removed and skipped."""
+        """Index ``paths``; returns what was added, updated, unchanged, removed and skipped.
+
+        Ctrl-C (in the main thread) stops the run after the batch being stored; the report says
+        ``interrupted`` and the same call resumes where it stopped.
+        """
+        with _stop_on_sigint(self.stop):
+            return self._run(paths, prune)
+
+    def _run(self, paths: Sequence[str | Path], prune: bool) -> IndexReport:
         report = IndexReport()
         roots = [os.path.abspath(os.path.expanduser(str(p))) for p in paths]
         known = self.store.entries()
         seen: set[str] = set()
         todo: list[Candidate] = []
-        for path in scan(roots, report.failed):
+        for path in scan(roots, report.failed, self.hidden):
             seen.add(str(path))
             candidate = self._candidate(path, report.failed)
             if candidate is None:
@@ -108,6 +105,9 @@ class Indexer:
         gone = {p: e for p, e in known.items() if p not in seen and _under(p, present)} if prune else {}
         moves = _MoveTable(gone.values())
         self._encode_all(todo, known, moves, report)
+        if self.stop.is_set():
+            report.interrupted = True
+            return report  # no pruning: entries of files not reached yet may still be claimed as moves
         if prune:
             remaining = [e.id for e in gone.values() if not moves.claimed(e)]
             self.store.delete_images(remaining)
@@ -116,15 +116,15 @@ class Indexer:
         return report
 
     def _candidate(self, path: Path, failed: list[tuple[str, str]]) -> Candidate | None:
-        try:
-            stat = path.stat()
-        except OSError as exc:
-            failed.append((str(path), f"cannot stat: {exc.strerror or exc}"))
+        reason = _unusable(path)
+        if reason:
+            failed.append((str(path), reason))
             return None
+        info = path.stat()
         captions = merge_captions([(c, "manifest") for c in self.manifest.get(str(path), [])],
                                   [(c, "sidecar") for c in sidecar_captions(path)])
         sig = hashlib.sha1("\n".join(t for t, _ in captions).encode()).hexdigest()[:16]
-        return Candidate(str(path), stat.st_size, stat.st_mtime_ns, captions, sig)
+        return Candidate(str(path), info.st_size, info.st_mtime_ns, captions, sig)
 
     def _encode_all(self, todo: list[Candidate], known: dict[str, Entry], moves: _MoveTable, report: IndexReport) -> None:
         from tqdm import tqdm
@@ -137,6 +137,10 @@ class Indexer:
 
             pending = submit(batches[0]) if batches else []
             for n in range(len(batches)):
+                if self.stop.is_set():
+                    for future in pending:
+                        future.cancel()
+                    break
                 current = pending
                 # Decode the next batch while this one is in the model.
                 pending = submit(batches[n + 1]) if n + 1 < len(batches) else []
@@ -187,6 +191,39 @@ def placeholder_vectors(n: int, dim: int) -> np.ndarray:
     vectors = np.zeros((n, dim), dtype=np.float32)
     vectors[:, 0] = 1.0
     return vectors
+
+
+@contextmanager
+def _stop_on_sigint(stop: threading.Event) -> Iterator[None]:
+    """While indexing in the main thread, the first Ctrl-C sets ``stop``; a second one interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nmmsearch: stopping after the current batch (Ctrl-C again to stop now)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _unusable(path: Path) -> str:
+    """Why a listed file cannot be indexed, or ``""``. Checked before any read, so a FIFO never blocks."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return "file name is not valid UTF-8; rename the file to index it"
+    try:
+        info = path.stat()
+    except OSError as exc:
+        return "broken symbolic link" if path.is_symlink() else f"cannot stat: {exc.strerror or exc}"
+    return "" if stat.S_ISREG(info.st_mode) else "not a regular file"
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ class IndexReport:
         moved: Images renamed or moved (same content and captions): path updated, nothing re-encoded.
         removed: Index entries dropped because their file is gone.
         failed: ``(path, reason)`` for every file that was skipped as unreadable.
+        interrupted: the run was stopped (Ctrl-C) after a batch; running it again resumes.
     """
 
     added: int = 0
@@ -50,6 +51,7 @@ class IndexReport:
     moved: int = 0
     removed: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    interrupted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable form (as printed by ``mmsearch index --json``)."""
