@@ -153,11 +153,15 @@ class Store:
 
     def caption_count(self) -> int:
         """Number of stored captions."""
-        return self._captions.count() if self.ready else 0
+        if self._captions is None and self._get_images() is not None:
+            self._open_existing()
+        return self._captions.count() if self._captions is not None else 0
 
     def entries(self) -> dict[str, Entry]:
         """Every indexed path with its change markers (compared as strings/ints, never floats)."""
         out: dict[str, Entry] = {}
+        if self._get_images() is None:
+            return out
         for ids, metas in self._pages(self._images):
             for id_, meta in zip(ids, metas):
                 out[meta["path"]] = Entry(id_, int(meta["size"]), str(meta["mtime_ns"]),
