@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--clip-pretrained",
                        help="pretrained tag or local checkpoint file (MMSEARCH_CLIP_PRETRAINED; default openai)")
     group.add_argument("--text-model", help="sentence-transformers id or folder, 'clip' or 'minilm' (MMSEARCH_TEXT_MODEL)")
+    group.add_argument("--chroma-url", metavar="URL",
+                       help="use a Chroma server (chroma run) at http://HOST:PORT instead of --db (MMSEARCH_CHROMA_URL)")
     group.add_argument("--offline", action="store_true",
                        help="offline profile: caption search with the packaged all-MiniLM-L6-v2, no image model")
 
@@ -77,7 +79,8 @@ def _server_args(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> Config:
     """Config from defaults, environment and command-line options (options win)."""
     config = Config.from_env(db=args.db, clip_model=args.clip_model, clip_pretrained=args.clip_pretrained,
-                             text_model=args.text_model, batch_size=getattr(args, "batch_size", None))
+                             text_model=args.text_model, batch_size=getattr(args, "batch_size", None),
+                             chroma_url=args.chroma_url)
     return Config.offline_profile(config) if args.offline else config
 
 
@@ -123,6 +126,7 @@ def _print_skipped(failed: list[tuple[str, str]], listing: Path) -> None:
     listing.unlink(missing_ok=True)
     if not failed:
         return
+    listing.parent.mkdir(parents=True, exist_ok=True)
     listing.write_text("".join(f"{path}\t{reason}\n" for path, reason in failed), encoding="utf-8")
     for path, reason in failed[:SHOWN_SKIPPED]:
         print(f"  skipped {path}: {reason}", file=sys.stderr)

@@ -27,6 +27,7 @@ ENV_VARS: dict[str, str] = {
     "MMSEARCH_BATCH_SIZE": "batch_size",
     "MMSEARCH_CAPTION_WEIGHT": "caption_weight",
     "MMSEARCH_CACHE_DIR": "cache_dir",
+    "MMSEARCH_CHROMA_URL": "chroma_url",
 }
 
 
@@ -53,6 +54,8 @@ class Config:
         batch_size: Images encoded per batch while indexing.
         caption_weight: Share of the caption signal in the fused score (0 = image only, 1 = caption only).
         cache_dir: Where downloaded weights are cached (library defaults when ``None``).
+        chroma_url: A Chroma server (``http://host:port``, started with ``chroma run``) to use instead of
+            the embedded database in ``db``; several processes can then index and search at once.
     """
 
     db: str = ""
@@ -63,6 +66,7 @@ class Config:
     batch_size: int = 32
     caption_weight: float = 0.5
     cache_dir: str | None = None
+    chroma_url: str | None = None
 
     def __post_init__(self) -> None:
         if not self.db:

@@ -52,7 +52,8 @@ class SearchEngine:
         self.config = config
         self._encoders = encoders
         self._store: Store | None = None
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # guards lazy opening of the store and models
+        self._index_lock = threading.Lock()
 
     # -- lazily opened parts ------------------------------------------------------------------------
 
@@ -71,7 +72,7 @@ class SearchEngine:
             if self._store is None:
                 from .store import Store
 
-                store = Store(self.config.db)
+                store = Store(self.config.db, url=self.config.chroma_url)
                 store.check(self.signature)
                 self._store = store
             return self._store
@@ -110,7 +111,7 @@ class SearchEngine:
         for manifest_path in [captions] if isinstance(captions, (str, Path)) else (captions or []):
             for key, values in load_manifest(manifest_path).items():
                 manifest.setdefault(key, []).extend(values)
-        with self._lock:
+        with self._index_lock:  # one run at a time per engine; searches go on meanwhile
             self.lock_for_writing()
             store, encoders = self.store, self.encoders
             store.create(self.signature, encoders.dim)
@@ -120,9 +121,13 @@ class SearchEngine:
     def lock_for_writing(self) -> None:
         """Become the one process that may write this database (held until the process exits).
 
+        A Chroma server (``chroma_url``) serialises writers itself, so no lock is taken for it.
+
         Raises:
             DatabaseBusyError: another process indexes or serves it.
         """
+        if self.config.chroma_url:
+            return
         from .lock import acquire_writer_lock
 
         acquire_writer_lock(self.config.db)

@@ -38,8 +38,9 @@ def acquire_writer_lock(db: str | Path) -> None:
             holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
             os.close(fd)
             raise DatabaseBusyError(
-                f"the database {db} is in use by {holder}; wait for it to finish or stop it, or use another --db "
-                f"(two processes writing one embedded Chroma database can corrupt it)") from None
+                f"the database {db} is in use by {holder}; wait for it to finish or stop it, or share the index "
+                f"through a Chroma server (chroma run, then --chroma-url) - two processes writing one embedded "
+                f"Chroma database can corrupt it") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, _holder_description().encode(), 0)
         _held[path] = fd  # released by the OS when the process exits, even on kill -9

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 
@@ -54,17 +55,24 @@ class Store:
 
     Args:
         path: Folder of the embedded Chroma database (created if missing).
+        url: ``http(s)://host:port`` of a Chroma server (``chroma run``); when given, ``path`` is unused.
     """
 
-    def __init__(self, path: str | Path):
-        self.path = str(path)
+    def __init__(self, path: str | Path, url: str | None = None):
+        self.path = url or str(path)  # where the index lives, as shown in messages
         try:
             import chromadb
 
-            Path(self.path).mkdir(parents=True, exist_ok=True)
-            self.client = chromadb.PersistentClient(
-                path=self.path, settings=chromadb.Settings(anonymized_telemetry=False))
-        except Exception as exc:  # chromadb raises several types for a bad folder
+            settings = chromadb.Settings(anonymized_telemetry=False)
+            if url:
+                parts = urlparse(url)
+                self.client = chromadb.HttpClient(host=parts.hostname or "127.0.0.1", ssl=parts.scheme == "https",
+                                                  port=parts.port or (443 if parts.scheme == "https" else 8000),
+                                                  settings=settings)
+            else:
+                Path(self.path).mkdir(parents=True, exist_ok=True)
+                self.client = chromadb.PersistentClient(path=self.path, settings=settings)
+        except Exception as exc:  # chromadb raises several types for a bad folder or an absent server
             raise StoreError(f"cannot open the database at {self.path}: {first_line(exc)}") from exc
         self._images: Any = None
         self._captions: Any = None
