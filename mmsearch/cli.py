@@ -131,7 +131,8 @@ def _print_skipped(failed: list[tuple[str, str]], listing: Path) -> None:
     for path, reason in failed[:SHOWN_SKIPPED]:
         print(f"  skipped {path}: {reason}", file=sys.stderr)
     more = f" ({len(failed) - SHOWN_SKIPPED} more)" if len(failed) > SHOWN_SKIPPED else ""
-    print(f"{len(failed)} files skipped{more}; full list: {listing}", file=sys.stderr)
+    noun = "file" if len(failed) == 1 else "files"
+    print(f"{len(failed)} {noun} skipped{more}; full list: {listing}", file=sys.stderr)
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -50,12 +50,15 @@ def test_index_search_stats_json(tiny_env, photos, capsys):
     assert stats["images"] == 6 and stats["image_model"] == "open_clip:mmsearch-tiny/mmsearch-tiny.pt"
 
 
-def test_human_output_and_skipped_files(tiny_env, photos, capsys):
+def test_human_output_and_skipped_files(tiny_env, photos, capsys, tmp_path):
     (photos / "broken.png").write_bytes(b"garbage")
     assert main(["index", str(photos)]) == 0
     captured = capsys.readouterr()
     assert "added 6, updated 0, unchanged 0, moved 0, removed 0, skipped 1" in captured.out
     assert f"skipped {photos / 'broken.png'}: not an image" in captured.err
+    listing = tmp_path / "cli-db" / "skipped.tsv"
+    assert f"1 file skipped; full list: {listing}" in captured.err
+    assert listing.read_text() == f"{photos / 'broken.png'}\tnot an image Pillow can identify\n"
     assert main(["search", "spaghetti", "-k", "2", "--folder", str(photos)]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[:4] == ["#", "score", "image", "caption"] and len([t for t in table if t[:2].strip().isdigit()]) == 2
