@@ -74,6 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
 def _server_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument("--auth", metavar="USER:PASS|FILE",
+                        help="require a login: user:password, or a file with one user:password per line")
+    parser.add_argument("--read-only", action="store_true",
+                        help="no index runs from the page (the default on a non-loopback --host without --auth)")
+    parser.add_argument("--max-file-size", default="25mb", help="largest query-image upload (default 25mb)")
+
+
+def server_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments for ``web.app.launch`` from the server options."""
+    from web.views import parse_auth
+
+    return {"host": args.host, "port": args.port, "auth": parse_auth(args.auth), "read_only": args.read_only,
+            "max_file_size": args.max_file_size}
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -178,15 +191,16 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from web.app import launch
 
-    launch(_engine(args), host=args.host, port=args.port)
+    options = server_options(args)  # malformed --auth fails before the models load
+    launch(_engine(args), **options)
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(config_from_args(args), args.folder, serve=not args.no_serve, host=args.host, port=args.port,
-                    explicit_db=bool(args.db))
+    return run_demo(config_from_args(args), args.folder, serve=not args.no_serve, explicit_db=bool(args.db),
+                    server=server_options(args) if not args.no_serve else None)
 
 
 COMMANDS: dict[str, Any] = {"index": cmd_index, "search": cmd_search, "stats": cmd_stats, "serve": cmd_serve, "demo": cmd_demo}

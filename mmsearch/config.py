@@ -83,6 +83,14 @@ class Config:
         """Whether images are encoded (False in the caption-only offline profile)."""
         return self.clip_model != NO_IMAGE_MODEL
 
+    @property
+    def thumbnail_dir(self) -> str:
+        """Where the web page keeps thumbnails: inside the database, or the XDG cache with a server."""
+        if not self.chroma_url:
+            return str(Path(self.db) / "thumbnails")
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return str(Path(base) / "mmsearch" / "thumbnails")
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         """Build a config from defaults, then ``MMSEARCH_*`` variables, then non-None ``overrides``."""

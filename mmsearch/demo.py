@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from .cli import format_hits
 from .config import Config, default_db_path
@@ -47,8 +48,8 @@ def profile_label(engine: SearchEngine) -> str:
     return f"Image model {sig['image_model']}, text model {sig['text_model']}"
 
 
-def run_demo(config: Config, folder: str, serve: bool = True, host: str = "127.0.0.1", port: int = 7860,
-             explicit_db: bool = False) -> int:
+def run_demo(config: Config, folder: str, serve: bool = True, explicit_db: bool = False,
+             server: dict[str, Any] | None = None) -> int:
     """Index ``folder`` (with its captions.csv/jsonl if present), print sample searches, serve the page."""
     if not explicit_db and config.db == default_db_path():
         config = replace(config, db=str(Path(DEMO_DB).absolute()))
@@ -61,5 +62,5 @@ def run_demo(config: Config, folder: str, serve: bool = True, host: str = "127.0
     if serve:
         from web.app import launch
 
-        launch(engine, host=host, port=port)
+        launch(engine, **(server or {}))
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
@@ -21,6 +22,7 @@ from .records import Hit, IndexReport
 if TYPE_CHECKING:
     from PIL import Image
 
+    from .indexer import ProgressCallback
     from .store import Store
 
 HIDDEN_METADATA = ("folders", "caption_sig")  # internal fields not shown in Hit.metadata
@@ -89,7 +91,7 @@ class SearchEngine:
 
     def index(self, paths: Sequence[str | Path] | str | Path, *, captions: str | Path | Sequence[str | Path] | None = None,
               batch_size: int | None = None, prune: bool = True, progress: bool = False,
-              hidden: bool = False) -> IndexReport:
+              hidden: bool = False, on_progress: ProgressCallback | None = None) -> IndexReport:
         """Index image files under ``paths``; only new or changed files are encoded.
 
         Args:
@@ -99,6 +101,7 @@ class SearchEngine:
             prune: drop index entries whose files are gone from the indexed folders.
             progress: show a progress bar on stderr.
             hidden: also index hidden files and folders (names starting with a dot).
+            on_progress: called with (done, total) images after each stored batch.
 
         Returns:
             An ``IndexReport``; unreadable files are listed in ``failed`` with their reason.
@@ -115,7 +118,7 @@ class SearchEngine:
             self.lock_for_writing()
             store, encoders = self.store, self.encoders
             store.create(self.signature, encoders.dim)
-            indexer = Indexer(store, encoders, manifest, batch_size or self.config.batch_size, progress, hidden)
+            indexer = Indexer(store, encoders, manifest, batch_size or self.config.batch_size, progress, hidden, on_progress)
             return indexer.run(list(paths), prune=prune)
 
     def lock_for_writing(self) -> None:
@@ -136,7 +139,7 @@ class SearchEngine:
 
     def search(self, query: str | None = None, *, image: str | Path | Image.Image | None = None, k: int = 10,
                folder: str | Path | None = None, date_from: DateLike = None, date_to: DateLike = None,
-               camera: str | None = None, text_weight: float = 0.5) -> list[Hit]:
+               camera: str | None = None, text_weight: float = 0.5, min_score: float = 0.0) -> list[Hit]:
         """Search by text (any language the text model knows), by image, or both.
 
         Args:
@@ -145,6 +148,7 @@ class SearchEngine:
             k: number of hits.
             folder, date_from, date_to, camera: filters (see ``mmsearch.filters.build_where``).
             text_weight: share of the text in a combined text + image query vector.
+            min_score: drop hits whose fused score (0-1, relative to this query's candidates) is lower.
 
         Returns:
             Hits, best first. ``Hit.scores["image"]`` is the cosine between the query vector and the
@@ -152,19 +156,44 @@ class SearchEngine:
             by both signals (``caption_weight``); image-only queries rank by the image signal.
         """
         vector = self.query_vector(query, image, text_weight)
+        # "More like this" ranks by pixels: a near-duplicate must not lose to a better caption match.
+        caption_weight = self.config.caption_weight if (query or "").strip() else 0.0
+        filters = {"folder": folder, "date_from": date_from, "date_to": date_to, "camera": camera}
+        return self._search_vector(vector, k, caption_weight, min_score, filters)
+
+    def similar(self, path: str | Path, k: int = 10, min_score: float = 0.0, **filters: Any) -> list[Hit]:
+        """Images most like an indexed image ("more like this"), by its stored vector: nothing is re-encoded.
+
+        The image itself is left out of the hits. Same filters as ``search``.
+
+        Raises:
+            QueryError: ``path`` is not indexed, or the index has no image vectors (offline profile).
+        """
+        from .indexer import image_id
+
+        if self.signature["image_model"] == "none":
+            raise QueryError("'more like this' needs image vectors; this index uses the caption-only offline profile")
+        own = image_id(os.path.abspath(path))
+        stored = self.store.image_vectors([own]) if self.store.ready else {}
+        if own not in stored:
+            raise QueryError(f"{path} is not in the index")
+        hits = self._search_vector(stored[own], k + 1, 0.0, min_score, filters, exclude=os.path.abspath(path))
+        return hits[:k]
+
+    def _search_vector(self, vector: np.ndarray, k: int, caption_weight: float, min_score: float,
+                       filters: dict[str, Any], exclude: str | None = None) -> list[Hit]:
         store = self.store
         if not store.ready or k <= 0:
             return []
-        where = build_where(folder, date_from, date_to, camera, store.roots())
+        where = build_where(roots=store.roots(), **filters)
         candidates, best_caption = self._candidates(store, vector, max(4 * k, 40), where)
-        # "More like this" ranks by pixels: a near-duplicate must not lose to a better caption match.
-        caption_weight = self.config.caption_weight if (query or "").strip() else 0.0
         fused = fuse(candidates, {"image": 1.0 - caption_weight, "caption": caption_weight})
-        top = sorted(fused, key=lambda i: (-fused[i], i))[:k]
-        metas = store.image_metadata(top)
-        return [Hit(path=metas[i]["path"], score=round(fused[i], 6), caption=best_caption.get(i, ""),
+        ranked = [i for i in sorted(fused, key=lambda i: (-fused[i], i)) if fused[i] >= min_score]
+        metas = store.image_metadata(ranked[:k + 1])
+        hits = [Hit(path=metas[i]["path"], score=round(fused[i], 6), caption=best_caption.get(i, ""),
                     scores=candidates[i], metadata={k_: v for k_, v in metas[i].items() if k_ not in HIDDEN_METADATA})
-                for i in top if i in metas]
+                for i in ranked[:k + 1] if i in metas]
+        return [h for h in hits if h.path != exclude][:k]
 
     def search_image(self, image: str | Path | Image.Image, k: int = 10, **filters: Any) -> list[Hit]:
         """Images most like ``image`` (a path or PIL image); same filters as ``search``."""
@@ -208,6 +237,14 @@ class SearchEngine:
         return candidates, {i: text for i, (_, text) in best.items()}
 
     # -- information --------------------------------------------------------------------------------
+
+    def facets(self) -> dict[str, list[str]]:
+        """Values the filters can take: indexed folders (roots and every folder holding images), cameras."""
+        store = self.store
+        if not store.ready:
+            return {"folders": [], "cameras": []}
+        folders = set(store.roots()) | set(store.distinct("folder"))
+        return {"folders": sorted(f for f in folders if os.path.isdir(f)), "cameras": store.distinct("camera")}
 
     def stats(self) -> dict[str, Any]:
         """What the index holds: counts, models, indexed folders, last update (unix time)."""

@@ -8,7 +8,7 @@ import signal
 import stat
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +26,7 @@ from .store import Entry, Store
 from .walk import scan
 
 DECODE_THREADS = 2  # decoding overlaps with the model; Pillow releases the GIL while decoding
+ProgressCallback = Callable[[int, int], None]  # (images processed, images to process) after each batch
 
 
 @dataclass(frozen=True)
@@ -63,15 +64,19 @@ class Indexer:
         manifest: captions from ``--captions`` files, by absolute path.
         batch_size: images per encoder batch.
         progress: show a progress bar on stderr.
+        hidden: also index hidden files and folders.
+        on_progress: called with (done, total) after each stored batch (e.g. a web progress bar).
     """
 
     def __init__(self, store: Store, encoders: Encoders, manifest: Manifest | None = None,
-                 batch_size: int = 32, progress: bool = False, hidden: bool = False):
+                 batch_size: int = 32, progress: bool = False, hidden: bool = False,
+                 on_progress: ProgressCallback | None = None):
         self.store = store
         self.encoders = encoders
         self.manifest = manifest or {}
         self.batch_size = batch_size
         self.progress = progress
+        self.on_progress = on_progress
         self.hidden = hidden
         self.stop = threading.Event()  # set by Ctrl-C (or by the caller): stop after the current batch
 
@@ -152,6 +157,8 @@ class Indexer:
                     else:
                         report.added += 1
                 bar.update(len(current))
+                if self.on_progress is not None:
+                    self.on_progress(bar.n, len(todo))
         bar.close()
 
     def _collect(self, futures: list[Future], report: IndexReport) -> list[Prepared]:

@@ -28,7 +28,8 @@ class Hit:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable form (as printed by ``mmsearch search --json``)."""
-        return {"path": self.path, "score": self.score, "scores": dict(self.scores), "caption": self.caption}
+        return {"path": self.path, "score": self.score, "scores": dict(self.scores), "caption": self.caption,
+                "metadata": dict(self.metadata)}
 
 
 @dataclass

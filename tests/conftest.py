@@ -97,7 +97,11 @@ def save_image(path: Path, colour: tuple[int, int, int], size: tuple[int, int] =
 @pytest.fixture
 def photos(tmp_path: Path) -> Path:
     """A folder of generated photos: captions from a manifest, a sidecar, and one without captions."""
-    root = tmp_path / "photos"
+    return make_photos(tmp_path / "photos")
+
+
+def make_photos(root: Path) -> Path:
+    """Write the ``PHOTOS`` set under ``root`` (see the ``photos`` fixture)."""
     rows = ["path,caption"]
     for rel, colour, source, caption in PHOTOS:
         path = save_image(root / rel, colour)

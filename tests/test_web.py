@@ -1,12 +1,27 @@
-"""The basic web page: a real Gradio server on 127.0.0.1, queried through gradio_client."""
+"""The web page: a real Gradio server on 127.0.0.1 (started by ``web.app.launch``), driven by gradio_client and HTTP."""
 
 from __future__ import annotations
 
+import os
 import socket
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
+import numpy as np
 import pytest
+from conftest import make_photos
+from PIL import Image
 
-from web.app import build_demo, run_search
+from mmsearch import SearchEngine
+from mmsearch.indexer import image_id
+from mmsearch.thumbnails import SIZES, ThumbnailCache
+from web.app import indexing_allowed, is_loopback, launch
+from web.views import SearchForm, hit_details, parse_auth, run_search
+
+CAMERA = "Canon EOS 5D"
 
 
 def free_port() -> int:
@@ -15,36 +30,221 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def indexed(make_engine, photos):
-    engine = make_engine(caption_weight=1.0)
+def add_big_photo(root: Path) -> Path:
+    """A 3000x2000 JPEG with EXIF camera and date, captioned through a sidecar."""
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Canon", "EOS 5D"
+    exif.get_ifd(0x8769)[0x9003] = "2021:07:14 18:30:00"
+    noise = np.random.default_rng(1).integers(0, 255, (2000, 3000, 3), dtype=np.uint8)
+    path = root / "big" / "harbour.jpg"
+    path.parent.mkdir(parents=True)
+    Image.fromarray(noise).save(path, quality=90, exif=exif)
+    path.with_name("harbour.jpg.txt").write_text("fishing boats moored in a harbour\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, tiny_config, tiny_encoders) -> Iterator[dict]:
+    """An indexed engine served by ``launch`` exactly as ``mmsearch serve`` does (plus a small upload limit)."""
+    base = tmp_path_factory.mktemp("web")
+    photos = make_photos(base / "photos")
+    add_big_photo(photos)
+    (base / "secret.txt").write_text("not for the browser")
+    engine = SearchEngine(base / "db", config=tiny_config, encoders=tiny_encoders, caption_weight=1.0)
     engine.index([photos], captions=photos / "captions.csv")
-    return engine
-
-
-def test_run_search_formats_hits_and_reports_errors(indexed, photos):
-    items, status = run_search(indexed, "a kitten napping on the couch", None, 3)
-    assert status == "3 results" and len(items) == 3
-    path, label = items[0]
-    assert path.endswith("black_cat.jpg") and "caption" in label and "a black cat sleeping on a sofa" in label
-    assert run_search(indexed, "", None, 3) == ([], "Type a query (any language) or add an image.")
-    items, status = run_search(indexed, "", str(photos / "missing.jpg"), 3)
-    assert items == [] and status.startswith("⚠️ cannot read")
-
-
-def test_server_answers_text_and_image_queries_through_gradio_client(indexed, photos):
-    from gradio_client import Client, handle_file
-
-    demo = build_demo(indexed)
     port = free_port()
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                        allowed_paths=[str(photos)], quiet=True)
+    demo = launch(engine, port=port, max_file_size="200kb", prevent_thread_lock=True, quiet=True)
     try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        gallery, status = client.predict("ocean shore in the evening", None, 2, api_name="/search")
-        assert status == "2 results" and len(gallery) == 2
-        assert gallery[0]["caption"].endswith("waves rolling onto a sandy beach at sunset")
-        gallery, _ = client.predict("", handle_file(str(photos / "red_bicycle.png")), 1, api_name="/search")
-        assert len(gallery) == 1 and "a red bicycle leaning against a brick wall" in gallery[0]["caption"]
+        yield {"url": f"http://127.0.0.1:{port}/", "engine": engine, "photos": photos, "base": base}
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(site):
+    from gradio_client import Client
+
+    return Client(site["url"], verbose=False)
+
+
+def names(hits: list[dict]) -> list[str]:
+    return [Path(h["file"]).name for h in hits]
+
+
+def test_text_query_returns_thumbnails_scores_and_captions(client, site):
+    gallery, hits, status = client.predict("a kitten napping on the couch", k=3, api_name="/search")
+    assert status == "3 results" and len(gallery) == 3 and names(hits)[0] == "black_cat.jpg"
+    assert gallery[0]["caption"].startswith("black_cat.jpg · 1.000 (image ") and "a black cat sleeping on a sofa" in gallery[0]["caption"]
+    assert hits[0]["scores"]["caption"] > 0.3 and hits[0]["metadata"]["width"] == 96
+    # The 12 MP-class original never goes to the browser: its tile is a thumbnail.
+    gallery, hits, _ = client.predict("boats in a harbour", k=1, api_name="/search")
+    assert names(hits) == ["harbour.jpg"]
+    with Image.open(gallery[0]["image"]) as tile:
+        assert max(tile.size) == SIZES["thumb"] and tile.size == (384, 256)
+
+
+def test_image_query_and_combined_query(client, site):
+    from gradio_client import handle_file
+
+    bike = handle_file(str(site["photos"] / "red_bicycle.png"))
+    _, hits, status = client.predict("", bike, k=3, api_name="/search")
+    assert names(hits)[0] == "red_bicycle.png" and hits[0]["scores"]["image"] == pytest.approx(1.0, abs=1e-4)
+    # Both: one query vector; captions rank here (caption_weight 1), the image part shows in the image signal.
+    _, hits, _ = client.predict("a black cat sleeping", bike, k=7, text_weight=0.5, api_name="/search")
+    assert names(hits)[0] == "black_cat.jpg" and len(hits) == 7
+    by_image = max(hits, key=lambda h: h["scores"]["image"])
+    assert Path(by_image["file"]).name == "red_bicycle.png"
+    vector = site["engine"].query_vector("a black cat sleeping", site["photos"] / "red_bicycle.png", 0.5)
+    own = image_id(by_image["file"])
+    stored = site["engine"].store.image_vectors([own])[own]
+    assert by_image["scores"]["image"] == pytest.approx(float(stored @ vector), abs=1e-4)
+
+
+def test_filters_and_score_threshold(client, site):
+    _, hits, _ = client.predict("a plate of spaghetti", k=10, folder=str(site["photos"] / "holidays"), api_name="/search")
+    assert hits and all("/holidays/" in h["file"] for h in hits)
+    _, hits, status = client.predict("boats", k=10, camera=CAMERA, api_name="/search")
+    assert names(hits) == ["harbour.jpg"]
+    _, hits, _ = client.predict("boats", k=10, date_from="2021-07-14", date_to="2021-07-14", api_name="/search")
+    assert names(hits) == ["harbour.jpg"]
+    _, hits, status = client.predict("boats", k=10, date_to="1999-12-31", api_name="/search")
+    assert hits == [] and status == "No results."
+    _, everything, _ = client.predict("a sandy beach", k=10, api_name="/search")
+    _, best, _ = client.predict("a sandy beach", k=10, min_score=0.9, api_name="/search")
+    assert 1 <= len(best) < len(everything) and all(h["score"] >= 0.9 for h in best)
+    _, _, status = client.predict("boats", date_from="14/07/2021", api_name="/search")
+    assert status.startswith("⚠️ date '14/07/2021' is not YYYY-MM-DD")
+
+
+def test_more_like_this_uses_the_stored_vector_and_leaves_the_image_out(client, site):
+    bike = str(site["photos"] / "red_bicycle.png")
+    _, hits, status = client.predict(bike, k=3, api_name="/more_like_this")
+    assert status == "3 results like red_bicycle.png" and len(hits) == 3 and "red_bicycle.png" not in names(hits)
+    expected = [h.path for h in site["engine"].search_image(bike, k=4)][1:]
+    assert [h["file"] for h in hits] == expected
+    _, hits, status = client.predict(str(site["base"] / "secret.txt"), api_name="/more_like_this")
+    assert hits == [] and status.endswith("secret.txt is not in the index")
+
+
+def test_stats_endpoint(client, site):
+    stats = client.predict(api_name="/stats")
+    assert stats["images"] == 7 and stats["roots"] == [str(site["photos"])]
+
+
+def test_non_image_upload_gets_a_message(client, site):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    fake = site["base"] / "notes.png"
+    fake.write_text("this is a text file with an image name")
+    with pytest.raises(AppError, match="notes.png is not an image mmsearch can read"):
+        client.predict("", handle_file(str(fake)), api_name="/search")
+
+
+def http(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8", "replace")
+
+
+def test_oversize_upload_refused_with_a_message(site):
+    boundary = "mmsearchboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.png\"\r\n"
+            f"Content-Type: image/png\r\n\r\n").encode() + os.urandom(400_000) + f"\r\n--{boundary}--\r\n".encode()
+    code, text = http(site["url"] + "gradio_api/upload", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert code == 413 and "File size exceeded maximum allowed size" in text
+
+
+@pytest.mark.parametrize("target", ["/etc/passwd", "{photos}/../secret.txt", "{photos}/%2E%2E/secret.txt",
+                                    "{base}/db/chroma.sqlite3", "../../etc/passwd"])
+def test_files_outside_the_indexed_folders_are_refused(site, target):
+    path = target.format(photos=site["photos"], base=site["base"])
+    code, _ = http(site["url"] + "gradio_api/file=" + path)
+    assert code in (403, 404), (path, code)
+    assert "not for the browser" not in http(site["url"] + "gradio_api/file=" + path)[1]
+
+
+def test_files_inside_the_indexed_folders_and_thumbnails_are_served(site, client):
+    assert http(site["url"] + "gradio_api/file=" + str(site["photos"] / "black_cat.jpg"))[0] == 200
+    thumb = ThumbnailCache(site["engine"].config.thumbnail_dir).get(site["photos"] / "black_cat.jpg")
+    assert http(site["url"] + "gradio_api/file=" + urllib.parse.quote(str(thumb)))[0] == 200
+
+
+def test_index_panel_indexes_a_new_folder_while_searches_go_on(client, site):
+    from conftest import save_image
+
+    extra = site["base"] / "extra"
+    for i in range(5):
+        save_image(extra / f"green_{i}.png", (30, 160 + 10 * i, 40))
+    outcome, facts, _, _ = client.predict(str(extra), api_name="/index")
+    assert outcome.startswith(f"Indexed `{extra}`: added 5, updated 0") and "**12 images**" in facts
+    assert str(extra) in facts
+    outcome, *_ = client.predict(str(site["base"] / "nope"), api_name="/index")
+    assert outcome.endswith("is not a folder on the server.")
+
+
+def test_login_required_with_auth(tiny_config, tiny_encoders, tmp_path, photos):
+    from gradio_client import Client
+
+    engine = SearchEngine(tmp_path / "db", config=tiny_config, encoders=tiny_encoders)
+    engine.index([photos])
+    port = free_port()
+    demo = launch(engine, port=port, auth=[("ann", "s3cret")], prevent_thread_lock=True, quiet=True)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        assert http(url + "config")[0] == 401
+        assert http(url + "gradio_api/file=" + str(photos / "black_cat.jpg"))[0] in (401, 403)
+        with pytest.raises(Exception):  # noqa: B017 - the client refuses to connect without a login
+            Client(url, verbose=False)
+        _, hits, _ = Client(url, auth=("ann", "s3cret"), verbose=False).predict("a cat", k=2, api_name="/search")
+        assert len(hits) == 2
+    finally:
+        demo.close()
+
+
+def test_run_search_messages(site):
+    thumbs = ThumbnailCache(site["engine"].config.thumbnail_dir)
+    assert run_search(site["engine"], thumbs, SearchForm()).status == "Type a query (any language) or add an image."
+    result = run_search(site["engine"], thumbs, SearchForm(image=str(site["photos"] / "missing.jpg")))
+    assert result.items == [] and result.status.startswith("⚠️ cannot read")
+
+
+def test_hit_details_show_where_when_and_which_camera(site):
+    result = run_search(site["engine"], ThumbnailCache(site["engine"].config.thumbnail_dir), SearchForm("harbour boats", k=1))
+    details = hit_details(result.hits[0])
+    assert "### harbour.jpg" in details and "3000 × 2000 px" in details and CAMERA in details
+    assert "2021-07-14 18:30 (taken)" in details and "- fishing boats moored in a harbour" in details
+
+
+def test_auth_parsing_and_exposure_rules(tmp_path):
+    assert parse_auth(None) is None and parse_auth("ann:pw:with:colons") == [("ann", "pw:with:colons")]
+    users = tmp_path / "users"
+    users.write_text("# users\nann:one\n\nbob:two\n")
+    assert parse_auth(str(users)) == [("ann", "one"), ("bob", "two")]
+    from mmsearch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="user:password"):
+        parse_auth("no-colon")
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
+    assert indexing_allowed("127.0.0.1", None, False) and not indexing_allowed("127.0.0.1", None, True)
+    assert not indexing_allowed("0.0.0.0", None, False) and indexing_allowed("0.0.0.0", [("a", "b")], False)
+
+
+def test_thumbnails_are_made_once_and_renewed_when_the_file_changes(tmp_path):
+    from conftest import save_image
+
+    photo = save_image(tmp_path / "p.jpg", (10, 20, 30), size=(2000, 1000))
+    cache = ThumbnailCache(tmp_path / "thumbs")
+    first = cache.get(photo)
+    stamp = first.stat().st_mtime_ns
+    assert cache.get(photo) == first and first.stat().st_mtime_ns == stamp
+    with Image.open(first) as tile:
+        assert tile.size == (384, 192)
+    with Image.open(cache.get(photo, "preview")) as large:
+        assert large.size == (1280, 640)
+    os.utime(photo, ns=(stamp + 10**9, stamp + 10**9))
+    assert cache.get(photo) != first

@@ -1,64 +1,198 @@
-"""Gradio web page around a ``SearchEngine``: a query box, an optional query image, a gallery of hits."""
+"""The Gradio search page around a ``SearchEngine``.
+
+Named API endpoints (usable with ``gradio_client``, see the README):
+
+- ``/search`` (query, image, k, min_score, text_weight, folder, date_from, date_to, camera)
+  -> (gallery, hits as JSON, status)
+- ``/more_like_this`` (path, k, min_score, folder, date_from, date_to, camera) -> the same three outputs
+- ``/stats`` () -> what the index holds
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import ipaddress
+import os
+import sys
+from typing import Any
 
+import gradio as gr
+
+from mmsearch import SearchEngine
+from mmsearch.demo import profile_label
 from mmsearch.errors import MMSearchError
+from mmsearch.thumbnails import ThumbnailCache
 
-if TYPE_CHECKING:
-    import gradio as gr
+from .views import SearchForm, hit_details, run_search, run_similar, stats_markdown
 
-    from mmsearch import Hit, SearchEngine
-
-
-def _label(hit: Hit) -> str:
-    scores = " · ".join(f"{name} {'n/a' if v is None else f'{v:.3f}'}" for name, v in hit.scores.items())
-    caption = f" — {hit.caption}" if hit.caption else ""
-    return f"{hit.score:.3f} ({scores}){caption}"
+MAX_FILE_SIZE = "25mb"  # largest upload accepted (query images)
+SEARCH_CONCURRENCY = 4  # searches answered at once; the rest wait in the queue
+EXAMPLES = ("a red bicycle", "一只猫", "ein Hund am Strand")
 
 
-def run_search(engine: SearchEngine, query: str, image: str | None, k: float) -> tuple[list[tuple[str, str]], str]:
-    """Search and format for the page: gallery items and a status line (errors become the status)."""
-    if not (query or "").strip() and not image:
-        return [], "Type a query (any language) or add an image."
-    try:
-        hits = engine.search(query or None, image=image or None, k=int(k))
-    except MMSearchError as exc:
-        return [], f"⚠️ {exc}"
-    status = f"{len(hits)} results" if hits else "No results."
-    return [(hit.path, _label(hit)) for hit in hits], status
+def _readable_upload_errors(component: gr.Image) -> gr.Image:
+    """Answer a non-image upload with a sentence in the page instead of a generic error.
+
+    Done on the instance: a ``gr.Image`` subclass would make Gradio write a ``.pyi`` stub beside this module.
+    """
+    original = component.preprocess
+
+    def preprocess(payload: Any) -> Any:
+        try:
+            return original(payload)
+        except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
+            name = getattr(payload, "orig_name", None) or "The uploaded file"
+            raise gr.Error(f"{name} is not an image mmsearch can read (JPEG, PNG, WebP, GIF, BMP, TIFF).") from exc
+
+    component.preprocess = preprocess  # type: ignore[method-assign]
+    return component
 
 
-def build_demo(engine: SearchEngine, title: str = "mmsearch") -> gr.Blocks:
-    """The Blocks app. Named API endpoint: ``/search`` (query, image, k) -> (gallery, status)."""
-    import gradio as gr
-
-    from mmsearch.demo import profile_label
-
-    stats = engine.stats()
+def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, allow_indexing: bool = True,
+               title: str = "mmsearch") -> gr.Blocks:
+    """The page: query box, query image, filters, gallery, larger view with "more like this", index panel."""
+    thumbs = thumbs or ThumbnailCache(engine.config.thumbnail_dir)
+    facets = engine.facets()
+    has_images = engine.signature["image_model"] != "none"
     with gr.Blocks(title=title) as demo:
-        gr.Markdown(f"# {title}\n{profile_label(engine)} · {stats['images']} images indexed")
+        gr.Markdown(f"# {title}\n{profile_label(engine)}", elem_id="profile")
         with gr.Row():
-            query = gr.Textbox(label="Query (any language)", placeholder="a red bicycle · 一只猫 · ein Hund am Strand", scale=4)
-            k = gr.Slider(1, 50, value=12, step=1, label="Results", scale=1)
-        image = gr.Image(label="Query image (optional)", type="filepath", height=160)
-        button = gr.Button("Search", variant="primary")
-        status = gr.Markdown()
-        gallery = gr.Gallery(label="Hits", columns=4, height="auto", object_fit="contain")
+            with gr.Column(scale=3):
+                query = gr.Textbox(label="Query (any language)", placeholder=" · ".join(EXAMPLES), elem_id="query")
+                button = gr.Button("Search", variant="primary", elem_id="search-button")
+            image = gr.Image(label="Query image (optional: upload or paste)", type="filepath", image_mode=None,
+                              sources=["upload", "clipboard"], height=170, scale=2, elem_id="query-image",
+                              interactive=has_images, visible=has_images)
+            _readable_upload_errors(image)
+        with gr.Accordion("Results and filters", open=True):
+            with gr.Row():
+                k = gr.Slider(1, 100, value=12, step=1, label="Results")
+                min_score = gr.Slider(0, 1, value=0, step=0.05, label="Score threshold (fused, best hit ≈ 1)")
+                text_weight = gr.Slider(0, 1, value=0.5, step=0.05, label="Text vs image (with both)", visible=has_images)
+            with gr.Row():
+                folder = gr.Dropdown(facets["folders"], value=None, label="Folder", allow_custom_value=True,
+                                     elem_id="folder-filter")
+                date_from = gr.Textbox(label="From (YYYY-MM-DD)", elem_id="date-from")
+                date_to = gr.Textbox(label="To (YYYY-MM-DD)", elem_id="date-to")
+                camera = gr.Dropdown(facets["cameras"], value=None, label="Camera", allow_custom_value=True)
+        status = gr.Markdown(elem_id="status", label="status")
+        gallery = gr.Gallery(label="Gallery", columns=4, height="auto", object_fit="contain", allow_preview=False,
+                             elem_id="gallery")
+        hits = gr.JSON(visible=False, label="hits")
+        with gr.Row(visible=False) as selected_row:
+            preview = gr.Image(label="Selected", interactive=False, height=480, scale=3, elem_id="preview")
+            with gr.Column(scale=2):
+                details = gr.Markdown(elem_id="details")
+                more = gr.Button("More like this", visible=has_images, elem_id="more-like-this")
+        selected = gr.Textbox(visible=False)
+        _index_panel(demo, engine, allow_indexing, folder, camera)
 
-        def search(q: str, img: str | None, n: float) -> tuple[list[tuple[str, str]], str]:
-            return run_search(engine, q, img, n)
+        filters = [folder, date_from, date_to, camera]
+        outputs = [gallery, hits, status]
 
-        inputs: list[Any] = [query, image, k]
-        button.click(search, inputs, [gallery, status], api_name="search")
-        query.submit(search, inputs, [gallery, status], api_name=False)
+        # Argument names are the API's parameter names (gradio_client keyword arguments).
+        def search(query: str, image: str | None = None, k: float = 12, min_score: float = 0.0, text_weight: float = 0.5,
+                   folder: str | None = None, date_from: str | None = None, date_to: str | None = None,
+                   camera: str | None = None) -> tuple:
+            form = SearchForm(query, image, int(k), min_score, text_weight, folder, date_from, date_to, camera)
+            return run_search(engine, thumbs, form).as_outputs()
+
+        def similar(path: str, k: float = 12, min_score: float = 0.0, folder: str | None = None,
+                    date_from: str | None = None, date_to: str | None = None, camera: str | None = None) -> tuple:
+            form = SearchForm(k=int(k), min_score=min_score, folder=folder, date_from=date_from, date_to=date_to,
+                              camera=camera)
+            return run_similar(engine, thumbs, path, form).as_outputs()
+
+        def select(found: list[dict] | None, evt: gr.SelectData) -> tuple:
+            hit = (found or [])[evt.index]
+            try:
+                large = str(thumbs.get(hit["file"], "preview"))
+            except MMSearchError:
+                large = None
+            return gr.Row(visible=True), large, hit_details(hit), hit["file"]
+
+        search_inputs = [query, image, k, min_score, text_weight, *filters]
+        button.click(search, search_inputs, outputs, api_name="search")
+        query.submit(search, search_inputs, outputs, api_visibility="private")
+        gallery.select(select, [hits], [selected_row, preview, details, selected], api_visibility="private")
+        more.click(similar, [selected, k, min_score, *filters], outputs, api_name="more_like_this")
+        gr.api(engine.stats, api_name="stats")
     return demo
 
 
-def launch(engine: SearchEngine, host: str = "127.0.0.1", port: int = 7860, **kwargs: Any) -> None:
-    """Serve the page; only files inside the indexed folders can be fetched by the browser."""
+def _index_panel(demo: gr.Blocks, engine: SearchEngine, allow_indexing: bool, folder: gr.Dropdown,
+                 camera: gr.Dropdown) -> None:
+    """Index facts, and (when allowed) an index run of a folder with a progress bar; searches go on meanwhile."""
+    label = profile_label(engine)
+    with gr.Accordion("Index", open=False):
+        facts = gr.Markdown(stats_markdown(engine.stats(), label), elem_id="index-facts")
+        with gr.Row(visible=allow_indexing):
+            target = gr.Textbox(label="Folder to index (on the server)", scale=4, elem_id="index-folder")
+            start = gr.Button("Index folder", scale=1, elem_id="index-button")
+        outcome = gr.Markdown(elem_id="index-outcome")
+
+    def run(path: str, progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008 - Gradio's injection idiom
+        if not allow_indexing:
+            raise gr.Error("Indexing from the page is switched off for this server (--read-only).")
+        path = os.path.abspath(os.path.expanduser((path or "").strip()))
+        if not os.path.isdir(path):
+            return f"⚠️ {path} is not a folder on the server.", gr.skip(), gr.skip(), gr.skip()
+        try:
+            report = engine.index([path], on_progress=lambda done, total: progress((done, total), unit="images"))
+        except MMSearchError as exc:
+            return f"⚠️ {exc}", gr.skip(), gr.skip(), gr.skip()
+        facets = engine.facets()
+        skipped = "".join(f"\n- `{p}`: {why}" for p, why in report.failed[:10])
+        return (f"Indexed `{path}`: {report.summary()}{skipped}", stats_markdown(engine.stats(), label),
+                gr.Dropdown(choices=facets["folders"]), gr.Dropdown(choices=facets["cameras"]))
+
+    start.click(run, [target], [outcome, facts, folder, camera], api_name="index" if allow_indexing else False,
+                concurrency_limit=1, concurrency_id="index")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def indexing_allowed(host: str, auth: list[tuple[str, str]] | None, read_only: bool) -> bool:
+    """Index runs from the page: on by default, off with ``read_only`` or when strangers could reach the page."""
+    return not read_only and (is_loopback(host) or bool(auth))
+
+
+def allowed_paths(engine: SearchEngine, thumbs: ThumbnailCache) -> list[str]:
+    """The only folders whose files the server hands out: the thumbnails and the indexed folders."""
+    return [str(thumbs.folder), *[r for r in engine.stats()["roots"] if os.path.isdir(r)]]
+
+
+def launch(engine: SearchEngine, host: str = "127.0.0.1", port: int = 7860, *, auth: list[tuple[str, str]] | None = None,
+           read_only: bool = False, max_file_size: str = MAX_FILE_SIZE, **kwargs: Any) -> gr.Blocks:
+    """Serve the page (blocks until stopped, unless ``prevent_thread_lock=True`` is passed on to Gradio).
+
+    Args:
+        engine: the engine to search; this process becomes the database's one writer.
+        host: address to bind; 127.0.0.1 (this machine only) unless told otherwise.
+        auth: (user, password) pairs that may log in; None serves without a login.
+        read_only: no index runs from the page. Also the default on a non-loopback address without ``auth``.
+        max_file_size: largest accepted upload, e.g. "25mb".
+        **kwargs: passed on to ``gr.Blocks.launch``.
+
+    Returns:
+        The running app (``close()`` stops it).
+    """
     engine.lock_for_writing()  # the page's process owns the database while it serves
-    demo = build_demo(engine)
-    demo.queue(default_concurrency_limit=4)
-    demo.launch(server_name=host, server_port=port, allowed_paths=engine.stats()["roots"], **kwargs)
+    exposed = not is_loopback(host)
+    if exposed and not auth:
+        print(f"mmsearch serve: {host} is reachable from other machines and there is no --auth: anyone who can reach "
+              "it can search these photos; indexing from the page is off", file=sys.stderr)
+    allow_indexing = indexing_allowed(host, auth, read_only)
+    thumbs = ThumbnailCache(engine.config.thumbnail_dir)
+    demo = build_demo(engine, thumbs, allow_indexing=allow_indexing)
+    demo.queue(default_concurrency_limit=SEARCH_CONCURRENCY)
+    demo.launch(server_name=host, server_port=port, auth=auth, allowed_paths=allowed_paths(engine, thumbs),
+                max_file_size=max_file_size, show_error=False, **kwargs)
+    return demo

@@ -1,0 +1,44 @@
+"""Thumbnails made once per (file, modification time, size) and kept on disk for the web page."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from .images import save_thumbnail
+
+SIZES = {"thumb": 384, "preview": 1280}  # gallery tiles, and the larger view of one hit
+
+
+class ThumbnailCache:
+    """Small JPEG copies of indexed images, so a browser never receives 12 MP originals.
+
+    Entries are keyed by path, modification time and size: an edited photo gets a new thumbnail.
+    Safe to use from several threads and processes (files are written atomically).
+
+    Args:
+        folder: where thumbnails are kept (``Config.thumbnail_dir``).
+    """
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder).absolute()
+
+    def get(self, path: str | Path, kind: str = "thumb") -> Path:
+        """Path of the cached thumbnail of image ``path``, made now if missing.
+
+        Raises:
+            ImageReadError: the image cannot be read (e.g. it was deleted since it was indexed).
+        """
+        size = SIZES[kind]
+        try:
+            mtime = os.stat(path).st_mtime_ns
+        except OSError as exc:
+            from .errors import ImageReadError
+
+            raise ImageReadError(f"cannot read {path}: {exc.strerror or exc}") from None
+        key = hashlib.sha1(f"{os.path.abspath(path)}\0{mtime}\0{size}".encode()).hexdigest()
+        dest = self.folder / key[:2] / f"{key}.jpg"
+        if not dest.is_file():
+            save_thumbnail(path, dest, size)
+        return dest

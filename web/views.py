@@ -1,0 +1,171 @@
+"""What the web page shows, as plain data: gallery items, hit details, index facts. No Gradio here.
+
+Every handler turns ``MMSearchError`` into a message for the page, so users see a sentence, never a
+stack trace.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mmsearch.errors import ImageReadError, MMSearchError
+
+if TYPE_CHECKING:
+    from mmsearch import Hit, SearchEngine
+    from mmsearch.thumbnails import ThumbnailCache
+
+THUMBNAIL_THREADS = 4
+GalleryItem = tuple[str, str]  # (thumbnail path, label)
+
+
+@dataclass
+class Results:
+    """One answer of the page: gallery tiles, the hits behind them (JSON-able), a status line."""
+
+    items: list[GalleryItem] = field(default_factory=list)
+    hits: list[dict[str, Any]] = field(default_factory=list)
+    status: str = ""
+
+    def as_outputs(self) -> tuple[list[GalleryItem], list[dict[str, Any]], str]:
+        return self.items, self.hits, self.status
+
+
+@dataclass(frozen=True)
+class SearchForm:
+    """The search inputs of the page, with the values Gradio hands over (empty strings for unset)."""
+
+    query: str = ""
+    image: str | None = None
+    k: int = 12
+    min_score: float = 0.0
+    text_weight: float = 0.5
+    folder: str | None = None
+    date_from: str | None = None
+    date_to: str | None = None
+    camera: str | None = None
+
+    def filters(self) -> dict[str, Any]:
+        return {"folder": self.folder or None, "date_from": (self.date_from or "").strip() or None,
+                "date_to": (self.date_to or "").strip() or None, "camera": self.camera or None}
+
+
+def run_search(engine: SearchEngine, thumbs: ThumbnailCache, form: SearchForm) -> Results:
+    """Search with the form's query, image and filters; errors become the status line."""
+    if not (form.query or "").strip() and not form.image:
+        return Results(status="Type a query (any language) or add an image.")
+    try:
+        hits = engine.search(form.query or None, image=form.image or None, k=int(form.k), min_score=form.min_score,
+                             text_weight=form.text_weight, **form.filters())
+    except MMSearchError as exc:
+        return Results(status=f"⚠️ {exc}")
+    return _results(hits, thumbs, "")
+
+
+def run_similar(engine: SearchEngine, thumbs: ThumbnailCache, path: str, form: SearchForm) -> Results:
+    """"More like this": images nearest to an indexed image's stored vector."""
+    try:
+        hits = engine.similar(path, k=int(form.k), min_score=form.min_score, **form.filters())
+    except MMSearchError as exc:
+        return Results(status=f"⚠️ {exc}")
+    return _results(hits, thumbs, f" like {Path(path).name}")
+
+
+def _results(hits: list[Hit], thumbs: ThumbnailCache, what: str) -> Results:
+    with ThreadPoolExecutor(THUMBNAIL_THREADS) as pool:
+        thumb_paths = list(pool.map(lambda h: _thumbnail(thumbs, h.path), hits))
+    shown = [(hit, thumb) for hit, thumb in zip(hits, thumb_paths) if thumb is not None]
+    missing = len(hits) - len(shown)
+    status = f"{len(shown)} results{what}" if shown else f"No results{what}."
+    if missing:
+        status += f" ({missing} indexed file{'s' if missing > 1 else ''} no longer readable; re-index to drop them)"
+    return Results([(thumb, hit_label(hit)) for hit, thumb in shown], [hit_record(hit) for hit, _ in shown], status)
+
+
+def hit_record(hit: Hit) -> dict[str, Any]:
+    """A hit as the page and its API return it. The path is under ``file``: Gradio would treat a ``path``
+    key as a file to upload to the client."""
+    data = hit.to_dict()
+    data["metadata"] = {k: v for k, v in data["metadata"].items() if k != "path"}
+    return {"file": data.pop("path"), **data}
+
+
+def _thumbnail(thumbs: ThumbnailCache, path: str) -> str | None:
+    try:
+        return str(thumbs.get(path))
+    except ImageReadError:
+        return None
+
+
+def hit_label(hit: Hit) -> str:
+    """Gallery caption: file name, fused score, each signal's cosine, best caption."""
+    scores = " · ".join(f"{name} {'n/a' if v is None else f'{v:.3f}'}" for name, v in hit.scores.items())
+    caption = f" — {hit.caption}" if hit.caption else ""
+    return f"{Path(hit.path).name} · {hit.score:.3f} ({scores}){caption}"
+
+
+def hit_details(hit: dict[str, Any]) -> str:
+    """Markdown for the larger view of one hit: where it is, when, what camera, its captions, its scores."""
+    meta = hit.get("metadata", {})
+    rows = [("File", f"`{hit['file']}`"), ("Folder", f"`{meta.get('folder', os.path.dirname(hit['file']))}`")]
+    if meta.get("width"):
+        rows.append(("Size", f"{meta['width']} × {meta['height']} px, {_bytes(int(meta.get('size', 0)))}"))
+    if meta.get("date"):
+        source = "taken" if meta.get("date_source") == "exif" else "modified"
+        rows.append(("Date", f"{datetime.fromtimestamp(int(meta['date'])):%Y-%m-%d %H:%M} ({source})"))
+    if meta.get("camera"):
+        rows.append(("Camera", html.escape(str(meta["camera"]))))
+    scores = ", ".join(f"{k} {'n/a' if v is None else f'{v:.3f}'}" for k, v in hit["scores"].items())
+    rows.append(("Score", f"{hit['score']:.3f} ({scores})"))
+    captions = meta.get("captions") or ([hit["caption"]] if hit["caption"] else [])
+    text = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    listed = "\n".join(f"- {html.escape(c)}" for c in captions) or "_no captions_"
+    return f"### {html.escape(Path(hit['file']).name)}\n\n| | |\n|---|---|\n{text}\n\n**Captions**\n\n{listed}"
+
+
+def stats_markdown(stats: dict[str, Any], profile: str) -> str:
+    """The index panel's facts: counts, models, folders, last update."""
+    stamp = stats.get("updated_at")
+    updated = f"{datetime.fromtimestamp(stamp):%Y-%m-%d %H:%M}" if stamp else "never"
+    folders = "\n".join(f"- `{r}`" for r in stats.get("roots", [])) or "- none yet"
+    return (f"**{stats['images']} images**, {stats['captions']} captions · last updated {updated}\n\n"
+            f"{profile}\n\n- image model: `{stats['image_model']}`\n- text model: `{stats['text_model']}`\n\n"
+            f"**Indexed folders**\n{folders}")
+
+
+def _bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def parse_auth(value: str | None) -> list[tuple[str, str]] | None:
+    """``--auth user:pass``, or a file with one ``user:pass`` per line; None when not set.
+
+    Raises:
+        ConfigError: malformed credentials.
+    """
+    from mmsearch.errors import ConfigError
+
+    if not value:
+        return None
+    lines = Path(value).read_text(encoding="utf-8").splitlines() if os.path.isfile(value) else [value]
+    pairs = []
+    for line in (raw.strip() for raw in lines):
+        if not line or line.startswith("#"):
+            continue
+        user, sep, password = line.partition(":")
+        if not sep or not user or not password:
+            raise ConfigError("--auth takes user:password, or a file with one user:password per line")
+        pairs.append((user, password))
+    if not pairs:
+        raise ConfigError(f"--auth file {value} holds no user:password line")
+    return pairs
