@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -111,6 +112,46 @@ def make_photos(root: Path) -> Path:
             path.with_name(path.name + ".txt").write_text(caption + "\n")
     (root / "captions.csv").write_text("\n".join(rows) + "\n")
     return root
+
+
+CAMERA = "Canon EOS 5D"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def add_big_photo(root: Path) -> Path:
+    """A 3000x2000 JPEG with EXIF camera and date, captioned through a sidecar."""
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Canon", "EOS 5D"
+    exif.get_ifd(0x8769)[0x9003] = "2021:07:14 18:30:00"
+    noise = np.random.default_rng(1).integers(0, 255, (2000, 3000, 3), dtype=np.uint8)
+    path = root / "big" / "harbour.jpg"
+    path.parent.mkdir(parents=True)
+    Image.fromarray(noise).save(path, quality=90, exif=exif)
+    path.with_name("harbour.jpg.txt").write_text("fishing boats moored in a harbour\n")
+    return path
+
+
+def launch_site(base: Path, config: Config, encoders: Encoders) -> Iterator[dict]:
+    """Index ``make_photos`` plus a big photo under ``base`` and serve it with ``web.app.launch`` exactly as
+    ``mmsearch serve`` does (plus a 200 kB upload limit); yields url, engine, photos, base; stops the server."""
+    from web.app import launch
+
+    photos = make_photos(base / "photos")
+    add_big_photo(photos)
+    (base / "secret.txt").write_text("not for the browser")
+    engine = SearchEngine(base / "db", config=config, encoders=encoders, caption_weight=1.0)
+    engine.index([photos], captions=photos / "captions.csv")
+    port = free_port()
+    demo = launch(engine, port=port, max_file_size="200kb", prevent_thread_lock=True, quiet=True)
+    try:
+        yield {"url": f"http://127.0.0.1:{port}/", "engine": engine, "photos": photos, "base": base}
+    finally:
+        demo.close()
 
 
 def unit(vector: np.ndarray) -> np.ndarray:

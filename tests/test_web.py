@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-from conftest import make_photos
+from conftest import CAMERA, free_port, launch_site
 from PIL import Image
 
 from mmsearch import SearchEngine
@@ -21,43 +18,10 @@ from mmsearch.thumbnails import SIZES, ThumbnailCache
 from web.app import indexing_allowed, is_loopback, launch
 from web.views import SearchForm, hit_details, parse_auth, run_search
 
-CAMERA = "Canon EOS 5D"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def add_big_photo(root: Path) -> Path:
-    """A 3000x2000 JPEG with EXIF camera and date, captioned through a sidecar."""
-    exif = Image.Exif()
-    exif[0x010F], exif[0x0110] = "Canon", "EOS 5D"
-    exif.get_ifd(0x8769)[0x9003] = "2021:07:14 18:30:00"
-    noise = np.random.default_rng(1).integers(0, 255, (2000, 3000, 3), dtype=np.uint8)
-    path = root / "big" / "harbour.jpg"
-    path.parent.mkdir(parents=True)
-    Image.fromarray(noise).save(path, quality=90, exif=exif)
-    path.with_name("harbour.jpg.txt").write_text("fishing boats moored in a harbour\n")
-    return path
-
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory, tiny_config, tiny_encoders) -> Iterator[dict]:
-    """An indexed engine served by ``launch`` exactly as ``mmsearch serve`` does (plus a small upload limit)."""
-    base = tmp_path_factory.mktemp("web")
-    photos = make_photos(base / "photos")
-    add_big_photo(photos)
-    (base / "secret.txt").write_text("not for the browser")
-    engine = SearchEngine(base / "db", config=tiny_config, encoders=tiny_encoders, caption_weight=1.0)
-    engine.index([photos], captions=photos / "captions.csv")
-    port = free_port()
-    demo = launch(engine, port=port, max_file_size="200kb", prevent_thread_lock=True, quiet=True)
-    try:
-        yield {"url": f"http://127.0.0.1:{port}/", "engine": engine, "photos": photos, "base": base}
-    finally:
-        demo.close()
+def site(tmp_path_factory, tiny_config, tiny_encoders):
+    yield from launch_site(tmp_path_factory.mktemp("web"), tiny_config, tiny_encoders)
 
 
 @pytest.fixture(scope="module")

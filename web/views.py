@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import os
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -123,9 +124,10 @@ def hit_details(hit: dict[str, Any]) -> str:
     scores = ", ".join(f"{k} {'n/a' if v is None else f'{v:.3f}'}" for k, v in hit["scores"].items())
     rows.append(("Score", f"{hit['score']:.3f} ({scores})"))
     captions = meta.get("captions") or ([hit["caption"]] if hit["caption"] else [])
-    text = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    rows.append(("Original", f"[open full size](gradio_api/file={urllib.parse.quote(hit['file'])})"))
+    text = "\n".join(f"- **{k}**: {v}" for k, v in rows)
     listed = "\n".join(f"- {html.escape(c)}" for c in captions) or "_no captions_"
-    return f"### {html.escape(Path(hit['file']).name)}\n\n| | |\n|---|---|\n{text}\n\n**Captions**\n\n{listed}"
+    return f"### {html.escape(Path(hit['file']).name)}\n\n{text}\n\n**Captions**\n\n{listed}"
 
 
 def stats_markdown(stats: dict[str, Any], profile: str) -> str:

@@ -1,0 +1,124 @@
+"""The page in a real headless Chromium (Debian's ``chromium``, driven by Playwright; no browser download)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import launch_site
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+TIMEOUT = 60_000  # ms; the first query of a session also warms the models up
+
+if not shutil.which(CHROMIUM) and not os.environ.get("CI"):
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install -y chromium); CI installs it", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, tiny_config, tiny_encoders):
+    yield from launch_site(tmp_path_factory.mktemp("browser"), tiny_config, tiny_encoders)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, site):
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_default_timeout(TIMEOUT)
+    page.goto(site["url"])
+    yield page
+    page.close()
+
+
+def tiles(page) -> list[str]:
+    return page.locator("#gallery .caption-label").all_inner_texts()
+
+
+def search(page, query: str) -> None:
+    from playwright.sync_api import expect
+
+    page.locator("#query textarea").fill(query)
+    page.locator("#search-button").click()
+    expect(page.locator("#status")).to_contain_text("results", timeout=TIMEOUT)
+
+
+def test_type_a_query_see_the_gallery_open_a_hit_and_ask_for_more_like_it(page, site, tmp_path):
+    from playwright.sync_api import expect
+
+    search(page, "a kitten napping on the couch")
+    first = page.locator("#gallery .caption-label").first
+    expect(first).to_contain_text("black_cat.jpg")
+    assert len(tiles(page)) == 7 and "a black cat sleeping on a sofa" in tiles(page)[0]
+    src = page.locator("#gallery img").first.get_attribute("src") or ""
+    assert "/gradio_api/file=" in src and not src.endswith("black_cat.jpg")  # a cached thumbnail, not the original
+
+    page.locator("#gallery button.thumbnail-item").first.click()
+    expect(page.locator("#details")).to_contain_text("black_cat.jpg")
+    expect(page.locator("#details")).to_contain_text("a black cat sleeping on a sofa")
+    expect(page.locator("#preview img")).to_be_visible()
+    page.screenshot(path=str(tmp_path / "hit.png"), full_page=True)
+
+    page.locator("#more-like-this").click()
+    expect(page.locator("#status")).to_contain_text("results like black_cat.jpg")
+    assert not any(t.startswith("black_cat.jpg") for t in tiles(page))
+    assert (tmp_path / "hit.png").stat().st_size > 10_000
+
+
+def test_upload_an_image_then_filter_by_folder(page, site, tmp_path):
+    from playwright.sync_api import expect
+
+    page.locator("#query-image input[type=file]").set_input_files(str(site["photos"] / "red_bicycle.png"))
+    expect(page.locator("#query-image img")).to_be_visible()
+    page.locator("#search-button").click()
+    expect(page.locator("#gallery .caption-label").first).to_contain_text("red_bicycle.png", timeout=TIMEOUT)
+    assert "image 1.000" in tiles(page)[0]
+
+    page.reload()
+    holidays = str(site["photos"] / "holidays")
+    folder = page.locator("#folder-filter input")
+    folder.fill(holidays)
+    folder.press("Enter")
+    search(page, "a plate of spaghetti")
+    expect(page.locator("#status")).to_have_text("3 results")
+    assert sorted(t.split(" · ")[0] for t in tiles(page)) == ["beach.jpg", "mountain.png", "uncaptioned.jpg"]
+    page.screenshot(path=str(tmp_path / "filtered.png"), full_page=True)
+    assert (tmp_path / "filtered.png").stat().st_size > 10_000
+
+
+def test_a_non_image_upload_is_answered_with_a_message(page, site):
+    from playwright.sync_api import expect
+
+    fake = site["base"] / "holiday.png"
+    fake.write_text("a text file with an image name")
+    page.locator("#query-image input[type=file]").set_input_files(str(fake))
+    page.locator("#search-button").click()
+    expect(page.get_by_text("holiday.png is not an image mmsearch can read").first).to_be_visible()
+    assert "Traceback" not in page.content()
+
+
+def test_the_index_panel_shows_the_models_and_indexes_a_folder(page, site):
+    from conftest import save_image
+    from playwright.sync_api import expect
+
+    page.get_by_text("Index", exact=True).click()
+    expect(page.locator("#index-facts")).to_contain_text("images")
+    expect(page.locator("#index-facts")).to_contain_text("open_clip:mmsearch-tiny")
+    new = Path(site["base"]) / "more"
+    for i in range(3):
+        save_image(new / f"blue_{i}.png", (20, 40, 200 - 20 * i))
+    page.locator("#index-folder textarea").fill(str(new))
+    page.locator("#index-button").click()
+    expect(page.locator("#index-outcome")).to_contain_text("added 3", timeout=TIMEOUT)
+    expect(page.locator("#index-facts")).to_contain_text(str(new))
