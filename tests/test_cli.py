@@ -40,7 +40,7 @@ def test_index_search_stats_json(tiny_env, photos, capsys):
     assert main(["search", "a kitten napping on the couch", "-k", "3", "--json"]) == 0
     results = json.loads(capsys.readouterr().out)["results"]
     assert len(results) == 3
-    assert set(results[0]) == {"path", "score", "scores", "caption"}
+    assert set(results[0]) == {"path", "score", "scores", "caption", "metadata"}
     assert set(results[0]["scores"]) == {"image", "caption"}
     best_caption = max(results, key=lambda r: r["scores"]["caption"] or -1)
     assert best_caption["path"].endswith("black_cat.jpg")
@@ -74,3 +74,9 @@ def test_errors_are_one_line_with_exit_1(tiny_env, photos, capsys, tmp_path):
     assert main(["search", "cat", "--text-model", "clip"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("mmsearch: error: the index at") and len(err.splitlines()) == 1
+
+
+def test_serve_rejects_malformed_auth_before_loading_anything(tiny_env, capsys):
+    assert main(["serve", "--auth", "no-password-here"]) == 1
+    err = capsys.readouterr().err
+    assert "--auth takes user:password" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
