@@ -1,4 +1,4 @@
-"""Command line: ``mmsearch index|search|stats|serve|demo``. Thin: parsing and printing only."""
+"""Command line: ``mmsearch index|search|stats|export|import|serve|demo``. Thin: parsing and printing only."""
 
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--text-model", help="sentence-transformers id or folder, 'clip' or 'minilm' (MMSEARCH_TEXT_MODEL)")
     group.add_argument("--chroma-url", metavar="URL",
                        help="use a Chroma server (chroma run) at http://HOST:PORT instead of --db (MMSEARCH_CHROMA_URL)")
+    group.add_argument("--chroma-header", action="append", metavar="'NAME: VALUE'",
+                       help="extra HTTP header for the Chroma server, repeatable (MMSEARCH_CHROMA_HEADERS); "
+                            "put a token in MMSEARCH_CHROMA_TOKEN, not on the command line")
     group.add_argument("--offline", action="store_true",
                        help="offline profile: caption search with the packaged all-MiniLM-L6-v2, no image model")
 
@@ -44,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--batch-size", type=int, help="images per encoder batch (default 32)")
     index.add_argument("--no-prune", action="store_true", help="keep entries whose files are gone")
     index.add_argument("--hidden", action="store_true", help="also index hidden files and folders (.name)")
+    index.add_argument("--shard", metavar="I/N",
+                       help="index only worker I's share of N (0-based); run N workers into one --chroma-url")
     index.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
 
     search = sub.add_parser("search", parents=[models], help="search the index by text, image, or both")
@@ -59,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     stats = sub.add_parser("stats", parents=[models], help="what the index holds and which models built it")
     stats.add_argument("--json", action="store_true", help="print JSON on stdout")
+
+    export = sub.add_parser("export", parents=[models],
+                            help="write the index (vectors and metadata) to a folder, to import elsewhere")
+    export.add_argument("folder", help="new or empty folder to write")
+    imp = sub.add_parser("import", parents=[models],
+                         help="load an export into this database or server (no re-encoding)")
+    imp.add_argument("folder", help="a folder written by mmsearch export")
 
     serve = sub.add_parser("serve", parents=[models], help="web search page (Gradio)")
     _server_args(serve)
@@ -93,7 +105,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     """Config from defaults, environment and command-line options (options win)."""
     config = Config.from_env(db=args.db, clip_model=args.clip_model, clip_pretrained=args.clip_pretrained,
                              text_model=args.text_model, batch_size=getattr(args, "batch_size", None),
-                             chroma_url=args.chroma_url)
+                             chroma_url=args.chroma_url,
+                             chroma_headers="; ".join(args.chroma_header) if args.chroma_header else None)
     return Config.offline_profile(config) if args.offline else config
 
 
@@ -122,11 +135,12 @@ SHOWN_SKIPPED = 10  # skipped files listed on stderr; all of them go to <db>/ski
 def cmd_index(args: argparse.Namespace) -> int:
     engine = _engine(args)
     report = engine.index(args.paths, captions=args.captions, prune=not args.no_prune, progress=not args.json,
-                          hidden=args.hidden)
+                          hidden=args.hidden, shard=args.shard)
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:
-        print(f"indexed into {engine.config.db}: {report.summary()}")
+        shard = f" (shard {args.shard})" if args.shard else ""
+        print(f"indexed into {engine.config.chroma_url or engine.config.db}{shard}: {report.summary()}")
         _print_skipped(report.failed, Path(engine.config.db) / "skipped.tsv")
     if report.interrupted:
         print("mmsearch: interrupted; run the same command again to resume", file=sys.stderr)
@@ -188,6 +202,37 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store(args: argparse.Namespace, write: bool) -> tuple[Any, str]:
+    """The store named by --db / --chroma-url (no models needed), and how to name it."""
+    from .store import Store
+
+    config = config_from_args(args)
+    if write and not config.chroma_url:
+        from .lock import acquire_writer_lock
+
+        acquire_writer_lock(config.db)
+    return Store.from_config(config), config.chroma_url or config.db
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .transfer import export_index
+
+    store, where = _store(args, write=False)
+    manifest = export_index(store, args.folder)
+    print(f"exported {manifest['images']} images and {manifest['captions']} captions from {where} to {args.folder}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from .transfer import import_index
+
+    store, where = _store(args, write=True)
+    manifest = import_index(store, args.folder)
+    print(f"imported {manifest['images']} images and {manifest['captions']} captions into {where} "
+          f"(models {manifest['image_model']}, {manifest['text_model']})")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from web.app import launch
 
@@ -203,4 +248,5 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     server=server_options(args) if not args.no_serve else None)
 
 
-COMMANDS: dict[str, Any] = {"index": cmd_index, "search": cmd_search, "stats": cmd_stats, "serve": cmd_serve, "demo": cmd_demo}
+COMMANDS: dict[str, Any] = {"index": cmd_index, "search": cmd_search, "stats": cmd_stats, "serve": cmd_serve, "demo": cmd_demo,
+                           "export": cmd_export, "import": cmd_import}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,9 @@ ENV_VARS: dict[str, str] = {
     "MMSEARCH_CAPTION_WEIGHT": "caption_weight",
     "MMSEARCH_CACHE_DIR": "cache_dir",
     "MMSEARCH_CHROMA_URL": "chroma_url",
+    "MMSEARCH_CHROMA_TOKEN": "chroma_token",
+    "MMSEARCH_CHROMA_HEADERS": "chroma_headers",
+    "MMSEARCH_CHROMA_RETRY_SECONDS": "chroma_retry_seconds",
 }
 
 
@@ -56,6 +59,9 @@ class Config:
         cache_dir: Where downloaded weights are cached (library defaults when ``None``).
         chroma_url: A Chroma server (``http://host:port``, started with ``chroma run``) to use instead of
             the embedded database in ``db``; several processes can then index and search at once.
+        chroma_token: Sent as ``Authorization: Bearer TOKEN`` to the server (or the proxy in front of it).
+        chroma_headers: More HTTP headers for the server, ``"Name: value; Other: value"``.
+        chroma_retry_seconds: How long to keep retrying, with backoff, while the server cannot be reached.
     """
 
     db: str = ""
@@ -67,6 +73,9 @@ class Config:
     caption_weight: float = 0.5
     cache_dir: str | None = None
     chroma_url: str | None = None
+    chroma_token: str | None = field(default=None, repr=False)  # never printed
+    chroma_headers: str | None = field(default=None, repr=False)
+    chroma_retry_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         if not self.db:
@@ -75,6 +84,9 @@ class Config:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
         if not 0.0 <= self.caption_weight <= 1.0:
             raise ConfigError(f"caption_weight must be between 0 and 1, got {self.caption_weight}")
+        if self.chroma_retry_seconds < 0:
+            raise ConfigError(f"chroma_retry_seconds must be 0 or more, got {self.chroma_retry_seconds}")
+        self.server_headers()  # malformed headers fail here, not at the first request
         if self.clip_model == NO_IMAGE_MODEL and self.text_model == CLIP_TEXT:
             raise ConfigError("text_model 'clip' needs a CLIP model; set --clip-model or another --text-model")
 
@@ -82,6 +94,20 @@ class Config:
     def has_image_model(self) -> bool:
         """Whether images are encoded (False in the caption-only offline profile)."""
         return self.clip_model != NO_IMAGE_MODEL
+
+    def server_headers(self) -> dict[str, str]:
+        """HTTP headers for the Chroma server: ``chroma_headers`` plus the bearer token."""
+        headers: dict[str, str] = {}
+        for item in (self.chroma_headers or "").replace("\n", ";").split(";"):
+            if not item.strip():
+                continue
+            name, sep, value = item.partition(":")
+            if not sep or not name.strip():
+                raise ConfigError(f"chroma header {item.strip()!r} is not 'Name: value'")
+            headers[name.strip()] = value.strip()
+        if self.chroma_token:
+            headers["Authorization"] = f"Bearer {self.chroma_token}"
+        return headers
 
     @property
     def thumbnail_dir(self) -> str:
@@ -119,7 +145,7 @@ def _coerce(name: str, raw: str, var: str) -> Any:
     try:
         if name == "batch_size":
             return int(raw)
-        if name == "caption_weight":
+        if name in ("caption_weight", "chroma_retry_seconds"):
             return float(raw)
     except ValueError as exc:
         raise ConfigError(f"{var}={raw!r} is not a number") from exc

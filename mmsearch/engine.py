@@ -22,7 +22,7 @@ from .records import Hit, IndexReport
 if TYPE_CHECKING:
     from PIL import Image
 
-    from .indexer import ProgressCallback
+    from .indexer import ProgressCallback, Shard
     from .store import Store
 
 HIDDEN_METADATA = ("folders", "caption_sig")  # internal fields not shown in Hit.metadata
@@ -74,7 +74,7 @@ class SearchEngine:
             if self._store is None:
                 from .store import Store
 
-                store = Store(self.config.db, url=self.config.chroma_url)
+                store = Store.from_config(self.config)
                 store.check(self.signature)
                 self._store = store
             return self._store
@@ -91,7 +91,8 @@ class SearchEngine:
 
     def index(self, paths: Sequence[str | Path] | str | Path, *, captions: str | Path | Sequence[str | Path] | None = None,
               batch_size: int | None = None, prune: bool = True, progress: bool = False,
-              hidden: bool = False, on_progress: ProgressCallback | None = None) -> IndexReport:
+              hidden: bool = False, on_progress: ProgressCallback | None = None,
+              shard: Shard | str | None = None) -> IndexReport:
         """Index image files under ``paths``; only new or changed files are encoded.
 
         Args:
@@ -102,11 +103,13 @@ class SearchEngine:
             progress: show a progress bar on stderr.
             hidden: also index hidden files and folders (names starting with a dot).
             on_progress: called with (done, total) images after each stored batch.
+            shard: ``"I/N"`` (or a ``Shard``): index only worker I's share of N; N workers together index
+                everything once, concurrently, into one server (``chroma_url``).
 
         Returns:
             An ``IndexReport``; unreadable files are listed in ``failed`` with their reason.
         """
-        from .indexer import Indexer
+        from .indexer import Indexer, Shard
 
         if isinstance(paths, (str, Path)):
             paths = [paths]
@@ -118,7 +121,8 @@ class SearchEngine:
             self.lock_for_writing()
             store, encoders = self.store, self.encoders
             store.create(self.signature, encoders.dim)
-            indexer = Indexer(store, encoders, manifest, batch_size or self.config.batch_size, progress, hidden, on_progress)
+            indexer = Indexer(store, encoders, manifest, batch_size or self.config.batch_size, progress, hidden, on_progress,
+                              Shard.parse(shard) if isinstance(shard, str) else shard)
             return indexer.run(list(paths), prune=prune)
 
     def lock_for_writing(self) -> None:

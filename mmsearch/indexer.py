@@ -55,6 +55,39 @@ def image_id(path: str) -> str:
     return hashlib.sha1(path.encode("utf-8", "surrogateescape")).hexdigest()[:24]
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Worker ``index`` of ``count``: owns the files whose path hash falls in its share.
+
+    Deterministic (a hash of the absolute path, nothing random or order-dependent), so N workers started
+    with ``0/N`` .. ``N-1/N`` on the same paths cover every file exactly once, on any machine that sees
+    the files under the same absolute paths.
+    """
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """``"I/N"`` with 0 <= I < N."""
+        from .errors import ConfigError
+
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise ConfigError(f"--shard takes I/N (e.g. 0/4), got {text!r}") from None
+        if not 0 <= index < count:
+            raise ConfigError(f"--shard {text}: I must be between 0 and N-1")
+        return cls(index, count)
+
+    def owns(self, path: str) -> bool:
+        """Whether this worker indexes (and may prune) ``path``."""
+        return int(image_id(path)[:12], 16) % self.count == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
 class Indexer:
     """One index run over some paths into a store.
 
@@ -66,17 +99,19 @@ class Indexer:
         progress: show a progress bar on stderr.
         hidden: also index hidden files and folders.
         on_progress: called with (done, total) after each stored batch (e.g. a web progress bar).
+        shard: index only this worker's share of the files (and prune only within it).
     """
 
     def __init__(self, store: Store, encoders: Encoders, manifest: Manifest | None = None,
                  batch_size: int = 32, progress: bool = False, hidden: bool = False,
-                 on_progress: ProgressCallback | None = None):
+                 on_progress: ProgressCallback | None = None, shard: Shard | None = None):
         self.store = store
         self.encoders = encoders
         self.manifest = manifest or {}
         self.batch_size = batch_size
         self.progress = progress
         self.on_progress = on_progress
+        self.shard = shard
         self.hidden = hidden
         self.stop = threading.Event()  # set by Ctrl-C (or by the caller): stop after the current batch
 
@@ -96,6 +131,8 @@ class Indexer:
         seen: set[str] = set()
         todo: list[Candidate] = []
         for path in scan(roots, report.failed, self.hidden):
+            if self.shard is not None and not self.shard.owns(str(path)):
+                continue
             seen.add(str(path))
             candidate = self._candidate(path, report.failed)
             if candidate is None:
@@ -107,7 +144,8 @@ class Indexer:
                 todo.append(candidate)
         # Only under roots that exist: an unmounted drive must not empty the index.
         present = [r for r in roots if os.path.exists(r)]
-        gone = {p: e for p, e in known.items() if p not in seen and _under(p, present)} if prune else {}
+        gone = {p: e for p, e in known.items()
+                if p not in seen and _under(p, present) and (self.shard is None or self.shard.owns(p))} if prune else {}
         moves = _MoveTable(gone.values())
         self._encode_all(todo, known, moves, report)
         if self.stop.is_set():

@@ -13,12 +13,16 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import numpy as np
 
 from .errors import IndexMismatchError, StoreError, first_line
+from .retry import Retrying, RetryPolicy
+
+if TYPE_CHECKING:
+    from .config import Config
 
 IMAGES, CAPTIONS = "mmsearch_images", "mmsearch_captions"
 SCHEMA = 1
@@ -58,7 +62,8 @@ class Store:
         url: ``http(s)://host:port`` of a Chroma server (``chroma run``); when given, ``path`` is unused.
     """
 
-    def __init__(self, path: str | Path, url: str | None = None):
+    def __init__(self, path: str | Path, url: str | None = None, headers: dict[str, str] | None = None,
+                 retry_seconds: float = 60.0):
         self.path = url or str(path)  # where the index lives, as shown in messages
         try:
             import chromadb
@@ -66,16 +71,26 @@ class Store:
             settings = chromadb.Settings(anonymized_telemetry=False)
             if url:
                 parts = urlparse(url)
-                self.client = chromadb.HttpClient(host=parts.hostname or "127.0.0.1", ssl=parts.scheme == "https",
-                                                  port=parts.port or (443 if parts.scheme == "https" else 8000),
-                                                  settings=settings)
+                policy = RetryPolicy(f"the Chroma server at {url}", _transient, _http_failure, retry_seconds)
+                client = policy.call(chromadb.HttpClient, host=parts.hostname or "127.0.0.1", ssl=parts.scheme == "https",
+                                     port=parts.port or (443 if parts.scheme == "https" else 8000),
+                                     headers=headers or None, settings=settings)
+                self.client = Retrying(client, policy, _is_collection)
             else:
                 Path(self.path).mkdir(parents=True, exist_ok=True)
                 self.client = chromadb.PersistentClient(path=self.path, settings=settings)
+        except StoreError:
+            raise
         except Exception as exc:  # chromadb raises several types for a bad folder or an absent server
             raise StoreError(f"cannot open the database at {self.path}: {first_line(exc)}") from exc
         self._images: Any = None
         self._captions: Any = None
+
+    @classmethod
+    def from_config(cls, config: Config) -> Store:
+        """The embedded database in ``config.db``, or the server at ``config.chroma_url`` (with its headers)."""
+        return cls(config.db, url=config.chroma_url, headers=config.server_headers(),
+                   retry_seconds=config.chroma_retry_seconds)
 
     # -- collections and the model signature -------------------------------------------------------
 
@@ -104,18 +119,28 @@ class Store:
         return True
 
     def create(self, signature: dict[str, str], dim: int) -> None:
-        """Create both collections for these models (or open them after ``check`` passes)."""
-        if self.check(signature):
-            if self.signature()["dim"] != dim:  # type: ignore[index]
-                raise IndexMismatchError(f"the index at {self.path} holds {self.signature()['dim']}-d vectors, "  # type: ignore[index]
-                                         f"the models give {dim}-d; re-index into a new --db folder")
-            return
-        meta = {"schema": SCHEMA, "image_model": signature["image_model"], "text_model": signature["text_model"],
-                "dim": dim, "roots": "[]", "updated_at": 0}
-        self._images = self.client.get_or_create_collection(
-            IMAGES, metadata=meta, configuration={"hnsw": HNSW}, embedding_function=None)
-        self._captions = self.client.get_or_create_collection(
-            CAPTIONS, metadata={"schema": SCHEMA}, configuration={"hnsw": HNSW}, embedding_function=None)
+        """Create both collections for these models, or open them if they exist for the same models.
+
+        Safe when several workers start at once: whoever wins the creation, every worker then checks the
+        stored models and dimension against its own.
+        """
+        if not self.check(signature):
+            meta = {"schema": SCHEMA, "image_model": signature["image_model"], "text_model": signature["text_model"],
+                    "dim": dim, "roots": "[]", "updated_at": 0}
+            try:
+                self.client.get_or_create_collection(
+                    IMAGES, metadata=meta, configuration={"hnsw": HNSW}, embedding_function=None)
+            except StoreError:
+                raise
+            except Exception:  # lost a creation race to another worker: what it created is checked below
+                pass
+            self._images = self._captions = None
+            if not self.check(signature):
+                raise StoreError(f"could not create the collections in {self.path}")
+        stored_dim = self.signature()["dim"]  # type: ignore[index]
+        if stored_dim != dim:
+            raise IndexMismatchError(f"the index at {self.path} holds {stored_dim}-d vectors, "
+                                     f"the models give {dim}-d; re-index into a new --db folder")
 
     def _get_images(self) -> Any:
         if self._images is None:
@@ -127,8 +152,16 @@ class Store:
 
     def _open_existing(self) -> None:
         if self._captions is None:
-            self._captions = self.client.get_or_create_collection(
-                CAPTIONS, metadata={"schema": SCHEMA}, configuration={"hnsw": HNSW}, embedding_function=None)
+            for attempt in range(3):  # get_or_create can lose a race with another worker creating it
+                try:
+                    self._captions = self.client.get_or_create_collection(
+                        CAPTIONS, metadata={"schema": SCHEMA}, configuration={"hnsw": HNSW}, embedding_function=None)
+                    return
+                except StoreError:
+                    raise
+                except Exception:
+                    if attempt == 2:
+                        raise
 
     @property
     def ready(self) -> bool:
@@ -144,6 +177,7 @@ class Store:
 
     def add_roots(self, roots: Sequence[str]) -> None:
         """Remember indexed folders and the time of this run in the collection metadata."""
+        self._images = self.client.get_collection(IMAGES, embedding_function=None)  # fresh: other workers add roots too
         meta = dict(self._images.metadata or {})
         meta["roots"] = json.dumps(sorted(set(self.roots()) | set(roots)))
         meta["updated_at"] = int(time.time())
@@ -229,6 +263,33 @@ class Store:
         if image_ids:
             self._captions.delete(where={"image_id": {"$in": list(image_ids)}})
 
+    # -- whole-collection transfer (export / import) ------------------------------------------------
+
+    def records(self, which: str) -> Iterator[tuple[list[str], np.ndarray, list[dict], list[str]]]:
+        """All records of ``"images"`` or ``"captions"`` in pages: (ids, float32 vectors, metadatas, documents)."""
+        collection = self._collection(which)
+        offset = 0
+        while collection is not None:
+            page = collection.get(include=["embeddings", "metadatas", "documents"], limit=PAGE, offset=offset)
+            if not page["ids"]:
+                return
+            yield (page["ids"], np.asarray(page["embeddings"], dtype=np.float32), page["metadatas"], page["documents"])
+            offset += len(page["ids"])
+
+    def write_records(self, which: str, ids: list[str], vectors: np.ndarray, metas: list[dict], docs: list[str]) -> None:
+        """Upsert records as they are (vectors, metadata and documents of an export)."""
+        for start in range(0, len(ids), PAGE):
+            end = start + PAGE
+            self._collection(which).upsert(ids=ids[start:end], embeddings=vectors[start:end], metadatas=metas[start:end],
+                                           documents=docs[start:end])
+
+    def _collection(self, which: str) -> Any:
+        if which not in ("images", "captions"):
+            raise ValueError(f"unknown collection {which!r}")
+        if self._get_images() is not None:
+            self._open_existing()
+        return self._images if which == "images" else self._captions
+
     # -- reads ---------------------------------------------------------------------------------------
 
     def query_images(self, vector: np.ndarray, n: int, where: dict | None) -> dict[str, float]:
@@ -282,6 +343,46 @@ class Store:
             for _, metas in self._pages(self._images):
                 values.update(str(m[key]) for m in metas if m.get(key) is not None)
         return sorted(values)
+
+
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """An exception and the ones it was raised from or during (chromadb re-raises httpx errors bare)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _transient(exc: BaseException) -> bool:
+    """Whether a failed server request is worth retrying: the server is down, restarting or overloaded."""
+    import httpx
+
+    for err in _chain(exc):
+        if isinstance(err, httpx.TransportError):
+            return True
+        if isinstance(err, httpx.HTTPStatusError):
+            return err.response.status_code in (502, 503, 504)
+        if isinstance(err, ValueError) and "Could not connect to a Chroma server" in str(err):
+            return True
+    return False
+
+
+def _http_failure(exc: BaseException) -> str | None:
+    """'HTTP 401 Unauthorized' when a request failed with an HTTP error that is not Chroma's own error."""
+    import httpx
+
+    for err in _chain(exc):
+        if isinstance(err, httpx.HTTPStatusError):
+            hint = " (check MMSEARCH_CHROMA_TOKEN / --chroma-header)" if err.response.status_code in (401, 403) else ""
+            return f"HTTP {err.response.status_code} {err.response.reason_phrase}{hint}"
+    return None
+
+
+def _is_collection(value: Any) -> bool:
+    from chromadb.api.models.Collection import Collection
+
+    return isinstance(value, Collection)
 
 
 def _filter_fields(meta: dict) -> dict:

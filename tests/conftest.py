@@ -8,6 +8,10 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -152,6 +156,50 @@ def launch_site(base: Path, config: Config, encoders: Encoders) -> Iterator[dict
         yield {"url": f"http://127.0.0.1:{port}/", "engine": engine, "photos": photos, "base": base}
     finally:
         demo.close()
+
+
+def folder_of_images(root: Path, n: int) -> Path:
+    """``n`` small distinct PNGs in ``root``."""
+    for i in range(n):
+        save_image(root / f"img{i:04d}.png", ((37 * i) % 256, (11 * i) % 256, 90), size=(40, 30))
+    return root
+
+
+class ChromaServer:
+    """A real ``chroma run`` on a free 127.0.0.1 port; ``stop()``/``start()`` restart it on the same data and port."""
+
+    def __init__(self, path: Path):
+        self.path, self.port = path, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        chroma = Path(sys.executable).with_name("chroma")
+        self.proc = subprocess.Popen([str(chroma), "run", "--path", str(self.path), "--host", "127.0.0.1",
+                                      "--port", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"{self.url}/api/v2/heartbeat", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("chroma run did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def chroma_server(tmp_path: Path) -> Iterator[ChromaServer]:
+    """A ``ChromaServer`` started for the test and stopped after it."""
+    server = ChromaServer(tmp_path / "chroma-server")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def unit(vector: np.ndarray) -> np.ndarray:
