@@ -21,7 +21,7 @@ MAX_PIXELS = 120_000_000  # refuse larger images (decompression bombs) before de
 
 # EXIF tags (see the EXIF 2.32 spec)
 _IMAGE_DESCRIPTION, _MAKE, _MODEL, _EXIF_IFD = 0x010E, 0x010F, 0x0110, 0x8769
-_XP_COMMENT, _DATETIME = 0x9C9C, 0x0132
+_XP_COMMENT, _DATETIME, _ORIENTATION = 0x9C9C, 0x0132, 0x0112
 _DATETIME_ORIGINAL, _USER_COMMENT = 0x9003, 0x9286
 _PNG_CAPTION_KEYS = ("description", "comment", "title", "caption")
 
@@ -42,8 +42,15 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def read_image(data: bytes) -> tuple[Image.Image, ImageInfo]:
-    """Decode image bytes into an upright RGB image and its ``ImageInfo``.
+def read_image(data: bytes, min_side: int | None = None) -> tuple[Image.Image, ImageInfo]:
+    """Decode image bytes into an upright RGB image and its ``ImageInfo`` (with the full size).
+
+    Args:
+        data: the file's bytes.
+        min_side: the consumer needs only this many pixels on the short side (a CLIP model: 224).
+            JPEGs are then decoded at reduced scale (Pillow ``draft``: a 12 MP photo decodes ~8x
+            faster), and every image larger than that is shrunk exactly as torchvision's
+            ``Resize(min_side)`` in open_clip's preprocess would, so the model gets the same input.
 
     Raises:
         ImageReadError: the bytes are not a readable image, or it is too large to decode safely.
@@ -54,7 +61,11 @@ def read_image(data: bytes) -> tuple[Image.Image, ImageInfo]:
         image = Image.open(io.BytesIO(data))
         _check_size(image)  # from the header, before any pixel is decoded
         info = _read_info(image)
+        if min_side:
+            image.draft("RGB", (min_side, min_side))
         rgb = to_rgb(ImageOps.exif_transpose(image) or image)
+        if min_side:
+            rgb = shrink_to(rgb, min_side)
     except ImageReadError:
         raise
     except UnidentifiedImageError:
@@ -63,8 +74,21 @@ def read_image(data: bytes) -> tuple[Image.Image, ImageInfo]:
         raise ImageReadError(f"refused as a possible decompression bomb: {exc}") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageReadError(f"cannot decode: {exc}") from None
-    width, height = rgb.size
-    return rgb, ImageInfo(width, height, info.taken, info.camera, info.captions)
+    return rgb, info
+
+
+def shrink_to(image: Image.Image, side: int) -> Image.Image:
+    """Resize so the short side is ``side`` (bicubic), with torchvision ``Resize(side)``'s size rounding.
+
+    Images whose short side is already ``side`` or less are returned unchanged.
+    """
+    width, height = image.size
+    short, long = (width, height) if width <= height else (height, width)
+    if short <= side:
+        return image
+    new_long = int(side * long / short)
+    size = (side, new_long) if width <= height else (new_long, side)
+    return image.resize(size, Image.Resampling.BICUBIC)
 
 
 def open_rgb(source: str | Path | Image.Image) -> Image.Image:
@@ -129,7 +153,10 @@ def _read_info(image: Image.Image) -> ImageInfo:
     captions = _exif_captions(exif, sub) + _png_captions(image)
     camera = " ".join(v for v in (_clean(exif.get(_MAKE)), _clean(exif.get(_MODEL))) if v) or None
     taken = _parse_exif_date(sub.get(_DATETIME_ORIGINAL) or exif.get(_DATETIME))
-    return ImageInfo(image.width, image.height, taken, camera, _dedupe(captions))
+    width, height = image.size
+    if exif.get(_ORIENTATION) in (5, 6, 7, 8):  # stored rotated by 90 degrees: upright size is swapped
+        width, height = height, width
+    return ImageInfo(width, height, taken, camera, _dedupe(captions))
 
 
 def _exif_captions(exif: Image.Exif, sub: dict) -> list[str]:

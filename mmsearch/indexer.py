@@ -26,6 +26,7 @@ from .store import Entry, Store
 from .walk import scan
 
 DECODE_THREADS = 2  # decoding overlaps with the model; Pillow releases the GIL while decoding
+PLACEHOLDER_SIDE = 64  # decode size when no image model reads the pixels (offline profile)
 ProgressCallback = Callable[[int, int], None]  # (images processed, images to process) after each batch
 
 
@@ -173,10 +174,13 @@ class Indexer:
         from tqdm import tqdm
 
         bar = tqdm(total=len(todo), unit="img", file=sys.stderr, disable=not self.progress, desc="indexing")
+        # Decode only the pixels the model uses; without an image model, decode small (metadata only).
+        image = self.encoders.image
+        min_side = getattr(image, "input_size", None) if image is not None else PLACEHOLDER_SIDE
         batches = [todo[i:i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
         with ThreadPoolExecutor(DECODE_THREADS) as pool:
             def submit(batch: list[Candidate]) -> list[Future]:
-                return [pool.submit(_prepare, c, None if c.path in known else moves) for c in batch]
+                return [pool.submit(_prepare, c, None if c.path in known else moves, min_side) for c in batch]
 
             pending = submit(batches[0]) if batches else []
             for n in range(len(batches)):
@@ -302,8 +306,9 @@ class _MoveTable:
         return entry.id in self._claimed
 
 
-def _prepare(candidate: Candidate, moves: _MoveTable | None = None) -> Prepared | Moved | tuple[str, str]:
-    """Read, hash and decode one file; a failure becomes ``(path, reason)``, never an exception.
+def _prepare(candidate: Candidate, moves: _MoveTable | None = None, min_side: int | None = None
+             ) -> Prepared | Moved | tuple[str, str]:
+    """Read, hash and decode one file (at the size the model needs); a failure becomes ``(path, reason)``.
 
     A new file with the content and captions of a vanished entry is a rename: it is not decoded.
     """
@@ -316,7 +321,7 @@ def _prepare(candidate: Candidate, moves: _MoveTable | None = None) -> Prepared 
     if entry is not None:
         return Moved(candidate, entry)
     try:
-        image, info = read_image(data)
+        image, info = read_image(data, min_side)
     except ImageReadError as exc:
         return candidate.path, str(exc)
     except Exception as exc:  # a Pillow bug on one odd file must not stop a 50,000-file run

@@ -126,3 +126,64 @@ def test_cli_reports_unloadable_weights_in_one_line_with_exit_1(tmp_path):
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("mmsearch: error: cannot load open_clip weights 'openai' for ViT-B-32")
     assert "Traceback" not in proc.stderr
+
+
+SAMPLES = ("astronaut.png", "china-temple.jpg", "chelsea-cat.png", "coffee.png")
+
+
+def _phone_photo(name: str, size: tuple[int, int] = (4032, 3024)) -> bytes:
+    """A sample photo scaled up to phone size, saved as a JPEG (what draft decoding is for)."""
+    import io
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "sample_images"
+    buffer = io.BytesIO()
+    Image.open(root / name).convert("RGB").resize(size, Image.Resampling.BICUBIC).save(buffer, "JPEG", quality=92)
+    return buffer.getvalue()
+
+
+def test_shrinking_in_the_decode_threads_gives_open_clip_exactly_the_same_input(tiny_encoders):
+    import torch
+
+    from mmsearch.images import read_image, shrink_to
+
+    encoder = tiny_encoders.image
+    assert encoder.input_size == TINY_CLIP["vision_cfg"]["image_size"]
+    for size in [(640, 480), (481, 1033), (65, 64), (3000, 97), (64, 50)]:
+        image = Image.open(save_image_bytes(size)).convert("RGB")
+        assert torch.equal(encoder.preprocess(shrink_to(image, encoder.input_size)), encoder.preprocess(image)), size
+    # Non-JPEGs decode in full and are only shrunk: identical vectors.
+    png = save_image_bytes((900, 700), "PNG").getvalue()
+    full, small = read_image(png)[0], read_image(png, encoder.input_size)[0]
+    assert np.array_equal(encoder.encode_images([full]), encoder.encode_images([small]))
+
+
+def save_image_bytes(size: tuple[int, int], fmt: str = "PNG"):
+    import io
+
+    rng = np.random.default_rng(size[0] * 7 + size[1])
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(buffer, fmt)
+    buffer.seek(0)
+    return buffer
+
+
+def test_draft_decoding_of_phone_jpegs_keeps_vit_b_32_vectors_within_0_99_cosine():
+    """Reduced-scale JPEG decoding (the default indexing path) against a full decode, on ViT-B-32's real
+    architecture and preprocess (random weights: no hub here; the input difference is what is measured)."""
+    import open_clip
+    import torch
+
+    from mmsearch.images import read_image
+
+    model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32")
+    model.eval()
+    for name in SAMPLES:
+        data = _phone_photo(name)
+        (full, _), (fast, info) = read_image(data), read_image(data, 224)
+        assert (info.width, info.height) == (4032, 3024) and min(fast.size) == 224
+        a, b = preprocess(full), preprocess(fast)
+        assert float((a - b).abs().mean()) < 0.03, name  # normalised pixel units (std ~1)
+        with torch.inference_mode():
+            va, vb = model.encode_image(torch.stack([a, b])).numpy()
+        assert _cosines(va[None], vb[None])[0] >= 0.99, name

@@ -25,10 +25,15 @@ class TextEncoder(Protocol):
 
 @runtime_checkable
 class ImageEncoder(Protocol):
-    """Embeds RGB images into the shared image-text space."""
+    """Embeds RGB images into the shared image-text space.
+
+    ``input_size`` is the short side the model resizes images to first (224 for ViT-B-32), or None when
+    it does not resize that way; the indexer then decodes images at that size in its worker threads.
+    """
 
     model_id: str
     dim: int
+    input_size: int | None
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Return a float32 array of shape ``(len(images), dim)`` whose rows have unit length."""

@@ -76,6 +76,8 @@ class OpenClipEncoder:
         self.preprocess = preprocess
         self.tokenizer = open_clip.get_tokenizer(name)
         self.dim = int(_embed_dim(model))
+        self.input_size = _resize_side(preprocess)
+
 
     @staticmethod
     def _weights_kwargs(open_clip: Any, name: str, pretrained: str) -> dict[str, Any]:
@@ -108,6 +110,21 @@ class OpenClipEncoder:
         tokens = self.tokenizer(list(texts)).to(self.device)
         with self._torch.inference_mode():
             return l2_normalize(self.model.encode_text(tokens).float().cpu().numpy())
+
+
+def _resize_side(preprocess: Any) -> int | None:
+    """The short side the preprocess resizes to first (``Resize(224)``), or None for other resize modes.
+
+    Indexing decodes and shrinks images to it in worker threads (see ``images.read_image``).
+    """
+    from torchvision import transforms
+
+    first = (getattr(preprocess, "transforms", None) or [None])[0]
+    if isinstance(first, transforms.Resize) and isinstance(first.size, int) and first.max_size is None:
+        return first.size
+    if isinstance(first, transforms.Resize) and isinstance(first.size, (list, tuple)) and len(first.size) == 1:
+        return int(first.size[0])
+    return None
 
 
 def _embed_dim(model: Any) -> int:
