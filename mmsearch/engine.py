@@ -13,11 +13,12 @@ import numpy as np
 
 from .captions import load_manifest
 from .config import Config
-from .encoders import Encoders, l2_normalize, load_encoders, model_signature
+from .encoders import Encoders, TextEncoder, l2_normalize, load_encoders, load_text_encoder, model_signature
 from .errors import QueryError
 from .filters import DateLike, build_where
 from .fusion import fuse
 from .records import Hit, IndexReport
+from .store import caption_id
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -53,6 +54,7 @@ class SearchEngine:
             config = replace(config, **settings, **({"db": str(db)} if db is not None else {}))
         self.config = config
         self._encoders = encoders
+        self._text: TextEncoder | None = None  # loaded alone for text queries until the image model is needed
         self._store: Store | None = None
         self._lock = threading.RLock()  # guards lazy opening of the store and models
         self._index_lock = threading.Lock()
@@ -84,8 +86,18 @@ class SearchEngine:
         """The loaded models (loaded on first access)."""
         with self._lock:
             if self._encoders is None:
-                self._encoders = load_encoders(self.config)
+                self._encoders = load_encoders(self.config, self._text)
             return self._encoders
+
+    @property
+    def text_encoder(self) -> TextEncoder:
+        """The text model alone: a text query does not wait for the image model to load."""
+        with self._lock:
+            if self._encoders is not None:
+                return self._encoders.text
+            if self._text is None:
+                self._text = load_text_encoder(self.config)
+            return self._text if self._text is not None else self.encoders.text
 
     # -- indexing -----------------------------------------------------------------------------------
 
@@ -190,14 +202,21 @@ class SearchEngine:
         if not store.ready or k <= 0:
             return []
         where = build_where(roots=store.roots(), **filters)
-        candidates, best_caption = self._candidates(store, vector, max(4 * k, 40), where)
+        candidates, best_caption, records = self._candidates(store, vector, max(3 * k, 30), where)
         fused = fuse(candidates, {"image": 1.0 - caption_weight, "caption": caption_weight})
         ranked = [i for i in sorted(fused, key=lambda i: (-fused[i], i)) if fused[i] >= min_score]
-        metas = store.image_metadata(ranked[:k + 1])
-        hits = [Hit(path=metas[i]["path"], score=round(fused[i], 6), caption=best_caption.get(i, ""),
-                    scores=candidates[i], metadata={k_: v for k_, v in metas[i].items() if k_ not in HIDDEN_METADATA})
-                for i in ranked[:k + 1] if i in metas]
-        return [h for h in hits if h.path != exclude][:k]
+        hits = []
+        for i in ranked:
+            meta = records[i]
+            if meta["path"] == exclude:
+                continue
+            captions = meta.get("captions") or []
+            caption = captions[best_caption[i]] if best_caption.get(i, len(captions)) < len(captions) else ""
+            hits.append(Hit(path=meta["path"], score=round(fused[i], 6), caption=caption, scores=candidates[i],
+                            metadata={k_: v for k_, v in meta.items() if k_ not in HIDDEN_METADATA}))
+            if len(hits) == k:
+                break
+        return hits
 
     def search_image(self, image: str | Path | Image.Image, k: int = 10, **filters: Any) -> list[Hit]:
         """Images most like ``image`` (a path or PIL image); same filters as ``search``."""
@@ -211,7 +230,7 @@ class SearchEngine:
             raise QueryError("give a text query, a query image, or both")
         parts: list[tuple[float, np.ndarray]] = []
         if text:
-            parts.append((text_weight if image is not None else 1.0, self.encoders.text.encode_texts([text])[0]))
+            parts.append((text_weight if image is not None else 1.0, self.text_encoder.encode_texts([text])[0]))
         if image is not None:
             if self.encoders.image is None:
                 raise QueryError("image queries need an image encoder; this index uses the caption-only offline "
@@ -222,23 +241,32 @@ class SearchEngine:
         return l2_normalize(sum(w * v for w, v in parts))[0]
 
     def _candidates(self, store: Store, vector: np.ndarray, pool: int, where: dict | None
-                    ) -> tuple[dict[str, dict[str, float | None]], dict[str, str]]:
-        """Candidate ids with both signals scored exactly, and each one's best caption."""
+                    ) -> tuple[dict[str, dict[str, float | None]], dict[str, int], dict[str, dict]]:
+        """Candidate ids with both signals scored exactly, each one's best caption (index), their metadata.
+
+        Four fast requests: nearest images, nearest captions (ids only), the candidates' records, and the
+        caption vectors of candidates found only through their pixels.
+        """
         use_image = self.signature["image_model"] != "none"
         image_scores = store.query_images(vector, pool, where) if use_image else {}
-        best: dict[str, tuple[float, str]] = {}
-        for match in store.query_captions(vector, 3 * pool, where):
+        best: dict[str, tuple[float, int]] = {}
+        for match in store.query_captions(vector, 2 * pool, where):
             if match.image_id not in best or match.score > best[match.image_id][0]:
-                best[match.image_id] = (match.score, match.text)
-        ids = set(image_scores) | set(best)
-        if use_image:  # fill in exact image scores for hits found only through captions
-            for i, vec in store.image_vectors([i for i in ids if i not in image_scores]).items():
-                image_scores[i] = float(vec @ vector)
-        for i, items in store.caption_vectors([i for i in ids if i not in best]).items():
-            best[i] = max(((float(v @ vector), text) for text, v in items), key=lambda p: p[0])
+                best[match.image_id] = (match.score, match.index)
+        records = store.image_records(list(set(image_scores) | set(best)))  # ids deleted meanwhile drop out
+        if use_image:  # exact image scores for hits found only through captions
+            for i, (_, vec) in records.items():
+                image_scores.setdefault(i, float(vec @ vector))
+        wanted = [caption_id(i, n) for i, (meta, _) in records.items() if i not in best
+                  for n in range(len(meta.get("captions") or []))]
+        for cid, vec in store.caption_vectors_by_id(wanted).items():
+            image, index = cid.rsplit(":", 1)
+            score = float(vec @ vector)
+            if image not in best or score > best[image][0]:
+                best[image] = (score, int(index))
         candidates = {i: {"image": _round(image_scores.get(i)), "caption": _round(best[i][0]) if i in best else None}
-                      for i in ids}
-        return candidates, {i: text for i, (_, text) in best.items()}
+                      for i in records}
+        return candidates, {i: n for i, (_, n) in best.items()}, {i: meta for i, (meta, _) in records.items()}
 
     # -- information --------------------------------------------------------------------------------
 

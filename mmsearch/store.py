@@ -47,10 +47,10 @@ class Entry:
 
 @dataclass(frozen=True)
 class CaptionMatch:
-    """A caption found by a vector query."""
+    """A caption found by a vector query. Its id is ``<image_id>:<n>``: the n-th of the image's ``captions``."""
 
     image_id: str
-    text: str
+    index: int
     score: float
 
 
@@ -233,7 +233,7 @@ class Store:
         cap_ids, cap_metas, cap_docs = [], [], []
         for image_id, meta, items in zip(ids, metas, captions):
             for n, (text, source) in enumerate(items):
-                cap_ids.append(f"{image_id}:{n}")
+                cap_ids.append(caption_id(image_id, n))
                 cap_docs.append(text)
                 cap_metas.append({"image_id": image_id, "source": source, **_filter_fields(meta)})
         if cap_ids:
@@ -298,19 +298,31 @@ class Store:
         return dict(zip(result["ids"][0], (1.0 - float(d) for d in result["distances"][0])))
 
     def query_captions(self, vector: np.ndarray, n: int, where: dict | None) -> list[CaptionMatch]:
-        """Nearest captions to ``vector``, best first."""
-        result = self._query(self._captions, vector, n, where, include=["metadatas", "distances", "documents"])
-        return [CaptionMatch(m["image_id"], doc, 1.0 - float(d))
-                for m, doc, d in zip(result["metadatas"][0], result["documents"][0], result["distances"][0])]
+        """Nearest captions to ``vector``, best first (ids and distances only: the fastest query)."""
+        result = self._query(self._captions, vector, n, where)
+        return [CaptionMatch(*_split_caption_id(i), 1.0 - float(d)) for i, d in zip(result["ids"][0], result["distances"][0])]
 
     @staticmethod
-    def _query(collection: Any, vector: np.ndarray, n: int, where: dict | None,
-               include: Sequence[str] = ("distances",)) -> dict:
-        n = min(n, collection.count())
+    def _query(collection: Any, vector: np.ndarray, n: int, where: dict | None) -> dict:
         if n <= 0:
-            return {"ids": [[]], "distances": [[]], "metadatas": [[]], "documents": [[]]}
+            return {"ids": [[]], "distances": [[]]}
+        # n may exceed the collection's size: Chroma then returns all records (no count() round trip).
         return collection.query(query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=n,
-                                where=where or None, include=list(include))
+                                where=where or None, include=["distances"])
+
+    def image_records(self, ids: Sequence[str]) -> dict[str, tuple[dict, np.ndarray]]:
+        """Stored metadata and vector of each image id that exists."""
+        if not ids:
+            return {}
+        got = self._images.get(ids=list(ids), include=["metadatas", "embeddings"])
+        return {i: (m, np.asarray(v, dtype=np.float32)) for i, m, v in zip(got["ids"], got["metadatas"], got["embeddings"])}
+
+    def caption_vectors_by_id(self, caption_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored caption vectors by caption id (``<image_id>:<n>``)."""
+        if not caption_ids:
+            return {}
+        got = self._captions.get(ids=list(caption_ids), include=["embeddings"])
+        return {i: np.asarray(v, dtype=np.float32) for i, v in zip(got["ids"], got["embeddings"])}
 
     def image_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Stored image vectors by id."""
@@ -318,16 +330,6 @@ class Store:
             return {}
         got = self._images.get(ids=list(ids), include=["embeddings"])
         return {i: np.asarray(v, dtype=np.float32) for i, v in zip(got["ids"], got["embeddings"])}
-
-    def caption_vectors(self, image_ids: Sequence[str]) -> dict[str, list[tuple[str, np.ndarray]]]:
-        """Stored captions and their vectors, grouped by image id."""
-        out: dict[str, list[tuple[str, np.ndarray]]] = {}
-        if not image_ids:
-            return out
-        got = self._captions.get(where={"image_id": {"$in": list(image_ids)}}, include=["embeddings", "metadatas", "documents"])
-        for meta, doc, vec in zip(got["metadatas"], got["documents"], got["embeddings"]):
-            out.setdefault(meta["image_id"], []).append((doc, np.asarray(vec, dtype=np.float32)))
-        return out
 
     def image_metadata(self, ids: Sequence[str]) -> dict[str, dict]:
         """Stored metadata by image id."""
@@ -352,6 +354,16 @@ def _chain(exc: BaseException | None) -> Iterator[BaseException]:
         seen.add(id(exc))
         yield exc
         exc = exc.__cause__ or exc.__context__
+
+
+def caption_id(image_id: str, index: int) -> str:
+    """Record id of an image's ``index``-th caption."""
+    return f"{image_id}:{index}"
+
+
+def _split_caption_id(value: str) -> tuple[str, int]:
+    image_id, _, index = value.rpartition(":")
+    return image_id, int(index)
 
 
 def _transient(exc: BaseException) -> bool:

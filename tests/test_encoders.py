@@ -119,13 +119,17 @@ def test_unknown_tag_lists_known_tags(tiny_clip, minilm):
 
 def test_cli_reports_unloadable_weights_in_one_line_with_exit_1(tmp_path):
     env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "mmsearch", "search", "a cat", "--db", str(tmp_path / "db")],
-                          capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 1
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("mmsearch: error: cannot load open_clip weights 'openai' for ViT-B-32")
-    assert "Traceback" not in proc.stderr
+    # A text search loads only the text model; indexing loads the image model first.
+    for command, message in [(["search", "a cat"], "cannot load text model 'sentence-transformers/clip-ViT-B-32-multilingual"
+                                                   "-v1': not in the local cache"),
+                             (["index", str(tmp_path)], "cannot load open_clip weights 'openai' for ViT-B-32")]:
+        proc = subprocess.run([sys.executable, "-m", "mmsearch", *command, "--db", str(tmp_path / "db")],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 1
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, proc.stderr
+        assert lines[0].startswith(f"mmsearch: error: {message}"), lines[0]
+        assert "Traceback" not in proc.stderr
 
 
 SAMPLES = ("astronaut.png", "china-temple.jpg", "chelsea-cat.png", "coffee.png")

@@ -10,7 +10,8 @@ from .base import ImageEncoder, TextEncoder, l2_normalize
 from .openclip import clip_model_id
 from .sentence import text_model_id
 
-__all__ = ["Encoders", "ImageEncoder", "TextEncoder", "l2_normalize", "load_encoders", "model_signature"]
+__all__ = ["Encoders", "ImageEncoder", "TextEncoder", "l2_normalize", "load_encoders", "load_text_encoder",
+           "model_signature"]
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,23 @@ def model_signature(config: Config) -> dict[str, str]:
     return {"image_model": image_id, "text_model": text_id}
 
 
-def load_encoders(config: Config) -> Encoders:
-    """Load the models a config names; raises ``ModelLoadError`` or ``DimensionMismatchError``."""
+def load_text_encoder(config: Config) -> TextEncoder | None:
+    """Only the text model, for text queries (a process answering one query need not load CLIP's image
+    tower); None when the text model is the CLIP text tower, which comes with the image model."""
+    if config.text_model == CLIP_TEXT:
+        return None
+    from .sentence import SentenceEncoder
+
+    return SentenceEncoder(config.text_model, config.device, config.cache_dir)
+
+
+def load_encoders(config: Config, text: TextEncoder | None = None) -> Encoders:
+    """Load the models a config names (reusing ``text`` if already loaded).
+
+    Raises:
+        ModelLoadError: weights cannot be loaded.
+        DimensionMismatchError: the text and image models embed into different dimensions.
+    """
     image = None
     if config.has_image_model:
         from .openclip import OpenClipEncoder
@@ -43,9 +59,8 @@ def load_encoders(config: Config) -> Encoders:
     if config.text_model == CLIP_TEXT:
         assert image is not None  # Config refuses text_model='clip' without a CLIP model
         return Encoders(image=image, text=image)  # type: ignore[arg-type]
-    from .sentence import SentenceEncoder
-
-    text = SentenceEncoder(config.text_model, config.device, config.cache_dir)
+    text = text or load_text_encoder(config)
+    assert text is not None
     if image is not None and image.dim != text.dim:
         raise DimensionMismatchError(
             f"text model {text.model_id} embeds into {text.dim} dimensions but image model {image.model_id} "
