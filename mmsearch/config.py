@@ -26,6 +26,8 @@ ENV_VARS: dict[str, str] = {
     "MMSEARCH_DEVICE": "device",
     "MMSEARCH_BATCH_SIZE": "batch_size",
     "MMSEARCH_CAPTION_WEIGHT": "caption_weight",
+    "MMSEARCH_KEYWORD_WEIGHT": "keyword_weight",
+    "MMSEARCH_RERANK_MODEL": "rerank_model",
     "MMSEARCH_CACHE_DIR": "cache_dir",
     "MMSEARCH_CHROMA_URL": "chroma_url",
     "MMSEARCH_CHROMA_TOKEN": "chroma_token",
@@ -56,6 +58,9 @@ class Config:
         device: torch device.
         batch_size: Images encoded per batch while indexing.
         caption_weight: Share of the caption signal in the fused score (0 = image only, 1 = caption only).
+        keyword_weight: Weight of the keyword (BM25) signal next to those two (0 = off).
+        rerank_model: A sentence-transformers ``CrossEncoder`` (hub id or folder) that reorders the top
+            hits of text queries by their captions; None = off (it costs a model pass per candidate).
         cache_dir: Where downloaded weights are cached (library defaults when ``None``).
         chroma_url: A Chroma server (``http://host:port``, started with ``chroma run``) to use instead of
             the embedded database in ``db``; several processes can then index and search at once.
@@ -71,6 +76,8 @@ class Config:
     device: str = "cpu"
     batch_size: int = 32
     caption_weight: float = 0.5
+    keyword_weight: float = 0.25
+    rerank_model: str | None = None
     cache_dir: str | None = None
     chroma_url: str | None = None
     chroma_token: str | None = field(default=None, repr=False)  # never printed
@@ -82,8 +89,9 @@ class Config:
             object.__setattr__(self, "db", default_db_path())
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
-        if not 0.0 <= self.caption_weight <= 1.0:
-            raise ConfigError(f"caption_weight must be between 0 and 1, got {self.caption_weight}")
+        for name in ("caption_weight", "keyword_weight"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
         if self.chroma_retry_seconds < 0:
             raise ConfigError(f"chroma_retry_seconds must be 0 or more, got {self.chroma_retry_seconds}")
         self.server_headers()  # malformed headers fail here, not at the first request
@@ -145,7 +153,7 @@ def _coerce(name: str, raw: str, var: str) -> Any:
     try:
         if name == "batch_size":
             return int(raw)
-        if name in ("caption_weight", "chroma_retry_seconds"):
+        if name in ("caption_weight", "keyword_weight", "chroma_retry_seconds"):
             return float(raw)
     except ValueError as exc:
         raise ConfigError(f"{var}={raw!r} is not a number") from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -16,17 +17,17 @@ from .config import Config
 from .encoders import Encoders, TextEncoder, l2_normalize, load_encoders, load_text_encoder, model_signature
 from .errors import QueryError
 from .filters import DateLike, build_where
-from .fusion import fuse
 from .records import Hit, IndexReport
-from .store import caption_id
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from .indexer import ProgressCallback, Shard
+    from .keywords import KeywordIndex
+    from .rerank import Reranker
     from .store import Store
 
-HIDDEN_METADATA = ("folders", "caption_sig")  # internal fields not shown in Hit.metadata
+KEYWORD_REFRESH = 30.0  # seconds between keyword-index rebuilds while the index keeps changing
 
 
 class SearchEngine:
@@ -55,6 +56,10 @@ class SearchEngine:
         self.config = config
         self._encoders = encoders
         self._text: TextEncoder | None = None  # loaded alone for text queries until the image model is needed
+        self._keywords: KeywordIndex | None = None
+        self._keywords_key: tuple[int, int] = (0, 0)
+        self._keywords_at = 0.0
+        self._reranker: Reranker | None = None
         self._store: Store | None = None
         self._lock = threading.RLock()  # guards lazy opening of the store and models
         self._index_lock = threading.Lock()
@@ -172,10 +177,12 @@ class SearchEngine:
             by both signals (``caption_weight``); image-only queries rank by the image signal.
         """
         vector = self.query_vector(query, image, text_weight)
-        # "More like this" ranks by pixels: a near-duplicate must not lose to a better caption match.
-        caption_weight = self.config.caption_weight if (query or "").strip() else 0.0
+        text = (query or "").strip()
+        # Image-only queries rank by pixels: a near-duplicate must not lose to a better caption match.
+        cw, kw = self.config.caption_weight, self.config.keyword_weight
+        weights = {"image": 1.0 - cw, "caption": cw, "keyword": kw} if text else {"image": 1.0}
         filters = {"folder": folder, "date_from": date_from, "date_to": date_to, "camera": camera}
-        return self._search_vector(vector, k, caption_weight, min_score, filters)
+        return self._rank(vector, text, k, weights, min_score, filters)
 
     def similar(self, path: str | Path, k: int = 10, min_score: float = 0.0, **filters: Any) -> list[Hit]:
         """Images most like an indexed image ("more like this"), by its stored vector: nothing is re-encoded.
@@ -193,30 +200,46 @@ class SearchEngine:
         stored = self.store.image_vectors([own]) if self.store.ready else {}
         if own not in stored:
             raise QueryError(f"{path} is not in the index")
-        hits = self._search_vector(stored[own], k + 1, 0.0, min_score, filters, exclude=os.path.abspath(path))
-        return hits[:k]
+        return self._rank(stored[own], "", k, {"image": 1.0}, min_score, filters, exclude=os.path.abspath(path))
 
-    def _search_vector(self, vector: np.ndarray, k: int, caption_weight: float, min_score: float,
-                       filters: dict[str, Any], exclude: str | None = None) -> list[Hit]:
+    def _rank(self, vector: np.ndarray, text: str, k: int, weights: dict[str, float], min_score: float,
+              filters: dict[str, Any], exclude: str | None = None) -> list[Hit]:
+        from .ranking import Query, rank
+
         store = self.store
         if not store.ready or k <= 0:
             return []
-        where = build_where(roots=store.roots(), **filters)
-        candidates, best_caption, records = self._candidates(store, vector, max(3 * k, 30), where)
-        fused = fuse(candidates, {"image": 1.0 - caption_weight, "caption": caption_weight})
-        ranked = [i for i in sorted(fused, key=lambda i: (-fused[i], i)) if fused[i] >= min_score]
-        hits = []
-        for i in ranked:
-            meta = records[i]
-            if meta["path"] == exclude:
-                continue
-            captions = meta.get("captions") or []
-            caption = captions[best_caption[i]] if best_caption.get(i, len(captions)) < len(captions) else ""
-            hits.append(Hit(path=meta["path"], score=round(fused[i], 6), caption=caption, scores=candidates[i],
-                            metadata={k_: v for k_, v in meta.items() if k_ not in HIDDEN_METADATA}))
-            if len(hits) == k:
-                break
-        return hits
+        query = Query(vector, text, k, weights, build_where(roots=store.roots(), **filters), min_score, exclude)
+        use_image = self.signature["image_model"] != "none"
+        keywords = self.keyword_index() if text and weights.get("keyword") else None
+        return rank(store, query, use_image, keywords, self.reranker if text else None)
+
+    def keyword_index(self) -> KeywordIndex:
+        """BM25 over the images' captions, file and folder names; rebuilt when the index has changed
+        (at most every ``KEYWORD_REFRESH`` seconds while an index run is writing)."""
+        from .keywords import KeywordIndex, image_text
+
+        store = self.store
+        key = (store.count(), store.updated_at())
+        with self._lock:
+            stale = self._keywords is None or (key != self._keywords_key
+                                               and time.monotonic() - self._keywords_at > KEYWORD_REFRESH)
+            if stale:
+                self._keywords = KeywordIndex.build((i, image_text(m)) for i, m in store.all_metadata())
+                self._keywords_key, self._keywords_at = key, time.monotonic()
+            return self._keywords  # type: ignore[return-value]
+
+    @property
+    def reranker(self) -> Reranker | None:
+        """The configured cross-encoder (``rerank_model``), loaded on first use; None when off."""
+        if not self.config.rerank_model:
+            return None
+        with self._lock:
+            if self._reranker is None:
+                from .rerank import Reranker
+
+                self._reranker = Reranker(self.config.rerank_model, self.config.device)
+            return self._reranker
 
     def search_image(self, image: str | Path | Image.Image, k: int = 10, **filters: Any) -> list[Hit]:
         """Images most like ``image`` (a path or PIL image); same filters as ``search``."""
@@ -240,34 +263,6 @@ class SearchEngine:
             parts.append((1.0 - text_weight if text else 1.0, self.encoders.image.encode_images([open_rgb(image)])[0]))
         return l2_normalize(sum(w * v for w, v in parts))[0]
 
-    def _candidates(self, store: Store, vector: np.ndarray, pool: int, where: dict | None
-                    ) -> tuple[dict[str, dict[str, float | None]], dict[str, int], dict[str, dict]]:
-        """Candidate ids with both signals scored exactly, each one's best caption (index), their metadata.
-
-        Four fast requests: nearest images, nearest captions (ids only), the candidates' records, and the
-        caption vectors of candidates found only through their pixels.
-        """
-        use_image = self.signature["image_model"] != "none"
-        image_scores = store.query_images(vector, pool, where) if use_image else {}
-        best: dict[str, tuple[float, int]] = {}
-        for match in store.query_captions(vector, 2 * pool, where):
-            if match.image_id not in best or match.score > best[match.image_id][0]:
-                best[match.image_id] = (match.score, match.index)
-        records = store.image_records(list(set(image_scores) | set(best)))  # ids deleted meanwhile drop out
-        if use_image:  # exact image scores for hits found only through captions
-            for i, (_, vec) in records.items():
-                image_scores.setdefault(i, float(vec @ vector))
-        wanted = [caption_id(i, n) for i, (meta, _) in records.items() if i not in best
-                  for n in range(len(meta.get("captions") or []))]
-        for cid, vec in store.caption_vectors_by_id(wanted).items():
-            image, index = cid.rsplit(":", 1)
-            score = float(vec @ vector)
-            if image not in best or score > best[image][0]:
-                best[image] = (score, int(index))
-        candidates = {i: {"image": _round(image_scores.get(i)), "caption": _round(best[i][0]) if i in best else None}
-                      for i in records}
-        return candidates, {i: n for i, (_, n) in best.items()}, {i: meta for i, (meta, _) in records.items()}
-
     # -- information --------------------------------------------------------------------------------
 
     def facets(self) -> dict[str, list[str]]:
@@ -284,7 +279,3 @@ class SearchEngine:
         signature = store.signature() or {**self.signature, "dim": None}
         return {"db": self.config.db, "images": store.count(), "captions": store.caption_count(),
                 **signature, "roots": store.roots(), "updated_at": store.updated_at()}
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(float(value), 6)

@@ -310,11 +310,11 @@ class Store:
         return collection.query(query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=n,
                                 where=where or None, include=["distances"])
 
-    def image_records(self, ids: Sequence[str]) -> dict[str, tuple[dict, np.ndarray]]:
-        """Stored metadata and vector of each image id that exists."""
+    def image_records(self, ids: Sequence[str], where: dict | None = None) -> dict[str, tuple[dict, np.ndarray]]:
+        """Stored metadata and vector of each image id that exists (and matches ``where``)."""
         if not ids:
             return {}
-        got = self._images.get(ids=list(ids), include=["metadatas", "embeddings"])
+        got = self._images.get(ids=list(ids), where=where or None, include=["metadatas", "embeddings"])
         return {i: (m, np.asarray(v, dtype=np.float32)) for i, m, v in zip(got["ids"], got["metadatas"], got["embeddings"])}
 
     def caption_vectors_by_id(self, caption_ids: Sequence[str]) -> dict[str, np.ndarray]:
@@ -337,6 +337,12 @@ class Store:
             return {}
         got = self._images.get(ids=list(ids), include=["metadatas"])
         return dict(zip(got["ids"], got["metadatas"]))
+
+    def all_metadata(self) -> Iterator[tuple[str, dict]]:
+        """(id, metadata) of every image, page by page."""
+        if self._get_images() is not None:
+            for ids, metas in self._pages(self._images):
+                yield from zip(ids, metas)
 
     def distinct(self, key: str) -> list[str]:
         """Sorted distinct values of one metadata field (e.g. ``camera``) over all images."""

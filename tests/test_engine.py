@@ -53,7 +53,7 @@ def test_paraphrased_queries_rank_the_captioned_image_first(make_engine, photos,
     assert hits[0].caption and hits[0].scores["caption"] > hits[1].scores["caption"]
 
 
-def test_every_hit_shows_both_signals_and_the_image_score_is_the_cosine(make_engine, photos):
+def test_every_hit_shows_every_signal_and_the_image_score_is_the_cosine(make_engine, photos):
     engine = make_engine()
     _index(engine, photos)
     hits = engine.search("a black cat", k=6)
@@ -61,10 +61,13 @@ def test_every_hit_shows_both_signals_and_the_image_score_is_the_cosine(make_eng
     query = engine.query_vector("a black cat")
     stored = engine.store.image_vectors([_id(h.path) for h in hits])
     for hit in hits:
-        assert set(hit.scores) == {"image", "caption"}
+        assert set(hit.scores) == {"image", "caption", "keyword"}
         assert hit.scores["image"] == pytest.approx(float(stored[_id(hit.path)] @ query), abs=1e-5)
     uncaptioned = next(h for h in hits if h.path.endswith("uncaptioned.jpg"))
     assert uncaptioned.scores["caption"] is None and uncaptioned.caption == ""
+    assert uncaptioned.scores["keyword"] == 0.0
+    cat = next(h for h in hits if h.path.endswith("black_cat.jpg"))
+    assert cat.scores["keyword"] == max(h.scores["keyword"] for h in hits) > 0  # "black", "cat" in caption and name
 
 
 def _id(path: str) -> str:

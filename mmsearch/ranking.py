@@ -1,0 +1,134 @@
+"""From a query vector (and text) to ranked hits: candidates from each signal, exact scores, fusion,
+exact-match pinning, optional reranking.
+
+Signals: ``image`` (query vector vs image vector), ``caption`` (vs the image's best caption),
+``keyword`` (BM25 over captions, file and folder names; text queries only) and, when a reranker is
+configured, ``rerank`` (a cross-encoder reading the query with the image's captions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .fusion import fuse
+from .keywords import KeywordIndex
+from .records import Hit
+from .store import caption_id
+
+if TYPE_CHECKING:
+    from .rerank import Reranker
+    from .store import Store
+
+HIDDEN_METADATA = ("folders", "caption_sig")  # internal fields not shown in Hit.metadata
+Scores = dict[str, float | None]
+
+
+@dataclass(frozen=True)
+class Query:
+    """One search, ready to rank."""
+
+    vector: np.ndarray
+    text: str  # "" for image-only queries
+    k: int
+    weights: dict[str, float]  # signal -> weight in the fused score
+    where: dict | None = None
+    min_score: float = 0.0
+    exclude: str | None = None  # a path never returned ("more like this" leaves the image out)
+
+
+@dataclass
+class Candidates:
+    """Candidate images with every signal scored exactly, their best caption and metadata."""
+
+    scores: dict[str, Scores]
+    best_caption: dict[str, int]
+    metadata: dict[str, dict]
+
+
+def rank(store: Store, query: Query, use_image: bool, keywords: KeywordIndex | None = None,
+         reranker: Reranker | None = None) -> list[Hit]:
+    """The ``query.k`` best hits."""
+    pool = max(3 * query.k, 30)
+    found = candidates(store, query, pool, use_image, keywords)
+    fused = fuse(found.scores, query.weights)
+    ranked = sorted(fused, key=lambda i: (-fused[i], i))
+    ranked = pin_exact(query.text, ranked, found.metadata)
+    ranked = [i for i in ranked if found.metadata[i]["path"] != query.exclude]
+    if reranker is not None and query.text:
+        ranked, fused = rerank(reranker, query.text, ranked[:pool], found, fused)
+    return [hit(i, fused[i], found) for i in ranked if fused[i] >= query.min_score][:query.k]
+
+
+def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords: KeywordIndex | None) -> Candidates:
+    """Nearest images, nearest captions (ids only) and keyword matches, then each scored on every signal."""
+    vector = query.vector
+    image_scores = store.query_images(vector, pool, query.where) if use_image else {}
+    best: dict[str, tuple[float, int]] = {}
+    for match in store.query_captions(vector, 2 * pool, query.where):
+        if match.image_id not in best or match.score > best[match.image_id][0]:
+            best[match.image_id] = (match.score, match.index)
+    keyword = keywords.search(query.text, pool) if keywords is not None and query.text else {}
+    # One fetch for all candidates; the filter also applies to keyword matches; deleted ids drop out.
+    records = store.image_records(list(set(image_scores) | set(best) | set(keyword)), query.where)
+    if use_image:  # exact image scores for candidates found through captions or keywords
+        for i, (_, vec) in records.items():
+            image_scores.setdefault(i, float(vec @ vector))
+    _fill_caption_scores(store, vector, records, best)
+    scores = {i: {"image": _round(image_scores.get(i)), "caption": _round(best[i][0]) if i in best else None}
+              for i in records}
+    if keyword:  # an image without a keyword match scores 0 on that signal (when anything matched)
+        for i in scores:
+            scores[i]["keyword"] = _round(keyword.get(i, 0.0))
+    return Candidates(scores, {i: n for i, (_, n) in best.items()}, {i: meta for i, (meta, _) in records.items()})
+
+
+def _fill_caption_scores(store: Store, vector: np.ndarray, records: dict[str, tuple[dict, np.ndarray]],
+                         best: dict[str, tuple[float, int]]) -> None:
+    wanted = [caption_id(i, n) for i, (meta, _) in records.items() if i not in best
+              for n in range(len(meta.get("captions") or []))]
+    for cid, vec in store.caption_vectors_by_id(wanted).items():
+        image, index = cid.rsplit(":", 1)
+        score = float(vec @ vector)
+        if image not in best or score > best[image][0]:
+            best[image] = (score, int(index))
+
+
+def pin_exact(text: str, ranked: list[str], metadata: dict[str, dict]) -> list[str]:
+    """A query that is a file name (with or without extension) puts that file first."""
+    wanted = text.strip().strip('"').lower()
+    if not wanted:
+        return ranked
+    exact = [i for i in ranked if wanted in (metadata[i].get("name", "").lower(),
+                                              PurePath(metadata[i].get("name", "")).stem.lower())]
+    return exact + [i for i in ranked if i not in exact]
+
+
+def rerank(reranker: Reranker, text: str, top: list[str], found: Candidates, fused: dict[str, float]
+           ) -> tuple[list[str], dict[str, float]]:
+    """Reorder ``top`` by the cross-encoder; its raw score becomes the ``rerank`` signal and the hit score
+    its min-max normalised value over ``top``."""
+    from .rerank import image_text_for_rerank
+
+    raw = reranker.score(text, [image_text_for_rerank(found.metadata[i]) for i in top])
+    low, high = (float(raw.min()), float(raw.max())) if len(raw) else (0.0, 0.0)
+    scored = dict(fused)
+    for i, value in zip(top, raw):
+        found.scores[i]["rerank"] = _round(float(value))
+        scored[i] = 1.0 if high - low < 1e-9 else (float(value) - low) / (high - low)
+    return sorted(top, key=lambda i: (-scored[i], i)), scored
+
+
+def hit(image: str, score: float, found: Candidates) -> Hit:
+    meta = found.metadata[image]
+    captions = meta.get("captions") or []
+    index = found.best_caption.get(image, len(captions))
+    return Hit(path=meta["path"], score=round(score, 6), caption=captions[index] if index < len(captions) else "",
+               scores=found.scores[image], metadata={k: v for k, v in meta.items() if k not in HIDDEN_METADATA})
+
+
+def _round(value: Any) -> float | None:
+    return None if value is None else round(float(value), 6)

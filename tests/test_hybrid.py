@@ -1,0 +1,84 @@
+"""Keyword (BM25) signal, exact file-name and phrase queries, Chinese without spaces, the optional reranker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import save_image
+
+from mmsearch.keywords import KeywordIndex, tokenize
+
+
+def test_tokens_split_file_names_fold_plurals_and_use_cjk_bigrams():
+    assert tokenize("IMG_0042.JPG") == ["img", "0042", "jpg"]
+    assert tokenize("Two bicycles, three puppies") == ["two", "bicycle", "three", "puppy"]
+    assert tokenize("一只猫") == ["一", "只", "猫", "一只", "只猫"]
+    assert tokenize("東京タワー at night") == ["東", "京", "タ", "ワ", "ー", "東京", "京タ", "タワ", "ワー", "at", "night"]
+
+
+def test_bm25_ranks_rarer_and_denser_matches_higher_and_quotes_mean_a_phrase():
+    index = KeywordIndex.build([("a", "a red door in a white wall"), ("b", "a red car next to a door"),
+                                ("c", "一只虎斑猫在沙发上"), ("d", "a door"), ("e", "a blue car")])
+    scores = index.search("red door", 5)
+    assert scores["a"] == pytest.approx(scores["b"]) and scores["b"] > scores["d"] > 0  # both words beat one
+    assert set(index.search('"red door"', 5)) == {"a"}
+    assert list(index.search("猫", 5)) == ["c"] and list(index.search("虎斑猫", 5)) == ["c"]
+    assert index.search("car", 5, allowed=["e"]) == {"e": pytest.approx(index.search("car", 5)["e"])}
+    assert index.search("zebra", 5) == {} and index.search("", 5) == {}
+
+
+@pytest.fixture
+def hybrid(make_engine, photos):
+    save_image(photos / "IMG_0042.jpg", (90, 90, 90))
+    (photos / "tabby.jpg.txt").write_text("一只虎斑猫在沙发上睡觉\n", encoding="utf-8")
+    save_image(photos / "tabby.jpg", (150, 110, 60))
+    engine = make_engine(caption_weight=1.0, keyword_weight=1.0)
+    engine.index([photos], captions=photos / "captions.csv")
+    return engine
+
+
+def test_a_file_name_query_finds_that_file_first(hybrid):
+    for query in ("IMG_0042.jpg", "img_0042", "pasta.jpg"):
+        assert Path(hybrid.search(query, k=3)[0].path).name.lower().startswith(query.lower().split(".")[0]), query
+
+
+def test_chinese_captions_are_found_through_keywords_even_with_an_english_only_text_model(hybrid):
+    hits = hybrid.search("虎斑猫", k=3)
+    assert Path(hits[0].path).name == "tabby.jpg" and hits[0].scores["keyword"] > 0
+    assert all(h.scores["keyword"] == 0.0 for h in hits[1:])
+
+
+def test_keyword_signal_can_be_switched_off(make_engine, photos):
+    engine = make_engine(keyword_weight=0.0)
+    engine.index([photos], captions=photos / "captions.csv")
+    assert all("keyword" not in h.scores for h in engine.search("a black cat", k=3))
+
+
+def tiny_cross_encoder(folder: Path, minilm: str) -> str:
+    """A one-layer BERT cross-encoder with random weights and MiniLM's tokenizer (mechanics only)."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, num_labels=1)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(minilm).save_pretrained(folder)
+    return str(folder)
+
+
+def test_reranker_reorders_the_top_hits_by_its_own_scores(make_engine, photos, minilm, tmp_path):
+    from sentence_transformers import CrossEncoder
+
+    model = tiny_cross_encoder(tmp_path / "cross", minilm)
+    engine = make_engine(rerank_model=model)
+    engine.index([photos], captions=photos / "captions.csv")
+    hits = engine.search("a cat asleep", k=6)
+    raw = [h.scores["rerank"] for h in hits]
+    assert raw == sorted(raw, reverse=True) and hits[0].score == 1.0 and hits[-1].score == 0.0
+    texts = [" / ".join(h.metadata.get("captions") or []) or Path(h.path).stem.replace("_", " ") for h in hits]
+    expected = CrossEncoder(model).predict([("a cat asleep", t) for t in texts])
+    assert np.allclose(raw, np.asarray(expected, dtype=np.float32), atol=1e-5)
+    assert "rerank" not in engine.search_image(photos / "pasta.jpg", k=2)[0].scores  # text queries only
