@@ -1,4 +1,4 @@
-"""Command line: ``mmsearch index|search|stats|export|import|serve|demo``. Thin: parsing and printing only."""
+"""Command line: ``mmsearch index|search|stats|eval|export|import|serve|demo``. Thin: parsing and printing only."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import Config
+from .config import Config, default_cache_path
 from .errors import MMSearchError
 
 if TYPE_CHECKING:
@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--chroma-header", action="append", metavar="'NAME: VALUE'",
                        help="extra HTTP header for the Chroma server, repeatable (MMSEARCH_CHROMA_HEADERS); "
                             "put a token in MMSEARCH_CHROMA_TOKEN, not on the command line")
+    group.add_argument("--rerank", metavar="MODEL", dest="rerank_model",
+                       help="rerank the top 30 hits of text queries with this CrossEncoder (MMSEARCH_RERANK_MODEL)")
     group.add_argument("--offline", action="store_true",
                        help="offline profile: caption search with the packaged all-MiniLM-L6-v2, no image model")
 
@@ -72,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="load an export into this database or server (no re-encoding)")
     imp.add_argument("folder", help="a folder written by mmsearch export")
 
+    ev = sub.add_parser("eval", parents=[models], help="retrieval recall@1/5/10 on a captioned image set, per signal")
+    ev.add_argument("images", help="folder the captions file's image paths are relative to")
+    ev.add_argument("--captions", required=True, metavar="FILE",
+                    help="Karpathy split JSON (dataset_flickr30k.json, dataset_coco.json) or path,caption[,lang] csv/jsonl")
+    ev.add_argument("--split", default="test", help="split of a Karpathy JSON (default test)")
+    ev.add_argument("--limit", type=int, help="only the first N images")
+    ev.add_argument("--json", action="store_true", help="print the result as JSON (recall in percent)")
+
     serve = sub.add_parser("serve", parents=[models], help="web search page (Gradio)")
     _server_args(serve)
 
@@ -106,7 +116,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     config = Config.from_env(db=args.db, clip_model=args.clip_model, clip_pretrained=args.clip_pretrained,
                              text_model=args.text_model, batch_size=getattr(args, "batch_size", None),
                              chroma_url=args.chroma_url,
-                             chroma_headers="; ".join(args.chroma_header) if args.chroma_header else None)
+                             chroma_headers="; ".join(args.chroma_header) if args.chroma_header else None,
+                             rerank_model=args.rerank_model)
     return Config.offline_profile(config) if args.offline else config
 
 
@@ -233,6 +244,24 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    import hashlib
+    from dataclasses import replace
+
+    from .engine import SearchEngine
+    from .evaluation import evaluate, format_table, load_dataset
+
+    config = config_from_args(args)
+    if not args.db and not config.chroma_url:  # a cache per image folder and models: re-runs encode nothing
+        key = hashlib.sha1(f"{Path(args.images).absolute()}|{config.clip_model}|{config.clip_pretrained}|"
+                           f"{config.text_model}".encode()).hexdigest()[:12]
+        config = replace(config, db=str(Path(default_cache_path()) / f"eval-{key}"))
+    data = load_dataset(args.captions, args.images, args.split, args.limit)
+    result = evaluate(SearchEngine(config=config), data, progress=lambda msg: print(msg, file=sys.stderr))
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from web.app import launch
 
@@ -249,4 +278,4 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Any] = {"index": cmd_index, "search": cmd_search, "stats": cmd_stats, "serve": cmd_serve, "demo": cmd_demo,
-                           "export": cmd_export, "import": cmd_import}
+                           "export": cmd_export, "import": cmd_import, "eval": cmd_eval}

@@ -43,6 +43,13 @@ def default_db_path(env: Mapping[str, str] | None = None) -> str:
     return str(Path(base) / "mmsearch" / "db")
 
 
+def default_cache_path(env: Mapping[str, str] | None = None) -> str:
+    """mmsearch's cache folder (XDG cache dir): thumbnails with a server, evaluation indexes."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "mmsearch")
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything that decides which models build and query an index, and where it lives.
@@ -122,8 +129,7 @@ class Config:
         """Where the web page keeps thumbnails: inside the database, or the XDG cache with a server."""
         if not self.chroma_url:
             return str(Path(self.db) / "thumbnails")
-        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        return str(Path(base) / "mmsearch" / "thumbnails")
+        return str(Path(default_cache_path()) / "thumbnails")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
