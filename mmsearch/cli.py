@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("images", help="folder the captions file's image paths are relative to")
     ev.add_argument("--captions", required=True, metavar="FILE",
                     help="Karpathy split JSON (dataset_flickr30k.json, dataset_coco.json) or path,caption[,lang] csv/jsonl")
+    ev.add_argument("--image-captions", metavar="FILE",
+                    help="the images' own captions (manifest csv/jsonl) for the caption and keyword signals")
     ev.add_argument("--split", default="test", help="split of a Karpathy JSON (default test)")
     ev.add_argument("--limit", type=int, help="only the first N images")
     ev.add_argument("--json", action="store_true", help="print the result as JSON (recall in percent)")
@@ -257,7 +259,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                            f"{config.text_model}".encode()).hexdigest()[:12]
         config = replace(config, db=str(Path(default_cache_path()) / f"eval-{key}"))
     data = load_dataset(args.captions, args.images, args.split, args.limit)
-    result = evaluate(SearchEngine(config=config), data, progress=lambda msg: print(msg, file=sys.stderr))
+    result = evaluate(SearchEngine(config=config), data, progress=lambda msg: print(msg, file=sys.stderr),
+                      image_captions=args.image_captions)
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     return 0
 

@@ -162,12 +162,14 @@ def rrf(signals: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray
 
 # -- running -----------------------------------------------------------------------------------------
 
-def evaluate(engine: SearchEngine, data: Dataset, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Index the images (their own captions only), score every signal, return the recall table."""
+def evaluate(engine: SearchEngine, data: Dataset, progress: Callable[[str], None] | None = None,
+             image_captions: str | Path | None = None) -> dict[str, Any]:
+    """Index the images (with their own captions: sidecars, EXIF and the ``image_captions`` manifest; never
+    the evaluation captions), score every signal, return the recall table."""
     from .indexer import image_id
 
     say = progress or (lambda _msg: None)
-    report = engine.index(sorted(set(data.images)), prune=False)
+    report = engine.index(sorted(set(data.images)), captions=image_captions, prune=False)
     missing = [p for p, reason in report.failed]
     if missing:
         raise ConfigError(f"{len(missing)} evaluation images cannot be read, e.g. {missing[0]}")
