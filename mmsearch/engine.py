@@ -215,19 +215,39 @@ class SearchEngine:
         return rank(store, query, use_image, keywords, self.reranker if text else None)
 
     def keyword_index(self) -> KeywordIndex:
-        """BM25 over the images' captions, file and folder names; rebuilt when the index has changed
-        (at most every ``KEYWORD_REFRESH`` seconds while an index run is writing)."""
+        """BM25 over the images' captions, file and folder names.
+
+        Kept on disk (``<db>/keywords.npz``, or the cache folder with a server) and rebuilt when the index
+        has changed, at most every ``KEYWORD_REFRESH`` seconds while an index run is writing.
+        """
         from .keywords import KeywordIndex, image_text
 
         store = self.store
         key = (store.count(), store.updated_at())
         with self._lock:
-            stale = self._keywords is None or (key != self._keywords_key
-                                               and time.monotonic() - self._keywords_at > KEYWORD_REFRESH)
-            if stale:
-                self._keywords = KeywordIndex.build((i, image_text(m)) for i, m in store.all_metadata())
-                self._keywords_key, self._keywords_at = key, time.monotonic()
-            return self._keywords  # type: ignore[return-value]
+            if self._keywords is not None and (key == self._keywords_key
+                                               or time.monotonic() - self._keywords_at < KEYWORD_REFRESH):
+                return self._keywords
+            path = self._keywords_path()
+            index = KeywordIndex.load(path, key)
+            if index is None:
+                index = KeywordIndex.build((i, image_text(m)) for i, m in store.all_metadata())
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    index.save(path, key)
+                except OSError:  # a read-only database still searches
+                    pass
+            self._keywords, self._keywords_key, self._keywords_at = index, key, time.monotonic()
+            return index
+
+    def _keywords_path(self) -> Path:
+        if not self.config.chroma_url:
+            return Path(self.config.db) / "keywords.npz"
+        import hashlib
+
+        from .config import default_cache_path
+
+        return Path(default_cache_path()) / f"keywords-{hashlib.sha1(self.config.chroma_url.encode()).hexdigest()[:12]}.npz"
 
     @property
     def reranker(self) -> Reranker | None:

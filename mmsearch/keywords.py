@@ -8,13 +8,14 @@ plurals are folded ("bicycles" -> "bicycle"). File names split on punctuation ("
 
 from __future__ import annotations
 
-import heapq
 import math
+import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from pathlib import PurePath
+from pathlib import Path, PurePath
+
+import numpy as np
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _TOKEN = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+")
@@ -49,56 +50,107 @@ def image_text(meta: dict) -> str:
     return " \n ".join([*(meta.get("captions") or []), path.name, folders])
 
 
-@dataclass
 class KeywordIndex:
-    """BM25 over one text per image id."""
+    """BM25 over one text per image id. Postings are numpy arrays, so a query touching every document
+    (a word like "of" in 100k captions) costs milliseconds."""
 
-    ids: list[str] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)
-    postings: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
-    lengths: list[int] = field(default_factory=list)
+    def __init__(self, ids: list[str], texts: list[str], postings: dict[str, tuple[np.ndarray, np.ndarray]],
+                 lengths: np.ndarray):
+        self.ids, self.texts, self.postings, self.lengths = ids, texts, postings, lengths
+        self.avg_length = float(lengths.mean()) if len(lengths) else 1.0
 
     @classmethod
     def build(cls, records: Iterable[tuple[str, str]]) -> KeywordIndex:
         """Index (id, text) pairs."""
-        index = cls()
+        ids, texts, lengths = [], [], []
+        lists: dict[str, tuple[list[int], list[int]]] = {}
         for doc, (id_, text) in enumerate(records):
             counts = Counter(tokenize(text))
-            index.ids.append(id_)
-            index.texts.append(text.lower())
-            index.lengths.append(sum(counts.values()))
+            ids.append(id_)
+            texts.append(text.lower())
+            lengths.append(sum(counts.values()))
             for token, tf in counts.items():
-                index.postings.setdefault(token, []).append((doc, tf))
-        return index
+                docs, tfs = lists.setdefault(token, ([], []))
+                docs.append(doc)
+                tfs.append(tf)
+        postings = {t: (np.asarray(d, dtype=np.int32), np.asarray(f, dtype=np.float32)) for t, (d, f) in lists.items()}
+        return cls(ids, texts, postings, np.asarray(lengths, dtype=np.float32))
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def scores(self, query: str) -> dict[int, float]:
-        """BM25 score of every document matching the query (document number -> score)."""
-        phrase = _quoted(query)
-        terms = set(tokenize(query))
-        if not terms or not self.ids:
-            return {}
-        n, avg = len(self.ids), sum(self.lengths) / len(self.ids) or 1.0
-        out: dict[int, float] = {}
-        for term in terms:
-            docs = self.postings.get(term, [])
+    def save(self, path: str | Path, key: Sequence[int]) -> None:
+        """Write to ``path`` (numpy ``.npz``, no pickle), tagged with ``key`` (what the index looked like)."""
+        tokens = list(self.postings)
+        sizes = [len(self.postings[t][0]) for t in tokens]
+        empty_i, empty_f = np.zeros(0, np.int32), np.zeros(0, np.float32)
+        path = Path(path)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.part.npz")
+        np.savez(partial, key=np.asarray(key, dtype=np.int64), ids=_pack(self.ids), texts=_pack(self.texts),
+                 tokens=_pack(tokens), offsets=np.cumsum([0, *sizes]).astype(np.int64), lengths=self.lengths,
+                 docs=np.concatenate([self.postings[t][0] for t in tokens]) if tokens else empty_i,
+                 tfs=np.concatenate([self.postings[t][1] for t in tokens]) if tokens else empty_f)
+        os.replace(partial, path)
+
+    @classmethod
+    def load(cls, path: str | Path, key: Sequence[int]) -> KeywordIndex | None:
+        """The index saved at ``path`` if it was saved with this ``key``, else None."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if data["key"].tolist() != list(key):
+                    return None
+                tokens, offsets, docs, tfs = _unpack(data["tokens"]), data["offsets"], data["docs"], data["tfs"]
+                postings = {t: (docs[offsets[n]:offsets[n + 1]], tfs[offsets[n]:offsets[n + 1]])
+                            for n, t in enumerate(tokens)}
+                return cls(_unpack(data["ids"]), _unpack(data["texts"]), postings, data["lengths"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def score_array(self, query: str) -> np.ndarray:
+        """BM25 score of every document (0 where nothing matches)."""
+        scores = np.zeros(len(self.ids), dtype=np.float32)
+        n = len(self.ids)
+        for term in set(tokenize(query)):
+            docs, tfs = self.postings.get(term, (None, None))
+            if docs is None:
+                continue
             idf = math.log(1 + (n - len(docs) + 0.5) / (len(docs) + 0.5))
-            for doc, tf in docs:
-                norm = tf * (K1 + 1) / (tf + K1 * (1 - B + B * self.lengths[doc] / avg))
-                out[doc] = out.get(doc, 0.0) + idf * norm
+            norm = tfs * (K1 + 1) / (tfs + K1 * (1 - B + B * self.lengths[docs] / self.avg_length))
+            scores[docs] += idf * norm
+        phrase = _quoted(query)
         if phrase:
-            out = {d: s for d, s in out.items() if phrase in self.texts[d]}
-        return out
+            for doc in np.flatnonzero(scores):
+                if phrase not in self.texts[doc]:
+                    scores[doc] = 0.0
+        return scores
+
+    def scores(self, query: str) -> dict[int, float]:
+        """BM25 score of every matching document (document number -> score)."""
+        scores = self.score_array(query)
+        return {int(d): float(scores[d]) for d in np.flatnonzero(scores)}
 
     def search(self, query: str, n: int, allowed: Sequence[str] | None = None) -> dict[str, float]:
         """The ``n`` best image ids for ``query`` with their scores (optionally only ids in ``allowed``)."""
-        scores = self.scores(query)
+        scores = self.score_array(query)
         if allowed is not None:
-            keep = set(allowed)
-            scores = {d: s for d, s in scores.items() if self.ids[d] in keep}
-        return {self.ids[d]: s for d, s in heapq.nlargest(n, scores.items(), key=lambda item: item[1])}
+            mask = np.zeros(len(self.ids), dtype=bool)
+            positions = {id_: d for d, id_ in enumerate(self.ids)}
+            mask[[positions[i] for i in allowed if i in positions]] = True
+            scores = np.where(mask, scores, 0.0)
+        matched = np.flatnonzero(scores)
+        if len(matched) > n:
+            matched = matched[np.argpartition(-scores[matched], n - 1)[:n]]
+        best = sorted(matched, key=lambda d: (-scores[d], d))
+        return {self.ids[d]: float(scores[d]) for d in best}
+
+
+def _pack(strings: Sequence[str]) -> np.ndarray:
+    return np.frombuffer("\x00".join(strings).encode("utf-8", "surrogatepass"), dtype=np.uint8)
+
+
+def _unpack(data: np.ndarray) -> list[str]:
+    text = data.tobytes().decode("utf-8", "surrogatepass")
+    return text.split("\x00") if text else []
 
 
 def _quoted(query: str) -> str:

@@ -82,3 +82,18 @@ def test_reranker_reorders_the_top_hits_by_its_own_scores(make_engine, photos, m
     expected = CrossEncoder(model).predict([("a cat asleep", t) for t in texts])
     assert np.allclose(raw, np.asarray(expected, dtype=np.float32), atol=1e-5)
     assert "rerank" not in engine.search_image(photos / "pasta.jpg", k=2)[0].scores  # text queries only
+
+
+def test_keyword_index_is_saved_and_reused_until_the_index_changes(hybrid, photos, tmp_path):
+    from mmsearch.keywords import KeywordIndex
+
+    index = hybrid.keyword_index()
+    path = Path(hybrid.config.db) / "keywords.npz"
+    key = (hybrid.store.count(), hybrid.store.updated_at())
+    loaded = KeywordIndex.load(path, key)
+    assert loaded is not None and loaded.ids == index.ids and loaded.texts == index.texts
+    assert loaded.search("虎斑猫 sofa", 5) == index.search("虎斑猫 sofa", 5)
+    assert KeywordIndex.load(path, (key[0] + 1, key[1])) is None  # stale: rebuilt on the next query
+    empty = KeywordIndex.build([])
+    empty.save(tmp_path / "empty.npz", (0, 0))
+    assert len(KeywordIndex.load(tmp_path / "empty.npz", (0, 0))) == 0
