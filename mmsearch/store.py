@@ -30,7 +30,11 @@ SCHEMA = 1
 # Chroma's defaults (ef_search 100, ef_construction 100, max_neighbors 16) 0.87; max_neighbors 32 gave
 # 0.977-0.985 from run to run (parallel HNSW builds differ), too close to our 0.98 floor; max_neighbors 48
 # gives 0.993 for ~15% more build time and the same ~3.5 ms per query.
-HNSW = {"space": "cosine", "ef_search": 128, "ef_construction": 200, "max_neighbors": 48}
+# At 100k vectors (benchmarks/store_bench.py, same data shape), ef_search 128 gave 0.975, 192 0.993 and 256
+# 0.997 for 7.9, 9.9 and 11.1 ms per query: images search with 256. Captions only nominate candidates
+# (each image is then scored exactly), so they keep the cheaper 128.
+HNSW = {"space": "cosine", "ef_search": 256, "ef_construction": 200, "max_neighbors": 48}
+HNSW_CAPTIONS = {**HNSW, "ef_search": 128}
 PAGE = 5000  # records per get() page; below Chroma's max batch size (~5,400)
 
 
@@ -141,6 +145,18 @@ class Store:
         if stored_dim != dim:
             raise IndexMismatchError(f"the index at {self.path} holds {stored_dim}-d vectors, "
                                      f"the models give {dim}-d; re-index into a new --db folder")
+        self._upgrade_search_settings()
+
+    def _upgrade_search_settings(self) -> None:
+        """Raise ``ef_search`` of an index made by an older mmsearch (called by writers only)."""
+        for name, wanted in ((IMAGES, HNSW), (CAPTIONS, HNSW_CAPTIONS)):
+            collection = self.client.get_collection(name, embedding_function=None)
+            have = (collection.configuration or {}).get("hnsw") or {}
+            if have.get("ef_search", 0) < wanted["ef_search"]:
+                collection.modify(configuration={"hnsw": {"ef_search": wanted["ef_search"]}})
+        self._images = self._captions = None
+        self._get_images()
+        self._open_existing()
 
     def _get_images(self) -> Any:
         if self._images is None:
@@ -155,7 +171,7 @@ class Store:
             for attempt in range(3):  # get_or_create can lose a race with another worker creating it
                 try:
                     self._captions = self.client.get_or_create_collection(
-                        CAPTIONS, metadata={"schema": SCHEMA}, configuration={"hnsw": HNSW}, embedding_function=None)
+                        CAPTIONS, metadata={"schema": SCHEMA}, configuration={"hnsw": HNSW_CAPTIONS}, embedding_function=None)
                     return
                 except StoreError:
                     raise

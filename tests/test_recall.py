@@ -30,3 +30,19 @@ def test_recall_at_10_on_20k_embedding_like_vectors(tmp_path):
     recall = np.mean([len({f"v{i}" for i in exact[n]} & set(found[n])) / 10 for n in range(len(queries))])
     print(f"recall@10 = {recall:.3f}")
     assert recall >= 0.98
+
+
+def test_an_index_made_with_older_search_settings_is_upgraded_by_the_next_writer(tmp_path):
+    import chromadb
+
+    from mmsearch.store import CAPTIONS, HNSW, HNSW_CAPTIONS, IMAGES
+
+    client = chromadb.PersistentClient(str(tmp_path / "db"), settings=chromadb.Settings(anonymized_telemetry=False))
+    meta = {"schema": 1, "image_model": "a", "text_model": "b", "dim": 8, "roots": "[]", "updated_at": 0}
+    old = {**HNSW, "ef_search": 100}
+    client.create_collection(IMAGES, metadata=meta, configuration={"hnsw": old}, embedding_function=None)
+    client.create_collection(CAPTIONS, metadata={"schema": 1}, configuration={"hnsw": old}, embedding_function=None)
+    store = Store(tmp_path / "db")
+    store.create({"image_model": "a", "text_model": "b"}, 8)
+    assert store._images.configuration["hnsw"]["ef_search"] == HNSW["ef_search"] == 256
+    assert store._captions.configuration["hnsw"]["ef_search"] == HNSW_CAPTIONS["ef_search"] == 128
