@@ -143,6 +143,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "mmsearch-bench"))
     parser.add_argument("--skip-server", action="store_true")
+    parser.add_argument("--skip-uniform", action="store_true", help="skip the worst-case recall run")
+    parser.add_argument("--db", help="keep the embedded database here and reuse it when it already holds N images")
     args = parser.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
     from index_bench import checkpoint
@@ -173,18 +175,22 @@ def main() -> None:
             targets.append(("server", url))
         try:
             for name, url in targets:
-                engine = SearchEngine(str(Path(tmp) / "db"), encoders=encoders, chroma_url=url, **engine_config)
-                rate = fill(engine.store, engine.signature, images, captions)
+                db = args.db if args.db and url is None else str(Path(tmp) / "db")
+                engine = SearchEngine(db, encoders=encoders, chroma_url=url, **engine_config)
+                reuse = url is None and args.db and engine.store.count() == args.n
+                rate = float("nan") if reuse else fill(engine.store, engine.signature, images, captions)
                 recall = recall_at_10(engine.store, images, queries)
                 p50, p99 = latency(engine, text_queries)
                 rows.append((name, rate, recall, p50, p99))
                 print(f"{name}: ingest {rate:.0f} images/s, recall@10 {recall:.3f}, p50 {p50:.1f} ms, p99 {p99:.1f} ms",
                       flush=True)
-            cold = cold_start(str(Path(tmp) / "db"), ckpt, text_model)
-            worst = Store(str(Path(tmp) / "uniform"))
-            uniform_images = uniform(args.n, rng)
-            fill(worst, {"image_model": "u", "text_model": "u"}, uniform_images, None)
-            worst_recall = recall_at_10(worst, uniform_images, uniform(args.queries, rng))
+            cold = cold_start(args.db or str(Path(tmp) / "db"), ckpt, text_model)
+            worst_recall = float("nan")
+            if not args.skip_uniform:
+                worst = Store(str(Path(tmp) / "uniform"))
+                uniform_images = uniform(args.n, rng)
+                fill(worst, {"image_model": "u", "text_model": "u"}, uniform_images, None)
+                worst_recall = recall_at_10(worst, uniform_images, uniform(args.queries, rng))
         finally:
             if server is not None:
                 server.terminate()

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .store import Store
 
 KEYWORD_REFRESH = 30.0  # seconds between keyword-index rebuilds while the index keeps changing
+KEYWORD_CHECK = 2.0  # seconds during which the keyword index is used without asking the store if it changed
 
 
 class SearchEngine:
@@ -58,7 +59,7 @@ class SearchEngine:
         self._text: TextEncoder | None = None  # loaded alone for text queries until the image model is needed
         self._keywords: KeywordIndex | None = None
         self._keywords_key: tuple[int, int] = (0, 0)
-        self._keywords_at = 0.0
+        self._keywords_at = self._keywords_checked = 0.0
         self._reranker: Reranker | None = None
         self._store: Store | None = None
         self._lock = threading.RLock()  # guards lazy opening of the store and models
@@ -140,7 +141,9 @@ class SearchEngine:
             store.create(self.signature, encoders.dim)
             indexer = Indexer(store, encoders, manifest, batch_size or self.config.batch_size, progress, hidden, on_progress,
                               Shard.parse(shard) if isinstance(shard, str) else shard)
-            return indexer.run(list(paths), prune=prune)
+            report = indexer.run(list(paths), prune=prune)
+            self._keywords_checked = 0.0  # the next query looks at the store again
+            return report
 
     def lock_for_writing(self) -> None:
         """Become the one process that may write this database (held until the process exits).
@@ -223,10 +226,13 @@ class SearchEngine:
         from .keywords import KeywordIndex, image_text
 
         store = self.store
-        key = (store.count(), store.updated_at())
         with self._lock:
-            if self._keywords is not None and (key == self._keywords_key
-                                               or time.monotonic() - self._keywords_at < KEYWORD_REFRESH):
+            now = time.monotonic()
+            if self._keywords is not None and now - self._keywords_checked < KEYWORD_CHECK:
+                return self._keywords  # checked a moment ago: spare the count() round trip
+            self._keywords_checked = now
+            key = (store.count(), store.updated_at())
+            if self._keywords is not None and (key == self._keywords_key or now - self._keywords_at < KEYWORD_REFRESH):
                 return self._keywords
             path = self._keywords_path()
             index = KeywordIndex.load(path, key)

@@ -8,6 +8,7 @@ configured, ``rerank`` (a cross-encoder reading the query with the image's capti
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
@@ -66,12 +67,14 @@ def rank(store: Store, query: Query, use_image: bool, keywords: KeywordIndex | N
 def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords: KeywordIndex | None) -> Candidates:
     """Nearest images, nearest captions (ids only) and keyword matches, then each scored on every signal."""
     vector = query.vector
-    image_scores = store.query_images(vector, pool, query.where) if use_image else {}
+    # The two vector queries run at once (Chroma releases the GIL), the keyword search meanwhile.
+    images = _executor().submit(store.query_images, vector, pool, query.where) if use_image else None
     best: dict[str, tuple[float, int]] = {}
     for match in store.query_captions(vector, 2 * pool, query.where):
         if match.image_id not in best or match.score > best[match.image_id][0]:
             best[match.image_id] = (match.score, match.index)
     keyword = keywords.search(query.text, pool) if keywords is not None and query.text else {}
+    image_scores = images.result() if images is not None else {}
     # One fetch for all candidates; the filter also applies to keyword matches; deleted ids drop out.
     records = store.image_records(list(set(image_scores) | set(best) | set(keyword)), query.where)
     if use_image:  # exact image scores for candidates found through captions or keywords
@@ -84,6 +87,16 @@ def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords:
         for i in scores:
             scores[i]["keyword"] = _round(keyword.get(i, 0.0))
     return Candidates(scores, {i: n for i, (_, n) in best.items()}, {i: meta for i, (meta, _) in records.items()})
+
+
+_EXECUTOR: ThreadPoolExecutor | None = None
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _EXECUTOR
+    if _EXECUTOR is None:
+        _EXECUTOR = ThreadPoolExecutor(4, thread_name_prefix="mmsearch-query")
+    return _EXECUTOR
 
 
 def _fill_caption_scores(store: Store, vector: np.ndarray, records: dict[str, tuple[dict, np.ndarray]],
