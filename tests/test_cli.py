@@ -41,7 +41,7 @@ def test_index_search_stats_json(tiny_env, photos, capsys):
     results = json.loads(capsys.readouterr().out)["results"]
     assert len(results) == 3
     assert set(results[0]) == {"path", "score", "scores", "caption", "metadata"}
-    assert set(results[0]["scores"]) == {"image", "caption"}
+    assert set(results[0]["scores"]) == {"image", "caption", "keyword"}
     best_caption = max(results, key=lambda r: r["scores"]["caption"] or -1)
     assert best_caption["path"].endswith("black_cat.jpg")
 
