@@ -192,24 +192,21 @@ def evaluate(engine: SearchEngine, data: Dataset, progress: Callable[[str], None
 def _signals(engine: SearchEngine, data: Dataset, ids: list[str], records: dict, queries: np.ndarray
              ) -> dict[str, np.ndarray]:
     from .keywords import KeywordIndex, image_text
-    from .store import caption_id
+    from .store import caption_ids, split_caption_id
 
     n_q, n_i = len(data.captions), len(ids)
     out = {"image": np.full((n_q, n_i), np.nan), "caption": np.full((n_q, n_i), np.nan)}
     if engine.signature["image_model"] != "none":
         matrix = np.stack([records[i][1] for i in ids])
         out["image"] = queries @ matrix.T
-    wanted = [caption_id(i, n) for i in ids for n in range(len(records[i][0].get("captions") or []))]
-    vectors = engine.store.caption_vectors_by_id(wanted)
+    own: dict[str, list[np.ndarray]] = {}
+    for cid, vec in engine.store.caption_vectors_by_id([c for i in ids for c in caption_ids(i, records[i][0])]).items():
+        own.setdefault(split_caption_id(cid)[0], []).append(vec)
     for col, i in enumerate(ids):
-        own = [vectors[c] for c in wanted if c.rsplit(":", 1)[0] == i and c in vectors]
-        if own:
-            out["caption"][:, col] = (queries @ np.stack(own).T).max(axis=1)
+        if i in own:
+            out["caption"][:, col] = (queries @ np.stack(own[i]).T).max(axis=1)
     keywords = KeywordIndex.build((i, image_text(records[i][0])) for i in ids)
-    out["keyword"] = np.zeros((n_q, n_i))
-    for row, text in enumerate(data.captions):
-        for doc, score in keywords.scores(text).items():
-            out["keyword"][row, doc] = score
+    out["keyword"] = np.stack([keywords.score_array(text) for text in data.captions]).astype(np.float64)
     if not out["keyword"].any():
         out["keyword"][:] = np.nan
     return out

@@ -124,11 +124,6 @@ class KeywordIndex:
                     scores[doc] = 0.0
         return scores
 
-    def scores(self, query: str) -> dict[int, float]:
-        """BM25 score of every matching document (document number -> score)."""
-        scores = self.score_array(query)
-        return {int(d): float(scores[d]) for d in np.flatnonzero(scores)}
-
     def search(self, query: str, n: int, allowed: Sequence[str] | None = None) -> dict[str, float]:
         """The ``n`` best image ids for ``query`` with their scores (optionally only ids in ``allowed``)."""
         scores = self.score_array(query)

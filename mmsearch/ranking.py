@@ -18,7 +18,7 @@ import numpy as np
 from .fusion import fuse
 from .keywords import KeywordIndex
 from .records import Hit
-from .store import caption_id
+from .store import caption_ids, split_caption_id
 
 if TYPE_CHECKING:
     from .rerank import Reranker
@@ -101,13 +101,12 @@ def _executor() -> ThreadPoolExecutor:
 
 def _fill_caption_scores(store: Store, vector: np.ndarray, records: dict[str, tuple[dict, np.ndarray]],
                          best: dict[str, tuple[float, int]]) -> None:
-    wanted = [caption_id(i, n) for i, (meta, _) in records.items() if i not in best
-              for n in range(len(meta.get("captions") or []))]
+    wanted = [cid for i, (meta, _) in records.items() if i not in best for cid in caption_ids(i, meta)]
     for cid, vec in store.caption_vectors_by_id(wanted).items():
-        image, index = cid.rsplit(":", 1)
+        image, index = split_caption_id(cid)
         score = float(vec @ vector)
         if image not in best or score > best[image][0]:
-            best[image] = (score, int(index))
+            best[image] = (score, index)
 
 
 def pin_exact(text: str, ranked: list[str], metadata: dict[str, dict]) -> list[str]:

@@ -316,7 +316,7 @@ class Store:
     def query_captions(self, vector: np.ndarray, n: int, where: dict | None) -> list[CaptionMatch]:
         """Nearest captions to ``vector``, best first (ids and distances only: the fastest query)."""
         result = self._query(self._captions, vector, n, where)
-        return [CaptionMatch(*_split_caption_id(i), 1.0 - float(d)) for i, d in zip(result["ids"][0], result["distances"][0])]
+        return [CaptionMatch(*split_caption_id(i), 1.0 - float(d)) for i, d in zip(result["ids"][0], result["distances"][0])]
 
     @staticmethod
     def _query(collection: Any, vector: np.ndarray, n: int, where: dict | None) -> dict:
@@ -383,9 +383,15 @@ def caption_id(image_id: str, index: int) -> str:
     return f"{image_id}:{index}"
 
 
-def _split_caption_id(value: str) -> tuple[str, int]:
+def split_caption_id(value: str) -> tuple[str, int]:
+    """(image id, caption index) of a caption record id."""
     image_id, _, index = value.rpartition(":")
     return image_id, int(index)
+
+
+def caption_ids(image_id: str, meta: dict) -> list[str]:
+    """Record ids of all captions of an image, from its metadata's ``captions`` list."""
+    return [caption_id(image_id, n) for n in range(len(meta.get("captions") or []))]
 
 
 def _transient(exc: BaseException) -> bool:
