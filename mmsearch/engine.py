@@ -48,8 +48,10 @@ class SearchEngine:
         >>> engine.search("a red bicycle", k=5)
     """
 
-    def __init__(self, db: str | Path | None = None, *, config: Config | None = None,
+    def __init__(self, db: str | Path | Config | None = None, *, config: Config | None = None,
                  encoders: Encoders | None = None, **settings: Any):
+        if isinstance(db, Config):  # SearchEngine(Config(...)) means the config, not a folder named after it
+            db, config = None, db if config is None else config
         if config is None:
             config = Config.from_env(db=db, **settings)
         elif db is not None or settings:

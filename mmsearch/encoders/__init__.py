@@ -41,7 +41,7 @@ def load_text_encoder(config: Config) -> TextEncoder | None:
         return None
     from .sentence import SentenceEncoder
 
-    return SentenceEncoder(config.text_model, config.device, config.cache_dir)
+    return SentenceEncoder(config.text_model, config.device, config.cache_dir, config.text_runtime)
 
 
 def load_encoders(config: Config, text: TextEncoder | None = None) -> Encoders:

@@ -11,6 +11,7 @@ from ..config import PACKAGED_MINILM
 from ..errors import ModelLoadError, first_line
 from ..hub import OFFLINE_REASON, hub_online, prepare_hub, quiet_logging
 from .base import l2_normalize
+from .lean import LeanSentenceModel, Unsupported
 
 HELP = "set --text-model / MMSEARCH_TEXT_MODEL to a local sentence-transformers folder"
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -52,24 +53,37 @@ def _packaged_minilm_or_none() -> Path | None:
 class SentenceEncoder:
     """Embeds texts with a sentence-transformers model.
 
+    On the CPU, BERT-family folders (BERT, DistilBERT, XLM-R; mean/CLS/max pooling; Dense; Normalize) run
+    in numpy (:mod:`.lean`) unless ``runtime`` is ``"torch"``; ``runtime`` reports which one loaded.
+
     Args:
         text_model: model id on the hub, a local model folder, or ``"minilm"`` (packaged MiniLM).
         device: torch device.
         cache_dir: where downloaded weights are cached.
+        runtime: ``"auto"``, ``"numpy"`` or ``"torch"`` (see ``Config.text_runtime``).
     """
 
-    def __init__(self, text_model: str, device: str = "cpu", cache_dir: str | None = None):
+    def __init__(self, text_model: str, device: str = "cpu", cache_dir: str | None = None, runtime: str = "auto"):
         self.model_id = text_model_id(text_model)
         source = packaged_minilm_path() if text_model == PACKAGED_MINILM else text_model
+        if not Path(source).is_dir() and source.startswith(("/", ".", "~")):
+            raise ModelLoadError(f"text model folder {source} does not exist; {HELP}")
+        self.lean: LeanSentenceModel | None = None
+        if runtime != "torch" and device == "cpu":
+            self.lean = _load_lean(source, cache_dir, strict=runtime == "numpy")
+        if self.lean is not None:
+            self.runtime, self.dim = "numpy", self.lean.dim
+        else:
+            self.runtime = "torch"
+            self._load_sentence_transformer(text_model, source, device, cache_dir)
+
+    def _load_sentence_transformer(self, text_model: str, source: str, device: str, cache_dir: str | None) -> None:
         if not Path(source).is_dir():
-            if source.startswith(("/", ".", "~")):
-                raise ModelLoadError(f"text model folder {source} does not exist; {HELP}")
             prepare_hub()
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # no "Loading weights" bar on every command
-
         try:
             with quiet_logging():
                 self.model = SentenceTransformer(source, device=device, cache_folder=cache_dir)
@@ -84,6 +98,36 @@ class SentenceEncoder:
         """Embed texts; returns unit-length float32 rows."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self.lean is not None:
+            return l2_normalize(self.lean.encode(list(texts)))
         vectors = self.model.encode(list(texts), batch_size=64, convert_to_numpy=True,
                                     normalize_embeddings=True, show_progress_bar=False)
         return l2_normalize(vectors)
+
+
+def cached_folder(source: str, cache_dir: str | None) -> Path | None:
+    """The local folder of a model: ``source`` itself, or its snapshot in the Hugging Face cache (no network)."""
+    if Path(source).expanduser().is_dir():
+        return Path(source).expanduser()
+    from huggingface_hub import snapshot_download
+
+    for repo_id in (source, f"sentence-transformers/{source}") if "/" not in source else (source,):
+        try:
+            return Path(snapshot_download(repo_id, cache_dir=cache_dir, local_files_only=True))
+        except Exception:  # not cached (LocalEntryNotFoundError), bad id, ...
+            continue
+    return None
+
+
+def _load_lean(source: str, cache_dir: str | None, strict: bool) -> LeanSentenceModel | None:
+    """The numpy runtime for ``source``, or None (with ``strict``, an error) when it does not apply."""
+    folder = cached_folder(source, cache_dir)
+    try:
+        if folder is None:
+            raise Unsupported("not downloaded yet")
+        return LeanSentenceModel(folder)
+    except (Unsupported, OSError, ValueError, KeyError) as exc:
+        if strict:
+            raise ModelLoadError(f"text model {source!r} cannot run with text_runtime 'numpy': {first_line(exc)}; "
+                                 "set MMSEARCH_TEXT_RUNTIME=auto") from exc
+        return None

@@ -1,0 +1,182 @@
+"""BERT-family encoder forward pass (BERT, DistilBERT, RoBERTa/XLM-R) in numpy.
+
+Text queries are a few tokens; for them importing torch and transformers costs seconds while the forward
+pass costs milliseconds. This module runs the same arithmetic as the Hugging Face models (post-norm
+layers, exact GELU, additive attention mask) on weights memory-mapped from ``model.safetensors``.
+Anything it does not recognise raises :class:`Unsupported`, and the caller uses sentence-transformers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+class Unsupported(Exception):
+    """The model uses something this forward pass does not implement."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one architecture keeps its weights and hyper-parameters."""
+
+    layers: str
+    names: tuple[str, ...]  # query, key, value, attention out, norm 1, ffn in, ffn out, norm 2
+    config_keys: tuple[str, str, str]  # number of layers, heads, activation
+    position_offset: bool = False  # RoBERTa: positions start after the padding index
+
+
+_BERT_NAMES = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+               "attention.output.LayerNorm", "intermediate.dense", "output.dense", "output.LayerNorm")
+_BERT_KEYS = ("num_hidden_layers", "num_attention_heads", "hidden_act")
+LAYOUTS = {
+    "bert": Layout("encoder.layer.{}.", _BERT_NAMES, _BERT_KEYS),
+    "roberta": Layout("encoder.layer.{}.", _BERT_NAMES, _BERT_KEYS, position_offset=True),
+    "xlm-roberta": Layout("encoder.layer.{}.", _BERT_NAMES, _BERT_KEYS, position_offset=True),
+    "distilbert": Layout("transformer.layer.{}.", (
+        "attention.q_lin", "attention.k_lin", "attention.v_lin", "attention.out_lin", "sa_layer_norm", "ffn.lin1",
+        "ffn.lin2", "output_layer_norm"), ("n_layers", "n_heads", "activation")),
+}
+_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "F64": np.float64, "I64": np.int64}
+
+
+def read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """Tensors of a safetensors file as float32 arrays; float32 ones are zero-copy memory maps."""
+    with path.open("rb") as handle:
+        size = int.from_bytes(handle.read(8), "little")
+        header = json.loads(handle.read(size))
+    header.pop("__metadata__", None)
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + size)
+    tensors = {}
+    for name, info in header.items():
+        if info["dtype"] not in _DTYPES:
+            raise Unsupported(f"tensor {name} has dtype {info['dtype']}")
+        start, end = info["data_offsets"]
+        array = data[start:end].view(_DTYPES[info["dtype"]]).reshape(info["shape"])
+        if info["dtype"] == "BF16":
+            array = (array.astype(np.uint32) << 16).view(np.float32)
+        tensors[name] = array if array.dtype == np.float32 else array.astype(np.float32)
+    return tensors
+
+
+def read_weights(folder: Path) -> dict[str, np.ndarray]:
+    """The weights of a model folder: ``model.safetensors``, else ``pytorch_model.bin`` (needs torch)."""
+    if (folder / "model.safetensors").exists():
+        return read_safetensors(folder / "model.safetensors")
+    if (folder / "pytorch_model.bin").exists():
+        import torch
+
+        state = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True, mmap=True)
+        return {name: tensor.float().numpy() for name, tensor in state.items()}
+    raise Unsupported(f"no model.safetensors or pytorch_model.bin in {folder}")
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """Error function, fractional error below 1.2e-7 (Numerical Recipes' Chebyshev fit of erfc)."""
+    z = np.abs(x.astype(np.float64))
+    t = 1.0 / (1.0 + 0.5 * z)
+    poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
+        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))))
+    return (np.sign(x) * (1.0 - t * np.exp(poly))).astype(np.float32)
+
+
+def gelu(x: np.ndarray) -> np.ndarray:
+    """Exact (erf) GELU, as ``torch.nn.functional.gelu``."""
+    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+
+
+def gelu_tanh(x: np.ndarray) -> np.ndarray:
+    """The tanh approximation of GELU (``gelu_new``, ``gelu_pytorch_tanh``)."""
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+
+
+ACTIVATIONS = {"gelu": gelu, "gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh}
+
+
+def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
+    """LayerNorm over the last axis."""
+    centred = x - x.mean(axis=-1, keepdims=True)
+    variance = (centred * centred).mean(axis=-1, keepdims=True)
+    return centred / np.sqrt(variance + eps) * weight + bias
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis."""
+    exp = np.exp(x - x.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+class NumpyBert:
+    """A BERT-family encoder; ``__call__`` returns the last hidden states ``(batch, tokens, width)``."""
+
+    def __init__(self, folder: Path):
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        self.layout = LAYOUTS.get(config.get("model_type", ""))
+        if self.layout is None:
+            raise Unsupported(f"model type {config.get('model_type')!r}")
+        n_layers, n_heads, act = (config.get(key) for key in self.layout.config_keys)
+        if act not in ACTIVATIONS or config.get("position_embedding_type", "absolute") != "absolute":
+            raise Unsupported(f"activation {act!r} / position embeddings {config.get('position_embedding_type')!r}")
+        if config.get("is_decoder") or config.get("add_cross_attention"):
+            raise Unsupported("decoder models")
+        self.activation = ACTIVATIONS[act]
+        self.heads = int(n_heads)
+        self.eps = float(config.get("layer_norm_eps", 1e-12))
+        self.pad_id = int(config.get("pad_token_id") or 0)
+        self.weights = _strip_prefix(read_weights(folder))
+        self.layers = [self._layer(i) for i in range(int(n_layers))]
+
+    def _get(self, name: str) -> np.ndarray:
+        try:
+            return self.weights[name]
+        except KeyError:
+            raise Unsupported(f"weight {name} missing") from None
+
+    def _layer(self, index: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        prefix = self.layout.layers.format(index)
+        return [(self._get(f"{prefix}{name}.weight"), self._get(f"{prefix}{name}.bias")) for name in self.layout.names]
+
+    def embed(self, ids: np.ndarray) -> np.ndarray:
+        """Token + position (+ token type 0) embeddings, layer-normed."""
+        if self.layout.position_offset:
+            positions = np.cumsum(ids != self.pad_id, axis=1) * (ids != self.pad_id) + self.pad_id
+        else:
+            positions = np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
+        x = self._get("embeddings.word_embeddings.weight")[ids] + self._get("embeddings.position_embeddings.weight")[positions]
+        if "embeddings.token_type_embeddings.weight" in self.weights:
+            x = x + self.weights["embeddings.token_type_embeddings.weight"][0]
+        return layer_norm(x, self._get("embeddings.LayerNorm.weight"), self._get("embeddings.LayerNorm.bias"), self.eps)
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        x = self.embed(ids)
+        bias = np.where(mask[:, None, None, :] > 0, 0.0, np.finfo(np.float32).min).astype(np.float32)
+        for layer in self.layers:
+            x = self._block(x, bias, layer)
+        return x
+
+    def _block(self, x: np.ndarray, bias: np.ndarray, layer: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        (wq, bq), (wk, bk), (wv, bv), (wo, bo), (n1w, n1b), (w1, b1), (w2, b2), (n2w, n2b) = layer
+        batch, tokens, width = x.shape
+        head = width // self.heads
+
+        def split(y: np.ndarray) -> np.ndarray:
+            return y.reshape(batch, tokens, self.heads, head).transpose(0, 2, 1, 3)
+
+        q, k, v = split(x @ wq.T + bq), split(x @ wk.T + bk), split(x @ wv.T + bv)
+        attention = softmax(q @ k.transpose(0, 1, 3, 2) / math.sqrt(head) + bias)
+        context = (attention @ v).transpose(0, 2, 1, 3).reshape(batch, tokens, width)
+        x = layer_norm(x + context @ wo.T + bo, n1w, n1b, self.eps)
+        return layer_norm(x + self.activation(x @ w1.T + b1) @ w2.T + b2, n2w, n2b, self.eps)
+
+
+def _strip_prefix(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Checkpoints saved from a task head name the encoder ``bert.``, ``distilbert.``, ``roberta.``, ..."""
+    anchor = next((name for name in weights if name.endswith("embeddings.word_embeddings.weight")), None)
+    if anchor is None:
+        raise Unsupported("no embeddings.word_embeddings.weight")
+    prefix = anchor[: -len("embeddings.word_embeddings.weight")]
+    return {name[len(prefix):]: array for name, array in weights.items() if name.startswith(prefix)}
