@@ -15,8 +15,11 @@ The server is started by this script on 127.0.0.1 and stopped at the end.
 
 from __future__ import annotations
 
-import argparse
 import os
+
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")  # what importing mmsearch first would set (see mmsearch/__init__)
+
+import argparse  # noqa: E402
 import resource
 import socket
 import subprocess

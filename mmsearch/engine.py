@@ -205,7 +205,7 @@ class SearchEngine:
         stored = self.store.image_vectors([own]) if self.store.ready else {}
         if own not in stored:
             raise QueryError(f"{path} is not in the index")
-        return self._rank(stored[own], "", k, {"image": 1.0}, min_score, filters, exclude=os.path.abspath(path))
+        return self._rank(stored[own], "", k, {"image": 1.0}, min_score, filters, exclude=own)
 
     def _rank(self, vector: np.ndarray, text: str, k: int, weights: dict[str, float], min_score: float,
               filters: dict[str, Any], exclude: str | None = None) -> list[Hit]:

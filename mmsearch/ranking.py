@@ -9,7 +9,7 @@ configured, ``rerank`` (a cross-encoder reading the query with the image's capti
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,7 @@ import numpy as np
 from .fusion import fuse
 from .keywords import KeywordIndex
 from .records import Hit
-from .store import caption_ids, split_caption_id
+from .store import split_caption_id
 
 if TYPE_CHECKING:
     from .rerank import Reranker
@@ -38,16 +38,18 @@ class Query:
     weights: dict[str, float]  # signal -> weight in the fused score
     where: dict | None = None
     min_score: float = 0.0
-    exclude: str | None = None  # a path never returned ("more like this" leaves the image out)
+    exclude: str | None = None  # an image id never returned ("more like this" leaves the image out)
 
 
 @dataclass
 class Candidates:
-    """Candidate images with every signal scored exactly, their best caption and metadata."""
+    """Candidate images with every signal scored exactly and their best caption; ``metadata`` is read
+    afterwards, for the hits only (metadata is the costly part of a fetch)."""
 
     scores: dict[str, Scores]
     best_caption: dict[str, int]
-    metadata: dict[str, dict]
+    keyword_top: list[str]
+    metadata: dict[str, dict] = field(default_factory=dict)
 
 
 def rank(store: Store, query: Query, use_image: bool, keywords: KeywordIndex | None = None,
@@ -56,11 +58,15 @@ def rank(store: Store, query: Query, use_image: bool, keywords: KeywordIndex | N
     pool = max(3 * query.k, 30)
     found = candidates(store, query, pool, use_image, keywords)
     fused = fuse(found.scores, query.weights)
-    ranked = sorted(fused, key=lambda i: (-fused[i], i))
-    ranked = pin_exact(query.text, ranked, found.metadata)
-    ranked = [i for i in ranked if found.metadata[i]["path"] != query.exclude]
+    ranked = [i for i in sorted(fused, key=lambda i: (-fused[i], i)) if i != query.exclude]
+    shown = ranked[:pool] if reranker is not None and query.text else ranked[:query.k]
+    # A file-name query pins that file; it is among the best keyword matches when it is a candidate.
+    looked = list(dict.fromkeys(shown + [i for i in found.keyword_top[:query.k] if i != query.exclude]))
+    stored = store.image_metadata(looked)
+    found.metadata = {i: stored[i] for i in looked if i in stored}  # in rank order; deleted meanwhile: gone
+    ranked = pin_exact(query.text, [i for i in shown if i in found.metadata], found.metadata)
     if reranker is not None and query.text:
-        ranked, fused = rerank(reranker, query.text, ranked[:pool], found, fused)
+        ranked, fused = rerank(reranker, query.text, ranked, found, fused)
     return [hit(i, fused[i], found) for i in ranked if fused[i] >= query.min_score][:query.k]
 
 
@@ -75,18 +81,19 @@ def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords:
             best[match.image_id] = (match.score, match.index)
     keyword = keywords.search(query.text, pool) if keywords is not None and query.text else {}
     image_scores = images.result() if images is not None else {}
-    # One fetch for all candidates; the filter also applies to keyword matches; deleted ids drop out.
-    records = store.image_records(list(set(image_scores) | set(best) | set(keyword)), query.where)
+    # Vectors only (no metadata): the filter also applies to keyword matches, and deleted ids drop out.
+    vectors = store.image_vectors(list(set(image_scores) | set(best) | set(keyword)), query.where)
     if use_image:  # exact image scores for candidates found through captions or keywords
-        for i, (_, vec) in records.items():
+        for i, vec in vectors.items():
             image_scores.setdefault(i, float(vec @ vector))
-    _fill_caption_scores(store, vector, records, best)
+    _fill_caption_scores(store, vector, [i for i in vectors if i not in best], best)
     scores = {i: {"image": _round(image_scores.get(i)), "caption": _round(best[i][0]) if i in best else None}
-              for i in records}
+              for i in vectors}
     if keyword:  # an image without a keyword match scores 0 on that signal (when anything matched)
         for i in scores:
             scores[i]["keyword"] = _round(keyword.get(i, 0.0))
-    return Candidates(scores, {i: n for i, (_, n) in best.items()}, {i: meta for i, (meta, _) in records.items()})
+    top_keywords = [i for i in sorted(keyword, key=lambda i: -keyword[i]) if i in vectors]
+    return Candidates(scores, {i: n for i, (_, n) in best.items()}, top_keywords)
 
 
 _EXECUTOR: ThreadPoolExecutor | None = None
@@ -99,10 +106,9 @@ def _executor() -> ThreadPoolExecutor:
     return _EXECUTOR
 
 
-def _fill_caption_scores(store: Store, vector: np.ndarray, records: dict[str, tuple[dict, np.ndarray]],
-                         best: dict[str, tuple[float, int]]) -> None:
-    wanted = [cid for i, (meta, _) in records.items() if i not in best for cid in caption_ids(i, meta)]
-    for cid, vec in store.caption_vectors_by_id(wanted).items():
+def _fill_caption_scores(store: Store, vector: np.ndarray, images: list[str], best: dict[str, tuple[float, int]]) -> None:
+    """Exact caption scores of candidates whose captions the caption search did not return."""
+    for cid, vec in store.caption_vectors_of(images).items():
         image, index = split_caption_id(cid)
         score = float(vec @ vector)
         if image not in best or score > best[image][0]:
@@ -110,12 +116,13 @@ def _fill_caption_scores(store: Store, vector: np.ndarray, records: dict[str, tu
 
 
 def pin_exact(text: str, ranked: list[str], metadata: dict[str, dict]) -> list[str]:
-    """A query that is a file name (with or without extension) puts that file first."""
+    """A query that is a file name (with or without extension) puts that file first; the files looked at
+    are those in ``metadata``, in its order."""
     wanted = text.strip().strip('"').lower()
     if not wanted:
         return ranked
-    exact = [i for i in ranked if wanted in (metadata[i].get("name", "").lower(),
-                                              PurePath(metadata[i].get("name", "")).stem.lower())]
+    names = {i: meta.get("name", "").lower() for i, meta in metadata.items()}
+    exact = [i for i, name in names.items() if wanted in (name, PurePath(name).stem)]
     return exact + [i for i in ranked if i not in exact]
 
 

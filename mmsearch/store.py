@@ -340,11 +340,26 @@ class Store:
         got = self._captions.get(ids=list(caption_ids), include=["embeddings"])
         return {i: np.asarray(v, dtype=np.float32) for i, v in zip(got["ids"], got["embeddings"])}
 
-    def image_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
-        """Stored image vectors by id."""
+    def caption_vectors_of(self, image_ids: Sequence[str], probe: int = 3) -> dict[str, np.ndarray]:
+        """All caption vectors of these images, by caption id, without reading their metadata.
+
+        An image's captions are numbered 0..n-1, so the ids are asked for in rounds (``probe`` per image,
+        doubling) until an image's last asked-for index is missing: one round for the usual 0-2 captions.
+        """
+        found: dict[str, np.ndarray] = {}
+        start, pending = 0, list(image_ids)
+        while pending:
+            got = self.caption_vectors_by_id([caption_id(i, n) for i in pending for n in range(start, start + probe)])
+            found.update(got)
+            pending = [i for i in pending if caption_id(i, start + probe - 1) in got]
+            start, probe = start + probe, probe * 2
+        return found
+
+    def image_vectors(self, ids: Sequence[str], where: dict | None = None) -> dict[str, np.ndarray]:
+        """Stored vectors of the image ids that exist (and match ``where``)."""
         if not ids:
             return {}
-        got = self._images.get(ids=list(ids), include=["embeddings"])
+        got = self._images.get(ids=list(ids), where=where or None, include=["embeddings"])
         return {i: np.asarray(v, dtype=np.float32) for i, v in zip(got["ids"], got["embeddings"])}
 
     def image_metadata(self, ids: Sequence[str]) -> dict[str, dict]:

@@ -242,3 +242,36 @@ def test_renamed_and_moved_files_keep_their_vectors_without_reencoding(make_engi
     assert hit.metadata["folder"] == str(photos / "dinner") and engine.stats()["captions"] == 5
     assert len(engine.search("anything", k=10, folder=photos / "dinner")) == 1
     assert engine.stats()["images"] == 6
+
+
+def test_captions_are_read_by_id_in_rounds_until_an_image_has_no_more(tmp_path):
+    from mmsearch.store import Store
+
+    store = Store(tmp_path / "db")
+    store.create({"image_model": "m", "text_model": "m"}, 4)
+    counts = {"none": 0, "one": 1, "three": 3, "seven": 7, "nine": 9}
+    rng = np.random.default_rng(0)
+    metas = [{"path": f"/p/{name}.jpg", "name": f"{name}.jpg", "folder": "/p", "folders": ["/", "/p"]} for name in counts]
+    captions = [[(f"{name} {n}", "manifest") for n in range(c)] for name, c in counts.items()]
+    store.put(list(counts), rng.standard_normal((5, 4)).astype(np.float32), metas, captions,
+              rng.standard_normal((sum(counts.values()), 4)).astype(np.float32))
+    asked = []
+    original = store.caption_vectors_by_id
+    store.caption_vectors_by_id = lambda ids: asked.append(len(ids)) or original(ids)  # type: ignore[method-assign]
+
+    found = store.caption_vectors_of(list(counts) + ["missing"])
+
+    assert sorted(found) == sorted(f"{name}:{n}" for name, c in counts.items() for n in range(c))
+    # ids 0-2 of all six; 3-8 of those with a caption 2 (three, seven, nine); 9-20 of those with a caption 8 (nine)
+    assert asked == [6 * 3, 3 * 6, 1 * 12]
+
+
+def test_candidates_missing_from_the_caption_search_get_the_same_caption_scores(make_engine, photos, monkeypatch):
+    engine = make_engine()
+    _index(engine, photos)
+    want = {h.path: (h.scores, h.caption) for h in engine.search("a cat sleeping on a sofa", k=12)}
+    monkeypatch.setattr(engine.store, "query_captions", lambda *args: [])  # every caption score is then read by id
+
+    got = {h.path: (h.scores, h.caption) for h in engine.search("a cat sleeping on a sofa", k=12)}
+
+    assert got == want and any(caption for _, caption in got.values())
