@@ -178,6 +178,7 @@ class Indexer:
         image = self.encoders.image
         min_side = getattr(image, "input_size", None) if image is not None else PLACEHOLDER_SIDE
         batches = [todo[i:i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
+        done = 0
         with ThreadPoolExecutor(DECODE_THREADS) as pool:
             def submit(batch: list[Candidate]) -> list[Future]:
                 return [pool.submit(_prepare, c, None if c.path in known else moves, min_side) for c in batch]
@@ -199,8 +200,9 @@ class Indexer:
                     else:
                         report.added += 1
                 bar.update(len(current))
+                done += len(current)  # not bar.n: a disabled tqdm bar does not count
                 if self.on_progress is not None:
-                    self.on_progress(bar.n, len(todo))
+                    self.on_progress(done, len(todo))
         bar.close()
 
     def _collect(self, futures: list[Future], report: IndexReport) -> list[Prepared]:

@@ -275,3 +275,11 @@ def test_candidates_missing_from_the_caption_search_get_the_same_caption_scores(
     got = {h.path: (h.scores, h.caption) for h in engine.search("a cat sleeping on a sofa", k=12)}
 
     assert got == want and any(caption for _, caption in got.values())
+
+
+def test_progress_callback_counts_stored_images_without_a_progress_bar(make_engine, photos):
+    calls: list[tuple[int, int]] = []
+    report = make_engine().index([photos], batch_size=2, on_progress=lambda done, total: calls.append((done, total)))
+    total = report.added + len(report.failed)
+    assert total >= 6 and calls[-1] == (total, total)
+    assert [done for done, _ in calls] == list(range(2, total, 2)) + [total]
