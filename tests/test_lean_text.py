@@ -136,3 +136,16 @@ def test_a_text_query_imports_neither_torch_nor_sentence_transformers(make_engin
     first, loaded = run.stdout.strip().splitlines()
     assert Path(first).name == engine.search("a black cat", k=3)[0].path.rsplit("/", 1)[-1]
     assert loaded == "[]"
+
+
+def test_a_hub_id_already_in_the_cache_runs_in_numpy_without_network(minilm, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    snapshot = tmp_path / "hub" / "models--someone--caption-model" / "snapshots" / "0123abcd"
+    shutil.copytree(minilm, snapshot)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0123abcd")
+
+    encoder = SentenceEncoder("someone/caption-model", cache_dir=str(tmp_path / "hub"))
+
+    assert encoder.runtime == "numpy" and encoder.model_id == "sentence-transformers:someone/caption-model"
+    _assert_same(encoder.encode_texts(TEXTS), _reference(minilm, TEXTS))
