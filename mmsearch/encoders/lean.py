@@ -73,7 +73,7 @@ class Dense:
 class Tokenizer:
     """``tokenizer.json`` with sentence-transformers' settings: truncation to the model's length, padding."""
 
-    def __init__(self, folder: Path, max_length: int, lowercase: bool):
+    def __init__(self, folder: Path, max_length: int):
         if not (folder / "tokenizer.json").exists():
             raise Unsupported("no tokenizer.json")
         from tokenizers import Tokenizer as RustTokenizer
@@ -81,7 +81,6 @@ class Tokenizer:
         self.tokenizer = RustTokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=max_length)
         self.tokenizer.no_padding()
-        self.lowercase = lowercase
         pad = _json(folder / "tokenizer_config.json").get("pad_token")
         pad = pad.get("content") if isinstance(pad, dict) else pad
         self.pad_id = self.tokenizer.token_to_id(pad) if isinstance(pad, str) else None
@@ -90,7 +89,7 @@ class Tokenizer:
         """Token ids and attention mask, padded to the longest text (with ``pad_id`` when the tokenizer has
         no pad token of its own)."""
         pad_id = self.pad_id if self.pad_id is not None else pad_id
-        encodings = self.tokenizer.encode_batch([t.lower() if self.lowercase else t for t in texts])
+        encodings = self.tokenizer.encode_batch(list(texts))
         width = max(len(e.ids) for e in encodings)
         ids = np.full((len(texts), width), pad_id, dtype=np.int64)
         mask = np.zeros((len(texts), width), dtype=np.int64)
@@ -126,8 +125,11 @@ class LeanSentenceModel:
         transformer = steps[0][1]
         config = _json(transformer / "config.json")
         self.encoder = NumpyBert(transformer)
-        lowercase = bool(_json(transformer / "sentence_bert_config.json").get("do_lower_case", False))
-        self.tokenizer = Tokenizer(transformer, max_length(transformer, config), lowercase)
+        if _json(transformer / "sentence_bert_config.json").get("do_lower_case"):
+            # sentence-transformers versions differ here (str.lower() vs the tokenizer's own lowercasing,
+            # which may also strip accents): leave such models to it.
+            raise Unsupported("do_lower_case")
+        self.tokenizer = Tokenizer(transformer, max_length(transformer, config))
         self.pooling = pooling_mode(_json(steps[1][1] / "config.json"))
         self.dense = [Dense(path) for kind, path in steps[2:] if kind == "Dense"]
         self.dim = self.dense[-1].weight.shape[0] if self.dense else self.encoder.weights[
