@@ -15,11 +15,8 @@ The server is started by this script on 127.0.0.1 and stopped at the end.
 
 from __future__ import annotations
 
+import argparse
 import os
-
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")  # what importing mmsearch first would set (see mmsearch/__init__)
-
-import argparse  # noqa: E402
 import resource
 import socket
 import subprocess
@@ -29,10 +26,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+import mmsearch  # noqa: E402, F401, I001  first, before numpy: it sets OpenBLAS's thread timeout (see mmsearch/__init__)
+import numpy as np  # noqa: E402
+
 DIM, LATENT, BATCH = 512, 64, 1000
 
 
