@@ -6,16 +6,15 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Config, default_cache_path
 from .errors import MMSearchError
+from .present import format_hits, stats_lines
 
 if TYPE_CHECKING:
     from .engine import SearchEngine
-    from .records import Hit
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +106,7 @@ def _server_args(parser: argparse.ArgumentParser) -> None:
 
 def server_options(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments for ``web.app.launch`` from the server options."""
-    from web.views import parse_auth
+    from mmsearch_web.views import parse_auth
 
     return {"host": args.host, "port": args.port, "auth": parse_auth(args.auth), "read_only": args.read_only,
             "max_file_size": args.max_file_size}
@@ -185,33 +184,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_hits(hits: list[Hit]) -> str:
-    """A table for people: rank, fused score, each signal, caption and path."""
-    if not hits:
-        return "no results"
-    lines = [f"{'#':>2}  {'score':>6}  {'image':>6}  {'caption':>7}  path / caption"]
-    for n, hit in enumerate(hits, 1):
-        image, caption = (_fmt(hit.scores.get(s)) for s in ("image", "caption"))
-        lines.append(f"{n:>2}  {hit.score:6.3f}  {image:>6}  {caption:>7}  {hit.path}")
-        if hit.caption:
-            lines.append(f"{'':>28}“{hit.caption}”")
-    return "\n".join(lines)
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
 def cmd_stats(args: argparse.Namespace) -> int:
     stats = _engine(args).stats()
     if args.json:
         print(json.dumps(stats, ensure_ascii=False, indent=2))
         return 0
-    stamp = stats["updated_at"]
-    updated = datetime.fromtimestamp(stamp).isoformat(sep=" ", timespec="seconds") if stamp else "never"
-    print(f"database     {stats['db']}\nimages       {stats['images']}\ncaptions     {stats['captions']}\n"
-          f"image model  {stats['image_model']}\ntext model   {stats['text_model']}\ndimension    {stats['dim']}\n"
-          f"folders      {', '.join(stats['roots']) or '-'}\nupdated      {updated}")
+    print(stats_lines(stats))
     return 0
 
 
@@ -266,7 +244,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from web.app import launch
+    from mmsearch_web.app import launch
 
     options = server_options(args)  # malformed --auth fails before the models load
     launch(_engine(args), **options)

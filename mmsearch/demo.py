@@ -12,10 +12,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .cli import format_hits
 from .config import Config, default_db_path
 from .engine import SearchEngine
 from .errors import ModelLoadError
+from .present import format_hits, profile_label
 
 DEMO_DB = ".mmsearch-demo"
 MANIFESTS = ("captions.csv", "captions.jsonl")
@@ -40,14 +40,6 @@ def demo_engine(config: Config) -> SearchEngine:
         return engine
 
 
-def profile_label(engine: SearchEngine) -> str:
-    """One line saying which models answer, or that this is the offline profile."""
-    sig = engine.signature
-    if sig["image_model"] == "none":
-        return f"Offline profile: caption search with {sig['text_model']}; image signal unavailable"
-    return f"Image model {sig['image_model']}, text model {sig['text_model']}"
-
-
 def run_demo(config: Config, folder: str, serve: bool = True, explicit_db: bool = False,
              server: dict[str, Any] | None = None) -> int:
     """Index ``folder`` (with its captions.csv/jsonl if present), print sample searches, serve the page."""
@@ -56,11 +48,11 @@ def run_demo(config: Config, folder: str, serve: bool = True, explicit_db: bool 
     engine = demo_engine(config)
     manifests = [str(Path(folder) / m) for m in MANIFESTS if (Path(folder) / m).is_file()]
     report = engine.index([folder], captions=manifests, progress=True)
-    print(f"{profile_label(engine)}\nindexed {folder}: {report.summary()}")
+    print(f"{profile_label(engine.signature)}\nindexed {folder}: {report.summary()}")
     for query in SAMPLE_QUERIES:
         print(f"\nmmsearch search {query!r}\n{format_hits(engine.search(query, k=3))}")
     if serve:
-        from web.app import launch
+        from mmsearch_web.app import launch
 
         launch(engine, **(server or {}))
     return 0

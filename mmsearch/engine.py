@@ -17,6 +17,7 @@ from .config import Config
 from .encoders import Encoders, TextEncoder, l2_normalize, load_encoders, load_text_encoder, model_signature
 from .errors import QueryError
 from .filters import DateLike, build_where
+from .ids import NO_IMAGE_MODEL, has_image_vectors, image_id
 from .records import Hit, IndexReport
 
 if TYPE_CHECKING:
@@ -24,9 +25,11 @@ if TYPE_CHECKING:
 
     from .indexer import ProgressCallback, Shard
     from .keywords import KeywordIndex
+    from .ranking import Query
     from .rerank import Reranker
     from .store import Store
 
+MAX_K = 10_000  # more hits than any page shows; larger k is refused with a message, not an OverflowError
 KEYWORD_REFRESH = 30.0  # seconds between keyword-index rebuilds while the index keeps changing
 KEYWORD_CHECK = 2.0  # seconds during which the keyword index is used without asking the store if it changed
 
@@ -74,8 +77,13 @@ class SearchEngine:
         """The model ids this engine reads and writes (recorded in, and checked against, the index)."""
         if self._encoders is not None:
             image = self._encoders.image
-            return {"image_model": image.model_id if image else "none", "text_model": self._encoders.text.model_id}
+            return {"image_model": image.model_id if image else NO_IMAGE_MODEL, "text_model": self._encoders.text.model_id}
         return model_signature(self.config)
+
+    @property
+    def has_image_vectors(self) -> bool:
+        """Whether this engine's index scores images by their pixels (False in the offline profile)."""
+        return has_image_vectors(self.signature)
 
     @property
     def store(self) -> Store:
@@ -181,13 +189,43 @@ class SearchEngine:
             image vector; ``Hit.scores["caption"]`` that of the best-matching caption. Text queries rank
             by both signals (``caption_weight``); image-only queries rank by the image signal.
         """
-        vector = self.query_vector(query, image, text_weight)
+        planned = self.plan(query, image=image, k=k, text_weight=text_weight, min_score=min_score, folder=folder,
+                            date_from=date_from, date_to=date_to, camera=camera)
+        return self.serve(planned) if planned is not None else []
+
+    def plan(self, query: str | None = None, *, image: str | Path | Image.Image | None = None, k: int = 10,
+             text_weight: float = 0.5, min_score: float = 0.0, exclude: str | None = None,
+             vector: np.ndarray | None = None, **filters: Any) -> Query | None:
+        """The ranked query ``search`` would run (its vector encoded now); None when nothing can match.
+
+        ``mmsearch eval`` plans and serves its queries through this too, so it measures what is served.
+        """
+        from .fusion import query_weights
+        from .ranking import Query
+
+        vector = self.query_vector(query, image, text_weight) if vector is None else vector
         text = (query or "").strip()
-        # Image-only queries rank by pixels: a near-duplicate must not lose to a better caption match.
-        cw, kw = self.config.caption_weight, self.config.keyword_weight
-        weights = {"image": 1.0 - cw, "caption": cw, "keyword": kw} if text else {"image": 1.0}
-        filters = {"folder": folder, "date_from": date_from, "date_to": date_to, "camera": camera}
-        return self._rank(vector, text, k, weights, min_score, filters)
+        k = check_k(k)
+        store = self.store
+        if not store.ready or k == 0:
+            return None
+        weights = query_weights(self.config.caption_weight, self.config.keyword_weight, bool(text))
+        return Query(vector, text, k, weights, build_where(roots=store.roots(), **filters), min_score, exclude)
+
+    def serve(self, query: Query) -> list[Hit]:
+        """Rank a planned query (see ``plan``) with the configured fusion rule and reranker."""
+        return self.serve_rules(query, [self.config.fusion])[self.config.fusion]
+
+    def serve_rules(self, query: Query, rules: Sequence[str], rerank: bool = True) -> dict[str, list[Hit]]:
+        """Hits of one query under several fusion rules, from one set of candidates (for comparisons)."""
+        from .fusion import pool_size
+        from .ranking import candidates, order
+
+        text = query.text
+        keywords = self.keyword_index() if text and query.weights.get("keyword") else None
+        found = candidates(self.store, query, pool_size(query.k), self.has_image_vectors, keywords)
+        reranker = self.reranker if text and rerank else None
+        return {rule: order(self.store, query, found, rule, reranker) for rule in rules}
 
     def similar(self, path: str | Path, k: int = 10, min_score: float = 0.0, **filters: Any) -> list[Hit]:
         """Images most like an indexed image ("more like this"), by its stored vector: nothing is re-encoded.
@@ -197,27 +235,14 @@ class SearchEngine:
         Raises:
             QueryError: ``path`` is not indexed, or the index has no image vectors (offline profile).
         """
-        from .indexer import image_id
-
-        if self.signature["image_model"] == "none":
+        if not self.has_image_vectors:
             raise QueryError("'more like this' needs image vectors; this index uses the caption-only offline profile")
         own = image_id(os.path.abspath(path))
         stored = self.store.image_vectors([own]) if self.store.ready else {}
         if own not in stored:
             raise QueryError(f"{path} is not in the index")
-        return self._rank(stored[own], "", k, {"image": 1.0}, min_score, filters, exclude=own)
-
-    def _rank(self, vector: np.ndarray, text: str, k: int, weights: dict[str, float], min_score: float,
-              filters: dict[str, Any], exclude: str | None = None) -> list[Hit]:
-        from .ranking import Query, rank
-
-        store = self.store
-        if not store.ready or k <= 0:
-            return []
-        query = Query(vector, text, k, weights, build_where(roots=store.roots(), **filters), min_score, exclude)
-        use_image = self.signature["image_model"] != "none"
-        keywords = self.keyword_index() if text and weights.get("keyword") else None
-        return rank(store, query, use_image, keywords, self.reranker if text else None)
+        planned = self.plan(None, vector=stored[own], k=k, min_score=min_score, exclude=own, **filters)
+        return self.serve(planned) if planned is not None else []
 
     def keyword_index(self) -> KeywordIndex:
         """BM25 over the images' captions, file and folder names.
@@ -307,3 +332,18 @@ class SearchEngine:
         signature = store.signature() or {**self.signature, "dim": None}
         return {"db": self.config.db, "images": store.count(), "captions": store.caption_count(),
                 **signature, "roots": store.roots(), "updated_at": store.updated_at()}
+
+
+def check_k(k: Any) -> int:
+    """``k`` as a number of hits between 0 and ``MAX_K``.
+
+    Raises:
+        QueryError: k is not a whole number in that range.
+    """
+    try:
+        value = int(k)
+    except (TypeError, ValueError, OverflowError):
+        raise QueryError(f"k must be a whole number, got {k!r}") from None
+    if not 0 <= value <= MAX_K:
+        raise QueryError(f"k must be between 0 and {MAX_K}, got {value}")
+    return value

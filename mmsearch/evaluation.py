@@ -7,10 +7,13 @@ so with real weights the image signal reproduces published numbers (Flickr30k 1k
 text -> image R@1/5/10 = 58.8/83.6/90.0). Ties count against the model: the rank of the right answer is
 the number of candidates scoring at least as high as it.
 
-Signals: ``image`` (query vs image vector), ``caption`` (vs the image's *own* captions in the index:
-sidecars, manifests, EXIF; never the evaluation captions), ``keyword`` (BM25 over those captions and
-file names), ``fused`` (the engine's min-max weighted fusion), ``rrf`` (reciprocal rank fusion, for
-comparison) and, with a reranker, ``rerank`` (fused, then the top 30 reordered by the cross-encoder).
+Rows: ``fused`` is what users are served: each caption goes through ``engine.search(caption, k=10)``'s
+own code path (candidates, fusion, file-name pinning, reranker), so its R@1/5/10 are exactly the served
+recall; an image not among the 10 hits counts as a miss (its rank is beyond 10, and no mean rank is
+given). ``fused:<rule>`` serve the same queries under the other fusion rules of ``mmsearch.fusion``.
+The per-signal rows are exact searches over all images: ``image`` (query vs image vector),
+``caption`` (vs the image's *own* captions in the index: sidecars, manifests, EXIF; never the evaluation
+captions) and ``keyword`` (BM25 over those captions and file names).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
     from .engine import SearchEngine
 
 KS = (1, 5, 10)
-RRF_K = 60
+SERVED_K = 10  # served rows ask for this many hits, as a user's first page
 
 
 @dataclass
@@ -122,42 +125,10 @@ def recall(ranks: np.ndarray) -> dict[str, float]:
     """R@1/5/10 in percent and the mean rank."""
     if not len(ranks):
         return {}
-    out = {f"R@{k}": round(float((ranks <= k).mean() * 100), 2) for k in KS}
-    out["mean_rank"] = round(float(ranks.mean()), 2)
+    out: dict[str, float] = {f"R@{k}": round(float((ranks <= k).mean() * 100), 2) for k in KS}
+    if np.isfinite(ranks).all():  # served rows know places up to 10 only: no mean rank
+        out["mean_rank"] = round(float(ranks.mean()), 2)
     return out
-
-
-def minmax(scores: np.ndarray) -> np.ndarray:
-    """Rows scaled to [0, 1] (constant rows become 1), as the engine's fusion does per query."""
-    low, high = scores.min(axis=1, keepdims=True), scores.max(axis=1, keepdims=True)
-    span = np.where(high - low < 1e-9, 1.0, high - low)
-    return np.where(high - low < 1e-9, 1.0, (scores - low) / span)
-
-
-def fused(signals: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
-    """Weighted mean of min-max normalised signals (NaN = signal missing for that pair)."""
-    total = weight = 0.0
-    for name, s in signals.items():
-        w = weights.get(name, 0.0)
-        if w <= 0:
-            continue
-        present = ~np.isnan(s)
-        row_min = np.nan_to_num(np.where(present, s, np.inf).min(axis=1, keepdims=True), posinf=0.0)
-        total = total + np.where(present, w * minmax(np.where(present, s, row_min)), 0.0)
-        weight = weight + np.where(present, w, 0.0)
-    return total / np.where(np.asarray(weight) == 0, 1.0, weight)
-
-
-def rrf(signals: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
-    """Reciprocal rank fusion: sum over signals of 1 / (60 + rank)."""
-    total = 0.0
-    for name, s in signals.items():
-        if weights.get(name, 0.0) > 0:
-            order = np.argsort(-np.nan_to_num(s, nan=-np.inf), axis=1, kind="stable")
-            rank = np.empty_like(order)
-            np.put_along_axis(rank, order, np.arange(1, s.shape[1] + 1)[None, :].repeat(s.shape[0], 0), axis=1)
-            total = total + 1.0 / (RRF_K + rank)
-    return np.asarray(total, dtype=np.float64)
 
 
 # -- running -----------------------------------------------------------------------------------------
@@ -165,8 +136,13 @@ def rrf(signals: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray
 def evaluate(engine: SearchEngine, data: Dataset, progress: Callable[[str], None] | None = None,
              image_captions: str | Path | None = None) -> dict[str, Any]:
     """Index the images (with their own captions: sidecars, EXIF and the ``image_captions`` manifest; never
-    the evaluation captions), score every signal, return the recall table."""
-    from .indexer import image_id
+    the evaluation captions), then measure retrieval.
+
+    The ``fused`` row is what ``engine.search(caption, k=10)`` serves (same candidates, fusion, pinning and
+    reranker); ``fused:<rule>`` rows serve the same queries with the other fusion rules. The per-signal
+    rows (``image``, ``caption``, ``keyword``) are exact searches over all images.
+    """
+    from .ids import image_id
 
     say = progress or (lambda _msg: None)
     report = engine.index(sorted(set(data.images)), captions=image_captions, prune=False)
@@ -178,25 +154,53 @@ def evaluate(engine: SearchEngine, data: Dataset, progress: Callable[[str], None
     say(f"encoding {len(data.captions)} captions")
     queries = engine.text_encoder.encode_texts(data.captions)
     signals = _signals(engine, data, ids, records, queries)
-    weights = {"image": 1 - engine.config.caption_weight, "caption": engine.config.caption_weight,
-               "keyword": engine.config.keyword_weight}
-    available = {k: v for k, v in signals.items() if not np.isnan(v).all()}
-    table: dict[str, np.ndarray] = {**available, "fused": fused(available, weights), "rrf": rrf(available, weights)}
-    if engine.reranker is not None:
-        say("reranking")
-        table["rerank"] = _reranked(engine, data, records, ids, table["fused"])
+    table: dict[str, np.ndarray] = {k: v for k, v in signals.items() if not np.isnan(v).all()}
+    say(f"serving {len(data.captions)} queries")
+    served = served_ranks(engine, data)
     image_to_text = _image_to_text(engine, records, ids, queries)
-    return _report(data, table, image_to_text)
+    result = _report(data, table, served, image_to_text)
+    result["rows"] = {**dict.fromkeys(served, "served"), **dict.fromkeys(table, "exact")}
+    return result
+
+
+def served_ranks(engine: SearchEngine, data: Dataset) -> dict[str, np.ndarray]:
+    """For every caption, the place (1 = first) of its image among the hits that ``engine.search(caption,
+    k=10)`` serves, or ``inf`` when it is not among them.
+
+    Rows: ``fused`` (the configured rule, with the reranker if one is set), ``fused:<rule>`` for the other
+    fusion rules, and ``fused:no-rerank`` when a reranker is set.
+    """
+    from .fusion import RULES
+    from .ids import image_id
+
+    shipped = engine.config.fusion
+    rules = [shipped] + [r for r in RULES if r != shipped]
+    names = {shipped: "fused", **{r: f"fused:{r}" for r in rules[1:]}}
+    out = {name: np.full(len(data.captions), np.inf) for name in names.values()}
+    if engine.reranker is not None:
+        out["fused:no-rerank"] = np.full(len(data.captions), np.inf)
+    for row, text in enumerate(data.captions):
+        planned = engine.plan(text, k=SERVED_K)
+        if planned is None:
+            continue
+        served = {names[rule]: hits for rule, hits in engine.serve_rules(planned, rules).items()}
+        if engine.reranker is not None:
+            served["fused:no-rerank"] = engine.serve_rules(planned, [shipped], rerank=False)[shipped]
+        right = image_id(data.images[data.owner[row]])
+        for name, hits in served.items():
+            places = [n for n, hit in enumerate(hits, 1) if image_id(hit.path) == right]
+            out[name][row] = places[0] if places else np.inf
+    return out
 
 
 def _signals(engine: SearchEngine, data: Dataset, ids: list[str], records: dict, queries: np.ndarray
              ) -> dict[str, np.ndarray]:
+    from .ids import caption_ids, split_caption_id
     from .keywords import KeywordIndex, image_text
-    from .store import caption_ids, split_caption_id
 
     n_q, n_i = len(data.captions), len(ids)
     out = {"image": np.full((n_q, n_i), np.nan), "caption": np.full((n_q, n_i), np.nan)}
-    if engine.signature["image_model"] != "none":
+    if engine.has_image_vectors:
         matrix = np.stack([records[i][1] for i in ids])
         out["image"] = queries @ matrix.T
     own: dict[str, list[np.ndarray]] = {}
@@ -212,29 +216,18 @@ def _signals(engine: SearchEngine, data: Dataset, ids: list[str], records: dict,
     return out
 
 
-def _reranked(engine: SearchEngine, data: Dataset, records: dict, ids: list[str], base: np.ndarray) -> np.ndarray:
-    from .rerank import RERANK_TOP, image_text_for_rerank
-
-    texts = [image_text_for_rerank(records[i][0]) for i in ids]
-    out = base.copy()
-    for row, query in enumerate(data.captions):
-        top = np.argsort(-base[row], kind="stable")[:RERANK_TOP]
-        raw = engine.reranker.score(query, [texts[c] for c in top])  # type: ignore[union-attr]
-        out[row, top] = 2.0 + raw - raw.min()  # reordered, and always above everything outside the top
-    return out
-
-
 def _image_to_text(engine: SearchEngine, records: dict, ids: list[str], queries: np.ndarray) -> dict[str, np.ndarray]:
-    if engine.signature["image_model"] == "none":
+    if not engine.has_image_vectors:
         return {}
     matrix = np.stack([records[i][1] for i in ids])
     return {"image": matrix @ queries.T}
 
 
-def _report(data: Dataset, table: dict[str, np.ndarray], image_to_text: dict[str, np.ndarray]) -> dict[str, Any]:
+def _report(data: Dataset, table: dict[str, np.ndarray], served: dict[str, np.ndarray],
+            image_to_text: dict[str, np.ndarray]) -> dict[str, Any]:
     def block(rows: np.ndarray, images: list[int]) -> dict[str, Any]:
         owner = [data.owner[j] for j in rows]
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = {name: {"text_to_image": recall(ranks[rows])} for name, ranks in served.items()}
         for name, scores in table.items():
             out[name] = {"text_to_image": recall(ranks_text_to_image(scores[rows], owner))}
             if name in image_to_text:
@@ -258,17 +251,19 @@ def _report(data: Dataset, table: dict[str, np.ndarray], image_to_text: dict[str
 
 def format_table(result: dict[str, Any]) -> str:
     """The recall table for people."""
-    lines = [f"{result['n_images']} images, {result['n_captions']} captions (recall in %, ties count against)"]
+    lines = [f"{result['n_images']} images, {result['n_captions']} captions (recall in %, ties count against; "
+             f"served = what engine.search(k={SERVED_K}) returns, exact = one signal over all images)"]
     sections = [("all", result["signals"])] + [(k, v["signals"]) for k, v in result.get("languages", {}).items()]
     for title, signals in sections:
-        lines.append(f"\n[{title}]  {'text -> image':^30}  {'image -> text':^30}")
-        lines.append(f"{'signal':<8} " + " ".join(f"{h:>7}" for h in ("R@1", "R@5", "R@10", "mean")) + "  "
+        lines.append(f"\n[{title}]{'':<17}{'text -> image':^30}  {'image -> text':^30}")
+        lines.append(f"{'row':<16} {'':<7} " + " ".join(f"{h:>7}" for h in ("R@1", "R@5", "R@10", "mean")) + "  "
                      + " ".join(f"{h:>7}" for h in ("R@1", "R@5", "R@10", "mean")))
         for name, dirs in signals.items():
             cells = []
             for direction in ("text_to_image", "image_to_text"):
                 r = dirs.get(direction)
-                cells.append(" ".join(f"{r[k]:7.1f}" for k in ("R@1", "R@5", "R@10", "mean_rank")) if r else
-                             f"{'n/a':>7} " * 4)
-            lines.append(f"{name:<8} {cells[0]}  {cells[1]}")
+                cells.append(" ".join(f"{r[k]:7.1f}" if k in r else f"{'-':>7}" for k in ("R@1", "R@5", "R@10", "mean_rank"))
+                             if r else f"{'n/a':>7} " * 4)
+            kind = result.get("rows", {}).get(name, "")
+            lines.append(f"{name:<16} {kind:<7} {cells[0]}  {cells[1]}")
     return "\n".join(lines)

@@ -1,11 +1,24 @@
-"""Fusing the image signal and the caption signal into one ranking score.
+"""The ranking rules, in one place: which signals a query uses and with what weight, how each signal
+is normalised, and what a hit that lacks a signal gets. ``mmsearch.ranking`` (what ``engine.search``
+serves) and ``mmsearch eval`` (which measures exactly that) both call this module.
 
-The two signals live on different scales: a text query is compared with an image vector (CLIP
-cosines of ~0.2-0.35) and with caption vectors (text-text cosines, often 0.5-0.9 even for unrelated
-sentences). A plain weighted sum of raw cosines would lift every captioned image above every
-uncaptioned one. So each signal is min-max normalised over the candidate pool of the query, then
-averaged with the configured weights over the signals a hit has; a hit without captions is ranked by
-its image signal alone. Raw cosines stay in ``Hit.scores`` for thresholds.
+The signals live on different scales: a text query is compared with an image vector (CLIP cosines of
+~0.2-0.35) and with caption vectors (text-text cosines, often 0.5-0.9 even for unrelated sentences).
+So each signal is min-max normalised over the query's candidate pool, then averaged with the weights.
+
+A hit that lacks a signal (an uncaptioned photo has no caption signal) needs a value for it. The
+rules compared by ``benchmarks/fusion_bench.py`` (table in the README):
+
+- ``shrink`` (default): halfway between the hit's own evidence (the weighted mean of the signals it
+  has) and the pool's mean of the missing signal. One strong signal counts, but less than two: an
+  uncaptioned photo with the best image score ranks high without beating, by that alone, a captioned
+  photo strong on both. Best served R@1 overall and balanced over captioned/uncaptioned targets at
+  every image-signal quality but the near-random one, where it is second to ``mean``.
+- ``mean``: the pool's mean normalised value of that signal: no evidence counts as average evidence.
+- ``low``: the pool's lowest value (normalised 0): no evidence counts as the worst evidence.
+- ``skip``: the signal is left out of the hit's average (the rule before schema 2): the one best image
+  score among uncaptioned photos fuses to 1.0 and beats photos strong on both signals.
+- ``rrf``: reciprocal rank fusion, 1 / (60 + rank) per signal, a missing signal ranks last.
 """
 
 from __future__ import annotations
@@ -14,33 +27,91 @@ from collections.abc import Mapping
 
 Scores = Mapping[str, float | None]
 
+EPSILON = 1e-9  # a signal whose pool range is narrower than this is constant: every candidate gets 1.0
+RULES = ("mean", "shrink", "low", "skip", "rrf")
+DEFAULT_RULE = "shrink"
+RRF_K = 60
+POOL_MIN, POOL_PER_HIT = 30, 3  # candidates fused per query: max(3k, 30)
 
-def fuse(candidates: Mapping[str, Scores], weights: Mapping[str, float]) -> dict[str, float]:
-    """Fused score in [0, 1] for each candidate id.
+
+def pool_size(k: int) -> int:
+    """How many candidates a query for ``k`` hits fuses (and a reranker reads)."""
+    return max(POOL_PER_HIT * k, POOL_MIN)
+
+
+def query_weights(caption_weight: float, keyword_weight: float, text: bool) -> dict[str, float]:
+    """Signal weights of a query. Image-only queries rank by pixels alone: a near-duplicate must not lose
+    to a better caption match."""
+    if not text:
+        return {"image": 1.0}
+    return {"image": 1.0 - caption_weight, "caption": caption_weight, "keyword": keyword_weight}
+
+
+def fuse(candidates: Mapping[str, Scores], weights: Mapping[str, float], rule: str = DEFAULT_RULE) -> dict[str, float]:
+    """Fused score in [0, 1] for each candidate id; the best candidate of a query scores (about) 1.
 
     Args:
-        candidates: id -> {signal: cosine or None (signal unavailable for this id)}.
-        weights: signal -> weight (signals with weight 0 are ignored).
+        candidates: id -> {signal: raw score, or None when the signal is unavailable for this id}.
+        weights: signal -> weight (signals with weight 0, or that no candidate has, are ignored).
+        rule: what a candidate lacking a signal gets (see the module docstring).
     """
-    ranges = _ranges(candidates, weights)
+    if rule not in RULES:
+        raise ValueError(f"unknown fusion rule {rule!r}; known: {', '.join(RULES)}")
+    normalised = {s: _normalise(candidates, s) for s, w in weights.items() if w > 0}
+    normalised = {s: values for s, values in normalised.items() if values}
+    if rule == "rrf":
+        return _rrf(candidates, normalised, weights)
+    fill = {s: _fill(values, rule) for s, values in normalised.items()}
     fused: dict[str, float] = {}
-    for cid, scores in candidates.items():
+    for cid in candidates:
+        present = {s: values[cid] for s, values in normalised.items() if cid in values}
+        own = _weighted_mean(present, weights)
         total = weight_sum = 0.0
-        for signal, (low, high) in ranges.items():
-            value = scores.get(signal)
+        for signal in normalised:
+            value = present.get(signal, fill[signal])
+            if rule == "shrink" and signal not in present and own is not None:
+                value = (own + fill[signal]) / 2  # type: ignore[operator]
             if value is None:
                 continue
-            norm = 1.0 if high - low < 1e-9 else (value - low) / (high - low)
-            total += weights[signal] * norm
+            total += weights[signal] * value
             weight_sum += weights[signal]
         fused[cid] = total / weight_sum if weight_sum else 0.0
     return fused
 
 
-def _ranges(candidates: Mapping[str, Scores], weights: Mapping[str, float]) -> dict[str, tuple[float, float]]:
-    ranges = {}
-    for signal, weight in weights.items():
-        values = [s[signal] for s in candidates.values() if s.get(signal) is not None]
-        if weight > 0 and values:
-            ranges[signal] = (min(values), max(values))  # type: ignore[type-var]
-    return ranges
+def _weighted_mean(values: dict[str, float], weights: Mapping[str, float]) -> float | None:
+    weight = sum(weights[s] for s in values)
+    return sum(weights[s] * v for s, v in values.items()) / weight if weight else None
+
+
+def _normalise(candidates: Mapping[str, Scores], signal: str) -> dict[str, float]:
+    """Min-max normalised values of one signal over the candidates that have it."""
+    raw = {cid: float(s[signal]) for cid, s in candidates.items() if s.get(signal) is not None}  # type: ignore[arg-type]
+    if not raw:
+        return {}
+    low, high = min(raw.values()), max(raw.values())
+    if high - low < EPSILON:
+        return dict.fromkeys(raw, 1.0)
+    return {cid: (value - low) / (high - low) for cid, value in raw.items()}
+
+
+def _fill(values: dict[str, float], rule: str) -> float | None:
+    """What a candidate lacking the signal gets under ``rule`` (None: left out of its average)."""
+    if rule in ("mean", "shrink"):
+        return sum(values.values()) / len(values)
+    if rule == "low":
+        return 0.0
+    return None
+
+
+def _rrf(candidates: Mapping[str, Scores], normalised: dict[str, dict[str, float]], weights: Mapping[str, float]
+         ) -> dict[str, float]:
+    last = len(candidates) + 1
+    total = dict.fromkeys(candidates, 0.0)
+    for signal, values in normalised.items():
+        order = sorted(values, key=lambda c: (-values[c], c))
+        ranks = {c: n for n, c in enumerate(order, 1)}
+        for cid in candidates:
+            total[cid] += weights[signal] / (RRF_K + ranks.get(cid, last))
+    best = max(total.values(), default=0.0)
+    return {c: v / best if best > 0 else 0.0 for c, v in total.items()}

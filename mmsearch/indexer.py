@@ -20,6 +20,7 @@ import numpy as np
 from .captions import Manifest, merge_captions, sidecar_captions
 from .encoders import Encoders
 from .errors import ImageReadError
+from .ids import image_id
 from .images import ImageInfo, read_image
 from .records import IndexReport
 from .store import Entry, Store
@@ -49,11 +50,6 @@ class Prepared:
     image: Any  # PIL.Image.Image
     info: ImageInfo
     sha256: str
-
-
-def image_id(path: str) -> str:
-    """Stable record id of an image: a hash of its absolute path."""
-    return hashlib.sha1(path.encode("utf-8", "surrogateescape")).hexdigest()[:24]
 
 
 @dataclass(frozen=True)

@@ -15,16 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .fusion import fuse
+from .fusion import DEFAULT_RULE, EPSILON, fuse, pool_size
+from .ids import split_caption_id
 from .keywords import KeywordIndex
 from .records import Hit
-from .store import split_caption_id
 
 if TYPE_CHECKING:
     from .rerank import Reranker
     from .store import Store
 
 HIDDEN_METADATA = ("folders", "caption_sig")  # internal fields not shown in Hit.metadata
+PINNED = 1.0  # fused score of an exact file-name match: the top of the scale
 Scores = dict[str, float | None]
 
 
@@ -51,23 +52,43 @@ class Candidates:
     keyword_top: list[str]
     metadata: dict[str, dict] = field(default_factory=dict)
 
+    def read_metadata(self, store: Store, ids: list[str]) -> dict[str, dict]:
+        """Metadata of ``ids`` (read once, kept for later orderings); ids deleted meanwhile are absent."""
+        missing = [i for i in ids if i not in self.metadata]
+        self.metadata.update(store.image_metadata(missing))
+        return self.metadata
+
 
 def rank(store: Store, query: Query, use_image: bool, keywords: KeywordIndex | None = None,
-         reranker: Reranker | None = None) -> list[Hit]:
-    """The ``query.k`` best hits."""
-    pool = max(3 * query.k, 30)
-    found = candidates(store, query, pool, use_image, keywords)
-    fused = fuse(found.scores, query.weights)
+         reranker: Reranker | None = None, rule: str = DEFAULT_RULE) -> list[Hit]:
+    """The ``query.k`` best hits: what ``engine.search`` serves and ``mmsearch eval`` measures."""
+    found = candidates(store, query, pool_size(query.k), use_image, keywords)
+    return order(store, query, found, rule, reranker)
+
+
+def order(store: Store, query: Query, found: Candidates, rule: str = DEFAULT_RULE,
+          reranker: Reranker | None = None) -> list[Hit]:
+    """Fuse the candidates' signals by ``rule``, pin exact file-name matches, rerank, cut to ``query.k``.
+
+    ``found`` is not changed, so one set of candidates can be ordered by several rules (eval does).
+    A pinned hit scores 1.0, the top of the fused scale, so its score agrees with its place and no
+    threshold drops it.
+    """
+    pool = pool_size(query.k)
+    fused = fuse(found.scores, query.weights, rule)
     ranked = [i for i in sorted(fused, key=lambda i: (-fused[i], i)) if i != query.exclude]
     shown = ranked[:pool] if reranker is not None and query.text else ranked[:query.k]
     # A file-name query pins that file; it is among the best keyword matches when it is a candidate.
     looked = list(dict.fromkeys(shown + [i for i in found.keyword_top[:query.k] if i != query.exclude]))
-    stored = store.image_metadata(looked)
-    found.metadata = {i: stored[i] for i in looked if i in stored}  # in rank order; deleted meanwhile: gone
-    ranked = pin_exact(query.text, [i for i in shown if i in found.metadata], found.metadata)
+    metadata = found.read_metadata(store, looked)
+    exact = exact_matches(query.text, {i: metadata[i] for i in looked if i in metadata})
+    rest = [i for i in shown if i in metadata and i not in exact]
+    scores = {i: dict(found.scores[i]) for i in exact + rest}
     if reranker is not None and query.text:
-        ranked, fused = rerank(reranker, query.text, ranked, found, fused)
-    return [hit(i, fused[i], found) for i in ranked if fused[i] >= query.min_score][:query.k]
+        rest, fused = rerank(reranker, query.text, rest, metadata, scores, fused)
+    fused = {**fused, **dict.fromkeys(exact, PINNED)}
+    kept = [i for i in exact + rest if fused[i] >= query.min_score][:query.k]
+    return [hit(i, fused[i], scores[i], found.best_caption.get(i), metadata[i]) for i in kept]
 
 
 def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords: KeywordIndex | None) -> Candidates:
@@ -115,38 +136,36 @@ def _fill_caption_scores(store: Store, vector: np.ndarray, images: list[str], be
             best[image] = (score, index)
 
 
-def pin_exact(text: str, ranked: list[str], metadata: dict[str, dict]) -> list[str]:
-    """A query that is a file name (with or without extension) puts that file first; the files looked at
-    are those in ``metadata``, in its order."""
+def exact_matches(text: str, metadata: dict[str, dict]) -> list[str]:
+    """Ids whose file name (with or without extension) is the query, in ``metadata``'s order."""
     wanted = text.strip().strip('"').lower()
     if not wanted:
-        return ranked
-    names = {i: meta.get("name", "").lower() for i, meta in metadata.items()}
-    exact = [i for i, name in names.items() if wanted in (name, PurePath(name).stem)]
-    return exact + [i for i in ranked if i not in exact]
+        return []
+    names = {i: str(meta.get("name", "")).lower() for i, meta in metadata.items()}
+    return [i for i, name in names.items() if wanted in (name, PurePath(name).stem)]
 
 
-def rerank(reranker: Reranker, text: str, top: list[str], found: Candidates, fused: dict[str, float]
-           ) -> tuple[list[str], dict[str, float]]:
-    """Reorder ``top`` by the cross-encoder; its raw score becomes the ``rerank`` signal and the hit score
-    its min-max normalised value over ``top``."""
+def rerank(reranker: Reranker, text: str, top: list[str], metadata: dict[str, dict], scores: dict[str, Scores],
+           fused: dict[str, float]) -> tuple[list[str], dict[str, float]]:
+    """Reorder ``top`` by the cross-encoder; its raw score becomes the ``rerank`` signal (in ``scores``) and
+    the hit score its min-max normalised value over ``top``."""
     from .rerank import image_text_for_rerank
 
-    raw = reranker.score(text, [image_text_for_rerank(found.metadata[i]) for i in top])
+    raw = reranker.score(text, [image_text_for_rerank(metadata[i]) for i in top])
     low, high = (float(raw.min()), float(raw.max())) if len(raw) else (0.0, 0.0)
     scored = dict(fused)
     for i, value in zip(top, raw):
-        found.scores[i]["rerank"] = _round(float(value))
-        scored[i] = 1.0 if high - low < 1e-9 else (float(value) - low) / (high - low)
+        scores[i]["rerank"] = _round(float(value))
+        scored[i] = 1.0 if high - low < EPSILON else (float(value) - low) / (high - low)
     return sorted(top, key=lambda i: (-scored[i], i)), scored
 
 
-def hit(image: str, score: float, found: Candidates) -> Hit:
-    meta = found.metadata[image]
+def hit(image: str, score: float, scores: Scores, best_caption: int | None, meta: dict) -> Hit:
+    """The public record of one ranked image."""
     captions = meta.get("captions") or []
-    index = found.best_caption.get(image, len(captions))
+    index = len(captions) if best_caption is None else best_caption
     return Hit(path=meta["path"], score=round(score, 6), caption=captions[index] if index < len(captions) else "",
-               scores=found.scores[image], metadata={k: v for k, v in meta.items() if k not in HIDDEN_METADATA})
+               scores=scores, metadata={k: v for k, v in meta.items() if k not in HIDDEN_METADATA})
 
 
 def _round(value: Any) -> float | None:

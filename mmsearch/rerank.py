@@ -12,8 +12,6 @@ import numpy as np
 from .errors import ModelLoadError, first_line
 from .hub import OFFLINE_REASON, hub_online, prepare_hub, quiet_logging
 
-RERANK_TOP = 30  # candidates the reranker reads per query
-
 
 class Reranker:
     """Scores (query, text) pairs with a cross-encoder; higher is more relevant.

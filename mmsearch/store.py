@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from .errors import IndexMismatchError, StoreError, first_line
+from .ids import caption_id, split_caption_id
 from .retry import Retrying, RetryPolicy
 
 if TYPE_CHECKING:
@@ -391,22 +392,6 @@ def _chain(exc: BaseException | None) -> Iterator[BaseException]:
         seen.add(id(exc))
         yield exc
         exc = exc.__cause__ or exc.__context__
-
-
-def caption_id(image_id: str, index: int) -> str:
-    """Record id of an image's ``index``-th caption."""
-    return f"{image_id}:{index}"
-
-
-def split_caption_id(value: str) -> tuple[str, int]:
-    """(image id, caption index) of a caption record id."""
-    image_id, _, index = value.rpartition(":")
-    return image_id, int(index)
-
-
-def caption_ids(image_id: str, meta: dict) -> list[str]:
-    """Record ids of all captions of an image, from its metadata's ``captions`` list."""
-    return [caption_id(image_id, n) for n in range(len(meta.get("captions") or []))]
 
 
 def _transient(exc: BaseException) -> bool:

@@ -143,7 +143,7 @@ def add_big_photo(root: Path) -> Path:
 def launch_site(base: Path, config: Config, encoders: Encoders) -> Iterator[dict]:
     """Index ``make_photos`` plus a big photo under ``base`` and serve it with ``web.app.launch`` exactly as
     ``mmsearch serve`` does (plus a 200 kB upload limit); yields url, engine, photos, base; stops the server."""
-    from web.app import launch
+    from mmsearch_web.app import launch
 
     photos = make_photos(base / "photos")
     add_big_photo(photos)

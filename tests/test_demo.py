@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmsearch import Config
-from mmsearch.demo import demo_engine, profile_label, run_demo
+from mmsearch.demo import demo_engine, run_demo
+from mmsearch.present import profile_label
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
 
@@ -16,7 +17,7 @@ def test_demo_falls_back_to_offline_profile_and_finds_the_cat(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "ViT-B-32" in err[0] and "OFFLINE PROFILE" in err[0]
     assert engine.config.db == str(tmp_path / "demo-db") + "-offline"
-    assert profile_label(engine).startswith("Offline profile: caption search")
+    assert profile_label(engine.signature).startswith("Offline profile: caption search")
 
     assert run_demo(config, str(SAMPLES), serve=False) == 0
     out = capsys.readouterr().out

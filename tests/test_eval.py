@@ -10,15 +10,8 @@ import pytest
 from conftest import save_image
 
 from mmsearch.cli import main
-from mmsearch.evaluation import (
-    evaluate,
-    fused,
-    load_dataset,
-    ranks_image_to_text,
-    ranks_text_to_image,
-    recall,
-    rrf,
-)
+from mmsearch.evaluation import evaluate, load_dataset, ranks_image_to_text, ranks_text_to_image, recall, served_ranks
+from mmsearch.ids import image_id
 
 
 def test_recall_arithmetic_counts_ties_against_the_model():
@@ -36,15 +29,6 @@ def test_recall_arithmetic_counts_ties_against_the_model():
     assert recall(ranks) == {"R@1": 33.33, "R@5": 100.0, "R@10": 100.0, "mean_rank": 1.67}
     constant = np.ones((3, 3))
     assert recall(ranks_text_to_image(constant, [0, 1, 2]))["R@1"] == 0.0  # a constant scorer earns nothing
-
-
-def test_fusions_follow_the_engine_rules():
-    image = np.array([[0.2, 0.3, 0.25]])
-    caption = np.array([[0.9, np.nan, 0.5]])  # image 1 has no captions: ranked by its image score alone
-    out = fused({"image": image, "caption": caption}, {"image": 0.5, "caption": 0.5})
-    np.testing.assert_allclose(out, [[0.5, 1.0, 0.25]])
-    ranks = rrf({"image": image, "caption": caption}, {"image": 1, "caption": 1})
-    np.testing.assert_allclose(ranks, [[1 / 63 + 1 / 61, 1 / 61 + 1 / 63, 1 / 62 + 1 / 62]])
 
 
 def karpathy(tmp_path):
@@ -96,9 +80,10 @@ def test_end_to_end_every_signal_and_per_language(eval_set, make_engine):
     assert result["n_images"] == 6 and result["n_captions"] == 12
     assert engine.stats()["captions"] == 6  # evaluation captions were never indexed as image captions
     signals = result["signals"]
-    assert set(signals) == {"image", "caption", "keyword", "fused", "rrf"}
+    assert set(signals) == {"image", "caption", "keyword", "fused", "fused:mean", "fused:low", "fused:skip", "fused:rrf"}
+    assert result["rows"]["fused"] == "served" and result["rows"]["caption"] == "exact"
     assert signals["caption"]["text_to_image"]["R@1"] >= 90 and signals["caption"]["text_to_image"]["R@5"] == 100
-    assert signals["fused"]["text_to_image"] == signals["caption"]["text_to_image"]  # image weight 0
+    assert signals["fused"]["text_to_image"]["R@1"] >= 90  # image weight 0: captions and keywords rank
     assert set(signals["image"]) == {"text_to_image", "image_to_text"} and "image_to_text" not in signals["caption"]
     assert signals["image"]["text_to_image"]["R@10"] == 100.0  # 6 images: everything is in the top 10
     assert set(result["languages"]) == {"en", "xx"} and result["languages"]["en"]["n_captions"] == 6
@@ -112,9 +97,37 @@ def test_cli_json_has_the_documented_shape(eval_set, tiny_clip, minilm, monkeypa
     assert main(["eval", str(eval_set), "--captions", str(eval_set / "eval.csv"), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     t2i = result["signals"]["fused"]["text_to_image"]
-    assert set(t2i) == {"R@1", "R@5", "R@10", "mean_rank"} and all(0 <= t2i[k] <= 100 for k in ("R@1", "R@5", "R@10"))
+    assert {"R@1", "R@5", "R@10"} <= set(t2i) <= {"R@1", "R@5", "R@10", "mean_rank"} and all(0 <= t2i[k] <= 100 for k in ("R@1", "R@5", "R@10"))
+    assert set(result["signals"]["caption"]["text_to_image"]) == {"R@1", "R@5", "R@10", "mean_rank"}
     assert result["n_images"] == 6 and result["n_captions"] == 12
     assert list((tmp_path / "cache" / "mmsearch").glob("eval-*"))  # vectors cached for the next run
     assert main(["eval", str(eval_set), "--captions", str(eval_set / "eval.csv")]) == 0
     table = capsys.readouterr().out
     assert table.startswith("6 images, 12 captions") and "[en]" in table and "fused" in table
+
+
+def test_eval_fused_row_is_exactly_the_recall_users_are_served(tmp_path, make_engine):
+    """A set of captioned and uncaptioned photos (more than one page of 10): eval's fused R@1/5/10 equal
+    the recall computed from engine.search(q, k=10), query by query."""
+    root = tmp_path / "mixed"
+    rows = ["path,caption"]
+    for i, (own, *queries) in enumerate(SUBJECTS):
+        image = save_image(root / f"captioned{i}.jpg", (30 * i, 200 - 25 * i, 90))
+        image.with_name(image.name + ".txt").write_text(own + "\n")
+        rows += [f"captioned{i}.jpg,{q}" for q in queries]
+    for i in range(24):
+        save_image(root / f"plain{i:02d}.png", ((53 * i) % 256, (97 * i) % 256, (31 * i) % 256))
+    rows += [f"plain{i:02d}.png,a photo number {i}" for i in range(0, 24, 4)]
+    (root / "eval.csv").write_text("\n".join(rows) + "\n")
+    engine = make_engine()
+    data = load_dataset(root / "eval.csv", root)
+    result = evaluate(engine, data)
+    places = []
+    for text, owner in zip(data.captions, data.owner):
+        ids = [image_id(h.path) for h in engine.search(text, k=10)]
+        right = image_id(data.images[owner])
+        places.append(ids.index(right) + 1 if right in ids else np.inf)
+    expected = recall(np.array(places, dtype=float))
+    assert result["signals"]["fused"]["text_to_image"] == expected
+    assert served_ranks(engine, data)["fused"].tolist() == places
+    assert any(np.isinf(places)) or expected["R@1"] < 100  # the set is hard enough to tell rows apart

@@ -34,9 +34,9 @@ def test_readme_library_snippet_runs(tmp_path, monkeypatch, tiny_clip, minilm, c
 
 def test_readme_gradio_client_snippet_runs(tmp_path, monkeypatch, tiny_config, tiny_encoders, capsys):
     from conftest import free_port
+    from mmsearch_web.app import launch
 
     from mmsearch import SearchEngine
-    from web.app import launch
 
     shutil.copytree(ROOT / "sample_images", tmp_path / "sample_images")
     monkeypatch.chdir(tmp_path)

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 from conftest import CAMERA, free_port, launch_site
+from mmsearch_web.app import indexing_allowed, is_loopback, launch
+from mmsearch_web.views import SearchForm, hit_details, parse_auth, run_search
 from PIL import Image
 
 from mmsearch import SearchEngine
 from mmsearch.indexer import image_id
 from mmsearch.thumbnails import SIZES, ThumbnailCache
-from web.app import indexing_allowed, is_loopback, launch
-from web.views import SearchForm, hit_details, parse_auth, run_search
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ from typing import Any
 import gradio as gr
 
 from mmsearch import SearchEngine
-from mmsearch.demo import profile_label
 from mmsearch.errors import MMSearchError
+from mmsearch.present import profile_label
 from mmsearch.thumbnails import ThumbnailCache
 
 from .views import SearchForm, hit_details, run_search, run_similar, stats_markdown
@@ -52,9 +52,9 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
     """The page: query box, query image, filters, gallery, larger view with "more like this", index panel."""
     thumbs = thumbs or ThumbnailCache(engine.config.thumbnail_dir)
     facets = engine.facets()
-    has_images = engine.signature["image_model"] != "none"
+    has_images = engine.has_image_vectors
     with gr.Blocks(title=title) as demo:
-        gr.Markdown(f"# {title}\n{profile_label(engine)}", elem_id="profile")
+        gr.Markdown(f"# {title}\n{profile_label(engine.signature)}", elem_id="profile")
         with gr.Row():
             with gr.Column(scale=3):
                 query = gr.Textbox(label="Query (any language)", placeholder=" · ".join(EXAMPLES), elem_id="query")
@@ -122,7 +122,7 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
 def _index_panel(demo: gr.Blocks, engine: SearchEngine, allow_indexing: bool, folder: gr.Dropdown,
                  camera: gr.Dropdown) -> None:
     """Index facts, and (when allowed) an index run of a folder with a progress bar; searches go on meanwhile."""
-    label = profile_label(engine)
+    label = profile_label(engine.signature)
     with gr.Accordion("Index", open=False):
         facts = gr.Markdown(stats_markdown(engine.stats(), label), elem_id="index-facts")
         with gr.Row(visible=allow_indexing):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import CLIP_TEXT, Config
+from ..config import CLIP_TEXT, NO_IMAGE_MODEL, Config
 from ..errors import DimensionMismatchError
 from .base import ImageEncoder, TextEncoder, l2_normalize
 from .openclip import clip_model_id
@@ -29,7 +29,7 @@ class Encoders:
 
 def model_signature(config: Config) -> dict[str, str]:
     """The model ids a config stands for, computed without loading any weights."""
-    image_id = clip_model_id(config.clip_model, config.clip_pretrained) if config.has_image_model else "none"
+    image_id = clip_model_id(config.clip_model, config.clip_pretrained) if config.has_image_model else NO_IMAGE_MODEL
     text_id = image_id if config.text_model == CLIP_TEXT else text_model_id(config.text_model)
     return {"image_model": image_id, "text_model": text_id}
 

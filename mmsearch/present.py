@@ -1,0 +1,62 @@
+"""How results and index facts read for people: the CLI table, the profile line, the stats lines.
+
+Shared by the command line, the demo and the web page, so none of them imports another.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .ids import has_image_vectors
+
+if TYPE_CHECKING:
+    from .records import Hit
+
+SIGNAL_ORDER = ("image", "caption", "keyword", "rerank")  # known signals first, others after, by name
+
+
+def profile_label(signature: dict[str, Any]) -> str:
+    """One line saying which models answer, or that this is the offline profile."""
+    if not has_image_vectors(signature):
+        return (f"Offline profile: caption search with {signature['text_model']}; image signal unavailable "
+                "(no image upload or 'more like this')")
+    return f"Image model {signature['image_model']}, text model {signature['text_model']}"
+
+
+def shown_signals(hits: list[Hit]) -> list[str]:
+    """Signals that at least one hit has a value for, in a stable order."""
+    names = {name for hit in hits for name, value in hit.scores.items() if value is not None}
+    return [s for s in SIGNAL_ORDER if s in names] + sorted(names - set(SIGNAL_ORDER))
+
+
+def format_hits(hits: list[Hit]) -> str:
+    """A table for people: rank, fused score, every signal that ranked a hit, caption and path."""
+    if not hits:
+        return "no results"
+    signals = shown_signals(hits)
+    widths = [max(6, len(s)) for s in signals]
+    header = "".join(f"{s:>{w}}  " for s, w in zip(signals, widths))
+    lines = [f"{'#':>2}  {'score':>6}  {header}path / caption"]
+    indent = 2 + 2 + 6 + 2 + sum(w + 2 for w in widths)
+    for n, hit in enumerate(hits, 1):
+        cells = "".join(f"{format_score(hit.scores.get(s)):>{w}}  " for s, w in zip(signals, widths))
+        lines.append(f"{n:>2}  {hit.score:6.3f}  {cells}{hit.path}")
+        if hit.caption:
+            lines.append(f"{'':>{indent}}“{hit.caption}”")
+    return "\n".join(lines)
+
+
+def format_score(value: float | None) -> str:
+    """A signal value for people: three decimals, or ``-`` when the hit lacks that signal."""
+    return "-" if value is None else f"{value:.3f}"
+
+
+def stats_lines(stats: dict[str, Any]) -> str:
+    """``mmsearch stats`` for people."""
+    stamp = stats["updated_at"]
+    updated = datetime.fromtimestamp(stamp).isoformat(sep=" ", timespec="seconds") if stamp else "never"
+    return (f"database     {stats['db']}\nimages       {stats['images']}\ncaptions     {stats['captions']}\n"
+            f"image model  {stats['image_model']}\ntext model   {stats['text_model']}\ndimension    {stats['dim']}\n"
+            f"schema       {stats.get('schema', '-')}\n"
+            f"folders      {', '.join(stats['roots']) or '-'}\nupdated      {updated}")
