@@ -77,6 +77,28 @@ def read_image(data: bytes, min_side: int | None = None) -> tuple[Image.Image, I
     return rgb, info
 
 
+LAYOUT_SIDE = 8  # layout vectors: up to 8 x 8 RGB cells = 192 numbers
+
+
+def layout_vector(image: Image.Image, dim: int) -> list[float]:
+    """The image's colour layout: its 8 x 8 RGB thumbnail centred on mid-grey, at unit length, padded
+    with zeros to ``dim`` numbers (fewer cells when ``dim`` < 192).
+
+    The registry vector of an index without an image model (offline profile): real content, distinct
+    for different pictures (identical placeholder vectors made Chroma's HNSW crawl), never scored as an
+    image signal.
+    """
+    side = LAYOUT_SIDE
+    while side > 1 and 3 * side * side > dim:
+        side -= 1
+    cells = to_rgb(image).resize((side, side), Image.Resampling.BOX)
+    values = [v / 255.0 - 0.5 for pixel in cells.getdata() for v in pixel]
+    norm = sum(v * v for v in values) ** 0.5
+    if norm < 1e-6:  # exactly mid-grey everywhere
+        values, norm = [1.0] + [0.0] * (len(values) - 1), 1.0
+    return [v / norm for v in values] + [0.0] * (dim - len(values))
+
+
 def shrink_to(image: Image.Image, side: int) -> Image.Image:
     """Resize so the short side is ``side`` (bicubic), with torchvision ``Resize(side)``'s size rounding.
 

@@ -21,13 +21,13 @@ from .captions import Manifest, merge_captions, sidecar_captions
 from .encoders import Encoders
 from .errors import ImageReadError
 from .ids import image_id
-from .images import ImageInfo, read_image
+from .images import ImageInfo, layout_vector, read_image
 from .records import IndexReport
 from .store import Entry, Store
 from .walk import scan
 
 DECODE_THREADS = 2  # decoding overlaps with the model; Pillow releases the GIL while decoding
-PLACEHOLDER_SIDE = 64  # decode size when no image model reads the pixels (offline profile)
+LAYOUT_DECODE_SIDE = 64  # decode size when no image model reads the pixels (offline profile: layout vectors)
 ProgressCallback = Callable[[int, int], None]  # (images processed, images to process) after each batch
 
 
@@ -172,7 +172,7 @@ class Indexer:
         bar = tqdm(total=len(todo), unit="img", file=sys.stderr, disable=not self.progress, desc="indexing")
         # Decode only the pixels the model uses; without an image model, decode small (metadata only).
         image = self.encoders.image
-        min_side = getattr(image, "input_size", None) if image is not None else PLACEHOLDER_SIDE
+        min_side = getattr(image, "input_size", None) if image is not None else LAYOUT_DECODE_SIDE
         batches = [todo[i:i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
         done = 0
         with ThreadPoolExecutor(DECODE_THREADS) as pool:
@@ -220,24 +220,13 @@ class Indexer:
         dim = self.encoders.dim
         if self.encoders.image is not None:
             vectors = self.encoders.image.encode_images([p.image for p in batch])
-        else:
-            vectors = placeholder_vectors(len(batch), dim)
+        else:  # no image model: each file's colour layout keeps its record (see images.layout_vector)
+            vectors = np.asarray([layout_vector(p.image, dim) for p in batch], dtype=np.float32)
         captions = [merge_captions(p.candidate.captions, [(c, "embedded") for c in p.info.captions]) for p in batch]
         texts = [t for items in captions for t, _ in items]
         caption_vectors = self.encoders.text.encode_texts(texts) if texts else np.zeros((0, dim), np.float32)
         metas = [_metadata(p, [t for t, _ in items]) for p, items in zip(batch, captions)]
         self.store.put([image_id(p.candidate.path) for p in batch], vectors, metas, captions, caption_vectors)
-
-
-def placeholder_vectors(n: int, dim: int) -> np.ndarray:
-    """Unit vectors stored for images when no image encoder exists (offline profile).
-
-    They are never scored: an index built without an image model records ``image_model: none``,
-    and search skips the image signal for it.
-    """
-    vectors = np.zeros((n, dim), dtype=np.float32)
-    vectors[:, 0] = 1.0
-    return vectors
 
 
 @contextmanager

@@ -21,12 +21,12 @@ import numpy as np
 from .errors import IndexMismatchError, StoreError, first_line
 from .ids import caption_id, split_caption_id
 from .retry import Retrying, RetryPolicy
+from .schema import SCHEMA, VERSION_KEY, check_readable, stored_version
 
 if TYPE_CHECKING:
     from .config import Config
 
 IMAGES, CAPTIONS = "mmsearch_images", "mmsearch_captions"
-SCHEMA = 1
 # Measured on 20k embedding-like 512-d vectors (tests/test_recall.py), recall@10 against exact search:
 # Chroma's defaults (ef_search 100, ef_construction 100, max_neighbors 16) 0.87; max_neighbors 32 gave
 # 0.977-0.985 from run to run (parallel HNSW builds differ), too close to our 0.98 floor; max_neighbors 48
@@ -105,13 +105,15 @@ class Store:
         if images is None:
             return None
         meta = images.metadata or {}
-        return {"image_model": meta.get("image_model"), "text_model": meta.get("text_model"), "dim": meta.get("dim")}
+        return {"image_model": meta.get("image_model"), "text_model": meta.get("text_model"), "dim": meta.get("dim"),
+                "schema": stored_version(meta)}
 
     def check(self, signature: dict[str, str]) -> bool:
         """Raise ``IndexMismatchError`` if the index was built by other models; False if it is empty."""
         stored = self.signature()
         if stored is None:
             return False
+        check_readable(stored["schema"], self.path)
         wanted = {k: signature[k] for k in ("image_model", "text_model")}
         have = {k: stored[k] for k in ("image_model", "text_model")}
         if wanted != have:
@@ -130,7 +132,7 @@ class Store:
         stored models and dimension against its own.
         """
         if not self.check(signature):
-            meta = {"schema": SCHEMA, "image_model": signature["image_model"], "text_model": signature["text_model"],
+            meta = {VERSION_KEY: SCHEMA, "image_model": signature["image_model"], "text_model": signature["text_model"],
                     "dim": dim, "roots": "[]", "updated_at": 0}
             try:
                 self.client.get_or_create_collection(
@@ -146,18 +148,50 @@ class Store:
         if stored_dim != dim:
             raise IndexMismatchError(f"the index at {self.path} holds {stored_dim}-d vectors, "
                                      f"the models give {dim}-d; re-index into a new --db folder")
-        self._upgrade_search_settings()
+        self.upgrade()
 
-    def _upgrade_search_settings(self) -> None:
-        """Raise ``ef_search`` of an index made by an older mmsearch (called by writers only)."""
+    def upgrade(self) -> list[int]:
+        """Bring an index written by an older mmsearch to the current schema (writers only; see
+        ``mmsearch.schema``). Returns the versions it went through."""
+        from .schema import upgrade
+
+        return upgrade(self)
+
+    def schema_version(self) -> int:
+        """The index's schema version (0 for indexes that predate versions)."""
+        images = self._get_images()
+        return stored_version(images.metadata or {}) if images is not None else SCHEMA
+
+    def set_schema_version(self, version: int) -> None:
+        """Record that the index now has schema ``version``."""
+        self._modify_metadata({VERSION_KEY: version})
+
+    def raise_search_settings(self) -> None:
+        """Raise ``ef_search`` of both collections to this version's settings where it is lower."""
         for name, wanted in ((IMAGES, HNSW), (CAPTIONS, HNSW_CAPTIONS)):
-            collection = self.client.get_collection(name, embedding_function=None)
+            collection = self.client.get_collection(name, embedding_function=None) if name == IMAGES else \
+                self.client.get_or_create_collection(name, configuration={"hnsw": HNSW_CAPTIONS}, embedding_function=None)
             have = (collection.configuration or {}).get("hnsw") or {}
             if have.get("ef_search", 0) < wanted["ef_search"]:
                 collection.modify(configuration={"hnsw": {"ef_search": wanted["ef_search"]}})
         self._images = self._captions = None
         self._get_images()
         self._open_existing()
+
+    def replace_vectors(self, ids: list[str], vectors: np.ndarray) -> None:
+        """New vectors for existing images; their metadata and captions stay."""
+        for start in range(0, len(ids), PAGE):
+            self._images.update(ids=ids[start:start + PAGE], embeddings=vectors[start:start + PAGE])
+
+    def clear_change_markers(self, ids: list[str]) -> None:
+        """Make these images look changed, so the next index run reads their files again."""
+        for start in range(0, len(ids), PAGE):
+            chunk = ids[start:start + PAGE]
+            self._images.update(ids=chunk, metadatas=[{"mtime_ns": "0"} for _ in chunk])
+
+    def _modify_metadata(self, changes: dict[str, Any]) -> None:
+        self._images = self.client.get_collection(IMAGES, embedding_function=None)  # fresh: other workers write too
+        self._images.modify(metadata={**(self._images.metadata or {}), **changes})
 
     def _get_images(self) -> Any:
         if self._images is None:
@@ -172,7 +206,7 @@ class Store:
             for attempt in range(3):  # get_or_create can lose a race with another worker creating it
                 try:
                     self._captions = self.client.get_or_create_collection(
-                        CAPTIONS, metadata={"schema": SCHEMA}, configuration={"hnsw": HNSW_CAPTIONS}, embedding_function=None)
+                        CAPTIONS, configuration={"hnsw": HNSW_CAPTIONS}, embedding_function=None)
                     return
                 except StoreError:
                     raise
@@ -195,10 +229,7 @@ class Store:
     def add_roots(self, roots: Sequence[str]) -> None:
         """Remember indexed folders and the time of this run in the collection metadata."""
         self._images = self.client.get_collection(IMAGES, embedding_function=None)  # fresh: other workers add roots too
-        meta = dict(self._images.metadata or {})
-        meta["roots"] = json.dumps(sorted(set(self.roots()) | set(roots)))
-        meta["updated_at"] = int(time.time())
-        self._images.modify(metadata=meta)
+        self._modify_metadata({"roots": json.dumps(sorted(set(self.roots()) | set(roots))), "updated_at": int(time.time())})
 
     def updated_at(self) -> int:
         """Unix time of the last index run, 0 if never."""
@@ -221,11 +252,16 @@ class Store:
         out: dict[str, Entry] = {}
         if self._get_images() is None:
             return out
-        for ids, metas in self._pages(self._images):
+        for ids, metas in self.pages():
             for id_, meta in zip(ids, metas):
                 out[meta["path"]] = Entry(id_, int(meta["size"]), str(meta["mtime_ns"]),
                                           str(meta.get("caption_sig", "")), str(meta.get("sha256", "")))
         return out
+
+    def pages(self) -> Iterator[tuple[list[str], list[dict]]]:
+        """(ids, metadatas) of every image, page by page."""
+        if self._get_images() is not None:
+            yield from self._pages(self._images)
 
     @staticmethod
     def _pages(collection: Any) -> Iterator[tuple[list[str], list[dict]]]:

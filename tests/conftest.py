@@ -7,11 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,28 +14,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.pop("MMSEARCH_DB", None)
 
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
+from helpers import TINY_CLIP, ChromaServer, make_photos  # noqa: E402
 
 from mmsearch import Config, SearchEngine  # noqa: E402
 from mmsearch.encoders import Encoders, load_encoders  # noqa: E402
-
-TINY_CLIP = {
-    "embed_dim": 384,  # MiniLM's dimension, so the packaged MiniLM can be the text embedder
-    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
-
-# (relative path, colour, caption source, caption)
-PHOTOS = [
-    ("red_bicycle.png", (200, 30, 30), "manifest", "a red bicycle leaning against a brick wall"),
-    ("black_cat.jpg", (20, 20, 20), "manifest", "a black cat sleeping on a sofa"),
-    ("pasta.jpg", (230, 180, 60), "sidecar", "a plate of spaghetti with tomato sauce"),
-    ("holidays/beach.jpg", (240, 220, 150), "manifest", "waves rolling onto a sandy beach at sunset"),
-    ("holidays/mountain.png", (200, 210, 250), "manifest", "snowy mountain peaks under a clear blue sky"),
-    ("holidays/uncaptioned.jpg", (10, 120, 10), None, ""),
-]
 
 
 @pytest.fixture(scope="session")
@@ -90,105 +68,10 @@ def make_engine(tmp_path: Path, tiny_config: Config, tiny_encoders: Encoders) ->
     return make
 
 
-def save_image(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (96, 64), **save: object) -> Path:
-    """A small image with a colour field and a darker square, so it is not uniform."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.new("RGB", size, colour)
-    image.paste(tuple(c // 2 for c in colour), (8, 8, 40, 40))
-    image.save(path, **save)
-    return path
-
-
 @pytest.fixture
 def photos(tmp_path: Path) -> Path:
     """A folder of generated photos: captions from a manifest, a sidecar, and one without captions."""
     return make_photos(tmp_path / "photos")
-
-
-def make_photos(root: Path) -> Path:
-    """Write the ``PHOTOS`` set under ``root`` (see the ``photos`` fixture)."""
-    rows = ["path,caption"]
-    for rel, colour, source, caption in PHOTOS:
-        path = save_image(root / rel, colour)
-        if source == "manifest":
-            rows.append(f'{rel},"{caption}"')
-        elif source == "sidecar":
-            path.with_name(path.name + ".txt").write_text(caption + "\n")
-    (root / "captions.csv").write_text("\n".join(rows) + "\n")
-    return root
-
-
-CAMERA = "Canon EOS 5D"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def add_big_photo(root: Path) -> Path:
-    """A 3000x2000 JPEG with EXIF camera and date, captioned through a sidecar."""
-    exif = Image.Exif()
-    exif[0x010F], exif[0x0110] = "Canon", "EOS 5D"
-    exif.get_ifd(0x8769)[0x9003] = "2021:07:14 18:30:00"
-    noise = np.random.default_rng(1).integers(0, 255, (2000, 3000, 3), dtype=np.uint8)
-    path = root / "big" / "harbour.jpg"
-    path.parent.mkdir(parents=True)
-    Image.fromarray(noise).save(path, quality=90, exif=exif)
-    path.with_name("harbour.jpg.txt").write_text("fishing boats moored in a harbour\n")
-    return path
-
-
-def launch_site(base: Path, config: Config, encoders: Encoders) -> Iterator[dict]:
-    """Index ``make_photos`` plus a big photo under ``base`` and serve it with ``web.app.launch`` exactly as
-    ``mmsearch serve`` does (plus a 200 kB upload limit); yields url, engine, photos, base; stops the server."""
-    from mmsearch_web.app import launch
-
-    photos = make_photos(base / "photos")
-    add_big_photo(photos)
-    (base / "secret.txt").write_text("not for the browser")
-    engine = SearchEngine(base / "db", config=config, encoders=encoders, caption_weight=1.0)
-    engine.index([photos], captions=photos / "captions.csv")
-    port = free_port()
-    demo = launch(engine, port=port, max_file_size="200kb", prevent_thread_lock=True, quiet=True)
-    try:
-        yield {"url": f"http://127.0.0.1:{port}/", "engine": engine, "photos": photos, "base": base}
-    finally:
-        demo.close()
-
-
-def folder_of_images(root: Path, n: int) -> Path:
-    """``n`` small distinct PNGs in ``root``."""
-    for i in range(n):
-        save_image(root / f"img{i:04d}.png", ((37 * i) % 256, (11 * i) % 256, 90), size=(40, 30))
-    return root
-
-
-class ChromaServer:
-    """A real ``chroma run`` on a free 127.0.0.1 port; ``stop()``/``start()`` restart it on the same data and port."""
-
-    def __init__(self, path: Path):
-        self.path, self.port = path, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        chroma = Path(sys.executable).with_name("chroma")
-        self.proc = subprocess.Popen([str(chroma), "run", "--path", str(self.path), "--host", "127.0.0.1",
-                                      "--port", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"{self.url}/api/v2/heartbeat", timeout=1)
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("chroma run did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
 
 
 @pytest.fixture
@@ -200,8 +83,3 @@ def chroma_server(tmp_path: Path) -> Iterator[ChromaServer]:
         yield server
     finally:
         server.stop()
-
-
-def unit(vector: np.ndarray) -> np.ndarray:
-    """Normalised copy of a vector."""
-    return vector / np.linalg.norm(vector)

@@ -7,7 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import launch_site
+from helpers import launch_site
+
+pytestmark = pytest.mark.slow  # servers, browsers or subprocesses; make test runs them
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -109,7 +111,7 @@ def test_a_non_image_upload_is_answered_with_a_message(page, site):
 
 
 def test_the_index_panel_shows_the_models_and_indexes_a_folder(page, site):
-    from conftest import save_image
+    from helpers import save_image
     from playwright.sync_api import expect
 
     page.get_by_text("Index", exact=True).click()

@@ -22,6 +22,7 @@ def tiny_env(monkeypatch, tiny_clip, minilm, tmp_path):
     monkeypatch.setenv("MMSEARCH_DB", str(tmp_path / "cli-db"))
 
 
+@pytest.mark.slow
 def test_help_imports_no_heavy_library():
     code = ("import sys\nfrom mmsearch.cli import build_parser\nbuild_parser().format_help()\n"
             f"print([m for m in {HEAVY!r} if m in sys.modules])")

@@ -8,9 +8,12 @@ import sys
 import threading
 import time
 
-from conftest import folder_of_images
+import pytest
+from helpers import folder_of_images
 
 from mmsearch import SearchEngine
+
+pytestmark = pytest.mark.slow  # servers, browsers or subprocesses; make test runs them
 
 
 def _search_while(alive: callable, engine: SearchEngine) -> list[int]:

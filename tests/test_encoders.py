@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import TINY_CLIP, save_image
+from helpers import TINY_CLIP, save_image
 from PIL import Image
 
 from mmsearch import Config, DimensionMismatchError, ModelLoadError
@@ -117,6 +117,7 @@ def test_unknown_tag_lists_known_tags(tiny_clip, minilm):
         load_encoders(Config(db="x", clip_model="ViT-B-32", clip_pretrained="nonsense", text_model=minilm))
 
 
+@pytest.mark.slow
 def test_cli_reports_unloadable_weights_in_one_line_with_exit_1(tmp_path):
     env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     # A text search loads only the text model; indexing loads the image model first.

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
-from conftest import save_image, unit
+from helpers import save_image, unit
 from PIL import Image
 
 from mmsearch import IndexMismatchError, QueryError, SearchEngine

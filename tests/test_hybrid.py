@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import save_image
+from helpers import save_image
 
 from mmsearch.keywords import KeywordIndex, tokenize
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_photos
+from helpers import make_photos
 
 from mmsearch import ModelLoadError
 from mmsearch.encoders.sentence import SentenceEncoder
@@ -122,6 +122,7 @@ def test_unsupported_folders_fall_back_to_sentence_transformers(minilm, tmp_path
     assert SentenceEncoder(minilm, runtime="torch").runtime == "torch"
 
 
+@pytest.mark.slow
 def test_a_text_query_imports_neither_torch_nor_sentence_transformers(make_engine, tmp_path, tiny_clip, minilm):
     engine = make_engine()
     engine.index(make_photos(tmp_path / "photos"))

@@ -11,6 +11,9 @@ from mmsearch.lock import acquire_writer_lock
 
 HOLD = """import sys, time
 from mmsearch.lock import acquire_writer_lock
+import pytest
+
+pytestmark = pytest.mark.slow  # servers, browsers or subprocesses; make test runs them
 acquire_writer_lock(sys.argv[1])
 print("locked", flush=True)
 time.sleep(120)

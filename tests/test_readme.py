@@ -6,7 +6,8 @@ import re
 import shutil
 from pathlib import Path
 
-from conftest import save_image
+import pytest
+from helpers import save_image
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,8 +33,9 @@ def test_readme_library_snippet_runs(tmp_path, monkeypatch, tiny_clip, minilm, c
     assert (tmp_path / "mmsearch-db").is_dir()
 
 
+@pytest.mark.slow
 def test_readme_gradio_client_snippet_runs(tmp_path, monkeypatch, tiny_config, tiny_encoders, capsys):
-    from conftest import free_port
+    from helpers import free_port
     from mmsearch_web.app import launch
 
     from mmsearch import SearchEngine

@@ -12,9 +12,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import save_image
+from helpers import save_image
 
 from mmsearch.store import Store
+
+pytestmark = pytest.mark.slow  # servers, browsers or subprocesses; make test runs them
 
 N = 480  # enough batches of 4 that each stop lands mid-run
 

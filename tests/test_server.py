@@ -13,13 +13,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import folder_of_images, free_port
+from helpers import folder_of_images, free_port
 
 from mmsearch import SearchEngine
 from mmsearch.cli import main
 from mmsearch.errors import ConfigError, IndexMismatchError, StoreError
 from mmsearch.indexer import Shard
 from mmsearch.store import Store
+
+pytestmark = pytest.mark.slow  # servers, browsers or subprocesses; make test runs them
 
 
 @pytest.fixture

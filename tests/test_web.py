@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import CAMERA, free_port, launch_site
+from helpers import CAMERA, free_port, launch_site
 from mmsearch_web.app import indexing_allowed, is_loopback, launch
 from mmsearch_web.views import SearchForm, hit_details, parse_auth, run_search
 from PIL import Image
@@ -17,6 +17,8 @@ from PIL import Image
 from mmsearch import SearchEngine
 from mmsearch.indexer import image_id
 from mmsearch.thumbnails import SIZES, ThumbnailCache
+
+pytestmark = pytest.mark.slow  # servers, browsers or subprocesses; make test runs them
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +141,7 @@ def test_files_inside_the_indexed_folders_and_thumbnails_are_served(site, client
 
 
 def test_index_panel_indexes_a_new_folder_while_searches_go_on(client, site):
-    from conftest import save_image
+    from helpers import save_image
 
     extra = site["base"] / "extra"
     for i in range(5):
@@ -200,7 +202,7 @@ def test_auth_parsing_and_exposure_rules(tmp_path):
 
 
 def test_thumbnails_are_made_once_and_renewed_when_the_file_changes(tmp_path):
-    from conftest import save_image
+    from helpers import save_image
 
     photo = save_image(tmp_path / "p.jpg", (10, 20, 30), size=(2000, 1000))
     cache = ThumbnailCache(tmp_path / "thumbs")

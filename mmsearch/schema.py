@@ -1,0 +1,86 @@
+"""Schema versions of an index and the ordered steps that upgrade an older one.
+
+The version lives in the image collection's metadata (``schema_version``). A new index is created at
+``SCHEMA``. A writer (``engine.index``, ``serve``, ``import``) runs every step above the stored version,
+in order, recording each version as it completes, so an interrupted upgrade resumes at the step it
+stopped in. Readers open any version up to ``SCHEMA``; a newer one is refused with both numbers.
+
+Adding a field or a collection: write a step ``def _vN(store) -> None`` that is safe to run twice,
+append it to ``STEPS`` and raise ``SCHEMA``. (After rclip's ``db.py`` and llm's numbered migrations.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import StoreError
+
+if TYPE_CHECKING:
+    from .store import Store
+
+SCHEMA = 2
+VERSION_KEY = "schema_version"  # indexes written before versions were read carry none: version 0
+
+
+def stored_version(meta: dict[str, Any]) -> int:
+    """The schema version recorded in an image collection's metadata (0 when none is)."""
+    return int(meta.get(VERSION_KEY, 0))
+
+
+def check_readable(version: int, where: str) -> None:
+    """Refuse an index written by a newer mmsearch than this one.
+
+    Raises:
+        StoreError: ``version`` is above ``SCHEMA``.
+    """
+    if version > SCHEMA:
+        raise StoreError(f"the index at {where} has schema {version}, but this mmsearch knows schema {SCHEMA} "
+                         "at most; upgrade mmsearch to use it")
+
+
+def upgrade(store: Store) -> list[int]:
+    """Run the steps above the index's version, in order; returns the versions it upgraded through."""
+    done = []
+    version = store.schema_version()
+    check_readable(version, store.path)
+    for target, step in enumerate(STEPS, 1):
+        if target > version:
+            step(store)
+            store.set_schema_version(target)
+            done.append(target)
+    return done
+
+
+def _v1_search_settings(store: Store) -> None:
+    """Raise ``ef_search`` of indexes made before the recall measurements (images 256, captions 128)."""
+    store.raise_search_settings()
+
+
+def _v2_layout_vectors(store: Store) -> None:
+    """Offline-profile indexes stored one identical placeholder vector for every image, which made
+    every process replay them into HNSW for seconds. Give each image its colour layout vector, read
+    from its file; an unreadable file gets its change marker cleared so the next index run redoes it."""
+    from .ids import has_image_vectors
+
+    if has_image_vectors(store.signature()):
+        return
+    from .images import layout_vector, read_image
+
+    dim = int(store.signature()["dim"])  # type: ignore[index]
+    for ids, metas in list(store.pages()):
+        vectors, redo = {}, []
+        for image, meta in zip(ids, metas):
+            try:
+                with open(meta["path"], "rb") as handle:
+                    vectors[image] = layout_vector(read_image(handle.read(), 64)[0], dim)
+            except Exception:  # gone, unmounted, unreadable: re-read by the next index run
+                redo.append(image)
+        store.replace_vectors(list(vectors), np.asarray(list(vectors.values()), dtype=np.float32))
+        store.clear_change_markers(redo)
+
+
+STEPS: list[Callable[[Store], None]] = [_v1_search_settings, _v2_layout_vectors]
+assert len(STEPS) == SCHEMA
