@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from pathlib import Path
 
+from .errors import ImageReadError
 from .images import save_thumbnail
 
 SIZES = {"thumb": 384, "preview": 1280}  # gallery tiles, and the larger view of one hit
@@ -32,11 +34,12 @@ class ThumbnailCache:
         """
         size = SIZES[kind]
         try:
-            mtime = os.stat(path).st_mtime_ns
+            info = os.stat(path)
         except OSError as exc:
-            from .errors import ImageReadError
-
             raise ImageReadError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block the thread that opens it
+            raise ImageReadError(f"{path} is not a regular file")
+        mtime = info.st_mtime_ns
         key = hashlib.sha1(f"{os.path.abspath(path)}\0{mtime}\0{size}".encode()).hexdigest()
         dest = self.folder / key[:2] / f"{key}.jpg"
         if not dest.is_file():

@@ -134,9 +134,16 @@ def test_files_outside_the_indexed_folders_are_refused(site, target):
     assert "not for the browser" not in http(site["url"] + "gradio_api/file=" + path)[1]
 
 
-def test_files_inside_the_indexed_folders_and_thumbnails_are_served(site, client):
-    assert http(site["url"] + "gradio_api/file=" + str(site["photos"] / "black_cat.jpg"))[0] == 200
-    thumb = ThumbnailCache(site["engine"].config.thumbnail_dir).get(site["photos"] / "black_cat.jpg")
+def test_originals_are_served_by_image_id_only_and_thumbnails_from_their_folder(site, client):
+    cat = site["photos"] / "black_cat.jpg"
+    assert http(site["url"] + "gradio_api/file=" + str(cat))[0] == 403  # no path route to originals at all
+    request = urllib.request.Request(site["url"] + "mmsearch/original/" + image_id(str(cat)))
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200 and response.read() == cat.read_bytes()
+        assert response.headers["Content-Type"] == "image/jpeg" and response.headers["X-Content-Type-Options"] == "nosniff"
+    for forged in (image_id(str(site["base"] / "secret.txt")), "..%2F..%2Fetc%2Fpasswd", "x" * 24):
+        assert http(site["url"] + "mmsearch/original/" + forged)[0] == 404
+    thumb = ThumbnailCache(site["engine"].config.thumbnail_dir).get(cat)
     assert http(site["url"] + "gradio_api/file=" + urllib.parse.quote(str(thumb)))[0] == 200
 
 
@@ -215,3 +222,40 @@ def test_thumbnails_are_made_once_and_renewed_when_the_file_changes(tmp_path):
         assert large.size == (1280, 640)
     os.utime(photo, ns=(stamp + 10**9, stamp + 10**9))
     assert cache.get(photo) != first
+
+
+def _gradio_event(url: str, trigger: str, elem_id: str, data: list, event_data: dict | None = None) -> dict:
+    """Fire one page event as a browser would (queue/join, then read the event stream); the final message."""
+    import json
+    import uuid
+
+    config = json.loads(http(url + "config")[1])
+    component = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == elem_id)
+    fn_index = next(n for n, dep in enumerate(config["dependencies"])
+                    if [component, trigger] in [list(t) for t in dep["targets"]])
+    session = uuid.uuid4().hex[:10]
+    body = json.dumps({"data": data, "event_data": event_data, "fn_index": fn_index, "trigger_id": component,
+                       "session_hash": session}).encode()
+    code, _ = http(url + "gradio_api/queue/join", body, {"Content-Type": "application/json"})
+    assert code == 200
+    with urllib.request.urlopen(f"{url}gradio_api/queue/data?session_hash={session}", timeout=30) as stream:
+        for line in stream:
+            if line.startswith(b"data:"):
+                message = json.loads(line[5:])
+                if message.get("msg") == "process_completed":
+                    return message
+    raise AssertionError("no process_completed message")
+
+
+def test_a_forged_gallery_click_cannot_name_a_file(site):
+    """The click handler reads the hits the server itself kept for the session, never a hit sent by the client."""
+    from helpers import save_image
+
+    secret = save_image(site["base"] / "private" / "secret.png", (1, 2, 3))
+    fifo = site["base"] / "private" / "pipe.png"
+    os.mkfifo(fifo)
+    for path in (secret, fifo):
+        forged = [{"file": str(path), "score": 1, "scores": {}, "caption": "", "metadata": {}}]
+        message = _gradio_event(site["url"], "select", "gallery", [forged], {"index": 0, "value": None, "selected": True})
+        text = str(message["output"])
+        assert message["success"] and str(path) not in text and "gradio_api/file=" not in text

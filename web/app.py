@@ -16,12 +16,15 @@ import sys
 from typing import Any
 
 import gradio as gr
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from mmsearch import SearchEngine
 from mmsearch.errors import MMSearchError
 from mmsearch.present import profile_label
 from mmsearch.thumbnails import ThumbnailCache
 
+from .guard import LoginThrottle, allowed_hosts, original_route
 from .views import SearchForm, hit_details, run_search, run_similar, stats_markdown
 
 MAX_FILE_SIZE = "25mb"  # largest upload accepted (query images)
@@ -78,6 +81,9 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
         gallery = gr.Gallery(label="Gallery", columns=4, height="auto", object_fit="contain", allow_preview=False,
                              elem_id="gallery")
         hits = gr.JSON(visible=False, label="hits")
+        # The hits behind the gallery, kept on the server per session: a click names a position in them,
+        # so no path ever comes from the browser (a forged event cannot name another file).
+        shown = gr.State([])
         with gr.Row(visible=False) as selected_row:
             preview = gr.Image(label="Selected", interactive=False, height=480, scale=3, elem_id="preview")
             with gr.Column(scale=2):
@@ -87,23 +93,26 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
         _index_panel(demo, engine, allow_indexing, folder, camera)
 
         filters = [folder, date_from, date_to, camera]
-        outputs = [gallery, hits, status]
+        outputs = [gallery, hits, status, shown]
 
         # Argument names are the API's parameter names (gradio_client keyword arguments).
         def search(query: str, image: str | None = None, k: float = 12, min_score: float = 0.0, text_weight: float = 0.5,
                    folder: str | None = None, date_from: str | None = None, date_to: str | None = None,
                    camera: str | None = None) -> tuple:
-            form = SearchForm(query, image, int(k), min_score, text_weight, folder, date_from, date_to, camera)
+            form = SearchForm(query, image, k, min_score, text_weight, folder, date_from, date_to, camera)
             return run_search(engine, thumbs, form).as_outputs()
 
         def similar(path: str, k: float = 12, min_score: float = 0.0, folder: str | None = None,
                     date_from: str | None = None, date_to: str | None = None, camera: str | None = None) -> tuple:
-            form = SearchForm(k=int(k), min_score=min_score, folder=folder, date_from=date_from, date_to=date_to,
+            form = SearchForm(k=k, min_score=min_score, folder=folder, date_from=date_from, date_to=date_to,
                               camera=camera)
             return run_similar(engine, thumbs, path, form).as_outputs()
 
-        def select(found: list[dict] | None, evt: gr.SelectData) -> tuple:
-            hit = (found or [])[evt.index]
+        def select(found: list[dict], evt: gr.SelectData) -> tuple:
+            index = evt.index if isinstance(evt.index, int) else -1
+            if not 0 <= index < len(found or []):
+                return gr.Row(visible=False), None, "", ""
+            hit = found[index]
             try:
                 large = str(thumbs.get(hit["file"], "preview"))
             except MMSearchError:
@@ -113,7 +122,7 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
         search_inputs = [query, image, k, min_score, text_weight, *filters]
         button.click(search, search_inputs, outputs, api_name="search")
         query.submit(search, search_inputs, outputs, api_visibility="private")
-        gallery.select(select, [hits], [selected_row, preview, details, selected], api_visibility="private")
+        gallery.select(select, [shown], [selected_row, preview, details, selected], api_visibility="private")
         more.click(similar, [selected, k, min_score, *filters], outputs, api_name="more_like_this")
         gr.api(engine.stats, api_name="stats")
     return demo
@@ -164,13 +173,15 @@ def indexing_allowed(host: str, auth: list[tuple[str, str]] | None, read_only: b
     return not read_only and (is_loopback(host) or bool(auth))
 
 
-def allowed_paths(engine: SearchEngine, thumbs: ThumbnailCache) -> list[str]:
-    """The only folders whose files the server hands out: the thumbnails and the indexed folders."""
-    return [str(thumbs.folder), *[r for r in engine.stats()["roots"] if os.path.isdir(r)]]
+def allowed_paths(thumbs: ThumbnailCache) -> list[str]:
+    """The only folder Gradio's file route hands out: the thumbnails. Originals go through
+    ``guard.original_route``, by image id."""
+    return [str(thumbs.folder)]
 
 
 def launch(engine: SearchEngine, host: str = "127.0.0.1", port: int = 7860, *, auth: list[tuple[str, str]] | None = None,
-           read_only: bool = False, max_file_size: str = MAX_FILE_SIZE, **kwargs: Any) -> gr.Blocks:
+           read_only: bool = False, max_file_size: str = MAX_FILE_SIZE, allowed_host: list[str] | None = None,
+           **kwargs: Any) -> gr.Blocks:
     """Serve the page (blocks until stopped, unless ``prevent_thread_lock=True`` is passed on to Gradio).
 
     Args:
@@ -179,6 +190,7 @@ def launch(engine: SearchEngine, host: str = "127.0.0.1", port: int = 7860, *, a
         auth: (user, password) pairs that may log in; None serves without a login.
         read_only: no index runs from the page. Also the default on a non-loopback address without ``auth``.
         max_file_size: largest accepted upload, e.g. "25mb".
+        allowed_host: more Host header names to answer (e.g. the name a reverse proxy forwards).
         **kwargs: passed on to ``gr.Blocks.launch``.
 
     Returns:
@@ -193,6 +205,16 @@ def launch(engine: SearchEngine, host: str = "127.0.0.1", port: int = 7860, *, a
     thumbs = ThumbnailCache(engine.config.thumbnail_dir)
     demo = build_demo(engine, thumbs, allow_indexing=allow_indexing)
     demo.queue(default_concurrency_limit=SEARCH_CONCURRENCY)
-    demo.launch(server_name=host, server_port=port, auth=auth, allowed_paths=allowed_paths(engine, thumbs),
-                max_file_size=max_file_size, show_error=False, **kwargs)
+    blocking = not kwargs.pop("prevent_thread_lock", False)
+    quiet = kwargs.pop("quiet", False)
+    app_kwargs = {"routes": [original_route(engine)],
+                  "middleware": [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(host, allowed_host)),
+                                 Middleware(LoginThrottle)]}
+    demo.launch(server_name=host, server_port=port, auth=auth, allowed_paths=allowed_paths(thumbs),
+                max_file_size=max_file_size, show_error=False, app_kwargs=app_kwargs, prevent_thread_lock=True,
+                quiet=True, **kwargs)
+    if not quiet:
+        print(f"mmsearch serve: {demo.local_url} (Ctrl-C stops)", file=sys.stderr)
+    if blocking:
+        demo.block_thread()
     return demo

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import os
-import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmsearch.errors import ImageReadError, MMSearchError
+
+from .guard import original_url
 
 if TYPE_CHECKING:
     from mmsearch import Hit, SearchEngine
@@ -33,8 +34,9 @@ class Results:
     hits: list[dict[str, Any]] = field(default_factory=list)
     status: str = ""
 
-    def as_outputs(self) -> tuple[list[GalleryItem], list[dict[str, Any]], str]:
-        return self.items, self.hits, self.status
+    def as_outputs(self) -> tuple[list[GalleryItem], list[dict[str, Any]], str, list[dict[str, Any]]]:
+        """Gallery, hits (API), status, and the hits again for the page's server-side state."""
+        return self.items, self.hits, self.status, self.hits
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class SearchForm:
 
     query: str = ""
     image: str | None = None
-    k: int = 12
+    k: Any = 12  # as sent; checked by the engine (a huge or odd k gets a sentence, not a traceback)
     min_score: float = 0.0
     text_weight: float = 0.5
     folder: str | None = None
@@ -61,7 +63,7 @@ def run_search(engine: SearchEngine, thumbs: ThumbnailCache, form: SearchForm) -
     if not (form.query or "").strip() and not form.image:
         return Results(status="Type a query (any language) or add an image.")
     try:
-        hits = engine.search(form.query or None, image=form.image or None, k=int(form.k), min_score=form.min_score,
+        hits = engine.search(form.query or None, image=form.image or None, k=form.k, min_score=form.min_score,
                              text_weight=form.text_weight, **form.filters())
     except MMSearchError as exc:
         return Results(status=f"⚠️ {exc}")
@@ -71,7 +73,7 @@ def run_search(engine: SearchEngine, thumbs: ThumbnailCache, form: SearchForm) -
 def run_similar(engine: SearchEngine, thumbs: ThumbnailCache, path: str, form: SearchForm) -> Results:
     """"More like this": images nearest to an indexed image's stored vector."""
     try:
-        hits = engine.similar(path, k=int(form.k), min_score=form.min_score, **form.filters())
+        hits = engine.similar(path, k=form.k, min_score=form.min_score, **form.filters())
     except MMSearchError as exc:
         return Results(status=f"⚠️ {exc}")
     return _results(hits, thumbs, f" like {Path(path).name}")
@@ -91,9 +93,11 @@ def _results(hits: list[Hit], thumbs: ThumbnailCache, what: str) -> Results:
 def hit_record(hit: Hit) -> dict[str, Any]:
     """A hit as the page and its API return it. The path is under ``file``: Gradio would treat a ``path``
     key as a file to upload to the client."""
+    from mmsearch.ids import image_id
+
     data = hit.to_dict()
     data["metadata"] = {k: v for k, v in data["metadata"].items() if k != "path"}
-    return {"file": data.pop("path"), **data}
+    return {"file": data.pop("path"), "id": image_id(hit.path), **data}
 
 
 def _thumbnail(thumbs: ThumbnailCache, path: str) -> str | None:
@@ -124,7 +128,7 @@ def hit_details(hit: dict[str, Any]) -> str:
     scores = ", ".join(f"{k} {'n/a' if v is None else f'{v:.3f}'}" for k, v in hit["scores"].items())
     rows.append(("Score", f"{hit['score']:.3f} ({scores})"))
     captions = meta.get("captions") or ([hit["caption"]] if hit["caption"] else [])
-    rows.append(("Original", f"[open full size](gradio_api/file={urllib.parse.quote(hit['file'])})"))
+    rows.append(("Original", f"[open full size]({original_url(hit['id'])})"))
     text = "\n".join(f"- **{k}**: {v}" for k, v in rows)
     listed = "\n".join(f"- {html.escape(c)}" for c in captions) or "_no captions_"
     return f"### {html.escape(Path(hit['file']).name)}\n\n{text}\n\n**Captions**\n\n{listed}"

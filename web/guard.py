@@ -1,0 +1,149 @@
+"""What stands between the page and the network: the only route that hands out original images, a
+growing delay after failed logins, and the Host header check against DNS rebinding.
+
+Originals are served by image id from the index's own records, never by a path from the browser:
+a file that was not indexed as an image (the database, hidden files, captions, HTML) has no id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import stat
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from mmsearch import SearchEngine
+
+ORIGINAL_ROUTE = "/mmsearch/original/{image_id}"
+MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif",
+               ".webp": "image/webp", ".bmp": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff"}
+LOGIN_DELAY_START, LOGIN_DELAY_MAX = 1.0, 30.0  # seconds: doubled after each failed login of one client
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+
+
+def original_url(image_id: str) -> str:
+    """Relative URL of an indexed image's original (the page's "open full size" link)."""
+    return ORIGINAL_ROUTE.lstrip("/").replace("{image_id}", urllib.parse.quote(image_id))
+
+
+def original_route(engine: SearchEngine) -> Route:
+    """``GET /mmsearch/original/<image id>``: the indexed file, if it is still a regular image file.
+
+    Behind the page's login when ``--auth`` is set. Sent with ``nosniff`` and an image type from the
+    extension (only raster formats are ever indexed), so nothing is rendered as HTML or script.
+    """
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import FileResponse, PlainTextResponse
+    from starlette.routing import Route
+
+    async def original(request: Request) -> Response:
+        if not _logged_in(request):
+            return PlainTextResponse("login required", status_code=401)
+        path = await run_in_threadpool(_servable, engine, request.path_params["image_id"])
+        if path is None:
+            return PlainTextResponse("not an indexed image", status_code=404)
+        name = urllib.parse.quote(os.path.basename(path))
+        return FileResponse(path, media_type=MEDIA_TYPES[os.path.splitext(path)[1].lower()],
+                            headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=300",
+                                     "Content-Disposition": f"inline; filename*=UTF-8''{name}"})
+
+    return Route(ORIGINAL_ROUTE, original, methods=["GET", "HEAD"])
+
+
+def _servable(engine: SearchEngine, image_id: str) -> str | None:
+    """The file of an indexed image id when it may be served: a regular image file outside the database."""
+    if not engine.store.ready:
+        return None
+    meta = engine.store.image_metadata([image_id]).get(image_id)
+    path = str(meta.get("path", "")) if meta else ""
+    if os.path.splitext(path)[1].lower() not in MEDIA_TYPES:
+        return None
+    database = os.path.realpath(engine.config.db) + os.sep
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode) or os.path.realpath(path).startswith(database):
+        return None
+    return path
+
+
+def _logged_in(request: Request) -> bool:
+    """Gradio's own login check: no auth configured, or a valid session cookie."""
+    app = request.app
+    if getattr(app, "auth", None) is None and getattr(app, "auth_dependency", None) is None:
+        return True
+    cookie_id = getattr(app, "cookie_id", "")
+    token = request.cookies.get(f"access-token-{cookie_id}") or request.cookies.get(f"access-token-unsecure-{cookie_id}")
+    return token is not None and token in getattr(app, "tokens", {})
+
+
+class LoginThrottle:
+    """ASGI middleware: after a failed login, that client's next login waits 1 s, then 2, 4, ... 30 s.
+
+    Keyed by client address, so guessing passwords costs an attacker time while other clients log in
+    at once; a successful login clears the delay.
+    """
+
+    def __init__(self, app: ASGIApp, start: float = LOGIN_DELAY_START, cap: float = LOGIN_DELAY_MAX):
+        self.app, self.start, self.cap = app, start, cap
+        self.failures: dict[str, tuple[int, float]] = {}  # client -> (failed logins in a row, time of the last)
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]
+                       ) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].rstrip("/").endswith("/login"):
+            await self.app(scope, receive, send)
+            return
+        client = (scope.get("client") or ("?", 0))[0]
+        count, _ = self.failures.get(client, (0, 0.0))
+        if count:
+            await asyncio.sleep(self.delay(count))
+        status: list[int] = []
+
+        async def record(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        await self.app(scope, receive, record)
+        if status and status[0] == 200:
+            self.failures.pop(client, None)
+        else:
+            self.failures[client] = (count + 1, time.monotonic())
+
+    def delay(self, failures: int) -> float:
+        """Seconds the next login of a client waits after ``failures`` failed ones in a row."""
+        return min(self.start * 2 ** (failures - 1), self.cap) if failures else 0.0
+
+
+def allowed_hosts(host: str, extra: list[str] | None = None) -> list[str]:
+    """Host header values the server answers (others get 400): its own names and addresses.
+
+    A page on 127.0.0.1 answers ``localhost``/``127.0.0.1``/``::1`` only, so a web page elsewhere cannot
+    reach it through a DNS name rebound to 127.0.0.1. On another address it answers that address, this
+    machine's host names and addresses, and the names given with ``--allowed-host`` (e.g. the name a
+    reverse proxy forwards).
+    """
+    names = {*LOOPBACK_NAMES, *(extra or [])}
+    if host not in LOOPBACK_NAMES:
+        names.add(host)
+        hostname = socket.gethostname()
+        names.update({hostname, socket.getfqdn()})
+        if host in ("0.0.0.0", "::", ""):
+            try:
+                names.update(str(info[4][0]) for info in socket.getaddrinfo(hostname, None))
+            except OSError:
+                pass
+    return sorted(n for n in names if n)
