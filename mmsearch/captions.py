@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import ConfigError
 
 Manifest = dict[str, list[str]]  # absolute image path -> captions
+SIDECAR_MAX_BYTES = 64 * 1024  # a caption file larger than this is not a caption file
 
 
 def sidecar_paths(image: Path) -> list[Path]:
@@ -20,16 +24,77 @@ def sidecar_paths(image: Path) -> list[Path]:
     return [image.with_name(image.name + ".txt"), image.with_suffix(".txt")]
 
 
-def sidecar_captions(image: Path) -> list[str]:
-    """Captions from sidecar files next to the image, one per non-empty line."""
+def sidecar_captions(image: Path, roots: Sequence[str] = (), problems: list[tuple[str, str]] | None = None) -> list[str]:
+    """Captions from sidecar files next to the image, one per non-empty line.
+
+    A sidecar is read only when it is a regular file of at most ``SIDECAR_MAX_BYTES``, in UTF-8 (or
+    UTF-16 with a byte-order mark), and, if it is a symbolic link, one that stays inside the indexed
+    ``roots``. Anything else is left out, and ``(sidecar path, reason)`` is added to ``problems``.
+    """
     captions: list[str] = []
     for path in sidecar_paths(image):
         try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
+            text = read_sidecar(path, roots)
+        except ConfigError as exc:
+            if problems is not None:
+                problems.append((str(path), str(exc)))
             continue
-        captions.extend(line.strip() for line in text.splitlines() if line.strip())
+        if text is not None:
+            captions.extend(line.strip() for line in text.splitlines() if line.strip())
     return captions
+
+
+def read_sidecar(path: Path, roots: Sequence[str] = ()) -> str | None:
+    """The text of one sidecar file; None when there is none.
+
+    Raises:
+        ConfigError: the file exists but must not or cannot be read (the message says why).
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise ConfigError("sidecar is a broken symbolic link") from None
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read sidecar: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError("sidecar is not a regular file (a pipe or device is never read)")
+    if os.path.islink(path) and roots and not _inside(os.path.realpath(path), roots):
+        raise ConfigError("sidecar is a symbolic link to a file outside the indexed folders")
+    if info.st_size > SIDECAR_MAX_BYTES:
+        raise ConfigError(f"sidecar is {info.st_size:,} bytes; captions are read from files of at most "
+                          f"{SIDECAR_MAX_BYTES:,} bytes")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(SIDECAR_MAX_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read sidecar: {exc.strerror or exc}") from None
+    return decode_text(data)
+
+
+def decode_text(data: bytes) -> str:
+    """UTF-8 (with or without BOM), or UTF-16 with a BOM; NUL characters are dropped.
+
+    Raises:
+        ConfigError: the bytes are not text in one of those encodings.
+    """
+    try:
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            text = data.decode("utf-16")
+        else:
+            text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"sidecar is not UTF-8 or UTF-16 text (byte {exc.start})") from None
+    return text.replace("\x00", "")
+
+
+def _inside(path: str, roots: Sequence[str]) -> bool:
+    for root in roots:
+        real = os.path.realpath(root)
+        if path == real or path.startswith(real.rstrip(os.sep) + os.sep):
+            return True
+    return False
 
 
 def load_manifest(path: str | Path) -> Manifest:

@@ -37,6 +37,25 @@ class ImageInfo:
     captions: list[str] = field(default_factory=list)
 
 
+# Image formats met in real folders that mmsearch does not decode: reported as skipped, never silent.
+UNREAD_FORMATS = {
+    ".svg": "vector image (SVG), not a raster format", ".svgz": "vector image (SVG), not a raster format",
+    ".eps": "vector image (EPS), not a raster format", ".pdf": "document (PDF), not a raster format",
+    ".heic": "HEIC/HEIF image: no decoder installed", ".heif": "HEIC/HEIF image: no decoder installed",
+    ".avif": "AVIF image: no decoder installed", ".jxl": "JPEG XL image: no decoder installed",
+    ".ico": "icon container (ICO): not indexed", ".icns": "icon container (ICNS): not indexed",
+    ".xpm": "X pixmap (XPM): not indexed", ".xbm": "X bitmap (XBM): not indexed", ".psd": "Photoshop file: not indexed",
+    ".cr2": "camera RAW: not decoded", ".cr3": "camera RAW: not decoded", ".nef": "camera RAW: not decoded",
+    ".arw": "camera RAW: not decoded", ".dng": "camera RAW: not decoded", ".orf": "camera RAW: not decoded",
+    ".rw2": "camera RAW: not decoded", ".raf": "camera RAW: not decoded",
+}
+
+
+def unread_format(path: Path) -> str:
+    """Why an image-like file is not indexed (e.g. an SVG), or ``""`` for files that are not images at all."""
+    return UNREAD_FORMATS.get(path.suffix.lower(), "")
+
+
 def is_image_path(path: Path) -> bool:
     """Whether the file name has one of the image extensions mmsearch indexes."""
     return path.suffix.lower() in IMAGE_EXTENSIONS

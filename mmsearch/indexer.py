@@ -8,10 +8,11 @@ import signal
 import stat
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from .records import IndexReport
 from .store import Entry, Store
 from .walk import scan
 
+MAX_FILE_BYTES = 512 * 1024 * 1024  # image files larger than this are skipped unread (phone photos: 2-15 MB)
+READ_CHUNK = 1 << 20
 DECODE_THREADS = 2  # decoding overlaps with the model; Pillow releases the GIL while decoding
 LAYOUT_DECODE_SIDE = 64  # decode size when no image model reads the pixels (offline profile: layout vectors)
 ProgressCallback = Callable[[int, int], None]  # (images processed, images to process) after each batch
@@ -50,6 +53,7 @@ class Prepared:
     image: Any  # PIL.Image.Image
     info: ImageInfo
     sha256: str
+    captions: list[str] = field(default_factory=list)  # all of them, as stored
 
 
 @dataclass(frozen=True)
@@ -97,11 +101,15 @@ class Indexer:
         hidden: also index hidden files and folders.
         on_progress: called with (done, total) after each stored batch (e.g. a web progress bar).
         shard: index only this worker's share of the files (and prune only within it).
+        forget_captions: drop manifest captions of files that no manifest of this run lists (by default
+            they are kept until a manifest says otherwise).
     """
 
     def __init__(self, store: Store, encoders: Encoders, manifest: Manifest | None = None,
                  batch_size: int = 32, progress: bool = False, hidden: bool = False,
-                 on_progress: ProgressCallback | None = None, shard: Shard | None = None):
+                 on_progress: ProgressCallback | None = None, shard: Shard | None = None,
+                 forget_captions: bool = False):
+        self.forget_captions = forget_captions
         self.store = store
         self.encoders = encoders
         self.manifest = manifest or {}
@@ -118,27 +126,33 @@ class Indexer:
         Ctrl-C (in the main thread) stops the run after the batch being stored; the report says
         ``interrupted`` and the same call resumes where it stopped.
         """
-        with _stop_on_sigint(self.stop):
-            return self._run(paths, prune)
-
-    def _run(self, paths: Sequence[str | Path], prune: bool) -> IndexReport:
         report = IndexReport()
+        with _stop_on_sigint(self.stop), _warnings_per_file(report.warnings):
+            return self._run(paths, prune, report)
+
+    def _run(self, paths: Sequence[str | Path], prune: bool, report: IndexReport) -> IndexReport:
+        from tqdm import tqdm
+
         roots = [os.path.abspath(os.path.expanduser(str(p))) for p in paths]
+        self.roots = roots
         known = self.store.entries()
         seen: set[str] = set()
         todo: list[Candidate] = []
+        scanning = tqdm(unit=" files", file=sys.stderr, disable=not self.progress, desc="scanning", leave=False)
         for path in scan(roots, report.failed, self.hidden):
+            scanning.update()
             if self.shard is not None and not self.shard.owns(str(path)):
                 continue
             seen.add(str(path))
-            candidate = self._candidate(path, report.failed)
+            entry = known.get(str(path))
+            candidate = self._candidate(path, entry, report)
             if candidate is None:
                 continue
-            entry = known.get(candidate.path)
             if entry is not None and _unchanged(entry, candidate):
                 report.unchanged += 1
             else:
                 todo.append(candidate)
+        scanning.close()
         # Only under roots that exist: an unmounted drive must not empty the index.
         present = [r for r in roots if os.path.exists(r)]
         gone = {p: e for p, e in known.items()
@@ -155,15 +169,18 @@ class Indexer:
         self.store.add_roots([r for r in roots if os.path.isdir(r)])
         return report
 
-    def _candidate(self, path: Path, failed: list[tuple[str, str]]) -> Candidate | None:
+    def _candidate(self, path: Path, entry: Entry | None, report: IndexReport) -> Candidate | None:
         reason = _unusable(path)
         if reason:
-            failed.append((str(path), reason))
+            report.failed.append((str(path), reason))
             return None
         info = path.stat()
-        captions = merge_captions([(c, "manifest") for c in self.manifest.get(str(path), [])],
-                                  [(c, "sidecar") for c in sidecar_captions(path)])
-        sig = hashlib.sha1("\n".join(t for t, _ in captions).encode()).hexdigest()[:16]
+        listed = self.manifest.get(str(path))
+        if listed is None:  # no manifest of this run names the file: keep what an earlier manifest said
+            listed = [] if self.forget_captions or entry is None else list(entry.manifest_captions)
+        captions = merge_captions([(c, "manifest") for c in listed],
+                                  [(c, "sidecar") for c in sidecar_captions(path, self.roots, report.warnings)])
+        sig = hashlib.sha1("\n".join(t for t, _ in captions).encode("utf-8", "surrogatepass")).hexdigest()[:16]
         return Candidate(str(path), info.st_size, info.st_mtime_ns, captions, sig)
 
     def _encode_all(self, todo: list[Candidate], known: dict[str, Entry], moves: _MoveTable, report: IndexReport) -> None:
@@ -191,8 +208,10 @@ class Indexer:
                 ready = self._collect(current, report)
                 self._store_batch(ready)
                 for item in ready:
-                    if item.candidate.path in known:
+                    old = known.get(item.candidate.path)
+                    if old is not None:
                         report.updated += 1
+                        report.captions_removed += len(set(old.captions) - set(item.captions))
                     else:
                         report.added += 1
                 bar.update(len(current))
@@ -223,6 +242,8 @@ class Indexer:
         else:  # no image model: each file's colour layout keeps its record (see images.layout_vector)
             vectors = np.asarray([layout_vector(p.image, dim) for p in batch], dtype=np.float32)
         captions = [merge_captions(p.candidate.captions, [(c, "embedded") for c in p.info.captions]) for p in batch]
+        for item, pairs in zip(batch, captions):
+            item.captions = [t for t, _ in pairs]
         texts = [t for items in captions for t, _ in items]
         caption_vectors = self.encoders.text.encode_texts(texts) if texts else np.zeros((0, dim), np.float32)
         metas = [_metadata(p, [t for t, _ in items]) for p, items in zip(batch, captions)]
@@ -299,21 +320,72 @@ def _prepare(candidate: Candidate, moves: _MoveTable | None = None, min_side: in
 
     A new file with the content and captions of a vanished entry is a rename: it is not decoded.
     """
+    _current.path = candidate.path  # warnings raised while reading this file name it
     try:
-        data = Path(candidate.path).read_bytes()
-    except OSError as exc:
-        return candidate.path, f"cannot read: {exc.strerror or exc}"
-    sha256 = hashlib.sha256(data).hexdigest()
-    entry = moves.claim(sha256, candidate.caption_sig) if moves is not None else None
-    if entry is not None:
-        return Moved(candidate, entry)
-    try:
+        data, sha256 = read_capped(candidate.path)
+        entry = moves.claim(sha256, candidate.caption_sig) if moves is not None else None
+        if entry is not None:
+            return Moved(candidate, entry)
         image, info = read_image(data, min_side)
     except ImageReadError as exc:
         return candidate.path, str(exc)
+    except MemoryError:
+        return candidate.path, "out of memory while reading or decoding this file"
     except Exception as exc:  # a Pillow bug on one odd file must not stop a 50,000-file run
         return candidate.path, f"cannot decode: {type(exc).__name__}: {exc}"
+    finally:
+        _current.path = None
     return Prepared(candidate, image, info, sha256)
+
+
+def read_capped(path: str) -> tuple[bytes, str]:
+    """The file's bytes and their sha256, hashed while reading; files over ``MAX_FILE_BYTES`` are refused
+    before anything is read (a sparse 8 GB ``.jpg`` costs nothing).
+
+    Raises:
+        ImageReadError: the file is too large or cannot be read.
+    """
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                raise ImageReadError(f"file is {size:,} bytes; image files over {MAX_FILE_BYTES:,} bytes are not read")
+            digest, chunks, total = hashlib.sha256(), [], 0
+            while chunk := handle.read(READ_CHUNK):
+                total += len(chunk)
+                if total > MAX_FILE_BYTES:
+                    raise ImageReadError(f"file grew past {MAX_FILE_BYTES:,} bytes while being read")
+                digest.update(chunk)
+                chunks.append(chunk)
+    except OSError as exc:
+        raise ImageReadError(f"cannot read: {exc.strerror or exc}") from None
+    return b"".join(chunks), digest.hexdigest()
+
+
+_current = threading.local()  # the file a decode thread is reading, for warnings raised meanwhile
+
+
+@contextmanager
+def _warnings_per_file(found: list[tuple[str, str]]) -> Iterator[None]:
+    """Pillow's warnings during a run (e.g. "Corrupt EXIF data") are recorded with the file that raised
+    them, every time, instead of being printed once without a name in the middle of the progress bar."""
+    lock = threading.Lock()
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("always", module=r"PIL(\.|$)")
+        previous = warnings.showwarning
+
+        def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                 line: str | None = None) -> None:
+            path = getattr(_current, "path", None)
+            if path is None:
+                previous(message, category, filename, lineno, file, line)
+                return
+            with lock:
+                found.append((path, f"{category.__name__}: {message}"))
+
+        warnings.showwarning = show
+        yield
 
 
 def _file_fields(c: Candidate) -> dict[str, Any]:
@@ -337,6 +409,9 @@ def _metadata(item: Prepared, captions: list[str]) -> dict[str, Any]:
         meta["camera"] = info.camera
     if captions:
         meta["captions"] = captions
+    manifest = [t for t, source in c.captions if source == "manifest"]
+    if manifest:
+        meta["manifest_captions"] = manifest
     return meta
 
 

@@ -14,6 +14,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePath
+from typing import Any
 
 import numpy as np
 
@@ -86,24 +87,31 @@ class KeywordIndex:
         empty_i, empty_f = np.zeros(0, np.int32), np.zeros(0, np.float32)
         path = Path(path)
         partial = path.with_name(f".{path.name}.{os.getpid()}.part.npz")
-        np.savez(partial, key=np.asarray(key, dtype=np.int64), ids=_pack(self.ids), texts=_pack(self.texts),
-                 tokens=_pack(tokens), offsets=np.cumsum([0, *sizes]).astype(np.int64), lengths=self.lengths,
+        np.savez(partial, key=np.asarray(key, dtype=np.int64), **_pack("ids", self.ids), **_pack("texts", self.texts),
+                 **_pack("tokens", tokens), offsets=np.cumsum([0, *sizes]).astype(np.int64), lengths=self.lengths,
                  docs=np.concatenate([self.postings[t][0] for t in tokens]) if tokens else empty_i,
                  tfs=np.concatenate([self.postings[t][1] for t in tokens]) if tokens else empty_f)
         os.replace(partial, path)
 
     @classmethod
     def load(cls, path: str | Path, key: Sequence[int]) -> KeywordIndex | None:
-        """The index saved at ``path`` if it was saved with this ``key``, else None."""
+        """The index saved at ``path`` if it was saved with this ``key``, else None (then it is rebuilt).
+
+        Any damage (a truncated or empty file, a format from another version, counts that disagree)
+        also gives None: the file is only a cache of what the store holds.
+        """
         try:
             with np.load(path, allow_pickle=False) as data:
                 if data["key"].tolist() != list(key):
                     return None
-                tokens, offsets, docs, tfs = _unpack(data["tokens"]), data["offsets"], data["docs"], data["tfs"]
+                tokens, offsets, docs, tfs = _unpack(data, "tokens"), data["offsets"], data["docs"], data["tfs"]
+                ids, texts, lengths = _unpack(data, "ids"), _unpack(data, "texts"), data["lengths"]
+                if not len(ids) == len(texts) == len(lengths) or len(offsets) != len(tokens) + 1 or offsets[-1] != len(docs):
+                    return None
                 postings = {t: (docs[offsets[n]:offsets[n + 1]], tfs[offsets[n]:offsets[n + 1]])
                             for n, t in enumerate(tokens)}
-                return cls(_unpack(data["ids"]), _unpack(data["texts"]), postings, data["lengths"])
-        except (OSError, ValueError, KeyError):
+                return cls(ids, texts, postings, lengths)
+        except Exception:  # BadZipFile, EOFError, ValueError, KeyError, OSError, ...: rebuild
             return None
 
     def score_array(self, query: str) -> np.ndarray:
@@ -139,13 +147,18 @@ class KeywordIndex:
         return {self.ids[d]: float(scores[d]) for d in best}
 
 
-def _pack(strings: Sequence[str]) -> np.ndarray:
-    return np.frombuffer("\x00".join(strings).encode("utf-8", "surrogatepass"), dtype=np.uint8)
+def _pack(name: str, strings: Sequence[str]) -> dict[str, np.ndarray]:
+    """Strings as their UTF-8 bytes back to back plus the end offset of each: any character, NUL included,
+    survives the round trip."""
+    encoded = [s.encode("utf-8", "surrogatepass") for s in strings]
+    return {f"{name}_bytes": np.frombuffer(b"".join(encoded), dtype=np.uint8),
+            f"{name}_ends": np.cumsum([len(e) for e in encoded], dtype=np.int64)}
 
 
-def _unpack(data: np.ndarray) -> list[str]:
-    text = data.tobytes().decode("utf-8", "surrogatepass")
-    return text.split("\x00") if text else []
+def _unpack(data: Any, name: str) -> list[str]:
+    raw, ends = data[f"{name}_bytes"].tobytes(), data[f"{name}_ends"].tolist()
+    starts = [0, *ends[:-1]]
+    return [raw[a:b].decode("utf-8", "surrogatepass") for a, b in zip(starts, ends)]
 
 
 def _quoted(query: str) -> str:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .rerank import Reranker
     from .store import Store
 
-HIDDEN_METADATA = ("folders", "caption_sig")  # internal fields not shown in Hit.metadata
+HIDDEN_METADATA = ("folders", "caption_sig", "manifest_captions")  # internal fields not shown in Hit.metadata
 PINNED = 1.0  # fused score of an exact file-name match: the top of the scale
 Scores = dict[str, float | None]
 

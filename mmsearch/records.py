@@ -44,6 +44,10 @@ class IndexReport:
         removed: Index entries dropped because their file is gone.
         failed: ``(path, reason)`` for every file that was skipped as unreadable.
         interrupted: the run was stopped (Ctrl-C) after a batch; running it again resumes.
+        warnings: ``(path, message)`` for files indexed despite a problem (corrupt EXIF data, a sidecar
+            that could not be read).
+        captions_removed: captions the index held for re-encoded files and no longer does (a sidecar
+            deleted or edited, a manifest that changed, ``forget_captions``).
     """
 
     added: int = 0
@@ -53,16 +57,40 @@ class IndexReport:
     removed: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     interrupted: bool = False
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    captions_removed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable form (as printed by ``mmsearch index --json``)."""
         data = asdict(self)
-        data["failed"] = [{"path": p, "reason": r} for p, r in self.failed]
+        data["failed"] = [{"path": printable(p), "reason": printable(r)} for p, r in self.failed]
+        data["warnings"] = [{"path": printable(p), "message": printable(m)} for p, m in self.warnings]
         return data
+
+    def skipped_by_kind(self) -> list[tuple[int, str, str]]:
+        """``(count, extension, reason)`` of the skipped files, most frequent first, e.g. ``(650, ".svg",
+        "vector image (SVG), not a raster format")``. Reasons are grouped up to their first colon."""
+        import os
+        from collections import Counter
+
+        kinds = Counter((os.path.splitext(p)[1].lower() or "(none)", r.split(":")[0]) for p, r in self.failed)
+        return [(n, ext, reason) for (ext, reason), n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))]
 
     def summary(self) -> str:
         """One human line, e.g. ``added 12, updated 0, unchanged 3, moved 0, removed 1, skipped 2``."""
-        return (
-            f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, "
-            f"moved {self.moved}, removed {self.removed}, skipped {len(self.failed)}"
-        )
+        line = (f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, "
+                f"moved {self.moved}, removed {self.removed}, skipped {len(self.failed)}")
+        if self.failed:
+            kinds = self.skipped_by_kind()
+            shown = "; ".join(f"{n} {ext}: {reason}" for n, ext, reason in kinds[:4])
+            line += f" ({shown}{'; ...' if len(kinds) > 4 else ''})"
+        if self.warnings:
+            line += f", warnings {len(self.warnings)}"
+        if self.captions_removed:
+            line += f", captions removed {self.captions_removed}"
+        return line
+
+
+def printable(text: str) -> str:
+    """Text safe to print or write as UTF-8: bytes of a non-UTF-8 file name become ``\\xNN``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -21,7 +21,7 @@ from .errors import StoreError
 if TYPE_CHECKING:
     from .store import Store
 
-SCHEMA = 2
+SCHEMA = 3
 VERSION_KEY = "schema_version"  # indexes written before versions were read carry none: version 0
 
 
@@ -82,5 +82,15 @@ def _v2_layout_vectors(store: Store) -> None:
         store.clear_change_markers(redo)
 
 
-STEPS: list[Callable[[Store], None]] = [_v1_search_settings, _v2_layout_vectors]
+def _v3_manifest_captions(store: Store) -> None:
+    """Record which captions came from a manifest (``manifest_captions``), read from the caption records'
+    ``source``, so a later run without ``--captions`` keeps them instead of dropping them."""
+    for ids, metas in list(store.pages()):
+        sources = store.caption_sources(ids)
+        changed = {i: [t for t, source in sources.get(i, []) if source == "manifest"] for i, m in zip(ids, metas)
+                   if "manifest_captions" not in m}
+        store.set_metadata({i: {"manifest_captions": texts} for i, texts in changed.items() if texts})
+
+
+STEPS: list[Callable[[Store], None]] = [_v1_search_settings, _v2_layout_vectors, _v3_manifest_captions]
 assert len(STEPS) == SCHEMA

@@ -48,6 +48,8 @@ class Entry:
     mtime_ns: str
     caption_sig: str
     sha256: str = ""
+    captions: tuple[str, ...] = ()  # every stored caption
+    manifest_captions: tuple[str, ...] = ()  # those that came from a manifest (kept until one says otherwise)
 
 
 @dataclass(frozen=True)
@@ -185,9 +187,27 @@ class Store:
 
     def clear_change_markers(self, ids: list[str]) -> None:
         """Make these images look changed, so the next index run reads their files again."""
+        self.set_metadata({i: {"mtime_ns": "0"} for i in ids})
+
+    def set_metadata(self, changes: dict[str, dict[str, Any]]) -> None:
+        """Set some metadata fields of some images (other fields stay)."""
+        ids = list(changes)
         for start in range(0, len(ids), PAGE):
             chunk = ids[start:start + PAGE]
-            self._images.update(ids=chunk, metadatas=[{"mtime_ns": "0"} for _ in chunk])
+            self._images.update(ids=chunk, metadatas=[changes[i] for i in chunk])
+
+    def caption_sources(self, image_ids: list[str]) -> dict[str, list[tuple[str, str]]]:
+        """(text, source) of every caption of these images, in caption order."""
+        out: dict[str, list[tuple[int, str, str]]] = {}
+        if self._captions is None:
+            self._open_existing()
+        for start in range(0, len(image_ids), PAGE // 10):
+            chunk = image_ids[start:start + PAGE // 10]
+            got = self._captions.get(where={"image_id": {"$in": chunk}}, include=["metadatas", "documents"])
+            for cid, meta, doc in zip(got["ids"], got["metadatas"], got["documents"]):
+                image, index = split_caption_id(cid)
+                out.setdefault(image, []).append((index, doc, str(meta.get("source", ""))))
+        return {i: [(t, s) for _, t, s in sorted(items)] for i, items in out.items()}
 
     def _modify_metadata(self, changes: dict[str, Any]) -> None:
         self._images = self.client.get_collection(IMAGES, embedding_function=None)  # fresh: other workers write too
@@ -255,7 +275,8 @@ class Store:
         for ids, metas in self.pages():
             for id_, meta in zip(ids, metas):
                 out[meta["path"]] = Entry(id_, int(meta["size"]), str(meta["mtime_ns"]),
-                                          str(meta.get("caption_sig", "")), str(meta.get("sha256", "")))
+                                          str(meta.get("caption_sig", "")), str(meta.get("sha256", "")),
+                                          tuple(meta.get("captions") or ()), tuple(meta.get("manifest_captions") or ()))
         return out
 
     def pages(self) -> Iterator[tuple[list[str], list[dict]]]:

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .images import is_image_path
+from .images import is_image_path, unread_format
 
 Failed = list[tuple[str, str]]
 
@@ -44,5 +44,9 @@ def _walk(root: Path, failed: Failed, hidden: bool, visited: set[tuple[int, int]
         visited.add((info.st_dev, info.st_ino))
         dirs[:] = sorted(d for d in dirs if hidden or not d.startswith("."))
         for name in sorted(files):
-            if (hidden or not name.startswith(".")) and is_image_path(Path(name)):
+            if not hidden and name.startswith("."):
+                continue
+            if is_image_path(Path(name)):
                 yield Path(folder) / name
+            elif unread_format(Path(name)):
+                failed.append((os.path.join(folder, name), unread_format(Path(name))))

@@ -130,14 +130,14 @@ def corpus(tmp_path: Path) -> tuple[Path, list[str], dict[str, str]]:
 
 def test_a_messy_folder_is_indexed_with_every_skip_explained(make_engine, corpus, monkeypatch):
     root, good, reasons = corpus
-    real_read_bytes = Path.read_bytes
+    import builtins
 
-    def read_bytes(self: Path) -> bytes:  # tests run as root, which chmod cannot lock out
-        if self.name == "secret.jpg":
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_read_bytes(self)
+    def fake_open(path, *args, **kwargs):  # tests run as root, which chmod cannot lock out
+        if str(path).endswith("secret.jpg"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return builtins.open(path, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr("mmsearch.indexer.open", fake_open, raising=False)
     engine = make_engine()
     report = engine.index([root])
     assert report.added == len(good) and report.removed == 0

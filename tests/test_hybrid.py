@@ -98,3 +98,32 @@ def test_keyword_index_is_saved_and_reused_until_the_index_changes(hybrid, photo
     empty = KeywordIndex.build([])
     empty.save(tmp_path / "empty.npz", (0, 0))
     assert len(KeywordIndex.load(tmp_path / "empty.npz", (0, 0))) == 0
+
+
+@pytest.mark.parametrize("damage", [b"", b"PK\x03\x04 truncated", None])
+def test_a_damaged_keyword_file_is_rebuilt_not_fatal(hybrid, damage):
+    path = Path(hybrid.config.db) / "keywords.npz"
+    hybrid.keyword_index()
+    if damage is None:
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])  # cut in the middle
+    else:
+        path.write_bytes(damage)
+    from mmsearch import SearchEngine
+
+    fresh = SearchEngine(config=hybrid.config, encoders=hybrid.encoders)
+    assert Path(fresh.search("虎斑猫", k=1)[0].path).name == "tabby.jpg"
+    key = (fresh.store.count(), fresh.store.updated_at())
+    from mmsearch.keywords import KeywordIndex
+
+    assert KeywordIndex.load(path, key) is not None  # rewritten whole
+
+
+def test_any_character_in_a_caption_survives_the_keyword_file(tmp_path):
+    from mmsearch.keywords import KeywordIndex
+
+    texts = ["nul\x00inside", "", "tab\tand\nnewline", "一只猫", "lone \udcff surrogate"]
+    index = KeywordIndex.build([(f"id{n}", t) for n, t in enumerate(texts)])
+    index.save(tmp_path / "k.npz", (1, 2))
+    loaded = KeywordIndex.load(tmp_path / "k.npz", (1, 2))
+    assert loaded.ids == index.ids and loaded.texts == index.texts and len(loaded) == 5
+    assert loaded.search("inside", 5) == index.search("inside", 5) == {"id0": pytest.approx(index.search("inside", 5)["id0"])}
