@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .config import Config, default_cache_path
 from .errors import MMSearchError
 from .present import format_hits, stats_lines
+from .records import printable
 
 if TYPE_CHECKING:
     from .engine import SearchEngine
@@ -50,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--hidden", action="store_true", help="also index hidden files and folders (.name)")
     index.add_argument("--shard", metavar="I/N",
                        help="index only worker I's share of N (0-based); run N workers into one --chroma-url")
+    index.add_argument("--forget-captions", action="store_true",
+                       help="drop captions earlier manifests gave to files that no --captions file of this run lists")
     index.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
 
     search = sub.add_parser("search", parents=[models], help="search the index by text, image, or both")
@@ -97,8 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _server_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    parser.add_argument("--auth", metavar="USER:PASS|FILE",
-                        help="require a login: user:password, or a file with one user:password per line")
+    parser.add_argument("--auth", metavar="FILE|USER:PASS",
+                        help="require a login: a file with one user:password per line (or MMSEARCH_AUTH); "
+                             "user:password works too but shows in ps")
+    parser.add_argument("--allowed-host", action="append", metavar="NAME",
+                        help="also answer requests for this host name (e.g. behind a reverse proxy); repeatable")
     parser.add_argument("--read-only", action="store_true",
                         help="no index runs from the page (the default on a non-loopback --host without --auth)")
     parser.add_argument("--max-file-size", default="25mb", help="largest query-image upload (default 25mb)")
@@ -108,8 +114,9 @@ def server_options(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments for ``web.app.launch`` from the server options."""
     from mmsearch_web.views import parse_auth
 
-    return {"host": args.host, "port": args.port, "auth": parse_auth(args.auth), "read_only": args.read_only,
-            "max_file_size": args.max_file_size}
+    auth = args.auth or Config.from_env().auth
+    return {"host": args.host, "port": args.port, "auth": parse_auth(auth), "read_only": args.read_only,
+            "max_file_size": args.max_file_size, "allowed_host": args.allowed_host}
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -147,31 +154,44 @@ SHOWN_SKIPPED = 10  # skipped files listed on stderr; all of them go to <db>/ski
 def cmd_index(args: argparse.Namespace) -> int:
     engine = _engine(args)
     report = engine.index(args.paths, captions=args.captions, prune=not args.no_prune, progress=not args.json,
-                          hidden=args.hidden, shard=args.shard)
+                          hidden=args.hidden, shard=args.shard, forget_captions=args.forget_captions)
+    listings = Path(engine.config.db) if not engine.config.chroma_url else Path(default_cache_path())
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:
         shard = f" (shard {args.shard})" if args.shard else ""
         print(f"indexed into {engine.config.chroma_url or engine.config.db}{shard}: {report.summary()}")
-        _print_skipped(report.failed, Path(engine.config.db) / "skipped.tsv")
+    _write_listing(report.failed, listings / "skipped.tsv", "skipped", quiet=args.json)
+    _write_listing(report.warnings, listings / "warnings.tsv", "indexed with a warning", quiet=args.json)
+    if report.captions_removed and not args.json:
+        print(f"mmsearch: {report.captions_removed} captions were removed (sidecars or manifests changed"
+              f"{', --forget-captions' if args.forget_captions else ''})", file=sys.stderr)
     if report.interrupted:
         print("mmsearch: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     return 0
 
 
-def _print_skipped(failed: list[tuple[str, str]], listing: Path) -> None:
-    """A few skipped files on stderr, and all of them (path<TAB>reason) in ``listing``."""
+def _write_listing(items: list[tuple[str, str]], listing: Path, what: str, quiet: bool = False) -> None:
+    """All ``(path, reason)`` items in ``listing`` (path TAB reason, one per line; tab, newline and backslash
+    written as ``\\t``, ``\\n``, ``\\\\``), and the first few on stderr."""
     listing.unlink(missing_ok=True)
-    if not failed:
+    if not items:
         return
     listing.parent.mkdir(parents=True, exist_ok=True)
-    listing.write_text("".join(f"{path}\t{reason}\n" for path, reason in failed), encoding="utf-8")
-    for path, reason in failed[:SHOWN_SKIPPED]:
-        print(f"  skipped {path}: {reason}", file=sys.stderr)
-    more = f" ({len(failed) - SHOWN_SKIPPED} more)" if len(failed) > SHOWN_SKIPPED else ""
-    noun = "file" if len(failed) == 1 else "files"
-    print(f"{len(failed)} {noun} skipped{more}; full list: {listing}", file=sys.stderr)
+    listing.write_text("".join(f"{tsv_field(path)}\t{tsv_field(reason)}\n" for path, reason in items), encoding="utf-8")
+    if quiet:
+        return
+    for path, reason in items[:SHOWN_SKIPPED]:
+        print(f"  {what} {printable(path)!s}: {printable(reason)}".replace("\n", "\\n"), file=sys.stderr)
+    more = f" ({len(items) - SHOWN_SKIPPED} more)" if len(items) > SHOWN_SKIPPED else ""
+    noun = "file" if len(items) == 1 else "files"
+    print(f"{len(items)} {noun} {what}{more}; full list: {listing}", file=sys.stderr)
+
+
+def tsv_field(text: str) -> str:
+    """One field of a listing: printable UTF-8, with no raw tab or newline."""
+    return printable(text).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def cmd_search(args: argparse.Namespace) -> int:

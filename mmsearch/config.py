@@ -37,6 +37,7 @@ ENV_VARS: dict[str, str] = {
     "MMSEARCH_CHROMA_TOKEN": "chroma_token",
     "MMSEARCH_CHROMA_HEADERS": "chroma_headers",
     "MMSEARCH_CHROMA_RETRY_SECONDS": "chroma_retry_seconds",
+    "MMSEARCH_AUTH": "auth",
 }
 
 
@@ -83,6 +84,8 @@ class Config:
         chroma_token: Sent as ``Authorization: Bearer TOKEN`` to the server (or the proxy in front of it).
         chroma_headers: More HTTP headers for the server, ``"Name: value; Other: value"``.
         chroma_retry_seconds: How long to keep retrying, with backoff, while the server cannot be reached.
+        auth: Logins for the web page: ``user:password``, or a file with one per line (``MMSEARCH_AUTH``;
+            unlike ``--auth``, it does not show in ``ps``).
     """
 
     db: str = ""
@@ -101,6 +104,7 @@ class Config:
     chroma_token: str | None = field(default=None, repr=False)  # never printed
     chroma_headers: str | None = field(default=None, repr=False)
     chroma_retry_seconds: float = 60.0
+    auth: str | None = field(default=None, repr=False)  # never printed
 
     def __post_init__(self) -> None:
         if not self.db:

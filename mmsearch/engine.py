@@ -15,8 +15,8 @@ import numpy as np
 from .captions import load_manifest
 from .config import Config
 from .encoders import Encoders, TextEncoder, l2_normalize, load_encoders, load_text_encoder, model_signature
-from .errors import QueryError
-from .filters import DateLike, build_where
+from .errors import ConfigError, QueryError
+from .filters import DateLike, build_where, check_text
 from .ids import NO_IMAGE_MODEL, has_image_vectors, image_id
 from .records import Hit, IndexReport
 
@@ -120,7 +120,7 @@ class SearchEngine:
     def index(self, paths: Sequence[str | Path] | str | Path, *, captions: str | Path | Sequence[str | Path] | None = None,
               batch_size: int | None = None, prune: bool = True, progress: bool = False,
               hidden: bool = False, on_progress: ProgressCallback | None = None,
-              shard: Shard | str | None = None) -> IndexReport:
+              shard: Shard | str | None = None, forget_captions: bool = False) -> IndexReport:
         """Index image files under ``paths``; only new or changed files are encoded.
 
         Args:
@@ -133,14 +133,23 @@ class SearchEngine:
             on_progress: called with (done, total) images after each stored batch.
             shard: ``"I/N"`` (or a ``Shard``): index only worker I's share of N; N workers together index
                 everything once, concurrently, into one server (``chroma_url``).
+            forget_captions: drop captions that earlier manifests gave to files no manifest of this run
+                lists (by default they are kept until a manifest says otherwise).
 
         Returns:
             An ``IndexReport``; unreadable files are listed in ``failed`` with their reason.
+
+        Raises:
+            ConfigError: a path does not exist.
         """
         from .indexer import Indexer, Shard
 
         if isinstance(paths, (str, Path)):
             paths = [paths]
+        missing = [str(p) for p in paths if not os.path.lexists(os.path.expanduser(str(p)))]
+        if missing:
+            more = f" (and {len(missing) - 1} more paths)" if len(missing) > 1 else ""
+            raise ConfigError(f"{missing[0]} does not exist{more}")
         manifest: dict[str, list[str]] = {}
         for manifest_path in [captions] if isinstance(captions, (str, Path)) else (captions or []):
             for key, values in load_manifest(manifest_path).items():
@@ -150,7 +159,7 @@ class SearchEngine:
             store, encoders = self.store, self.encoders
             store.create(self.signature, encoders.dim)
             indexer = Indexer(store, encoders, manifest, batch_size or self.config.batch_size, progress, hidden, on_progress,
-                              Shard.parse(shard) if isinstance(shard, str) else shard)
+                              Shard.parse(shard) if isinstance(shard, str) else shard, forget_captions)
             report = indexer.run(list(paths), prune=prune)
             self._keywords_checked = 0.0  # the next query looks at the store again
             return report
@@ -301,7 +310,7 @@ class SearchEngine:
     def query_vector(self, query: str | None, image: str | Path | Image.Image | None = None,
                      text_weight: float = 0.5) -> np.ndarray:
         """The unit query vector for a text, an image, or their weighted combination."""
-        text = (query or "").strip()
+        text = check_text((query or "").strip())
         if not text and image is None:
             raise QueryError("give a text query, a query image, or both")
         parts: list[tuple[float, np.ndarray]] = []
@@ -313,7 +322,9 @@ class SearchEngine:
                                  "profile (set --clip-pretrained to a local checkpoint to enable image search)")
             from .images import open_rgb
 
-            parts.append((1.0 - text_weight if text else 1.0, self.encoders.image.encode_images([open_rgb(image)])[0]))
+            encoder = self.encoders.image
+            rgb = open_rgb(image, getattr(encoder, "input_size", None))
+            parts.append((1.0 - text_weight if text else 1.0, encoder.encode_images([rgb])[0]))
         return l2_normalize(sum(w * v for w, v in parts))[0]
 
     # -- information --------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ def build_where(folder: str | Path | None = None, date_from: DateLike = None, da
         roots: the indexed roots, for resolving relative folders.
     """
     clauses: list[dict[str, Any]] = []
+    for name, value in (("folder", folder), ("camera", camera)):
+        check_text(str(value or ""), name)
     if folder:
         clauses.append({"folders": {"$contains": resolve_folder(folder, roots)}})
     if date_from:
@@ -59,4 +61,20 @@ def _timestamp(value: str | date | datetime, end: bool) -> int:
             raise QueryError(f"date {value!r} is not YYYY-MM-DD or an ISO date-time") from None
     if not isinstance(value, datetime):
         value = datetime.combine(value, time.max if end else time.min)
-    return int(value.timestamp())
+    try:
+        return int(value.timestamp())
+    except (OverflowError, ValueError, OSError):
+        raise QueryError(f"date {value.date().isoformat()} is out of range") from None
+
+
+def check_text(text: str, what: str = "query") -> str:
+    """``text`` if it is valid Unicode that can be written as UTF-8.
+
+    Raises:
+        QueryError: it holds lone surrogates (e.g. invalid UTF-8 bytes on a command line).
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise QueryError(f"the {what} is not valid UTF-8 text") from None
+    return text

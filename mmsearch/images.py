@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +19,10 @@ from .errors import ImageReadError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 MAX_PIXELS = 120_000_000  # refuse larger images (decompression bombs) before decoding them
+# A query image is decoded in the request: JPEGs at reduced scale (draft), others in full, so non-JPEG
+# queries are held to fewer pixels (40 MP = 120 MB of RGB; a 100 MP PNG cost 0.8 GB per query before).
+QUERY_MAX_PIXELS = 40_000_000
+MAX_QUERY_BYTES = 100 * 1024 * 1024
 
 # EXIF tags (see the EXIF 2.32 spec)
 _IMAGE_DESCRIPTION, _MAKE, _MODEL, _EXIF_IFD = 0x010E, 0x010F, 0x0110, 0x8769
@@ -61,7 +66,7 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def read_image(data: bytes, min_side: int | None = None) -> tuple[Image.Image, ImageInfo]:
+def read_image(data: bytes, min_side: int | None = None, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, ImageInfo]:
     """Decode image bytes into an upright RGB image and its ``ImageInfo`` (with the full size).
 
     Args:
@@ -78,7 +83,7 @@ def read_image(data: bytes, min_side: int | None = None) -> tuple[Image.Image, I
         raise ImageReadError("empty file (0 bytes)")
     try:
         image = Image.open(io.BytesIO(data))
-        _check_size(image)  # from the header, before any pixel is decoded
+        _check_size(image, MAX_PIXELS if image.format == "JPEG" and min_side else max_pixels)  # from the header
         info = _read_info(image)
         if min_side:
             image.draft("RGB", (min_side, min_side))
@@ -132,15 +137,22 @@ def shrink_to(image: Image.Image, side: int) -> Image.Image:
     return image.resize(size, Image.Resampling.BICUBIC)
 
 
-def open_rgb(source: str | Path | Image.Image) -> Image.Image:
-    """A query image from a path or a PIL image, prepared exactly as indexed images are."""
+def open_rgb(source: str | Path | Image.Image, min_side: int | None = None) -> Image.Image:
+    """A query image from a path or a PIL image, prepared exactly as indexed images are (decoded at
+    reduced scale when the model needs only ``min_side`` pixels; at most ``QUERY_MAX_PIXELS`` unless a
+    JPEG, which is decoded small)."""
     if isinstance(source, Image.Image):
         return to_rgb(source)
     try:
+        info = os.stat(source)
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageReadError(f"cannot read {source}: not a regular file")
+        if info.st_size > MAX_QUERY_BYTES:
+            raise ImageReadError(f"cannot read {source}: {info.st_size:,} bytes is too large for a query image")
         data = Path(source).read_bytes()
     except OSError as exc:
         raise ImageReadError(f"cannot read {source}: {exc.strerror or exc}") from None
-    return read_image(data)[0]
+    return read_image(data, min_side, QUERY_MAX_PIXELS)[0]
 
 
 def save_thumbnail(source: str | Path, dest: str | Path, size: int) -> None:
@@ -182,10 +194,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _check_size(image: Image.Image) -> None:
+def _check_size(image: Image.Image, limit: int = MAX_PIXELS) -> None:
     width, height = image.size
-    if width * height > MAX_PIXELS:
-        raise ImageReadError(f"refused: {width}x{height} pixels exceeds the {MAX_PIXELS:,} pixel limit")
+    if width * height > limit:
+        raise ImageReadError(f"refused: {width}x{height} pixels exceeds the {limit:,} pixel limit")
 
 
 def _read_info(image: Image.Image) -> ImageInfo:

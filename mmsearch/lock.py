@@ -31,7 +31,8 @@ def acquire_writer_lock(db: str | Path) -> None:
     with _guard:
         if path in _held:
             return
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.fchmod(fd, 0o600)  # a lock file left by an older version may be world-readable
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -47,6 +48,11 @@ def acquire_writer_lock(db: str | Path) -> None:
 
 
 def _holder_description() -> str:
-    """``pid 1234 (mmsearch serve --port 7860)``: what a refused second writer is told."""
+    """``pid 1234 (mmsearch serve)``: what a refused second writer is told. The program and its command
+    only: arguments can hold secrets (``--auth user:password``)."""
     program, *args = sys.argv or [""]
-    return f"pid {os.getpid()} ({' '.join([Path(program).name, *args])[:200]})"
+    name = Path(program).name
+    if name in ("__main__.py", "-m", "-c") or name.startswith("python"):
+        name = "mmsearch"
+    command = next((a for a in args if not a.startswith("-")), "") if name == "mmsearch" else ""
+    return f"pid {os.getpid()} ({' '.join(part for part in (name, command) if part)[:80]})"

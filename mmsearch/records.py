@@ -93,4 +93,7 @@ class IndexReport:
 
 def printable(text: str) -> str:
     """Text safe to print or write as UTF-8: bytes of a non-UTF-8 file name become ``\\xNN``."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that no file name byte made
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -7,13 +7,15 @@ import signal
 import subprocess
 import sys
 
-from mmsearch.lock import acquire_writer_lock
+import pytest
+
+from mmsearch.errors import DatabaseBusyError
+from mmsearch.lock import LOCK_NAME, acquire_writer_lock
+
+pytestmark = pytest.mark.slow  # subprocesses; make test runs them
 
 HOLD = """import sys, time
 from mmsearch.lock import acquire_writer_lock
-import pytest
-
-pytestmark = pytest.mark.slow  # servers, browsers or subprocesses; make test runs them
 acquire_writer_lock(sys.argv[1])
 print("locked", flush=True)
 time.sleep(120)
@@ -40,3 +42,29 @@ def test_second_writer_process_is_refused_and_may_write_after_the_holder_dies(tm
         holder.wait()
     acquire_writer_lock(db)  # the kernel released the dead holder's lock
     acquire_writer_lock(db)  # and it is re-entrant within one process (several engines, one database)
+
+
+SERVE_WITH_PASSWORD = """import sys, time
+sys.argv = ["/usr/bin/mmsearch", "serve", "--auth", "alice:s3cret", "--port", "7861"]
+from mmsearch.lock import acquire_writer_lock
+acquire_writer_lock(sys.argv_db if hasattr(sys, "argv_db") else DB)
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_the_lock_names_pid_and_command_only_and_only_its_owner_reads_it(tmp_path):
+    db = tmp_path / "db"
+    holder = subprocess.Popen([sys.executable, "-c", f"DB = {str(db)!r}\n" + SERVE_WITH_PASSWORD], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        lock = db / LOCK_NAME
+        assert lock.read_text() == f"pid {holder.pid} (mmsearch serve)"
+        assert oct(lock.stat().st_mode & 0o777) == oct(0o600)
+        with pytest.raises(DatabaseBusyError) as refused:
+            acquire_writer_lock(db)
+        assert "s3cret" not in str(refused.value) and f"pid {holder.pid} (mmsearch serve)" in str(refused.value)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()

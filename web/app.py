@@ -40,8 +40,13 @@ def _readable_upload_errors(component: gr.Image) -> gr.Image:
     original = component.preprocess
 
     def preprocess(payload: Any) -> Any:
+        from PIL import Image
+
         try:
             return original(payload)
+        except Image.DecompressionBombError as exc:
+            name = getattr(payload, "orig_name", None) or "The uploaded image"
+            raise gr.Error(f"{name} has too many pixels to read safely; use a smaller copy as the query.") from exc
         except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
             name = getattr(payload, "orig_name", None) or "The uploaded file"
             raise gr.Error(f"{name} is not an image mmsearch can read (JPEG, PNG, WebP, GIF, BMP, TIFF).") from exc
