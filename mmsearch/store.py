@@ -8,17 +8,19 @@ collections answer the same ``where`` filter.
 
 from __future__ import annotations
 
+import errno
+import functools
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
 import numpy as np
 
-from .errors import IndexMismatchError, StoreError, first_line
+from .errors import IndexMismatchError, MMSearchError, StoreError, first_line
 from .ids import caption_id, split_caption_id
 from .retry import Retrying, RetryPolicy
 from .schema import SCHEMA, VERSION_KEY, check_readable, stored_version
@@ -34,9 +36,37 @@ IMAGES, CAPTIONS = "mmsearch_images", "mmsearch_captions"
 # At 100k vectors (benchmarks/store_bench.py, same data shape), ef_search 128 gave 0.975, 192 0.993 and 256
 # 0.997 for 7.9, 9.9 and 11.1 ms per query: images search with 256. Captions only nominate candidates
 # (each image is then scored exactly), so they keep the cheaper 128.
+F = TypeVar("F", bound=Callable[..., Any])
 HNSW = {"space": "cosine", "ef_search": 256, "ef_construction": 200, "max_neighbors": 48}
 HNSW_CAPTIONS = {**HNSW, "ef_search": 128}
 PAGE = 5000  # records per get() page; below Chroma's max batch size (~5,400)
+
+
+def _guarded(action: str) -> Callable[[F], F]:
+    """Chroma's failures inside a ``Store`` method become one ``StoreError`` line that says what to do."""
+    def wrap(method: F) -> F:
+        @functools.wraps(method)
+        def inner(self: Store, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except MMSearchError:
+                raise
+            except Exception as exc:
+                raise StoreError(failure_message(action, self.path, exc)) from exc
+        return inner  # type: ignore[return-value]
+    return wrap
+
+
+def failure_message(action: str, where: str, exc: BaseException) -> str:
+    """``cannot write the database at X: <cause>; <what to do>``."""
+    text = " ".join(str(e) for e in _chain(exc)).lower()
+    message = f"cannot {action} the database at {where}: {first_line(exc)}"
+    if "disk is full" in text or "no space" in text or any(getattr(e, "errno", None) == errno.ENOSPC for e in _chain(exc)):
+        return message + "; free some disk space and run the command again (what was stored so far is kept)"
+    if any(word in text for word in ("hnsw", "segment", "index file", "error loading", "no such file")):
+        return (message + "; the vector index files look damaged: `mmsearch export DIR`, then `mmsearch import DIR "
+                "--db NEW_DB` rebuilds them from the records (or index again into a new --db)")
+    return message
 
 
 @dataclass(frozen=True)
@@ -246,6 +276,7 @@ class Store:
         images = self._get_images()
         return json.loads((images.metadata or {}).get("roots", "[]")) if images is not None else []
 
+    @_guarded("write")
     def add_roots(self, roots: Sequence[str]) -> None:
         """Remember indexed folders and the time of this run in the collection metadata."""
         self._images = self.client.get_collection(IMAGES, embedding_function=None)  # fresh: other workers add roots too
@@ -256,17 +287,20 @@ class Store:
         images = self._get_images()
         return int((images.metadata or {}).get("updated_at", 0)) if images is not None else 0
 
+    @_guarded("read")
     def count(self) -> int:
         """Number of indexed images."""
         images = self._get_images()
         return images.count() if images is not None else 0
 
+    @_guarded("read")
     def caption_count(self) -> int:
         """Number of stored captions."""
         if self._captions is None and self._get_images() is not None:
             self._open_existing()
         return self._captions.count() if self._captions is not None else 0
 
+    @_guarded("read")
     def entries(self) -> dict[str, Entry]:
         """Every indexed path with its change markers (compared as strings/ints, never floats)."""
         out: dict[str, Entry] = {}
@@ -296,6 +330,7 @@ class Store:
 
     # -- writes --------------------------------------------------------------------------------------
 
+    @_guarded("write")
     def put(self, ids: list[str], vectors: np.ndarray, metas: list[dict], captions: list[list[tuple[str, str]]],
             caption_vectors: np.ndarray) -> None:
         """Store images and their captions; an image's old captions are replaced.
@@ -314,6 +349,7 @@ class Store:
             self._captions.upsert(ids=cap_ids, embeddings=caption_vectors, metadatas=cap_metas, documents=cap_docs)
         self._images.upsert(ids=ids, embeddings=vectors, metadatas=metas, documents=[m["path"] for m in metas])
 
+    @_guarded("write")
     def move(self, old_id: str, new_id: str, updates: dict) -> None:
         """Give an indexed image a new id (a renamed file) and updated metadata, keeping its vectors and captions."""
         image = self._images.get(ids=[old_id], include=["embeddings", "metadatas"])
@@ -325,6 +361,7 @@ class Store:
         self.put([new_id], vector, [meta], [pairs], caption_vectors)
         self.delete_images([old_id])
 
+    @_guarded("write")
     def delete_images(self, ids: list[str]) -> None:
         """Remove images and their captions."""
         for start in range(0, len(ids), PAGE):
@@ -350,6 +387,7 @@ class Store:
             yield (page["ids"], np.asarray(page["embeddings"], dtype=np.float32), page["metadatas"], page["documents"])
             offset += len(page["ids"])
 
+    @_guarded("write")
     def write_records(self, which: str, ids: list[str], vectors: np.ndarray, metas: list[dict], docs: list[str]) -> None:
         """Upsert records as they are (vectors, metadata and documents of an export)."""
         for start in range(0, len(ids), PAGE):
@@ -366,11 +404,13 @@ class Store:
 
     # -- reads ---------------------------------------------------------------------------------------
 
+    @_guarded("search")
     def query_images(self, vector: np.ndarray, n: int, where: dict | None) -> dict[str, float]:
         """Nearest images to ``vector``: image id -> cosine similarity."""
         result = self._query(self._images, vector, n, where)
         return dict(zip(result["ids"][0], (1.0 - float(d) for d in result["distances"][0])))
 
+    @_guarded("search")
     def query_captions(self, vector: np.ndarray, n: int, where: dict | None) -> list[CaptionMatch]:
         """Nearest captions to ``vector``, best first (ids and distances only: the fastest query)."""
         result = self._query(self._captions, vector, n, where)
@@ -384,6 +424,7 @@ class Store:
         return collection.query(query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=n,
                                 where=where or None, include=["distances"])
 
+    @_guarded("read")
     def image_records(self, ids: Sequence[str], where: dict | None = None) -> dict[str, tuple[dict, np.ndarray]]:
         """Stored metadata and vector of each image id that exists (and matches ``where``)."""
         if not ids:
@@ -391,6 +432,7 @@ class Store:
         got = self._images.get(ids=list(ids), where=where or None, include=["metadatas", "embeddings"])
         return {i: (m, np.asarray(v, dtype=np.float32)) for i, m, v in zip(got["ids"], got["metadatas"], got["embeddings"])}
 
+    @_guarded("read")
     def caption_vectors_by_id(self, caption_ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Stored caption vectors by caption id (``<image_id>:<n>``)."""
         if not caption_ids:
@@ -413,6 +455,7 @@ class Store:
             start, probe = start + probe, probe * 2
         return found
 
+    @_guarded("read")
     def image_vectors(self, ids: Sequence[str], where: dict | None = None) -> dict[str, np.ndarray]:
         """Stored vectors of the image ids that exist (and match ``where``)."""
         if not ids:
@@ -420,6 +463,7 @@ class Store:
         got = self._images.get(ids=list(ids), where=where or None, include=["embeddings"])
         return {i: np.asarray(v, dtype=np.float32) for i, v in zip(got["ids"], got["embeddings"])}
 
+    @_guarded("read")
     def image_metadata(self, ids: Sequence[str]) -> dict[str, dict]:
         """Stored metadata by image id."""
         if not ids:

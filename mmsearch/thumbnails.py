@@ -42,6 +42,17 @@ class ThumbnailCache:
         mtime = info.st_mtime_ns
         key = hashlib.sha1(f"{os.path.abspath(path)}\0{mtime}\0{size}".encode()).hexdigest()
         dest = self.folder / key[:2] / f"{key}.jpg"
-        if not dest.is_file():
+        if not _complete(dest):  # missing, or damaged on disk since it was made: made again
             save_thumbnail(path, dest, size)
         return dest
+
+
+def _complete(thumbnail: Path) -> bool:
+    """Whether a cached JPEG is whole: it ends with the end-of-image marker (thumbnails are written
+    atomically, so only outside damage truncates one)."""
+    try:
+        with open(thumbnail, "rb") as handle:
+            handle.seek(-2, os.SEEK_END)
+            return handle.read(2) == b"\xff\xd9"
+    except OSError:
+        return False

@@ -222,6 +222,11 @@ def test_thumbnails_are_made_once_and_renewed_when_the_file_changes(tmp_path):
         assert large.size == (1280, 640)
     os.utime(photo, ns=(stamp + 10**9, stamp + 10**9))
     assert cache.get(photo) != first
+    renewed = cache.get(photo)
+    renewed.write_bytes(renewed.read_bytes()[:500])  # damaged on disk: made again, never served half
+    with Image.open(cache.get(photo)) as tile:
+        tile.load()
+        assert tile.size == (384, 192)
 
 
 def _gradio_event(url: str, trigger: str, elem_id: str, data: list, event_data: dict | None = None) -> dict:
@@ -259,3 +264,92 @@ def test_a_forged_gallery_click_cannot_name_a_file(site):
         message = _gradio_event(site["url"], "select", "gallery", [forged], {"index": 0, "value": None, "selected": True})
         text = str(message["output"])
         assert message["success"] and str(path) not in text and "gradio_api/file=" not in text
+
+
+@pytest.fixture(scope="module")
+def home_site(tmp_path_factory, tiny_config, tiny_encoders):
+    """A careless setup: the database inside the indexed folder, beside hidden files, HTML and SVG."""
+    home = tmp_path_factory.mktemp("home")
+    from helpers import make_photos
+
+    photos = make_photos(home)
+    (home / ".git").mkdir()
+    (home / ".git" / "config").write_text("[remote] url = secret")
+    (home / "page.html").write_text("<script>alert(1)</script>")
+    (home / "logo.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>")
+    engine = SearchEngine(home / ".local" / "db", config=tiny_config, encoders=tiny_encoders)
+    engine.index([home], captions=photos / "captions.csv")
+    port = free_port()
+    demo = launch(engine, port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield {"url": f"http://127.0.0.1:{port}/", "home": home, "engine": engine, "port": port}
+    finally:
+        demo.close()
+
+
+@pytest.mark.parametrize("rel", [".local/db/chroma.sqlite3", ".git/config", "captions.csv", "page.html", "logo.svg",
+                                 "black_cat.jpg"])
+def test_nothing_but_thumbnails_comes_through_the_file_route(home_site, rel):
+    code, body = http(home_site["url"] + "gradio_api/file=" + str(home_site["home"] / rel))
+    assert code == 403 and "SQLite" not in body and "secret" not in body
+
+
+def test_a_folder_indexed_from_the_page_can_be_opened_full_size_at_once(home_site):
+    from gradio_client import Client
+
+    extra = home_site["home"].parent / f"{home_site['home'].name}-extra"
+    save = __import__("helpers").save_image
+    save(extra / "late.png", (200, 100, 50))
+    Client(home_site["url"], verbose=False).predict(str(extra), api_name="/index")
+    code, _ = http(home_site["url"] + "mmsearch/original/" + image_id(str(extra / "late.png")))
+    assert code == 200
+
+
+def test_host_header_must_name_this_server(home_site):
+    port = home_site["port"]
+    assert http(home_site["url"] + "config", headers={"Host": f"evil.example:{port}"})[0] == 400
+    assert http(home_site["url"] + "config", headers={"Host": f"localhost:{port}"})[0] == 200
+
+
+def test_failed_logins_slow_down_that_client(tiny_config, tiny_encoders, tmp_path, photos):
+    import time
+
+    from mmsearch_web.guard import LoginThrottle
+
+    engine = SearchEngine(tmp_path / "db", config=tiny_config, encoders=tiny_encoders)
+    engine.index([photos])
+    port = free_port()
+    demo = launch(engine, port=port, auth=[("ann", "s3cret")], prevent_thread_lock=True, quiet=True)
+    url = f"http://127.0.0.1:{port}/login"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    try:
+        times = []
+        for _ in range(3):
+            start = time.monotonic()
+            assert http(url, b"username=ann&password=wrong", form)[0] == 400
+            times.append(time.monotonic() - start)
+        assert times[1] >= 1.0 and times[2] >= 2.0  # 1 s, then 2 s: guessing gets slower
+        assert http(url, b"username=ann&password=s3cret", form)[0] == 200  # the right password still works
+        start = time.monotonic()
+        http(url, b"username=ann&password=wrong", form)
+        assert time.monotonic() - start < 1.0  # a success cleared the delay
+    finally:
+        demo.close()
+    assert LoginThrottle(None).delay(10) == 30.0
+
+
+def test_a_decompression_bomb_upload_gets_a_sentence(site, client):
+    import struct
+    import zlib
+
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = site["base"] / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    with pytest.raises(AppError, match="too many pixels|exceeds the"):
+        client.predict("", handle_file(str(bomb)), api_name="/search")
