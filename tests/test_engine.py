@@ -160,7 +160,28 @@ def test_other_models_on_an_existing_index_raise_index_mismatch(make_engine, pho
     with pytest.raises(IndexMismatchError) as err:
         engine.search("a cat")
     message = str(err.value)
-    assert "all-MiniLM-L6-v2" in message and "re-index" in message and "--db" in message
+    assert "all-MiniLM-L6-v2" in message and "leave out the model options" in message and "--db" in message
+    assert "delet" not in message  # a flag fixes this; no message suggests deleting data
+
+
+def test_models_belong_to_the_index_commands_without_model_options_use_them(photos, tmp_path, monkeypatch, capsys):
+    from mmsearch.cli import main
+
+    for var in ("MMSEARCH_CLIP_MODEL", "MMSEARCH_CLIP_PRETRAINED", "MMSEARCH_TEXT_MODEL"):
+        monkeypatch.delenv(var, raising=False)
+    db = str(tmp_path / "offline-db")
+    assert main(["index", str(photos), "--db", db, "--offline", "--captions", str(photos / "captions.csv")]) == 0
+    capsys.readouterr()
+    assert main(["stats", "--db", db, "--json"]) == 0  # no --offline: the index says which models it has
+    assert '"image_model": "none"' in capsys.readouterr().out
+    assert main(["search", "a kitten napping on the couch", "--db", db, "-k", "1"]) == 0
+    assert "black_cat.jpg" in capsys.readouterr().out
+    assert main(["index", str(photos), "--db", db]) == 0  # a later run keeps the index's models too
+    assert "unchanged 6" in capsys.readouterr().out
+    assert SearchEngine(db).signature["image_model"] == "none"  # the library as well
+    assert main(["search", "a cat", "--db", db, "--clip-pretrained", "openai"]) == 1  # explicit other models
+    err = capsys.readouterr().err
+    assert "offline profile" in err and "leave out the model options" in err and "delet" not in err
 
 
 def test_filters_folder_date_and_camera(make_engine, photos):

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import PACKAGED_MINILM
+from ..config import MINILM_ID, PACKAGED_MINILM
 from ..errors import ModelLoadError, first_line
 from ..hub import OFFLINE_REASON, hub_online, prepare_hub, quiet_logging
 from .base import l2_normalize
 from .lean import LeanSentenceModel, Unsupported
 
 HELP = "set --text-model / MMSEARCH_TEXT_MODEL to a local sentence-transformers folder"
-MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def packaged_minilm_path() -> str:
