@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import stat
 from collections import defaultdict
 from collections.abc import Sequence
@@ -146,6 +147,34 @@ def _jsonl_rows(path: Path) -> list[tuple[int, str, str]]:
             raise ConfigError(f"{path}:{n}: each line must be a JSON object with path and caption")
         rows.append((n, str(record.get("path") or "").strip(), record.get("caption") or ""))
     return rows
+
+
+# Text that tools and cameras write into description fields, which describes nothing. One list, each
+# entry tested (tests/test_captions.py). Compared lowercased, without surrounding spaces and padding.
+BOILERPLATE = frozenset({
+    "olympus digital camera", "samsung", "dcim", "default", "png", "jpeg", "jpg", "image", "picture", "photo",
+    "untitled", "mimetypes", "adwaita icon template", "sony dsc", "konica minolta digital camera",
+    "minolta digital camera", "digital camera", "camera", "exif_jpeg_picture", "exif jpeg", "screenshot", "nikon",
+    "canon", "hdr", "<unknown>", "unknown", "user comments", "ascii", "description", "no description", "none",
+    "lead technologies inc. v1.01", "vivitar", "kodak", "fujifilm", "panasonic", "sony", "huawei", "xiaomi",
+})
+BOILERPLATE_PATTERNS = tuple(re.compile(p) for p in (
+    r"^created with (the )?gimp\b",  # GIMP's default PNG comment
+    r"^(generated|created|made|edited|processed|optimi[sz]ed|exported|cropped) (by|with|using) ",
+    r"^(inkscape|adobe (photoshop|imageready|illustrator)|paint\.net|picasa|pngcrush|optipng)\b",
+    r"^(https?://|www\.)\S+$",  # a bare link
+    r"^(copyright|\(c\)|©)",  # rights, not a description
+    r"^(img|dsc|dscn|dscf|pict|p|image)[ _-]?\d+(\.\w+)?$",  # a camera's file name
+    r"^[\W_\d]*$",  # padding, digits and punctuation only
+))
+
+
+def is_boilerplate(text: str, camera: str | None = None) -> bool:
+    """Whether an embedded caption is tool or camera boilerplate rather than a description."""
+    clean = " ".join(text.split()).strip().lower()
+    if not clean or clean in BOILERPLATE or (camera and clean in camera.lower()):  # the make or model again
+        return True
+    return any(p.search(clean) for p in BOILERPLATE_PATTERNS)
 
 
 def merge_captions(*sources: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -5,8 +5,10 @@ The only module that calls Pillow.
 
 from __future__ import annotations
 
+import html
 import io
 import os
+import re
 import stat
 import threading
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .captions import is_boilerplate
 from .errors import ImageReadError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
@@ -28,7 +31,9 @@ MAX_QUERY_BYTES = 100 * 1024 * 1024
 _IMAGE_DESCRIPTION, _MAKE, _MODEL, _EXIF_IFD = 0x010E, 0x010F, 0x0110, 0x8769
 _XP_COMMENT, _DATETIME, _ORIENTATION = 0x9C9C, 0x0132, 0x0112
 _DATETIME_ORIGINAL, _USER_COMMENT = 0x9003, 0x9286
-_PNG_CAPTION_KEYS = ("description", "comment", "title", "caption")
+_PNG_CAPTION_KEYS = ("description", "title", "comment")  # the PNG text keywords that hold descriptions
+_XMP_DESCRIPTION = re.compile(rb"<dc:description>(.*?)</dc:description>", re.S)
+_XMP_ITEM = re.compile(rb"<rdf:li[^>]*>(.*?)</rdf:li>", re.S)
 
 
 @dataclass(frozen=True)
@@ -203,8 +208,9 @@ def _check_size(image: Image.Image, limit: int = MAX_PIXELS) -> None:
 def _read_info(image: Image.Image) -> ImageInfo:
     exif = image.getexif()
     sub = exif.get_ifd(_EXIF_IFD) if exif else {}
-    captions = _exif_captions(exif, sub) + _png_captions(image)
     camera = " ".join(v for v in (_clean(exif.get(_MAKE)), _clean(exif.get(_MODEL))) if v) or None
+    found = _exif_captions(exif, sub) + _png_captions(image) + _xmp_captions(image)
+    captions = [c for c in found if not is_boilerplate(c, camera)]
     taken = _parse_exif_date(sub.get(_DATETIME_ORIGINAL) or exif.get(_DATETIME))
     width, height = image.size
     if exif.get(_ORIENTATION) in (5, 6, 7, 8):  # stored rotated by 90 degrees: upright size is swapped
@@ -237,6 +243,18 @@ def _decode_user_comment(value: object) -> str:
 def _png_captions(image: Image.Image) -> list[str]:
     text = getattr(image, "text", None) or {}
     return [_clean(v) for k, v in text.items() if k.lower() in _PNG_CAPTION_KEYS and _clean(v)]
+
+
+def _xmp_captions(image: Image.Image) -> list[str]:
+    """``dc:description`` of XMP metadata (JPEG APP1 or PNG iTXt), if any."""
+    xmp = image.info.get("xmp") or image.info.get("XML:com.adobe.xmp") or b""
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8", "ignore")
+    out = []
+    for block in _XMP_DESCRIPTION.findall(xmp):
+        items = _XMP_ITEM.findall(block) or [block]
+        out.extend(_clean(html.unescape(item.decode("utf-8", "ignore"))) for item in items)
+    return [t for t in out if t]
 
 
 def _parse_exif_date(value: object) -> datetime | None:
