@@ -229,7 +229,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .transfer import export_index
 
     store, where = _store(args, write=False)
-    manifest = export_index(store, args.folder)
+    manifest = export_index(store, args.folder, progress=True)
     print(f"exported {manifest['images']} images and {manifest['captions']} captions from {where} to {args.folder}")
     return 0
 
@@ -238,9 +238,15 @@ def cmd_import(args: argparse.Namespace) -> int:
     from .transfer import import_index
 
     store, where = _store(args, write=True)
-    manifest = import_index(store, args.folder)
-    print(f"imported {manifest['images']} images and {manifest['captions']} captions into {where} "
-          f"(models {manifest['image_model']}, {manifest['text_model']})")
+    result = import_index(store, args.folder, progress=True)
+    new, present = result["new"], result["present"]
+    if not new["images"] and not new["captions"]:
+        print(f"nothing to import: all {present['images']} images and {present['captions']} captions of {args.folder} "
+              f"were already in {where}")
+        return 0
+    print(f"imported {new['images']} images and {new['captions']} captions into {where} "
+          f"({present['images']} images and {present['captions']} captions were already there; "
+          f"models {result['image_model']}, {result['text_model']})")
     return 0
 
 

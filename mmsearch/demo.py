@@ -14,7 +14,7 @@ from typing import Any
 
 from .config import Config, default_db_path
 from .engine import SearchEngine
-from .errors import ModelLoadError
+from .errors import ConfigError, ModelLoadError
 from .present import format_hits, profile_label
 
 DEMO_DB = ".mmsearch-demo"
@@ -43,6 +43,9 @@ def demo_engine(config: Config) -> SearchEngine:
 def run_demo(config: Config, folder: str, serve: bool = True, explicit_db: bool = False,
              server: dict[str, Any] | None = None) -> int:
     """Index ``folder`` (with its captions.csv/jsonl if present), print sample searches, serve the page."""
+    if not Path(folder).is_dir():
+        raise ConfigError(f"the demo indexes a folder of images and {folder!r} is not one here; run it from the "
+                          "mmsearch repository (it ships sample_images/) or name a folder: mmsearch demo FOLDER")
     if not explicit_db and config.db == default_db_path():
         config = replace(config, db=str(Path(DEMO_DB).absolute()))
     engine = demo_engine(config)

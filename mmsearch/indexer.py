@@ -186,7 +186,9 @@ class Indexer:
     def _encode_all(self, todo: list[Candidate], known: dict[str, Entry], moves: _MoveTable, report: IndexReport) -> None:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(todo), unit="img", file=sys.stderr, disable=not self.progress, desc="indexing")
+        # Transient (leave=False): the summary line that follows is the one that stays.
+        bar = tqdm(total=len(todo), unit="img", file=sys.stderr, disable=not self.progress or not todo, desc="indexing",
+                   leave=False)
         # Decode only the pixels the model uses; without an image model, decode small (metadata only).
         image = self.encoders.image
         min_side = getattr(image, "input_size", None) if image is not None else LAYOUT_DECODE_SIDE

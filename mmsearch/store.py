@@ -172,14 +172,18 @@ class Store:
             return {"clip_model": NO_IMAGE_MODEL, "clip_pretrained": "", "text_model": PACKAGED_MINILM}
         return None
 
-    def create(self, signature: dict[str, str], dim: int, models: dict[str, str] | None = None) -> None:
+    def create(self, signature: dict[str, str], dim: int, models: dict[str, str] | None = None,
+               version: int = SCHEMA) -> None:
         """Create both collections for these models, or open them if they exist for the same models.
 
         Safe when several workers start at once: whoever wins the creation, every worker then checks the
-        stored models and dimension against its own.
+        stored models and dimension against its own. An existing index of an older schema is upgraded; a
+        new one created at an older ``version`` (an import of an old export) is left for the caller to
+        upgrade once its records are in.
         """
-        if not self.check(signature):
-            meta = {VERSION_KEY: SCHEMA, "image_model": signature["image_model"], "text_model": signature["text_model"],
+        existed = self.check(signature)
+        if not existed:
+            meta = {VERSION_KEY: version, "image_model": signature["image_model"], "text_model": signature["text_model"],
                     "dim": dim, "roots": "[]", "updated_at": 0, "models": json.dumps(models or {})}
             try:
                 self.client.get_or_create_collection(
@@ -195,7 +199,8 @@ class Store:
         if stored_dim != dim:
             raise IndexMismatchError(f"the index at {self.path} holds {stored_dim}-d vectors, "
                                      f"the models give {dim}-d; re-index into a new --db folder")
-        self.upgrade()
+        if existed or version == SCHEMA:
+            self.upgrade()
 
     def upgrade(self) -> list[int]:
         """Bring an index written by an older mmsearch to the current schema (writers only; see
@@ -401,6 +406,14 @@ class Store:
                 return
             yield (page["ids"], np.asarray(page["embeddings"], dtype=np.float32), page["metadatas"], page["documents"])
             offset += len(page["ids"])
+
+    @_guarded("write")
+    def differing(self, which: str, ids: list[str], vectors: np.ndarray, metas: list[dict]) -> set[str]:
+        """The ids among these records that the collection lacks or holds with other metadata or vectors."""
+        got = self._collection(which).get(ids=ids, include=["metadatas", "embeddings"])
+        stored = {i: (m, np.asarray(v, dtype=np.float32)) for i, m, v in zip(got["ids"], got["metadatas"], got["embeddings"])}
+        return {i for i, v, m in zip(ids, vectors, metas)
+                if i not in stored or stored[i][0] != m or not np.array_equal(stored[i][1], v)}
 
     @_guarded("write")
     def write_records(self, which: str, ids: list[str], vectors: np.ndarray, metas: list[dict], docs: list[str]) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,8 +29,11 @@ FORMAT, VERSION = "mmsearch-export", 1
 COLLECTIONS = ("captions", "images")  # import order: captions first
 
 
-def export_index(store: Store, folder: str | Path) -> dict[str, Any]:
-    """Write everything ``store`` holds to ``folder`` (created; must be empty or new). Returns the manifest."""
+def export_index(store: Store, folder: str | Path, progress: bool = False) -> dict[str, Any]:
+    """Write everything ``store`` holds to ``folder`` (created; must be empty or new). Returns the manifest.
+
+    The manifest records the schema version and the model settings, so an import upgrades the records
+    the same way and keeps the index's models."""
     folder = Path(folder)
     signature = store.signature()
     if signature is None:
@@ -39,22 +43,30 @@ def export_index(store: Store, folder: str | Path) -> dict[str, Any]:
         raise StoreError(f"export folder {folder} is not empty")
     counts = {}
     for which in COLLECTIONS:
-        with open(folder / f"{which}.jsonl", "w", encoding="utf-8") as lines, open(folder / f"{which}.f32", "wb") as vecs:
-            counts[which] = _export_collection(store, which, lines, vecs)
-    manifest = {"format": FORMAT, "version": VERSION, **signature, "roots": store.roots(),
+        with open(folder / f"{which}.jsonl", "w", encoding="utf-8") as lines, open(folder / f"{which}.f32", "wb") as vecs, \
+                _bar(f"exporting {which}", progress) as bar:
+            counts[which] = _export_collection(store, which, lines, vecs, bar)
+    manifest = {"format": FORMAT, "version": VERSION, **signature, "models": store.models(), "roots": store.roots(),
                 "updated_at": store.updated_at(), "images": counts["images"], "captions": counts["captions"]}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return manifest
 
 
-def _export_collection(store: Store, which: str, lines: IO[str], vecs: IO[bytes]) -> int:
+def _export_collection(store: Store, which: str, lines: IO[str], vecs: IO[bytes], bar: Any) -> int:
     count = 0
     for ids, vectors, metas, docs in store.records(which):
         for id_, meta, doc in zip(ids, metas, docs):
             lines.write(json.dumps({"id": id_, "document": doc, "metadata": meta}, ensure_ascii=False) + "\n")
         vecs.write(np.ascontiguousarray(vectors, dtype="<f4").tobytes())
         count += len(ids)
+        bar.update(len(ids))
     return count
+
+
+def _bar(what: str, progress: bool, total: int | None = None) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=what, unit=" records", file=sys.stderr, disable=not progress, leave=False)
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
@@ -77,23 +89,42 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def import_index(store: Store, folder: str | Path) -> dict[str, Any]:
-    """Load an export into ``store``, which must be empty or built by the same models. Returns the manifest.
+def import_index(store: Store, folder: str | Path, progress: bool = False) -> dict[str, Any]:
+    """Load an export into ``store``, which must be empty or built by the same models.
+
+    Records already present with the same content are not written again. An export of an older schema is
+    upgraded after loading, as the next writer of the exporting index would have.
+
+    Returns:
+        The manifest, plus ``new`` and ``present``: per collection, records written and records that
+        were already there.
 
     Raises:
         IndexMismatchError: ``store`` holds vectors of other models or another dimension.
     """
     folder = Path(folder)
     manifest = read_manifest(folder)
-    store.create({"image_model": manifest["image_model"], "text_model": manifest["text_model"]}, manifest["dim"])
+    store.create({"image_model": manifest["image_model"], "text_model": manifest["text_model"]}, manifest["dim"],
+                 manifest.get("models"), version=int(manifest.get("schema", 0)))
+    new, present = {}, {}
     for which in COLLECTIONS:
         vectors = np.memmap(folder / f"{which}.f32", dtype="<f4", mode="r").reshape(-1, manifest["dim"]) \
             if manifest[which] else np.zeros((0, manifest["dim"]), np.float32)
-        with open(folder / f"{which}.jsonl", encoding="utf-8") as lines:
+        new[which] = present[which] = 0
+        with open(folder / f"{which}.jsonl", encoding="utf-8") as lines, \
+                _bar(f"importing {which}", progress, manifest[which]) as bar:
             start = 0
             while batch := [json.loads(line) for _, line in zip(range(PAGE), lines)]:
-                store.write_records(which, [r["id"] for r in batch], np.asarray(vectors[start:start + len(batch)]),
-                                    [r["metadata"] for r in batch], [r["document"] for r in batch])
+                chunk = np.asarray(vectors[start:start + len(batch)])
+                fresh = store.differing(which, [r["id"] for r in batch], chunk, [r["metadata"] for r in batch])
+                rows = [n for n, r in enumerate(batch) if r["id"] in fresh]
+                if rows:
+                    store.write_records(which, [batch[n]["id"] for n in rows], chunk[rows],
+                                        [batch[n]["metadata"] for n in rows], [batch[n]["document"] for n in rows])
+                new[which] += len(rows)
+                present[which] += len(batch) - len(rows)
                 start += len(batch)
+                bar.update(len(batch))
     store.add_roots(manifest["roots"])
-    return manifest
+    store.upgrade()
+    return {**manifest, "new": new, "present": present}
