@@ -412,8 +412,9 @@ class Store:
         """The ids among these records that the collection lacks or holds with other metadata or vectors."""
         got = self._collection(which).get(ids=ids, include=["metadatas", "embeddings"])
         stored = {i: (m, np.asarray(v, dtype=np.float32)) for i, m, v in zip(got["ids"], got["metadatas"], got["embeddings"])}
+        # Chroma hands vectors back within ~1e-8 of what it was given: compare with a tolerance.
         return {i for i, v, m in zip(ids, vectors, metas)
-                if i not in stored or stored[i][0] != m or not np.array_equal(stored[i][1], v)}
+                if i not in stored or stored[i][0] != m or not np.allclose(stored[i][1], v, rtol=0, atol=1e-6)}
 
     @_guarded("write")
     def write_records(self, which: str, ids: list[str], vectors: np.ndarray, metas: list[dict], docs: list[str]) -> None:
