@@ -349,13 +349,28 @@ class SearchEngine:
 
     # -- information --------------------------------------------------------------------------------
 
-    def facets(self) -> dict[str, list[str]]:
-        """Values the filters can take: indexed folders (roots and every folder holding images), cameras."""
+    def facets(self) -> dict[str, Any]:
+        """Values the filters can take.
+
+        Returns:
+            ``folders``: every folder that holds images at any depth, from the indexed roots down (so a
+            parent such as ``/usr/share/doc`` can be picked, not only the leaves); ``folder_counts``: images
+            under each of them; ``cameras``: the cameras seen.
+        """
         store = self.store
         if not store.ready:
-            return {"folders": [], "cameras": []}
-        folders = set(store.roots()) | set(store.distinct("folder"))
-        return {"folders": sorted(f for f in folders if os.path.isdir(f)), "cameras": store.distinct("camera")}
+            return {"folders": [], "folder_counts": {}, "cameras": []}
+        roots = [r.rstrip(os.sep) or os.sep for r in store.roots()]
+        counts: dict[str, int] = {}
+        cameras: set[str] = set()
+        for _, meta in store.all_metadata():
+            for folder in meta.get("folders") or []:
+                if any(folder == r or folder.startswith(r.rstrip(os.sep) + os.sep) for r in roots):
+                    counts[folder] = counts.get(folder, 0) + 1
+            if meta.get("camera"):
+                cameras.add(str(meta["camera"]))
+        folders = sorted(f for f in counts if os.path.isdir(f))
+        return {"folders": folders, "folder_counts": {f: counts[f] for f in folders}, "cameras": sorted(cameras)}
 
     def stats(self) -> dict[str, Any]:
         """What the index holds: counts, models, indexed folders, last update (unix time)."""

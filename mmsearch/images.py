@@ -161,7 +161,8 @@ def open_rgb(source: str | Path | Image.Image, min_side: int | None = None) -> I
 
 
 def save_thumbnail(source: str | Path, dest: str | Path, size: int) -> None:
-    """Write a JPEG no larger than ``size`` px on its long side, upright, to ``dest`` (atomically).
+    """Write a copy no larger than ``size`` px on its long side (never enlarged), upright, to ``dest``
+    (atomically): a PNG keeping the transparency when ``dest`` ends in ``.png``, else a JPEG.
 
     JPEGs are decoded at reduced scale (``draft``), so a 12 MP photo costs a fraction of a full decode.
 
@@ -173,16 +174,30 @@ def save_thumbnail(source: str | Path, dest: str | Path, size: int) -> None:
         with Image.open(source) as image:
             _check_size(image)
             image.draft("RGB", (size, size))
-            upright = to_rgb(ImageOps.exif_transpose(image) or image)
+            upright = ImageOps.exif_transpose(image) or image
+            keep_alpha = dest.suffix == ".png"
+            upright = upright.convert("RGBA") if keep_alpha else to_rgb(upright)
             upright.thumbnail((size, size), Image.Resampling.LANCZOS)
             dest.parent.mkdir(parents=True, exist_ok=True)
             partial = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.part")
-            upright.save(partial, "JPEG", quality=85, optimize=True)
+            if keep_alpha:
+                upright.save(partial, "PNG", optimize=True)
+            else:
+                upright.save(partial, "JPEG", quality=85, optimize=True)
             os.replace(partial, dest)
     except ImageReadError:
         raise
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"cannot make a thumbnail of {source}: {exc}") from None
+
+
+def has_alpha(path: str | Path) -> bool:
+    """Whether an image file has transparency (read from its header)."""
+    try:
+        with Image.open(path) as image:
+            return image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+        return False
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 from .errors import ImageReadError
-from .images import save_thumbnail
+from .images import has_alpha, save_thumbnail
 
 SIZES = {"thumb": 384, "preview": 1280}  # gallery tiles, and the larger view of one hit
 
@@ -40,19 +40,27 @@ class ThumbnailCache:
         if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block the thread that opens it
             raise ImageReadError(f"{path} is not a regular file")
         mtime = info.st_mtime_ns
-        key = hashlib.sha1(f"{os.path.abspath(path)}\0{mtime}\0{size}".encode()).hexdigest()
-        dest = self.folder / key[:2] / f"{key}.jpg"
-        if not _complete(dest):  # missing, or damaged on disk since it was made: made again
-            save_thumbnail(path, dest, size)
+        key = hashlib.sha1(f"{os.path.abspath(path)}\0{mtime}\0{size}".encode("utf-8", "surrogateescape")).hexdigest()
+        for suffix in (".jpg", ".png"):
+            dest = self.folder / key[:2] / f"{key}{suffix}"
+            if _complete(dest):
+                return dest
+        # Transparent sources (icons, logos) keep their alpha in a PNG; JPEG would speckle it.
+        dest = self.folder / key[:2] / f"{key}{'.png' if has_alpha(path) else '.jpg'}"
+        save_thumbnail(path, dest, size)  # missing, or damaged on disk since it was made: made again
         return dest
 
 
+_ENDINGS = {".jpg": b"\xff\xd9", ".png": b"IEND\xaeB`\x82"}  # JPEG end-of-image marker, PNG IEND chunk
+
+
 def _complete(thumbnail: Path) -> bool:
-    """Whether a cached JPEG is whole: it ends with the end-of-image marker (thumbnails are written
+    """Whether a cached thumbnail is whole: it ends as its format ends (thumbnails are written
     atomically, so only outside damage truncates one)."""
+    ending = _ENDINGS[thumbnail.suffix]
     try:
         with open(thumbnail, "rb") as handle:
-            handle.seek(-2, os.SEEK_END)
-            return handle.read(2) == b"\xff\xd9"
+            handle.seek(-len(ending), os.SEEK_END)
+            return handle.read(len(ending)) == ending
     except OSError:
         return False

@@ -74,7 +74,7 @@ def test_type_a_query_see_the_gallery_open_a_hit_and_ask_for_more_like_it(page, 
 
     page.locator("#more-like-this").click()
     expect(page.locator("#status")).to_contain_text("results like black_cat.jpg")
-    assert not any(t.startswith("black_cat.jpg") for t in tiles(page))
+    assert not any(t.startswith("photos/black_cat.jpg") for t in tiles(page))
     assert (tmp_path / "hit.png").stat().st_size > 10_000
 
 
@@ -85,7 +85,7 @@ def test_upload_an_image_then_filter_by_folder(page, site, tmp_path):
     expect(page.locator("#query-image img")).to_be_visible()
     page.locator("#search-button").click()
     expect(page.locator("#gallery .caption-label").first).to_contain_text("red_bicycle.png", timeout=TIMEOUT)
-    assert "image 1.000" in tiles(page)[0]
+    assert "image 1.00" in tiles(page)[0]
 
     page.reload()
     holidays = str(site["photos"] / "holidays")
@@ -94,7 +94,8 @@ def test_upload_an_image_then_filter_by_folder(page, site, tmp_path):
     folder.press("Enter")
     search(page, "a plate of spaghetti")
     expect(page.locator("#status")).to_have_text("3 results")
-    assert sorted(t.split(" · ")[0] for t in tiles(page)) == ["beach.jpg", "mountain.png", "uncaptioned.jpg"]
+    assert sorted(t.split(" · ")[0] for t in tiles(page)) == ["holidays/beach.jpg", "holidays/mountain.png",
+                                                             "holidays/uncaptioned.jpg"]
     page.screenshot(path=str(tmp_path / "filtered.png"), full_page=True)
     assert (tmp_path / "filtered.png").stat().st_size > 10_000
 
@@ -124,3 +125,58 @@ def test_the_index_panel_shows_the_models_and_indexes_a_folder(page, site):
     page.locator("#index-button").click()
     expect(page.locator("#index-outcome")).to_contain_text("added 3", timeout=TIMEOUT)
     expect(page.locator("#index-facts")).to_contain_text(str(new))
+
+
+@pytest.fixture(scope="module")
+def icon_site(tmp_path_factory):
+    """An offline-profile page over icons: transparent, small, one name in several folders."""
+    from helpers import free_port
+    from PIL import Image, ImageDraw
+
+    from mmsearch import Config, SearchEngine
+    from mmsearch_web.app import launch
+
+    base = tmp_path_factory.mktemp("icons")
+    for size in (16, 48):
+        icon = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+        ImageDraw.Draw(icon).ellipse((1, 1, size - 2, size - 2), fill=(200, 120, 30, 255))
+        (base / "theme" / f"{size}x{size}" / "apps").mkdir(parents=True)
+        icon.save(base / "theme" / f"{size}x{size}" / "apps" / "face-monkey.png")
+    engine = SearchEngine(config=Config.offline_profile(Config(db=str(base / "db"))))
+    engine.index([base / "theme"])
+    port = free_port()
+    demo = launch(engine, port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield {"url": f"http://127.0.0.1:{port}/", "base": base}
+    finally:
+        demo.close()
+
+
+def test_icons_are_shown_whole_at_their_size_with_transparency_and_told_apart(browser, icon_site, tmp_path):
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_default_timeout(TIMEOUT)
+    page.goto(icon_site["url"])
+    assert "English" in page.locator("#query textarea").get_attribute("placeholder") + page.locator("#query").inner_text()
+    assert "一只猫" not in (page.locator("#query textarea").get_attribute("placeholder") or "")
+    search(page, "face-monkey.png")
+    labels = tiles(page)
+    assert sorted(label.split(" · ")[0] for label in labels) == ["16x16/apps/face-monkey.png", "48x48/apps/face-monkey.png"]
+    assert all(" · 1.000" in label for label in labels)  # pinned: the top of the scale
+    images = page.locator("#gallery .thumbnail-item img")
+    for n in range(images.count()):
+        natural, fit = images.nth(n).evaluate("i => [i.naturalWidth, getComputedStyle(i).objectFit]")
+        assert natural in (16, 48) and fit == "scale-down"  # drawn at most at its own size, whole
+        assert images.nth(n).get_attribute("src").split("?")[0].endswith(".png")  # alpha kept
+    page.screenshot(path=str(tmp_path / "icons.png"), full_page=True)
+    page.locator("#gallery button.thumbnail-item").first.click()
+    expect(page.locator("#preview img")).to_be_visible()
+    assert page.locator("#preview").bounding_box()["height"] < 300  # a small panel for a small icon
+    folder = page.locator("#folder-filter input")
+    folder.fill(str(icon_site["base"] / "theme"))
+    folder.press("Enter")
+    assert page.locator("#folder-filter input").input_value() == f"{icon_site['base'] / 'theme'} (2)"
+    search(page, "face-monkey.png")
+    expect(page.locator("#status")).to_have_text("2 results")
+    page.close()

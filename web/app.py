@@ -30,6 +30,17 @@ from .views import SearchForm, hit_details, run_search, run_similar, stats_markd
 MAX_FILE_SIZE = "25mb"  # largest upload accepted (query images)
 SEARCH_CONCURRENCY = 4  # searches answered at once; the rest wait in the queue
 EXAMPLES = ("a red bicycle", "一只猫", "ein Hund am Strand")
+OFFLINE_EXAMPLES = ("a red bicycle", "a cat on a sofa", "IMG_0042.jpg")  # the offline text model knows English only
+PREVIEW_HEIGHT = 480  # px of the larger view; smaller images are shown at their own size, not in a huge panel
+# Tiles show an image whole and never enlarged, on a neutral chequer that shows transparency; labels wrap
+# onto two lines instead of being cut.
+CSS = """
+#gallery .thumbnail-item { background: repeating-conic-gradient(#f2f2f2 0% 25%, #e4e4e4 0% 50%) 50% / 16px 16px; }
+#gallery .thumbnail-item img { object-fit: scale-down !important; }
+#gallery .caption-label { white-space: normal !important; overflow: hidden; display: -webkit-box;
+  -webkit-line-clamp: 2; -webkit-box-orient: vertical; max-width: 100% !important; line-height: 1.25; }
+#preview img { object-fit: scale-down !important; }
+"""
 
 
 def _readable_upload_errors(component: gr.Image) -> gr.Image:
@@ -65,7 +76,8 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
         gr.Markdown(f"# {title}\n{profile_label(engine.signature)}", elem_id="profile")
         with gr.Row():
             with gr.Column(scale=3):
-                query = gr.Textbox(label="Query (any language)", placeholder=" · ".join(EXAMPLES), elem_id="query")
+                examples, language = (EXAMPLES, "any language") if has_images else (OFFLINE_EXAMPLES, "English")
+                query = gr.Textbox(label=f"Query ({language})", placeholder=" · ".join(examples), elem_id="query")
                 button = gr.Button("Search", variant="primary", elem_id="search-button")
             image = gr.Image(label="Query image (optional: upload or paste)", type="filepath", image_mode=None,
                               sources=["upload", "clipboard"], height=170, scale=2, elem_id="query-image",
@@ -77,20 +89,20 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
                 min_score = gr.Slider(0, 1, value=0, step=0.05, label="Score threshold (fused, best hit ≈ 1)")
                 text_weight = gr.Slider(0, 1, value=0.5, step=0.05, label="Text vs image (with both)", visible=has_images)
             with gr.Row():
-                folder = gr.Dropdown(facets["folders"], value=None, label="Folder", allow_custom_value=True,
-                                     elem_id="folder-filter")
+                folder = gr.Dropdown(folder_choices(facets), value=None, label="Folder (images in it and below)",
+                                     allow_custom_value=True, elem_id="folder-filter")
                 date_from = gr.Textbox(label="From (YYYY-MM-DD)", elem_id="date-from")
                 date_to = gr.Textbox(label="To (YYYY-MM-DD)", elem_id="date-to")
                 camera = gr.Dropdown(facets["cameras"], value=None, label="Camera", allow_custom_value=True)
         status = gr.Markdown(elem_id="status", label="status")
-        gallery = gr.Gallery(label="Gallery", columns=4, height="auto", object_fit="contain", allow_preview=False,
+        gallery = gr.Gallery(label="Gallery", columns=4, height="auto", object_fit="scale-down", allow_preview=False,
                              elem_id="gallery")
         hits = gr.JSON(visible=False, label="hits")
         # The hits behind the gallery, kept on the server per session: a click names a position in them,
         # so no path ever comes from the browser (a forged event cannot name another file).
         shown = gr.State([])
         with gr.Row(visible=False) as selected_row:
-            preview = gr.Image(label="Selected", interactive=False, height=480, scale=3, elem_id="preview")
+            preview = gr.Image(label="Selected", interactive=False, height=PREVIEW_HEIGHT, scale=3, elem_id="preview")
             with gr.Column(scale=2):
                 details = gr.Markdown(elem_id="details")
                 more = gr.Button("More like this", visible=has_images, elem_id="more-like-this")
@@ -122,7 +134,9 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
                 large = str(thumbs.get(hit["file"], "preview"))
             except MMSearchError:
                 large = None
-            return gr.Row(visible=True), large, hit_details(hit), hit["file"]
+            # A 48 px icon in a 480 px panel is lost: the panel fits small images (with room for its label).
+            height = min(PREVIEW_HEIGHT, max(160, int(hit.get("metadata", {}).get("height") or PREVIEW_HEIGHT) + 60))
+            return gr.Row(visible=True), gr.Image(value=large, height=height), hit_details(hit), hit["file"]
 
         search_inputs = [query, image, k, min_score, text_weight, *filters]
         button.click(search, search_inputs, outputs, api_name="search")
@@ -157,10 +171,16 @@ def _index_panel(demo: gr.Blocks, engine: SearchEngine, allow_indexing: bool, fo
         facets = engine.facets()
         skipped = "".join(f"\n- `{p}`: {why}" for p, why in report.failed[:10])
         return (f"Indexed `{path}`: {report.summary()}{skipped}", stats_markdown(engine.stats(), label),
-                gr.Dropdown(choices=facets["folders"]), gr.Dropdown(choices=facets["cameras"]))
+                gr.Dropdown(choices=folder_choices(facets)), gr.Dropdown(choices=facets["cameras"]))
 
     start.click(run, [target], [outcome, facts, folder, camera], api_name="index" if allow_indexing else False,
                 concurrency_limit=1, concurrency_id="index")
+
+
+def folder_choices(facets: dict[str, Any]) -> list[tuple[str, str]]:
+    """Folder filter entries: "folder (N images)" shown, the folder itself as the value."""
+    counts = facets["folder_counts"]
+    return [(f"{folder} ({counts[folder]:,})", folder) for folder in facets["folders"]]
 
 
 def is_loopback(host: str) -> bool:
@@ -217,7 +237,7 @@ def launch(engine: SearchEngine, host: str = "127.0.0.1", port: int = 7860, *, a
                                  Middleware(LoginThrottle)]}
     demo.launch(server_name=host, server_port=port, auth=auth, allowed_paths=allowed_paths(thumbs),
                 max_file_size=max_file_size, show_error=False, app_kwargs=app_kwargs, prevent_thread_lock=True,
-                quiet=True, **kwargs)
+                quiet=True, css=CSS, **kwargs)
     if not quiet:
         print(f"mmsearch serve: {demo.local_url} (Ctrl-C stops)", file=sys.stderr)
     if blocking:

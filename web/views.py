@@ -87,7 +87,9 @@ def _results(hits: list[Hit], thumbs: ThumbnailCache, what: str) -> Results:
     status = f"{len(shown)} results{what}" if shown else f"No results{what}."
     if missing:
         status += f" ({missing} indexed file{'s' if missing > 1 else ''} no longer readable; re-index to drop them)"
-    return Results([(thumb, hit_label(hit)) for hit, thumb in shown], [hit_record(hit) for hit, _ in shown], status)
+    tails = distinct_tails([hit.path for hit, _ in shown])
+    return Results([(thumb, hit_label(hit, tail)) for (hit, thumb), tail in zip(shown, tails)],
+                   [hit_record(hit) for hit, _ in shown], status)
 
 
 def hit_record(hit: Hit) -> dict[str, Any]:
@@ -107,11 +109,28 @@ def _thumbnail(thumbs: ThumbnailCache, path: str) -> str | None:
         return None
 
 
-def hit_label(hit: Hit) -> str:
-    """Gallery caption: file name, fused score, each signal's cosine, best caption."""
-    scores = " · ".join(f"{name} {'n/a' if v is None else f'{v:.3f}'}" for name, v in hit.scores.items())
+def hit_label(hit: Hit, shown_path: str | None = None) -> str:
+    """Gallery caption: the file's name with as much of its folder as tells it apart (``shown_path``, see
+    ``distinct_tails``), the fused score and the signals this hit has, then its best caption. Every part
+    is in the larger view too, where nothing is cut."""
+    scores = ", ".join(f"{name} {value:.2f}" for name, value in hit.scores.items() if value is not None)
     caption = f" — {hit.caption}" if hit.caption else ""
-    return f"{Path(hit.path).name} · {hit.score:.3f} ({scores}){caption}"
+    name = shown_path or f"{Path(hit.path).parent.name}/{Path(hit.path).name}"
+    return f"{name} · {hit.score:.3f}{f' ({scores})' if scores else ''}{caption}"
+
+
+def distinct_tails(paths: list[str], most: int = 6) -> list[str]:
+    """The shortest ends of ``paths`` (at least the parent folder and the name) that differ from each other:
+    ``48x48/legacy/face-monkey.png`` and ``16x16/legacy/face-monkey.png``, not ``legacy/face-monkey.png`` twice."""
+    parts = [Path(p).parts for p in paths]
+    depth = [2] * len(paths)
+    for _ in range(most):
+        tails = ["/".join(p[-d:]) for p, d in zip(parts, depth)]
+        clashing = {t for t in tails if tails.count(t) > 1}
+        if not clashing:
+            break
+        depth = [d + 1 if t in clashing else d for t, d in zip(tails, depth)]
+    return ["/".join(p[-d:]) for p, d in zip(parts, depth)]
 
 
 def hit_details(hit: dict[str, Any]) -> str:
