@@ -38,7 +38,11 @@ IMAGES, CAPTIONS = "mmsearch_images", "mmsearch_captions"
 # 0.997 for 7.9, 9.9 and 11.1 ms per query: images search with 256. Captions only nominate candidates
 # (each image is then scored exactly), so they keep the cheaper 128.
 F = TypeVar("F", bound=Callable[..., Any])
-HNSW = {"space": "cosine", "ef_search": 256, "ef_construction": 200, "max_neighbors": 48}
+# sync_threshold: Chroma writes the HNSW index to disk every N records and every new process replays the
+# records written since (up to N - 1) into it. Its default 1000 cost 0.45-0.55 s of every command's cold
+# start on a 5k index; 200 costs 0.07 s, with the same indexing time (17.1 s vs 17.6 s for 5k images,
+# benchmarks/cold_start_bench.py).
+HNSW = {"space": "cosine", "ef_search": 256, "ef_construction": 200, "max_neighbors": 48, "sync_threshold": 200}
 HNSW_CAPTIONS = {**HNSW, "ef_search": 128}
 PAGE = 5000  # records per get() page; below Chroma's max batch size (~5,400)
 
@@ -218,14 +222,16 @@ class Store:
         """Record that the index now has schema ``version``."""
         self._modify_metadata({VERSION_KEY: version})
 
-    def raise_search_settings(self) -> None:
-        """Raise ``ef_search`` of both collections to this version's settings where it is lower."""
+    def apply_search_settings(self, names: Sequence[str] = ("ef_search",)) -> None:
+        """Give both collections this version's value of the HNSW settings ``names`` (those Chroma lets
+        an existing collection change: ``ef_search``, ``sync_threshold``, ...) where it differs."""
         for name, wanted in ((IMAGES, HNSW), (CAPTIONS, HNSW_CAPTIONS)):
             collection = self.client.get_collection(name, embedding_function=None) if name == IMAGES else \
                 self.client.get_or_create_collection(name, configuration={"hnsw": HNSW_CAPTIONS}, embedding_function=None)
             have = (collection.configuration or {}).get("hnsw") or {}
-            if have.get("ef_search", 0) < wanted["ef_search"]:
-                collection.modify(configuration={"hnsw": {"ef_search": wanted["ef_search"]}})
+            changes = {key: wanted[key] for key in names if have.get(key) != wanted[key]}
+            if changes:
+                collection.modify(configuration={"hnsw": changes})
         self._images = self._captions = None
         self._get_images()
         self._open_existing()

@@ -131,10 +131,10 @@ def test_the_index_panel_shows_the_models_and_indexes_a_folder(page, site):
 def icon_site(tmp_path_factory):
     """An offline-profile page over icons: transparent, small, one name in several folders."""
     from helpers import free_port
+    from mmsearch_web.app import launch
     from PIL import Image, ImageDraw
 
     from mmsearch import Config, SearchEngine
-    from mmsearch_web.app import launch
 
     base = tmp_path_factory.mktemp("icons")
     for size in (16, 48):

@@ -60,6 +60,7 @@ def test_an_index_of_the_previous_release_is_read_then_upgraded_and_searches_the
     assert len({v.tobytes() for v in _vectors(store)}) == 6  # one real layout vector per image
     images = store.client.get_collection("mmsearch_images")
     assert images.configuration["hnsw"]["ef_search"] == HNSW["ef_search"]  # step 1 ran too
+    assert images.configuration["hnsw"]["sync_threshold"] == HNSW["sync_threshold"]  # and step 4
     for query, old in expected["queries"].items():
         hits = engine.search(query, k=4)
         assert [Path(h.path).relative_to(old_index).as_posix() for h in hits][:1] == [old[0][0]], query
