@@ -69,6 +69,16 @@ def make_engine(tmp_path: Path, tiny_config: Config, tiny_encoders: Encoders) ->
 
 
 @pytest.fixture
+def tiny_env(monkeypatch: pytest.MonkeyPatch, tiny_clip: tuple[str, str], minilm: str, tmp_path: Path) -> Path:
+    """Model settings and the database through the documented environment variables; the database folder."""
+    monkeypatch.setenv("MMSEARCH_CLIP_MODEL", tiny_clip[0])
+    monkeypatch.setenv("MMSEARCH_CLIP_PRETRAINED", tiny_clip[1])
+    monkeypatch.setenv("MMSEARCH_TEXT_MODEL", minilm)
+    monkeypatch.setenv("MMSEARCH_DB", str(tmp_path / "cli-db"))
+    return tmp_path / "cli-db"
+
+
+@pytest.fixture
 def photos(tmp_path: Path) -> Path:
     """A folder of generated photos: captions from a manifest, a sidecar, and one without captions."""
     return make_photos(tmp_path / "photos")

@@ -13,15 +13,6 @@ from mmsearch.cli import main
 HEAVY = ("torch", "open_clip", "chromadb", "gradio", "sentence_transformers", "transformers")
 
 
-@pytest.fixture
-def tiny_env(monkeypatch, tiny_clip, minilm, tmp_path):
-    """Model settings through the documented environment variables."""
-    monkeypatch.setenv("MMSEARCH_CLIP_MODEL", tiny_clip[0])
-    monkeypatch.setenv("MMSEARCH_CLIP_PRETRAINED", tiny_clip[1])
-    monkeypatch.setenv("MMSEARCH_TEXT_MODEL", minilm)
-    monkeypatch.setenv("MMSEARCH_DB", str(tmp_path / "cli-db"))
-
-
 @pytest.mark.slow
 def test_help_imports_no_heavy_library():
     code = ("import sys\nfrom mmsearch.cli import build_parser\nbuild_parser().format_help()\n"

@@ -17,15 +17,6 @@ from mmsearch.cli import main
 from mmsearch.errors import ConfigError, QueryError, StoreError
 
 
-@pytest.fixture
-def cli_env(monkeypatch, tiny_clip, minilm, tmp_path):
-    monkeypatch.setenv("MMSEARCH_CLIP_MODEL", tiny_clip[0])
-    monkeypatch.setenv("MMSEARCH_CLIP_PRETRAINED", tiny_clip[1])
-    monkeypatch.setenv("MMSEARCH_TEXT_MODEL", minilm)
-    monkeypatch.setenv("MMSEARCH_DB", str(tmp_path / "db"))
-    return tmp_path / "db"
-
-
 def test_sidecars_that_are_pipes_devices_huge_or_links_out_of_the_folder_are_not_read(make_engine, tmp_path):
     root = tmp_path / "photos"
     for name in ("fifo", "zero", "passwd", "huge", "latin1", "utf16", "fine"):
@@ -117,7 +108,7 @@ def test_store_failures_are_one_line_with_what_to_do(make_engine, photos, monkey
     (["search", "a cat", "--folder", "/photos/\udcff"], "the folder is not valid UTF-8 text"),
     (["index", "/nonexistent/photos"], "/nonexistent/photos does not exist"),
 ])
-def test_bad_input_is_one_line_and_exit_1(cli_env, photos, capsys, argv, message):
+def test_bad_input_is_one_line_and_exit_1(tiny_env, photos, capsys, argv, message):
     assert main(["index", str(photos)]) == 0
     capsys.readouterr()
     assert main(argv) == 1
@@ -135,7 +126,7 @@ def test_library_errors_for_the_same_inputs(make_engine, photos):
         engine.index([photos / "nope"])
 
 
-def test_listings_escape_tabs_and_newlines_and_json_stays_utf8(cli_env, tmp_path, capsys):
+def test_listings_escape_tabs_and_newlines_and_json_stays_utf8(tiny_env, tmp_path, capsys):
     root = tmp_path / "odd"
     root.mkdir()
     (root / "tab\there.jpg").write_bytes(b"")
@@ -146,7 +137,7 @@ def test_listings_escape_tabs_and_newlines_and_json_stays_utf8(cli_env, tmp_path
     out = capsys.readouterr().out
     report = json.loads(out.encode("utf-8"))  # valid UTF-8 even for a file name that is not
     assert {Path(f["path"]).name for f in report["failed"]} == {"tab\there.jpg", "new\nline.jpg", "caf\\xe9.jpg"}
-    lines = (cli_env / "skipped.tsv").read_text(encoding="utf-8").splitlines()
+    lines = (tiny_env / "skipped.tsv").read_text(encoding="utf-8").splitlines()
     assert len(lines) == 3 and all(line.count("\t") == 1 for line in lines)
     assert any(line.startswith(f"{root}/tab\\there.jpg\t") for line in lines)
     assert any(line.startswith(f"{root}/new\\nline.jpg\t") for line in lines)
