@@ -156,7 +156,7 @@ BOILERPLATE = frozenset({
     "untitled", "mimetypes", "adwaita icon template", "sony dsc", "konica minolta digital camera",
     "minolta digital camera", "digital camera", "camera", "exif_jpeg_picture", "exif jpeg", "screenshot", "nikon",
     "canon", "hdr", "<unknown>", "unknown", "user comments", "ascii", "description", "no description", "none",
-    "lead technologies inc. v1.01", "vivitar", "kodak", "fujifilm", "panasonic", "sony", "huawei", "xiaomi",
+    "lead technologies inc. v1.01", "adwaita folder icons", "vivitar", "kodak", "fujifilm", "panasonic", "sony", "huawei", "xiaomi",
 })
 BOILERPLATE_PATTERNS = tuple(re.compile(p) for p in (
     r"^created with (the )?gimp\b",  # GIMP's default PNG comment
@@ -164,6 +164,8 @@ BOILERPLATE_PATTERNS = tuple(re.compile(p) for p in (
     r"^(inkscape|adobe (photoshop|imageready|illustrator)|paint\.net|picasa|pngcrush|optipng)\b",
     r"^(https?://|www\.)\S+$",  # a bare link
     r"^(copyright|\(c\)|©)",  # rights, not a description
+    r"^based (on|of) .*\bwork\b",  # credits ("Based of Jakub Steiner work")
+    r"^rendered (by|with) ",  # renderer notes (POV-Ray)
     r"^(img|dsc|dscn|dscf|pict|p|image)[ _-]?\d+(\.\w+)?$",  # a camera's file name
     r"^[\W_\d]*$",  # padding, digits and punctuation only
 ))

@@ -279,7 +279,7 @@ class SearchEngine:
         Kept on disk (``<db>/keywords.npz``, or the cache folder with a server) and rebuilt when the index
         has changed, at most every ``KEYWORD_REFRESH`` seconds while an index run is writing.
         """
-        from .keywords import KeywordIndex, image_text
+        from .keywords import KeywordIndex
 
         store = self.store
         with self._lock:
@@ -293,7 +293,7 @@ class SearchEngine:
             path = self._keywords_path()
             index = KeywordIndex.load(path, key)
             if index is None:
-                index = KeywordIndex.build((i, image_text(m)) for i, m in store.all_metadata())
+                index = KeywordIndex.from_metadata(store.all_metadata())
                 try:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     index.save(path, key)

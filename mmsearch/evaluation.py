@@ -196,7 +196,7 @@ def served_ranks(engine: SearchEngine, data: Dataset) -> dict[str, np.ndarray]:
 def _signals(engine: SearchEngine, data: Dataset, ids: list[str], records: dict, queries: np.ndarray
              ) -> dict[str, np.ndarray]:
     from .ids import caption_ids, split_caption_id
-    from .keywords import KeywordIndex, image_text
+    from .keywords import KeywordIndex
 
     n_q, n_i = len(data.captions), len(ids)
     out = {"image": np.full((n_q, n_i), np.nan), "caption": np.full((n_q, n_i), np.nan)}
@@ -209,7 +209,7 @@ def _signals(engine: SearchEngine, data: Dataset, ids: list[str], records: dict,
     for col, i in enumerate(ids):
         if i in own:
             out["caption"][:, col] = (queries @ np.stack(own[i]).T).max(axis=1)
-    keywords = KeywordIndex.build((i, image_text(records[i][0])) for i in ids)
+    keywords = KeywordIndex.from_metadata((i, records[i][0]) for i in ids)
     out["keyword"] = np.stack([keywords.score_array(text) for text in data.captions]).astype(np.float64)
     if not out["keyword"].any():
         out["keyword"][:] = np.nan

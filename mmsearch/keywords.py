@@ -56,9 +56,29 @@ class KeywordIndex:
     (a word like "of" in 100k captions) costs milliseconds."""
 
     def __init__(self, ids: list[str], texts: list[str], postings: dict[str, tuple[np.ndarray, np.ndarray]],
-                 lengths: np.ndarray):
+                 lengths: np.ndarray, names: list[str] | None = None):
         self.ids, self.texts, self.postings, self.lengths = ids, texts, postings, lengths
+        self.names = names or [""] * len(ids)  # lowercased file names, for exact file-name queries
         self.avg_length = float(lengths.mean()) if len(lengths) else 1.0
+        self._by_name: dict[str, list[str]] | None = None
+
+    @classmethod
+    def from_metadata(cls, records: Iterable[tuple[str, dict]]) -> KeywordIndex:
+        """Index (id, stored image metadata) pairs: texts from ``image_text``, and the file names."""
+        pairs = [(i, image_text(meta), PurePath(str(meta.get("path", ""))).name.lower()) for i, meta in records]
+        index = cls.build((i, text) for i, text, _ in pairs)
+        index.names = [name for _, _, name in pairs]
+        return index
+
+    def exact(self, query: str) -> list[str]:
+        """Ids whose file name is the query, with or without its extension, in any case (``IMG_0042.jpg``,
+        ``img_0042``); every one of them, however BM25 ranks them."""
+        if self._by_name is None:
+            self._by_name = {}
+            for id_, name in zip(self.ids, self.names):
+                for key in {name, PurePath(name).stem} - {""}:
+                    self._by_name.setdefault(key, []).append(id_)
+        return list(self._by_name.get(query.strip().strip('"').lower(), []))
 
     @classmethod
     def build(cls, records: Iterable[tuple[str, str]]) -> KeywordIndex:
@@ -88,7 +108,8 @@ class KeywordIndex:
         path = Path(path)
         partial = path.with_name(f".{path.name}.{os.getpid()}.part.npz")
         np.savez(partial, key=np.asarray(key, dtype=np.int64), **_pack("ids", self.ids), **_pack("texts", self.texts),
-                 **_pack("tokens", tokens), offsets=np.cumsum([0, *sizes]).astype(np.int64), lengths=self.lengths,
+                 **_pack("tokens", tokens), **_pack("names", self.names),
+                 offsets=np.cumsum([0, *sizes]).astype(np.int64), lengths=self.lengths,
                  docs=np.concatenate([self.postings[t][0] for t in tokens]) if tokens else empty_i,
                  tfs=np.concatenate([self.postings[t][1] for t in tokens]) if tokens else empty_f)
         os.replace(partial, path)
@@ -106,11 +127,13 @@ class KeywordIndex:
                     return None
                 tokens, offsets, docs, tfs = _unpack(data, "tokens"), data["offsets"], data["docs"], data["tfs"]
                 ids, texts, lengths = _unpack(data, "ids"), _unpack(data, "texts"), data["lengths"]
-                if not len(ids) == len(texts) == len(lengths) or len(offsets) != len(tokens) + 1 or offsets[-1] != len(docs):
+                names = _unpack(data, "names")
+                if not len(ids) == len(texts) == len(lengths) == len(names) or len(offsets) != len(tokens) + 1 \
+                        or offsets[-1] != len(docs):
                     return None
                 postings = {t: (docs[offsets[n]:offsets[n + 1]], tfs[offsets[n]:offsets[n + 1]])
                             for n, t in enumerate(tokens)}
-                return cls(ids, texts, postings, lengths)
+                return cls(ids, texts, postings, lengths, names)
         except Exception:  # BadZipFile, EOFError, ValueError, KeyError, OSError, ...: rebuild
             return None
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 HIDDEN_METADATA = ("folders", "caption_sig", "manifest_captions")  # internal fields not shown in Hit.metadata
 PINNED = 1.0  # fused score of an exact file-name match: the top of the scale
+MAX_PINNED = 1000  # file-name matches looked at (an icon theme has one name in ~10 folders)
 Scores = dict[str, float | None]
 
 
@@ -49,7 +50,7 @@ class Candidates:
 
     scores: dict[str, Scores]
     best_caption: dict[str, int]
-    keyword_top: list[str]
+    exact: list[str]  # images whose file name is the query (pinned first)
     metadata: dict[str, dict] = field(default_factory=dict)
 
     def read_metadata(self, store: Store, ids: list[str]) -> dict[str, dict]:
@@ -78,10 +79,10 @@ def order(store: Store, query: Query, found: Candidates, rule: str = DEFAULT_RUL
     fused = fuse(found.scores, query.weights, rule)
     ranked = [i for i in sorted(fused, key=lambda i: (-fused[i], i)) if i != query.exclude]
     shown = ranked[:pool] if reranker is not None and query.text else ranked[:query.k]
-    # A file-name query pins that file; it is among the best keyword matches when it is a candidate.
-    looked = list(dict.fromkeys(shown + [i for i in found.keyword_top[:query.k] if i != query.exclude]))
-    metadata = found.read_metadata(store, looked)
-    exact = exact_matches(query.text, {i: metadata[i] for i in looked if i in metadata})
+    # A file-name query pins every file of that name (found by name, whatever their keyword rank).
+    pinned = [i for i in found.exact if i != query.exclude][:query.k]
+    metadata = found.read_metadata(store, list(dict.fromkeys(pinned + shown)))
+    exact = [i for i in pinned if i in metadata] or exact_matches(query.text, {i: metadata[i] for i in shown if i in metadata})
     rest = [i for i in shown if i in metadata and i not in exact]
     scores = {i: dict(found.scores[i]) for i in exact + rest}
     if reranker is not None and query.text:
@@ -101,9 +102,10 @@ def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords:
         if match.image_id not in best or match.score > best[match.image_id][0]:
             best[match.image_id] = (match.score, match.index)
     keyword = keywords.search(query.text, pool) if keywords is not None and query.text else {}
+    named = keywords.exact(query.text)[:MAX_PINNED] if keywords is not None and query.text else []
     image_scores = images.result() if images is not None else {}
-    # Vectors only (no metadata): the filter also applies to keyword matches, and deleted ids drop out.
-    vectors = store.image_vectors(list(set(image_scores) | set(best) | set(keyword)), query.where)
+    # Vectors only (no metadata): the filter also applies to keyword and name matches; deleted ids drop out.
+    vectors = store.image_vectors(list(set(image_scores) | set(best) | set(keyword) | set(named)), query.where)
     if use_image:  # exact image scores for candidates found through captions or keywords
         for i, vec in vectors.items():
             image_scores.setdefault(i, float(vec @ vector))
@@ -113,8 +115,7 @@ def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords:
     if keyword:  # an image without a keyword match scores 0 on that signal (when anything matched)
         for i in scores:
             scores[i]["keyword"] = _round(keyword.get(i, 0.0))
-    top_keywords = [i for i in sorted(keyword, key=lambda i: -keyword[i]) if i in vectors]
-    return Candidates(scores, {i: n for i, (_, n) in best.items()}, top_keywords)
+    return Candidates(scores, {i: n for i, (_, n) in best.items()}, sorted(i for i in named if i in vectors))
 
 
 _EXECUTOR: ThreadPoolExecutor | None = None

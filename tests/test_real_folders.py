@@ -24,6 +24,22 @@ def icons(tmp_path):
     return root
 
 
+def test_every_file_of_the_queried_name_is_pinned_however_bm25_ranks_it(make_engine, tmp_path):
+    root = tmp_path / "theme"
+    for size in ("16x16", "24x24", "32x32", "48x48"):  # the exact name, in long folder paths
+        save_image(root / size / "emotes" / "deep" / "er" / "face-monkey-symbolic.symbolic.png", (10, 20, 30))
+    for size in ("16x16", "48x48"):  # a shorter document that BM25 prefers for the same words
+        save_image(root / size / "face-monkey.png", (200, 20, 30))
+    engine = make_engine()
+    engine.index([root])
+    hits = engine.search("face-monkey-symbolic.symbolic.png", k=3)
+    assert [Path(h.path).name for h in hits] == ["face-monkey-symbolic.symbolic.png"] * 3
+    assert [h.score for h in hits] == [1.0, 1.0, 1.0]
+    hits = engine.search("FACE-MONKEY-SYMBOLIC.symbolic", k=10, folder=root / "48x48")
+    assert [Path(h.path).name for h in hits][:1] == ["face-monkey-symbolic.symbolic.png"]  # filters still apply
+    assert all("/48x48/" in h.path for h in hits)
+
+
 def test_a_pinned_file_name_scores_the_top_of_the_scale_and_survives_the_threshold(make_engine, icons):
     engine = make_engine()
     engine.index([icons])

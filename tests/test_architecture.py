@@ -1,0 +1,85 @@
+"""The package's shape: no import circles between our modules, the web page installed under a name that
+cannot clash, helpers in one place."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node but those under ``if TYPE_CHECKING:`` (imports for type hints only never run)."""
+    out, todo = [], [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            todo.extend(node.orelse)
+            continue
+        out.append(node)
+        todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
+def _imports(path: Path, package: str) -> set[str]:
+    """Our modules a file imports at run time, at the top or inside functions (lazy imports count)."""
+    parts = [package, *path.relative_to(ROOT / package).with_suffix("").parts]
+    if parts[-1] == "__init__":
+        parts = parts[:-1] + ["__init__"]  # a package's own relative imports start from the package
+    found = set()
+    for node in _runtime_nodes(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = ".".join(parts[: len(parts) - node.level]) if node.level else ""
+            target = ".".join(p for p in (base, node.module or "") if p)
+            found.update([target, *(f"{target}.{a.name}" for a in node.names)])
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return {name for name in found if name.startswith(("mmsearch", "web"))}
+
+
+def _graph() -> dict[str, set[str]]:
+    files = {}
+    for path in (ROOT / "mmsearch").rglob("*.py"):
+        rel = path.relative_to(ROOT).with_suffix("")
+        files[".".join(rel.parts).removesuffix(".__init__")] = path
+    for path in (ROOT / "web").glob("*.py"):
+        files["mmsearch_web." + path.stem if path.stem != "__init__" else "mmsearch_web"] = path
+    graph = {}
+    for name, path in files.items():
+        package = "mmsearch_web" if name.startswith("mmsearch_web") else "mmsearch"
+        raw = _imports(path, "web" if package == "mmsearch_web" else "mmsearch")
+        raw = {r.replace("web.", "mmsearch_web.", 1) if r.startswith("web.") else r for r in raw}
+        graph[name] = {m for m in files if m != name and any(r == m or r.startswith(m + ".") for r in raw)
+                       and m not in ("mmsearch", "mmsearch.encoders")}
+    return graph
+
+
+def test_no_module_imports_a_module_that_imports_it_back():
+    graph = _graph()
+    # the graph sees top-level, lazy (inside functions) and relative imports, and skips type-only ones
+    assert "mmsearch.present" in graph["mmsearch.cli"] and "mmsearch.ranking" in graph["mmsearch.engine"]
+    assert "mmsearch_web.guard" in graph["mmsearch_web.app"] and "mmsearch.store" not in graph["mmsearch.schema"]
+    cycles = []
+
+    def visit(node: str, path: list[str]) -> None:
+        for nxt in sorted(graph[node]):
+            if nxt in path:
+                cycles.append(path[path.index(nxt):] + [nxt])
+            elif len(path) < 12:
+                visit(nxt, path + [nxt])
+
+    for start in sorted(graph):
+        visit(start, [start])
+    assert not cycles, cycles[:5]
+
+
+@pytest.mark.slow
+def test_the_web_page_is_not_a_top_level_package_named_web(tmp_path):
+    code = "import mmsearch_web.app; import importlib.util; print(importlib.util.find_spec('web'))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "None"
