@@ -156,7 +156,8 @@ BOILERPLATE = frozenset({
     "untitled", "mimetypes", "adwaita icon template", "sony dsc", "konica minolta digital camera",
     "minolta digital camera", "digital camera", "camera", "exif_jpeg_picture", "exif jpeg", "screenshot", "nikon",
     "canon", "hdr", "<unknown>", "unknown", "user comments", "ascii", "description", "no description", "none",
-    "lead technologies inc. v1.01", "adwaita folder icons", "vivitar", "kodak", "fujifilm", "panasonic", "sony", "huawei", "xiaomi",
+    "lead technologies inc. v1.01", "adwaita folder icons", "vivitar", "kodak", "fujifilm", "panasonic", "sony",
+    "huawei", "xiaomi",
 })
 BOILERPLATE_PATTERNS = tuple(re.compile(p) for p in (
     r"^created with (the )?gimp\b",  # GIMP's default PNG comment

@@ -181,7 +181,7 @@ def save_thumbnail(source: str | Path, dest: str | Path, size: int) -> None:
             dest.parent.mkdir(parents=True, exist_ok=True)
             partial = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.part")
             if keep_alpha:
-                upright.save(partial, "PNG", optimize=True)
+                upright.save(partial, "PNG", compress_level=3)  # optimize=True tried every filter: slow
             else:
                 upright.save(partial, "JPEG", quality=85, optimize=True)
             os.replace(partial, dest)

@@ -82,7 +82,8 @@ def order(store: Store, query: Query, found: Candidates, rule: str = DEFAULT_RUL
     # A file-name query pins every file of that name (found by name, whatever their keyword rank).
     pinned = [i for i in found.exact if i != query.exclude][:query.k]
     metadata = found.read_metadata(store, list(dict.fromkeys(pinned + shown)))
-    exact = [i for i in pinned if i in metadata] or exact_matches(query.text, {i: metadata[i] for i in shown if i in metadata})
+    exact = sorted((i for i in pinned if i in metadata), key=lambda i: str(metadata[i].get("path"))) \
+        or exact_matches(query.text, {i: metadata[i] for i in shown if i in metadata})
     rest = [i for i in shown if i in metadata and i not in exact]
     scores = {i: dict(found.scores[i]) for i in exact + rest}
     if reranker is not None and query.text:
