@@ -1,5 +1,6 @@
-"""From a query vector (and text) to ranked hits: candidates from each signal, exact scores, fusion,
-exact-match pinning, optional reranking.
+"""From a query vector (and text) to ranked hits: ``candidates`` gathers them from each signal with exact
+scores, ``order`` fuses them (rules in ``mmsearch.fusion``), pins exact file-name matches and reranks.
+``SearchEngine.serve_rules`` runs both; ``engine.search`` and ``mmsearch eval`` go through it.
 
 Signals: ``image`` (query vector vs image vector), ``caption`` (vs the image's best caption),
 ``keyword`` (BM25 over captions, file and folder names; text queries only) and, when a reranker is
@@ -60,13 +61,6 @@ class Candidates:
         return self.metadata
 
 
-def rank(store: Store, query: Query, use_image: bool, keywords: KeywordIndex | None = None,
-         reranker: Reranker | None = None, rule: str = DEFAULT_RULE) -> list[Hit]:
-    """The ``query.k`` best hits: what ``engine.search`` serves and ``mmsearch eval`` measures."""
-    found = candidates(store, query, pool_size(query.k), use_image, keywords)
-    return order(store, query, found, rule, reranker)
-
-
 def order(store: Store, query: Query, found: Candidates, rule: str = DEFAULT_RULE,
           reranker: Reranker | None = None) -> list[Hit]:
     """Fuse the candidates' signals by ``rule``, pin exact file-name matches, rerank, cut to ``query.k``.
@@ -79,10 +73,10 @@ def order(store: Store, query: Query, found: Candidates, rule: str = DEFAULT_RUL
     fused = fuse(found.scores, query.weights, rule)
     ranked = [i for i in sorted(fused, key=lambda i: (-fused[i], i)) if i != query.exclude]
     shown = ranked[:pool] if reranker is not None and query.text else ranked[:query.k]
-    # A file-name query pins every file of that name (found by name, whatever their keyword rank).
-    pinned = [i for i in found.exact if i != query.exclude][:query.k]
-    metadata = found.read_metadata(store, list(dict.fromkeys(pinned + shown)))
-    exact = sorted((i for i in pinned if i in metadata), key=lambda i: str(metadata[i].get("path"))) \
+    # A file-name query pins every file of that name (found by name, whatever their keyword rank), in path order.
+    named = [i for i in found.exact if i != query.exclude]
+    metadata = found.read_metadata(store, list(dict.fromkeys(named + shown)))
+    exact = sorted((i for i in named if i in metadata), key=lambda i: str(metadata[i].get("path")))[:query.k] \
         or exact_matches(query.text, {i: metadata[i] for i in shown if i in metadata})
     rest = [i for i in shown if i in metadata and i not in exact]
     scores = {i: dict(found.scores[i]) for i in exact + rest}
