@@ -161,3 +161,49 @@ def test_unread_formats_and_pillow_warnings_are_reported_with_their_file(make_en
     assert "skipped 3 (3 .svg: vector image (SVG), not a raster format)" in report.summary()
     assert report.warnings and all(Path(p).name == "corrupt-exif.jpg" for p, _ in report.warnings)
     assert report.warnings[0][1] == "UserWarning: Truncated File Read"
+
+
+def test_query_images_are_decoded_small_and_bounded(tmp_path):
+    import zlib
+
+    from PIL import Image
+
+    from mmsearch.errors import ImageReadError
+    from mmsearch.images import QUERY_MAX_PIXELS, open_rgb
+
+    Image.new("RGB", (4000, 3000), (200, 100, 50)).save(tmp_path / "phone.jpg", quality=80)
+    assert min(open_rgb(tmp_path / "phone.jpg", 224).size) == 224  # drafted and shrunk, never 12 MP in memory
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    side = 10_000  # 100 megapixels declared by a tiny PNG: refused from its header, before any decoding
+    (tmp_path / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+                                        + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    with pytest.raises(ImageReadError, match=f"exceeds the {QUERY_MAX_PIXELS:,} pixel limit"):
+        open_rgb(tmp_path / "huge.png", 224)
+    os.mkfifo(tmp_path / "pipe.png")
+    with pytest.raises(ImageReadError, match="not a regular file"):
+        open_rgb(tmp_path / "pipe.png")
+
+
+def test_logins_from_a_file_or_the_environment_and_hosts_on_a_network(tmp_path, monkeypatch):
+    import argparse
+    import socket
+
+    from mmsearch_web.guard import allowed_hosts
+
+    from mmsearch.cli import server_options
+
+    args = argparse.Namespace(host="127.0.0.1", port=7860, auth=None, read_only=False, max_file_size="25mb",
+                              allowed_host=None)
+    monkeypatch.setenv("MMSEARCH_AUTH", "ann:from-env")
+    assert server_options(args)["auth"] == [("ann", "from-env")]  # not on the command line, so not in ps
+    users = tmp_path / "users"
+    users.write_text("bob:from-file\n")
+    args.auth = str(users)
+    assert server_options(args)["auth"] == [("bob", "from-file")]
+    assert set(allowed_hosts("127.0.0.1")) == {"localhost", "127.0.0.1", "::1", "[::1]"}
+    exposed = allowed_hosts("0.0.0.0", ["photos.example.org"])
+    assert "photos.example.org" in exposed and socket.gethostname() in exposed and "evil.example" not in exposed
+    assert "192.168.1.5" in allowed_hosts("192.168.1.5")
