@@ -9,6 +9,7 @@ import os
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
 
 from .config import Config
+from .duplicates import DuplicateGroup
 from .engine import SearchEngine
 from .errors import (
     ConfigError,
@@ -25,6 +26,7 @@ from .records import Hit, IndexReport
 
 __version__ = "0.1.0"
 __all__ = [
-    "Config", "ConfigError", "DatabaseBusyError", "DimensionMismatchError", "Hit", "ImageReadError", "IndexMismatchError",
-    "IndexReport", "MMSearchError", "ModelLoadError", "QueryError", "SearchEngine", "StoreError", "__version__",
+    "Config", "ConfigError", "DatabaseBusyError", "DimensionMismatchError", "DuplicateGroup", "Hit", "ImageReadError",
+    "IndexMismatchError", "IndexReport", "MMSearchError", "ModelLoadError", "QueryError", "SearchEngine", "StoreError",
+    "__version__",
 ]

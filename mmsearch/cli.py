@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import Config, default_cache_path
 from .errors import MMSearchError
-from .present import format_hits, stats_lines
+from .present import format_groups, format_hits, stats_lines
 from .records import printable
 
 if TYPE_CHECKING:
@@ -85,6 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", help="split of a Karpathy JSON (default test)")
     ev.add_argument("--limit", type=int, help="only the first N images")
     ev.add_argument("--json", action="store_true", help="print the result as JSON (recall in percent)")
+
+    dup = sub.add_parser("duplicates", parents=[models],
+                         help="groups of copies, resizes and re-encodes of one photo; move the extra copies away")
+    dup.add_argument("--folder", help="only images inside this folder")
+    dup.add_argument("--max-bits", type=int, help="largest perceptual-hash distance, of 64 bits (default 8)")
+    dup.add_argument("--min-cosine", type=float, help="smallest image-vector cosine (default 0.92)")
+    dup.add_argument("--move-to", metavar="DIR", help="move every file but the keepers here (folder structure kept)")
+    dup.add_argument("--undo", metavar="MANIFEST", help="put back the files a --move-to run moved")
+    dup.add_argument("--yes", action="store_true", help="move without asking")
+    dup.add_argument("--json", action="store_true", help='print {"groups": [...]} on stdout')
 
     serve = sub.add_parser("serve", parents=[models], help="web search page (Gradio)")
     _server_args(serve)
@@ -269,6 +279,36 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    if args.undo:
+        back, left = engine.undo_duplicate_moves(args.undo)
+        print(f"moved {back} files back" + (f"; {len(left)} left where they are (gone, or their place is taken)"
+                                             if left else ""))
+        return 0
+    groups = engine.duplicates(args.folder, args.max_bits, args.min_cosine)
+    if args.json:
+        print(json.dumps({"groups": [g.to_dict() for g in groups]}, ensure_ascii=False, indent=2))
+    else:
+        print(format_groups(groups))
+    if not args.move_to or not groups:
+        return 0
+    extra = sum(len(g.members) - 1 for g in groups)
+    if not args.yes and not _confirm(f"move {extra} files of {len(groups)} groups to {args.move_to}? [y/N] "):
+        print("mmsearch: nothing moved (answer y, or add --yes)", file=sys.stderr)
+        return 1
+    manifest = engine.move_duplicates(groups, args.move_to)
+    print(f"moved {extra} files to {args.move_to}; undo with: mmsearch duplicates --undo {manifest}")
+    return 0
+
+
+def _confirm(question: str) -> bool:
+    try:
+        return input(question).strip().lower() in ("y", "yes")
+    except EOFError:  # no terminal: never yes
+        return False
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from mmsearch_web.app import launch
 
@@ -285,4 +325,4 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Any] = {"index": cmd_index, "search": cmd_search, "stats": cmd_stats, "serve": cmd_serve, "demo": cmd_demo,
-                           "export": cmd_export, "import": cmd_import, "eval": cmd_eval}
+                           "export": cmd_export, "import": cmd_import, "eval": cmd_eval, "duplicates": cmd_duplicates}

@@ -23,6 +23,7 @@ from .records import Hit, IndexReport
 if TYPE_CHECKING:
     from PIL import Image
 
+    from .duplicates import DuplicateGroup
     from .indexer import ProgressCallback, Shard
     from .keywords import KeywordIndex
     from .ranking import Query
@@ -346,6 +347,66 @@ class SearchEngine:
             rgb = open_rgb(image, getattr(encoder, "input_size", None))
             parts.append((1.0 - text_weight if text else 1.0, encoder.encode_images([rgb])[0]))
         return l2_normalize(sum(w * v for w, v in parts))[0]
+
+    # -- duplicates ---------------------------------------------------------------------------------
+
+    def duplicates(self, folder: str | Path | None = None, max_bits: int | None = None,
+                   min_cosine: float | None = None) -> list[DuplicateGroup]:
+        """Groups of files that are one photo (copies, resizes, re-encodes, light edits), keeper first.
+
+        Args:
+            folder: only images inside this folder.
+            max_bits: largest perceptual-hash distance of a near duplicate (default 8 of 64 bits).
+            min_cosine: smallest image-vector cosine of a near duplicate (default 0.92; not used by the
+                offline profile, which has no image vectors).
+
+        See ``mmsearch.duplicates`` for the rule.
+        """
+        from .duplicates import MAX_BITS, MIN_COSINE, find_groups, under
+
+        store = self.store
+        if not store.ready:
+            return []
+        roots = store.roots()
+        within = str(Path(os.path.expanduser(str(folder))).absolute()) if folder else None
+        records = [(i, m) for i, m in store.all_metadata()
+                   if any(under(m["path"], r) for r in roots) and (within is None or under(m["path"], within))]
+        # The offline profile's colour-layout vectors are no check: measured on photo variants, a brightness
+        # change moved them more (cosine 0.33 for a grey texture) than a burst did, so the hash decides alone.
+        vectors = self._vectors_in_pages if self.has_image_vectors else None
+        return find_groups(records, vectors, MAX_BITS if max_bits is None else max_bits,
+                           MIN_COSINE if min_cosine is None else min_cosine)
+
+    def move_duplicates(self, groups: list[DuplicateGroup], dest: str | Path) -> str:
+        """Move every file of ``groups`` but the keepers under ``dest`` (keeping folder structure); the
+        index follows them. Nothing is deleted. Returns the manifest that ``undo_duplicate_moves`` reverses."""
+        from .duplicates import move_files, plan_moves
+
+        self.lock_for_writing()
+        moves = plan_moves(groups, str(dest), self.store.roots())
+        return move_files(moves, os.path.abspath(os.path.expanduser(str(dest))), self._follow_move)
+
+    def undo_duplicate_moves(self, manifest: str | Path) -> tuple[int, list[str]]:
+        """Put back the files a ``move_duplicates`` manifest moved; returns (moved back, left where they are)."""
+        from .duplicates import undo_moves
+
+        self.lock_for_writing()
+        return undo_moves(str(manifest), self._follow_move)
+
+    def _follow_move(self, old: str, new: str) -> None:
+        from .indexer import path_fields
+
+        store = self.store
+        if store.image_metadata([image_id(old)]):
+            store.move(image_id(old), image_id(new), path_fields(new))
+
+    def _vectors_in_pages(self, ids: list[str]) -> dict[str, np.ndarray]:
+        from .store import PAGE
+
+        out: dict[str, np.ndarray] = {}
+        for start in range(0, len(ids), PAGE):
+            out.update(self.store.image_vectors(ids[start:start + PAGE]))
+        return out
 
     # -- information --------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ The only module that calls Pillow.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import io
 import os
@@ -71,6 +72,34 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
+MAX_FILE_BYTES = 512 * 1024 * 1024  # image files larger than this are skipped unread (phone photos: 2-15 MB)
+READ_CHUNK = 1 << 20
+
+
+def read_capped(path: str) -> tuple[bytes, str]:
+    """The file's bytes and their sha256, hashed while reading; files over ``MAX_FILE_BYTES`` are refused
+    before anything is read (a sparse 8 GB ``.jpg`` costs nothing).
+
+    Raises:
+        ImageReadError: the file is too large or cannot be read.
+    """
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                raise ImageReadError(f"file is {size:,} bytes; image files over {MAX_FILE_BYTES:,} bytes are not read")
+            digest, chunks, total = hashlib.sha256(), [], 0
+            while chunk := handle.read(READ_CHUNK):
+                total += len(chunk)
+                if total > MAX_FILE_BYTES:
+                    raise ImageReadError(f"file grew past {MAX_FILE_BYTES:,} bytes while being read")
+                digest.update(chunk)
+                chunks.append(chunk)
+    except OSError as exc:
+        raise ImageReadError(f"cannot read: {exc.strerror or exc}") from None
+    return b"".join(chunks), digest.hexdigest()
+
+
 def read_image(data: bytes, min_side: int | None = None, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, ImageInfo]:
     """Decode image bytes into an upright RGB image and its ``ImageInfo`` (with the full size).
 
@@ -126,6 +155,14 @@ def layout_vector(image: Image.Image, dim: int) -> list[float]:
     if norm < 1e-6:  # exactly mid-grey everywhere
         values, norm = [1.0] + [0.0] * (len(values) - 1), 1.0
     return [v / norm for v in values] + [0.0] * (dim - len(values))
+
+
+def perceptual_hash(image: Image.Image) -> str:
+    """64-bit DCT perceptual hash (imagehash's pHash) as 16 hex digits. Copies, resizes, re-encodes,
+    format changes and light edits stay within a few bits; different photos are 16+ bits apart."""
+    import imagehash
+
+    return str(imagehash.phash(to_rgb(image)))
 
 
 def shrink_to(image: Image.Image, side: int) -> Image.Image:

@@ -22,13 +22,11 @@ from .captions import Manifest, merge_captions, sidecar_captions
 from .encoders import Encoders
 from .errors import ImageReadError
 from .ids import image_id
-from .images import ImageInfo, layout_vector, read_image
+from .images import ImageInfo, layout_vector, perceptual_hash, read_capped, read_image
 from .records import IndexReport
 from .store import Entry, Store
 from .walk import scan
 
-MAX_FILE_BYTES = 512 * 1024 * 1024  # image files larger than this are skipped unread (phone photos: 2-15 MB)
-READ_CHUNK = 1 << 20
 DECODE_THREADS = 2  # decoding overlaps with the model; Pillow releases the GIL while decoding
 LAYOUT_DECODE_SIDE = 64  # decode size when no image model reads the pixels (offline profile: layout vectors)
 ProgressCallback = Callable[[int, int], None]  # (images processed, images to process) after each batch
@@ -53,6 +51,7 @@ class Prepared:
     image: Any  # PIL.Image.Image
     info: ImageInfo
     sha256: str
+    phash: str = ""  # perceptual hash (images.perceptual_hash), for near-duplicates
     captions: list[str] = field(default_factory=list)  # all of them, as stored
 
 
@@ -329,6 +328,7 @@ def _prepare(candidate: Candidate, moves: _MoveTable | None = None, min_side: in
         if entry is not None:
             return Moved(candidate, entry)
         image, info = read_image(data, min_side)
+        phash = perceptual_hash(image)  # here, in the decode thread, on the already small image
     except ImageReadError as exc:
         return candidate.path, str(exc)
     except MemoryError:
@@ -337,31 +337,7 @@ def _prepare(candidate: Candidate, moves: _MoveTable | None = None, min_side: in
         return candidate.path, f"cannot decode: {type(exc).__name__}: {exc}"
     finally:
         _current.path = None
-    return Prepared(candidate, image, info, sha256)
-
-
-def read_capped(path: str) -> tuple[bytes, str]:
-    """The file's bytes and their sha256, hashed while reading; files over ``MAX_FILE_BYTES`` are refused
-    before anything is read (a sparse 8 GB ``.jpg`` costs nothing).
-
-    Raises:
-        ImageReadError: the file is too large or cannot be read.
-    """
-    try:
-        with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            if size > MAX_FILE_BYTES:
-                raise ImageReadError(f"file is {size:,} bytes; image files over {MAX_FILE_BYTES:,} bytes are not read")
-            digest, chunks, total = hashlib.sha256(), [], 0
-            while chunk := handle.read(READ_CHUNK):
-                total += len(chunk)
-                if total > MAX_FILE_BYTES:
-                    raise ImageReadError(f"file grew past {MAX_FILE_BYTES:,} bytes while being read")
-                digest.update(chunk)
-                chunks.append(chunk)
-    except OSError as exc:
-        raise ImageReadError(f"cannot read: {exc.strerror or exc}") from None
-    return b"".join(chunks), digest.hexdigest()
+    return Prepared(candidate, image, info, sha256, phash)
 
 
 _current = threading.local()  # the file a decode thread is reading, for warnings raised meanwhile
@@ -390,18 +366,21 @@ def _warnings_per_file(found: list[tuple[str, str]]) -> Iterator[None]:
         yield
 
 
+def path_fields(path: str) -> dict[str, Any]:
+    """Metadata that depends on the file's path only (what a move changes)."""
+    where = Path(path)
+    return {"path": path, "name": where.name, "folder": str(where.parent), "folders": [str(p) for p in reversed(where.parents)]}
+
+
 def _file_fields(c: Candidate) -> dict[str, Any]:
     """Metadata that depends on the file's path and stat (all that changes when a file is renamed)."""
-    path = Path(c.path)
-    return {"path": c.path, "name": path.name, "folder": str(path.parent),
-            "folders": [str(p) for p in reversed(path.parents)],
-            "size": c.size, "mtime_ns": str(c.mtime_ns), "caption_sig": c.caption_sig}
+    return {**path_fields(c.path), "size": c.size, "mtime_ns": str(c.mtime_ns), "caption_sig": c.caption_sig}
 
 
 def _metadata(item: Prepared, captions: list[str]) -> dict[str, Any]:
     c, info = item.candidate, item.info
     meta: dict[str, Any] = {
-        **_file_fields(c), "sha256": item.sha256, "width": info.width, "height": info.height,
+        **_file_fields(c), "sha256": item.sha256, "phash": item.phash, "width": info.width, "height": info.height,
         "date": int(info.taken.timestamp()) if info.taken else c.mtime_ns // 1_000_000_000,
         "date_source": "exif" if info.taken else "mtime",
     }

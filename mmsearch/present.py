@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .ids import has_image_vectors
 
 if TYPE_CHECKING:
+    from .duplicates import DuplicateGroup
     from .records import Hit
 
 SIGNAL_ORDER = ("image", "caption", "keyword", "rerank")  # known signals first, others after, by name
@@ -60,3 +61,18 @@ def stats_lines(stats: dict[str, Any]) -> str:
             f"image model  {stats['image_model']}\ntext model   {stats['text_model']}\ndimension    {stats['dim']}\n"
             f"schema       {stats.get('schema', '-')}\n"
             f"folders      {', '.join(stats['roots']) or '-'}\nupdated      {updated}")
+
+
+def format_groups(groups: list[DuplicateGroup]) -> str:
+    """Duplicate groups for people: the keeper and why, then each copy with how it matches."""
+    if not groups:
+        return "no duplicates"
+    lines = []
+    for n, group in enumerate(groups, 1):
+        lines.append(f"group {n}: keep {group.keep}  ({group.reason})")
+        for m in group.members[1:]:
+            cosine = "" if m.cosine is None else f", cosine {m.cosine:.3f}"
+            lines.append(f"    {m.kind:<5} {m.path}  ({m.width}x{m.height}, {m.size:,} bytes, {m.hash_distance} bits{cosine})")
+    extra = sum(len(g.members) - 1 for g in groups)
+    lines.append(f"{len(groups)} groups, {extra} files beside their keepers")
+    return "\n".join(lines)

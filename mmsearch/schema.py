@@ -21,7 +21,7 @@ from .errors import StoreError
 if TYPE_CHECKING:
     from .store import Store
 
-SCHEMA = 4
+SCHEMA = 5
 VERSION_KEY = "schema_version"  # indexes written before versions were read carry none: version 0
 
 
@@ -67,19 +67,27 @@ def _v2_layout_vectors(store: Store) -> None:
 
     if has_image_vectors(store.signature()):
         return
-    from .images import layout_vector, read_image
+    from .images import layout_vector
 
     dim = int(store.signature()["dim"])  # type: ignore[index]
     for ids, metas in list(store.pages()):
-        vectors, redo = {}, []
-        for image, meta in zip(ids, metas):
-            try:
-                with open(meta["path"], "rb") as handle:
-                    vectors[image] = layout_vector(read_image(handle.read(), 64)[0], dim)
-            except Exception:  # gone, unmounted, unreadable: re-read by the next index run
-                redo.append(image)
+        vectors = _from_files(store, ids, metas, lambda image: layout_vector(image, dim))
         store.replace_vectors(list(vectors), np.asarray(list(vectors.values()), dtype=np.float32))
-        store.clear_change_markers(redo)
+
+
+def _from_files(store: Store, ids: list[str], metas: list[dict], compute: Callable[[Any], Any]) -> dict[str, Any]:
+    """``compute(small decoded image)`` for each image whose file can be read; the others get their
+    change marker cleared, so the next index run reads them again."""
+    from .images import read_capped, read_image
+
+    out, redo = {}, []
+    for image, meta in zip(ids, metas):
+        try:
+            out[image] = compute(read_image(read_capped(meta["path"])[0], 64)[0])
+        except Exception:  # gone, unmounted, unreadable: re-read by the next index run
+            redo.append(image)
+    store.clear_change_markers(redo)
+    return out
 
 
 def _v3_manifest_captions(store: Store) -> None:
@@ -98,6 +106,17 @@ def _v4_sync_threshold(store: Store) -> None:
     store.apply_search_settings(["sync_threshold"])
 
 
+def _v5_perceptual_hashes(store: Store) -> None:
+    """``phash``: each image's perceptual hash (``images.perceptual_hash``), for near-duplicate groups."""
+    from .images import perceptual_hash
+
+    for ids, metas in list(store.pages()):
+        missing = [(i, m) for i, m in zip(ids, metas) if not m.get("phash")]
+        if missing:
+            hashes = _from_files(store, [i for i, _ in missing], [m for _, m in missing], perceptual_hash)
+            store.set_metadata({i: {"phash": h} for i, h in hashes.items()})
+
+
 STEPS: list[Callable[[Store], None]] = [_v1_search_settings, _v2_layout_vectors, _v3_manifest_captions,
-                                        _v4_sync_threshold]
+                                        _v4_sync_threshold, _v5_perceptual_hashes]
 assert len(STEPS) == SCHEMA

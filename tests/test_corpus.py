@@ -137,7 +137,7 @@ def test_a_messy_folder_is_indexed_with_every_skip_explained(make_engine, corpus
             raise PermissionError(13, "Permission denied", str(path))
         return builtins.open(path, *args, **kwargs)
 
-    monkeypatch.setattr("mmsearch.indexer.open", fake_open, raising=False)
+    monkeypatch.setattr("mmsearch.images.open", fake_open, raising=False)
     engine = make_engine()
     report = engine.index([root])
     assert report.added == len(good) and report.removed == 0

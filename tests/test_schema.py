@@ -61,6 +61,8 @@ def test_an_index_of_the_previous_release_is_read_then_upgraded_and_searches_the
     images = store.client.get_collection("mmsearch_images")
     assert images.configuration["hnsw"]["ef_search"] == HNSW["ef_search"]  # step 1 ran too
     assert images.configuration["hnsw"]["sync_threshold"] == HNSW["sync_threshold"]  # and step 4
+    hashes = {m["name"]: m.get("phash") for _, m in store.all_metadata()}
+    assert all(h and len(h) == 16 for h in hashes.values())  # and step 5
     for query, old in expected["queries"].items():
         hits = engine.search(query, k=4)
         assert [Path(h.path).relative_to(old_index).as_posix() for h in hits][:1] == [old[0][0]], query

@@ -1,0 +1,273 @@
+"""Near-duplicate groups: copies, resizes, re-encodes and light edits of one photo, never a burst of
+different ones.
+
+- **exact:** equal sha256 of the file (stored at index time).
+- **near:** perceptual hashes (64-bit pHash, stored at index time) at most ``max_bits`` apart, *and*,
+  when the index has image vectors, image vectors at least ``min_cosine`` alike. Both must agree. The
+  offline profile has no image model: the hash alone decides. The hash is computed on greyscale, so
+  there two pictures that differ only in colour (a recoloured copy, or generated colour fields of one
+  layout) count as one.
+- **no chaining:** images are taken best keeper first; each takes, as its group, the images not yet
+  grouped that match *it* directly. Every member matches its keeper, so A~B and B~C never pull A and C
+  together (Immich's transitive grouping chained bursts into groups of thousands, immich#31487).
+- **keeper:** highest resolution, then largest file, then most EXIF facts (camera, date taken), then the
+  oldest date, then the path.
+
+Hash pairs are found exactly (every pair within ``max_bits``, no index that could miss one): XOR and
+popcount of the 64-bit hashes, in blocks, with numpy.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+MAX_BITS = 8  # pHash bits: variants of one photo measured within 8, different photos 16 or more apart
+MIN_COSINE = 0.92  # image vectors of variants; a guess until measured with real CLIP weights (see README)
+BLOCK = 64  # hashes compared at once against all others (64 x 100k uint64 = 51 MB)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One file of a group, with how it matches the keeper."""
+
+    path: str
+    kind: str  # "keeper", "exact" (same bytes) or "near"
+    hash_distance: int
+    cosine: float | None
+    width: int
+    height: int
+    size: int
+
+
+@dataclass
+class DuplicateGroup:
+    """Files that are one photo: the suggested keeper first, and why it was chosen."""
+
+    keep: str
+    reason: str
+    members: list[Member] = field(default_factory=list)
+
+    @property
+    def files(self) -> list[str]:
+        """Every file of the group, the keeper first."""
+        return [m.path for m in self.members]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (``mmsearch duplicates --json``)."""
+        return {"files": self.files, "keep": self.keep, "reason": self.reason,
+                "members": [asdict(m) for m in self.members]}
+
+
+@dataclass(frozen=True)
+class _Image:
+    id: str
+    path: str
+    sha256: str
+    phash: int
+    width: int
+    height: int
+    size: int
+    exif: int
+    date: int
+
+    def rank(self) -> tuple:
+        """Sort key: the best keeper first."""
+        return (-self.width * self.height, -self.size, -self.exif, self.date, self.path)
+
+
+def find_groups(records: Iterable[tuple[str, dict]], vectors: Any = None, max_bits: int = MAX_BITS,
+                min_cosine: float = MIN_COSINE) -> list[DuplicateGroup]:
+    """Duplicate groups among ``(image id, stored metadata)`` records.
+
+    Args:
+        records: the images to look at (e.g. one folder's).
+        vectors: ``callable(ids) -> {id: unit vector}`` for the cosine check, or None (hash alone).
+        max_bits: largest pHash distance of a near duplicate.
+        min_cosine: smallest image-vector cosine of a near duplicate (when ``vectors`` is given).
+    """
+    images = [_image(i, m) for i, m in records if m.get("phash") or m.get("sha256")]
+    images.sort(key=_Image.rank)
+    matches = _hash_pairs(images, max_bits)
+    exact: dict[str, list[int]] = {}
+    for n, image in enumerate(images):
+        if image.sha256:
+            exact.setdefault(image.sha256, []).append(n)
+    for same in exact.values():
+        for a in same:
+            matches.setdefault(a, {}).update({b: 0 for b in same if b != a})
+    cosines = _cosines(images, matches, vectors)
+    groups, taken = [], set()
+    for n, keeper in enumerate(images):
+        if n in taken:
+            continue
+        members = [m for m in sorted(matches.get(n, {})) if m not in taken and _agree(images, n, m, cosines, min_cosine)]
+        if not members:
+            continue
+        taken.update([n, *members])
+        head = Member(keeper.path, "keeper", 0, 1.0 if cosines else None, keeper.width, keeper.height, keeper.size)
+        rest = [Member(images[m].path, "exact" if _same_bytes(images, n, m) else "near", matches[n][m],
+                       cosines.get((min(n, m), max(n, m))), images[m].width, images[m].height, images[m].size)
+                for m in members]
+        groups.append(DuplicateGroup(keeper.path, _reason(keeper, [images[m] for m in members]), [head, *rest]))
+    return groups
+
+
+def _same_bytes(images: list[_Image], a: int, b: int) -> bool:
+    return bool(images[a].sha256) and images[a].sha256 == images[b].sha256
+
+
+def _agree(images: list[_Image], a: int, b: int, cosines: dict[tuple[int, int], float], min_cosine: float) -> bool:
+    """Same bytes; or hashes close and, where vectors were compared, vectors alike too."""
+    cosine = cosines.get((min(a, b), max(a, b)))
+    return _same_bytes(images, a, b) or cosine is None or cosine >= min_cosine
+
+
+def _image(image_id: str, meta: dict) -> _Image:
+    try:
+        phash = int(str(meta.get("phash") or "0"), 16)
+    except ValueError:
+        phash = 0
+    exif = int(bool(meta.get("camera"))) + int(bool(meta.get("taken")))
+    return _Image(image_id, str(meta.get("path", "")), str(meta.get("sha256", "")), phash, int(meta.get("width") or 0),
+                  int(meta.get("height") or 0), int(meta.get("size") or 0), exif, int(meta.get("date") or 0))
+
+
+def _hash_pairs(images: list[_Image], max_bits: int) -> dict[int, dict[int, int]]:
+    """Every pair of images (by position) whose hashes are at most ``max_bits`` apart: n -> {m: bits}."""
+    hashes = np.array([i.phash for i in images], dtype=np.uint64)
+    has = np.array([bool(i.phash) for i in images])
+    pairs: dict[int, dict[int, int]] = {}
+    for start in range(0, len(images), BLOCK):
+        block = hashes[start:start + BLOCK]
+        bits = np.bitwise_count(block[:, None] ^ hashes[None, :])
+        rows, cols = np.nonzero((bits <= max_bits) & has[start:start + BLOCK, None] & has[None, :])
+        for r, c in zip(rows.tolist(), cols.tolist()):
+            a = start + r
+            if a != c:
+                pairs.setdefault(a, {})[c] = int(bits[r, c])
+    return pairs
+
+
+def _cosines(images: list[_Image], matches: dict[int, dict[int, int]], vectors: Any) -> dict[tuple[int, int], float]:
+    if vectors is None or not matches:
+        return {}
+    involved = sorted({n for n in matches} | {m for found in matches.values() for m in found})
+    stored = vectors([images[n].id for n in involved])
+    out = {}
+    for a, found in matches.items():
+        for b in found:
+            va, vb = stored.get(images[a].id), stored.get(images[b].id)
+            if a < b and va is not None and vb is not None:
+                out[(a, b)] = round(float(np.dot(va, vb)), 4)
+    return out
+
+
+def _reason(keeper: _Image, others: list[_Image]) -> str:
+    """Why this file is the one to keep, in words."""
+    if any(o.width * o.height < keeper.width * keeper.height for o in others):
+        return f"highest resolution ({keeper.width}x{keeper.height})"
+    if any(o.size < keeper.size for o in others):
+        return f"largest file ({keeper.size:,} bytes) at the same resolution"
+    if any(o.exif < keeper.exif for o in others):
+        return "most EXIF facts (camera, date taken)"
+    if any(o.date > keeper.date for o in others):
+        return "oldest"
+    return "identical files: the first by path"
+
+
+def under(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or inside it."""
+    folder = os.path.abspath(folder).rstrip(os.sep) or os.sep
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+# -- moving the extra copies away (nothing is ever deleted) ------------------------------------------
+
+MANIFEST_PREFIX = "mmsearch-duplicates-"
+
+
+def plan_moves(groups: list[DuplicateGroup], dest: str, roots: list[str]) -> list[tuple[str, str]]:
+    """(from, to) for every file of the groups but the keepers: under ``dest``, by the name of the indexed
+    folder it was in and its path inside it, so the folder structure is kept and two roots never clash.
+
+    Raises:
+        ConfigError: ``dest`` is inside an indexed folder (the moved copies would be indexed again).
+    """
+    from .errors import ConfigError
+
+    dest = os.path.abspath(os.path.expanduser(dest))
+    if any(under(dest, r) for r in roots):
+        raise ConfigError(f"{dest} is inside an indexed folder; move duplicates to a folder outside "
+                          f"{', '.join(r for r in roots if under(dest, r))}")
+    moves = []
+    for group in groups:
+        for member in group.members[1:]:
+            root = max((r for r in roots if under(member.path, r)), key=len, default=os.path.dirname(member.path))
+            inside = os.path.relpath(member.path, root)
+            moves.append((member.path, os.path.join(dest, os.path.basename(root.rstrip(os.sep)) or "root", inside)))
+    return moves
+
+
+def move_files(moves: list[tuple[str, str]], dest: str, follow: Any) -> str:
+    """Move each file (never over an existing one), call ``follow(old, new)`` after each so the index
+    follows, and write a manifest that ``undo_moves`` reverses. Returns the manifest's path."""
+    import json
+    import shutil
+    import time
+
+    os.makedirs(dest, exist_ok=True)
+    manifest = os.path.join(dest, f"{MANIFEST_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.json")
+    done: list[dict[str, str]] = []
+    try:
+        for source, target in moves:
+            target = _free(target)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.move(source, target)
+            done.append({"from": source, "to": target})
+            follow(source, target)
+    finally:  # written even if a move failed halfway: what was moved can be put back
+        with open(manifest, "w", encoding="utf-8") as handle:
+            json.dump({"format": "mmsearch-duplicates-moves", "version": 1, "moved": done}, handle, indent=1,
+                      ensure_ascii=False)
+    return manifest
+
+
+def undo_moves(manifest: str, follow: Any) -> tuple[int, list[str]]:
+    """Move every file of a manifest back where it was; ``follow(old, new)`` after each. Returns how many
+    went back, and the files that could not (gone, or their old place taken)."""
+    import json
+    import shutil
+
+    from .errors import ConfigError
+
+    try:
+        with open(manifest, encoding="utf-8") as handle:
+            moved = json.load(handle)["moved"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"{manifest} is not a duplicates manifest: {exc}") from None
+    back, left = 0, []
+    for entry in reversed(moved):
+        source, target = entry["from"], entry["to"]
+        if not os.path.exists(target) or os.path.exists(source):
+            left.append(target)
+            continue
+        os.makedirs(os.path.dirname(source), exist_ok=True)
+        shutil.move(target, source)
+        follow(target, source)
+        back += 1
+    return back, left
+
+
+def _free(path: str) -> str:
+    """``path``, or ``name (2).ext``, ... when it is taken."""
+    stem, ext = os.path.splitext(path)
+    n, candidate = 1, path
+    while os.path.exists(candidate):
+        n += 1
+        candidate = f"{stem} ({n}){ext}"
+    return candidate
