@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     dup = sub.add_parser("duplicates", parents=[models],
                          help="groups of copies, resizes and re-encodes of one photo; move the extra copies away")
     dup.add_argument("--folder", help="only images inside this folder")
+    dup.add_argument("--of", action="append", metavar="PATH",
+                     help="only the groups of these indexed files or folders (e.g. new photos); repeatable")
     dup.add_argument("--max-bits", type=int, help="largest perceptual-hash distance, of 64 bits (default 8)")
     dup.add_argument("--min-cosine", type=float, help="smallest image-vector cosine (default 0.92)")
     dup.add_argument("--move-to", metavar="DIR", help="move every file but the keepers here (folder structure kept)")
@@ -286,7 +288,7 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
         print(f"moved {back} files back" + (f"; {len(left)} left where they are (gone, or their place is taken)"
                                              if left else ""))
         return 0
-    groups = engine.duplicates(args.folder, args.max_bits, args.min_cosine)
+    groups = engine.duplicates(args.folder, args.max_bits, args.min_cosine, of=args.of)
     if args.json:
         print(json.dumps({"groups": [g.to_dict() for g in groups]}, ensure_ascii=False, indent=2))
     else:

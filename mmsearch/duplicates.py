@@ -81,7 +81,7 @@ class _Image:
 
 
 def find_groups(records: Iterable[tuple[str, dict]], vectors: Any = None, max_bits: int = MAX_BITS,
-                min_cosine: float = MIN_COSINE) -> list[DuplicateGroup]:
+                min_cosine: float = MIN_COSINE, only: set[str] | None = None) -> list[DuplicateGroup]:
     """Duplicate groups among ``(image id, stored metadata)`` records.
 
     Args:
@@ -89,17 +89,21 @@ def find_groups(records: Iterable[tuple[str, dict]], vectors: Any = None, max_bi
         vectors: ``callable(ids) -> {id: unit vector}`` for the cosine check, or None (hash alone).
         max_bits: largest pHash distance of a near duplicate.
         min_cosine: smallest image-vector cosine of a near duplicate (when ``vectors`` is given).
+        only: just the groups of these image ids (photos added later: compared with all, not all with all).
     """
     images = [_image(i, m) for i, m in records if m.get("phash") or m.get("sha256")]
     images.sort(key=_Image.rank)
-    matches = _hash_pairs(images, max_bits)
+    rows = None if only is None else [n for n, image in enumerate(images) if image.id in only]
+    matches = _hash_pairs(images, max_bits, rows)
     exact: dict[str, list[int]] = {}
     for n, image in enumerate(images):
         if image.sha256:
             exact.setdefault(image.sha256, []).append(n)
+    wanted = None if rows is None else set(rows)
     for same in exact.values():
-        for a in same:
-            matches.setdefault(a, {}).update({b: 0 for b in same if b != a})
+        if wanted is None or wanted & set(same):
+            for a in same:
+                matches.setdefault(a, {}).update({b: 0 for b in same if b != a})
     cosines = _cosines(images, matches, vectors)
     groups, taken = [], set()
     for n, keeper in enumerate(images):
@@ -137,19 +141,21 @@ def _image(image_id: str, meta: dict) -> _Image:
                   int(meta.get("height") or 0), int(meta.get("size") or 0), exif, int(meta.get("date") or 0))
 
 
-def _hash_pairs(images: list[_Image], max_bits: int) -> dict[int, dict[int, int]]:
-    """Every pair of images (by position) whose hashes are at most ``max_bits`` apart: n -> {m: bits}."""
+def _hash_pairs(images: list[_Image], max_bits: int, rows: list[int] | None = None) -> dict[int, dict[int, int]]:
+    """Every pair of images (by position) whose hashes are at most ``max_bits`` apart: n -> {m: bits},
+    both ways. ``rows``: only the pairs that involve these positions."""
     hashes = np.array([i.phash for i in images], dtype=np.uint64)
     has = np.array([bool(i.phash) for i in images])
+    order = np.arange(len(images)) if rows is None else np.asarray(rows, dtype=np.int64)
     pairs: dict[int, dict[int, int]] = {}
-    for start in range(0, len(images), BLOCK):
-        block = hashes[start:start + BLOCK]
-        bits = np.bitwise_count(block[:, None] ^ hashes[None, :])
-        rows, cols = np.nonzero((bits <= max_bits) & has[start:start + BLOCK, None] & has[None, :])
-        for r, c in zip(rows.tolist(), cols.tolist()):
-            a = start + r
+    for start in range(0, len(order), BLOCK):
+        block = order[start:start + BLOCK]
+        bits = np.bitwise_count(hashes[block][:, None] ^ hashes[None, :])
+        found_rows, cols = np.nonzero((bits <= max_bits) & has[block][:, None] & has[None, :])
+        for r, c in zip(found_rows.tolist(), cols.tolist()):
+            a = int(block[r])
             if a != c:
-                pairs.setdefault(a, {})[c] = int(bits[r, c])
+                pairs.setdefault(a, {})[c] = pairs.setdefault(c, {})[a] = int(bits[r, c])
     return pairs
 
 

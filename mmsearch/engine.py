@@ -351,7 +351,7 @@ class SearchEngine:
     # -- duplicates ---------------------------------------------------------------------------------
 
     def duplicates(self, folder: str | Path | None = None, max_bits: int | None = None,
-                   min_cosine: float | None = None) -> list[DuplicateGroup]:
+                   min_cosine: float | None = None, of: Sequence[str | Path] | None = None) -> list[DuplicateGroup]:
         """Groups of files that are one photo (copies, resizes, re-encodes, light edits), keeper first.
 
         Args:
@@ -359,6 +359,8 @@ class SearchEngine:
             max_bits: largest perceptual-hash distance of a near duplicate (default 8 of 64 bits).
             min_cosine: smallest image-vector cosine of a near duplicate (default 0.92; not used by the
                 offline profile, which has no image vectors).
+            of: only the groups of these indexed files (or of the files under these folders), e.g. photos
+                added since the last look: they are compared with everything, not everything with everything.
 
         See ``mmsearch.duplicates`` for the rule.
         """
@@ -374,8 +376,12 @@ class SearchEngine:
         # The offline profile's colour-layout vectors are no check: measured on photo variants, a brightness
         # change moved them more (cosine 0.33 for a grey texture) than a burst did, so the hash decides alone.
         vectors = self._vectors_in_pages if self.has_image_vectors else None
+        only = None
+        if of is not None:
+            wanted = [os.path.abspath(os.path.expanduser(str(p))) for p in of]
+            only = {i for i, m in records if any(under(m["path"], w) for w in wanted)}
         return find_groups(records, vectors, MAX_BITS if max_bits is None else max_bits,
-                           MIN_COSINE if min_cosine is None else min_cosine)
+                           MIN_COSINE if min_cosine is None else min_cosine, only)
 
     def move_duplicates(self, groups: list[DuplicateGroup], dest: str | Path) -> str:
         """Move every file of ``groups`` but the keepers under ``dest`` (keeping folder structure); the

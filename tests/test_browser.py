@@ -181,3 +181,39 @@ def test_icons_are_shown_whole_at_their_size_with_transparency_and_told_apart(br
     search(page, "face-monkey.png")
     expect(page.locator("#status")).to_have_text("2 results")
     page.close()
+
+
+def test_the_duplicates_panel_shows_groups_with_their_keeper(browser, tmp_path):
+    import shutil
+
+    from helpers import free_port
+    from mmsearch_web.app import launch
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    from mmsearch import Config, SearchEngine
+
+    samples = Path(__file__).resolve().parent.parent / "sample_images"
+    (tmp_path / "lib" / "backup").mkdir(parents=True)
+    shutil.copy(samples / "rocket.jpg", tmp_path / "lib" / "rocket.jpg")
+    with Image.open(samples / "rocket.jpg") as rocket:
+        rocket.resize((rocket.width // 2, rocket.height // 2)).save(tmp_path / "lib" / "backup" / "rocket-small.jpg")
+    shutil.copy(samples / "coffee.png", tmp_path / "lib" / "coffee.png")
+    engine = SearchEngine(config=Config.offline_profile(Config(db=str(tmp_path / "db"))))
+    engine.index([tmp_path / "lib"])
+    port = free_port()
+    demo = launch(engine, port=port, read_only=True, prevent_thread_lock=True, quiet=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    try:
+        page.set_default_timeout(TIMEOUT)
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.get_by_text("Duplicates", exact=True).click()
+        page.locator("#duplicates-button").click()
+        expect(page.locator("#duplicates-summary")).to_contain_text("1 groups")
+        labels = page.locator("#duplicates-gallery .caption-label").all_inner_texts()
+        assert len(labels) == 2 and labels[0].startswith("group 1 · KEEP") and "rocket-small.jpg" in labels[1]
+        assert not page.locator("#duplicates-move").is_visible()  # read-only: no moves offered
+        page.screenshot(path=str(tmp_path / "duplicates.png"), full_page=True)
+    finally:
+        page.close()
+        demo.close()

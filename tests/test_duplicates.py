@@ -55,6 +55,14 @@ def test_variants_of_one_photo_form_one_group_with_the_best_keeper(library, tmp_
     assert all(m.hash_distance <= 8 and m.cosine is None for m in group.members)  # offline: the hash decides
     assert "resolution" in group.reason or "largest" in group.reason or "identical" in group.reason
     assert engine.duplicates(folder=library / "phone") == []  # the folder filter: no pair inside phone/
+    new = library / "new"
+    new.mkdir()
+    Image.open(SAMPLES / "chelsea-cat.png").convert("RGB").save(new / "cat-again.jpg", quality=70)
+    shutil.copy(SAMPLES / "rocket.jpg", new / "rocket.jpg")
+    engine.index([library])
+    of_new = engine.duplicates(of=[new])  # photos added later, checked against the index
+    assert len(of_new) == 1 and str(new / "cat-again.jpg") in of_new[0].files
+    assert engine.duplicates(of=[new / "rocket.jpg"]) == []
 
 
 def test_both_signals_must_agree_and_groups_never_chain():
@@ -99,3 +107,50 @@ def test_move_keeps_folders_the_index_follows_and_undo_puts_everything_back(libr
     assert main(["duplicates", "--db", db, "--undo", manifest]) == 0
     assert "moved 4 files back" in capsys.readouterr().out
     assert (library / "backup" / "cat-q30.jpg").is_file() and len(SearchEngine(db).duplicates()) == 1
+
+
+@pytest.fixture
+def dup_site(library, tmp_path):
+    from helpers import free_port
+    from mmsearch_web.app import launch
+
+    engine = _offline(tmp_path)
+    engine.index([library])
+    port = free_port()
+    demo = launch(engine, port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield {"url": f"http://127.0.0.1:{port}/", "library": library, "tmp": tmp_path, "engine": engine}
+    finally:
+        demo.close()
+
+
+@pytest.mark.slow
+def test_the_page_shows_groups_and_moves_a_group_by_its_number(dup_site):
+    from gradio_client import Client
+
+    client = Client(dup_site["url"], verbose=False)
+    summary, tiles, _ = client.predict(None, api_name="/duplicates")
+    assert summary.startswith("**1 groups**, 4 files beside their keepers") and len(tiles) == 5
+    assert tiles[0]["caption"].startswith("group 1 · KEEP")
+    dest = dup_site["tmp"] / "moved"
+    outcome = client.predict("group 1", str(dest), api_name="/move_duplicates")
+    assert outcome.startswith(f"Moved 4 files to `{dest}`") and "mmsearch duplicates --undo" in outcome
+    assert len(list(dest.rglob("cat*"))) == 4 and dup_site["engine"].duplicates() == []
+
+
+@pytest.mark.slow
+def test_no_moves_from_a_read_only_page(library, tmp_path):
+    from gradio_client import Client
+    from helpers import free_port
+    from mmsearch_web.app import launch
+
+    engine = _offline(tmp_path)
+    engine.index([library])
+    port = free_port()
+    demo = launch(engine, port=port, read_only=True, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+        assert "/duplicates" in endpoints and "/move_duplicates" not in endpoints
+    finally:
+        demo.close()

@@ -24,6 +24,7 @@ from mmsearch.errors import MMSearchError
 from mmsearch.present import profile_label
 from mmsearch.thumbnails import ThumbnailCache
 
+from .duplicates_panel import duplicates_panel
 from .guard import LoginThrottle, allowed_hosts, original_route
 from .views import SearchForm, hit_details, run_search, run_similar, stats_markdown
 
@@ -35,10 +36,11 @@ PREVIEW_HEIGHT = 480  # px of the larger view; smaller images are shown at their
 # Tiles show an image whole and never enlarged, on a neutral chequer that shows transparency; labels wrap
 # onto two lines instead of being cut.
 CSS = """
-#gallery .thumbnail-item { background: repeating-conic-gradient(#f2f2f2 0% 25%, #e4e4e4 0% 50%) 50% / 16px 16px; }
-#gallery .thumbnail-item img { object-fit: scale-down !important; }
-#gallery .caption-label { white-space: normal !important; overflow: hidden; display: -webkit-box;
-  -webkit-line-clamp: 2; -webkit-box-orient: vertical; max-width: 100% !important; line-height: 1.25; }
+:is(#gallery, #duplicates-gallery) .thumbnail-item {
+  background: repeating-conic-gradient(#f2f2f2 0% 25%, #e4e4e4 0% 50%) 50% / 16px 16px; }
+:is(#gallery, #duplicates-gallery) .thumbnail-item img { object-fit: scale-down !important; }
+:is(#gallery, #duplicates-gallery) .caption-label { white-space: normal !important; overflow: hidden;
+  display: -webkit-box; -webkit-line-clamp: 2; -webkit-box-orient: vertical; max-width: 100% !important; line-height: 1.25; }
 #preview img { object-fit: scale-down !important; }
 """
 
@@ -108,6 +110,7 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
                 more = gr.Button("More like this", visible=has_images, elem_id="more-like-this")
         selected = gr.Textbox(visible=False)
         _index_panel(demo, engine, allow_indexing, folder, camera)
+        duplicates_panel(engine, thumbs, allow_indexing, folder)
 
         filters = [folder, date_from, date_to, camera]
         outputs = [gallery, hits, status, shown]
