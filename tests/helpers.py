@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -78,22 +79,29 @@ def add_big_photo(root: Path) -> Path:
     return path
 
 
+@contextmanager
+def served(engine: SearchEngine, **options: object) -> Iterator[str]:
+    """The page of ``engine`` on a free 127.0.0.1 port, as ``mmsearch serve`` launches it; yields its URL."""
+    from mmsearch_web.app import launch
+
+    port = free_port()
+    demo = launch(engine, port=port, prevent_thread_lock=True, quiet=True, **options)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
 def launch_site(base: Path, config: Config, encoders: Encoders) -> Iterator[dict]:
     """Index ``make_photos`` plus a big photo under ``base`` and serve it with ``web.app.launch`` exactly as
     ``mmsearch serve`` does (plus a 200 kB upload limit); yields url, engine, photos, base; stops the server."""
-    from mmsearch_web.app import launch
-
     photos = make_photos(base / "photos")
     add_big_photo(photos)
     (base / "secret.txt").write_text("not for the browser")
     engine = SearchEngine(base / "db", config=config, encoders=encoders, caption_weight=1.0)
     engine.index([photos], captions=photos / "captions.csv")
-    port = free_port()
-    demo = launch(engine, port=port, max_file_size="200kb", prevent_thread_lock=True, quiet=True)
-    try:
-        yield {"url": f"http://127.0.0.1:{port}/", "engine": engine, "photos": photos, "base": base}
-    finally:
-        demo.close()
+    with served(engine, max_file_size="200kb") as url:
+        yield {"url": url, "engine": engine, "photos": photos, "base": base}
 
 
 def folder_of_images(root: Path, n: int) -> Path:

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import launch_site
+from helpers import launch_site, served
 
 pytestmark = pytest.mark.slow  # servers, browsers or subprocesses; make test runs them
 
@@ -130,8 +130,6 @@ def test_the_index_panel_shows_the_models_and_indexes_a_folder(page, site):
 @pytest.fixture(scope="module")
 def icon_site(tmp_path_factory):
     """An offline-profile page over icons: transparent, small, one name in several folders."""
-    from helpers import free_port
-    from mmsearch_web.app import launch
     from PIL import Image, ImageDraw
 
     from mmsearch import Config, SearchEngine
@@ -144,12 +142,8 @@ def icon_site(tmp_path_factory):
         icon.save(base / "theme" / f"{size}x{size}" / "apps" / "face-monkey.png")
     engine = SearchEngine(config=Config.offline_profile(Config(db=str(base / "db"))))
     engine.index([base / "theme"])
-    port = free_port()
-    demo = launch(engine, port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield {"url": f"http://127.0.0.1:{port}/", "base": base}
-    finally:
-        demo.close()
+    with served(engine) as url:
+        yield {"url": url, "base": base}
 
 
 def test_icons_are_shown_whole_at_their_size_with_transparency_and_told_apart(browser, icon_site, tmp_path):
@@ -186,8 +180,6 @@ def test_icons_are_shown_whole_at_their_size_with_transparency_and_told_apart(br
 def test_the_duplicates_panel_shows_groups_with_their_keeper(browser, tmp_path):
     import shutil
 
-    from helpers import free_port
-    from mmsearch_web.app import launch
     from PIL import Image
     from playwright.sync_api import expect
 
@@ -201,12 +193,10 @@ def test_the_duplicates_panel_shows_groups_with_their_keeper(browser, tmp_path):
     shutil.copy(samples / "coffee.png", tmp_path / "lib" / "coffee.png")
     engine = SearchEngine(config=Config.offline_profile(Config(db=str(tmp_path / "db"))))
     engine.index([tmp_path / "lib"])
-    port = free_port()
-    demo = launch(engine, port=port, read_only=True, prevent_thread_lock=True, quiet=True)
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    try:
+    with served(engine, read_only=True) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.set_default_timeout(TIMEOUT)
-        page.goto(f"http://127.0.0.1:{port}/")
+        page.goto(url)
         page.get_by_text("Duplicates", exact=True).click()
         page.locator("#duplicates-button").click()
         expect(page.locator("#duplicates-summary")).to_contain_text("1 groups")
@@ -214,6 +204,4 @@ def test_the_duplicates_panel_shows_groups_with_their_keeper(browser, tmp_path):
         assert len(labels) == 2 and labels[0].startswith("group 1 · KEEP") and "rocket-small.jpg" in labels[1]
         assert not page.locator("#duplicates-move").is_visible()  # read-only: no moves offered
         page.screenshot(path=str(tmp_path / "duplicates.png"), full_page=True)
-    finally:
         page.close()
-        demo.close()

@@ -111,17 +111,12 @@ def test_move_keeps_folders_the_index_follows_and_undo_puts_everything_back(libr
 
 @pytest.fixture
 def dup_site(library, tmp_path):
-    from helpers import free_port
-    from mmsearch_web.app import launch
+    from helpers import served
 
     engine = _offline(tmp_path)
     engine.index([library])
-    port = free_port()
-    demo = launch(engine, port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield {"url": f"http://127.0.0.1:{port}/", "library": library, "tmp": tmp_path, "engine": engine}
-    finally:
-        demo.close()
+    with served(engine) as url:
+        yield {"url": url, "library": library, "tmp": tmp_path, "engine": engine}
 
 
 @pytest.mark.slow
@@ -141,16 +136,10 @@ def test_the_page_shows_groups_and_moves_a_group_by_its_number(dup_site):
 @pytest.mark.slow
 def test_no_moves_from_a_read_only_page(library, tmp_path):
     from gradio_client import Client
-    from helpers import free_port
-    from mmsearch_web.app import launch
+    from helpers import served
 
     engine = _offline(tmp_path)
     engine.index([library])
-    port = free_port()
-    demo = launch(engine, port=port, read_only=True, prevent_thread_lock=True, quiet=True)
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    with served(engine, read_only=True) as url:
+        endpoints = Client(url, verbose=False).view_api(return_format="dict", print_info=False)["named_endpoints"]
         assert "/duplicates" in endpoints and "/move_duplicates" not in endpoints
-    finally:
-        demo.close()

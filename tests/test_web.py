@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import CAMERA, free_port, launch_site
+from helpers import CAMERA, free_port, launch_site, served
 from mmsearch_web.app import indexing_allowed, is_loopback, launch
 from mmsearch_web.views import SearchForm, hit_details, parse_auth, run_search
 from PIL import Image
@@ -279,12 +279,8 @@ def home_site(tmp_path_factory, tiny_config, tiny_encoders):
     (home / "logo.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>")
     engine = SearchEngine(home / ".local" / "db", config=tiny_config, encoders=tiny_encoders)
     engine.index([home], captions=photos / "captions.csv")
-    port = free_port()
-    demo = launch(engine, port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield {"url": f"http://127.0.0.1:{port}/", "home": home, "engine": engine, "port": port}
-    finally:
-        demo.close()
+    with served(engine) as url:
+        yield {"url": url, "home": home, "engine": engine, "port": int(url.rstrip("/").rsplit(":", 1)[1])}
 
 
 @pytest.mark.parametrize("rel", [".local/db/chroma.sqlite3", ".git/config", "captions.csv", "page.html", "logo.svg",
