@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,10 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--to", dest="date_to", metavar="DATE", help="only images taken on or before YYYY-MM-DD")
     search.add_argument("--camera", help="only images from this camera (as shown by stats)")
     search.add_argument("--text-weight", type=float, default=0.5, help="text share in a text + image query (default 0.5)")
+    search.add_argument("--like", action="append", default=[], metavar="FILE",
+                        help="an indexed image that is what you want: refines the query, and is remembered; repeatable")
+    search.add_argument("--unlike", action="append", default=[], metavar="FILE",
+                        help="an indexed image that is not: refines the query, ranks it last, is remembered; repeatable")
+    search.add_argument("--no-remember", action="store_true", help="use --like/--unlike for this search only")
     search.add_argument("--json", action="store_true", help='print {"results": [...]} on stdout')
 
     stats = sub.add_parser("stats", parents=[models], help="what the index holds and which models built it")
     stats.add_argument("--json", action="store_true", help="print JSON on stdout")
+
+    fb = sub.add_parser("feedback", parents=[models], help="the lasting like/unlike marks: list, clear or export them")
+    fb.add_argument("action", choices=("list", "clear", "export"), help="list (or export as JSON) the marks, or clear them")
+    fb.add_argument("--path", help="clear only the marks of this image")
+    fb.add_argument("--query", help="clear only the marks of this query")
+    fb.add_argument("--json", action="store_true", help="list as JSON (what export prints)")
 
     export = sub.add_parser("export", parents=[models],
                             help="write the index (vectors and metadata) to a folder, to import elsewhere")
@@ -207,12 +219,34 @@ def tsv_field(text: str) -> str:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    hits = _engine(args).search(args.query, image=args.image, k=args.k, folder=args.folder, date_from=args.date_from,
-                                date_to=args.date_to, camera=args.camera, text_weight=args.text_weight)
+    engine = _engine(args)
+    hits = engine.search(args.query, image=args.image, k=args.k, folder=args.folder, date_from=args.date_from,
+                         date_to=args.date_to, camera=args.camera, text_weight=args.text_weight, positive=args.like,
+                         negative=args.unlike)
+    if args.query and not args.no_remember:
+        for path, relevant in [(p, True) for p in args.like] + [(p, False) for p in args.unlike]:
+            engine.feedback(args.query, path, relevant)
     if args.json:
         print(json.dumps({"results": [h.to_dict() for h in hits]}, ensure_ascii=False, indent=2))
     else:
         print(format_hits(hits))
+    return 0
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    if args.action == "clear":
+        removed = engine.forget_feedback(args.path, args.query)
+        print(f"removed {removed} marks")
+        return 0
+    marks = engine.feedback_marks()
+    if args.action == "export" or args.json:
+        print(json.dumps({"marks": [m.to_dict() for m in marks]}, ensure_ascii=False, indent=2))
+    else:
+        for m in marks:
+            stamp = datetime.fromtimestamp(m.time).isoformat(sep=" ", timespec="minutes")
+            print(f"{stamp}  {'like  ' if m.relevant else 'unlike'}  {m.query!r}  {m.path}")
+        print(f"{len(marks)} marks")
     return 0
 
 
@@ -327,4 +361,5 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Any] = {"index": cmd_index, "search": cmd_search, "stats": cmd_stats, "serve": cmd_serve, "demo": cmd_demo,
-                           "export": cmd_export, "import": cmd_import, "eval": cmd_eval, "duplicates": cmd_duplicates}
+                           "export": cmd_export, "import": cmd_import, "eval": cmd_eval, "duplicates": cmd_duplicates,
+                           "feedback": cmd_feedback}

@@ -33,6 +33,7 @@ ENV_VARS: dict[str, str] = {
     "MMSEARCH_CAPTION_WEIGHT": "caption_weight",
     "MMSEARCH_KEYWORD_WEIGHT": "keyword_weight",
     "MMSEARCH_FUSION": "fusion",
+    "MMSEARCH_FEEDBACK_WEIGHT": "feedback_weight",
     "MMSEARCH_RERANK_MODEL": "rerank_model",
     "MMSEARCH_CACHE_DIR": "cache_dir",
     "MMSEARCH_CHROMA_URL": "chroma_url",
@@ -76,6 +77,7 @@ class Config:
         batch_size: Images encoded per batch while indexing.
         caption_weight: Share of the caption signal in the fused score (0 = image only, 1 = caption only).
         keyword_weight: Weight of the keyword (BM25) signal next to those two (0 = off).
+        feedback_weight: Weight of the ``feedback`` signal (lasting marks of similar past queries; 0 = off).
         fusion: What a hit lacking a signal gets when signals are fused (``mmsearch.fusion.RULES``):
             ``mean`` (default, chosen by measurement), ``low``, ``skip`` or ``rrf``.
         rerank_model: A sentence-transformers ``CrossEncoder`` (hub id or folder) that reorders the top
@@ -103,6 +105,7 @@ class Config:
     caption_weight: float = 0.5
     keyword_weight: float = 0.25
     fusion: str = "shrink"
+    feedback_weight: float = 1.0
     rerank_model: str | None = None
     cache_dir: str | None = None
     chroma_url: str | None = None
@@ -117,7 +120,7 @@ class Config:
             object.__setattr__(self, "db", default_db_path())
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
-        for name in ("caption_weight", "keyword_weight"):
+        for name in ("caption_weight", "keyword_weight", "feedback_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
         if self.fusion not in FUSION_RULES:
@@ -190,7 +193,7 @@ def _coerce(name: str, raw: str, var: str) -> Any:
     try:
         if name == "batch_size":
             return int(raw)
-        if name in ("caption_weight", "keyword_weight", "chroma_retry_seconds"):
+        if name in ("caption_weight", "keyword_weight", "feedback_weight", "chroma_retry_seconds"):
             return float(raw)
     except ValueError as exc:
         raise ConfigError(f"{var}={raw!r} is not a number") from exc

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from .duplicates import DuplicateGroup
+    from .feedback import Mark
     from .indexer import ProgressCallback, Shard
     from .keywords import KeywordIndex
     from .ranking import Query
@@ -69,6 +70,8 @@ class SearchEngine:
         self._keywords_key: tuple[int, int] = (0, 0)
         self._keywords_at = self._keywords_checked = 0.0
         self._reranker: Reranker | None = None
+        self._marks: Any = None  # the FeedbackStore, opened on first use
+        self._feedback_warned = False
         self._store: Store | None = None
         self._lock = threading.RLock()  # guards lazy opening of the store and models
         self._index_lock = threading.Lock()
@@ -203,7 +206,8 @@ class SearchEngine:
 
     def search(self, query: str | None = None, *, image: str | Path | Image.Image | None = None, k: int = 10,
                folder: str | Path | None = None, date_from: DateLike = None, date_to: DateLike = None,
-               camera: str | None = None, text_weight: float = 0.5, min_score: float = 0.0) -> list[Hit]:
+               camera: str | None = None, text_weight: float = 0.5, min_score: float = 0.0,
+               positive: Sequence[str | Path] = (), negative: Sequence[str | Path] = ()) -> list[Hit]:
         """Search by text (any language the text model knows), by image, or both.
 
         Args:
@@ -213,6 +217,9 @@ class SearchEngine:
             folder, date_from, date_to, camera: filters (see ``mmsearch.filters.build_where``).
             text_weight: share of the text in a combined text + image query vector.
             min_score: drop hits whose fused score (0-1, relative to this query's candidates) is lower.
+            positive, negative: indexed images that are (not) what is wanted; they refine the query by
+                their stored vectors (``mmsearch.feedback``), and the negatives rank last. With examples
+                only (no text, no image), the query is the positives' mean.
 
         Returns:
             Hits, best first. ``Hit.scores["image"]`` is the cosine between the query vector and the
@@ -220,27 +227,138 @@ class SearchEngine:
             by both signals (``caption_weight``); image-only queries rank by the image signal.
         """
         planned = self.plan(query, image=image, k=k, text_weight=text_weight, min_score=min_score, folder=folder,
-                            date_from=date_from, date_to=date_to, camera=camera)
+                            date_from=date_from, date_to=date_to, camera=camera, positive=positive, negative=negative)
         return self.serve(planned) if planned is not None else []
 
     def plan(self, query: str | None = None, *, image: str | Path | Image.Image | None = None, k: int = 10,
              text_weight: float = 0.5, min_score: float = 0.0, exclude: str | None = None,
-             vector: np.ndarray | None = None, **filters: Any) -> Query | None:
+             vector: np.ndarray | None = None, positive: Sequence[str | Path] = (), negative: Sequence[str | Path] = (),
+             **filters: Any) -> Query | None:
         """The ranked query ``search`` would run (its vector encoded now); None when nothing can match.
 
         ``mmsearch eval`` plans and serves its queries through this too, so it measures what is served.
         """
+        from .feedback import rocchio
         from .fusion import query_weights
         from .ranking import Query
 
         k = check_k(k)
         store = self.store  # first: an index built by other models is refused before any model loads
-        vector = self.query_vector(query, image, text_weight) if vector is None else vector
-        text = (query or "").strip()
+        text = check_text((query or "").strip())
+        if vector is None and not text and image is None and not positive:
+            raise QueryError("give a text query, a query image, or both")
         if not store.ready or k == 0:
+            if vector is None and (text or image is not None):
+                self.query_vector(query, image, text_weight)  # a bad query is still an error on an empty index
             return None
-        weights = query_weights(self.config.caption_weight, self.config.keyword_weight, bool(text))
-        return Query(vector, text, k, weights, build_where(roots=store.roots(), **filters), min_score, exclude)
+        examples = self._examples(positive, negative)
+        if vector is None:
+            vector = self.query_vector(query, image, text_weight) if text or image is not None else \
+                self._mean_of(examples[0], "image")
+        refined = rocchio(vector, examples[0]["image"], examples[1]["image"])
+        captions = rocchio(vector, examples[0]["caption"], examples[1]["caption"])
+        weights = query_weights(self.config.caption_weight, self.config.keyword_weight, bool(text),
+                                self.config.feedback_weight)
+        marks = self._feedback_signal(vector) if text and self.config.feedback_weight > 0 else {}
+        return Query(refined, text, k, weights, build_where(roots=store.roots(), **filters), min_score, exclude,
+                     captions, frozenset(examples[1]["ids"]), marks)
+
+    def _examples(self, positive: Sequence[str | Path], negative: Sequence[str | Path]) -> tuple[dict, dict]:
+        """Stored image vectors and caption vectors (the mean of each image's captions) of example images."""
+        from .ids import split_caption_id
+
+        out = []
+        for paths in (positive, negative):
+            ids = [image_id(os.path.abspath(os.path.expanduser(str(p)))) for p in paths]
+            images = self.store.image_vectors(ids) if ids else {}
+            missing = [str(p) for p, i in zip(paths, ids) if i not in images]
+            if missing:
+                raise QueryError(f"{missing[0]} is not in the index; examples must be indexed images")
+            by_image: dict[str, list[np.ndarray]] = {}
+            for cid, vec in (self.store.caption_vectors_of(ids) if ids else {}).items():
+                by_image.setdefault(split_caption_id(cid)[0], []).append(vec)
+            out.append({"ids": ids, "image": [images[i] for i in ids] if self.has_image_vectors else [],
+                        "caption": [np.mean(v, axis=0) for v in by_image.values()]})
+        return out[0], out[1]
+
+    def _mean_of(self, examples: dict, space: str) -> np.ndarray:
+        vectors = examples[space] or examples["caption"]
+        if not vectors:
+            raise QueryError("give a text query, a query image, or positive examples")
+        return l2_normalize(np.mean(vectors, axis=0))[0]
+
+    def _feedback_signal(self, vector: np.ndarray) -> dict[str, float]:
+        """Lasting marks of similar past queries (``mmsearch.feedback``); a store that cannot be read is
+        left out with one warning, and search goes on without it."""
+        from .feedback import MARKS_LOOKED_AT, feedback_scores
+
+        try:
+            return feedback_scores(self._feedback_store().near(vector, MARKS_LOOKED_AT))
+        except Exception as exc:  # never fail a search because of the marks
+            if not self._feedback_warned:
+                self._feedback_warned = True
+                import sys
+
+                from .errors import first_line
+
+                print(f"mmsearch: the feedback marks cannot be read ({first_line(exc)}); searching without them",
+                      file=sys.stderr)
+            return {}
+
+    def _feedback_store(self) -> Any:
+        from .store import FeedbackStore
+
+        with self._lock:
+            if self._marks is None:
+                self._marks = FeedbackStore(self.store)
+            return self._marks
+
+    def feedback(self, query: str, path: str | Path, relevant: bool) -> Mark:
+        """Remember that ``path`` was (``relevant``) or was not what ``query`` wanted. Later searches with
+        similar queries lift (or sink) it through the ``feedback`` signal. Stored in the index only.
+
+        Raises:
+            QueryError: ``path`` is not indexed, or the query is empty.
+        """
+        import time as clock
+
+        from .feedback import Mark, mark_id
+
+        text = check_text((query or "").strip())
+        if not text:
+            raise QueryError("a mark needs the query it answers")
+        own = image_id(os.path.abspath(os.path.expanduser(str(path))))
+        if not self.store.ready or own not in self.store.image_vectors([own]):
+            raise QueryError(f"{path} is not in the index")
+        self.lock_for_writing()
+        mark = Mark(text, own, relevant, int(clock.time()), os.path.abspath(str(path)))
+        self._feedback_store().add(mark_id(text, own), self.text_encoder.encode_texts([text])[0],
+                                   {"query": text, "image_id": own, "path": mark.path, "sign": 1 if relevant else -1,
+                                    "time": mark.time})
+        return mark
+
+    def feedback_marks(self) -> list[Mark]:
+        """Every lasting mark, oldest first."""
+        from .feedback import Mark
+
+        if not self.store.ready:
+            return []
+        marks = [Mark(str(m["query"]), str(m["image_id"]), int(m["sign"]) > 0, int(m["time"]), str(m.get("path", "")))
+                 for m in self._feedback_store().all()]
+        return sorted(marks, key=lambda m: (m.time, m.query))
+
+    def forget_feedback(self, path: str | Path | None = None, query: str | None = None) -> int:
+        """Remove lasting marks: of one photo, of one query, of both, or (neither given) all. Returns how many."""
+        if not self.store.ready:
+            return 0
+        clauses = []
+        if path is not None:
+            clauses.append({"image_id": image_id(os.path.abspath(os.path.expanduser(str(path))))})
+        if query is not None:
+            clauses.append({"query": query.strip()})
+        where = None if not clauses else clauses[0] if len(clauses) == 1 else {"$and": clauses}
+        self.lock_for_writing()
+        return self._feedback_store().delete(where)
 
     def serve(self, query: Query) -> list[Hit]:
         """Rank a planned query (see ``plan``) with the configured fusion rule and reranker."""

@@ -39,12 +39,14 @@ def pool_size(k: int) -> int:
     return max(POOL_PER_HIT * k, POOL_MIN)
 
 
-def query_weights(caption_weight: float, keyword_weight: float, text: bool) -> dict[str, float]:
+def query_weights(caption_weight: float, keyword_weight: float, text: bool, feedback_weight: float = 0.0
+                  ) -> dict[str, float]:
     """Signal weights of a query. Image-only queries rank by pixels alone: a near-duplicate must not lose
-    to a better caption match."""
+    to a better caption match. ``feedback`` (lasting marks of similar past queries) joins text queries."""
     if not text:
         return {"image": 1.0}
-    return {"image": 1.0 - caption_weight, "caption": caption_weight, "keyword": keyword_weight}
+    return {"image": 1.0 - caption_weight, "caption": caption_weight, "keyword": keyword_weight,
+            "feedback": feedback_weight}
 
 
 def fuse(candidates: Mapping[str, Scores], weights: Mapping[str, float], rule: str = DEFAULT_RULE) -> dict[str, float]:

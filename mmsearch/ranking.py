@@ -31,7 +31,7 @@ MAX_PINNED = 1000  # file-name matches looked at (an icon theme has one name in 
 Scores = dict[str, float | None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Query:
     """One search, ready to rank."""
 
@@ -42,6 +42,9 @@ class Query:
     where: dict | None = None
     min_score: float = 0.0
     exclude: str | None = None  # an image id never returned ("more like this" leaves the image out)
+    caption_vector: np.ndarray | None = None  # the caption space's own query (refined by examples); else ``vector``
+    demoted: frozenset[str] = frozenset()  # images marked irrelevant: ranked after every other candidate
+    feedback: dict[str, float] = field(default_factory=dict)  # lasting marks' signal per image id (mmsearch.feedback)
 
 
 @dataclass
@@ -71,7 +74,8 @@ def order(store: Store, query: Query, found: Candidates, rule: str = DEFAULT_RUL
     """
     pool = pool_size(query.k)
     fused = fuse(found.scores, query.weights, rule)
-    ranked = [i for i in sorted(fused, key=lambda i: (-fused[i], i)) if i != query.exclude]
+    fused.update(dict.fromkeys(query.demoted & fused.keys(), 0.0))
+    ranked = [i for i in sorted(fused, key=lambda i: (i in query.demoted, -fused[i], i)) if i != query.exclude]
     shown = ranked[:pool] if reranker is not None and query.text else ranked[:query.k]
     # A file-name query pins every file of that name (found by name, whatever their keyword rank), in path order.
     named = [i for i in found.exact if i != query.exclude]
@@ -90,26 +94,31 @@ def order(store: Store, query: Query, found: Candidates, rule: str = DEFAULT_RUL
 def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords: KeywordIndex | None) -> Candidates:
     """Nearest images, nearest captions (ids only) and keyword matches, then each scored on every signal."""
     vector = query.vector
+    caption_vector = query.vector if query.caption_vector is None else query.caption_vector
     # The two vector queries run at once (Chroma releases the GIL), the keyword search meanwhile.
     images = _executor().submit(store.query_images, vector, pool, query.where) if use_image else None
     best: dict[str, tuple[float, int]] = {}
-    for match in store.query_captions(vector, 2 * pool, query.where):
+    for match in store.query_captions(caption_vector, 2 * pool, query.where):
         if match.image_id not in best or match.score > best[match.image_id][0]:
             best[match.image_id] = (match.score, match.index)
     keyword = keywords.search(query.text, pool) if keywords is not None and query.text else {}
     named = keywords.exact(query.text)[:MAX_PINNED] if keywords is not None and query.text else []
     image_scores = images.result() if images is not None else {}
     # Vectors only (no metadata): the filter also applies to keyword and name matches; deleted ids drop out.
-    vectors = store.image_vectors(list(set(image_scores) | set(best) | set(keyword) | set(named)), query.where)
+    lifted = {i for i, value in query.feedback.items() if value > 0}  # marked relevant by similar past queries
+    vectors = store.image_vectors(list(set(image_scores) | set(best) | set(keyword) | set(named) | lifted), query.where)
     if use_image:  # exact image scores for candidates found through captions or keywords
         for i, vec in vectors.items():
             image_scores.setdefault(i, float(vec @ vector))
-    _fill_caption_scores(store, vector, [i for i in vectors if i not in best], best)
+    _fill_caption_scores(store, caption_vector, [i for i in vectors if i not in best], best)
     scores = {i: {"image": _round(image_scores.get(i)), "caption": _round(best[i][0]) if i in best else None}
               for i in vectors}
     if keyword:  # an image without a keyword match scores 0 on that signal (when anything matched)
         for i in scores:
             scores[i]["keyword"] = _round(keyword.get(i, 0.0))
+    if query.feedback.keys() & scores.keys():  # likewise an unmarked image scores 0 on the feedback signal
+        for i in scores:
+            scores[i]["feedback"] = _round(query.feedback.get(i, 0.0))
     return Candidates(scores, {i: n for i, (_, n) in best.items()}, sorted(i for i in named if i in vectors))
 
 

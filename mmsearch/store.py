@@ -29,7 +29,7 @@ from .schema import SCHEMA, VERSION_KEY, check_readable, stored_version
 if TYPE_CHECKING:
     from .config import Config
 
-IMAGES, CAPTIONS = "mmsearch_images", "mmsearch_captions"
+IMAGES, CAPTIONS, FEEDBACK = "mmsearch_images", "mmsearch_captions", "mmsearch_feedback"
 # Measured on 20k embedding-like 512-d vectors (tests/test_recall.py), recall@10 against exact search:
 # Chroma's defaults (ef_search 100, ef_construction 100, max_neighbors 16) 0.87; max_neighbors 32 gave
 # 0.977-0.985 from run to run (parallel HNSW builds differ), too close to our 0.98 floor; max_neighbors 48
@@ -519,6 +519,61 @@ class Store:
             for _, metas in self._pages(self._images):
                 values.update(str(m[key]) for m in metas if m.get(key) is not None)
         return sorted(values)
+
+
+class FeedbackStore:
+    """Lasting marks (``mmsearch.feedback``) in their own collection of the index: embedding = the query
+    vector, so the marks of similar past queries are a nearest-neighbour query away."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._collection: Any = None
+
+    def _get(self, create: bool) -> Any:
+        if self._collection is None:
+            client = self.store.client
+            try:
+                self._collection = (client.get_or_create_collection(FEEDBACK, configuration={"hnsw": {"space": "cosine"}},
+                                                                    embedding_function=None)
+                                    if create else client.get_collection(FEEDBACK, embedding_function=None))
+            except StoreError:
+                raise
+            except Exception:
+                if create:
+                    raise
+                return None
+        return self._collection
+
+    @_guarded("write feedback to")
+    def add(self, mark_id: str, vector: np.ndarray, meta: dict) -> None:
+        """Store (or replace) one mark."""
+        self._get(create=True).upsert(ids=[mark_id], embeddings=[np.asarray(vector, dtype=np.float32)], metadatas=[meta])
+
+    def near(self, vector: np.ndarray, n: int) -> list[tuple[dict, float]]:
+        """Marks of the ``n`` nearest past queries: (metadata, cosine). Raises whatever Chroma raises."""
+        collection = self._get(create=False)
+        if collection is None:
+            return []
+        got = collection.query(query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=n,
+                               include=["metadatas", "distances"])
+        return [(m, 1.0 - float(d)) for m, d in zip(got["metadatas"][0], got["distances"][0])]
+
+    @_guarded("read feedback from")
+    def all(self) -> list[dict]:
+        """Every mark's metadata."""
+        collection = self._get(create=False)
+        return [m for _, metas in (Store._pages(collection) if collection is not None else []) for m in metas]
+
+    @_guarded("remove feedback from")
+    def delete(self, where: dict | None) -> int:
+        """Remove the marks matching ``where`` (all without it); returns how many there were."""
+        collection = self._get(create=False)
+        if collection is None:
+            return 0
+        ids = collection.get(where=where or None, include=[])["ids"]
+        for start in range(0, len(ids), PAGE):
+            collection.delete(ids=ids[start:start + PAGE])
+        return len(ids)
 
 
 def _chain(exc: BaseException | None) -> Iterator[BaseException]:

@@ -39,6 +39,7 @@ def test_only_skip_lets_a_photo_win_for_lacking_a_signal():
 
 
 def test_weights_and_pool():
-    assert query_weights(0.5, 0.25, text=True) == {"image": 0.5, "caption": 0.5, "keyword": 0.25}
+    assert query_weights(0.5, 0.25, text=True) == {"image": 0.5, "caption": 0.5, "keyword": 0.25, "feedback": 0.0}
+    assert query_weights(0.5, 0.25, text=True, feedback_weight=0.5)["feedback"] == 0.5
     assert query_weights(0.5, 0.25, text=False) == {"image": 1.0}
     assert pool_size(1) == 30 and pool_size(20) == 60

@@ -1,0 +1,110 @@
+"""Search that learns from its user: examples refine a query in each vector space (Rocchio), negatives
+rank last, lasting marks lift or sink photos for similar queries, survive a new engine, and clear."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import save_image
+
+from mmsearch import SearchEngine
+from mmsearch.cli import main
+from mmsearch.errors import QueryError
+from mmsearch.feedback import ALPHA, BETA, GAMMA, feedback_scores, rocchio
+
+# Captions the real MiniLM reads; "a dog ..." queries are what is asked.
+DOGS = {"dog-beach.jpg": "a dog running on the beach", "dog-sofa.jpg": "a small dog asleep on a sofa",
+        "dog-snow.jpg": "a dog playing in the snow", "cat.jpg": "a cat on a windowsill", "car.jpg": "a red car"}
+
+
+@pytest.fixture
+def pets(tmp_path):
+    root = tmp_path / "pets"
+    for n, (name, caption) in enumerate(DOGS.items()):
+        image = save_image(root / name, (40 * n, 200 - 30 * n, 90))
+        image.with_name(image.name + ".txt").write_text(caption + "\n")
+    return root
+
+
+def names(hits) -> list[str]:
+    return [Path(h.path).name for h in hits]
+
+
+def test_rocchio_is_the_documented_formula():
+    q, pos, neg = np.array([1.0, 0.0, 0.0]), [np.array([0.0, 1.0, 0.0])], [np.array([0.0, 0.0, 1.0])]
+    expected = ALPHA * q + BETA * pos[0] - GAMMA * neg[0]
+    np.testing.assert_allclose(rocchio(q, pos, neg), expected / np.linalg.norm(expected), rtol=1e-6)
+    np.testing.assert_allclose(rocchio(q, [], []), q)
+
+
+def test_examples_refine_the_caption_query_and_negatives_rank_last(make_engine, pets):
+    engine = make_engine(caption_weight=1.0, keyword_weight=0.0)
+    engine.index([pets])
+    plain = names(engine.search("a dog", k=5))
+    assert set(plain[:3]) == {"dog-beach.jpg", "dog-sofa.jpg", "dog-snow.jpg"}
+    liked = names(engine.search("a dog", k=5, positive=[pets / "dog-snow.jpg"]))
+    assert liked[0] == "dog-snow.jpg"  # the caption query moved toward the liked photo's caption
+    unliked = names(engine.search("a dog", k=5, negative=[pets / plain[0]]))
+    assert unliked[-1] == plain[0] and unliked[0] != plain[0]  # marked irrelevant: never first, ranked last
+    only_examples = names(engine.search(None, k=2, positive=[pets / "cat.jpg"]))
+    assert "cat.jpg" in only_examples  # examples alone make the query
+    with pytest.raises(QueryError, match="not in the index"):
+        engine.search("a dog", positive=[pets / "missing.jpg"])
+
+
+def test_a_lasting_mark_lifts_for_similar_queries_survives_a_new_engine_and_clears(make_engine, pets, tmp_path):
+    engine = make_engine(caption_weight=1.0, keyword_weight=0.0)
+    engine.index([pets])
+    before = names(engine.search("a dog lying on a couch", k=5))
+    assert before[0] == "dog-sofa.jpg"
+    engine.feedback("a dog on a couch", pets / "dog-snow.jpg", relevant=True)
+    engine.feedback("a dog on a couch", pets / "dog-sofa.jpg", relevant=False)
+    again = make_engine(caption_weight=1.0, keyword_weight=0.0)  # a new engine on the same index
+    hits = again.search("a dog lying on a couch", k=5)  # a paraphrase of the marked query
+    assert names(hits)[0] == "dog-snow.jpg" and hits[0].scores["feedback"] > 0
+    assert names(hits).index("dog-sofa.jpg") > before.index("dog-sofa.jpg")
+    assert "feedback" not in again.search("a red car", k=1)[0].scores  # unrelated queries are untouched
+    assert [(m.query, Path(m.path).name, m.relevant) for m in again.feedback_marks()] == [
+        ("a dog on a couch", "dog-snow.jpg", True), ("a dog on a couch", "dog-sofa.jpg", False)]
+    assert again.forget_feedback(path=pets / "dog-sofa.jpg") == 1 and len(again.feedback_marks()) == 1
+    assert again.forget_feedback() == 1
+    assert names(again.search("a dog lying on a couch", k=5)) == before
+
+
+def test_feedback_signal_weighs_similarity_and_age():
+    now = 1_000_000_000.0
+    found = [({"image_id": "a", "sign": 1, "time": now}, 0.95), ({"image_id": "a", "sign": 1, "time": now - 180 * 86400}, 0.9),
+             ({"image_id": "b", "sign": -1, "time": now}, 0.85), ({"image_id": "c", "sign": 1, "time": now}, 0.5)]
+    scores = feedback_scores(found, now)
+    assert scores["a"] == pytest.approx(0.95 + 0.45) and scores["b"] == pytest.approx(-0.85) and "c" not in scores
+
+
+def test_a_feedback_store_that_cannot_be_read_never_fails_a_search(make_engine, pets, capsys, monkeypatch):
+    engine = make_engine(caption_weight=1.0)
+    engine.index([pets])
+    engine.feedback("a dog", pets / "dog-snow.jpg", relevant=True)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Error loading hnsw index")
+
+    monkeypatch.setattr(type(engine._feedback_store()), "near", broken)
+    assert len(engine.search("a dog", k=3)) == 3 and len(engine.search("a dog", k=3)) == 3
+    err = capsys.readouterr().err
+    assert err.count("feedback marks cannot be read") == 1  # one line, once
+
+
+def test_cli_like_unlike_and_feedback_commands(tiny_env, pets, capsys):
+    assert main(["index", str(pets)]) == 0
+    assert main(["search", "a dog", "-k", "5", "--like", str(pets / "dog-snow.jpg"), "--unlike", str(pets / "car.jpg"),
+                 "--json"]) == 0
+    capsys.readouterr()
+    assert main(["feedback", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "like    'a dog'" in listed and "unlike  'a dog'" in listed and listed.strip().endswith("2 marks")
+    assert main(["feedback", "export"]) == 0
+    assert '"relevant": true' in capsys.readouterr().out
+    assert main(["feedback", "clear", "--query", "a dog"]) == 0
+    assert capsys.readouterr().out.strip() == "removed 2 marks"
+    assert SearchEngine(str(tiny_env)).feedback_marks() == []
