@@ -313,9 +313,10 @@ class SearchEngine:
                 self._marks = FeedbackStore(self.store)
             return self._marks
 
-    def feedback(self, query: str, path: str | Path, relevant: bool) -> Mark:
+    def feedback(self, query: str, path: str | Path, relevant: bool, strength: float = 1.0) -> Mark:
         """Remember that ``path`` was (``relevant``) or was not what ``query`` wanted. Later searches with
         similar queries lift (or sink) it through the ``feedback`` signal. Stored in the index only.
+        ``strength`` scales the mark (the page records opening a hit full size as a weak 0.3 like).
 
         Raises:
             QueryError: ``path`` is not indexed, or the query is empty.
@@ -333,9 +334,16 @@ class SearchEngine:
         self.lock_for_writing()
         mark = Mark(text, own, relevant, int(clock.time()), os.path.abspath(str(path)))
         self._feedback_store().add(mark_id(text, own), self.text_encoder.encode_texts([text])[0],
-                                   {"query": text, "image_id": own, "path": mark.path, "sign": 1 if relevant else -1,
-                                    "time": mark.time})
+                                   {"query": text, "image_id": own, "path": mark.path,
+                                    "sign": float(strength if relevant else -strength), "time": mark.time})
         return mark
+
+    def has_mark(self, query: str, path: str | Path) -> bool:
+        """Whether a lasting mark exists for this query and image."""
+        from .feedback import mark_id
+
+        own = image_id(os.path.abspath(os.path.expanduser(str(path))))
+        return self.store.ready and self._feedback_store().has(mark_id(query.strip(), own))
 
     def feedback_marks(self) -> list[Mark]:
         """Every lasting mark, oldest first."""
@@ -343,7 +351,7 @@ class SearchEngine:
 
         if not self.store.ready:
             return []
-        marks = [Mark(str(m["query"]), str(m["image_id"]), int(m["sign"]) > 0, int(m["time"]), str(m.get("path", "")))
+        marks = [Mark(str(m["query"]), str(m["image_id"]), float(m["sign"]) > 0, int(m["time"]), str(m.get("path", "")))
                  for m in self._feedback_store().all()]
         return sorted(marks, key=lambda m: (m.time, m.query))
 

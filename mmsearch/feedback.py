@@ -7,7 +7,8 @@
 - **Lasting marks:** each holds the query text, the query vector, the image id, the sign and the time.
   They live in the index (a Chroma collection, so a ``chroma run`` server shares them between workers)
   and nowhere else. A new query looks up past marks whose query vector has cosine ≥ ``SIMILAR`` with its
-  own; each lifts (or sinks) its photo by ``sign × cosine × 0.5 ** (age / HALF_LIFE)``. That sum is the
+  own; each lifts (or sinks) its photo by ``sign × cosine × 0.5 ** (age / HALF_LIFE)``, where the sign is
+  +1 or −1 for a like or an unlike and +0.3 for opening a hit full size on the page. That sum is the
   ``feedback`` signal, fused with the others by ``mmsearch.fusion`` (weight ``feedback_weight``, 0 = off).
 """
 
@@ -23,6 +24,7 @@ import numpy as np
 ALPHA, BETA, GAMMA = 1.0, 0.75, 0.15
 SIMILAR = 0.8  # cosine between a new query and a marked one for the mark to count
 HALF_LIFE_DAYS = 180.0
+OPENED = 0.3  # strength of the weak positive mark "opened full size" on the page (a full mark is 1.0)
 MARKS_LOOKED_AT = 50  # nearest past queries read per search
 
 
@@ -65,7 +67,7 @@ def feedback_scores(found: list[tuple[dict, float]], now: float | None = None) -
         if cosine < SIMILAR:
             continue
         age_days = max(0.0, now - float(meta.get("time", now))) / 86400
-        weight = cosine * 0.5 ** (age_days / HALF_LIFE_DAYS)
+        weight = cosine * 0.5 ** (age_days / HALF_LIFE_DAYS) * float(meta.get("sign", 1.0))
         image = str(meta["image_id"])
-        scores[image] = scores.get(image, 0.0) + (weight if int(meta.get("sign", 1)) > 0 else -weight)
+        scores[image] = scores.get(image, 0.0) + weight
     return scores

@@ -559,6 +559,12 @@ class FeedbackStore:
         return [(m, 1.0 - float(d)) for m, d in zip(got["metadatas"][0], got["distances"][0])]
 
     @_guarded("read feedback from")
+    def has(self, mark_id: str) -> bool:
+        """Whether a mark with this id exists."""
+        collection = self._get(create=False)
+        return collection is not None and bool(collection.get(ids=[mark_id], include=[])["ids"])
+
+    @_guarded("read feedback from")
     def all(self) -> list[dict]:
         """Every mark's metadata."""
         collection = self._get(create=False)

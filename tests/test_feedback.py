@@ -108,3 +108,69 @@ def test_cli_like_unlike_and_feedback_commands(tiny_env, pets, capsys):
     assert main(["feedback", "clear", "--query", "a dog"]) == 0
     assert capsys.readouterr().out.strip() == "removed 2 marks"
     assert SearchEngine(str(tiny_env)).feedback_marks() == []
+
+
+@pytest.fixture
+def pet_page(make_engine, pets):
+    from helpers import served
+
+    engine = make_engine(caption_weight=1.0, keyword_weight=0.0)
+    engine.index([pets])
+    with served(engine) as url:
+        yield {"url": url, "engine": engine, "pets": pets}
+
+
+@pytest.mark.slow
+def test_the_api_takes_marks_and_opening_full_size_is_a_weak_like(pet_page):
+    import urllib.request
+
+    from gradio_client import Client
+
+    from mmsearch.feedback import OPENED
+    from mmsearch.ids import image_id
+
+    client = Client(pet_page["url"], verbose=False)
+    _, plain, _ = client.predict("a dog", k=5, api_name="/search")
+    first = plain[0]["file"]
+    _, refined, _ = client.predict("a dog", k=5, like=[], unlike=[first], api_name="/search")
+    assert refined[-1]["file"] == first and refined[0]["file"] != first
+    sofa = str(pet_page["pets"] / "dog-sofa.jpg")
+    with urllib.request.urlopen(f"{pet_page['url']}mmsearch/original/{image_id(sofa)}?q=a%20sleepy%20dog") as response:
+        assert response.status == 200
+    marks = pet_page["engine"].feedback_marks()
+    assert [(m.query, Path(m.path).name, m.relevant) for m in marks] == [("a sleepy dog", "dog-sofa.jpg", True)]
+    stored = pet_page["engine"]._feedback_store().all()[0]
+    assert stored["sign"] == pytest.approx(OPENED)
+
+
+@pytest.mark.slow
+def test_mark_a_hit_in_the_page_and_refine(pet_page, tmp_path):
+    import os
+    import shutil
+
+    from playwright.sync_api import expect, sync_playwright
+
+    chromium = "/usr/bin/chromium"
+    if not shutil.which(chromium) and not os.environ.get("CI"):
+        pytest.skip("chromium is not installed")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=flags)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(pet_page["url"])
+        page.locator("#query textarea").fill("a dog")
+        page.locator("#search-button").click()
+        expect(page.locator("#status")).to_contain_text("results")
+        first = page.locator("#gallery .caption-label").first.inner_text().split(" · ")[0]
+        page.locator("#gallery button.thumbnail-item").first.click()
+        page.locator("#mark-unlike").click()
+        expect(page.locator("#marks")).to_contain_text("👎")
+        page.locator("#refine").click()
+        expect(page.locator("#gallery .caption-label").first).not_to_contain_text(first)
+        labels = page.locator("#gallery .caption-label").all_inner_texts()
+        assert labels[-1].split(" · ")[0] == first  # the unliked hit now ranks last
+        page.screenshot(path=str(tmp_path / "marks.png"), full_page=True)
+        browser.close()
+    assert [m.relevant for m in pet_page["engine"].feedback_marks()] == [False]  # remembered (the default)

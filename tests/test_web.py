@@ -261,7 +261,8 @@ def test_a_forged_gallery_click_cannot_name_a_file(site):
     os.mkfifo(fifo)
     for path in (secret, fifo):
         forged = [{"file": str(path), "score": 1, "scores": {}, "caption": "", "metadata": {}}]
-        message = _gradio_event(site["url"], "select", "gallery", [forged], {"index": 0, "value": None, "selected": True})
+        message = _gradio_event(site["url"], "select", "gallery", [forged, "a query", True],
+                                {"index": 0, "value": None, "selected": True})
         text = str(message["output"])
         assert message["success"] and str(path) not in text and "gradio_api/file=" not in text
 

@@ -26,7 +26,7 @@ from mmsearch.thumbnails import ThumbnailCache
 
 from .duplicates_panel import duplicates_panel
 from .guard import LoginThrottle, allowed_hosts, original_route
-from .views import SearchForm, hit_details, run_search, run_similar, stats_markdown
+from .views import SearchForm, hit_details, marks_markdown, run_search, run_similar, stats_markdown
 
 MAX_FILE_SIZE = "25mb"  # largest upload accepted (query images)
 SEARCH_CONCURRENCY = 4  # searches answered at once; the rest wait in the queue
@@ -97,6 +97,13 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
                 date_to = gr.Textbox(label="To (YYYY-MM-DD)", elem_id="date-to")
                 camera = gr.Dropdown(facets["cameras"], value=None, label="Camera", allow_custom_value=True)
         status = gr.Markdown(elem_id="status", label="status")
+        with gr.Row():
+            marks = gr.Markdown(elem_id="marks")
+            remember = gr.Checkbox(True, label="Remember marks for later searches (kept in the index, on this machine)",
+                                   elem_id="remember")
+            refine = gr.Button("Refine with marks", elem_id="refine", size="sm")
+            clear = gr.Button("Clear marks", elem_id="clear-marks", size="sm")
+        like, unlike = gr.JSON([], visible=False, label="like"), gr.JSON([], visible=False, label="unlike")
         gallery = gr.Gallery(label="Gallery", columns=4, height="auto", object_fit="scale-down", allow_preview=False,
                              elem_id="gallery")
         hits = gr.JSON(visible=False, label="hits")
@@ -107,6 +114,9 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
             preview = gr.Image(label="Selected", interactive=False, height=PREVIEW_HEIGHT, scale=3, elem_id="preview")
             with gr.Column(scale=2):
                 details = gr.Markdown(elem_id="details")
+                with gr.Row():
+                    mark_like = gr.Button("👍 Relevant", elem_id="mark-like", size="sm")
+                    mark_unlike = gr.Button("👎 Not relevant", elem_id="mark-unlike", size="sm")
                 more = gr.Button("More like this", visible=has_images, elem_id="more-like-this")
         selected = gr.Textbox(visible=False)
         _index_panel(demo, engine, allow_indexing, folder, camera)
@@ -118,9 +128,29 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
         # Argument names are the API's parameter names (gradio_client keyword arguments).
         def search(query: str, image: str | None = None, k: float = 12, min_score: float = 0.0, text_weight: float = 0.5,
                    folder: str | None = None, date_from: str | None = None, date_to: str | None = None,
-                   camera: str | None = None) -> tuple:
-            form = SearchForm(query, image, k, min_score, text_weight, folder, date_from, date_to, camera)
+                   camera: str | None = None, like: list[str] | None = None, unlike: list[str] | None = None) -> tuple:
+            form = SearchForm(query, image, k, min_score, text_weight, folder, date_from, date_to, camera, like, unlike)
             return run_search(engine, thumbs, form).as_outputs()
+
+        def marker(relevant: bool) -> Any:
+            def mark(query: str, path: str, liked: list[str], unliked: list[str], keep: bool) -> tuple:
+                if not path:
+                    return liked, unliked, marks_markdown(liked, unliked)
+                liked = [p for p in liked or [] if p != path] + ([path] if relevant else [])
+                unliked = [p for p in unliked or [] if p != path] + ([] if relevant else [path])
+                if keep and (query or "").strip():
+                    try:
+                        engine.feedback(query, path, relevant)
+                    except MMSearchError as exc:
+                        raise gr.Error(str(exc)) from exc
+                return liked, unliked, marks_markdown(liked, unliked)
+            return mark
+
+        def forget(query: str, liked: list[str], unliked: list[str], keep: bool) -> tuple:
+            if keep and (query or "").strip():
+                for path in [*(liked or []), *(unliked or [])]:
+                    engine.forget_feedback(path=path, query=query)
+            return [], [], ""
 
         def similar(path: str, k: float = 12, min_score: float = 0.0, folder: str | None = None,
                     date_from: str | None = None, date_to: str | None = None, camera: str | None = None) -> tuple:
@@ -128,7 +158,7 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
                               camera=camera)
             return run_similar(engine, thumbs, path, form).as_outputs()
 
-        def select(found: list[dict], evt: gr.SelectData) -> tuple:
+        def select(found: list[dict], query: str, keep: bool, evt: gr.SelectData) -> tuple:
             index = evt.index if isinstance(evt.index, int) else -1
             if not 0 <= index < len(found or []):
                 return gr.Row(visible=False), None, "", ""
@@ -139,12 +169,19 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
                 large = None
             # A 48 px icon in a 480 px panel is lost: the panel fits small images (with room for its label).
             height = min(PREVIEW_HEIGHT, max(160, int(hit.get("metadata", {}).get("height") or PREVIEW_HEIGHT) + 60))
-            return gr.Row(visible=True), gr.Image(value=large, height=height), hit_details(hit), hit["file"]
+            details = hit_details(hit, query if keep else "")
+            return gr.Row(visible=True), gr.Image(value=large, height=height), details, hit["file"]
 
-        search_inputs = [query, image, k, min_score, text_weight, *filters]
+        search_inputs = [query, image, k, min_score, text_weight, *filters, like, unlike]
         button.click(search, search_inputs, outputs, api_name="search")
         query.submit(search, search_inputs, outputs, api_visibility="private")
-        gallery.select(select, [shown], [selected_row, preview, details, selected], api_visibility="private")
+        refine.click(search, search_inputs, outputs, api_visibility="private")
+        mark_inputs, mark_outputs = [query, selected, like, unlike, remember], [like, unlike, marks]
+        mark_like.click(marker(True), mark_inputs, mark_outputs, api_name="like")
+        mark_unlike.click(marker(False), mark_inputs, mark_outputs, api_name="unlike")
+        clear.click(forget, [query, like, unlike, remember], mark_outputs, api_visibility="private")
+        gallery.select(select, [shown, query, remember], [selected_row, preview, details, selected],
+                       api_visibility="private")
         more.click(similar, [selected, k, min_score, *filters], outputs, api_name="more_like_this")
         gr.api(engine.stats, api_name="stats")
     return demo

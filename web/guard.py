@@ -54,6 +54,9 @@ def original_route(engine: SearchEngine) -> Route:
         path = await run_in_threadpool(_servable, engine, request.path_params["image_id"])
         if path is None:
             return PlainTextResponse("not an indexed image", status_code=404)
+        query = request.query_params.get("q", "")
+        if query.strip():  # opened from a search that remembers marks: a weak like, never over a stronger mark
+            await run_in_threadpool(_opened, engine, query, path)
         name = urllib.parse.quote(os.path.basename(path))
         return FileResponse(path, media_type=MEDIA_TYPES[os.path.splitext(path)[1].lower()],
                             headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=300",
@@ -78,6 +81,17 @@ def _servable(engine: SearchEngine, image_id: str) -> str | None:
     if not stat.S_ISREG(info.st_mode) or os.path.realpath(path).startswith(database):
         return None
     return path
+
+
+def _opened(engine: SearchEngine, query: str, path: str) -> None:
+    from mmsearch.errors import MMSearchError
+    from mmsearch.feedback import OPENED
+
+    try:
+        if not engine.has_mark(query, path):
+            engine.feedback(query, path, True, strength=OPENED)
+    except MMSearchError:  # the file is served all the same
+        pass
 
 
 def _logged_in(request: Request) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import os
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,6 +53,8 @@ class SearchForm:
     date_from: str | None = None
     date_to: str | None = None
     camera: str | None = None
+    like: list[str] | None = None  # indexed images marked relevant / not relevant for this query
+    unlike: list[str] | None = None
 
     def filters(self) -> dict[str, Any]:
         return {"folder": self.folder or None, "date_from": (self.date_from or "").strip() or None,
@@ -60,11 +63,12 @@ class SearchForm:
 
 def run_search(engine: SearchEngine, thumbs: ThumbnailCache, form: SearchForm) -> Results:
     """Search with the form's query, image and filters; errors become the status line."""
-    if not (form.query or "").strip() and not form.image:
+    if not (form.query or "").strip() and not form.image and not form.like:
         return Results(status="Type a query (any language) or add an image.")
     try:
         hits = engine.search(form.query or None, image=form.image or None, k=form.k, min_score=form.min_score,
-                             text_weight=form.text_weight, **form.filters())
+                             text_weight=form.text_weight, positive=list(form.like or []),
+                             negative=list(form.unlike or []), **form.filters())
     except MMSearchError as exc:
         return Results(status=f"⚠️ {exc}")
     return _results(hits, thumbs, "")
@@ -133,8 +137,16 @@ def distinct_tails(paths: list[str], most: int = 6) -> list[str]:
     return ["/".join(p[-d:]) for p, d in zip(parts, depth)]
 
 
-def hit_details(hit: dict[str, Any]) -> str:
-    """Markdown for the larger view of one hit: where it is, when, what camera, its captions, its scores."""
+def marks_markdown(like: list[str] | None, unlike: list[str] | None) -> str:
+    """The marks of this search, as the page lists them."""
+    rows = ([f"- 👍 relevant: `{Path(p).name}`" for p in like or []]
+            + [f"- 👎 not relevant: `{Path(p).name}`" for p in unlike or []])
+    return "**Marks for this search** (Refine reruns it with them)\n" + "\n".join(rows) if rows else ""
+
+
+def hit_details(hit: dict[str, Any], query: str = "") -> str:
+    """Markdown for the larger view of one hit: where it is, when, what camera, its captions, its scores.
+    With ``query``, opening the original records a weak like for it (``mmsearch.feedback.OPENED``)."""
     meta = hit.get("metadata", {})
     rows = [("File", f"`{hit['file']}`"), ("Folder", f"`{meta.get('folder', os.path.dirname(hit['file']))}`")]
     if meta.get("width"):
@@ -147,7 +159,8 @@ def hit_details(hit: dict[str, Any]) -> str:
     scores = ", ".join(f"{k} {'n/a' if v is None else f'{v:.3f}'}" for k, v in hit["scores"].items())
     rows.append(("Score", f"{hit['score']:.3f} ({scores})"))
     captions = meta.get("captions") or ([hit["caption"]] if hit["caption"] else [])
-    rows.append(("Original", f"[open full size]({original_url(hit['id'])})"))
+    link = original_url(hit["id"]) + (f"?q={urllib.parse.quote(query)}" if query.strip() else "")
+    rows.append(("Original", f"[open full size]({link})"))
     text = "\n".join(f"- **{k}**: {v}" for k, v in rows)
     listed = "\n".join(f"- {html.escape(c)}" for c in captions) or "_no captions_"
     return f"### {html.escape(Path(hit['file']).name)}\n\n{text}\n\n**Captions**\n\n{listed}"
