@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the images' own captions (manifest csv/jsonl) for the caption and keyword signals")
     ev.add_argument("--split", default="test", help="split of a Karpathy JSON (default test)")
     ev.add_argument("--limit", type=int, help="only the first N images")
+    ev.add_argument("--feedback", action="store_true",
+                    help="also simulate a user who marks hits: recall after 0, 1, 2 rounds, and a returning user")
     ev.add_argument("--json", action="store_true", help="print the result as JSON (recall in percent)")
 
     dup = sub.add_parser("duplicates", parents=[models],
@@ -301,7 +303,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from .engine import SearchEngine
-    from .evaluation import evaluate, format_table, load_dataset
+    from .evaluation import evaluate, evaluate_feedback, format_feedback, format_table, load_dataset
 
     config = config_from_args(args)
     if not args.db and not config.chroma_url:  # a cache per image folder and models: re-runs encode nothing
@@ -309,9 +311,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
                            f"{config.text_model}".encode()).hexdigest()[:12]
         config = replace(config, db=str(Path(default_cache_path()) / f"eval-{key}"))
     data = load_dataset(args.captions, args.images, args.split, args.limit)
-    result = evaluate(SearchEngine(config=config), data, progress=lambda msg: print(msg, file=sys.stderr),
-                      image_captions=args.image_captions)
-    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    engine = SearchEngine(config=config)
+    result = evaluate(engine, data, progress=lambda msg: print(msg, file=sys.stderr), image_captions=args.image_captions)
+    if args.feedback:
+        print("simulating a user who marks hits", file=sys.stderr)
+        result["feedback"] = evaluate_feedback(engine, data)
+    text = format_table(result) + (format_feedback(result["feedback"]) if args.feedback else "")
+    print(json.dumps(result, indent=2) if args.json else text)
     return 0
 
 

@@ -267,3 +267,87 @@ def format_table(result: dict[str, Any]) -> str:
             kind = result.get("rows", {}).get(name, "")
             lines.append(f"{name:<16} {kind:<7} {cells[0]}  {cells[1]}")
     return "\n".join(lines)
+
+
+# -- feedback: a simulated user ----------------------------------------------------------------------
+
+FEEDBACK_ROUNDS = 2
+NEGATIVES_PER_ROUND = 2  # the top wrong hits a simulated user marks as not relevant in each round
+
+
+def evaluate_feedback(engine: SearchEngine, data: Dataset, rounds: int = FEEDBACK_ROUNDS) -> dict[str, Any]:
+    """A simulated user refining each query (``engine.search(positive=, negative=)``), and one who returns.
+
+    - **Rounds:** after each page of 10, the right photo is marked relevant if it is on the page, and the
+      top wrong hits (``NEGATIVES_PER_ROUND``) not relevant; R@1/5/10 of the served hits after 0, 1, ...
+      ``rounds`` rounds of marks.
+    - **Returning user:** for images with two or more evaluation captions, the first is asked and marked
+      as above (lasting marks), then the second, a paraphrase, is asked: the right photo's place in its
+      10 hits with and without the lasting marks (``feedback_weight`` 0).
+
+    The lasting marks the simulation makes are removed at the end (only those: marks of other queries
+    in the index stay).
+    """
+    from dataclasses import replace
+
+    from .engine import SearchEngine
+
+    result: dict[str, Any] = {"rounds": {}}
+    places = {r: [] for r in range(rounds + 1)}
+    for row, text in enumerate(data.captions):
+        right, liked, unliked = data.images[data.owner[row]], [], []
+        for r in range(rounds + 1):
+            paths = [h.path for h in engine.search(text, k=SERVED_K, positive=liked, negative=unliked)]
+            places[r].append(paths.index(right) + 1 if right in paths else np.inf)
+            _mark(paths, right, liked, unliked)
+    result["rounds"] = {str(r): recall(np.array(p, dtype=float)) for r, p in places.items()}
+    pairs = _paraphrase_pairs(data)
+    without = SearchEngine(config=replace(engine.config, feedback_weight=0.0), encoders=engine.encoders)
+    with_marks, plain = [], []
+    try:
+        for first, second, right in pairs:
+            paths = [h.path for h in engine.search(first, k=SERVED_K)]
+            liked, unliked = [], []
+            _mark(paths, right, liked, unliked)
+            for path, relevant in [(p, True) for p in liked] + [(p, False) for p in unliked]:
+                engine.feedback(first, path, relevant)
+            for who, out in ((engine, with_marks), (without, plain)):
+                served = [h.path for h in who.search(second, k=SERVED_K)]
+                out.append(served.index(right) + 1 if right in served else np.inf)
+    finally:
+        for first, _, _ in pairs:
+            engine.forget_feedback(query=first)
+    result["returning"] = {"pairs": len(pairs), "with_marks": recall(np.array(with_marks, dtype=float)),
+                           "without_marks": recall(np.array(plain, dtype=float))}
+    return result
+
+
+def _mark(paths: list[str], right: str, liked: list[str], unliked: list[str]) -> None:
+    """What the simulated user marks on one page of hits."""
+    if right in paths and right not in liked:
+        liked.append(right)
+    wrong = [p for p in paths if p != right and p not in unliked][:NEGATIVES_PER_ROUND]
+    unliked.extend(wrong)
+
+
+def _paraphrase_pairs(data: Dataset) -> list[tuple[str, str, str]]:
+    """(first caption, second caption, image) for every image with two evaluation captions or more."""
+    by_image: dict[int, list[int]] = {}
+    for row, owner in enumerate(data.owner):
+        by_image.setdefault(owner, []).append(row)
+    return [(data.captions[rows[0]], data.captions[rows[1]], data.images[image])
+            for image, rows in by_image.items() if len(rows) >= 2]
+
+
+def format_feedback(result: dict[str, Any]) -> str:
+    """The feedback simulation for people."""
+    lines = ["\nfeedback (served, k=10)      R@1     R@5    R@10"]
+    for r, rec in result["rounds"].items():
+        lines.append(f"after {r} round(s) of marks {rec['R@1']:7.1f} {rec['R@5']:7.1f} {rec['R@10']:7.1f}")
+    back = result["returning"]
+    for name in ("without_marks", "with_marks"):
+        rec = back[name]
+        if rec:
+            label = f"paraphrase, {name.replace('_', ' ')}"
+            lines.append(f"{label:<28} {rec['R@1']:7.1f} {rec['R@5']:7.1f} {rec['R@10']:7.1f}   ({back['pairs']} pairs)")
+    return "\n".join(lines)

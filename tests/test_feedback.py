@@ -174,3 +174,21 @@ def test_mark_a_hit_in_the_page_and_refine(pet_page, tmp_path):
         page.screenshot(path=str(tmp_path / "marks.png"), full_page=True)
         browser.close()
     assert [m.relevant for m in pet_page["engine"].feedback_marks()] == [False]  # remembered (the default)
+
+
+def test_eval_feedback_simulates_rounds_and_a_returning_user_and_leaves_no_marks(make_engine, pets, tmp_path):
+    from mmsearch.evaluation import evaluate_feedback, load_dataset
+
+    rows = ["path,caption", "dog-beach.jpg,a dog by the sea", "dog-beach.jpg,a puppy at the seaside",
+            "dog-snow.jpg,a dog in winter", "dog-snow.jpg,a puppy in the snow", "cat.jpg,a kitten by a window"]
+    (tmp_path / "queries.csv").write_text("\n".join(rows) + "\n")
+    engine = make_engine(caption_weight=1.0, keyword_weight=0.0)
+    engine.index([pets])
+    engine.feedback("an unrelated earlier query", pets / "car.jpg", relevant=True)  # a user's own mark
+    result = evaluate_feedback(engine, load_dataset(tmp_path / "queries.csv", pets))
+    rounds = result["rounds"]
+    assert set(rounds) == {"0", "1", "2"} and rounds["1"]["R@1"] >= rounds["0"]["R@1"]
+    assert rounds["2"]["R@1"] == 100.0  # every right photo was on the first page here, and got marked
+    assert result["returning"]["pairs"] == 2
+    assert result["returning"]["with_marks"]["R@1"] >= result["returning"]["without_marks"]["R@1"]
+    assert [m.query for m in engine.feedback_marks()] == ["an unrelated earlier query"]  # only its own marks went
