@@ -164,16 +164,20 @@ def test_mark_a_hit_in_the_page_and_refine(pet_page, tmp_path):
         page.locator("#search-button").click()
         expect(page.locator("#status")).to_contain_text("results")
         first = page.locator("#gallery .caption-label").first.inner_text().split(" · ")[0]
+        second = page.locator("#gallery .caption-label").nth(1).inner_text().split(" · ")[0]
+        page.locator("#gallery .thumbnail-item .mm-like").nth(1).click()  # one click on the tile itself
+        expect(page.locator("#marks")).to_contain_text(f"relevant: {second.split('/')[-1]}")
+        expect(page.locator("#details")).to_have_count(0)  # the tile's mark did not open the larger view
         page.locator("#gallery button.thumbnail-item").first.click()
-        page.locator("#mark-unlike").click()
-        expect(page.locator("#marks")).to_contain_text("👎")
+        page.locator("#mark-unlike").click()  # and from the larger view
+        expect(page.locator("#marks")).to_contain_text("not relevant")
         page.locator("#refine").click()
         expect(page.locator("#gallery .caption-label").first).not_to_contain_text(first)
         labels = page.locator("#gallery .caption-label").all_inner_texts()
         assert labels[-1].split(" · ")[0] == first  # the unliked hit now ranks last
         page.screenshot(path=str(tmp_path / "marks.png"), full_page=True)
         browser.close()
-    assert [m.relevant for m in pet_page["engine"].feedback_marks()] == [False]  # remembered (the default)
+    assert sorted(m.relevant for m in pet_page["engine"].feedback_marks()) == [False, True]  # remembered (the default)
 
 
 def test_eval_feedback_simulates_rounds_and_a_returning_user_and_leaves_no_marks(make_engine, pets, tmp_path):

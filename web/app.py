@@ -42,6 +42,43 @@ CSS = """
 :is(#gallery, #duplicates-gallery) .caption-label { white-space: normal !important; overflow: hidden;
   display: -webkit-box; -webkit-line-clamp: 2; -webkit-box-orient: vertical; max-width: 100% !important; line-height: 1.25; }
 #preview img { object-fit: scale-down !important; }
+#gallery .thumbnail-item { position: relative; }
+.mm-tile-marks { position: absolute; top: 4px; right: 4px; display: flex; gap: 4px; z-index: 5; }
+.mm-tile-marks span { background: rgba(255,255,255,.9); border-radius: 6px; padding: 1px 6px; cursor: pointer;
+  font-size: 14px; box-shadow: 0 1px 2px rgba(0,0,0,.25); }
+.mm-hidden { display: none !important; }
+"""
+# One-click marks on the tiles: each tile gets 👍/👎; a click writes "like:N" or "unlike:N" (N = the tile's
+# position) into a hidden box and presses a hidden button. The server maps N to its own hits of the session.
+TILE_MARKS_JS = """
+() => {
+  const send = (kind, index) => {
+    const box = document.querySelector('#tile-mark textarea');
+    box.value = kind + ':' + index;
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+    setTimeout(() => document.querySelector('#tile-mark-button').click(), 50);
+  };
+  const decorate = () => {
+    document.querySelectorAll('#gallery .thumbnail-item').forEach((tile, index) => {
+      let bar = tile.querySelector('.mm-tile-marks');
+      if (!bar) {
+        bar = document.createElement('div');
+        bar.className = 'mm-tile-marks';
+        for (const [kind, label, title] of [['like', '✓', 'relevant (👍)'], ['unlike', '✗', 'not relevant (👎)']]) {
+          const mark = document.createElement('span');
+          mark.textContent = label; mark.title = title; mark.className = 'mm-' + kind;
+          mark.addEventListener('click', (event) => {
+            event.stopPropagation(); event.preventDefault();
+            send(kind, [...document.querySelectorAll('#gallery .thumbnail-item')].indexOf(tile));
+          });
+          bar.appendChild(mark);
+        }
+        tile.appendChild(bar);
+      }
+    });
+  };
+  new MutationObserver(decorate).observe(document.body, {childList: true, subtree: true});
+}
 """
 
 
@@ -104,6 +141,8 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
             refine = gr.Button("Refine with marks", elem_id="refine", size="sm")
             clear = gr.Button("Clear marks", elem_id="clear-marks", size="sm")
         like, unlike = gr.JSON([], visible=False, label="like"), gr.JSON([], visible=False, label="unlike")
+        tile_mark = gr.Textbox(elem_id="tile-mark", elem_classes="mm-hidden", show_label=False, container=False)
+        tile_mark_button = gr.Button("mark", elem_id="tile-mark-button", elem_classes="mm-hidden")
         gallery = gr.Gallery(label="Gallery", columns=4, height="auto", object_fit="scale-down", allow_preview=False,
                              elem_id="gallery")
         hits = gr.JSON(visible=False, label="hits")
@@ -146,6 +185,14 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
                 return liked, unliked, marks_markdown(liked, unliked)
             return mark
 
+        def mark_tile(request: str, found: list[dict], query: str, liked: list[str], unliked: list[str],
+                      keep: bool) -> tuple:
+            kind, _, position = (request or "").partition(":")
+            index = int(position) if position.isdigit() else -1
+            if kind not in ("like", "unlike") or not 0 <= index < len(found or []):
+                return liked, unliked, marks_markdown(liked, unliked)
+            return marker(kind == "like")(query, found[index]["file"], liked, unliked, keep)
+
         def forget(query: str, liked: list[str], unliked: list[str], keep: bool) -> tuple:
             if keep and (query or "").strip():
                 for path in [*(liked or []), *(unliked or [])]:
@@ -180,6 +227,8 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
         mark_like.click(marker(True), mark_inputs, mark_outputs, api_name="like")
         mark_unlike.click(marker(False), mark_inputs, mark_outputs, api_name="unlike")
         clear.click(forget, [query, like, unlike, remember], mark_outputs, api_visibility="private")
+        tile_mark_button.click(mark_tile, [tile_mark, shown, query, like, unlike, remember], mark_outputs,
+                               api_visibility="private")
         gallery.select(select, [shown, query, remember], [selected_row, preview, details, selected],
                        api_visibility="private")
         more.click(similar, [selected, k, min_score, *filters], outputs, api_name="more_like_this")
@@ -277,7 +326,7 @@ def launch(engine: SearchEngine, host: str = "127.0.0.1", port: int = 7860, *, a
                                  Middleware(LoginThrottle)]}
     demo.launch(server_name=host, server_port=port, auth=auth, allowed_paths=allowed_paths(thumbs),
                 max_file_size=max_file_size, show_error=False, app_kwargs=app_kwargs, prevent_thread_lock=True,
-                quiet=True, css=CSS, **kwargs)
+                quiet=True, css=CSS, js=TILE_MARKS_JS, **kwargs)
     if not quiet:
         print(f"mmsearch serve: {demo.local_url} (Ctrl-C stops)", file=sys.stderr)
     if blocking:

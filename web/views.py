@@ -139,8 +139,8 @@ def distinct_tails(paths: list[str], most: int = 6) -> list[str]:
 
 def marks_markdown(like: list[str] | None, unlike: list[str] | None) -> str:
     """The marks of this search, as the page lists them."""
-    rows = ([f"- 👍 relevant: `{Path(p).name}`" for p in like or []]
-            + [f"- 👎 not relevant: `{Path(p).name}`" for p in unlike or []])
+    rows = ([f"- ✓ relevant: `{Path(p).name}`" for p in like or []]
+            + [f"- ✗ not relevant: `{Path(p).name}`" for p in unlike or []])
     return "**Marks for this search** (Refine reruns it with them)\n" + "\n".join(rows) if rows else ""
 
 
