@@ -143,3 +143,18 @@ def test_no_moves_from_a_read_only_page(library, tmp_path):
     with served(engine, read_only=True) as url:
         endpoints = Client(url, verbose=False).view_api(return_format="dict", print_info=False)["named_endpoints"]
         assert "/duplicates" in endpoints and "/move_duplicates" not in endpoints
+
+
+def test_the_panel_shows_whole_groups_up_to_a_bound(tmp_path):
+    from mmsearch_web.duplicates_panel import SHOWN_GROUPS, group_summary, group_tiles
+
+    from mmsearch.duplicates import DuplicateGroup, Member
+    from mmsearch.thumbnails import ThumbnailCache
+
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(photo)
+    member = Member(str(photo), "near", 2, None, 8, 8, 10)
+    groups = [DuplicateGroup(str(photo), "why", [member] * 3) for _ in range(SHOWN_GROUPS + 10)]
+    tiles = group_tiles(groups, ThumbnailCache(tmp_path / "thumbs"), most=10)
+    assert len(tiles) == 9  # three whole groups of three, never a group cut in half
+    assert "and 10 more groups" in group_summary(groups)
