@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from .duplicates import DuplicateGroup
-    from .feedback import Mark
+    from .feedback import Examples, Mark, Marks
     from .indexer import ProgressCallback, Shard
     from .keywords import KeywordIndex
     from .ranking import Query
@@ -70,8 +70,7 @@ class SearchEngine:
         self._keywords_key: tuple[int, int] = (0, 0)
         self._keywords_at = self._keywords_checked = 0.0
         self._reranker: Reranker | None = None
-        self._marks: Any = None  # the FeedbackStore, opened on first use
-        self._feedback_warned = False
+        self._marks: Marks | None = None  # opened on first use
         self._store: Store | None = None
         self._lock = threading.RLock()  # guards lazy opening of the store and models
         self._index_lock = threading.Lock()
@@ -251,66 +250,33 @@ class SearchEngine:
             if vector is None and (text or image is not None):
                 self.query_vector(query, image, text_weight)  # a bad query is still an error on an empty index
             return None
-        examples = self._examples(positive, negative)
+        liked, unliked = self._examples(positive, negative)
         if vector is None:
-            vector = self.query_vector(query, image, text_weight) if text or image is not None else \
-                self._mean_of(examples[0], "image")
-        refined = rocchio(vector, examples[0]["image"], examples[1]["image"])
-        captions = rocchio(vector, examples[0]["caption"], examples[1]["caption"])
+            vector = self.query_vector(query, image, text_weight) if text or image is not None else liked.mean()
+        refined = rocchio(vector, liked.image, unliked.image)
+        captions = rocchio(vector, liked.caption, unliked.caption)
         weights = query_weights(self.config.caption_weight, self.config.keyword_weight, bool(text),
                                 self.config.feedback_weight)
-        marks = self._feedback_signal(vector) if text and self.config.feedback_weight > 0 else {}
+        marks = self.marks.signal(vector) if text and self.config.feedback_weight > 0 else {}
         return Query(refined, text, k, weights, build_where(roots=store.roots(), **filters), min_score, exclude,
-                     captions, frozenset(examples[1]["ids"]), marks)
+                     captions, frozenset(unliked.ids), marks)
 
-    def _examples(self, positive: Sequence[str | Path], negative: Sequence[str | Path]) -> tuple[dict, dict]:
-        """Stored image vectors and caption vectors (the mean of each image's captions) of example images."""
-        from .ids import split_caption_id
+    def _examples(self, positive: Sequence[str | Path], negative: Sequence[str | Path]) -> tuple[Examples, Examples]:
+        from .feedback import examples
 
-        out = []
-        for paths in (positive, negative):
-            ids = [image_id(os.path.abspath(os.path.expanduser(str(p)))) for p in paths]
-            images = self.store.image_vectors(ids) if ids else {}
-            missing = [str(p) for p, i in zip(paths, ids) if i not in images]
-            if missing:
-                raise QueryError(f"{missing[0]} is not in the index; examples must be indexed images")
-            by_image: dict[str, list[np.ndarray]] = {}
-            for cid, vec in (self.store.caption_vectors_of(ids) if ids else {}).items():
-                by_image.setdefault(split_caption_id(cid)[0], []).append(vec)
-            out.append({"ids": ids, "image": [images[i] for i in ids] if self.has_image_vectors else [],
-                        "caption": [np.mean(v, axis=0) for v in by_image.values()]})
-        return out[0], out[1]
+        return (examples(self.store, positive, self.has_image_vectors),
+                examples(self.store, negative, self.has_image_vectors))
 
-    def _mean_of(self, examples: dict, space: str) -> np.ndarray:
-        vectors = examples[space] or examples["caption"]
-        if not vectors:
-            raise QueryError("give a text query, a query image, or positive examples")
-        return l2_normalize(np.mean(vectors, axis=0))[0]
+    @property
+    def marks(self) -> Marks:
+        """The index's lasting feedback marks (``mmsearch.feedback.Marks``)."""
 
-    def _feedback_signal(self, vector: np.ndarray) -> dict[str, float]:
-        """Lasting marks of similar past queries (``mmsearch.feedback``); a store that cannot be read is
-        left out with one warning, and search goes on without it."""
-        from .feedback import MARKS_LOOKED_AT, feedback_scores
-
-        try:
-            return feedback_scores(self._feedback_store().near(vector, MARKS_LOOKED_AT))
-        except Exception as exc:  # never fail a search because of the marks
-            if not self._feedback_warned:
-                self._feedback_warned = True
-                import sys
-
-                from .errors import first_line
-
-                print(f"mmsearch: the feedback marks cannot be read ({first_line(exc)}); searching without them",
-                      file=sys.stderr)
-            return {}
-
-    def _feedback_store(self) -> Any:
-        from .store import FeedbackStore
+        from . import feedback
 
         with self._lock:
             if self._marks is None:
-                self._marks = FeedbackStore(self.store)
+                self._marks = feedback.Marks(self.store, lambda text: self.text_encoder.encode_texts([text])[0],
+                                             self.lock_for_writing)
             return self._marks
 
     def feedback(self, query: str, path: str | Path, relevant: bool, strength: float = 1.0) -> Mark:
@@ -321,52 +287,29 @@ class SearchEngine:
         Raises:
             QueryError: ``path`` is not indexed, or the query is empty.
         """
-        import time as clock
-
-        from .feedback import Mark, mark_id
-
         text = check_text((query or "").strip())
         if not text:
             raise QueryError("a mark needs the query it answers")
-        own = image_id(os.path.abspath(os.path.expanduser(str(path))))
+        path = os.path.abspath(os.path.expanduser(str(path)))
+        own = image_id(path)
         if not self.store.ready or own not in self.store.image_vectors([own]):
             raise QueryError(f"{path} is not in the index")
-        self.lock_for_writing()
-        mark = Mark(text, own, relevant, int(clock.time()), os.path.abspath(str(path)))
-        self._feedback_store().add(mark_id(text, own), self.text_encoder.encode_texts([text])[0],
-                                   {"query": text, "image_id": own, "path": mark.path,
-                                    "sign": float(strength if relevant else -strength), "time": mark.time})
-        return mark
+        return self.marks.record(text, own, path, relevant, strength)
 
     def has_mark(self, query: str, path: str | Path) -> bool:
         """Whether a lasting mark exists for this query and image."""
-        from .feedback import mark_id
-
-        own = image_id(os.path.abspath(os.path.expanduser(str(path))))
-        return self.store.ready and self._feedback_store().has(mark_id(query.strip(), own))
+        return self.store.ready and self.marks.has(query, image_id(os.path.abspath(os.path.expanduser(str(path)))))
 
     def feedback_marks(self) -> list[Mark]:
         """Every lasting mark, oldest first."""
-        from .feedback import Mark
-
-        if not self.store.ready:
-            return []
-        marks = [Mark(str(m["query"]), str(m["image_id"]), float(m["sign"]) > 0, int(m["time"]), str(m.get("path", "")))
-                 for m in self._feedback_store().all()]
-        return sorted(marks, key=lambda m: (m.time, m.query))
+        return self.marks.all() if self.store.ready else []
 
     def forget_feedback(self, path: str | Path | None = None, query: str | None = None) -> int:
         """Remove lasting marks: of one photo, of one query, of both, or (neither given) all. Returns how many."""
         if not self.store.ready:
             return 0
-        clauses = []
-        if path is not None:
-            clauses.append({"image_id": image_id(os.path.abspath(os.path.expanduser(str(path))))})
-        if query is not None:
-            clauses.append({"query": query.strip()})
-        where = None if not clauses else clauses[0] if len(clauses) == 1 else {"$and": clauses}
-        self.lock_for_writing()
-        return self._feedback_store().delete(where)
+        own = image_id(os.path.abspath(os.path.expanduser(str(path)))) if path is not None else None
+        return self.marks.forget(own, query)
 
     def serve(self, query: Query) -> list[Hit]:
         """Rank a planned query (see ``plan``) with the configured fusion rule and reranker."""

@@ -15,11 +15,21 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from .errors import QueryError, first_line
+from .ids import image_id, split_caption_id
+
+if TYPE_CHECKING:
+    from .store import Store
 
 ALPHA, BETA, GAMMA = 1.0, 0.75, 0.15
 SIMILAR = 0.8  # cosine between a new query and a marked one for the mark to count
@@ -71,3 +81,96 @@ def feedback_scores(found: list[tuple[dict, float]], now: float | None = None) -
         image = str(meta["image_id"])
         scores[image] = scores.get(image, 0.0) + weight
     return scores
+
+
+@dataclass
+class Examples:
+    """Liked or unliked images by their stored vectors: image vectors (when the index has them) and, per
+    image with captions, the mean of its caption vectors."""
+
+    ids: list[str] = field(default_factory=list)
+    image: list[np.ndarray] = field(default_factory=list)
+    caption: list[np.ndarray] = field(default_factory=list)
+
+    def mean(self) -> np.ndarray:
+        """A query made of the examples alone (no text, no image)."""
+        from .encoders import l2_normalize
+
+        vectors = self.image or self.caption
+        if not vectors:
+            raise QueryError("give a text query, a query image, or positive examples")
+        return l2_normalize(np.mean(vectors, axis=0))[0]
+
+
+def examples(store: Store, paths: Sequence[str | Path], use_image: bool) -> Examples:
+    """The stored vectors of example images; nothing is encoded.
+
+    Raises:
+        QueryError: an example is not an indexed image.
+    """
+    ids = [image_id(os.path.abspath(os.path.expanduser(str(p)))) for p in paths]
+    if not ids:
+        return Examples()
+    images = store.image_vectors(ids)
+    missing = [str(p) for p, i in zip(paths, ids) if i not in images]
+    if missing:
+        raise QueryError(f"{missing[0]} is not in the index; examples must be indexed images")
+    by_image: dict[str, list[np.ndarray]] = {}
+    for cid, vec in store.caption_vectors_of(ids).items():
+        by_image.setdefault(split_caption_id(cid)[0], []).append(vec)
+    return Examples(ids, [images[i] for i in ids] if use_image else [], [np.mean(v, axis=0) for v in by_image.values()])
+
+
+class Marks:
+    """The lasting marks of one index: record, list, forget, and the ``feedback`` signal of a query.
+
+    Args:
+        store: the opened index.
+        encode: a query text to its vector (the text model's).
+        lock: called before writing (the embedded database's writer lock).
+    """
+
+    def __init__(self, store: Store, encode: Callable[[str], np.ndarray], lock: Callable[[], None]):
+        from .store import FeedbackStore
+
+        self.records = FeedbackStore(store)
+        self.encode, self.lock = encode, lock
+        self.warned = False
+
+    def record(self, query: str, image: str, path: str, relevant: bool, strength: float = 1.0) -> Mark:
+        """Store a mark (replacing the one of the same query and photo)."""
+        self.lock()
+        mark = Mark(query, image, relevant, int(time.time()), path)
+        self.records.add(mark_id(query, image), self.encode(query),
+                         {"query": query, "image_id": image, "path": path, "sign": float(strength if relevant else -strength),
+                          "time": mark.time})
+        return mark
+
+    def signal(self, vector: np.ndarray) -> dict[str, float]:
+        """The ``feedback`` signal for a query vector. Marks that cannot be read are left out with one
+        warning line, and search goes on without them."""
+        try:
+            return feedback_scores(self.records.near(vector, MARKS_LOOKED_AT))
+        except Exception as exc:  # never fail a search because of the marks
+            if not self.warned:
+                self.warned = True
+                print(f"mmsearch: the feedback marks cannot be read ({first_line(exc)}); searching without them",
+                      file=sys.stderr)
+            return {}
+
+    def has(self, query: str, image: str) -> bool:
+        """Whether this query has a mark on this photo."""
+        return self.records.has(mark_id(query.strip(), image))
+
+    def all(self) -> list[Mark]:
+        """Every mark, oldest first."""
+        marks = [Mark(str(m["query"]), str(m["image_id"]), float(m["sign"]) > 0, int(m["time"]), str(m.get("path", "")))
+                 for m in self.records.all()]
+        return sorted(marks, key=lambda m: (m.time, m.query))
+
+    def forget(self, image: str | None = None, query: str | None = None) -> int:
+        """Remove the marks of a photo, of a query, of both, or (neither given) all; returns how many."""
+        clauses = [c for c in ({"image_id": image} if image else None, {"query": query.strip()} if query else None) if c]
+        where = None if not clauses else clauses[0] if len(clauses) == 1 else {"$and": clauses}
+        self.lock()
+        return self.records.delete(where)

@@ -89,7 +89,7 @@ def test_a_feedback_store_that_cannot_be_read_never_fails_a_search(make_engine, 
     def broken(*args, **kwargs):
         raise RuntimeError("Error loading hnsw index")
 
-    monkeypatch.setattr(type(engine._feedback_store()), "near", broken)
+    monkeypatch.setattr(type(engine.marks.records), "near", broken)
     assert len(engine.search("a dog", k=3)) == 3 and len(engine.search("a dog", k=3)) == 3
     err = capsys.readouterr().err
     assert err.count("feedback marks cannot be read") == 1  # one line, once
@@ -139,7 +139,7 @@ def test_the_api_takes_marks_and_opening_full_size_is_a_weak_like(pet_page):
         assert response.status == 200
     marks = pet_page["engine"].feedback_marks()
     assert [(m.query, Path(m.path).name, m.relevant) for m in marks] == [("a sleepy dog", "dog-sofa.jpg", True)]
-    stored = pet_page["engine"]._feedback_store().all()[0]
+    stored = pet_page["engine"].marks.records.all()[0]
     assert stored["sign"] == pytest.approx(OPENED)
 
 
