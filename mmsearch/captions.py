@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import ConfigError
+from .filters import within_any
 
 Manifest = dict[str, list[str]]  # absolute image path -> captions
 SIDECAR_MAX_BYTES = 64 * 1024  # a caption file larger than this is not a caption file
@@ -61,7 +62,7 @@ def read_sidecar(path: Path, roots: Sequence[str] = ()) -> str | None:
         raise ConfigError(f"cannot read sidecar: {exc.strerror or exc}") from None
     if not stat.S_ISREG(info.st_mode):
         raise ConfigError("sidecar is not a regular file (a pipe or device is never read)")
-    if os.path.islink(path) and roots and not _inside(os.path.realpath(path), roots):
+    if os.path.islink(path) and roots and not within_any(os.path.realpath(path), [os.path.realpath(r) for r in roots]):
         raise ConfigError("sidecar is a symbolic link to a file outside the indexed folders")
     if info.st_size > SIDECAR_MAX_BYTES:
         raise ConfigError(f"sidecar is {info.st_size:,} bytes; captions are read from files of at most "
@@ -89,13 +90,6 @@ def decode_text(data: bytes) -> str:
         raise ConfigError(f"sidecar is not UTF-8 or UTF-16 text (byte {exc.start})") from None
     return text.replace("\x00", "")
 
-
-def _inside(path: str, roots: Sequence[str]) -> bool:
-    for root in roots:
-        real = os.path.realpath(root)
-        if path == real or path.startswith(real.rstrip(os.sep) + os.sep):
-            return True
-    return False
 
 
 def load_manifest(path: str | Path) -> Manifest:

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from .filters import within, within_any
+
 MAX_BITS = 8  # pHash bits: variants of one photo measured within 8, different photos 16 or more apart
 MIN_COSINE = 0.92  # image vectors of variants; a guess until measured with real CLIP weights (see README)
 BLOCK = 64  # hashes compared at once against all others (64 x 100k uint64 = 51 MB)
@@ -186,12 +188,6 @@ def _reason(keeper: _Image, others: list[_Image]) -> str:
     return "identical files: the first by path"
 
 
-def under(path: str, folder: str) -> bool:
-    """Whether ``path`` is ``folder`` or inside it."""
-    folder = os.path.abspath(folder).rstrip(os.sep) or os.sep
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
 # -- moving the extra copies away (nothing is ever deleted) ------------------------------------------
 
 MANIFEST_PREFIX = "mmsearch-duplicates-"
@@ -207,13 +203,13 @@ def plan_moves(groups: list[DuplicateGroup], dest: str, roots: list[str]) -> lis
     from .errors import ConfigError
 
     dest = os.path.abspath(os.path.expanduser(dest))
-    if any(under(dest, r) for r in roots):
+    if within_any(dest, roots):
         raise ConfigError(f"{dest} is inside an indexed folder; move duplicates to a folder outside "
-                          f"{', '.join(r for r in roots if under(dest, r))}")
+                          f"{', '.join(r for r in roots if within(dest, r))}")
     moves = []
     for group in groups:
         for member in group.members[1:]:
-            root = max((r for r in roots if under(member.path, r)), key=len, default=os.path.dirname(member.path))
+            root = max((r for r in roots if within(member.path, r)), key=len, default=os.path.dirname(member.path))
             inside = os.path.relpath(member.path, root)
             moves.append((member.path, os.path.join(dest, os.path.basename(root.rstrip(os.sep)) or "root", inside)))
     return moves

@@ -16,7 +16,7 @@ from .captions import load_manifest
 from .config import Config
 from .encoders import Encoders, TextEncoder, l2_normalize, load_encoders, load_text_encoder, model_signature
 from .errors import ConfigError, QueryError
-from .filters import DateLike, build_where, check_text
+from .filters import DateLike, build_where, check_text, within, within_any
 from .ids import NO_IMAGE_MODEL, has_image_vectors, image_id
 from .records import Hit, IndexReport
 
@@ -433,22 +433,22 @@ class SearchEngine:
 
         See ``mmsearch.duplicates`` for the rule.
         """
-        from .duplicates import MAX_BITS, MIN_COSINE, find_groups, under
+        from .duplicates import MAX_BITS, MIN_COSINE, find_groups
 
         store = self.store
         if not store.ready:
             return []
         roots = store.roots()
-        within = str(Path(os.path.expanduser(str(folder))).absolute()) if folder else None
+        inside = str(Path(os.path.expanduser(str(folder))).absolute()) if folder else None
         records = [(i, m) for i, m in store.all_metadata()
-                   if any(under(m["path"], r) for r in roots) and (within is None or under(m["path"], within))]
+                   if within_any(m["path"], roots) and (inside is None or within(m["path"], inside))]
         # The offline profile's colour-layout vectors are no check: measured on photo variants, a brightness
         # change moved them more (cosine 0.33 for a grey texture) than a burst did, so the hash decides alone.
         vectors = self._vectors_in_pages if self.has_image_vectors else None
         only = None
         if of is not None:
             wanted = [os.path.abspath(os.path.expanduser(str(p))) for p in of]
-            only = {i for i, m in records if any(under(m["path"], w) for w in wanted)}
+            only = {i for i, m in records if within_any(m["path"], wanted)}
         return find_groups(records, vectors, MAX_BITS if max_bits is None else max_bits,
                            MIN_COSINE if min_cosine is None else min_cosine, only)
 
@@ -496,12 +496,12 @@ class SearchEngine:
         store = self.store
         if not store.ready:
             return {"folders": [], "folder_counts": {}, "cameras": []}
-        roots = [r.rstrip(os.sep) or os.sep for r in store.roots()]
+        roots = store.roots()
         counts: dict[str, int] = {}
         cameras: set[str] = set()
         for _, meta in store.all_metadata():
             for folder in meta.get("folders") or []:
-                if any(folder == r or folder.startswith(r.rstrip(os.sep) + os.sep) for r in roots):
+                if within_any(folder, roots):
                     counts[folder] = counts.get(folder, 0) + 1
             if meta.get("camera"):
                 cameras.add(str(meta["camera"]))

@@ -21,6 +21,7 @@ import numpy as np
 from .captions import Manifest, merge_captions, sidecar_captions
 from .encoders import Encoders
 from .errors import ImageReadError
+from .filters import within_any
 from .ids import image_id
 from .images import ImageInfo, layout_vector, perceptual_hash, read_capped, read_image
 from .records import IndexReport
@@ -155,7 +156,7 @@ class Indexer:
         # Only under roots that exist: an unmounted drive must not empty the index.
         present = [r for r in roots if os.path.exists(r)]
         gone = {p: e for p, e in known.items()
-                if p not in seen and _under(p, present) and (self.shard is None or self.shard.owns(p))} if prune else {}
+                if p not in seen and within_any(p, present) and (self.shard is None or self.shard.owns(p))} if prune else {}
         moves = _MoveTable(gone.values())
         self._encode_all(todo, known, moves, report)
         if self.stop.is_set():
@@ -400,6 +401,3 @@ def _unchanged(entry: Entry, candidate: Candidate) -> bool:
     return (entry.size == candidate.size and entry.mtime_ns == str(candidate.mtime_ns)
             and entry.caption_sig == candidate.caption_sig)
 
-
-def _under(path: str, roots: Sequence[str]) -> bool:
-    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
