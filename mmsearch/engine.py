@@ -17,7 +17,7 @@ from .config import Config
 from .encoders import Encoders, TextEncoder, l2_normalize, load_encoders, load_text_encoder, model_signature
 from .errors import ConfigError, QueryError
 from .filters import DateLike, build_where, check_text, within, within_any
-from .ids import NO_IMAGE_MODEL, has_image_vectors, image_id
+from .ids import NO_IMAGE_MODEL, has_image_vectors, image_id, image_id_of
 from .records import Hit, IndexReport
 
 if TYPE_CHECKING:
@@ -291,14 +291,14 @@ class SearchEngine:
         if not text:
             raise QueryError("a mark needs the query it answers")
         path = os.path.abspath(os.path.expanduser(str(path)))
-        own = image_id(path)
+        own = image_id_of(path)
         if not self.store.ready or own not in self.store.image_vectors([own]):
             raise QueryError(f"{path} is not in the index")
         return self.marks.record(text, own, path, relevant, strength)
 
     def has_mark(self, query: str, path: str | Path) -> bool:
         """Whether a lasting mark exists for this query and image."""
-        return self.store.ready and self.marks.has(query, image_id(os.path.abspath(os.path.expanduser(str(path)))))
+        return self.store.ready and self.marks.has(query, image_id_of(path))
 
     def feedback_marks(self) -> list[Mark]:
         """Every lasting mark, oldest first."""
@@ -308,7 +308,7 @@ class SearchEngine:
         """Remove lasting marks: of one photo, of one query, of both, or (neither given) all. Returns how many."""
         if not self.store.ready:
             return 0
-        own = image_id(os.path.abspath(os.path.expanduser(str(path)))) if path is not None else None
+        own = image_id_of(path) if path is not None else None
         return self.marks.forget(own, query)
 
     def serve(self, query: Query) -> list[Hit]:
@@ -336,7 +336,7 @@ class SearchEngine:
         """
         if not self.has_image_vectors:
             raise QueryError("'more like this' needs image vectors; this index uses the caption-only offline profile")
-        own = image_id(os.path.abspath(path))
+        own = image_id_of(path)
         stored = self.store.image_vectors([own]) if self.store.ready else {}
         if own not in stored:
             raise QueryError(f"{path} is not in the index")

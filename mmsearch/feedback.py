@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import QueryError, first_line
-from .ids import image_id, split_caption_id
+from .ids import image_id_of, split_caption_id
 
 if TYPE_CHECKING:
     from .store import Store
@@ -108,7 +107,7 @@ def examples(store: Store, paths: Sequence[str | Path], use_image: bool) -> Exam
     Raises:
         QueryError: an example is not an indexed image.
     """
-    ids = [image_id(os.path.abspath(os.path.expanduser(str(p)))) for p in paths]
+    ids = [image_id_of(p) for p in paths]
     if not ids:
         return Examples()
     images = store.image_vectors(ids)

@@ -7,6 +7,7 @@ image vectors at all (the caption-only offline profile has none).
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +17,11 @@ NO_IMAGE_MODEL = "none"  # the image model recorded by an index built without on
 def image_id(path: str) -> str:
     """Stable record id of an image: a hash of its absolute path."""
     return hashlib.sha1(path.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+
+
+def image_id_of(path: str | os.PathLike[str]) -> str:
+    """The record id of the file a user names: ``~`` expanded, made absolute, then ``image_id``."""
+    return image_id(os.path.abspath(os.path.expanduser(os.fspath(path))))
 
 
 def caption_id(image: str, index: int) -> str:
