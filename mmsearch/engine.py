@@ -444,7 +444,7 @@ class SearchEngine:
                    if within_any(m["path"], roots) and (inside is None or within(m["path"], inside))]
         # The offline profile's colour-layout vectors are no check: measured on photo variants, a brightness
         # change moved them more (cosine 0.33 for a grey texture) than a burst did, so the hash decides alone.
-        vectors = self._vectors_in_pages if self.has_image_vectors else None
+        vectors = self.store.image_vectors if self.has_image_vectors else None
         only = None
         if of is not None:
             wanted = [os.path.abspath(os.path.expanduser(str(p))) for p in of]
@@ -474,14 +474,6 @@ class SearchEngine:
         store = self.store
         if store.image_metadata([image_id(old)]):
             store.move(image_id(old), image_id(new), path_fields(new))
-
-    def _vectors_in_pages(self, ids: list[str]) -> dict[str, np.ndarray]:
-        from .store import PAGE
-
-        out: dict[str, np.ndarray] = {}
-        for start in range(0, len(ids), PAGE):
-            out.update(self.store.image_vectors(ids[start:start + PAGE]))
-        return out
 
     # -- information --------------------------------------------------------------------------------
 

@@ -492,11 +492,12 @@ class Store:
 
     @_guarded("read")
     def image_vectors(self, ids: Sequence[str], where: dict | None = None) -> dict[str, np.ndarray]:
-        """Stored vectors of the image ids that exist (and match ``where``)."""
-        if not ids:
-            return {}
-        got = self._images.get(ids=list(ids), where=where or None, include=["embeddings"])
-        return {i: np.asarray(v, dtype=np.float32) for i, v in zip(got["ids"], got["embeddings"])}
+        """Stored vectors of the image ids that exist (and match ``where``), asked for ``PAGE`` ids at a time."""
+        ids, out = list(ids), {}
+        for start in range(0, len(ids), PAGE):
+            got = self._images.get(ids=ids[start:start + PAGE], where=where or None, include=["embeddings"])
+            out.update({i: np.asarray(v, dtype=np.float32) for i, v in zip(got["ids"], got["embeddings"])})
+        return out
 
     @_guarded("read")
     def image_metadata(self, ids: Sequence[str]) -> dict[str, dict]:
@@ -508,17 +509,8 @@ class Store:
 
     def all_metadata(self) -> Iterator[tuple[str, dict]]:
         """(id, metadata) of every image, page by page."""
-        if self._get_images() is not None:
-            for ids, metas in self._pages(self._images):
-                yield from zip(ids, metas)
-
-    def distinct(self, key: str) -> list[str]:
-        """Sorted distinct values of one metadata field (e.g. ``camera``) over all images."""
-        values: set[str] = set()
-        if self._get_images() is not None:
-            for _, metas in self._pages(self._images):
-                values.update(str(m[key]) for m in metas if m.get(key) is not None)
-        return sorted(values)
+        for ids, metas in self.pages():
+            yield from zip(ids, metas)
 
 
 class FeedbackStore:
