@@ -47,7 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("paths", nargs="+", metavar="PATH", help="folders (recursive) or image files")
     index.add_argument("--captions", action="append", metavar="FILE",
                        help="caption manifest (.csv or .jsonl with path,caption); repeatable")
-    index.add_argument("--batch-size", type=int, help="images per encoder batch (default 32)")
+    index.add_argument("--batch-size", type=int,
+                       help="images per encoder batch (MMSEARCH_BATCH_SIZE; default 32 on the CPU, 256 on CUDA)")
+    index.add_argument("--workers", type=int, metavar="N",
+                       help="decode workers (MMSEARCH_WORKERS; default: one per CPU core)")
     index.add_argument("--no-prune", action="store_true", help="keep entries whose files are gone")
     index.add_argument("--hidden", action="store_true", help="also index hidden files and folders (.name)")
     index.add_argument("--shard", metavar="I/N",
@@ -149,6 +152,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     """Config from defaults, environment and command-line options (options win)."""
     config = Config.from_env(db=args.db, clip_model=args.clip_model, clip_pretrained=args.clip_pretrained,
                              text_model=args.text_model, batch_size=getattr(args, "batch_size", None),
+                             workers=getattr(args, "workers", None),
                              chroma_url=args.chroma_url,
                              chroma_headers="; ".join(args.chroma_header) if args.chroma_header else None,
                              rerank_model=args.rerank_model)

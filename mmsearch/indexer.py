@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import signal
 import stat
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,16 +21,16 @@ from typing import Any
 import numpy as np
 
 from .captions import Manifest, merge_captions, sidecar_captions
-from .encoders import Encoders
+from .encoders import Encoders, PreparingImageEncoder
 from .errors import ImageReadError
 from .filters import within_any
 from .ids import image_id
 from .images import ImageInfo, layout_vector, perceptual_hash, read_capped, read_image
+from .pipeline import Batch, ThreadBalance, Writer
 from .records import IndexReport
 from .store import Entry, Store
 from .walk import scan
 
-DECODE_THREADS = 2  # decoding overlaps with the model; Pillow releases the GIL while decoding
 LAYOUT_DECODE_SIDE = 64  # decode size when no image model reads the pixels (offline profile: layout vectors)
 ProgressCallback = Callable[[int, int], None]  # (images processed, images to process) after each batch
 
@@ -49,11 +51,12 @@ class Prepared:
     """A decoded image ready for the encoder."""
 
     candidate: Candidate
-    image: Any  # PIL.Image.Image
+    image: Any  # PIL.Image.Image, or None once ``pixels`` holds the model's input
     info: ImageInfo
     sha256: str
     phash: str = ""  # perceptual hash (images.perceptual_hash), for near-duplicates
     captions: list[str] = field(default_factory=list)  # all of them, as stored
+    pixels: np.ndarray | None = None  # the image model's preprocessed input, made in the decode worker
 
 
 @dataclass(frozen=True)
@@ -99,16 +102,20 @@ class Indexer:
         batch_size: images per encoder batch.
         progress: show a progress bar on stderr.
         hidden: also index hidden files and folders.
-        on_progress: called with (done, total) after each stored batch (e.g. a web progress bar).
+        on_progress: called with (done, total) after each stored batch (e.g. a web progress bar), in the
+            writer thread.
         shard: index only this worker's share of the files (and prune only within it).
         forget_captions: drop manifest captions of files that no manifest of this run lists (by default
             they are kept until a manifest says otherwise).
+        workers: decode worker threads (reading, hashing, decoding and preprocessing; Pillow and numpy
+            release the GIL for the heavy parts, and no worker uses torch's thread pool).
     """
 
     def __init__(self, store: Store, encoders: Encoders, manifest: Manifest | None = None,
                  batch_size: int = 32, progress: bool = False, hidden: bool = False,
                  on_progress: ProgressCallback | None = None, shard: Shard | None = None,
-                 forget_captions: bool = False):
+                 forget_captions: bool = False, workers: int = 2):
+        self.workers = workers
         self.forget_captions = forget_captions
         self.store = store
         self.encoders = encoders
@@ -184,63 +191,90 @@ class Indexer:
         return Candidate(str(path), info.st_size, info.st_mtime_ns, captions, sig)
 
     def _encode_all(self, todo: list[Candidate], known: dict[str, Entry], moves: _MoveTable, report: IndexReport) -> None:
+        """The pipeline: decode workers (read, hash, decode, shrink, preprocess) run one batch ahead of the
+        model in this thread, and a writer thread stores each encoded batch while the next one is encoded."""
         from tqdm import tqdm
 
-        # Transient (leave=False): the summary line that follows is the one that stays.
+        # Transient (leave=False): the summary line that follows is the one that stays. tqdm shows img/s.
         bar = tqdm(total=len(todo), unit="img", file=sys.stderr, disable=not self.progress or not todo, desc="indexing",
                    leave=False)
-        # Decode only the pixels the model uses; without an image model, decode small (metadata only).
         image = self.encoders.image
+        # Decode only the pixels the model uses; without an image model, decode small (metadata only).
         min_side = getattr(image, "input_size", None) if image is not None else LAYOUT_DECODE_SIDE
+        prepare = image.prepare if isinstance(image, PreparingImageEncoder) else None
         batches = [todo[i:i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
-        done = 0
-        with ThreadPoolExecutor(DECODE_THREADS) as pool:
-            def submit(batch: list[Candidate]) -> list[Future]:
-                return [pool.submit(_prepare, c, None if c.path in known else moves, min_side) for c in batch]
+        done = [0]  # stored so far (not bar.n: a disabled tqdm bar does not count)
+        writer, balance = Writer(self.store), ThreadBalance()
+        try:
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="mmsearch-decode") as pool:
+                def submit(batch: list[Candidate]) -> list[Future]:
+                    return [pool.submit(_prepare, c, None if c.path in known else moves, min_side, prepare) for c in batch]
 
-            pending = submit(batches[0]) if batches else []
-            for n in range(len(batches)):
-                if self.stop.is_set():
-                    for future in pending:
-                        future.cancel()
-                    break
-                current = pending
-                # Decode the next batch while this one is in the model.
-                pending = submit(batches[n + 1]) if n + 1 < len(batches) else []
-                ready = self._collect(current, report)
-                self._store_batch(ready)
-                for item in ready:
-                    old = known.get(item.candidate.path)
-                    if old is not None:
-                        report.updated += 1
-                        report.captions_removed += len(set(old.captions) - set(item.captions))
-                    else:
-                        report.added += 1
-                bar.update(len(current))
-                done += len(current)  # not bar.n: a disabled tqdm bar does not count
-                if self.on_progress is not None:
-                    self.on_progress(done, len(todo))
-        bar.close()
+                pending = submit(batches[0]) if batches else []
+                for n in range(len(batches)):
+                    if self.stop.is_set():
+                        for future in pending:
+                            future.cancel()
+                        break
+                    current = pending
+                    # The workers decode the next batch while this one is in the model.
+                    pending = submit(batches[n + 1]) if n + 1 < len(batches) else []
+                    started = time.perf_counter()
+                    ready = self._collect(current, report, writer)
+                    collected = time.perf_counter()
+                    batch = self._encode(ready)
+                    batch.stored = functools.partial(self._stored, len(current), len(todo), bar, done)
+                    writer.put(batch)
+                    balance.update(collected - started, time.perf_counter() - collected)
+                    self._count(ready, known, report)
+            writer.close()  # the last batches are stored before the run goes on (pruning, the report)
+        except BaseException:
+            writer.close(drain=False)  # the batch being written completes; queued ones are redone next run
+            raise
+        finally:
+            balance.restore()
+            bar.close()
 
-    def _collect(self, futures: list[Future], report: IndexReport) -> list[Prepared]:
+    def _stored(self, count: int, total: int, bar: Any, done: list[int]) -> None:
+        """After a batch is stored (in the writer thread): the progress bar and ``on_progress`` move on."""
+        bar.update(count)
+        done[0] += count
+        if self.on_progress is not None:
+            self.on_progress(done[0], total)
+
+    @staticmethod
+    def _count(ready: list[Prepared], known: dict[str, Entry], report: IndexReport) -> None:
+        for item in ready:
+            old = known.get(item.candidate.path)
+            if old is not None:
+                report.updated += 1
+                report.captions_removed += len(set(old.captions) - set(item.captions))
+            else:
+                report.added += 1
+
+    def _collect(self, futures: list[Future], report: IndexReport, writer: Writer) -> list[Prepared]:
         ready = []
         for future in futures:
             result = future.result()
             if isinstance(result, Prepared):
                 ready.append(result)
             elif isinstance(result, Moved):
-                self.store.move(result.entry.id, image_id(result.candidate.path), _file_fields(result.candidate))
+                writer.call(self.store.move, result.entry.id, image_id(result.candidate.path), _file_fields(result.candidate))
                 report.moved += 1
             else:
                 report.failed.append(result)
         return ready
 
-    def _store_batch(self, batch: list[Prepared]) -> None:
-        if not batch:
-            return
+    def _encode(self, batch: list[Prepared]) -> Batch:
+        """Run the models over a decoded batch (in this thread); the result is stored by the writer."""
         dim = self.encoders.dim
-        if self.encoders.image is not None:
-            vectors = self.encoders.image.encode_images([p.image for p in batch])
+        image = self.encoders.image
+        if not batch:
+            vectors = np.zeros((0, dim), np.float32)
+        elif image is not None and all(p.pixels is not None for p in batch):
+            vectors = image.encode_prepared(np.stack([p.pixels for p in batch]))  # type: ignore[attr-defined]
+        elif image is not None:
+            vectors = image.encode_images([p.image for p in batch])
         else:  # no image model: each file's colour layout keeps its record (see images.layout_vector)
             vectors = np.asarray([layout_vector(p.image, dim) for p in batch], dtype=np.float32)
         captions = [merge_captions(p.candidate.captions, [(c, "embedded") for c in p.info.captions]) for p in batch]
@@ -249,7 +283,7 @@ class Indexer:
         texts = [t for items in captions for t, _ in items]
         caption_vectors = self.encoders.text.encode_texts(texts) if texts else np.zeros((0, dim), np.float32)
         metas = [_metadata(p, [t for t, _ in items]) for p, items in zip(batch, captions)]
-        self.store.put([image_id(p.candidate.path) for p in batch], vectors, metas, captions, caption_vectors)
+        return Batch([image_id(p.candidate.path) for p in batch], vectors, metas, captions, caption_vectors)
 
 
 @contextmanager
@@ -316,9 +350,10 @@ class _MoveTable:
         return entry.id in self._claimed
 
 
-def _prepare(candidate: Candidate, moves: _MoveTable | None = None, min_side: int | None = None
-             ) -> Prepared | Moved | tuple[str, str]:
-    """Read, hash and decode one file (at the size the model needs); a failure becomes ``(path, reason)``.
+def _prepare(candidate: Candidate, moves: _MoveTable | None = None, min_side: int | None = None,
+             prepare: Callable[[Any], np.ndarray] | None = None) -> Prepared | Moved | tuple[str, str]:
+    """Read, hash and decode one file (at the size the model needs), then run the model's preprocessing
+    (``prepare``) on it; a failure becomes ``(path, reason)``. Runs in a decode worker.
 
     A new file with the content and captions of a vanished entry is a rename: it is not decoded.
     """
@@ -330,6 +365,7 @@ def _prepare(candidate: Candidate, moves: _MoveTable | None = None, min_side: in
             return Moved(candidate, entry)
         image, info = read_image(data, min_side)
         phash = perceptual_hash(image)  # here, in the decode thread, on the already small image
+        pixels = prepare(image) if prepare is not None else None
     except ImageReadError as exc:
         return candidate.path, str(exc)
     except MemoryError:
@@ -338,6 +374,8 @@ def _prepare(candidate: Candidate, moves: _MoveTable | None = None, min_side: in
         return candidate.path, f"cannot decode: {type(exc).__name__}: {exc}"
     finally:
         _current.path = None
+    if pixels is not None:
+        return Prepared(candidate, None, info, sha256, phash, pixels=pixels)  # the model input is all that is needed
     return Prepared(candidate, image, info, sha256, phash)
 
 

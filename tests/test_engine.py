@@ -122,7 +122,8 @@ def test_reindex_encodes_nothing_when_nothing_changed(make_engine, photos, monke
     engine = make_engine()
     _index(engine, photos)
     calls = []
-    monkeypatch.setattr(engine.encoders.image, "encode_images", lambda images: calls.append(images))
+    for method in ("encode_images", "encode_prepared"):  # the indexer uses the latter
+        monkeypatch.setattr(engine.encoders.image, method, lambda images: calls.append(images))
     report = _index(engine, photos)
     assert (report.added, report.updated, report.unchanged, report.removed) == (0, 0, 6, 0)
     assert calls == []
@@ -252,7 +253,8 @@ def test_renamed_and_moved_files_keep_their_vectors_without_reencoding(make_engi
     (photos / "pasta.jpg.txt").rename(photos / "dinner" / "my pasta.jpg.txt")
     (photos / "holidays" / "uncaptioned.jpg").rename(photos / "green.jpg")
     calls = []
-    monkeypatch.setattr(engine.encoders.image, "encode_images", lambda images: calls.append(images))
+    for method in ("encode_images", "encode_prepared"):  # the indexer uses the latter
+        monkeypatch.setattr(engine.encoders.image, method, lambda images: calls.append(images))
     report = _index(engine, photos)
     assert (report.added, report.updated, report.unchanged, report.moved, report.removed) == (0, 0, 4, 2, 0)
     assert calls == []

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 from ..config import CLIP_TEXT, NO_IMAGE_MODEL, Config
 from ..errors import DimensionMismatchError
-from .base import ImageEncoder, TextEncoder, l2_normalize
+from .base import ImageEncoder, PreparingImageEncoder, TextEncoder, l2_normalize
 from .openclip import clip_model_id
 from .sentence import text_model_id
 
-__all__ = ["Encoders", "ImageEncoder", "TextEncoder", "l2_normalize", "load_encoders", "load_text_encoder",
-           "model_signature"]
+__all__ = ["Encoders", "ImageEncoder", "PreparingImageEncoder", "TextEncoder", "l2_normalize", "load_encoders",
+           "load_text_encoder", "model_signature"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,8 @@ def load_encoders(config: Config, text: TextEncoder | None = None) -> Encoders:
     if config.has_image_model:
         from .openclip import OpenClipEncoder
 
-        image = OpenClipEncoder(config.clip_model, config.clip_pretrained, config.device, config.cache_dir)
+        image = OpenClipEncoder(config.clip_model, config.clip_pretrained, config.device, config.cache_dir,
+                                config.precision)
     if config.text_model == CLIP_TEXT:
         assert image is not None  # Config refuses text_model='clip' without a CLIP model
         return Encoders(image=image, text=image)  # type: ignore[arg-type]

@@ -40,6 +40,22 @@ class ImageEncoder(Protocol):
         ...
 
 
+@runtime_checkable
+class PreparingImageEncoder(ImageEncoder, Protocol):
+    """An image encoder whose preprocessing can run apart from its model: indexing calls ``prepare`` in
+    its decode workers (so it must be thread-safe, and should not use torch's thread pool) and only
+    ``encode_prepared`` in the main thread. ``encode_images(ims)`` equals
+    ``encode_prepared(np.stack([prepare(im) for im in ims]))``."""
+
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        """One RGB image as the model's float32 input array."""
+        ...
+
+    def encode_prepared(self, pixels: np.ndarray) -> np.ndarray:
+        """Embed a stack of ``prepare`` outputs; unit-length float32 rows."""
+        ...
+
+
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length, as float32; all-zero rows stay zero instead of becoming NaN."""
     vectors = np.asarray(vectors, dtype=np.float32)

@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..config import PRECISIONS
 from ..errors import ModelLoadError, first_line
 from ..hub import OFFLINE_REASON, hub_online, prepare_hub, quiet_logging
 from .base import l2_normalize
+from .pixels import ArrayTransform
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -52,7 +54,8 @@ class OpenClipEncoder:
         cache_dir: where downloaded weights are cached.
     """
 
-    def __init__(self, clip_model: str, clip_pretrained: str, device: str = "cpu", cache_dir: str | None = None):
+    def __init__(self, clip_model: str, clip_pretrained: str, device: str = "cpu", cache_dir: str | None = None,
+                 precision: str = "auto"):
         import open_clip
         import torch
 
@@ -77,7 +80,8 @@ class OpenClipEncoder:
         self.tokenizer = open_clip.get_tokenizer(name)
         self.dim = int(_embed_dim(model))
         self.input_size = _resize_side(preprocess)
-
+        self.precision = resolve_precision(precision, device)
+        self._array_transform = ArrayTransform.from_torchvision(preprocess)
 
     @staticmethod
     def _weights_kwargs(open_clip: Any, name: str, pretrained: str) -> dict[str, Any]:
@@ -95,13 +99,37 @@ class OpenClipEncoder:
         # OpenAI's weights were trained with QuickGELU; building the model without it degrades them silently.
         return {"pretrained": pretrained, "force_quick_gelu": bool(tag_cfg.get("quick_gelu", False))}
 
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        """open_clip's preprocess of one RGB image as a float32 ``(3, H, W)`` array, bit-identical to its
+        torchvision output. Thread-safe, and torch-free for open_clip's usual transforms, so indexing
+        runs it in its decode workers."""
+        if self._array_transform is not None:
+            return self._array_transform(image)
+        return self.preprocess(image).numpy()
+
+    def encode_prepared(self, pixels: np.ndarray) -> np.ndarray:
+        """Embed a stack of ``prepare`` outputs, ``(n, 3, H, W)``; returns unit-length float32 rows.
+
+        On CUDA the batch goes through pinned memory with a non-blocking copy, and the model runs under
+        fp16 (or bf16) autocast unless ``precision="fp32"``; the CPU runs fp32 (bf16 measured 0.18x there).
+        """
+        if len(pixels) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        torch = self._torch
+        batch = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))
+        on_cuda = torch.device(self.device).type == "cuda"
+        if on_cuda:
+            batch = batch.pin_memory().to(self.device, non_blocking=True)
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision)
+        with torch.inference_mode(), torch.autocast(torch.device(self.device).type, dtype=dtype,
+                                                    enabled=dtype is not None):
+            return l2_normalize(self.model.encode_image(batch).float().cpu().numpy())
+
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Embed RGB PIL images; returns unit-length float32 rows."""
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
-        batch = self._torch.stack([self.preprocess(im) for im in images]).to(self.device)
-        with self._torch.inference_mode():
-            return l2_normalize(self.model.encode_image(batch).float().cpu().numpy())
+        return self.encode_prepared(np.stack([self.prepare(im) for im in images]))
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts with the CLIP text tower; returns unit-length float32 rows."""
@@ -110,6 +138,15 @@ class OpenClipEncoder:
         tokens = self.tokenizer(list(texts)).to(self.device)
         with self._torch.inference_mode():
             return l2_normalize(self.model.encode_text(tokens).float().cpu().numpy())
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto`` is fp16 autocast on CUDA and fp32 elsewhere; an explicit choice is kept."""
+    if precision not in PRECISIONS:
+        raise ModelLoadError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    return "fp16" if device.startswith("cuda") else "fp32"
 
 
 def _resize_side(preprocess: Any) -> int | None:
