@@ -17,11 +17,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
-# Debian's chromium for the browser tests (driven by Playwright; Playwright's own browser download is never used).
+# Debian packages the tests need: chromium for the browser tests (driven by Playwright; Playwright's own
+# browser download is never used), fonts to render text onto test photos (Latin and Chinese), and
+# tesseract with Chinese for the alternative OCR engine.
+DEBS := chromium fonts-dejavu-core fonts-noto-cjk tesseract-ocr tesseract-ocr-chi-sim
 browser:
-	@command -v chromium >/dev/null || { \
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 demo: setup
 	$(BIN)/mmsearch demo sample_images

@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="images per encoder batch (MMSEARCH_BATCH_SIZE; default 32 on the CPU, 256 on CUDA)")
     index.add_argument("--workers", type=int, metavar="N",
                        help="decode workers (MMSEARCH_WORKERS; default: one per CPU core)")
+    index.add_argument("--ocr", action=argparse.BooleanOptionalAction, default=None,
+                       help="read the text in photos (Chinese and English) and search it; recorded in the index, "
+                            "so later runs keep doing it (MMSEARCH_OCR=1); --no-ocr turns it off")
+    index.add_argument("--ocr-engine", choices=["rapidocr", "tesseract"],
+                       help="OCR engine (MMSEARCH_OCR_ENGINE; default rapidocr, bundled models)")
     index.add_argument("--no-prune", action="store_true", help="keep entries whose files are gone")
     index.add_argument("--hidden", action="store_true", help="also index hidden files and folders (.name)")
     index.add_argument("--shard", metavar="I/N",
@@ -152,7 +157,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     """Config from defaults, environment and command-line options (options win)."""
     config = Config.from_env(db=args.db, clip_model=args.clip_model, clip_pretrained=args.clip_pretrained,
                              text_model=args.text_model, batch_size=getattr(args, "batch_size", None),
-                             workers=getattr(args, "workers", None),
+                             workers=getattr(args, "workers", None), ocr=getattr(args, "ocr", None),
+                             ocr_engine=getattr(args, "ocr_engine", None),
                              chroma_url=args.chroma_url,
                              chroma_headers="; ".join(args.chroma_header) if args.chroma_header else None,
                              rerank_model=args.rerank_model)

@@ -20,6 +20,7 @@ PACKAGED_MINILM = "minilm"  # text_model alias for the MiniLM shipped by the gt-
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"  # what that MiniLM is (its id in index signatures)
 TEXT_RUNTIMES = ("auto", "numpy", "torch")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+OCR_ENGINES = ("rapidocr", "tesseract")
 MODEL_FIELDS = ("clip_model", "clip_pretrained", "text_model")  # the settings an index records and keeps
 
 # Environment variable -> Config field. Documented in the README.
@@ -33,6 +34,9 @@ ENV_VARS: dict[str, str] = {
     "MMSEARCH_BATCH_SIZE": "batch_size",
     "MMSEARCH_WORKERS": "workers",
     "MMSEARCH_PRECISION": "precision",
+    "MMSEARCH_OCR": "ocr",
+    "MMSEARCH_OCR_ENGINE": "ocr_engine",
+    "MMSEARCH_OCR_WEIGHT": "ocr_weight",
     "MMSEARCH_CAPTION_WEIGHT": "caption_weight",
     "MMSEARCH_KEYWORD_WEIGHT": "keyword_weight",
     "MMSEARCH_FUSION": "fusion",
@@ -89,6 +93,10 @@ class Config:
             (``index_batch_size``).
         workers: Decode workers while indexing (read, hash, decode, shrink, preprocess); None = one per
             CPU core available to the process (``decode_workers``).
+        ocr: Read the text in photos while indexing (``--ocr``): True turns it on for the index, False
+            off; None (default) keeps what the index records. Text is searched as the ``ocr`` signal.
+        ocr_engine: ``rapidocr`` (default; PP-OCRv4 on ONNX Runtime, Chinese and English) or ``tesseract``.
+        ocr_weight: Weight of the ``ocr`` signal (text read in photos) in the fused score.
         precision: Image model precision: ``"auto"`` (fp16 autocast on CUDA, fp32 on the CPU), ``"fp32"``,
             ``"fp16"`` or ``"bf16"``.
         caption_weight: Share of the caption signal in the fused score (0 = image only, 1 = caption only).
@@ -120,6 +128,9 @@ class Config:
     batch_size: int | None = None
     workers: int | None = None
     precision: str = "auto"
+    ocr: bool | None = None
+    ocr_engine: str = "rapidocr"
+    ocr_weight: float = 1.0
     caption_weight: float = 0.5
     keyword_weight: float = 0.25
     fusion: str = "shrink"
@@ -139,9 +150,11 @@ class Config:
         for name in ("batch_size", "workers"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.ocr_engine not in OCR_ENGINES:
+            raise ConfigError(f"ocr_engine must be one of {', '.join(OCR_ENGINES)}, got {self.ocr_engine!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        for name in ("caption_weight", "keyword_weight", "feedback_weight"):
+        for name in ("caption_weight", "keyword_weight", "feedback_weight", "ocr_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
         if self.fusion not in FUSION_RULES:
@@ -226,8 +239,12 @@ def _coerce(name: str, raw: str, var: str) -> Any:
     try:
         if name in ("batch_size", "workers"):
             return int(raw)
-        if name in ("caption_weight", "keyword_weight", "feedback_weight", "chroma_retry_seconds"):
+        if name in ("caption_weight", "keyword_weight", "feedback_weight", "ocr_weight", "chroma_retry_seconds"):
             return float(raw)
+        if name == "ocr":
+            if raw.strip().lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(raw)
+            return raw.strip().lower() in ("1", "true", "yes", "on")
     except ValueError as exc:
-        raise ConfigError(f"{var}={raw!r} is not a number") from exc
+        raise ConfigError(f"{var}={raw!r} is not {'1 or 0' if name == 'ocr' else 'a number'}") from exc
     return raw

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .feedback import Examples, Mark, Marks
     from .indexer import ProgressCallback, Shard
     from .keywords import KeywordIndex
+    from .ocr import OcrEngine, OcrMatcher
     from .ranking import Query
     from .rerank import Reranker
     from .store import Store
@@ -67,6 +68,8 @@ class SearchEngine:
         self._adopted = False  # whether the index was asked for its models
         self._text: TextEncoder | None = None  # loaded alone for text queries until the image model is needed
         self._keywords: KeywordIndex | None = None
+        self._ocr_known: tuple[bool, float] | None = None  # (has text, when checked)
+        self._ocr_matcher: tuple[KeywordIndex, OcrMatcher] | None = None
         self._keywords_key: tuple[int, int] = (0, 0)
         self._keywords_at = self._keywords_checked = 0.0
         self._reranker: Reranker | None = None
@@ -184,10 +187,41 @@ class SearchEngine:
             store.create(self.signature, encoders.dim, self.config.models() if self._encoders_from_config else None)
             indexer = Indexer(store, encoders, manifest, batch_size or self.config.index_batch_size, progress, hidden,
                               on_progress, Shard.parse(shard) if isinstance(shard, str) else shard, forget_captions,
-                              workers=workers or self.config.decode_workers)
+                              workers=workers or self.config.decode_workers, ocr=self._ocr_for_run(store))
             report = indexer.run(list(paths), prune=prune)
             self._keywords_checked = 0.0  # the next query looks at the store again
             return report
+
+    def _ocr_for_run(self, store: Store) -> OcrEngine | None:
+        """The OCR engine of an index run: ``config.ocr`` True/False turns it on/off and is recorded in the
+        index; None follows what the index records, so later runs keep doing what the first asked for."""
+        from .ocr import load_ocr
+
+        recorded = store.ocr_setting()
+        wanted = self.config.ocr
+        name = recorded if wanted is None else (self.config.ocr_engine if wanted else "")
+        engine = load_ocr(name) if name else None  # an engine that is not installed fails here, before recording
+        if name != recorded:
+            store.set_ocr_setting(name)
+        return engine
+
+    def has_ocr_texts(self) -> bool:
+        """Whether any text was read in this index's photos (then text queries use the ``ocr`` signal)."""
+        now = time.monotonic()
+        if self._ocr_known is None or (not self._ocr_known[0] and now - self._ocr_known[1] > KEYWORD_CHECK):
+            self._ocr_known = (self.store.ready and self.store.ocr_collection() is not None, now)
+        return self._ocr_known[0]
+
+    def ocr_matcher(self) -> OcrMatcher:
+        """Lexical matching over the text read in photos (``mmsearch.ocr.OcrMatcher``), kept with the
+        keyword index (``keyword_index``) and rebuilt with it."""
+        from .ocr import OcrMatcher
+
+        keywords = self.keyword_index()
+        with self._lock:
+            if self._ocr_matcher is None or self._ocr_matcher[0] is not keywords:
+                self._ocr_matcher = (keywords, OcrMatcher(keywords.ocr))
+            return self._ocr_matcher[1]
 
     def lock_for_writing(self) -> None:
         """Become the one process that may write this database (held until the process exits).
@@ -258,7 +292,7 @@ class SearchEngine:
         refined = rocchio(vector, liked.image, unliked.image)
         captions = rocchio(vector, liked.caption, unliked.caption)
         weights = query_weights(self.config.caption_weight, self.config.keyword_weight, bool(text),
-                                self.config.feedback_weight)
+                                self.config.feedback_weight, self.config.ocr_weight if self.has_ocr_texts() else 0.0)
         marks = self.marks.signal(vector) if text and self.config.feedback_weight > 0 else {}
         return Query(refined, text, k, weights, build_where(roots=store.roots(), **filters), min_score, exclude,
                      captions, frozenset(unliked.ids), marks)
@@ -324,7 +358,8 @@ class SearchEngine:
 
         text = query.text
         keywords = self.keyword_index() if text and query.weights.get("keyword") else None
-        found = candidates(self.store, query, pool_size(query.k), self.has_image_vectors, keywords)
+        ocr = self.ocr_matcher() if text and query.weights.get("ocr") else None
+        found = candidates(self.store, query, pool_size(query.k), self.has_image_vectors, keywords, ocr)
         reranker = self.reranker if text and rerank else None
         return {rule: order(self.store, query, found, rule, reranker) for rule in rules}
 

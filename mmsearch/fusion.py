@@ -19,6 +19,12 @@ rules compared by ``benchmarks/fusion_bench.py`` (table in the README):
 - ``skip``: the signal is left out of the hit's average (the rule before schema 2): the one best image
   score among uncaptioned photos fuses to 1.0 and beats photos strong on both signals.
 - ``rrf``: reciprocal rank fusion, 1 / (60 + rank) per signal, a missing signal ranks last.
+
+``ABSOLUTE`` signals are the exception to both: their raw scores are already on a calibrated 0..1 scale
+and used as they are, and a hit without one scores 0. The ``ocr`` signal is the share of the query found
+in the text read in a photo (or its text's cosine to the query, if higher): a photo without text is no
+evidence of average text, and min-max would lift the best weak match among photos with unrelated text
+to 1.0.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ RULES = ("mean", "shrink", "low", "skip", "rrf")
 DEFAULT_RULE = "shrink"
 RRF_K = 60
 POOL_MIN, POOL_PER_HIT = 30, 3  # candidates fused per query: max(3k, 30)
+ABSOLUTE = frozenset({"ocr"})  # signals used as they are (0..1), missing = 0 (see the module docstring)
 
 
 def pool_size(k: int) -> int:
@@ -39,14 +46,18 @@ def pool_size(k: int) -> int:
     return max(POOL_PER_HIT * k, POOL_MIN)
 
 
-def query_weights(caption_weight: float, keyword_weight: float, text: bool, feedback_weight: float = 0.0
-                  ) -> dict[str, float]:
+def query_weights(caption_weight: float, keyword_weight: float, text: bool, feedback_weight: float = 0.0,
+                  ocr_weight: float = 0.0) -> dict[str, float]:
     """Signal weights of a query. Image-only queries rank by pixels alone: a near-duplicate must not lose
-    to a better caption match. ``feedback`` (lasting marks of similar past queries) joins text queries."""
+    to a better caption match. ``feedback`` (lasting marks of similar past queries) and ``ocr`` (text
+    read in photos, when the index has any) join text queries."""
     if not text:
         return {"image": 1.0}
-    return {"image": 1.0 - caption_weight, "caption": caption_weight, "keyword": keyword_weight,
-            "feedback": feedback_weight}
+    weights = {"image": 1.0 - caption_weight, "caption": caption_weight, "keyword": keyword_weight,
+               "feedback": feedback_weight}
+    if ocr_weight > 0:
+        weights["ocr"] = ocr_weight
+    return weights
 
 
 def fuse(candidates: Mapping[str, Scores], weights: Mapping[str, float], rule: str = DEFAULT_RULE) -> dict[str, float]:
@@ -87,10 +98,13 @@ def _weighted_mean(values: dict[str, float], weights: Mapping[str, float]) -> fl
 
 
 def _normalise(candidates: Mapping[str, Scores], signal: str) -> dict[str, float]:
-    """Min-max normalised values of one signal over the candidates that have it."""
+    """Min-max normalised values of one signal over the candidates that have it (``ABSOLUTE`` signals:
+    their own values, clipped to 0..1, and 0 for every candidate without one)."""
     raw = {cid: float(s[signal]) for cid, s in candidates.items() if s.get(signal) is not None}  # type: ignore[arg-type]
     if not raw:
         return {}
+    if signal in ABSOLUTE:
+        return {cid: min(1.0, max(0.0, raw.get(cid, 0.0))) for cid in candidates}
     low, high = min(raw.values()), max(raw.values())
     if high - low < EPSILON:
         return dict.fromkeys(raw, 1.0)

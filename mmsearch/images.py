@@ -135,6 +135,28 @@ def read_image(data: bytes, min_side: int | None = None, max_pixels: int = MAX_P
     return rgb, info
 
 
+def read_for_ocr(data: bytes, side: int) -> Image.Image:
+    """Image bytes decoded for reading the text in them: upright RGB whose long side is at least
+    ``side`` (or the original size). JPEGs decode at reduced scale (``draft``) when that still gives
+    ``side`` pixels on the long side.
+
+    Raises:
+        ImageReadError: the bytes are not a readable image.
+    """
+    try:
+        image = Image.open(io.BytesIO(data))
+        _check_size(image, MAX_PIXELS)
+        width, height = image.size
+        scale = side / max(width, height, 1)
+        if scale < 1:
+            image.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
+        return to_rgb(ImageOps.exif_transpose(image) or image)
+    except ImageReadError:
+        raise
+    except Exception as exc:
+        raise ImageReadError(f"cannot decode for OCR: {type(exc).__name__}: {exc}") from None
+
+
 LAYOUT_SIDE = 8  # layout vectors: up to 8 x 8 RGB cells = 192 numbers
 
 

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,14 @@ import numpy as np
 
 from .captions import Manifest, merge_captions, sidecar_captions
 from .encoders import Encoders, PreparingImageEncoder
-from .errors import ImageReadError
+from .errors import ImageReadError, first_line
 from .filters import within_any
 from .ids import image_id
-from .images import ImageInfo, layout_vector, perceptual_hash, read_capped, read_image
+from .images import ImageInfo, layout_vector, perceptual_hash, read_capped, read_for_ocr, read_image
+from .ocr import OcrEngine, OcrText
 from .pipeline import Batch, ThreadBalance, Writer
 from .records import IndexReport
-from .store import Entry, Store
+from .store import Entry, OcrRecord, Store
 from .walk import scan
 
 LAYOUT_DECODE_SIDE = 64  # decode size when no image model reads the pixels (offline profile: layout vectors)
@@ -44,6 +45,7 @@ class Candidate:
     mtime_ns: int
     captions: list[tuple[str, str]]  # (text, source) from sidecars and the manifest
     caption_sig: str
+    text_only: bool = False  # indexed and unchanged; only the text in it is to be read (OCR turned on)
 
 
 @dataclass
@@ -57,6 +59,17 @@ class Prepared:
     phash: str = ""  # perceptual hash (images.perceptual_hash), for near-duplicates
     captions: list[str] = field(default_factory=list)  # all of them, as stored
     pixels: np.ndarray | None = None  # the image model's preprocessed input, made in the decode worker
+    ocr: OcrText | None = None  # text read in the photo (None: none found, or OCR off or failed)
+    ocr_error: str = ""  # why reading its text failed ("" when it did not)
+
+
+@dataclass(frozen=True)
+class TextOnly:
+    """The text read in an indexed, unchanged photo (``Candidate.text_only``)."""
+
+    candidate: Candidate
+    ocr: OcrText | None
+    ocr_error: str
 
 
 @dataclass(frozen=True)
@@ -109,13 +122,16 @@ class Indexer:
             they are kept until a manifest says otherwise).
         workers: decode worker threads (reading, hashing, decoding and preprocessing; Pillow and numpy
             release the GIL for the heavy parts, and no worker uses torch's thread pool).
+        ocr: read the text in photos with this engine (``mmsearch.ocr``), in the decode workers; indexed
+            photos whose text no engine of this kind has read yet get it read, without re-encoding.
     """
 
     def __init__(self, store: Store, encoders: Encoders, manifest: Manifest | None = None,
                  batch_size: int = 32, progress: bool = False, hidden: bool = False,
                  on_progress: ProgressCallback | None = None, shard: Shard | None = None,
-                 forget_captions: bool = False, workers: int = 2):
+                 forget_captions: bool = False, workers: int = 2, ocr: OcrEngine | None = None):
         self.workers = workers
+        self.ocr = ocr
         self.forget_captions = forget_captions
         self.store = store
         self.encoders = encoders
@@ -157,6 +173,8 @@ class Indexer:
                 continue
             if entry is not None and _unchanged(entry, candidate):
                 report.unchanged += 1
+                if self.ocr is not None and _engine_kind(entry.ocr_sig) != _engine_kind(self.ocr.signature):
+                    todo.append(replace(candidate, text_only=True))
             else:
                 todo.append(candidate)
         scanning.close()
@@ -208,7 +226,8 @@ class Indexer:
         try:
             with ThreadPoolExecutor(self.workers, thread_name_prefix="mmsearch-decode") as pool:
                 def submit(batch: list[Candidate]) -> list[Future]:
-                    return [pool.submit(_prepare, c, None if c.path in known else moves, min_side, prepare) for c in batch]
+                    return [pool.submit(_prepare, c, None if c.path in known else moves, min_side, prepare, self.ocr)
+                            for c in batch]
 
                 pending = submit(batches[0]) if batches else []
                 for n in range(len(batches)):
@@ -242,9 +261,15 @@ class Indexer:
         if self.on_progress is not None:
             self.on_progress(done[0], total)
 
-    @staticmethod
-    def _count(ready: list[Prepared], known: dict[str, Entry], report: IndexReport) -> None:
+    def _count(self, ready: list[Prepared | TextOnly], known: dict[str, Entry], report: IndexReport) -> None:
         for item in ready:
+            if self.ocr is not None:
+                report.ocr_read += not item.ocr_error
+                report.ocr_found += item.ocr is not None
+                if item.ocr_error:
+                    report.ocr_failed.append((item.candidate.path, item.ocr_error))
+            if isinstance(item, TextOnly):
+                continue
             old = known.get(item.candidate.path)
             if old is not None:
                 report.updated += 1
@@ -252,11 +277,11 @@ class Indexer:
             else:
                 report.added += 1
 
-    def _collect(self, futures: list[Future], report: IndexReport, writer: Writer) -> list[Prepared]:
-        ready = []
+    def _collect(self, futures: list[Future], report: IndexReport, writer: Writer) -> list[Prepared | TextOnly]:
+        ready: list[Prepared | TextOnly] = []
         for future in futures:
             result = future.result()
-            if isinstance(result, Prepared):
+            if isinstance(result, (Prepared, TextOnly)):
                 ready.append(result)
             elif isinstance(result, Moved):
                 writer.call(self.store.move, result.entry.id, image_id(result.candidate.path), _file_fields(result.candidate))
@@ -265,10 +290,11 @@ class Indexer:
                 report.failed.append(result)
         return ready
 
-    def _encode(self, batch: list[Prepared]) -> Batch:
+    def _encode(self, ready: list[Prepared | TextOnly]) -> Batch:
         """Run the models over a decoded batch (in this thread); the result is stored by the writer."""
         dim = self.encoders.dim
         image = self.encoders.image
+        batch = [p for p in ready if isinstance(p, Prepared)]
         if not batch:
             vectors = np.zeros((0, dim), np.float32)
         elif image is not None and all(p.pixels is not None for p in batch):
@@ -282,8 +308,29 @@ class Indexer:
             item.captions = [t for t, _ in pairs]
         texts = [t for items in captions for t, _ in items]
         caption_vectors = self.encoders.text.encode_texts(texts) if texts else np.zeros((0, dim), np.float32)
-        metas = [_metadata(p, [t for t, _ in items]) for p, items in zip(batch, captions)]
-        return Batch([image_id(p.candidate.path) for p in batch], vectors, metas, captions, caption_vectors)
+        records = self._ocr_records(ready)
+        metas = [_metadata(p, [t for t, _ in items], self._ocr_fields(p)) for p, items in zip(batch, captions)]
+        out = Batch([image_id(p.candidate.path) for p in batch], vectors, metas, captions, caption_vectors,
+                    ocr=[records[n] for n, p in enumerate(ready) if isinstance(p, Prepared)] if self.ocr else None)
+        out.text_updates = [(image_id(p.candidate.path), self._ocr_fields(p), records[n]) for n, p in enumerate(ready)
+                            if isinstance(p, TextOnly) and not p.ocr_error]
+        return out
+
+    def _ocr_records(self, ready: list[Prepared | TextOnly]) -> list[OcrRecord | None]:
+        """Each photo's text with its vector in the caption space (embedded like a caption), or None."""
+        texts = [p.ocr.text for p in ready if p.ocr is not None]
+        vectors = iter(self.encoders.text.encode_texts(texts)) if texts else iter(())
+        return [(p.ocr.text, next(vectors)) if p.ocr is not None else None for p in ready]
+
+    def _ocr_fields(self, item: Prepared | TextOnly) -> dict[str, Any]:
+        """Metadata of the text read in a photo: ``ocr`` and ``ocr_confidence`` (shown in hits), and
+        ``ocr_sig`` (which engine read it; absent when OCR was off or failed, so a later run reads it)."""
+        if self.ocr is None or item.ocr_error:
+            return {}
+        fields: dict[str, Any] = {"ocr_sig": self.ocr.signature, "ocr": "", "ocr_confidence": 0.0}
+        if item.ocr is not None:
+            fields.update(ocr=item.ocr.text, ocr_confidence=item.ocr.confidence)
+        return fields
 
 
 @contextmanager
@@ -351,7 +398,8 @@ class _MoveTable:
 
 
 def _prepare(candidate: Candidate, moves: _MoveTable | None = None, min_side: int | None = None,
-             prepare: Callable[[Any], np.ndarray] | None = None) -> Prepared | Moved | tuple[str, str]:
+             prepare: Callable[[Any], np.ndarray] | None = None, ocr: OcrEngine | None = None
+             ) -> Prepared | Moved | TextOnly | tuple[str, str]:
     """Read, hash and decode one file (at the size the model needs), then run the model's preprocessing
     (``prepare``) on it; a failure becomes ``(path, reason)``. Runs in a decode worker.
 
@@ -360,12 +408,15 @@ def _prepare(candidate: Candidate, moves: _MoveTable | None = None, min_side: in
     _current.path = candidate.path  # warnings raised while reading this file name it
     try:
         data, sha256 = read_capped(candidate.path)
+        if candidate.text_only:
+            return TextOnly(candidate, *_read_text(data, ocr))
         entry = moves.claim(sha256, candidate.caption_sig) if moves is not None else None
         if entry is not None:
             return Moved(candidate, entry)
         image, info = read_image(data, min_side)
         phash = perceptual_hash(image)  # here, in the decode thread, on the already small image
         pixels = prepare(image) if prepare is not None else None
+        text, error = _read_text(data, ocr)
     except ImageReadError as exc:
         return candidate.path, str(exc)
     except MemoryError:
@@ -374,9 +425,27 @@ def _prepare(candidate: Candidate, moves: _MoveTable | None = None, min_side: in
         return candidate.path, f"cannot decode: {type(exc).__name__}: {exc}"
     finally:
         _current.path = None
-    if pixels is not None:
-        return Prepared(candidate, None, info, sha256, phash, pixels=pixels)  # the model input is all that is needed
-    return Prepared(candidate, image, info, sha256, phash)
+    # With the model's input made, the decoded image is not needed any more.
+    return Prepared(candidate, None if pixels is not None else image, info, sha256, phash, pixels=pixels, ocr=text,
+                    ocr_error=error)
+
+
+def _read_text(data: bytes, ocr: OcrEngine | None) -> tuple[OcrText | None, str]:
+    """The text in a photo and ``""``, or None and why reading it failed; a failure never stops the run
+    (the photo is indexed without text, and a later run tries again)."""
+    if ocr is None:
+        return None, ""
+    try:
+        return ocr.read(read_for_ocr(data, ocr.side)), ""
+    except MemoryError:
+        return None, "OCR: out of memory"
+    except Exception as exc:  # an engine error on one odd photo must not stop the run
+        return None, f"OCR: {type(exc).__name__}: {first_line(exc)}"
+
+
+def _engine_kind(signature: str) -> str:
+    """``rapidocr`` of ``rapidocr-1.4.4/960``: another version or size does not read the library again."""
+    return signature.split("-", 1)[0].split("/", 1)[0]
 
 
 _current = threading.local()  # the file a decode thread is reading, for warnings raised meanwhile
@@ -416,10 +485,10 @@ def _file_fields(c: Candidate) -> dict[str, Any]:
     return {**path_fields(c.path), "size": c.size, "mtime_ns": str(c.mtime_ns), "caption_sig": c.caption_sig}
 
 
-def _metadata(item: Prepared, captions: list[str]) -> dict[str, Any]:
+def _metadata(item: Prepared, captions: list[str], ocr: dict[str, Any]) -> dict[str, Any]:
     c, info = item.candidate, item.info
     meta: dict[str, Any] = {
-        **_file_fields(c), "sha256": item.sha256, "phash": item.phash, "width": info.width, "height": info.height,
+        **_file_fields(c), **ocr, "sha256": item.sha256, "phash": item.phash, "width": info.width, "height": info.height,
         "date": int(info.taken.timestamp()) if info.taken else c.mtime_ns // 1_000_000_000,
         "date_source": "exif" if info.taken else "mtime",
     }

@@ -56,8 +56,9 @@ class KeywordIndex:
     (a word like "of" in 100k captions) costs milliseconds."""
 
     def __init__(self, ids: list[str], texts: list[str], postings: dict[str, tuple[np.ndarray, np.ndarray]],
-                 lengths: np.ndarray, names: list[str] | None = None):
+                 lengths: np.ndarray, names: list[str] | None = None, ocr: dict[str, str] | None = None):
         self.ids, self.texts, self.postings, self.lengths = ids, texts, postings, lengths
+        self.ocr = ocr or {}  # image id -> text read in the photo (``mmsearch.ocr.OcrMatcher`` searches it)
         self.names = names or [""] * len(ids)  # lowercased file names, for exact file-name queries
         self.avg_length = float(lengths.mean()) if len(lengths) else 1.0
         self._by_name: dict[str, list[str]] | None = None
@@ -65,9 +66,11 @@ class KeywordIndex:
     @classmethod
     def from_metadata(cls, records: Iterable[tuple[str, dict]]) -> KeywordIndex:
         """Index (id, stored image metadata) pairs: texts from ``image_text``, and the file names."""
+        records = list(records)
         pairs = [(i, image_text(meta), PurePath(str(meta.get("path", ""))).name.lower()) for i, meta in records]
         index = cls.build((i, text) for i, text, _ in pairs)
         index.names = [name for _, _, name in pairs]
+        index.ocr = {i: str(meta["ocr"]) for i, meta in records if meta.get("ocr")}
         return index
 
     def exact(self, query: str) -> list[str]:
@@ -108,7 +111,8 @@ class KeywordIndex:
         path = Path(path)
         partial = path.with_name(f".{path.name}.{os.getpid()}.part.npz")
         np.savez(partial, key=np.asarray(key, dtype=np.int64), **_pack("ids", self.ids), **_pack("texts", self.texts),
-                 **_pack("tokens", tokens), **_pack("names", self.names),
+                 **_pack("tokens", tokens), **_pack("names", self.names), **_pack("ocr_ids", list(self.ocr)),
+                 **_pack("ocr_texts", list(self.ocr.values())),
                  offsets=np.cumsum([0, *sizes]).astype(np.int64), lengths=self.lengths,
                  docs=np.concatenate([self.postings[t][0] for t in tokens]) if tokens else empty_i,
                  tfs=np.concatenate([self.postings[t][1] for t in tokens]) if tokens else empty_f)
@@ -133,7 +137,7 @@ class KeywordIndex:
                     return None
                 postings = {t: (docs[offsets[n]:offsets[n + 1]], tfs[offsets[n]:offsets[n + 1]])
                             for n, t in enumerate(tokens)}
-                return cls(ids, texts, postings, lengths, names)
+                return cls(ids, texts, postings, lengths, names, dict(zip(_unpack(data, "ocr_ids"), _unpack(data, "ocr_texts"))))
         except Exception:  # BadZipFile, EOFError, ValueError, KeyError, OSError, ...: rebuild
             return None
 

@@ -8,13 +8,13 @@ import queue
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .store import OcrRecord, Store
 
 
 @dataclass
@@ -26,6 +26,8 @@ class Batch:
     metas: list[dict[str, Any]]
     captions: list[list[tuple[str, str]]]
     caption_vectors: np.ndarray
+    ocr: list[OcrRecord | None] | None = None  # text read in each photo (None: OCR off in this run)
+    text_updates: list[tuple[str, dict, OcrRecord | None]] = field(default_factory=list)  # ``Store.set_ocr``
     stored: Callable[[], None] | None = None  # called in the writer thread once the batch is stored
 
     @classmethod
@@ -34,9 +36,11 @@ class Batch:
         if len(batches) == 1:
             return batches[0]
         callbacks = [b.stored for b in batches if b.stored is not None]
+        ocr = None if any(b.ocr is None for b in batches) else [r for b in batches for r in b.ocr]  # type: ignore[union-attr]
         return cls([i for b in batches for i in b.ids], np.concatenate([b.vectors for b in batches]),
                    [m for b in batches for m in b.metas], [c for b in batches for c in b.captions],
-                   np.concatenate([b.caption_vectors for b in batches]), functools.partial(_call_all, callbacks))
+                   np.concatenate([b.caption_vectors for b in batches]), ocr,
+                   [u for b in batches for u in b.text_updates], functools.partial(_call_all, callbacks))
 
 
 def _call_all(functions: list[Callable[[], None]]) -> None:
@@ -119,7 +123,10 @@ class Writer:
 
     def _store(self, batch: Batch) -> None:
         if batch.ids:
-            self.store.put(batch.ids, batch.vectors, batch.metas, batch.captions, batch.caption_vectors)
+            self.store.put(batch.ids, batch.vectors, batch.metas, batch.captions, batch.caption_vectors, batch.ocr)
+        if batch.text_updates:
+            ids, updates, records = (list(v) for v in zip(*batch.text_updates))
+            self.store.set_ocr(ids, updates, records)
         if batch.stored is not None:
             batch.stored()
 

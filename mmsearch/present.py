@@ -45,6 +45,9 @@ def format_hits(hits: list[Hit]) -> str:
         lines.append(f"{n:>2}  {hit.score:6.3f}  {cells}{hit.path}")
         if hit.caption:
             lines.append(f"{'':>{indent}}“{hit.caption}”")
+        if hit.metadata.get("ocr") and hit.scores.get("ocr"):
+            text = " / ".join(str(hit.metadata["ocr"]).splitlines())
+            lines.append(f"{'':>{indent}}text in photo: {text[:100]}{'…' if len(text) > 100 else ''}")
     return "\n".join(lines)
 
 

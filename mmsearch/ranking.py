@@ -3,8 +3,10 @@ scores, ``order`` fuses them (rules in ``mmsearch.fusion``), pins exact file-nam
 ``SearchEngine.serve_rules`` runs both; ``engine.search`` and ``mmsearch eval`` go through it.
 
 Signals: ``image`` (query vector vs image vector), ``caption`` (vs the image's best caption),
-``keyword`` (BM25 over captions, file and folder names; text queries only) and, when a reranker is
-configured, ``rerank`` (a cross-encoder reading the query with the image's captions).
+``keyword`` (BM25 over captions, file and folder names; text queries only), ``ocr`` (the text read in
+photos: the share of the query found in it, or its cosine to the query, if higher; indexes with OCR only),
+``feedback`` and, when a reranker is configured, ``rerank`` (a cross-encoder reading the query with the
+image's captions).
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from .keywords import KeywordIndex
 from .records import Hit
 
 if TYPE_CHECKING:
+    from .ocr import OcrMatcher
     from .rerank import Reranker
     from .store import Store
 
-HIDDEN_METADATA = ("folders", "caption_sig", "manifest_captions")  # internal fields not shown in Hit.metadata
+HIDDEN_METADATA = ("folders", "caption_sig", "manifest_captions", "ocr_sig")  # internal fields not shown in Hit.metadata
 PINNED = 1.0  # fused score of an exact file-name match: the top of the scale
 MAX_PINNED = 1000  # file-name matches looked at (an icon theme has one name in ~10 folders)
 Scores = dict[str, float | None]
@@ -91,22 +94,29 @@ def order(store: Store, query: Query, found: Candidates, rule: str = DEFAULT_RUL
     return [hit(i, fused[i], scores[i], found.best_caption.get(i), metadata[i]) for i in kept]
 
 
-def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords: KeywordIndex | None) -> Candidates:
-    """Nearest images, nearest captions (ids only) and keyword matches, then each scored on every signal."""
+def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords: KeywordIndex | None,
+               ocr: OcrMatcher | None = None) -> Candidates:
+    """Nearest images, nearest captions (ids only), keyword and text-in-photo matches, then each scored on
+    every signal."""
     vector = query.vector
     caption_vector = query.vector if query.caption_vector is None else query.caption_vector
-    # The two vector queries run at once (Chroma releases the GIL), the keyword search meanwhile.
+    use_ocr = bool(query.text) and query.weights.get("ocr", 0.0) > 0
+    # The vector queries run at once (Chroma releases the GIL), the keyword search meanwhile.
     images = _executor().submit(store.query_images, vector, pool, query.where) if use_image else None
+    ocr_near = _executor().submit(store.query_ocr, caption_vector, pool, query.where) if use_ocr else None
     best: dict[str, tuple[float, int]] = {}
     for match in store.query_captions(caption_vector, 2 * pool, query.where):
         if match.image_id not in best or match.score > best[match.image_id][0]:
             best[match.image_id] = (match.score, match.index)
     keyword = keywords.search(query.text, pool) if keywords is not None and query.text else {}
     named = keywords.exact(query.text)[:MAX_PINNED] if keywords is not None and query.text else []
+    lexical = ocr.scores(query.text) if use_ocr and ocr is not None else {}
+    ocr_found = set(sorted(lexical, key=lambda i: -lexical[i])[:pool]) | set(ocr_near.result() if ocr_near else {})
     image_scores = images.result() if images is not None else {}
     # Vectors only (no metadata): the filter also applies to keyword and name matches; deleted ids drop out.
     lifted = {i for i, value in query.feedback.items() if value > 0}  # marked relevant by similar past queries
-    vectors = store.image_vectors(list(set(image_scores) | set(best) | set(keyword) | set(named) | lifted), query.where)
+    vectors = store.image_vectors(list(set(image_scores) | set(best) | set(keyword) | set(named) | lifted | ocr_found),
+                                  query.where)
     if use_image:  # exact image scores for candidates found through captions or keywords
         for i, vec in vectors.items():
             image_scores.setdefault(i, float(vec @ vector))
@@ -116,6 +126,10 @@ def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords:
     if keyword:  # an image without a keyword match scores 0 on that signal (when anything matched)
         for i in scores:
             scores[i]["keyword"] = _round(keyword.get(i, 0.0))
+    if use_ocr:  # photos without text get no ocr score (fusion counts it as 0: mmsearch.fusion.ABSOLUTE)
+        texts = store.ocr_records(list(scores))
+        for i in scores:
+            scores[i]["ocr"] = _round(max(lexical.get(i, 0.0), float(texts[i][1] @ caption_vector))) if i in texts else None
     if query.feedback.keys() & scores.keys():  # likewise an unmarked image scores 0 on the feedback signal
         for i in scores:
             scores[i]["feedback"] = _round(query.feedback.get(i, 0.0))

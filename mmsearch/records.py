@@ -48,6 +48,9 @@ class IndexReport:
             that could not be read).
         captions_removed: captions the index held for re-encoded files and no longer does (a sidecar
             deleted or edited, a manifest that changed, ``forget_captions``).
+        ocr_read: photos whose text was read (``--ocr``), ``ocr_found`` of them with text.
+        ocr_failed: ``(path, reason)`` of photos whose text could not be read; they stay indexed without
+            text, and the next run tries again.
     """
 
     added: int = 0
@@ -59,12 +62,16 @@ class IndexReport:
     interrupted: bool = False
     warnings: list[tuple[str, str]] = field(default_factory=list)
     captions_removed: int = 0
+    ocr_read: int = 0
+    ocr_found: int = 0
+    ocr_failed: list[tuple[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable form (as printed by ``mmsearch index --json``)."""
         data = asdict(self)
         data["failed"] = [{"path": printable(p), "reason": printable(r)} for p, r in self.failed]
         data["warnings"] = [{"path": printable(p), "message": printable(m)} for p, m in self.warnings]
+        data["ocr_failed"] = [{"path": printable(p), "reason": printable(r)} for p, r in self.ocr_failed]
         return data
 
     def skipped_by_kind(self) -> list[tuple[int, str, str]]:
@@ -88,6 +95,9 @@ class IndexReport:
             line += f", warnings {len(self.warnings)}"
         if self.captions_removed:
             line += f", captions removed {self.captions_removed}"
+        if self.ocr_read or self.ocr_failed:
+            line += f", text read in {self.ocr_read} ({self.ocr_found} with text"
+            line += f", {len(self.ocr_failed)} failed)" if self.ocr_failed else ")"
         return line
 
 

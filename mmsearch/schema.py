@@ -21,7 +21,7 @@ from .errors import StoreError
 if TYPE_CHECKING:
     from .store import Store
 
-SCHEMA = 5
+SCHEMA = 6
 VERSION_KEY = "schema_version"  # indexes written before versions were read carry none: version 0
 
 
@@ -117,6 +117,14 @@ def _v5_perceptual_hashes(store: Store) -> None:
             store.set_metadata({i: {"phash": h} for i, h in hashes.items()})
 
 
+def _v6_text_in_photos(store: Store) -> None:
+    """``ocr``: the index records whether its runs read the text in photos (``mmsearch index --ocr``);
+    older indexes did not, so they start with it off. The photos' text and its ``mmsearch_ocr``
+    collection appear when the first run with OCR reads them."""
+    if not store.ocr_setting():
+        store.set_ocr_setting("")
+
+
 STEPS: list[Callable[[Store], None]] = [_v1_search_settings, _v2_layout_vectors, _v3_manifest_captions,
-                                        _v4_sync_threshold, _v5_perceptual_hashes]
+                                        _v4_sync_threshold, _v5_perceptual_hashes, _v6_text_in_photos]
 assert len(STEPS) == SCHEMA

@@ -29,7 +29,8 @@ from .schema import SCHEMA, VERSION_KEY, check_readable, stored_version
 if TYPE_CHECKING:
     from .config import Config
 
-IMAGES, CAPTIONS, FEEDBACK = "mmsearch_images", "mmsearch_captions", "mmsearch_feedback"
+IMAGES, CAPTIONS, FEEDBACK, OCR = "mmsearch_images", "mmsearch_captions", "mmsearch_feedback", "mmsearch_ocr"
+OcrRecord = tuple[str, np.ndarray]  # a photo's text as read (mmsearch.ocr), and its vector in the caption space
 # Measured on 20k embedding-like 512-d vectors (tests/test_recall.py), recall@10 against exact search:
 # Chroma's defaults (ef_search 100, ef_construction 100, max_neighbors 16) 0.87; max_neighbors 32 gave
 # 0.977-0.985 from run to run (parallel HNSW builds differ), too close to our 0.98 floor; max_neighbors 48
@@ -85,6 +86,7 @@ class Entry:
     sha256: str = ""
     captions: tuple[str, ...] = ()  # every stored caption
     manifest_captions: tuple[str, ...] = ()  # those that came from a manifest (kept until one says otherwise)
+    ocr_sig: str = ""  # the OCR engine that read the photo's text ("" = not read)
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,7 @@ class Store:
             raise StoreError(f"cannot open the database at {self.path}: {first_line(exc)}") from exc
         self._images: Any = None
         self._captions: Any = None
+        self._ocr: Any = None
 
     @classmethod
     def from_config(cls, config: Config) -> Store:
@@ -336,7 +339,8 @@ class Store:
             for id_, meta in zip(ids, metas):
                 out[meta["path"]] = Entry(id_, int(meta["size"]), str(meta["mtime_ns"]),
                                           str(meta.get("caption_sig", "")), str(meta.get("sha256", "")),
-                                          tuple(meta.get("captions") or ()), tuple(meta.get("manifest_captions") or ()))
+                                          tuple(meta.get("captions") or ()), tuple(meta.get("manifest_captions") or ()),
+                                          str(meta.get("ocr_sig", "")))
         return out
 
     def pages(self) -> Iterator[tuple[list[str], list[dict]]]:
@@ -358,13 +362,15 @@ class Store:
 
     @_guarded("write")
     def put(self, ids: list[str], vectors: np.ndarray, metas: list[dict], captions: list[list[tuple[str, str]]],
-            caption_vectors: np.ndarray) -> None:
-        """Store images and their captions; an image's old captions are replaced.
+            caption_vectors: np.ndarray, ocr: Sequence[OcrRecord | None] | None = None) -> None:
+        """Store images, their captions and the text read in them (``ocr``, one entry per image, None
+        where there was none); an image's old captions and text are replaced.
 
-        Captions are written before the image record, so an image record only exists once all of its
-        captions do: a run killed in between leaves the file looking new, and it is redone.
+        Captions and text are written before the image record, so an image record only exists once all of
+        them do: a run killed in between leaves the file looking new, and it is redone.
         """
         self.delete_captions(ids)
+        self._delete_ocr(ids)
         cap_ids, cap_metas, cap_docs = [], [], []
         for image_id, meta, items in zip(ids, metas, captions):
             for n, (text, source) in enumerate(items):
@@ -373,18 +379,93 @@ class Store:
                 cap_metas.append({"image_id": image_id, "source": source, **_filter_fields(meta)})
         if cap_ids:
             self._captions.upsert(ids=cap_ids, embeddings=caption_vectors, metadatas=cap_metas, documents=cap_docs)
+        if ocr is not None:
+            self._put_ocr(ids, metas, ocr)
         self._images.upsert(ids=ids, embeddings=vectors, metadatas=metas, documents=[m["path"] for m in metas])
 
     @_guarded("write")
+    def set_ocr(self, ids: list[str], updates: list[dict], ocr: Sequence[OcrRecord | None]) -> None:
+        """Text read in already indexed images (OCR turned on for an existing index): their vectors and
+        captions stay. The text goes in first, the image's metadata (``updates``: ``ocr_sig`` and the text
+        fields) last, so a run killed in between reads the photo again."""
+        metas = self.image_metadata(ids)
+        kept = [n for n, i in enumerate(ids) if i in metas]
+        ids, updates, ocr = [ids[n] for n in kept], [updates[n] for n in kept], [ocr[n] for n in kept]
+        self._delete_ocr(ids)
+        self._put_ocr(ids, [{**metas[i], **u} for i, u in zip(ids, updates)], ocr)
+        self.set_metadata(dict(zip(ids, updates)))
+
+    def _put_ocr(self, ids: Sequence[str], metas: Sequence[dict], ocr: Sequence[OcrRecord | None]) -> None:
+        found = [(i, m, record) for i, m, record in zip(ids, metas, ocr) if record is not None]
+        if found:
+            self.ocr_collection(create=True).upsert(
+                ids=[i for i, _, _ in found], embeddings=np.stack([r[1] for _, _, r in found]),
+                documents=[r[0] for _, _, r in found], metadatas=[_filter_fields(m) for _, m, _ in found])
+
+    def _delete_ocr(self, ids: Sequence[str]) -> None:
+        collection = self.ocr_collection(create=False)
+        if collection is not None and ids:
+            collection.delete(ids=list(ids))
+
+    def ocr_collection(self, create: bool = False) -> Any:
+        """The collection of the text read in photos (one record per photo with text), or None when no
+        text was ever read and ``create`` is False."""
+        if self._ocr is None:
+            try:
+                self._ocr = (self.client.get_or_create_collection(OCR, configuration={"hnsw": HNSW_CAPTIONS},
+                                                                  embedding_function=None)
+                             if create else self.client.get_collection(OCR, embedding_function=None))
+            except StoreError:
+                raise
+            except Exception:
+                if create:
+                    raise
+                return None
+        return self._ocr
+
+    def ocr_setting(self) -> str:
+        """The OCR engine the index reads photos with (``mmsearch index --ocr``), or "" when off."""
+        images = self._get_images()
+        return str((images.metadata or {}).get("ocr", "")) if images is not None else ""
+
+    def set_ocr_setting(self, engine: str) -> None:
+        """Record the OCR engine later runs use ("" turns OCR off; text already read stays searchable)."""
+        self._modify_metadata({"ocr": engine})
+
+    @_guarded("search")
+    def query_ocr(self, vector: np.ndarray, n: int, where: dict | None) -> dict[str, float]:
+        """Photos whose text is nearest to ``vector`` (caption space): image id -> cosine similarity."""
+        collection = self.ocr_collection()
+        if collection is None:
+            return {}
+        result = self._query(collection, vector, n, where)
+        return dict(zip(result["ids"][0], (1.0 - float(d) for d in result["distances"][0])))
+
+    @_guarded("read")
+    def ocr_records(self, ids: Sequence[str]) -> dict[str, OcrRecord]:
+        """Text and its vector of those images that have text."""
+        collection = self.ocr_collection()
+        if collection is None or not ids:
+            return {}
+        out: dict[str, OcrRecord] = {}
+        ids = list(ids)
+        for start in range(0, len(ids), PAGE):
+            got = collection.get(ids=ids[start:start + PAGE], include=["embeddings", "documents"])
+            out.update({i: (d, np.asarray(v, dtype=np.float32))
+                        for i, d, v in zip(got["ids"], got["documents"], got["embeddings"])})
+        return out
+
+    @_guarded("write")
     def move(self, old_id: str, new_id: str, updates: dict) -> None:
-        """Give an indexed image a new id (a renamed file) and updated metadata, keeping its vectors and captions."""
+        """Give an indexed image a new id (a renamed file) and updated metadata, keeping its vectors,
+        captions and the text read in it."""
         image = self._images.get(ids=[old_id], include=["embeddings", "metadatas"])
         meta = {**image["metadatas"][0], **updates}
         captions = self._captions.get(where={"image_id": old_id}, include=["embeddings", "metadatas", "documents"])
         pairs = [(doc, m.get("source", "")) for doc, m in zip(captions["documents"], captions["metadatas"])]
         vector = np.asarray(image["embeddings"], dtype=np.float32)
         caption_vectors = np.asarray(captions["embeddings"], dtype=np.float32).reshape(len(pairs), vector.shape[1])
-        self.put([new_id], vector, [meta], [pairs], caption_vectors)
+        self.put([new_id], vector, [meta], [pairs], caption_vectors, [self.ocr_records([old_id]).get(old_id)])
         self.delete_images([old_id])
 
     @_guarded("write")
@@ -394,6 +475,7 @@ class Store:
             chunk = ids[start:start + PAGE]
             self._images.delete(ids=chunk)
             self.delete_captions(chunk)
+            self._delete_ocr(chunk)
 
     def delete_captions(self, image_ids: list[str]) -> None:
         """Remove all captions of these images."""

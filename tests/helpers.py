@@ -140,3 +140,38 @@ class ChromaServer:
 def unit(vector: np.ndarray) -> np.ndarray:
     """Normalised copy of a vector."""
     return vector / np.linalg.norm(vector)
+
+
+FONTS = {"latin": "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+         "cjk": "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"}  # fonts-dejavu-core, fonts-noto-cjk
+
+
+def render_text_photo(path: Path, lines: list[str], *, size: tuple[int, int] = (1200, 800), angle: float = 0.0,
+                      busy: bool = False, quality: int = 90, seed: int = 0, font_size: int = 64) -> Path:
+    """A photo-like JPEG with ``lines`` of text on a sign: optional busy background (noise and shapes), a
+    slight rotation and JPEG compression. CJK lines use Noto Sans CJK, others DejaVu Sans Bold."""
+    from PIL import ImageDraw, ImageFilter, ImageFont
+
+    rng = np.random.default_rng(seed)
+    if busy:
+        noise = rng.integers(60, 200, (size[1] // 8, size[0] // 8, 3), dtype=np.uint8)
+        image = Image.fromarray(noise).resize(size, Image.Resampling.BICUBIC).filter(ImageFilter.GaussianBlur(2))
+        draw = ImageDraw.Draw(image)
+        for _ in range(12):
+            x, y = int(rng.integers(0, size[0])), int(rng.integers(0, size[1]))
+            draw.ellipse((x, y, x + int(rng.integers(40, 200)), y + int(rng.integers(40, 200))),
+                         fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
+    else:
+        image = Image.new("RGB", size, (int(rng.integers(150, 230)), int(rng.integers(150, 230)), 200))
+    sign = Image.new("RGB", (size[0] - 160, 40 + len(lines) * (font_size + 30)), (245, 245, 240))
+    draw = ImageDraw.Draw(sign)
+    for n, line in enumerate(lines):
+        cjk = any("\u3400" <= c <= "\u9fff" for c in line)
+        font = ImageFont.truetype(FONTS["cjk" if cjk else "latin"], font_size)
+        draw.text((30, 20 + n * (font_size + 30)), line, font=font, fill=(20, 20, 30))
+    if angle:
+        sign = sign.rotate(angle, expand=True, fillcolor=(245, 245, 240), resample=Image.Resampling.BICUBIC)
+    image.paste(sign, (80, max(0, (size[1] - sign.height) // 2)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, "JPEG", quality=quality)
+    return path

@@ -27,7 +27,8 @@ def test_index_search_stats_json(tiny_env, photos, capsys):
     assert main(["index", str(photos), "--captions", str(photos / "captions.csv"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report == {"added": 6, "updated": 0, "unchanged": 0, "moved": 0, "removed": 0, "failed": [],
-                      "interrupted": False, "warnings": [], "captions_removed": 0}
+                      "interrupted": False, "warnings": [], "captions_removed": 0,
+                      "ocr_read": 0, "ocr_found": 0, "ocr_failed": []}
 
     assert main(["search", "a kitten napping on the couch", "-k", "3", "--json"]) == 0
     results = json.loads(capsys.readouterr().out)["results"]

@@ -163,7 +163,11 @@ def hit_details(hit: dict[str, Any], query: str = "") -> str:
     rows.append(("Original", f"[open full size]({link})"))
     text = "\n".join(f"- **{k}**: {v}" for k, v in rows)
     listed = "\n".join(f"- {html.escape(c)}" for c in captions) or "_no captions_"
-    return f"### {html.escape(Path(hit['file']).name)}\n\n{text}\n\n**Captions**\n\n{listed}"
+    out = f"### {html.escape(Path(hit['file']).name)}\n\n{text}\n\n**Captions**\n\n{listed}"
+    if meta.get("ocr"):
+        lines = "  \n".join(html.escape(line) for line in str(meta["ocr"]).splitlines())
+        out += f"\n\n**Text in photo** (confidence {float(meta.get('ocr_confidence', 0)):.2f})\n\n{lines}"
+    return out
 
 
 def stats_markdown(stats: dict[str, Any], profile: str) -> str:
