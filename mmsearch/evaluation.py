@@ -140,7 +140,8 @@ def evaluate(engine: SearchEngine, data: Dataset, progress: Callable[[str], None
 
     The ``fused`` row is what ``engine.search(caption, k=10)`` serves (same candidates, fusion, pinning and
     reranker); ``fused:<rule>`` rows serve the same queries with the other fusion rules. The per-signal
-    rows (``image``, ``caption``, ``keyword``) are exact searches over all images.
+    rows (``image``, ``caption``, ``keyword``, and ``ocr`` when the index read text in photos) are exact
+    searches over all images.
     """
     from .ids import image_id
 
@@ -213,6 +214,30 @@ def _signals(engine: SearchEngine, data: Dataset, ids: list[str], records: dict,
     out["keyword"] = np.stack([keywords.score_array(text) for text in data.captions]).astype(np.float64)
     if not out["keyword"].any():
         out["keyword"][:] = np.nan
+    out["ocr"] = _ocr_scores(engine, data, ids, keywords.ocr, queries)
+    return out
+
+
+def _ocr_scores(engine: SearchEngine, data: Dataset, ids: list[str], texts: dict[str, str], queries: np.ndarray
+                ) -> np.ndarray:
+    """The ``ocr`` signal of every query for every image, as ``mmsearch.ranking`` scores it (the share of
+    the query found in the photo's text, or the text's cosine to the query if higher); photos without text
+    score 0 (fusion's rule for it), and the row is absent (NaN) when no photo has text."""
+    from .ocr import OcrMatcher
+
+    out = np.full((len(data.captions), len(ids)), np.nan)
+    records = engine.store.ocr_records(ids)
+    if not records:
+        return out
+    out[:] = 0.0
+    matcher = OcrMatcher(texts)
+    columns = {i: col for col, i in enumerate(ids)}
+    for i, (_, vector) in records.items():
+        out[:, columns[i]] = queries @ vector
+    for row, text in enumerate(data.captions):
+        for i, share in matcher.scores(text).items():
+            if i in columns:
+                out[row, columns[i]] = max(out[row, columns[i]], share)
     return out
 
 

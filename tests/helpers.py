@@ -92,13 +92,17 @@ def served(engine: SearchEngine, **options: object) -> Iterator[str]:
         demo.close()
 
 
-def launch_site(base: Path, config: Config, encoders: Encoders) -> Iterator[dict]:
-    """Index ``make_photos`` plus a big photo under ``base`` and serve it with ``web.app.launch`` exactly as
+def launch_site(base: Path, config: Config, encoders: Encoders, signs: dict[str, list[str]] | None = None
+                ) -> Iterator[dict]:
+    """Index ``make_photos`` plus a big photo (and photos of ``signs``: file name -> lines of text) under
+    ``base``, reading text in photos (``--ocr``), and serve it with ``web.app.launch`` exactly as
     ``mmsearch serve`` does (plus a 200 kB upload limit); yields url, engine, photos, base; stops the server."""
     photos = make_photos(base / "photos")
     add_big_photo(photos)
+    for name, lines in (signs or {}).items():
+        render_text_photo(photos / name, lines, size=(900, 600), font_size=56)
     (base / "secret.txt").write_text("not for the browser")
-    engine = SearchEngine(base / "db", config=config, encoders=encoders, caption_weight=1.0)
+    engine = SearchEngine(base / "db", config=config, encoders=encoders, caption_weight=1.0, ocr=True)
     engine.index([photos], captions=photos / "captions.csv")
     with served(engine, max_file_size="200kb") as url:
         yield {"url": url, "engine": engine, "photos": photos, "base": base}

@@ -205,3 +205,26 @@ def test_the_duplicates_panel_shows_groups_with_their_keeper(browser, tmp_path):
         assert not page.locator("#duplicates-move").is_visible()  # read-only: no moves offered
         page.screenshot(path=str(tmp_path / "duplicates.png"), full_page=True)
         page.close()
+
+
+@pytest.fixture(scope="module")
+def sign_site(tmp_path_factory, tiny_config, tiny_encoders):
+    yield from launch_site(tmp_path_factory.mktemp("browser-ocr"), tiny_config, tiny_encoders,
+                           signs={"gate.jpg": ["GATE B42 BOARDING"]})
+
+
+def test_text_read_in_a_photo_finds_it_and_shows_in_its_details(browser, sign_site, tmp_path):
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_default_timeout(TIMEOUT)
+    page.goto(sign_site["url"])
+    search(page, "B42")
+    expect(page.locator("#gallery .caption-label").first).to_contain_text("gate.jpg")
+    page.locator("#gallery button.thumbnail-item").first.click()
+    details = page.locator("#details")
+    expect(details).to_contain_text("Text in photo")
+    expect(details).to_contain_text("B42")
+    expect(details).to_contain_text("ocr 1.000")
+    page.screenshot(path=str(tmp_path / "ocr.png"), full_page=True)
+    page.close()

@@ -128,7 +128,8 @@ def corpus(tmp_path: Path) -> tuple[Path, list[str], dict[str, str]]:
     return root, [str(root / rel) for rel in good], reasons
 
 
-def test_a_messy_folder_is_indexed_with_every_skip_explained(make_engine, corpus, monkeypatch):
+@pytest.mark.parametrize("ocr", [False, True], ids=["", "ocr"])
+def test_a_messy_folder_is_indexed_with_every_skip_explained(make_engine, corpus, monkeypatch, ocr):
     root, good, reasons = corpus
     import builtins
 
@@ -138,9 +139,10 @@ def test_a_messy_folder_is_indexed_with_every_skip_explained(make_engine, corpus
         return builtins.open(path, *args, **kwargs)
 
     monkeypatch.setattr("mmsearch.images.open", fake_open, raising=False)
-    engine = make_engine()
+    engine = make_engine(ocr=ocr)
     report = engine.index([root])
     assert report.added == len(good) and report.removed == 0
+    assert report.ocr_read == (len(good) if ocr else 0) and report.ocr_failed == []
     failed = dict(report.failed)
     assert sorted(failed) == sorted(reasons)
     for path, reason in reasons.items():

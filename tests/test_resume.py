@@ -33,10 +33,12 @@ def many(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def env(tiny_clip, minilm, tmp_path) -> dict[str, str]:
+@pytest.fixture(params=["0", "1"], ids=["", "ocr"])
+def env(tiny_clip, minilm, tmp_path, request) -> dict[str, str]:
+    """The environment of the index runs: with and without reading text in photos (MMSEARCH_OCR)."""
     return {**os.environ, "MMSEARCH_CLIP_MODEL": tiny_clip[0], "MMSEARCH_CLIP_PRETRAINED": tiny_clip[1],
-            "MMSEARCH_TEXT_MODEL": minilm, "MMSEARCH_DB": str(tmp_path / "db"), "MMSEARCH_BATCH_SIZE": "4"}
+            "MMSEARCH_TEXT_MODEL": minilm, "MMSEARCH_DB": str(tmp_path / "db"), "MMSEARCH_BATCH_SIZE": "4",
+            "MMSEARCH_OCR": request.param}
 
 
 def _command(root: Path, *extra: str) -> list[str]:
