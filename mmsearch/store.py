@@ -485,7 +485,8 @@ class Store:
     # -- whole-collection transfer (export / import) ------------------------------------------------
 
     def records(self, which: str) -> Iterator[tuple[list[str], np.ndarray, list[dict], list[str]]]:
-        """All records of ``"images"`` or ``"captions"`` in pages: (ids, float32 vectors, metadatas, documents)."""
+        """All records of ``"images"``, ``"captions"`` or ``"ocr"`` in pages: (ids, float32 vectors,
+        metadatas, documents)."""
         collection = self._collection(which)
         offset = 0
         while collection is not None:
@@ -498,7 +499,7 @@ class Store:
     @_guarded("write")
     def differing(self, which: str, ids: list[str], vectors: np.ndarray, metas: list[dict]) -> set[str]:
         """The ids among these records that the collection lacks or holds with other metadata or vectors."""
-        got = self._collection(which).get(ids=ids, include=["metadatas", "embeddings"])
+        got = self._collection(which, create=True).get(ids=ids, include=["metadatas", "embeddings"])
         stored = {i: (m, np.asarray(v, dtype=np.float32)) for i, m, v in zip(got["ids"], got["metadatas"], got["embeddings"])}
         # Chroma hands vectors back within ~1e-8 of what it was given: compare with a tolerance.
         return {i for i, v, m in zip(ids, vectors, metas)
@@ -509,14 +510,17 @@ class Store:
         """Upsert records as they are (vectors, metadata and documents of an export)."""
         for start in range(0, len(ids), PAGE):
             end = start + PAGE
-            self._collection(which).upsert(ids=ids[start:end], embeddings=vectors[start:end], metadatas=metas[start:end],
-                                           documents=docs[start:end])
+            self._collection(which, create=True).upsert(ids=ids[start:end], embeddings=vectors[start:end],
+                                                        metadatas=metas[start:end], documents=docs[start:end])
 
-    def _collection(self, which: str) -> Any:
-        if which not in ("images", "captions"):
+    def _collection(self, which: str, create: bool = False) -> Any:
+        """A collection by its export name; ``create`` makes the OCR collection if the index has none yet."""
+        if which not in ("images", "captions", "ocr"):
             raise ValueError(f"unknown collection {which!r}")
         if self._get_images() is not None:
             self._open_existing()
+        if which == "ocr":
+            return self.ocr_collection(create=create and self._get_images() is not None)
         return self._images if which == "images" else self._captions
 
     # -- reads ---------------------------------------------------------------------------------------

@@ -4,8 +4,10 @@ An export is a folder:
 
 - ``manifest.json``: format and version, the models and dimension that built the vectors, the indexed
   folders, record counts;
-- ``images.jsonl`` / ``captions.jsonl``: one record per line (id, document, metadata);
-- ``images.f32`` / ``captions.f32``: the vectors, float32, row-major, in the same order as the lines.
+- ``images.jsonl`` / ``captions.jsonl`` / ``ocr.jsonl`` (text read in photos): one record per line
+  (id, document, metadata);
+- ``images.f32`` / ``captions.f32`` / ``ocr.f32``: the vectors, float32, row-major, in the same order as
+  the lines. Exports made before OCR have no ``ocr`` files; they import as before.
 
 Both sides are streamed page by page, so memory stays flat for any index size. An import upserts
 (running it twice changes nothing) and writes every caption before any image, so an interrupted import
@@ -26,7 +28,7 @@ from .errors import StoreError
 from .store import PAGE, Store
 
 FORMAT, VERSION = "mmsearch-export", 1
-COLLECTIONS = ("captions", "images")  # import order: captions first
+COLLECTIONS = ("captions", "ocr", "images")  # import order: captions and text in photos first
 
 
 def export_index(store: Store, folder: str | Path, progress: bool = False) -> dict[str, Any]:
@@ -47,7 +49,8 @@ def export_index(store: Store, folder: str | Path, progress: bool = False) -> di
                 _bar(f"exporting {which}", progress) as bar:
             counts[which] = _export_collection(store, which, lines, vecs, bar)
     manifest = {"format": FORMAT, "version": VERSION, **signature, "models": store.models(), "roots": store.roots(),
-                "updated_at": store.updated_at(), "images": counts["images"], "captions": counts["captions"]}
+                "updated_at": store.updated_at(), "images": counts["images"], "captions": counts["captions"],
+                "ocr": counts["ocr"], "ocr_engine": store.ocr_setting()}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return manifest
 
@@ -83,7 +86,9 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     if manifest.get("format") != FORMAT or manifest.get("version", 0) > VERSION:
         raise StoreError(f"{folder} is not an mmsearch export of version {VERSION} or older")
     for which in COLLECTIONS:
-        expected = manifest[which] * manifest["dim"] * 4
+        expected = manifest.get(which, 0) * manifest["dim"] * 4
+        if expected == 0 and not (folder / f"{which}.f32").exists():
+            continue
         if os.path.getsize(folder / f"{which}.f32") != expected:
             raise StoreError(f"{folder / (which + '.f32')} is truncated or does not match manifest.json")
     return manifest
@@ -108,9 +113,10 @@ def import_index(store: Store, folder: str | Path, progress: bool = False) -> di
                  manifest.get("models"), version=int(manifest.get("schema", 0)))
     new, present = {}, {}
     for which in COLLECTIONS:
-        vectors = np.memmap(folder / f"{which}.f32", dtype="<f4", mode="r").reshape(-1, manifest["dim"]) \
-            if manifest[which] else np.zeros((0, manifest["dim"]), np.float32)
         new[which] = present[which] = 0
+        if not manifest.get(which):
+            continue
+        vectors = np.memmap(folder / f"{which}.f32", dtype="<f4", mode="r").reshape(-1, manifest["dim"])
         with open(folder / f"{which}.jsonl", encoding="utf-8") as lines, \
                 _bar(f"importing {which}", progress, manifest[which]) as bar:
             start = 0
@@ -126,5 +132,7 @@ def import_index(store: Store, folder: str | Path, progress: bool = False) -> di
                 start += len(batch)
                 bar.update(len(batch))
     store.add_roots(manifest["roots"])
+    if manifest.get("ocr_engine") and not store.ocr_setting():
+        store.set_ocr_setting(manifest["ocr_engine"])
     store.upgrade()
     return {**manifest, "new": new, "present": present}
