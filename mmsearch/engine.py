@@ -541,8 +541,10 @@ class SearchEngine:
         """What the index holds: counts, models, indexed folders, last update (unix time)."""
         store = self.store
         signature = store.signature() or {**self.signature, "dim": None}
+        ocr = store.ocr_collection() if store.ready else None
         return {"db": self.config.db, "images": store.count(), "captions": store.caption_count(),
-                **signature, "roots": store.roots(), "updated_at": store.updated_at()}
+                **signature, "roots": store.roots(), "updated_at": store.updated_at(),
+                "ocr": store.ocr_setting(), "texts": ocr.count() if ocr is not None else 0}
 
 
 def check_k(k: Any) -> int:

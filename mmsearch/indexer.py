@@ -456,6 +456,7 @@ def _warnings_per_file(found: list[tuple[str, str]]) -> Iterator[None]:
     """Pillow's warnings during a run (e.g. "Corrupt EXIF data") are recorded with the file that raised
     them, every time, instead of being printed once without a name in the middle of the progress bar."""
     lock = threading.Lock()
+    seen: set[tuple[str, str]] = set(found)
 
     with warnings.catch_warnings():
         warnings.filterwarnings("always", module=r"PIL(\.|$)")
@@ -467,8 +468,11 @@ def _warnings_per_file(found: list[tuple[str, str]]) -> Iterator[None]:
             if path is None:
                 previous(message, category, filename, lineno, file, line)
                 return
+            item = (path, f"{category.__name__}: {message}")
             with lock:
-                found.append((path, f"{category.__name__}: {message}"))
+                if item not in seen:  # the same file read twice (for the model and for OCR) warns once
+                    seen.add(item)
+                    found.append(item)
 
         warnings.showwarning = show
         yield

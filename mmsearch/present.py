@@ -56,6 +56,11 @@ def format_score(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _ocr_line(stats: dict[str, Any]) -> str:
+    engine = stats.get("ocr") or "off"
+    return f"{engine} ({stats.get('texts', 0)} photos with text)" if stats.get("texts") or stats.get("ocr") else engine
+
+
 def stats_lines(stats: dict[str, Any]) -> str:
     """``mmsearch stats`` for people."""
     stamp = stats["updated_at"]
@@ -63,6 +68,7 @@ def stats_lines(stats: dict[str, Any]) -> str:
     return (f"database     {stats['db']}\nimages       {stats['images']}\ncaptions     {stats['captions']}\n"
             f"image model  {stats['image_model']}\ntext model   {stats['text_model']}\ndimension    {stats['dim']}\n"
             f"schema       {stats.get('schema', '-')}\n"
+            f"ocr          {_ocr_line(stats)}\n"
             f"folders      {', '.join(stats['roots']) or '-'}\nupdated      {updated}")
 
 

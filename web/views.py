@@ -176,8 +176,14 @@ def stats_markdown(stats: dict[str, Any], profile: str) -> str:
     updated = f"{datetime.fromtimestamp(stamp):%Y-%m-%d %H:%M}" if stamp else "never"
     folders = "\n".join(f"- `{r}`" for r in stats.get("roots", [])) or "- none yet"
     return (f"**{stats['images']} images**, {stats['captions']} captions · last updated {updated}\n\n"
-            f"{profile}\n\n- image model: `{stats['image_model']}`\n- text model: `{stats['text_model']}`\n\n"
-            f"**Indexed folders**\n{folders}")
+            f"{profile}\n\n- image model: `{stats['image_model']}`\n- text model: `{stats['text_model']}`\n"
+            f"- text in photos: {_ocr_state(stats)}\n\n**Indexed folders**\n{folders}")
+
+
+def _ocr_state(stats: dict[str, Any]) -> str:
+    if not stats.get("ocr") and not stats.get("texts"):
+        return "not read (`mmsearch index --ocr` reads it)"
+    return f"read with `{stats.get('ocr') or 'no engine now'}`, {stats.get('texts', 0)} photos with text"
 
 
 def _bytes(n: int) -> str:
