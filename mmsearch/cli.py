@@ -29,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--clip-pretrained",
                        help="pretrained tag or local checkpoint file (MMSEARCH_CLIP_PRETRAINED; default openai)")
     group.add_argument("--text-model", help="sentence-transformers id or folder, 'clip' or 'minilm' (MMSEARCH_TEXT_MODEL)")
+    group.add_argument("--caption-model", metavar="MODEL",
+                       help="a sentence-transformers model of its own for captions and photo text, e.g. BAAI/bge-m3 "
+                            "(MMSEARCH_CAPTION_MODEL; '' for none); changing it re-embeds captions only")
+    group.add_argument("--trust-remote-code", action="store_true", default=None,
+                       help="let the caption model run its repository's code (GTE needs it); only for repositories "
+                            "you trust (MMSEARCH_TRUST_REMOTE_CODE=1)")
     group.add_argument("--chroma-url", metavar="URL",
                        help="use a Chroma server (chroma run) at http://HOST:PORT instead of --db (MMSEARCH_CHROMA_URL)")
     group.add_argument("--chroma-header", action="append", metavar="'NAME: VALUE'",
@@ -156,7 +162,8 @@ def server_options(args: argparse.Namespace) -> dict[str, Any]:
 def config_from_args(args: argparse.Namespace) -> Config:
     """Config from defaults, environment and command-line options (options win)."""
     config = Config.from_env(db=args.db, clip_model=args.clip_model, clip_pretrained=args.clip_pretrained,
-                             text_model=args.text_model, batch_size=getattr(args, "batch_size", None),
+                             text_model=args.text_model, caption_model=args.caption_model,
+                             trust_remote_code=args.trust_remote_code, batch_size=getattr(args, "batch_size", None),
                              workers=getattr(args, "workers", None), ocr=getattr(args, "ocr", None),
                              ocr_engine=getattr(args, "ocr_engine", None),
                              chroma_url=args.chroma_url,
@@ -239,7 +246,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         for path, relevant in [(p, True) for p in args.like] + [(p, False) for p in args.unlike]:
             engine.feedback(args.query, path, relevant)
     if args.json:
-        print(json.dumps({"results": [h.to_dict() for h in hits]}, ensure_ascii=False, indent=2))
+        signature = engine.signature
+        models = {"image": signature["image_model"], "text": signature["text_model"], "caption": signature["caption_model"]}
+        print(json.dumps({"models": models, "results": [h.to_dict() for h in hits]}, ensure_ascii=False, indent=2))
     else:
         print(format_hits(hits))
     return 0

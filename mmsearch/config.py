@@ -29,6 +29,8 @@ ENV_VARS: dict[str, str] = {
     "MMSEARCH_CLIP_MODEL": "clip_model",
     "MMSEARCH_CLIP_PRETRAINED": "clip_pretrained",
     "MMSEARCH_TEXT_MODEL": "text_model",
+    "MMSEARCH_CAPTION_MODEL": "caption_model",
+    "MMSEARCH_TRUST_REMOTE_CODE": "trust_remote_code",
     "MMSEARCH_DEVICE": "device",
     "MMSEARCH_TEXT_RUNTIME": "text_runtime",
     "MMSEARCH_BATCH_SIZE": "batch_size",
@@ -85,6 +87,13 @@ class Config:
             means random weights (only useful in tests and benchmarks).
         text_model: sentence-transformers model id or local folder for queries and captions,
             ``"clip"`` for the CLIP text tower, or ``"minilm"`` for the packaged all-MiniLM-L6-v2.
+        caption_model: A sentence-transformers model (id or folder) of its own for captions and the text
+            read in photos, e.g. ``BAAI/bge-m3``: text-to-text matching in that model's space and dimension,
+            while ``text_model`` keeps embedding queries into the image space. ``""`` = none (captions in
+            the text model's space, as before); None (default) = whatever the index records.
+        trust_remote_code: Let the caption model run code from its repository (needed by
+            ``Alibaba-NLP/gte-multilingual-base``). That code runs with your user's rights: only for
+            repositories you trust.
         device: torch device.
         text_runtime: How the text model runs on the CPU: ``"auto"`` runs BERT-family sentence-transformers
             folders in numpy (no torch import: a query starts in about a second, same vectors to 1e-6) and
@@ -123,6 +132,8 @@ class Config:
     clip_model: str = DEFAULT_CLIP_MODEL
     clip_pretrained: str = DEFAULT_CLIP_PRETRAINED
     text_model: str = DEFAULT_TEXT_MODEL
+    caption_model: str | None = None
+    trust_remote_code: bool = False
     device: str = "cpu"
     text_runtime: str = "auto"
     batch_size: int | None = None
@@ -228,11 +239,16 @@ class Config:
     def offline_profile(cls, base: Config | None = None) -> Config:
         """Caption search with the packaged all-MiniLM-L6-v2 and no image encoder: needs no download."""
         return replace(base or cls.from_env(), clip_model=NO_IMAGE_MODEL, clip_pretrained="", text_model=PACKAGED_MINILM,
-                       adopt_index_models=False)
+                       caption_model="", adopt_index_models=False)
 
     def models(self) -> dict[str, str]:
         """The model settings, as an index records them (``Store.models``)."""
-        return {name: getattr(self, name) for name in MODEL_FIELDS}
+        return {**{name: getattr(self, name) for name in MODEL_FIELDS}, "caption_model": self.caption_model or ""}
+
+    @property
+    def has_caption_model(self) -> bool:
+        """Whether captions live in a space of their own (``caption_model``)."""
+        return bool(self.caption_model)
 
 
 def _coerce(name: str, raw: str, var: str) -> Any:
@@ -241,10 +257,10 @@ def _coerce(name: str, raw: str, var: str) -> Any:
             return int(raw)
         if name in ("caption_weight", "keyword_weight", "feedback_weight", "ocr_weight", "chroma_retry_seconds"):
             return float(raw)
-        if name == "ocr":
+        if name in ("ocr", "trust_remote_code"):
             if raw.strip().lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
                 raise ValueError(raw)
             return raw.strip().lower() in ("1", "true", "yes", "on")
     except ValueError as exc:
-        raise ConfigError(f"{var}={raw!r} is not {'1 or 0' if name == 'ocr' else 'a number'}") from exc
+        raise ConfigError(f"{var}={raw!r} is not {'1 or 0' if name in ('ocr', 'trust_remote_code') else 'a number'}") from exc
     return raw

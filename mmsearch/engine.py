@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .captions import load_manifest
-from .config import Config
-from .encoders import Encoders, TextEncoder, l2_normalize, load_encoders, load_text_encoder, model_signature
-from .errors import ConfigError, QueryError
+from .config import MODEL_FIELDS, Config
+from .encoders import Encoders, TextEncoder, l2_normalize, load_caption_encoder, load_encoders, load_text_encoder, model_signature
+from .errors import ConfigError, IndexMismatchError, QueryError
 from .filters import DateLike, build_where, check_text, within, within_any
 from .ids import NO_IMAGE_MODEL, has_image_vectors, image_id, image_id_of
 from .records import Hit, IndexReport
@@ -67,6 +67,7 @@ class SearchEngine:
         self._encoders_from_config = encoders is None  # models the index may record as its own
         self._adopted = False  # whether the index was asked for its models
         self._text: TextEncoder | None = None  # loaded alone for text queries until the image model is needed
+        self._caption: TextEncoder | None = None  # likewise the caption model
         self._keywords: KeywordIndex | None = None
         self._ocr_known: tuple[bool, float] | None = None  # (has text, when checked)
         self._ocr_matcher: tuple[KeywordIndex, OcrMatcher] | None = None
@@ -86,7 +87,8 @@ class SearchEngine:
         self._open_for_models()
         if self._encoders is not None:
             image = self._encoders.image
-            return {"image_model": image.model_id if image else NO_IMAGE_MODEL, "text_model": self._encoders.text.model_id}
+            return {"image_model": image.model_id if image else NO_IMAGE_MODEL, "text_model": self._encoders.text.model_id,
+                    "caption_model": self._encoders.captions.model_id}
         return model_signature(self.config)
 
     @property
@@ -107,14 +109,34 @@ class SearchEngine:
                 self._store = store
             return self._store
 
+    def _check_caption_space(self) -> None:
+        mismatch = self.caption_space_mismatch()
+        if mismatch is not None:
+            raise IndexMismatchError(
+                f"the captions of the index at {self.store.path} are embedded with {mismatch[0]}, not {mismatch[1]}; "
+                f"run `mmsearch index` with the new --caption-model to embed them again (images are not touched), "
+                f"or leave out --caption-model / MMSEARCH_CAPTION_MODEL to use the index's own")
+
+    def caption_space_mismatch(self) -> tuple[str, str] | None:
+        """(the index's caption model, this engine's) when they differ: the next ``index`` run embeds the
+        captions again (``Store.recaption``); searches are refused until then."""
+        stored = self.store.signature()
+        wanted = self.signature["caption_model"]
+        if stored is None or stored["caption_model"] == wanted:
+            return None
+        return stored["caption_model"], wanted
+
     def _adopt_models(self, store: Store) -> None:
         """Models belong to the index: without model settings of its own, the engine uses the index's."""
         self._adopted = True
-        if self._encoders is not None or self._text is not None or not self.config.adopt_index_models:
+        if self._encoders is not None or self._text is not None:
             return
-        stored = store.models()
-        if stored and stored != self.config.models():
-            self.config = replace(self.config, **stored, adopt_index_models=False)
+        stored = store.models() or {}
+        changes = {k: v for k, v in stored.items() if k in MODEL_FIELDS} if self.config.adopt_index_models else {}
+        if self.config.caption_model is None:  # not given: the index's caption model, or none
+            changes["caption_model"] = stored.get("caption_model", "")
+        if changes:
+            self.config = replace(self.config, **changes, adopt_index_models=False)
 
     @property
     def encoders(self) -> Encoders:
@@ -122,8 +144,23 @@ class SearchEngine:
         with self._lock:
             if self._encoders is None:
                 self._open_for_models()
-                self._encoders = load_encoders(self.config, self._text)
+                self._encoders = load_encoders(self.config, self._text, self._caption)
             return self._encoders
+
+    @property
+    def caption_encoder(self) -> TextEncoder:
+        """The model of captions and photo text (the caption model, else the text model), loaded alone for
+        text queries like ``text_encoder``."""
+        with self._lock:
+            if self._encoders is not None:
+                return self._encoders.captions
+            self._open_for_models()
+            if not self.config.has_caption_model:
+                return self.text_encoder
+            if self._caption is None:
+                self._caption = load_caption_encoder(self.config)
+            assert self._caption is not None
+            return self._caption
 
     @property
     def text_encoder(self) -> TextEncoder:
@@ -138,7 +175,7 @@ class SearchEngine:
 
     def _open_for_models(self) -> None:
         """Open the store before loading models when the index may choose them."""
-        if self.config.adopt_index_models and not self._adopted:
+        if (self.config.adopt_index_models or self.config.caption_model is None) and not self._adopted:
             self.store  # noqa: B018
 
     # -- indexing -----------------------------------------------------------------------------------
@@ -185,6 +222,8 @@ class SearchEngine:
             self.lock_for_writing()
             store, encoders = self.store, self.encoders
             store.create(self.signature, encoders.dim, self.config.models() if self._encoders_from_config else None)
+            if self.caption_space_mismatch():  # another caption model: embed the stored texts again, no image
+                store.recaption(encoders.captions.encode_texts, encoders.captions.model_id, self.config.caption_model or "")
             indexer = Indexer(store, encoders, manifest, batch_size or self.config.index_batch_size, progress, hidden,
                               on_progress, Shard.parse(shard) if isinstance(shard, str) else shard, forget_captions,
                               workers=workers or self.config.decode_workers, ocr=self._ocr_for_run(store))
@@ -279,6 +318,7 @@ class SearchEngine:
 
         k = check_k(k)
         store = self.store  # first: an index built by other models is refused before any model loads
+        self._check_caption_space()
         text = check_text((query or "").strip())
         if vector is None and not text and image is None and not positive:
             raise QueryError("give a text query, a query image, or both")
@@ -290,12 +330,34 @@ class SearchEngine:
         if vector is None:
             vector = self.query_vector(query, image, text_weight) if text or image is not None else liked.mean()
         refined = rocchio(vector, liked.image, unliked.image)
-        captions = rocchio(vector, liked.caption, unliked.caption)
+        captions = self._caption_query(vector, text, liked, unliked)
         weights = query_weights(self.config.caption_weight, self.config.keyword_weight, bool(text),
                                 self.config.feedback_weight, self.config.ocr_weight if self.has_ocr_texts() else 0.0)
         marks = self.marks.signal(vector) if text and self.config.feedback_weight > 0 else {}
         return Query(refined, text, k, weights, build_where(roots=store.roots(), **filters), min_score, exclude,
-                     captions, frozenset(unliked.ids), marks)
+                     captions, frozenset(unliked.ids), marks, shared_captions=not self.has_caption_space)
+
+    @property
+    def has_caption_space(self) -> bool:
+        """Whether captions and photo text live in a caption model's own space (``Config.caption_model``)."""
+        signature = self.signature
+        return signature["caption_model"] != signature["text_model"]
+
+    def _caption_query(self, vector: np.ndarray, text: str, liked: Examples, unliked: Examples) -> np.ndarray | None:
+        """The query in the caption space, refined by the examples' caption vectors: the query vector itself
+        when captions share its space; else the text embedded by the caption model (None without text or
+        captioned examples: then no caption signal)."""
+        from .feedback import rocchio
+
+        if not self.has_caption_space:
+            return rocchio(vector, liked.caption, unliked.caption)
+        if text:
+            base = self.caption_encoder.encode_texts([text])[0]
+        elif liked.caption:
+            base = l2_normalize(np.mean(liked.caption, axis=0))[0]
+        else:
+            return None
+        return rocchio(base, liked.caption, unliked.caption)
 
     def _examples(self, positive: Sequence[str | Path], negative: Sequence[str | Path]) -> tuple[Examples, Examples]:
         from .feedback import examples

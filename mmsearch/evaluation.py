@@ -154,7 +154,9 @@ def evaluate(engine: SearchEngine, data: Dataset, progress: Callable[[str], None
     records = engine.store.image_records(ids)
     say(f"encoding {len(data.captions)} captions")
     queries = engine.text_encoder.encode_texts(data.captions)
-    signals = _signals(engine, data, ids, records, queries)
+    # Captions and photo text are compared in the caption model's space when the index has one.
+    caption_queries = engine.caption_encoder.encode_texts(data.captions) if engine.has_caption_space else queries
+    signals = _signals(engine, data, ids, records, queries, caption_queries)
     table: dict[str, np.ndarray] = {k: v for k, v in signals.items() if not np.isnan(v).all()}
     say(f"serving {len(data.captions)} queries")
     served = served_ranks(engine, data)
@@ -194,8 +196,8 @@ def served_ranks(engine: SearchEngine, data: Dataset) -> dict[str, np.ndarray]:
     return out
 
 
-def _signals(engine: SearchEngine, data: Dataset, ids: list[str], records: dict, queries: np.ndarray
-             ) -> dict[str, np.ndarray]:
+def _signals(engine: SearchEngine, data: Dataset, ids: list[str], records: dict, queries: np.ndarray,
+             caption_queries: np.ndarray) -> dict[str, np.ndarray]:
     from .ids import caption_ids, split_caption_id
     from .keywords import KeywordIndex
 
@@ -209,12 +211,12 @@ def _signals(engine: SearchEngine, data: Dataset, ids: list[str], records: dict,
         own.setdefault(split_caption_id(cid)[0], []).append(vec)
     for col, i in enumerate(ids):
         if i in own:
-            out["caption"][:, col] = (queries @ np.stack(own[i]).T).max(axis=1)
+            out["caption"][:, col] = (caption_queries @ np.stack(own[i]).T).max(axis=1)
     keywords = KeywordIndex.from_metadata((i, records[i][0]) for i in ids)
     out["keyword"] = np.stack([keywords.score_array(text) for text in data.captions]).astype(np.float64)
     if not out["keyword"].any():
         out["keyword"][:] = np.nan
-    out["ocr"] = _ocr_scores(engine, data, ids, keywords.ocr, queries)
+    out["ocr"] = _ocr_scores(engine, data, ids, keywords.ocr, caption_queries)
     return out
 
 

@@ -307,7 +307,8 @@ class Indexer:
         for item, pairs in zip(batch, captions):
             item.captions = [t for t, _ in pairs]
         texts = [t for items in captions for t, _ in items]
-        caption_vectors = self.encoders.text.encode_texts(texts) if texts else np.zeros((0, dim), np.float32)
+        captioner = self.encoders.captions  # the caption model's own space, else the text model's
+        caption_vectors = captioner.encode_texts(texts) if texts else np.zeros((0, captioner.dim), np.float32)
         records = self._ocr_records(ready)
         metas = [_metadata(p, [t for t, _ in items], self._ocr_fields(p)) for p, items in zip(batch, captions)]
         out = Batch([image_id(p.candidate.path) for p in batch], vectors, metas, captions, caption_vectors,
@@ -319,7 +320,7 @@ class Indexer:
     def _ocr_records(self, ready: list[Prepared | TextOnly]) -> list[OcrRecord | None]:
         """Each photo's text with its vector in the caption space (embedded like a caption), or None."""
         texts = [p.ocr.text for p in ready if p.ocr is not None]
-        vectors = iter(self.encoders.text.encode_texts(texts)) if texts else iter(())
+        vectors = iter(self.encoders.captions.encode_texts(texts)) if texts else iter(())
         return [(p.ocr.text, next(vectors)) if p.ocr is not None else None for p in ready]
 
     def _ocr_fields(self, item: Prepared | TextOnly) -> dict[str, Any]:

@@ -19,10 +19,12 @@ SIGNAL_ORDER = ("image", "caption", "keyword", "rerank")  # known signals first,
 
 def profile_label(signature: dict[str, Any]) -> str:
     """One line saying which models answer, or that this is the offline profile."""
+    caption = signature.get("caption_model") or signature["text_model"]
+    own = f"; captions and photo text by {caption}" if caption != signature["text_model"] else ""
     if not has_image_vectors(signature):
         return (f"Offline profile: caption search with {signature['text_model']}; image signal unavailable "
-                "(no image upload or 'more like this')")
-    return f"Image model {signature['image_model']}, text model {signature['text_model']}"
+                f"(no image upload or 'more like this'){own}")
+    return f"Image model {signature['image_model']}, text model {signature['text_model']}{own}"
 
 
 def shown_signals(hits: list[Hit]) -> list[str]:
@@ -66,7 +68,8 @@ def stats_lines(stats: dict[str, Any]) -> str:
     stamp = stats["updated_at"]
     updated = datetime.fromtimestamp(stamp).isoformat(sep=" ", timespec="seconds") if stamp else "never"
     return (f"database     {stats['db']}\nimages       {stats['images']}\ncaptions     {stats['captions']}\n"
-            f"image model  {stats['image_model']}\ntext model   {stats['text_model']}\ndimension    {stats['dim']}\n"
+            f"image model  {stats['image_model']}\ntext model   {stats['text_model']}\n"
+            f"caption model {stats.get('caption_model') or stats['text_model']}\ndimension    {stats['dim']}\n"
             f"schema       {stats.get('schema', '-')}\n"
             f"ocr          {_ocr_line(stats)}\n"
             f"folders      {', '.join(stats['roots']) or '-'}\nupdated      {updated}")

@@ -48,6 +48,7 @@ class Query:
     caption_vector: np.ndarray | None = None  # the caption space's own query (refined by examples); else ``vector``
     demoted: frozenset[str] = frozenset()  # images marked irrelevant: ranked after every other candidate
     feedback: dict[str, float] = field(default_factory=dict)  # lasting marks' signal per image id (mmsearch.feedback)
+    shared_captions: bool = True  # captions share ``vector``'s space; if not, no ``caption_vector`` = no caption signal
 
 
 @dataclass
@@ -99,13 +100,15 @@ def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords:
     """Nearest images, nearest captions (ids only), keyword and text-in-photo matches, then each scored on
     every signal."""
     vector = query.vector
-    caption_vector = query.vector if query.caption_vector is None else query.caption_vector
-    use_ocr = bool(query.text) and query.weights.get("ocr", 0.0) > 0
+    caption_vector = query.caption_vector
+    if caption_vector is None and query.shared_captions:
+        caption_vector = query.vector
+    use_ocr = bool(query.text) and query.weights.get("ocr", 0.0) > 0 and caption_vector is not None
     # The vector queries run at once (Chroma releases the GIL), the keyword search meanwhile.
     images = _executor().submit(store.query_images, vector, pool, query.where) if use_image else None
     ocr_near = _executor().submit(store.query_ocr, caption_vector, pool, query.where) if use_ocr else None
     best: dict[str, tuple[float, int]] = {}
-    for match in store.query_captions(caption_vector, 2 * pool, query.where):
+    for match in store.query_captions(caption_vector, 2 * pool, query.where) if caption_vector is not None else []:
         if match.image_id not in best or match.score > best[match.image_id][0]:
             best[match.image_id] = (match.score, match.index)
     keyword = keywords.search(query.text, pool) if keywords is not None and query.text else {}
@@ -120,7 +123,8 @@ def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords:
     if use_image:  # exact image scores for candidates found through captions or keywords
         for i, vec in vectors.items():
             image_scores.setdefault(i, float(vec @ vector))
-    _fill_caption_scores(store, caption_vector, [i for i in vectors if i not in best], best)
+    if caption_vector is not None:
+        _fill_caption_scores(store, caption_vector, [i for i in vectors if i not in best], best)
     scores = {i: {"image": _round(image_scores.get(i)), "caption": _round(best[i][0]) if i in best else None}
               for i in vectors}
     if keyword:  # an image without a keyword match scores 0 on that signal (when anything matched)

@@ -44,6 +44,7 @@ class Reranker:
 
 
 def image_text_for_rerank(meta: dict) -> str:
-    """What the reranker reads about an image: its captions, else its file name."""
-    captions = meta.get("captions") or []
-    return " / ".join(captions) if captions else Path(meta.get("path", "")).stem.replace("_", " ")
+    """What the reranker reads about an image: its captions and the text read in it, else its file name."""
+    text = " ".join(str(meta.get("ocr") or "").split())  # its lines on one line
+    parts = [*(meta.get("captions") or []), *([text] if text else [])]
+    return " / ".join(parts) if parts else Path(meta.get("path", "")).stem.replace("_", " ")

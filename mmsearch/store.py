@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .config import Config
 
 IMAGES, CAPTIONS, FEEDBACK, OCR = "mmsearch_images", "mmsearch_captions", "mmsearch_feedback", "mmsearch_ocr"
+NEXT = "__next"  # suffix of a collection being rebuilt for another caption model (Store.recaption)
 OcrRecord = tuple[str, np.ndarray]  # a photo's text as read (mmsearch.ocr), and its vector in the caption space
 # Measured on 20k embedding-like 512-d vectors (tests/test_recall.py), recall@10 against exact search:
 # Chroma's defaults (ef_search 100, ef_construction 100, max_neighbors 16) 0.87; max_neighbors 32 gave
@@ -146,7 +147,9 @@ class Store:
             return None
         meta = images.metadata or {}
         return {"image_model": meta.get("image_model"), "text_model": meta.get("text_model"), "dim": meta.get("dim"),
-                "schema": stored_version(meta)}
+                "schema": stored_version(meta),
+                # Captions in a space of their own (Config.caption_model); older indexes: the text model's.
+                "caption_model": meta.get("caption_model") or meta.get("text_model")}
 
     def check(self, signature: dict[str, str]) -> bool:
         """Raise ``IndexMismatchError`` if the index was built by other models; False if it is empty."""
@@ -191,6 +194,7 @@ class Store:
         existed = self.check(signature)
         if not existed:
             meta = {VERSION_KEY: version, "image_model": signature["image_model"], "text_model": signature["text_model"],
+                    "caption_model": signature.get("caption_model") or signature["text_model"],
                     "dim": dim, "roots": "[]", "updated_at": 0, "models": json.dumps(models or {})}
             try:
                 self.client.get_or_create_collection(
@@ -282,6 +286,8 @@ class Store:
 
     def _open_existing(self) -> None:
         if self._captions is None:
+            for name in (CAPTIONS, OCR):  # before get_or_create could make an empty one in its place
+                self._recover_rename(name)
             for attempt in range(3):  # get_or_create can lose a race with another worker creating it
                 try:
                     self._captions = self.client.get_or_create_collection(
@@ -422,6 +428,54 @@ class Store:
                     raise
                 return None
         return self._ocr
+
+    @_guarded("write")
+    def recaption(self, encode: Callable[[list[str]], np.ndarray], caption_model: str, setting: str,
+                  progress: Callable[[int], None] | None = None) -> int:
+        """Embed every caption and photo text again with another caption model (``caption_model``: its
+        id; ``setting``: what ``Config.caption_model`` said, recorded with the index's models). Images are
+        not touched and no file is read: the texts are stored. Returns how many texts were embedded.
+
+        Each collection is rebuilt beside the old one (``<name>__next``, in the new model's dimension),
+        then swapped in by deleting the old one and renaming; the new model is recorded last. A run
+        stopped anywhere is redone by the next writer (a half-built ``__next`` is dropped first; one
+        left complete by a stop between delete and rename is renamed).
+        """
+        done = 0
+        for which, name in (("captions", CAPTIONS), ("ocr", OCR)):
+            old = self._collection(which)
+            if old is None:
+                continue
+            self._drop(name + NEXT)
+            fresh = self.client.create_collection(name + NEXT, configuration={"hnsw": HNSW_CAPTIONS},
+                                                  embedding_function=None)
+            for ids, _, metas, docs in self.records(which):
+                fresh.upsert(ids=ids, embeddings=encode(docs), metadatas=metas, documents=docs)
+                done += len(ids)
+                if progress is not None:
+                    progress(len(ids))
+            self.client.delete_collection(name)
+            fresh.modify(name=name)
+        models = {**(self.models() or {}), "caption_model": setting}
+        self._modify_metadata({"caption_model": caption_model, "models": json.dumps(models)})
+        self._captions = self._ocr = None
+        self._open_existing()
+        return done
+
+    def _recover_rename(self, name: str) -> None:
+        """A rebuilt collection left complete under ``<name>__next`` by a stop between delete and rename."""
+        names = {c if isinstance(c, str) else c.name for c in self.client.list_collections()}
+        if name + NEXT in names and name not in names:
+            self.client.get_collection(name + NEXT, embedding_function=None).modify(name=name)
+            self._captions = self._ocr = None
+
+    def _drop(self, name: str) -> None:
+        try:
+            self.client.delete_collection(name)
+        except StoreError:
+            raise
+        except Exception:  # not there
+            pass
 
     def ocr_setting(self) -> str:
         """The OCR engine the index reads photos with (``mmsearch index --ocr``), or "" when off."""

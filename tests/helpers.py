@@ -179,3 +179,48 @@ def render_text_photo(path: Path, lines: list[str], *, size: tuple[int, int] = (
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, "JPEG", quality=quality)
     return path
+
+
+def tiny_sentence_model(folder: Path, minilm: str, arch: str, pooling: str, dense: dict | None = None,
+                        hidden: int = 64, normalize: bool = False) -> Path:
+    """A small sentence-transformers folder with random weights: ``arch`` ``bert`` (M3E-shaped with mean
+    pooling), ``distilbert`` or ``xlmr`` (BGE-M3-shaped with CLS pooling and ``normalize``), the MiniLM
+    tokenizer, ``pooling`` mode, optional Dense layer (to 32 dims)."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import (
+        AutoTokenizer,
+        BertConfig,
+        BertModel,
+        DistilBertConfig,
+        DistilBertModel,
+        XLMRobertaConfig,
+        XLMRobertaModel,
+    )
+
+    torch.manual_seed(7)
+    backbone = folder / "backbone"
+    vocab = 30522  # the MiniLM tokenizer's
+    if arch == "bert":
+        model = BertModel(BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=128), add_pooling_layer=False)
+    elif arch == "distilbert":
+        model = DistilBertModel(DistilBertConfig(vocab_size=vocab, dim=hidden, n_layers=2, n_heads=4, hidden_dim=128))
+    else:
+        model = XLMRobertaModel(XLMRobertaConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=2,
+                                                 num_attention_heads=4, intermediate_size=128, pad_token_id=0,
+                                                 max_position_embeddings=80), add_pooling_layer=False)
+    with torch.no_grad():  # random LayerNorm and bias values, so that a wrong parameter shows
+        for name, param in model.named_parameters():
+            if "LayerNorm" in name or "layer_norm" in name or name.endswith("bias"):
+                param.add_(torch.randn_like(param) * 0.3)
+    model.save_pretrained(backbone)
+    AutoTokenizer.from_pretrained(minilm).save_pretrained(backbone)
+    modules = [models.Transformer(str(backbone), max_seq_length=48), models.Pooling(hidden, pooling)]
+    if dense:
+        modules.append(models.Dense(hidden, 32, **dense))
+    if normalize:
+        modules.append(models.Normalize())
+    out = folder / "model"
+    SentenceTransformer(modules=modules, device="cpu").save(str(out))
+    return out

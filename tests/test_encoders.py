@@ -57,10 +57,14 @@ def test_minilm_vectors_are_normalised_and_semantic(tiny_encoders):
 def test_signature_names_models_without_loading_them(tiny_config):
     sig = model_signature(tiny_config)
     # the packaged MiniLM's folder is recognised as the model it is, not named after its folder ("model")
-    assert sig == {"image_model": "open_clip:mmsearch-tiny/mmsearch-tiny.pt",
-                   "text_model": "sentence-transformers:sentence-transformers/all-MiniLM-L6-v2"}
+    minilm = "sentence-transformers:sentence-transformers/all-MiniLM-L6-v2"
+    assert sig == {"image_model": "open_clip:mmsearch-tiny/mmsearch-tiny.pt", "text_model": minilm,
+                   "caption_model": minilm}  # no caption model: captions in the text model's space
     clip_text = Config(db="x", clip_model="ViT-B-32", clip_pretrained="openai", text_model="clip")
-    assert model_signature(clip_text) == {"image_model": "open_clip:ViT-B-32/openai", "text_model": "open_clip:ViT-B-32/openai"}
+    clip = "open_clip:ViT-B-32/openai"
+    assert model_signature(clip_text) == {"image_model": clip, "text_model": clip, "caption_model": clip}
+    assert model_signature(Config(db="x", text_model="clip", caption_model="BAAI/bge-m3"))["caption_model"] == \
+        "sentence-transformers:BAAI/bge-m3"
     assert model_signature(Config.offline_profile(clip_text))["image_model"] == "none"
 
 

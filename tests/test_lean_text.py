@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_photos
+from helpers import make_photos, tiny_sentence_model
 
 from mmsearch import ModelLoadError
 from mmsearch.encoders.sentence import SentenceEncoder
@@ -41,45 +41,6 @@ def test_packaged_minilm_runs_in_numpy_with_sentence_transformers_vectors(minilm
     np.testing.assert_allclose(alone, encoder.encode_texts(TEXTS), atol=1e-5)
 
 
-def _tiny_model(folder: Path, minilm: str, arch: str, pooling: str, dense: dict | None) -> Path:
-    import torch
-    from sentence_transformers import SentenceTransformer, models
-    from transformers import (
-        AutoTokenizer,
-        BertConfig,
-        BertModel,
-        DistilBertConfig,
-        DistilBertModel,
-        XLMRobertaConfig,
-        XLMRobertaModel,
-    )
-
-    torch.manual_seed(7)
-    backbone = folder / "backbone"
-    vocab = 30522  # the MiniLM tokenizer's
-    if arch == "bert":
-        model = BertModel(BertConfig(vocab_size=vocab, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                     intermediate_size=128), add_pooling_layer=False)
-    elif arch == "distilbert":
-        model = DistilBertModel(DistilBertConfig(vocab_size=vocab, dim=64, n_layers=2, n_heads=4, hidden_dim=128))
-    else:
-        model = XLMRobertaModel(XLMRobertaConfig(vocab_size=vocab, hidden_size=64, num_hidden_layers=2,
-                                                 num_attention_heads=4, intermediate_size=128, pad_token_id=0,
-                                                 max_position_embeddings=80), add_pooling_layer=False)
-    with torch.no_grad():  # random LayerNorm and bias values, so that a wrong parameter shows
-        for name, param in model.named_parameters():
-            if "LayerNorm" in name or "layer_norm" in name or name.endswith("bias"):
-                param.add_(torch.randn_like(param) * 0.3)
-    model.save_pretrained(backbone)
-    AutoTokenizer.from_pretrained(minilm).save_pretrained(backbone)
-    modules = [models.Transformer(str(backbone), max_seq_length=48), models.Pooling(64, pooling)]
-    if dense:
-        modules.append(models.Dense(64, 32, **dense))
-    out = folder / "model"
-    SentenceTransformer(modules=modules, device="cpu").save(str(out))
-    return out
-
-
 @pytest.mark.parametrize(("arch", "pooling", "dense"), [
     ("bert", "cls", {"bias": True}),  # Dense with the default tanh
     ("distilbert", "mean", {"bias": False, "activation_function": "identity"}),  # the shape of the default model
@@ -90,7 +51,7 @@ def test_bert_family_folders_give_sentence_transformers_vectors(minilm, tmp_path
         import torch
 
         dense["activation_function"] = torch.nn.Identity()
-    folder = _tiny_model(tmp_path, minilm, arch, pooling, dense)
+    folder = tiny_sentence_model(tmp_path, minilm, arch, pooling, dense)
     encoder = SentenceEncoder(str(folder), runtime="numpy")
     assert encoder.runtime == "numpy" and encoder.dim == (32 if dense else 64)
     _assert_same(encoder.encode_texts(TEXTS), _reference(folder, TEXTS))
@@ -100,7 +61,7 @@ def test_old_format_dense_weights_in_pytorch_model_bin(minilm, tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    folder = _tiny_model(tmp_path, minilm, "bert", "mean", {"bias": True})
+    folder = tiny_sentence_model(tmp_path, minilm, "bert", "mean", {"bias": True})
     want = _reference(folder, TEXTS)
     dense = next(folder.glob("*_Dense"))
     torch.save(load_file(dense / "model.safetensors"), dense / "pytorch_model.bin")

@@ -177,6 +177,7 @@ def stats_markdown(stats: dict[str, Any], profile: str) -> str:
     folders = "\n".join(f"- `{r}`" for r in stats.get("roots", [])) or "- none yet"
     return (f"**{stats['images']} images**, {stats['captions']} captions · last updated {updated}\n\n"
             f"{profile}\n\n- image model: `{stats['image_model']}`\n- text model: `{stats['text_model']}`\n"
+            f"- caption model: `{stats.get('caption_model') or stats['text_model']}`\n"
             f"- text in photos: {_ocr_state(stats)}\n\n**Indexed folders**\n{folders}")
 
 

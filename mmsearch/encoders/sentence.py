@@ -60,10 +60,13 @@ class SentenceEncoder:
         device: torch device.
         cache_dir: where downloaded weights are cached.
         runtime: ``"auto"``, ``"numpy"`` or ``"torch"`` (see ``Config.text_runtime``).
+        trust_remote_code: let sentence-transformers run the model repository's own code (GTE needs it).
     """
 
-    def __init__(self, text_model: str, device: str = "cpu", cache_dir: str | None = None, runtime: str = "auto"):
+    def __init__(self, text_model: str, device: str = "cpu", cache_dir: str | None = None, runtime: str = "auto",
+                 trust_remote_code: bool = False):
         self.model_id = text_model_id(text_model)
+        self.trust_remote_code = trust_remote_code
         source = packaged_minilm_path() if text_model == PACKAGED_MINILM else text_model
         if not Path(source).is_dir() and source.startswith(("/", ".", "~")):
             raise ModelLoadError(f"text model folder {source} does not exist; {HELP}")
@@ -85,9 +88,13 @@ class SentenceEncoder:
         hf_logging.disable_progress_bar()  # no "Loading weights" bar on every command
         try:
             with quiet_logging():
-                self.model = SentenceTransformer(source, device=device, cache_folder=cache_dir)
+                self.model = SentenceTransformer(source, device=device, cache_folder=cache_dir,
+                                                 trust_remote_code=self.trust_remote_code)
         except Exception as exc:  # OSError from the hub, ValueError for bad folders, ...
             reason = OFFLINE_REASON if not Path(source).is_dir() and not hub_online() else first_line(exc)
+            if "trust_remote_code" in str(exc) and not self.trust_remote_code:
+                reason = ("it runs custom code from its repository; allow that with --trust-remote-code "
+                          "(MMSEARCH_TRUST_REMOTE_CODE=1) only if you trust the repository")
             raise ModelLoadError(f"cannot load text model {text_model!r}: {reason}; {HELP}") from exc
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         dim = get_dim()

@@ -1,0 +1,160 @@
+"""A caption space of its own: captions and photo text embedded by a caption model (any sentence-transformers
+model, in its own dimension) while the text model keeps embedding queries into the image space."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import TINY_CLIP, make_photos, tiny_sentence_model
+
+from mmsearch import IndexMismatchError, SearchEngine
+from mmsearch.encoders.sentence import SentenceEncoder
+
+TINY_256 = {**TINY_CLIP, "embed_dim": 256}  # a CLIP whose space is not MiniLM's 384 dimensions
+
+
+@pytest.fixture(scope="module")
+def clip256(tmp_path_factory) -> tuple[str, str]:
+    import open_clip
+    import torch
+
+    folder = tmp_path_factory.mktemp("clip256")
+    config = folder / "mmsearch-tiny256.json"
+    config.write_text(json.dumps(TINY_256))
+    open_clip.add_model_config(config)
+    torch.manual_seed(1)
+    checkpoint = folder / "mmsearch-tiny256.pt"
+    torch.save(open_clip.create_model("mmsearch-tiny256").state_dict(), checkpoint)
+    return str(config), str(checkpoint)
+
+
+@pytest.fixture
+def settings(clip256) -> dict:
+    """CLIP's own text tower for queries into the image space; captions get the caption model."""
+    return {"clip_model": clip256[0], "clip_pretrained": clip256[1], "text_model": "clip", "caption_weight": 1.0}
+
+
+@pytest.fixture(scope="module")
+def m3e_shaped(tmp_path_factory, minilm) -> str:
+    return str(tiny_sentence_model(tmp_path_factory.mktemp("m3e"), minilm, "bert", "mean", hidden=48))
+
+
+@pytest.fixture(scope="module")
+def bge_m3_shaped(tmp_path_factory, minilm) -> str:
+    return str(tiny_sentence_model(tmp_path_factory.mktemp("bge-m3"), minilm, "xlmr", "cls", normalize=True))
+
+
+@pytest.mark.parametrize("query, want", [
+    ("a kitten napping on the couch", "black_cat.jpg"),
+    ("a bike parked by a wall", "red_bicycle.png"),
+    ("pasta for dinner", "pasta.jpg"),
+    ("the sea at dusk", "beach.jpg"),
+])
+def test_paraphrases_find_captioned_photos_through_the_caption_model(tmp_path, settings, minilm, query, want):
+    engine = SearchEngine(tmp_path / "db", caption_model=minilm, **settings)
+    photos = make_photos(tmp_path / "photos")
+    assert engine.index([photos], captions=photos / "captions.csv").added == 6
+    assert engine.encoders.dim == 256 and engine.encoders.captions.dim == 384
+    hit = engine.search(query, k=1)[0]
+    assert Path(hit.path).name == want and hit.scores["caption"] > 0.3
+    stats = engine.stats()
+    assert stats["caption_model"].endswith("all-MiniLM-L6-v2") and stats["text_model"].startswith("open_clip:")
+
+
+def test_without_a_caption_model_captions_stay_in_the_text_models_space(tmp_path, settings):
+    engine = SearchEngine(tmp_path / "db", **settings)
+    photos = make_photos(tmp_path / "photos")
+    engine.index([photos], captions=photos / "captions.csv")
+    assert not engine.has_caption_space and engine.encoders.captions is engine.encoders.text
+    assert engine.stats()["caption_model"] == engine.stats()["text_model"]
+
+
+def test_changing_the_caption_model_embeds_captions_again_and_never_images(tmp_path, settings, minilm, m3e_shaped,
+                                                                            monkeypatch):
+    photos = make_photos(tmp_path / "photos")
+    first = SearchEngine(tmp_path / "db", caption_model=minilm, **settings)
+    first.index([photos], captions=photos / "captions.csv")
+    ids = [entry.id for entry in first.store.entries().values()]
+    before = first.store.image_vectors(ids)
+
+    engine = SearchEngine(tmp_path / "db", caption_model=m3e_shaped, **settings)
+    assert engine.caption_space_mismatch() is not None
+    with pytest.raises(IndexMismatchError, match="run `mmsearch index` with the new --caption-model"):
+        engine.search("a cat", k=1)
+    images, texts = [], []
+    for method in ("encode_images", "encode_prepared"):
+        monkeypatch.setattr(engine.encoders.image, method, lambda x: images.append(x))
+    encode = engine.encoders.captions.encode_texts
+    monkeypatch.setattr(engine.encoders.captions, "encode_texts", lambda t: texts.extend(t) or encode(t))
+    report = engine.index([photos], captions=photos / "captions.csv")
+    assert (report.added, report.updated, report.unchanged) == (0, 0, 6)
+    assert images == [] and len(texts) == 5  # the five stored captions, nothing else
+    assert engine.caption_space_mismatch() is None and engine.stats()["captions"] == 5
+    hit = engine.search("a black cat sleeping on a sofa", k=1)[0]
+    assert hit.path.endswith("black_cat.jpg") and hit.scores["caption"] == pytest.approx(1.0, abs=1e-5)
+    after = engine.store.image_vectors(ids)
+    assert after.keys() == before.keys() and all(np.array_equal(after[i], before[i]) for i in ids)
+
+    # Models belong to the index: an engine without --caption-model uses the one it records.
+    later = SearchEngine(tmp_path / "db", **settings)
+    assert later.search("a black cat sleeping on a sofa", k=1)[0].path.endswith("black_cat.jpg")
+    assert later.config.caption_model == m3e_shaped and later.caption_encoder.dim == 48
+
+
+def test_an_interrupted_recaption_is_finished_by_the_next_writer(tmp_path, settings, minilm, m3e_shaped):
+    from mmsearch.store import CAPTIONS, NEXT
+
+    photos = make_photos(tmp_path / "photos")
+    SearchEngine(tmp_path / "db", caption_model=minilm, **settings).index([photos], captions=photos / "captions.csv")
+    engine = SearchEngine(tmp_path / "db", caption_model=m3e_shaped, **settings)
+    store = engine.store
+    # Stopped between deleting the old captions and renaming the rebuilt ones.
+    rebuilt = store.client.create_collection(CAPTIONS + NEXT, embedding_function=None)
+    old = store._collection("captions").get(include=["metadatas", "documents"])
+    rebuilt.upsert(ids=old["ids"], embeddings=engine.encoders.captions.encode_texts(old["documents"]),
+                   metadatas=old["metadatas"], documents=old["documents"])
+    store.client.delete_collection(CAPTIONS)
+    rerun = SearchEngine(tmp_path / "db", caption_model=m3e_shaped, **settings)  # the next process
+    report = rerun.index([photos], captions=photos / "captions.csv")
+    assert report.unchanged == 6 and rerun.stats()["captions"] == 5
+    assert rerun.search("a plate of spaghetti with tomato sauce", k=1)[0].path.endswith("pasta.jpg")
+
+
+@pytest.mark.parametrize("shape", ["m3e_shaped", "bge_m3_shaped"])
+def test_bge_m3_and_m3e_shaped_folders_load_in_numpy_with_sentence_transformers_vectors(shape, request):
+    from sentence_transformers import SentenceTransformer
+
+    folder = request.getfixturevalue(shape)
+    lean = SentenceEncoder(folder)
+    assert lean.runtime == "numpy" and lean.dim == (48 if shape == "m3e_shaped" else 64)
+    texts = ["一只猫", "a red bicycle", "ein Hund am Strand"]
+    want = SentenceTransformer(folder, device="cpu").encode(texts, normalize_embeddings=True)
+    got = lean.encode_texts(texts)
+    assert got.shape == (3, lean.dim)
+    assert np.sum(got * want, axis=1).min() >= 0.9999
+
+
+def test_custom_code_models_need_trust_remote_code(tmp_path, minilm):
+    import shutil
+
+    from mmsearch import Config, ModelLoadError
+    from mmsearch.encoders import load_caption_encoder
+
+    folder = tmp_path / "custom"
+    shutil.copytree(minilm, folder)
+    config_file = next(folder.rglob("config.json"))
+    data = json.loads(config_file.read_text())
+    data["auto_map"] = {"AutoConfig": "configuration_custom.CustomConfig",
+                        "AutoModel": "modeling_custom.CustomModel"}  # what GTE's folder declares
+    data["model_type"] = "new"  # GTE's: no class of that name in transformers itself
+    config_file.write_text(json.dumps(data))
+    for module in ("configuration_custom.py", "modeling_custom.py"):
+        (config_file.parent / module).write_text("raise RuntimeError('custom code ran')\n")
+    config = Config(db="x", caption_model=str(folder), text_runtime="torch")
+    with pytest.raises(ModelLoadError, match="--trust-remote-code"):
+        load_caption_encoder(config)
+    with pytest.raises(ModelLoadError, match="custom code ran"):  # allowed: the repository's code runs
+        load_caption_encoder(Config(db="x", caption_model=str(folder), text_runtime="torch", trust_remote_code=True))
