@@ -52,17 +52,6 @@ def photos(folder: Path) -> list[tuple[str, Path, str]]:
     return out
 
 
-def distance(a: str, b: str) -> int:
-    """Levenshtein distance."""
-    previous = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        current = [i]
-        for j, y in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
-        previous = current
-    return previous[-1]
-
-
 def big_photos(folder: Path, n: int) -> Path:
     """``n`` 4032x3024 JPEGs with a sign each (text 120 px high), like phone photos of signs."""
     from helpers import render_text_photo
@@ -102,6 +91,8 @@ def speed(workdir: Path) -> None:
 
 
 def main() -> None:
+    from helpers import edit_distance
+
     from mmsearch.ocr import load_ocr
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -126,7 +117,7 @@ def main() -> None:
             with Image.open(path) as image:
                 found = engine.read(image.convert("RGB"))
             got = "".join((found.text if found else "").split())
-            errors[language][0] += distance(truth.replace(" ", ""), got)
+            errors[language][0] += edit_distance(truth.replace(" ", ""), got)
             errors[language][1] += len(truth.replace(" ", ""))
         seconds = (time.perf_counter() - start) / len(samples)
         print(f"{name:<11} {side:>5} " + " ".join(f"{e / n:12.3f}" for e, n in errors.values()) + f" {seconds:8.2f}")

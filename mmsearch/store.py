@@ -417,16 +417,7 @@ class Store:
         """The collection of the text read in photos (one record per photo with text), or None when no
         text was ever read and ``create`` is False."""
         if self._ocr is None:
-            try:
-                self._ocr = (self.client.get_or_create_collection(OCR, configuration={"hnsw": HNSW_CAPTIONS},
-                                                                  embedding_function=None)
-                             if create else self.client.get_collection(OCR, embedding_function=None))
-            except StoreError:
-                raise
-            except Exception:
-                if create:
-                    raise
-                return None
+            self._ocr = open_collection(self.client, OCR, create, HNSW_CAPTIONS)
         return self._ocr
 
     @_guarded("write")
@@ -663,17 +654,7 @@ class FeedbackStore:
 
     def _get(self, create: bool) -> Any:
         if self._collection is None:
-            client = self.store.client
-            try:
-                self._collection = (client.get_or_create_collection(FEEDBACK, configuration={"hnsw": {"space": "cosine"}},
-                                                                    embedding_function=None)
-                                    if create else client.get_collection(FEEDBACK, embedding_function=None))
-            except StoreError:
-                raise
-            except Exception:
-                if create:
-                    raise
-                return None
+            self._collection = open_collection(self.store.client, FEEDBACK, create, {"space": "cosine"})
         return self._collection
 
     @_guarded("write feedback to")
@@ -752,6 +733,21 @@ def _is_collection(value: Any) -> bool:
     from chromadb.api.models.Collection import Collection
 
     return isinstance(value, Collection)
+
+
+def open_collection(client: Any, name: str, create: bool, hnsw: dict) -> Any:
+    """A collection that appears only when first written to: created (with these HNSW settings) when
+    ``create``, else opened if it exists, or None."""
+    try:
+        if create:
+            return client.get_or_create_collection(name, configuration={"hnsw": hnsw}, embedding_function=None)
+        return client.get_collection(name, embedding_function=None)
+    except StoreError:
+        raise
+    except Exception:  # chromadb raises NotFoundError / ValueError depending on version
+        if create:
+            raise
+        return None
 
 
 def _filter_fields(meta: dict) -> dict:

@@ -224,3 +224,14 @@ def tiny_sentence_model(folder: Path, minilm: str, arch: str, pooling: str, dens
     out = folder / "model"
     SentenceTransformer(modules=modules, device="cpu").save(str(out))
     return out
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (for character error rates of OCR)."""
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]

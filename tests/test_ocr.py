@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import edit_distance as distance
 from helpers import render_text_photo, save_image
 
 from mmsearch import Config, ConfigError
@@ -23,16 +24,6 @@ SIGNS = {  # file -> (lines, rendering)
     "bakery.jpg": (["Bäckerei Müller"], {"angle": 1, "quality": 70}),
     "menu.jpg": (["Fresh coffee and cake"], {"busy": True, "angle": -1}),
 }
-
-
-def distance(a: str, b: str) -> int:
-    previous = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        current = [i]
-        for j, y in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
-        previous = current
-    return previous[-1]
 
 
 @pytest.fixture(scope="module")
