@@ -250,6 +250,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         models = {"image": signature["image_model"], "text": signature["text_model"], "caption": signature["caption_model"]}
         print(json.dumps({"models": models, "results": [h.to_dict() for h in hits]}, ensure_ascii=False, indent=2))
     else:
+        if engine.has_caption_space and hits:  # say which model the caption column comes from
+            print(f"caption and ocr scores by {engine.signature['caption_model']}")
         print(format_hits(hits))
     return 0
 

@@ -158,3 +158,20 @@ def test_custom_code_models_need_trust_remote_code(tmp_path, minilm):
         load_caption_encoder(config)
     with pytest.raises(ModelLoadError, match="custom code ran"):  # allowed: the repository's code runs
         load_caption_encoder(Config(db="x", caption_model=str(folder), text_runtime="torch", trust_remote_code=True))
+
+
+def test_the_command_line_says_which_model_scored_the_captions(tmp_path, clip256, minilm, monkeypatch, capsys):
+    from mmsearch.cli import main
+
+    photos = make_photos(tmp_path / "photos")
+    monkeypatch.setenv("MMSEARCH_DB", str(tmp_path / "db"))
+    models = ["--clip-model", clip256[0], "--clip-pretrained", clip256[1], "--text-model", "clip"]
+    assert main(["index", str(photos), "--captions", str(photos / "captions.csv"), "--caption-model", minilm, *models]) == 0
+    capsys.readouterr()
+    assert main(["search", "a kitten napping on the couch", "-k", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["models"]["caption"].endswith("all-MiniLM-L6-v2") and out["models"]["text"].startswith("open_clip:")
+    assert main(["search", "a kitten napping on the couch", "-k", "1"]) == 0
+    assert "caption and ocr scores by sentence-transformers:" in capsys.readouterr().out
+    assert main(["stats"]) == 0
+    assert "caption model sentence-transformers:" in capsys.readouterr().out
