@@ -60,7 +60,8 @@ def format_score(value: float | None) -> str:
 
 def _ocr_line(stats: dict[str, Any]) -> str:
     engine = stats.get("ocr") or "off"
-    return f"{engine} ({stats.get('texts', 0)} photos with text)" if stats.get("texts") or stats.get("ocr") else engine
+    texts = stats.get("texts", 0)
+    return f"{engine} ({texts} photo{'' if texts == 1 else 's'} with text)" if texts or stats.get("ocr") else engine
 
 
 def stats_lines(stats: dict[str, Any]) -> str:

@@ -184,7 +184,8 @@ def stats_markdown(stats: dict[str, Any], profile: str) -> str:
 def _ocr_state(stats: dict[str, Any]) -> str:
     if not stats.get("ocr") and not stats.get("texts"):
         return "not read (`mmsearch index --ocr` reads it)"
-    return f"read with `{stats.get('ocr') or 'no engine now'}`, {stats.get('texts', 0)} photos with text"
+    texts = stats.get("texts", 0)
+    return f"read with `{stats.get('ocr') or 'no engine now'}`, {texts} photo{'' if texts == 1 else 's'} with text"
 
 
 def _bytes(n: int) -> str:
