@@ -222,3 +222,13 @@ def test_eval_reports_the_ocr_signal(signs, tiny_clip, minilm, tmp_path):
     assert result["rows"]["ocr"] == "exact"
     assert result["signals"]["ocr"]["text_to_image"]["R@1"] >= 80  # 5 of the 6 queries are about text in photos
     assert result["signals"]["fused"]["text_to_image"]["R@1"] >= 66
+
+
+def test_text_from_a_photo_is_shown_as_text_in_the_details_never_as_markup():
+    from mmsearch_web.views import hit_details
+
+    hit = {"file": "/p/sign.jpg", "id": "x", "score": 1.0, "caption": "", "scores": {"ocr": 1.0},
+           "metadata": {"ocr": "[win a prize](http://evil.example)\n<img src=x onerror=alert(1)>", "ocr_confidence": 0.9}}
+    shown = hit_details(hit)
+    assert "Text in photo" in shown and "(confidence 0.90)" in shown
+    assert "\\[win a prize\\]\\(http://evil.example\\)" in shown and "<img" not in shown

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -162,12 +163,18 @@ def hit_details(hit: dict[str, Any], query: str = "") -> str:
     link = original_url(hit["id"]) + (f"?q={urllib.parse.quote(query)}" if query.strip() else "")
     rows.append(("Original", f"[open full size]({link})"))
     text = "\n".join(f"- **{k}**: {v}" for k, v in rows)
-    listed = "\n".join(f"- {html.escape(c)}" for c in captions) or "_no captions_"
+    listed = "\n".join(f"- {plain(c)}" for c in captions) or "_no captions_"
     out = f"### {html.escape(Path(hit['file']).name)}\n\n{text}\n\n**Captions**\n\n{listed}"
     if meta.get("ocr"):
-        lines = "  \n".join(html.escape(line) for line in str(meta["ocr"]).splitlines())
+        lines = "  \n".join(plain(line) for line in str(meta["ocr"]).splitlines())
         out += f"\n\n**Text in photo** (confidence {float(meta.get('ocr_confidence', 0)):.2f})\n\n{lines}"
     return out
+
+
+def plain(text: str) -> str:
+    """Text from a file (a caption, the text read in a photo) shown as it is in Markdown: HTML escaped,
+    and Markdown's own punctuation too, so "[win](http://...)" on a sign is not a link."""
+    return re.sub(r"([\\`*_{}\[\]()#+!|>~-])", r"\\\1", html.escape(text, quote=False))
 
 
 def stats_markdown(stats: dict[str, Any], profile: str) -> str:
