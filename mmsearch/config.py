@@ -238,8 +238,9 @@ class Config:
     @classmethod
     def offline_profile(cls, base: Config | None = None) -> Config:
         """Caption search with the packaged all-MiniLM-L6-v2 and no image encoder: needs no download."""
-        return replace(base or cls.from_env(), clip_model=NO_IMAGE_MODEL, clip_pretrained="", text_model=PACKAGED_MINILM,
-                       caption_model="", adopt_index_models=False)
+        base = base or cls.from_env()
+        return replace(base, clip_model=NO_IMAGE_MODEL, clip_pretrained="", text_model=PACKAGED_MINILM,
+                       caption_model=base.caption_model or "", adopt_index_models=False)
 
     def models(self) -> dict[str, str]:
         """The model settings, as an index records them (``Store.models``)."""

@@ -175,3 +175,18 @@ def test_the_command_line_says_which_model_scored_the_captions(tmp_path, clip256
     assert "caption and ocr scores by sentence-transformers:" in capsys.readouterr().out
     assert main(["stats"]) == 0
     assert "caption model sentence-transformers:" in capsys.readouterr().out
+
+
+def test_image_example_and_mixed_queries_work_across_the_two_spaces(tmp_path, settings, minilm):
+    engine = SearchEngine(tmp_path / "db", caption_model=minilm, ocr=False, **settings)
+    photos = make_photos(tmp_path / "photos")
+    engine.index([photos], captions=photos / "captions.csv")
+    cat = photos / "black_cat.jpg"
+    assert Path(engine.search_image(cat, k=1)[0].path).name == "black_cat.jpg"  # image space only
+    liked = engine.search(None, positive=[cat], k=2)  # examples alone: their image vectors
+    assert Path(liked[0].path).name == "black_cat.jpg"
+    both = engine.search("a kitten napping on the couch", image=cat, k=1)[0]
+    assert Path(both.path).name == "black_cat.jpg" and both.scores["caption"] > 0.3
+    refined = engine.search("a sleeping animal", positive=[cat], negative=[photos / "pasta.jpg"], k=1)[0]
+    assert Path(refined.path).name == "black_cat.jpg"
+    assert Path(engine.similar(cat, k=1)[0].path).name != "black_cat.jpg"
