@@ -105,7 +105,9 @@ class Config:
         ocr: Read the text in photos while indexing (``--ocr``): True turns it on for the index, False
             off; None (default) keeps what the index records. Text is searched as the ``ocr`` signal.
         ocr_engine: ``rapidocr`` (default; PP-OCRv4 on ONNX Runtime, Chinese and English) or ``tesseract``.
-        ocr_weight: Weight of the ``ocr`` signal (text read in photos) in the fused score.
+        ocr_weight: Weight of the ``ocr`` signal (text read in photos), added to the fused score of the
+            other signals (``mmsearch.fusion.ADDITIVE``); 0..2. Above 1, a photo showing every word of the
+            query outranks any photo without it, whatever the other signals say.
         precision: Image model precision: ``"auto"`` (fp16 autocast on CUDA, fp32 on the CPU), ``"fp32"``,
             ``"fp16"`` or ``"bf16"``.
         caption_weight: Share of the caption signal in the fused score (0 = image only, 1 = caption only).
@@ -141,7 +143,7 @@ class Config:
     precision: str = "auto"
     ocr: bool | None = None
     ocr_engine: str = "rapidocr"
-    ocr_weight: float = 1.0
+    ocr_weight: float = 1.5
     caption_weight: float = 0.5
     keyword_weight: float = 0.25
     fusion: str = "shrink"
@@ -166,8 +168,9 @@ class Config:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         for name in ("caption_weight", "keyword_weight", "feedback_weight", "ocr_weight"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
+            top = 2.0 if name == "ocr_weight" else 1.0
+            if not 0.0 <= getattr(self, name) <= top:
+                raise ConfigError(f"{name} must be between 0 and {top:g}, got {getattr(self, name)}")
         if self.fusion not in FUSION_RULES:
             raise ConfigError(f"fusion must be one of {', '.join(FUSION_RULES)}, got {self.fusion!r}")
         if self.text_runtime not in TEXT_RUNTIMES:

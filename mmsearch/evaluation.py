@@ -225,7 +225,7 @@ def _ocr_scores(engine: SearchEngine, data: Dataset, ids: list[str], texts: dict
     """The ``ocr`` signal of every query for every image, as ``mmsearch.ranking`` scores it (the share of
     the query found in the photo's text, or the text's cosine to the query if higher); photos without text
     score 0 (fusion's rule for it), and the row is absent (NaN) when no photo has text."""
-    from .ocr import OcrMatcher
+    from .ocr import OcrMatcher, meaning
 
     out = np.full((len(data.captions), len(ids)), np.nan)
     records = engine.store.ocr_records(ids)
@@ -234,8 +234,8 @@ def _ocr_scores(engine: SearchEngine, data: Dataset, ids: list[str], texts: dict
     out[:] = 0.0
     matcher = OcrMatcher(texts)
     columns = {i: col for col, i in enumerate(ids)}
-    for i, (_, vector) in records.items():
-        out[:, columns[i]] = queries @ vector
+    for i, (text, vector) in records.items():
+        out[:, columns[i]] = meaning(text, queries @ vector)
     for row, text in enumerate(data.captions):
         for i, share in matcher.scores(text).items():
             if i in columns:

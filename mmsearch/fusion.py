@@ -20,11 +20,13 @@ rules compared by ``benchmarks/fusion_bench.py`` (table in the README):
   score among uncaptioned photos fuses to 1.0 and beats photos strong on both signals.
 - ``rrf``: reciprocal rank fusion, 1 / (60 + rank) per signal, a missing signal ranks last.
 
-``ABSOLUTE`` signals are the exception to both: their raw scores are already on a calibrated 0..1 scale
-and used as they are, and a hit without one scores 0. The ``ocr`` signal is the share of the query found
-in the text read in a photo (or its text's cosine to the query, if higher): a photo without text is no
-evidence of average text, and min-max would lift the best weak match among photos with unrelated text
-to 1.0.
+``ADDITIVE`` signals are the exception to both: ``ocr`` (the share of the query found in the text read in
+a photo, or half its text's cosine to the query, if higher) is already on a calibrated 0..1 scale. It is
+added, times its weight, to the hit's fused score of the other signals, and the scores are then scaled so
+that the best is 1. A photo without text gets nothing added, so the order of everything else is exactly
+what it would be without OCR; a photo showing every word of the query gains its full weight. (Averaged
+in with 0 for photos without text, it diluted every other signal: "help" on /usr/share/icons ranked
+"Address Book" icons above the help icons that the file-name keyword signal found.)
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ RULES = ("mean", "shrink", "low", "skip", "rrf")
 DEFAULT_RULE = "shrink"
 RRF_K = 60
 POOL_MIN, POOL_PER_HIT = 30, 3  # candidates fused per query: max(3k, 30)
-ABSOLUTE = frozenset({"ocr"})  # signals used as they are (0..1), missing = 0 (see the module docstring)
+ADDITIVE = frozenset({"ocr"})  # signals added to the fused score as they are (0..1), see the module docstring
 
 
 def pool_size(k: int) -> int:
@@ -70,6 +72,23 @@ def fuse(candidates: Mapping[str, Scores], weights: Mapping[str, float], rule: s
     """
     if rule not in RULES:
         raise ValueError(f"unknown fusion rule {rule!r}; known: {', '.join(RULES)}")
+    bonus = {s: w for s, w in weights.items() if s in ADDITIVE and w > 0}
+    fused = _fuse(candidates, {s: w for s, w in weights.items() if s not in ADDITIVE}, rule)
+    return _add(fused, candidates, bonus) if bonus else fused
+
+
+def _add(fused: dict[str, float], candidates: Mapping[str, Scores], weights: Mapping[str, float]) -> dict[str, float]:
+    """``ADDITIVE`` signals added to the fused scores, then scaled so the best is 1 (order unchanged by it)."""
+    extra = {cid: sum(w * min(1.0, max(0.0, float(candidates[cid].get(s) or 0.0))) for s, w in weights.items())
+             for cid in fused}
+    if not any(extra.values()):
+        return fused
+    total = {cid: fused[cid] + extra[cid] for cid in fused}
+    top = max(total.values())
+    return {cid: value / top for cid, value in total.items()} if top > 0 else total
+
+
+def _fuse(candidates: Mapping[str, Scores], weights: Mapping[str, float], rule: str) -> dict[str, float]:
     normalised = {s: _normalise(candidates, s) for s, w in weights.items() if w > 0}
     normalised = {s: values for s, values in normalised.items() if values}
     if rule == "rrf":
@@ -98,13 +117,10 @@ def _weighted_mean(values: dict[str, float], weights: Mapping[str, float]) -> fl
 
 
 def _normalise(candidates: Mapping[str, Scores], signal: str) -> dict[str, float]:
-    """Min-max normalised values of one signal over the candidates that have it (``ABSOLUTE`` signals:
-    their own values, clipped to 0..1, and 0 for every candidate without one)."""
+    """Min-max normalised values of one signal over the candidates that have it."""
     raw = {cid: float(s[signal]) for cid, s in candidates.items() if s.get(signal) is not None}  # type: ignore[arg-type]
     if not raw:
         return {}
-    if signal in ABSOLUTE:
-        return {cid: min(1.0, max(0.0, raw.get(cid, 0.0))) for cid in candidates}
     low, high = min(raw.values()), max(raw.values())
     if high - low < EPSILON:
         return dict.fromkeys(raw, 1.0)

@@ -22,7 +22,7 @@ import threading
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -34,6 +34,17 @@ if TYPE_CHECKING:
     from PIL import Image
 
 MIN_CONFIDENCE = 0.5  # lines read with less (0..1) are dropped
+# A line needs this many letters, digits or CJK characters: on 4,867 icons of /usr/share/icons, 339 of the
+# 351 "texts" read were one or two glyphs ("?", "+", "a", "口") that only added noise to the ocr signal.
+MIN_LINE_CHARS = 2
+# The text's meaning (its embedding) counts only from this many letters/digits/CJK characters on: a
+# cosine between a query and "3G" says little; the lexical match still counts.
+MIN_SEMANTIC_CHARS = 3
+# The embedding's cosine counts at half weight next to the lexical share (1.0 = every query term is in the
+# photo): cosines of short fragments run high for unrelated text (all-MiniLM-L6-v2: "help" vs "Ctrl" 0.40,
+# vs "@" 0.39; "way out" vs "EXIT" 0.40), and at full weight a stray "Ctrl" outranked the help icons that
+# the file-name keyword signal found.
+MEANING_SHARE = 0.5
 # Photos are read at most this many pixels on the long side. benchmarks/ocr_bench.py: 640 lost small text
 # (CER 0.18-0.37), 1280 and 1600 read no more than 960 at 1.7x and 2.8x its time.
 OCR_SIDE = 960
@@ -78,8 +89,20 @@ def load_ocr(name: str, side: int = OCR_SIDE) -> OcrEngine:
     raise ConfigError(f"unknown OCR engine {name!r}; known: {', '.join(OCR_ENGINES)}")
 
 
+def word_chars(text: str) -> int:
+    """Letters, digits and CJK characters in a text (what is left without punctuation and symbols)."""
+    return len(re.findall(r"[^\W_]", text))
+
+
+def meaning(text: str, cosine: Any) -> Any:
+    """The semantic half of the ``ocr`` signal from the cosine(s) between the query and the photo's text:
+    ``MEANING_SHARE`` of it, or 0 for texts under ``MIN_SEMANTIC_CHARS`` letters."""
+    return MEANING_SHARE * cosine if word_chars(text) >= MIN_SEMANTIC_CHARS else 0.0 * cosine
+
+
 def _lines(pairs: Iterable[tuple[str, float]]) -> OcrText | None:
-    kept = [(_CJK_GAP.sub("", text.strip()), score) for text, score in pairs if score >= MIN_CONFIDENCE and text.strip()]
+    kept = [(_CJK_GAP.sub("", text.strip()), score) for text, score in pairs
+            if score >= MIN_CONFIDENCE and word_chars(text) >= MIN_LINE_CHARS]
     if not kept:
         return None
     return OcrText(tuple(t for t, _ in kept), round(float(np.mean([s for _, s in kept])), 4))

@@ -21,6 +21,7 @@ import numpy as np
 from .fusion import DEFAULT_RULE, EPSILON, fuse, pool_size
 from .ids import split_caption_id
 from .keywords import KeywordIndex
+from .ocr import meaning
 from .records import Hit
 
 if TYPE_CHECKING:
@@ -130,10 +131,14 @@ def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords:
     if keyword:  # an image without a keyword match scores 0 on that signal (when anything matched)
         for i in scores:
             scores[i]["keyword"] = _round(keyword.get(i, 0.0))
-    if use_ocr:  # photos without text get no ocr score (fusion counts it as 0: mmsearch.fusion.ABSOLUTE)
+    if use_ocr:  # photos without text get no ocr score (fusion adds nothing for them: mmsearch.fusion.ADDITIVE)
         texts = store.ocr_records(list(scores))
         for i in scores:
-            scores[i]["ocr"] = _round(max(lexical.get(i, 0.0), float(texts[i][1] @ caption_vector))) if i in texts else None
+            if i in texts:
+                text, vector = texts[i]
+                scores[i]["ocr"] = _round(max(lexical.get(i, 0.0), meaning(text, float(vector @ caption_vector))))
+            else:
+                scores[i]["ocr"] = None
     if query.feedback.keys() & scores.keys():  # likewise an unmarked image scores 0 on the feedback signal
         for i in scores:
             scores[i]["feedback"] = _round(query.feedback.get(i, 0.0))

@@ -43,3 +43,17 @@ def test_weights_and_pool():
     assert query_weights(0.5, 0.25, text=True, feedback_weight=0.5)["feedback"] == 0.5
     assert query_weights(0.5, 0.25, text=False) == {"image": 1.0}
     assert pool_size(1) == 30 and pool_size(20) == 60
+
+
+def test_text_in_photos_is_added_and_never_dilutes_the_other_signals():
+    found = {"a": {"image": 0.30, "keyword": 2.0, "ocr": None}, "b": {"image": 0.35, "keyword": 0.0, "ocr": None},
+             "c": {"image": 0.10, "keyword": 0.0, "ocr": 0.2}, "t": {"image": 0.05, "keyword": 0.0, "ocr": 1.0}}
+    weights = {"image": 0.5, "keyword": 0.25}
+    base = fuse({i: {s: v for s, v in scores.items() if s != "ocr"} for i, scores in found.items()}, weights)
+    with_text = fuse(found, {**weights, "ocr": 1.5})
+    # Photos without text keep their order and their ratios: nothing was averaged in for them.
+    assert with_text["a"] / with_text["b"] == pytest.approx(base["a"] / base["b"])
+    # Every query word in the photo (1.0 x 1.5) beats the best photo without it, and the best scores 1.
+    assert max(with_text, key=with_text.get) == "t" and max(with_text.values()) == pytest.approx(1.0)
+    assert with_text["c"] / with_text["a"] > base["c"] / base["a"]  # a weak text match helps a little
+    assert fuse(found, {**weights, "ocr": 0.0}) == base

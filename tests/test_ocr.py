@@ -96,8 +96,9 @@ def test_the_matcher_finds_words_substrings_numbers_and_chinese():
 def ocr_engine(signs, tiny_clip, minilm, tmp_path_factory):
     from mmsearch import SearchEngine
 
+    # Random CLIP weights: the image signal is noise here, so it gets no weight (the signs have no captions).
     engine = SearchEngine(tmp_path_factory.mktemp("ocr") / "db", clip_model=tiny_clip[0], clip_pretrained=tiny_clip[1],
-                          text_model=minilm, ocr=True)
+                          text_model=minilm, ocr=True, caption_weight=1.0)
     report = engine.index([signs])
     assert (report.added, report.ocr_read, report.ocr_found, report.ocr_failed) == (10, 10, 6, [])
     return engine
