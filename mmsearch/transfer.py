@@ -43,27 +43,31 @@ def export_index(store: Store, folder: str | Path, progress: bool = False) -> di
     folder.mkdir(parents=True, exist_ok=True)
     if any(folder.iterdir()):
         raise StoreError(f"export folder {folder} is not empty")
-    counts = {}
+    counts, dims = {}, {}
     for which in COLLECTIONS:
         with open(folder / f"{which}.jsonl", "w", encoding="utf-8") as lines, open(folder / f"{which}.f32", "wb") as vecs, \
                 _bar(f"exporting {which}", progress) as bar:
-            counts[which] = _export_collection(store, which, lines, vecs, bar)
+            counts[which], dims[which] = _export_collection(store, which, lines, vecs, bar)
     manifest = {"format": FORMAT, "version": VERSION, **signature, "models": store.models(), "roots": store.roots(),
                 "updated_at": store.updated_at(), "images": counts["images"], "captions": counts["captions"],
-                "ocr": counts["ocr"], "ocr_engine": store.ocr_setting()}
+                "ocr": counts["ocr"], "ocr_engine": store.ocr_setting(),
+                # Captions and photo text have the caption model's dimension when the index has one.
+                "dims": {which: dim or signature["dim"] for which, dim in dims.items()}}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return manifest
 
 
-def _export_collection(store: Store, which: str, lines: IO[str], vecs: IO[bytes], bar: Any) -> int:
-    count = 0
+def _export_collection(store: Store, which: str, lines: IO[str], vecs: IO[bytes], bar: Any) -> tuple[int, int]:
+    """Write one collection; returns (records, their dimension or 0 when there are none)."""
+    count = dim = 0
     for ids, vectors, metas, docs in store.records(which):
+        dim = vectors.shape[1] if vectors.ndim == 2 else dim
         for id_, meta, doc in zip(ids, metas, docs):
             lines.write(json.dumps({"id": id_, "document": doc, "metadata": meta}, ensure_ascii=False) + "\n")
         vecs.write(np.ascontiguousarray(vectors, dtype="<f4").tobytes())
         count += len(ids)
         bar.update(len(ids))
-    return count
+    return count, dim
 
 
 def _bar(what: str, progress: bool, total: int | None = None) -> Any:
@@ -86,12 +90,17 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     if manifest.get("format") != FORMAT or manifest.get("version", 0) > VERSION:
         raise StoreError(f"{folder} is not an mmsearch export of version {VERSION} or older")
     for which in COLLECTIONS:
-        expected = manifest.get(which, 0) * manifest["dim"] * 4
+        expected = manifest.get(which, 0) * _dim(manifest, which) * 4
         if expected == 0 and not (folder / f"{which}.f32").exists():
             continue
         if os.path.getsize(folder / f"{which}.f32") != expected:
             raise StoreError(f"{folder / (which + '.f32')} is truncated or does not match manifest.json")
     return manifest
+
+
+def _dim(manifest: dict[str, Any], which: str) -> int:
+    """The vector dimension of one collection of an export (older exports: one for all)."""
+    return int((manifest.get("dims") or {}).get(which) or manifest["dim"])
 
 
 def import_index(store: Store, folder: str | Path, progress: bool = False) -> dict[str, Any]:
@@ -109,14 +118,15 @@ def import_index(store: Store, folder: str | Path, progress: bool = False) -> di
     """
     folder = Path(folder)
     manifest = read_manifest(folder)
-    store.create({"image_model": manifest["image_model"], "text_model": manifest["text_model"]}, manifest["dim"],
+    store.create({"image_model": manifest["image_model"], "text_model": manifest["text_model"],
+                  "caption_model": manifest.get("caption_model") or manifest["text_model"]}, manifest["dim"],
                  manifest.get("models"), version=int(manifest.get("schema", 0)))
     new, present = {}, {}
     for which in COLLECTIONS:
         new[which] = present[which] = 0
         if not manifest.get(which):
             continue
-        vectors = np.memmap(folder / f"{which}.f32", dtype="<f4", mode="r").reshape(-1, manifest["dim"])
+        vectors = np.memmap(folder / f"{which}.f32", dtype="<f4", mode="r").reshape(-1, _dim(manifest, which))
         with open(folder / f"{which}.jsonl", encoding="utf-8") as lines, \
                 _bar(f"importing {which}", progress, manifest[which]) as bar:
             start = 0

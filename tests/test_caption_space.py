@@ -190,3 +190,17 @@ def test_image_example_and_mixed_queries_work_across_the_two_spaces(tmp_path, se
     refined = engine.search("a sleeping animal", positive=[cat], negative=[photos / "pasta.jpg"], k=1)[0]
     assert Path(refined.path).name == "black_cat.jpg"
     assert Path(engine.similar(cat, k=1)[0].path).name != "black_cat.jpg"
+
+
+def test_export_and_import_keep_the_caption_space(tmp_path, settings, minilm):
+    from mmsearch.transfer import export_index, import_index
+
+    engine = SearchEngine(tmp_path / "db", caption_model=minilm, **settings)
+    photos = make_photos(tmp_path / "photos")
+    engine.index([photos], captions=photos / "captions.csv")
+    export_index(engine.store, tmp_path / "export")
+    copy = SearchEngine(tmp_path / "copy", **settings)
+    import_index(copy.store, tmp_path / "export")
+    again = SearchEngine(tmp_path / "copy", **settings)  # adopts the caption model the import recorded
+    assert again.stats()["caption_model"] == engine.stats()["caption_model"]
+    assert again.search("a kitten napping on the couch", k=1)[0].path.endswith("black_cat.jpg")
