@@ -224,3 +224,25 @@ def test_progress_counts_stored_images_only(make_engine, tmp_path):
     assert engine.index([folder], batch_size=2, on_progress=progress).added == 9
     assert [d for d, _, _ in seen] == sorted(d for d, _, _ in seen) and seen[-1][:2] == (9, 9)
     assert all(stored >= done for done, _, stored in seen)  # reported only once the writer stored them
+
+
+def test_torch_threads_yield_to_the_workers_while_decoding_is_the_slower_stage():
+    import torch
+
+    from mmsearch.pipeline import ThreadBalance
+
+    start = torch.get_num_threads()
+    if start < 2:
+        torch.set_num_threads(2)
+    try:
+        balance = ThreadBalance()
+        balance.update(waited=0.50, encoded=0.05)  # the model waits for decoded images
+        assert torch.get_num_threads() == 1
+        balance.update(waited=0.01, encoded=2.00)  # the model is the slower stage again
+        balance.update(waited=0.01, encoded=2.00)
+        assert torch.get_num_threads() == balance.full
+        balance.update(waited=3.0, encoded=0.01)
+        balance.restore()
+        assert torch.get_num_threads() == balance.full
+    finally:
+        torch.set_num_threads(start)
