@@ -286,8 +286,7 @@ class Store:
 
     def _open_existing(self) -> None:
         if self._captions is None:
-            for name in (CAPTIONS, OCR):  # before get_or_create could make an empty one in its place
-                self._recover_rename(name)
+            self._recover_renames()  # before get_or_create could make an empty one in its place
             for attempt in range(3):  # get_or_create can lose a race with another worker creating it
                 try:
                     self._captions = self.client.get_or_create_collection(
@@ -453,12 +452,14 @@ class Store:
         self._open_existing()
         return done
 
-    def _recover_rename(self, name: str) -> None:
-        """A rebuilt collection left complete under ``<name>__next`` by a stop between delete and rename."""
+    def _recover_renames(self) -> None:
+        """Rebuilt collections left complete under ``<name>__next`` by a stop between delete and rename
+        (``recaption``): renamed. One listing of the collections for both."""
         names = {c if isinstance(c, str) else c.name for c in self.client.list_collections()}
-        if name + NEXT in names and name not in names:
-            self.client.get_collection(name + NEXT, embedding_function=None).modify(name=name)
-            self._captions = self._ocr = None
+        for name in (CAPTIONS, OCR):
+            if name + NEXT in names and name not in names:
+                self.client.get_collection(name + NEXT, embedding_function=None).modify(name=name)
+                self._captions = self._ocr = None
 
     def _drop(self, name: str) -> None:
         try:
