@@ -28,7 +28,7 @@ import numpy as np
 
 from .config import OCR_ENGINES
 from .errors import ConfigError
-from .keywords import _CJK, tokenize
+from .keywords import _CJK, _quoted, tokenize
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -265,7 +265,3 @@ def fold_accents(text: str) -> str:
 
     return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
-
-def _quoted(query: str) -> str:
-    match = re.search(r'"([^"]+)"', query)
-    return match.group(1) if match else ""
