@@ -223,8 +223,8 @@ def _signals(engine: SearchEngine, data: Dataset, ids: list[str], records: dict,
 def _ocr_scores(engine: SearchEngine, data: Dataset, ids: list[str], texts: dict[str, str], queries: np.ndarray
                 ) -> np.ndarray:
     """The ``ocr`` signal of every query for every image, as ``mmsearch.ranking`` scores it (the share of
-    the query found in the photo's text, or the text's cosine to the query if higher); photos without text
-    score 0 (fusion's rule for it), and the row is absent (NaN) when no photo has text."""
+    the query found in the photo's text, or ``ocr.meaning`` of its cosine if higher); photos without text
+    score 0 (fusion adds nothing for them), and the row is absent (NaN) when no photo has text."""
     from .ocr import OcrMatcher, meaning
 
     out = np.full((len(data.captions), len(ids)), np.nan)

@@ -4,7 +4,8 @@ scores, ``order`` fuses them (rules in ``mmsearch.fusion``), pins exact file-nam
 
 Signals: ``image`` (query vector vs image vector), ``caption`` (vs the image's best caption),
 ``keyword`` (BM25 over captions, file and folder names; text queries only), ``ocr`` (the text read in
-photos: the share of the query found in it, or its cosine to the query, if higher; indexes with OCR only),
+photos: the share of the query found in it, or half its cosine to the query, if higher; added to the fused
+score rather than averaged in, see ``mmsearch.fusion``; indexes with OCR only),
 ``feedback`` and, when a reranker is configured, ``rerank`` (a cross-encoder reading the query with the
 image's captions).
 """
