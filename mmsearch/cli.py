@@ -1,9 +1,10 @@
-"""Command line: ``mmsearch index|search|stats|eval|export|import|serve|demo``. Thin: parsing and printing only."""
+"""Command line: ``mmsearch index|reindex|search|stats|eval|export|import|serve|demo``. Thin: parsing and printing only."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -126,6 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
     dup.add_argument("--yes", action="store_true", help="move without asking")
     dup.add_argument("--json", action="store_true", help='print {"groups": [...]} on stdout')
 
+    re = sub.add_parser("reindex", parents=[models],
+                        help="change the index's models without downtime: re-embed beside the live index, then switch")
+    re.add_argument("--rollback", action="store_true", help="switch back to the previous models (while they exist)")
+    re.add_argument("--drop-previous", action="store_true", help="delete the previous models' collections")
+    re.add_argument("--batch-size", type=int, help="images per encoder batch (default 32 on the CPU, 256 on CUDA)")
+    re.add_argument("--workers", type=int, metavar="N", help="decode workers (default: one per CPU core)")
+    re.add_argument("--allow-failed", action="store_true",
+                    help="switch even if some indexed files cannot be read again (they leave the index)")
+    re.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+
     serve = sub.add_parser("serve", parents=[models], help="web search page (Gradio)")
     _server_args(serve)
 
@@ -213,6 +224,66 @@ def cmd_index(args: argparse.Namespace) -> int:
         print("mmsearch: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     return 0
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    from .reindex import drop_previous, rollback
+
+    if args.rollback or args.drop_previous:
+        store, where = _store(args, write=True)
+        done: dict[str, Any] = {}
+        if args.rollback:
+            done["active"] = rollback(store)
+            models = store.beside(done["active"]).signature() or {}
+            if not args.json:
+                print(f"{where} switched back to image model {models.get('image_model')}, text model "
+                      f"{models.get('text_model')}; they answer as of when they were replaced (`mmsearch index` updates them)")
+        if args.drop_previous:
+            done["dropped"] = drop_previous(store)
+            if not args.json:
+                print(f"{where}: dropped {len(done['dropped'])} previous generations of collections"
+                      + (f" ({', '.join(done['dropped'])})" if done["dropped"] else ""))
+        if args.json:
+            print(json.dumps(done))
+        return 0
+    from .engine import SearchEngine
+
+    engine = SearchEngine(config=_reindex_config(args))
+    report = engine.reindex(batch_size=args.batch_size, workers=args.workers, progress=not args.json,
+                            allow_failed=args.allow_failed)
+    where = engine.config.chroma_url or engine.config.db
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        print(f"reindexed {where}: {report.summary()}")
+        if report.switched:
+            models = report.models
+            print(f"now answering with image model {models['image_model']}, text model {models['text_model']}, "
+                  f"captions by {models['caption_model']}; `mmsearch reindex --rollback` switches back, "
+                  f"`--drop-previous` frees the old collections")
+    if report.failed:
+        _write_listing(report.failed, Path(engine.config.db if not engine.config.chroma_url else default_cache_path())
+                       / "reindex-failed.tsv", "not read again", quiet=args.json)
+    if report.interrupted:
+        print("mmsearch: interrupted before the switch; run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _reindex_config(args: argparse.Namespace) -> Config:
+    """The new models: those given (options or MMSEARCH_* variables), the index's for the rest."""
+    from dataclasses import replace
+
+    from .config import ENV_VARS, MODEL_FIELDS
+    from .store import Store
+
+    config = config_from_args(args)
+    env = {name for var, name in ENV_VARS.items() if os.environ.get(var)}
+    given = {f for f in MODEL_FIELDS if args.offline or getattr(args, f) is not None or f in env}
+    if config.adopt_index_models or given == set(MODEL_FIELDS):
+        return config
+    stored = Store.from_config(config).models() or {}
+    return replace(config, **{f: stored[f] for f in MODEL_FIELDS if f not in given and f in stored})
 
 
 def _write_listing(items: list[tuple[str, str]], listing: Path, what: str, quiet: bool = False) -> None:
@@ -387,6 +458,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     server=server_options(args) if not args.no_serve else None)
 
 
-COMMANDS: dict[str, Any] = {"index": cmd_index, "search": cmd_search, "stats": cmd_stats, "serve": cmd_serve, "demo": cmd_demo,
+COMMANDS: dict[str, Any] = {"index": cmd_index, "reindex": cmd_reindex,
+                           "search": cmd_search, "stats": cmd_stats, "serve": cmd_serve, "demo": cmd_demo,
                            "export": cmd_export, "import": cmd_import, "eval": cmd_eval, "duplicates": cmd_duplicates,
                            "feedback": cmd_feedback}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -15,10 +16,10 @@ import numpy as np
 from .captions import load_manifest
 from .config import MODEL_FIELDS, Config
 from .encoders import Encoders, TextEncoder, l2_normalize, load_caption_encoder, load_encoders, load_text_encoder, model_signature
-from .errors import ConfigError, IndexMismatchError, QueryError
+from .errors import ConfigError, IndexMismatchError, QueryError, first_line
 from .filters import DateLike, build_where, check_text, within, within_any
 from .ids import NO_IMAGE_MODEL, has_image_vectors, image_id, image_id_of
-from .records import Hit, IndexReport
+from .records import Hit, IndexReport, ReindexReport
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -35,6 +36,10 @@ if TYPE_CHECKING:
 MAX_K = 10_000  # more hits than any page shows; larger k is refused with a message, not an OverflowError
 KEYWORD_REFRESH = 30.0  # seconds between keyword-index rebuilds while the index keeps changing
 KEYWORD_CHECK = 2.0  # seconds during which the keyword index is used without asking the store if it changed
+SWITCH_CHECK = 2.0  # seconds between looks at the index's active models while serving (mmsearch reindex)
+# What belongs to the index's active models: replaced together when a reindex switches them.
+INDEX_STATE = ("config", "_encoders", "_text", "_caption", "_keywords", "_ocr_known", "_ocr_matcher", "_keywords_key",
+               "_keywords_at", "_keywords_checked", "_marks", "_store", "_adopted")
 
 
 class SearchEngine:
@@ -63,6 +68,9 @@ class SearchEngine:
         elif db is not None or settings:
             config = replace(config, **settings, **({"db": str(db)} if db is not None else {}))
         self.config = config
+        self._requested = config  # before the index's models are adopted (follow_switch starts from it)
+        # Only an engine that takes all its models from the index follows a switch to new ones.
+        self._follows = encoders is None and config.adopt_index_models and config.caption_model is None
         self._encoders = encoders
         self._encoders_from_config = encoders is None  # models the index may record as its own
         self._adopted = False  # whether the index was asked for its models
@@ -114,12 +122,13 @@ class SearchEngine:
         if mismatch is not None:
             raise IndexMismatchError(
                 f"the captions of the index at {self.store.path} are embedded with {mismatch[0]}, not {mismatch[1]}; "
-                f"run `mmsearch index` with the new --caption-model to embed them again (images are not touched), "
-                f"or leave out --caption-model / MMSEARCH_CAPTION_MODEL to use the index's own")
+                f"change it with `mmsearch reindex --caption-model ...` (captions are embedded again, images are not "
+                f"touched, search goes on meanwhile), or leave out --caption-model / MMSEARCH_CAPTION_MODEL to use "
+                f"the index's own")
 
     def caption_space_mismatch(self) -> tuple[str, str] | None:
-        """(the index's caption model, this engine's) when they differ: the next ``index`` run embeds the
-        captions again (``Store.recaption``); searches are refused until then."""
+        """(the index's caption model, this engine's) when they differ: ``reindex`` changes it; searches
+        and index runs are refused until then."""
         stored = self.store.signature()
         wanted = self.signature["caption_model"]
         if stored is None or stored["caption_model"] == wanted:
@@ -222,14 +231,91 @@ class SearchEngine:
             self.lock_for_writing()
             store, encoders = self.store, self.encoders
             store.create(self.signature, encoders.dim, self.config.models() if self._encoders_from_config else None)
-            if self.caption_space_mismatch():  # another caption model: embed the stored texts again, no image
-                store.recaption(encoders.captions.encode_texts, encoders.captions.model_id, self.config.caption_model or "")
+            self._check_caption_space()
             indexer = Indexer(store, encoders, manifest, batch_size or self.config.index_batch_size, progress, hidden,
                               on_progress, Shard.parse(shard) if isinstance(shard, str) else shard, forget_captions,
                               workers=workers or self.config.decode_workers, ocr=self._ocr_for_run(store))
             report = indexer.run(list(paths), prune=prune)
             self._keywords_checked = 0.0  # the next query looks at the store again
             return report
+
+    def reindex(self, *, batch_size: int | None = None, workers: int | None = None, progress: bool = False,
+                allow_failed: bool = False) -> ReindexReport:
+        """Change the index's models to this engine's without downtime: build their collections beside the
+        active ones, index the files changed meanwhile, then switch in one step (``mmsearch.reindex``).
+        Settings this engine leaves out (no ``text_model`` given, ...) stay the index's. Searches, in
+        this process or any other, are answered by the old models until the switch.
+
+        Args:
+            batch_size, workers, progress: as for ``index``.
+            allow_failed: switch even if some indexed files cannot be read again for a new image model
+                (they leave the index); by default the run stops before the switch.
+
+        Returns:
+            A ``ReindexReport``. Run again after a stop (kill -9, Ctrl-C): only what is missing is done.
+
+        Raises:
+            ReindexError: files could not be read again, or another reindex switched meanwhile.
+        """
+        from .reindex import Reindexer
+
+        with self._index_lock:
+            self.lock_for_writing()
+            with self._lock:
+                self._store = None  # built beside, checked against the new models only at the switch
+            reindexer = Reindexer(self, batch_size or self.config.index_batch_size,
+                                  workers or self.config.decode_workers, progress, allow_failed)
+            return reindexer.run()
+
+    def _switched_to(self, store: Store) -> None:
+        """After this engine's own reindex switched: answer from the new generation with its models."""
+        with self._lock:
+            self._store, self._keywords, self._ocr_known, self._ocr_matcher, self._marks = store, None, None, None, None
+            self._keywords_checked = 0.0
+
+    def follow_switch(self) -> bool:
+        """If a reindex (in any process, or any server sharing the Chroma server) switched the index to other
+        models, load them and answer with them from now on; True when it did. Searches meanwhile use the
+        old models. Only an engine that takes its models from the index follows (no model settings given).
+        """
+        store = self._store
+        if not self._follows or store is None or self._index_lock.locked():
+            return False
+        if store.pointer()["active"] == store.generation:
+            return False
+        fresh = SearchEngine(config=self._requested)
+        fresh.store  # noqa: B018 - the new collections and models, loaded before anything is swapped
+        fresh.text_encoder  # noqa: B018
+        fresh.caption_encoder  # noqa: B018
+        if self._encoders is not None:
+            fresh.encoders  # noqa: B018
+        with self._lock:
+            for name in INDEX_STATE:
+                setattr(self, name, getattr(fresh, name))
+        return True
+
+    def watch_switches(self, every: float = SWITCH_CHECK) -> threading.Event:
+        """Follow switches (``follow_switch``) in a daemon thread, looking every ``every`` seconds, as
+        ``mmsearch serve`` does; set the returned event to stop watching."""
+        stop = threading.Event()
+        if not self._follows:
+            return stop
+
+        def watch() -> None:
+            warned = False
+            while not stop.wait(every):
+                try:
+                    if self.follow_switch():
+                        models = self.signature
+                        print(f"mmsearch: the index switched models; answering with image model {models['image_model']}, "
+                              f"text model {models['text_model']}", file=sys.stderr)
+                except Exception as exc:  # a server restarting, a half-deleted collection: try again later
+                    if not warned:
+                        warned = True
+                        print(f"mmsearch: cannot look for a model switch ({first_line(exc)}); will retry", file=sys.stderr)
+
+        threading.Thread(target=watch, name="mmsearch-switch-watch", daemon=True).start()
+        return stop
 
     def _ocr_for_run(self, store: Store) -> OcrEngine | None:
         """The OCR engine of an index run: ``config.ocr`` True/False turns it on/off and is recorded in the
@@ -604,9 +690,11 @@ class SearchEngine:
         store = self.store
         signature = store.signature() or {**self.signature, "dim": None}
         ocr = store.ocr_collection() if store.ready else None
+        pointer = store.pointer()
         return {"db": self.config.db, "images": store.count(), "captions": store.caption_count(),
                 **signature, "roots": store.roots(), "updated_at": store.updated_at(),
-                "ocr": store.ocr_setting(), "texts": ocr.count() if ocr is not None else 0}
+                "ocr": store.ocr_setting(), "texts": ocr.count() if ocr is not None else 0,
+                "generation": store.generation, "previous": pointer["previous"], "reindexing": pointer["building"]}
 
 
 def check_k(k: Any) -> int:

@@ -23,6 +23,10 @@ class IndexMismatchError(MMSearchError):
     """The index on disk was built by other models than the ones requested."""
 
 
+class ReindexError(MMSearchError):
+    """A model change (``mmsearch reindex``) cannot switch or roll back; the index keeps answering as before."""
+
+
 class StoreError(MMSearchError):
     """The vector store (Chroma) failed or could not be opened."""
 

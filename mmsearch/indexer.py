@@ -216,10 +216,8 @@ class Indexer:
         # Transient (leave=False): the summary line that follows is the one that stays. tqdm shows img/s.
         bar = tqdm(total=len(todo), unit="img", file=sys.stderr, disable=not self.progress or not todo, desc="indexing",
                    leave=False)
-        image = self.encoders.image
         # Decode only the pixels the model uses; without an image model, decode small (metadata only).
-        min_side = getattr(image, "input_size", None) if image is not None else LAYOUT_DECODE_SIDE
-        prepare = image.prepare if isinstance(image, PreparingImageEncoder) else None
+        min_side, prepare = model_input(self.encoders)
         batches = [todo[i:i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
         done = [0]  # stored so far (not bar.n: a disabled tqdm bar does not count)
         writer, balance = Writer(self.store), ThreadBalance()
@@ -292,17 +290,8 @@ class Indexer:
 
     def _encode(self, ready: list[Prepared | TextOnly]) -> Batch:
         """Run the models over a decoded batch (in this thread); the result is stored by the writer."""
-        dim = self.encoders.dim
-        image = self.encoders.image
         batch = [p for p in ready if isinstance(p, Prepared)]
-        if not batch:
-            vectors = np.zeros((0, dim), np.float32)
-        elif image is not None and all(p.pixels is not None for p in batch):
-            vectors = image.encode_prepared(np.stack([p.pixels for p in batch]))  # type: ignore[attr-defined]
-        elif image is not None:
-            vectors = image.encode_images([p.image for p in batch])
-        else:  # no image model: each file's colour layout keeps its record (see images.layout_vector)
-            vectors = np.asarray([layout_vector(p.image, dim) for p in batch], dtype=np.float32)
+        vectors = image_vectors(self.encoders, [p.pixels if p.pixels is not None else p.image for p in batch])
         captions = [merge_captions(p.candidate.captions, [(c, "embedded") for c in p.info.captions]) for p in batch]
         for item, pairs in zip(batch, captions):
             item.captions = [t for t, _ in pairs]
@@ -429,6 +418,33 @@ def _prepare(candidate: Candidate, moves: _MoveTable | None = None, min_side: in
     # With the model's input made, the decoded image is not needed any more.
     return Prepared(candidate, None if pixels is not None else image, info, sha256, phash, pixels=pixels, ocr=text,
                     ocr_error=error)
+
+
+def decode_for_model(path: str, min_side: int | None, prepare: Callable[[Any], np.ndarray] | None) -> Any:
+    """A file decoded at the size the image model needs, and made into its input when it has a
+    ``prepare`` step (``image_vectors`` takes either). Raises ``ImageReadError`` and Pillow's errors."""
+    image, _ = read_image(read_capped(path)[0], min_side)
+    return prepare(image) if prepare is not None else image
+
+
+def model_input(encoders: Encoders) -> tuple[int | None, Callable[[Any], np.ndarray] | None]:
+    """(the decode size, the preprocessing step for the decode workers) of these encoders' image model."""
+    image = encoders.image
+    min_side = getattr(image, "input_size", None) if image is not None else LAYOUT_DECODE_SIDE
+    return min_side, image.prepare if isinstance(image, PreparingImageEncoder) else None
+
+
+def image_vectors(encoders: Encoders, decoded: Sequence[Any]) -> np.ndarray:
+    """Image vectors of decoded files: model inputs made by ``prepare`` (arrays) or PIL images. Without
+    an image model, each file's colour layout keeps its record (see ``images.layout_vector``)."""
+    image, dim = encoders.image, encoders.dim
+    if not decoded:
+        return np.zeros((0, dim), np.float32)
+    if image is not None and all(isinstance(d, np.ndarray) for d in decoded):
+        return image.encode_prepared(np.stack(decoded))  # type: ignore[attr-defined]
+    if image is not None:
+        return image.encode_images(list(decoded))
+    return np.asarray([layout_vector(d, dim) for d in decoded], dtype=np.float32)
 
 
 def _read_text(data: bytes, ocr: OcrEngine | None) -> tuple[OcrText | None, str]:

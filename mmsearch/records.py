@@ -101,6 +101,71 @@ class IndexReport:
         return line
 
 
+@dataclass
+class ReindexReport:
+    """What one ``mmsearch reindex`` run did.
+
+    Attributes:
+        models: The signature of the models the index was re-embedded with (``image_model``,
+            ``text_model``, ``caption_model``, ``dim``).
+        generation: Their collections' generation (``mmsearch.store.generation_name``).
+        previous: The generation that was active before; ``rollback`` switches back to it.
+        images_encoded: Images encoded again from their files (the image model changed).
+        images_copied: Image vectors copied as they were (the image model did not change).
+        texts_embedded: Captions and photo texts embedded again (the caption model changed).
+        texts_copied: Captions and photo texts whose vectors were copied.
+        marks: Feedback marks carried over (their queries embedded by the new text model).
+        resumed: Images already in the new collections: stored by an earlier, stopped run of the same
+            reindex, or kept there by a rollback (only files changed since are encoded again).
+        failed: ``(path, reason)`` of files that could not be read again; they are not in the new
+            collections (a file that is gone is left out the way ``index`` prunes it).
+        final: The final incremental pass over the indexed folders (files changed meanwhile).
+        switched: Whether the index now answers with the new models.
+        unchanged: The index already had these models; nothing was done.
+        interrupted: Stopped (Ctrl-C) before the switch; the same command resumes.
+        seconds: How long it took.
+    """
+
+    models: dict[str, Any]
+    generation: str
+    previous: str
+    images_encoded: int = 0
+    images_copied: int = 0
+    texts_embedded: int = 0
+    texts_copied: int = 0
+    marks: int = 0
+    resumed: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    final: IndexReport | None = None
+    switched: bool = False
+    unchanged: bool = False
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable form (as printed by ``mmsearch reindex --json``)."""
+        data = asdict(self)
+        data["failed"] = [{"path": printable(p), "reason": printable(r)} for p, r in self.failed]
+        data["final"] = self.final.to_dict() if self.final is not None else None
+        return data
+
+    def summary(self) -> str:
+        """One human line of what was encoded, copied and switched."""
+        if self.unchanged:
+            return "the index already uses these models; nothing to do"
+        images = self.images_encoded + self.images_copied
+        line = (f"{images} images ({self.images_encoded} encoded, {self.images_copied} copied), "
+                f"{self.texts_embedded + self.texts_copied} captions and photo texts ({self.texts_embedded} embedded), "
+                f"{self.marks} feedback marks")
+        if self.resumed:
+            line += f", {self.resumed} already there (from a stopped run, or kept by a rollback)"
+        if self.failed:
+            line += f", {len(self.failed)} files unreadable"
+        if self.final is not None:
+            line += f"; final pass: {self.final.summary()}"
+        return line + f"; {self.seconds:.1f} s"
+
+
 def printable(text: str) -> str:
     """Text safe to print or write as UTF-8: bytes of a non-UTF-8 file name become ``\\xNN``."""
     try:

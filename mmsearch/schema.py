@@ -21,7 +21,7 @@ from .errors import StoreError
 if TYPE_CHECKING:
     from .store import Store
 
-SCHEMA = 6
+SCHEMA = 7
 VERSION_KEY = "schema_version"  # indexes written before versions were read carry none: version 0
 
 
@@ -125,6 +125,15 @@ def _v6_text_in_photos(store: Store) -> None:
         store.set_ocr_setting("")
 
 
+def _v7_generations(store: Store) -> None:
+    """``mmsearch_index``: the pointer to the active generation of collections (``mmsearch reindex``
+    builds new models' collections beside the active ones and switches it). Older indexes are the first
+    generation. Recording schema 7 in the image collection also makes an older mmsearch refuse the index
+    instead of reading collections a reindex has since replaced."""
+    store.ensure_pointer()
+
+
 STEPS: list[Callable[[Store], None]] = [_v1_search_settings, _v2_layout_vectors, _v3_manifest_captions,
-                                        _v4_sync_threshold, _v5_perceptual_hashes, _v6_text_in_photos]
+                                        _v4_sync_threshold, _v5_perceptual_hashes, _v6_text_in_photos,
+                                        _v7_generations]
 assert len(STEPS) == SCHEMA

@@ -1,15 +1,23 @@
-"""The vector store: two Chroma collections (image vectors, caption vectors). The only chromadb import.
+"""The vector store: Chroma collections of image, caption, photo-text and feedback vectors. The only
+chromadb import.
 
 Each image file is one record in ``mmsearch_images`` (id = hash of its absolute path, document = the
 path, metadata = file facts). Each caption is one record in ``mmsearch_captions`` pointing back to its
 image by ``image_id``. Filter fields (folders, date, camera) are copied onto captions so both
 collections answer the same ``where`` filter.
+
+Generations: the collections of one set of models form a generation. The first keeps the plain names;
+``mmsearch reindex`` builds another beside it, named by its models' signature (``mmsearch_images_<gen>``),
+and switches the ``mmsearch_index`` pointer collection's ``active`` field to it in one metadata write.
+The pointer lives in the database (or the Chroma server), so every process sees the same switch.
 """
 
 from __future__ import annotations
 
+import copy
 import errno
 import functools
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -30,7 +38,9 @@ if TYPE_CHECKING:
     from .config import Config
 
 IMAGES, CAPTIONS, FEEDBACK, OCR = "mmsearch_images", "mmsearch_captions", "mmsearch_feedback", "mmsearch_ocr"
-NEXT = "__next"  # suffix of a collection being rebuilt for another caption model (Store.recaption)
+KINDS = {"images": IMAGES, "captions": CAPTIONS, "ocr": OCR, "feedback": FEEDBACK}
+POINTER = "mmsearch_index"  # metadata: the active generation, the previous one, the one being built
+FIRST = "first"  # the first generation of an index: the plain collection names
 OcrRecord = tuple[str, np.ndarray]  # a photo's text as read (mmsearch.ocr), and its vector in the caption space
 # Measured on 20k embedding-like 512-d vectors (tests/test_recall.py), recall@10 against exact search:
 # Chroma's defaults (ef_search 100, ef_construction 100, max_neighbors 16) 0.87; max_neighbors 32 gave
@@ -76,6 +86,18 @@ def failure_message(action: str, where: str, exc: BaseException) -> str:
     return message
 
 
+def generation_name(signature: dict[str, Any], dim: int) -> str:
+    """The generation of a set of models: 10 hex digits of their signature and dimension."""
+    key = json.dumps({k: signature.get(k) for k in ("image_model", "text_model", "caption_model")} | {"dim": dim},
+                     sort_keys=True)
+    return hashlib.sha1(key.encode()).hexdigest()[:10]
+
+
+def collection_name(kind: str, generation: str) -> str:
+    """``mmsearch_images`` for the first generation, ``mmsearch_images_<gen>`` for later ones."""
+    return KINDS[kind] + ("" if generation == FIRST else f"_{generation}")
+
+
 @dataclass(frozen=True)
 class Entry:
     """What the store remembers about an indexed file to decide whether it changed."""
@@ -105,6 +127,9 @@ class Store:
     Args:
         path: Folder of the embedded Chroma database (created if missing).
         url: ``http(s)://host:port`` of a Chroma server (``chroma run``); when given, ``path`` is unused.
+
+    A store reads and writes one generation of collections: the active one, read from the pointer when
+    first needed (``generation``), or the one given to ``beside``.
     """
 
     def __init__(self, path: str | Path, url: str | None = None, headers: dict[str, str] | None = None,
@@ -131,12 +156,67 @@ class Store:
         self._images: Any = None
         self._captions: Any = None
         self._ocr: Any = None
+        self._generation: str | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> Store:
         """The embedded database in ``config.db``, or the server at ``config.chroma_url`` (with its headers)."""
         return cls(config.db, url=config.chroma_url, headers=config.server_headers(),
                    retry_seconds=config.chroma_retry_seconds)
+
+    # -- generations ---------------------------------------------------------------------------------
+
+    @property
+    def generation(self) -> str:
+        """The generation this store reads and writes (``FIRST``: the plain collection names)."""
+        if self._generation is None:
+            self._generation = self.pointer()["active"]
+        return self._generation
+
+    def name(self, kind: str) -> str:
+        """This store's collection of ``kind`` (images, captions, ocr, feedback)."""
+        return collection_name(kind, self.generation)
+
+    def beside(self, generation: str) -> Store:
+        """A store on the same database that reads and writes another generation's collections."""
+        other = copy.copy(self)
+        other._generation, other._images, other._captions, other._ocr = generation, None, None, None
+        return other
+
+    @_guarded("read")
+    def pointer(self) -> dict[str, str]:
+        """``active``, ``previous`` and ``building`` generations ("" = none), read from the database now
+        (another process may have switched). An index without a pointer is in its first generation."""
+        collection = open_collection(self.client, POINTER, False, {"space": "cosine"})
+        meta = (collection.metadata if collection is not None else None) or {}
+        found = {key: str(meta.get(key, "")) for key in ("active", "previous", "building")}
+        return {**found, "active": found["active"] or FIRST}
+
+    @_guarded("write")
+    def set_pointer(self, **changes: str) -> None:
+        """Change pointer fields in one metadata write (the atomic switch of ``mmsearch reindex``)."""
+        collection = open_collection(self.client, POINTER, True, {"space": "cosine"})  # fresh metadata
+        have = {key: str((collection.metadata or {}).get(key, "")) for key in ("active", "previous", "building")}
+        collection.modify(metadata={**have, **changes})
+
+    def ensure_pointer(self) -> None:
+        """Record the active generation where the index has no pointer yet (schema 7)."""
+        if open_collection(self.client, POINTER, False, {"space": "cosine"}) is None:
+            self.set_pointer(active=self.generation)
+
+    def collection_names(self) -> set[str]:
+        """Every collection in the database."""
+        return {c if isinstance(c, str) else c.name for c in self.client.list_collections()}
+
+    def has_generation(self, generation: str) -> bool:
+        """Whether that generation's image collection exists."""
+        return collection_name("images", generation) in self.collection_names()
+
+    @_guarded("write")
+    def drop_generation(self, generation: str) -> None:
+        """Delete a generation's collections (never the active one's: the caller checks)."""
+        for kind in KINDS:
+            self._drop(collection_name(kind, generation))
 
     # -- collections and the model signature -------------------------------------------------------
 
@@ -165,7 +245,8 @@ class Store:
                 f"the index at {self.path} was built with image model {have['image_model']} and text model "
                 f"{have['text_model']}{offline}, not {wanted['image_model']} and {wanted['text_model']}; leave out "
                 f"the model options (--clip-model, --clip-pretrained, --text-model, --offline, MMSEARCH_*_MODEL) to use "
-                f"the index's own models, or index with the new models into another --db folder")
+                f"the index's own models, or change its models with `mmsearch reindex` and the same options "
+                f"(search goes on meanwhile)")
         self._open_existing()
         return True
 
@@ -198,7 +279,7 @@ class Store:
                     "dim": dim, "roots": "[]", "updated_at": 0, "models": json.dumps(models or {})}
             try:
                 self.client.get_or_create_collection(
-                    IMAGES, metadata=meta, configuration={"hnsw": HNSW}, embedding_function=None)
+                    self.name("images"), metadata=meta, configuration={"hnsw": HNSW}, embedding_function=None)
             except StoreError:
                 raise
             except Exception:  # lost a creation race to another worker: what it created is checked below
@@ -209,9 +290,11 @@ class Store:
         stored_dim = self.signature()["dim"]  # type: ignore[index]
         if stored_dim != dim:
             raise IndexMismatchError(f"the index at {self.path} holds {stored_dim}-d vectors, "
-                                     f"the models give {dim}-d; re-index into a new --db folder")
+                                     f"the models give {dim}-d; change its models with `mmsearch reindex`")
         if existed or version == SCHEMA:
             self.upgrade()
+        if version == SCHEMA:
+            self.ensure_pointer()
 
     def upgrade(self) -> list[int]:
         """Bring an index written by an older mmsearch to the current schema (writers only; see
@@ -232,8 +315,8 @@ class Store:
     def apply_search_settings(self, names: Sequence[str] = ("ef_search",)) -> None:
         """Give both collections this version's value of the HNSW settings ``names`` (those Chroma lets
         an existing collection change: ``ef_search``, ``sync_threshold``, ...) where it differs."""
-        for name, wanted in ((IMAGES, HNSW), (CAPTIONS, HNSW_CAPTIONS)):
-            collection = self.client.get_collection(name, embedding_function=None) if name == IMAGES else \
+        for name, wanted in ((self.name("images"), HNSW), (self.name("captions"), HNSW_CAPTIONS)):
+            collection = self.client.get_collection(name, embedding_function=None) if wanted is HNSW else \
                 self.client.get_or_create_collection(name, configuration={"hnsw": HNSW_CAPTIONS}, embedding_function=None)
             have = (collection.configuration or {}).get("hnsw") or {}
             changes = {key: wanted[key] for key in names if have.get(key) != wanted[key]}
@@ -273,24 +356,23 @@ class Store:
         return {i: [(t, s) for _, t, s in sorted(items)] for i, items in out.items()}
 
     def _modify_metadata(self, changes: dict[str, Any]) -> None:
-        self._images = self.client.get_collection(IMAGES, embedding_function=None)  # fresh: other workers write too
+        self._images = self.client.get_collection(self.name("images"), embedding_function=None)  # fresh: other workers write too
         self._images.modify(metadata={**(self._images.metadata or {}), **changes})
 
     def _get_images(self) -> Any:
         if self._images is None:
             try:
-                self._images = self.client.get_collection(IMAGES, embedding_function=None)
+                self._images = self.client.get_collection(self.name("images"), embedding_function=None)
             except Exception:  # chromadb raises NotFoundError / ValueError depending on version
                 return None
         return self._images
 
     def _open_existing(self) -> None:
         if self._captions is None:
-            self._recover_renames()  # before get_or_create could make an empty one in its place
             for attempt in range(3):  # get_or_create can lose a race with another worker creating it
                 try:
                     self._captions = self.client.get_or_create_collection(
-                        CAPTIONS, configuration={"hnsw": HNSW_CAPTIONS}, embedding_function=None)
+                        self.name("captions"), configuration={"hnsw": HNSW_CAPTIONS}, embedding_function=None)
                     return
                 except StoreError:
                     raise
@@ -313,7 +395,8 @@ class Store:
     @_guarded("write")
     def add_roots(self, roots: Sequence[str]) -> None:
         """Remember indexed folders and the time of this run in the collection metadata."""
-        self._images = self.client.get_collection(IMAGES, embedding_function=None)  # fresh: other workers add roots too
+        # fresh: other workers add roots too
+        self._images = self.client.get_collection(self.name("images"), embedding_function=None)
         self._modify_metadata({"roots": json.dumps(sorted(set(self.roots()) | set(roots))), "updated_at": int(time.time())})
 
     def updated_at(self) -> int:
@@ -416,50 +499,8 @@ class Store:
         """The collection of the text read in photos (one record per photo with text), or None when no
         text was ever read and ``create`` is False."""
         if self._ocr is None:
-            self._ocr = open_collection(self.client, OCR, create, HNSW_CAPTIONS)
+            self._ocr = open_collection(self.client, self.name("ocr"), create, HNSW_CAPTIONS)
         return self._ocr
-
-    @_guarded("write")
-    def recaption(self, encode: Callable[[list[str]], np.ndarray], caption_model: str, setting: str,
-                  progress: Callable[[int], None] | None = None) -> int:
-        """Embed every caption and photo text again with another caption model (``caption_model``: its
-        id; ``setting``: what ``Config.caption_model`` said, recorded with the index's models). Images are
-        not touched and no file is read: the texts are stored. Returns how many texts were embedded.
-
-        Each collection is rebuilt beside the old one (``<name>__next``, in the new model's dimension),
-        then swapped in by deleting the old one and renaming; the new model is recorded last. A run
-        stopped anywhere is redone by the next writer (a half-built ``__next`` is dropped first; one
-        left complete by a stop between delete and rename is renamed).
-        """
-        done = 0
-        for which, name in (("captions", CAPTIONS), ("ocr", OCR)):
-            old = self._collection(which)
-            if old is None:
-                continue
-            self._drop(name + NEXT)
-            fresh = self.client.create_collection(name + NEXT, configuration={"hnsw": HNSW_CAPTIONS},
-                                                  embedding_function=None)
-            for ids, _, metas, docs in self.records(which):
-                fresh.upsert(ids=ids, embeddings=encode(docs), metadatas=metas, documents=docs)
-                done += len(ids)
-                if progress is not None:
-                    progress(len(ids))
-            self.client.delete_collection(name)
-            fresh.modify(name=name)
-        models = {**(self.models() or {}), "caption_model": setting}
-        self._modify_metadata({"caption_model": caption_model, "models": json.dumps(models)})
-        self._captions = self._ocr = None
-        self._open_existing()
-        return done
-
-    def _recover_renames(self) -> None:
-        """Rebuilt collections left complete under ``<name>__next`` by a stop between delete and rename
-        (``recaption``): renamed. One listing of the collections for both."""
-        names = {c if isinstance(c, str) else c.name for c in self.client.list_collections()}
-        for name in (CAPTIONS, OCR):
-            if name + NEXT in names and name not in names:
-                self.client.get_collection(name + NEXT, embedding_function=None).modify(name=name)
-                self._captions = self._ocr = None
 
     def _drop(self, name: str) -> None:
         try:
@@ -632,6 +673,13 @@ class Store:
         return out
 
     @_guarded("read")
+    def existing(self, ids: Sequence[str]) -> set[str]:
+        """The ids among these that have an image record."""
+        if not ids or self._get_images() is None:
+            return set()
+        return set(self._images.get(ids=list(ids), include=[])["ids"])
+
+    @_guarded("read")
     def image_metadata(self, ids: Sequence[str]) -> dict[str, dict]:
         """Stored metadata by image id."""
         if not ids:
@@ -655,7 +703,7 @@ class FeedbackStore:
 
     def _get(self, create: bool) -> Any:
         if self._collection is None:
-            self._collection = open_collection(self.store.client, FEEDBACK, create, {"space": "cosine"})
+            self._collection = open_collection(self.store.client, self.store.name("feedback"), create, {"space": "cosine"})
         return self._collection
 
     @_guarded("write feedback to")

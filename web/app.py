@@ -327,6 +327,14 @@ def launch(engine: SearchEngine, host: str = "127.0.0.1", port: int = 7860, *, a
     demo.launch(server_name=host, server_port=port, auth=auth, allowed_paths=allowed_paths(thumbs),
                 max_file_size=max_file_size, show_error=False, app_kwargs=app_kwargs, prevent_thread_lock=True,
                 quiet=True, css=CSS, js=TILE_MARKS_JS, **kwargs)
+    watching = engine.watch_switches()  # `mmsearch reindex` elsewhere: answer with the new models, no restart
+    close = demo.close
+
+    def close_and_stop_watching(*args: Any, **options: Any) -> Any:
+        watching.set()
+        return close(*args, **options)
+
+    demo.close = close_and_stop_watching  # type: ignore[method-assign]
     if not quiet:
         print(f"mmsearch serve: {demo.local_url} (Ctrl-C stops)", file=sys.stderr)
     if blocking:

@@ -1,0 +1,280 @@
+"""Changing an index's models without downtime: ``mmsearch reindex``.
+
+The new models' collections (a generation, see ``mmsearch.store``) are built beside the active ones while
+searches go on against those:
+
+- images are encoded again from their files only when the image model (or the dimension) changes; otherwise
+  their vectors are copied;
+- captions and the text read in photos are stored, so they are embedded again from the store when the
+  caption model changes, and copied otherwise; feedback marks get their queries embedded by the new text
+  model;
+- a final incremental pass indexes the files that changed meanwhile (and prunes the gone ones), then the
+  pointer switches in one metadata write. A reader sees the old generation or the new one, never a
+  half-built one.
+
+Each image record is written after its captions and text (``Store.put``), so a run stopped anywhere (kill -9,
+Ctrl-C) resumes with what is missing. The old generation stays until ``drop_previous``; ``rollback``
+switches back to it. (Elasticsearch, Qdrant and Milvus do the same with aliases; Chroma has none.)
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import ConfigError, ImageReadError, ReindexError, first_line
+from .filters import within_any
+from .ids import caption_id
+from .pipeline import Batch, Writer
+from .records import IndexReport, ReindexReport
+
+if TYPE_CHECKING:
+    from .encoders import Encoders
+    from .engine import SearchEngine
+    from .store import Store
+
+Page = list[tuple[str, dict]]  # (image id, stored metadata) of images still to carry over
+
+
+class Reindexer:
+    """One reindex of an engine's index into the engine's models (see the module docstring).
+
+    Args:
+        engine: an engine whose config names the new models; settings it leaves out are the index's.
+        batch_size: images per encoder batch.
+        workers: decode workers (when images are encoded again).
+        progress: show a progress bar on stderr.
+        allow_failed: switch even when some files could not be read again (they leave the index).
+    """
+
+    def __init__(self, engine: SearchEngine, batch_size: int, workers: int, progress: bool = False,
+                 allow_failed: bool = False):
+        from .store import Store
+
+        self.engine, self.batch_size, self.workers = engine, batch_size, workers
+        self.progress, self.allow_failed = progress, allow_failed
+        self.source = Store.from_config(engine.config)  # the active generation
+        self.stop = threading.Event()
+
+    def run(self) -> ReindexReport:
+        """Build, pass, switch; Ctrl-C stops after the batch being stored (``interrupted``)."""
+        from .indexer import _stop_on_sigint
+        from .store import generation_name
+
+        started = time.perf_counter()
+        source, engine = self.source, self.engine
+        old = source.signature()
+        if old is None:
+            raise ConfigError(f"the index at {source.path} is empty: index it with `mmsearch index` and these models")
+        engine._adopt_models(source)  # settings the engine leaves out stay the index's
+        encoders = engine.encoders
+        new = {**engine.signature, "dim": encoders.dim}
+        generation = generation_name(new, encoders.dim)
+        report = ReindexReport(new, generation, source.generation)
+        if all(old[k] == new[k] for k in ("image_model", "text_model", "caption_model", "dim")):
+            report.unchanged = True
+            return report
+        source.set_pointer(building=generation)
+        target = source.beside(generation)
+        target.create(engine.signature, encoders.dim, engine.config.models() if engine._encoders_from_config else None)
+        target.set_ocr_setting(source.ocr_setting())
+        target.add_roots(source.roots())
+        with _stop_on_sigint(self.stop):
+            self._carry_over(target, encoders, old, report)
+            if not self.stop.is_set():
+                report.marks = self._carry_marks(target, encoders)
+                report.final = self._final_pass(target, encoders, report)
+        report.interrupted = self.stop.is_set() or (report.final is not None and report.final.interrupted)
+        if not report.interrupted:
+            self._switch(target, report)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    # -- carrying the records over ------------------------------------------------------------------
+
+    def _carry_over(self, target: Store, encoders: Encoders, old: dict[str, Any], report: ReindexReport) -> None:
+        """Every image of the active generation into the new one, batch by batch, skipping those a stopped
+        run already stored; the decode workers read the next batch's files while this one is encoded."""
+        from tqdm import tqdm
+
+        from .indexer import decode_for_model, model_input
+
+        images_changed = old["image_model"] != report.models["image_model"] or old["dim"] != report.models["dim"]
+        texts_changed = old["caption_model"] != report.models["caption_model"]
+        bar = tqdm(total=self.source.count(), unit="img", file=sys.stderr, disable=not self.progress,
+                   desc="reindexing", leave=False)
+        min_side, prepare = model_input(encoders)
+        writer = Writer(target)
+        try:
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="mmsearch-decode") as pool:
+                def submit(page: Page | None) -> tuple[Page, list[Future]] | None:
+                    if page is None:
+                        return None
+                    paths = [meta["path"] for _, meta in page] if images_changed else []
+                    return page, [pool.submit(_decode, path, min_side, prepare, decode_for_model) for path in paths]
+
+                batches = self._missing(target, report, bar)
+                pending = submit(next(batches, None))
+                while pending is not None and not self.stop.is_set():
+                    page, futures = pending
+                    pending = submit(next(batches, None))
+                    batch = self._batch(page, [f.result() for f in futures] if images_changed else None, encoders,
+                                        texts_changed, report)
+                    batch.stored = functools.partial(bar.update, len(page))
+                    writer.put(batch)
+                if pending is not None:
+                    for future in pending[1]:
+                        future.cancel()
+            writer.close()
+        except BaseException:
+            writer.close(drain=False)
+            raise
+        finally:
+            bar.close()
+
+    def _missing(self, target: Store, report: ReindexReport, bar: Any) -> Iterator[Page]:
+        """Batches of the active generation's images that the new one lacks."""
+        for ids, metas in self.source.pages():
+            have = target.existing(ids)
+            report.resumed += len(have)
+            bar.update(len(have))
+            page = [(i, m) for i, m in zip(ids, metas) if i not in have]
+            for start in range(0, len(page), self.batch_size):
+                yield page[start:start + self.batch_size]
+
+    def _batch(self, page: Page, decoded: list[Any] | None, encoders: Encoders, texts_changed: bool,
+               report: ReindexReport) -> Batch:
+        """One batch for ``Store.put``: image vectors encoded (``decoded`` given) or copied, texts embedded
+        again or copied."""
+        from .indexer import image_vectors
+
+        if decoded is not None:
+            kept = [n for n, d in enumerate(decoded) if not isinstance(d, _Failure)]
+            report.failed.extend((page[n][1]["path"], decoded[n].reason) for n in range(len(page)) if n not in kept)
+            page = [page[n] for n in kept]
+            vectors = image_vectors(encoders, [decoded[n] for n in kept])
+            report.images_encoded += len(page)
+        else:
+            stored = self.source.image_vectors([i for i, _ in page])
+            vectors = np.asarray([stored[i] for i, _ in page], dtype=np.float32).reshape(len(page), -1)
+            report.images_copied += len(page)
+        ids = [i for i, _ in page]
+        captions = self.source.caption_sources(ids)
+        pairs = [captions.get(i, []) for i in ids]
+        ocr = self.source.ocr_records(ids)
+        texts = [text for items in pairs for text, _ in items] + [ocr[i][0] for i in ids if i in ocr]
+        if texts_changed:
+            embedded = encoders.captions.encode_texts(texts) if texts else np.zeros((0, encoders.captions.dim), np.float32)
+            report.texts_embedded += len(texts)
+        else:
+            copied = self.source.caption_vectors_by_id([caption_id(i, n) for i, items in zip(ids, pairs)
+                                                        for n in range(len(items))])
+            rows = [copied[caption_id(i, n)] for i, items in zip(ids, pairs) for n in range(len(items))]
+            rows += [ocr[i][1] for i in ids if i in ocr]
+            embedded = np.asarray(rows, dtype=np.float32).reshape(len(texts), encoders.captions.dim)
+            report.texts_copied += len(texts)
+        count = sum(len(items) for items in pairs)
+        text_vectors = iter(embedded[count:])
+        records = [(ocr[i][0], next(text_vectors)) if i in ocr else None for i in ids]
+        return Batch(ids, vectors, [m for _, m in page], pairs, embedded[:count], records)
+
+    def _carry_marks(self, target: Store, encoders: Encoders) -> int:
+        """The feedback marks, their query vectors embedded by the new text model."""
+        from .feedback import mark_id
+        from .store import FeedbackStore
+
+        marks = FeedbackStore(self.source).all()
+        if marks:
+            vectors = encoders.text.encode_texts([str(m["query"]) for m in marks])
+            destination = FeedbackStore(target)
+            for meta, vector in zip(marks, vectors):
+                destination.add(mark_id(str(meta["query"]), str(meta["image_id"])), vector, meta)
+        return len(marks)
+
+    def _final_pass(self, target: Store, encoders: Encoders, report: ReindexReport) -> IndexReport:
+        """Index the indexed folders into the new generation: files changed since they were last indexed
+        (or during this run) are encoded, new ones added, gone ones pruned."""
+        from .indexer import Indexer
+        from .ocr import load_ocr
+
+        roots = target.roots()
+        if not roots:
+            return IndexReport()
+        setting = target.ocr_setting()
+        hidden = any("/." in path for path in target.entries())  # the indexed folders' hidden files stay
+        indexer = Indexer(target, encoders, None, self.batch_size, self.progress, hidden, workers=self.workers,
+                          ocr=load_ocr(setting) if setting else None)
+        indexer.stop = self.stop
+        present = [r for r in roots if os.path.exists(r)]
+        if report.failed and not self.allow_failed:
+            unreadable = [(p, r) for p, r in report.failed if os.path.exists(p) or not within_any(p, present)]
+            if unreadable:
+                path, reason = unreadable[0]
+                raise ReindexError(
+                    f"{len(unreadable)} indexed files could not be read again for the new image model (first: {path}: "
+                    f"{reason}); the index still answers with its old models. Make them readable (a drive not "
+                    f"mounted?) and run the same command again, or add --allow-failed to switch without them")
+        return indexer.run(roots, prune=True)
+
+    def _switch(self, target: Store, report: ReindexReport) -> None:
+        """Make the new generation the active one, in one write, unless another reindex switched meanwhile."""
+        pointer = self.source.pointer()
+        if pointer["active"] != self.source.generation:
+            raise ReindexError(f"another reindex switched the index at {self.source.path} to other models "
+                                     "while this one ran; run it again to re-embed into these models")
+        self.source.set_pointer(active=report.generation, previous=self.source.generation, building="")
+        report.switched = True
+        self.engine._switched_to(target)
+
+
+class _Failure:
+    """A file that could not be decoded again."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def _decode(path: str, min_side: int | None, prepare: Any, decode: Any) -> Any:
+    """``decode_for_model`` in a decode worker; a failure becomes a ``_Failure`` with its reason."""
+    try:
+        return decode(path, min_side, prepare)
+    except ImageReadError as exc:
+        return _Failure(str(exc))
+    except Exception as exc:  # one odd file must not stop the run
+        return _Failure(f"cannot decode: {type(exc).__name__}: {first_line(exc)}")
+
+
+def rollback(store: Store) -> str:
+    """Switch the index back to its previous models (while their collections exist); returns that
+    generation. The previous models answer as of when they were replaced: ``mmsearch index`` brings
+    them up to date.
+
+    Raises:
+        ReindexError: there is nothing to switch back to.
+    """
+    pointer = store.pointer()
+    previous = pointer["previous"]
+    if not previous or previous == pointer["active"] or not store.has_generation(previous):
+        raise ReindexError(f"the index at {store.path} has no previous models to switch back to")
+    store.set_pointer(active=previous, previous=pointer["active"])
+    return previous
+
+
+def drop_previous(store: Store) -> list[str]:
+    """Delete the collections of the previous models and of an abandoned reindex; returns their
+    generations. The active ones are never touched. ``rollback`` is impossible afterwards."""
+    pointer = store.pointer()
+    dropped = [g for g in {pointer["previous"], pointer["building"]}
+               if g and g != pointer["active"] and store.has_generation(g)]
+    for generation in dropped:
+        store.drop_generation(generation)
+    store.set_pointer(previous="", building="")
+    return sorted(dropped)

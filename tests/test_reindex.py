@@ -1,0 +1,186 @@
+"""Changing an index's models without downtime: ``mmsearch reindex`` builds the new models' collections
+beside the active ones, then switches; rollback, dropping the old ones, resuming after kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import TINY_CLIP, make_photos, save_image
+
+from mmsearch import Config, IndexMismatchError, SearchEngine
+from mmsearch.cli import main
+from mmsearch.errors import ReindexError
+from mmsearch.store import Store
+
+TINY_512 = {**TINY_CLIP, "embed_dim": 512}
+
+
+@pytest.fixture(scope="module")
+def clip512(tmp_path_factory) -> tuple[str, str]:
+    """A tiny CLIP in 512 dimensions (the offline profile's MiniLM has 384)."""
+    import open_clip
+    import torch
+
+    folder = tmp_path_factory.mktemp("clip512")
+    config = folder / "mmsearch-tiny512.json"
+    config.write_text(json.dumps(TINY_512))
+    open_clip.add_model_config(config)
+    torch.manual_seed(2)
+    checkpoint = folder / "mmsearch-tiny512.pt"
+    torch.save(open_clip.create_model("mmsearch-tiny512").state_dict(), checkpoint)
+    return str(config), str(checkpoint)
+
+
+@pytest.fixture
+def offline_index(tmp_path) -> tuple[Path, Path]:
+    """An index built by the offline profile (MiniLM captions, 384-d, no image model): (db, photos)."""
+    photos = make_photos(tmp_path / "photos")
+    engine = SearchEngine(config=Config.offline_profile(Config.from_env(db=str(tmp_path / "db"))))
+    assert engine.index([photos], captions=photos / "captions.csv").added == 6
+    return tmp_path / "db", photos
+
+
+def _names(hits) -> list[str]:
+    return [Path(h.path).name for h in hits]
+
+
+def test_a_text_model_change_copies_the_image_vectors_and_encodes_no_image(tmp_path, tiny_clip, minilm, monkeypatch):
+    photos = make_photos(tmp_path / "photos")
+    models = {"clip_model": tiny_clip[0], "clip_pretrained": tiny_clip[1]}
+    first = SearchEngine(tmp_path / "db", text_model=minilm, **models)
+    first.index([photos], captions=photos / "captions.csv")
+    ids = [e.id for e in first.store.entries().values()]
+    before = first.store.image_vectors(ids)
+
+    engine = SearchEngine(tmp_path / "db", text_model="clip", **models)  # CLIP's own text tower: same image space
+    with pytest.raises(IndexMismatchError, match="mmsearch reindex"):
+        engine.index([photos])
+    images, texts = [], []
+    for method in ("encode_images", "encode_prepared"):
+        monkeypatch.setattr(engine.encoders.image, method, lambda x: images.append(x))
+    encode = engine.encoders.text.encode_texts
+    monkeypatch.setattr(engine.encoders.text, "encode_texts", lambda t: texts.extend(t) or encode(t))
+    report = engine.reindex()
+    assert report.switched and report.previous == "first"
+    assert (report.images_encoded, report.images_copied, report.texts_embedded) == (0, 6, 5)
+    assert images == [] and len(texts) == 5  # the captions only
+    after = engine.store.image_vectors(ids)
+    assert all(np.allclose(after[i], before[i], rtol=0, atol=1e-6) for i in ids)
+    # Models belong to the index: a command without model options now uses the new ones.
+    later = SearchEngine(tmp_path / "db")
+    assert later.stats()["text_model"] == later.stats()["image_model"] and later.stats()["generation"] == report.generation
+    assert _names(later.search("a black cat sleeping on a sofa", k=1)) == ["black_cat.jpg"]
+
+
+def test_a_dimension_change_rollback_and_drop_previous(offline_index, clip512):
+    db, photos = offline_index
+    old = SearchEngine(db)
+    old_answers = {q: _names(old.search(q, k=6)) for q in ("a cat on a couch", "the sea", "noodles")}
+    assert old.stats()["dim"] == 384
+
+    new = SearchEngine(db, clip_model=clip512[0], clip_pretrained=clip512[1], text_model="clip")
+    report = new.reindex()
+    assert report.switched and (report.images_encoded, report.texts_embedded) == (6, 5)
+    assert report.models["dim"] == 512 and report.final.unchanged == 6
+    # The engine that was searching goes on answering from the old collections until it follows the switch.
+    assert _names(old.search("a cat on a couch", k=6)) == old_answers["a cat on a couch"]
+    assert old.follow_switch() and old.stats()["dim"] == 512 and old.has_image_vectors
+    hit = old.search(image=photos / "black_cat.jpg", k=1)[0]
+    assert hit.path.endswith("black_cat.jpg") and hit.scores["image"] == pytest.approx(1.0, abs=1e-4)
+    stats = SearchEngine(db).stats()
+    assert (stats["dim"], stats["images"], stats["captions"], stats["previous"]) == (512, 6, 5, "first")
+
+    assert main(["reindex", "--db", str(db), "--rollback"]) == 0
+    back = SearchEngine(db)
+    assert back.stats()["dim"] == 384 and not back.has_image_vectors
+    assert {q: _names(back.search(q, k=6)) for q in old_answers} == old_answers
+
+    assert main(["reindex", "--db", str(db), "--drop-previous"]) == 0
+    names = Store(db).collection_names()
+    assert not any(report.generation in name for name in names) and "mmsearch_images" in names
+    with pytest.raises(ReindexError, match="no previous models"):
+        from mmsearch.reindex import rollback
+        rollback(Store(db))
+
+
+def test_models_not_given_stay_the_indexs_and_the_same_models_do_nothing(offline_index, tiny_clip, capsys):
+    db, _ = offline_index
+    assert main(["reindex", "--db", str(db), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["unchanged"] is True
+    # Only the image model given: the text model stays the index's MiniLM (384-d, the tiny CLIP's dimension).
+    assert main(["reindex", "--db", str(db), "--clip-model", tiny_clip[0], "--clip-pretrained", tiny_clip[1],
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["switched"] and report["images_encoded"] == 6 and report["texts_embedded"] == 0
+    assert report["models"]["text_model"].endswith("all-MiniLM-L6-v2")
+
+
+def test_feedback_marks_follow_the_new_text_model(offline_index, clip512):
+    db, photos = offline_index
+    old = SearchEngine(db)
+    old.feedback("my favourite animal", photos / "black_cat.jpg", relevant=True)
+    new = SearchEngine(db, clip_model=clip512[0], clip_pretrained=clip512[1], text_model="clip")
+    assert new.reindex().marks == 1
+    marks = new.feedback_marks()
+    assert [(m.query, Path(m.path).name, m.relevant) for m in marks] == [("my favourite animal", "black_cat.jpg", True)]
+    assert new.marks.signal(new.text_encoder.encode_texts(["my favourite animal"])[0])  # found in the new space
+
+
+def test_files_changed_meanwhile_are_indexed_by_the_final_pass(offline_index, tiny_clip):
+    db, photos = offline_index
+    save_image(photos / "new_one.png", (1, 2, 3))
+    (photos / "pasta.jpg").unlink()
+    report = SearchEngine(db, clip_model=tiny_clip[0], clip_pretrained=tiny_clip[1], text_model="clip").reindex()
+    assert report.switched and report.final.added == 1 and report.final.removed == 0
+    assert report.failed and report.failed[0][0].endswith("pasta.jpg")  # gone: left out, as index prunes it
+    assert SearchEngine(db).stats()["images"] == 6
+
+
+def test_unreadable_files_stop_the_switch_unless_allowed(offline_index, tiny_clip):
+    db, photos = offline_index
+    (photos / "black_cat.jpg").write_bytes(b"not an image any more")
+    engine = SearchEngine(db, clip_model=tiny_clip[0], clip_pretrained=tiny_clip[1], text_model="clip")
+    with pytest.raises(ReindexError, match="could not be read again.*--allow-failed"):
+        engine.reindex()
+    assert SearchEngine(db).stats()["image_model"] == "none"  # still the old models
+    report = SearchEngine(db, clip_model=tiny_clip[0], clip_pretrained=tiny_clip[1], text_model="clip").reindex(
+        allow_failed=True)
+    assert report.switched and report.resumed == 5 and len(report.failed) == 1
+
+
+def _reindex_command(db: Path, clip: tuple[str, str], *extra: str) -> list[str]:
+    return [sys.executable, "-m", "mmsearch", "reindex", "--db", str(db), "--clip-model", clip[0],
+            "--clip-pretrained", clip[1], "--text-model", "clip", "--batch-size", "4", *extra]
+
+
+@pytest.mark.slow
+def test_kill_9_in_the_middle_then_the_rerun_encodes_only_what_is_missing(tmp_path, clip512):
+    from test_resume import _run_until
+
+    root = tmp_path / "many"
+    for n in range(240):
+        save_image(root / f"img{n:04d}.png", (n % 256, (7 * n) % 256, 90), size=(40, 30))
+    db = tmp_path / "db"
+    env = {**os.environ, "MMSEARCH_DB": str(db)}
+    # In another process: this one must not hold the database's writer lock.
+    subprocess.run([sys.executable, "-m", "mmsearch", "index", str(root), "--offline"], env=env, check=True,
+                   capture_output=True, timeout=300)
+    code, stderr = _run_until(_reindex_command(db, clip512), env, 60, signal.SIGKILL)
+    assert code == -signal.SIGKILL, f"the reindex finished before it could be killed: {stderr[-500:]}"
+    store = Store(db)
+    building = store.pointer()["building"]
+    done = store.beside(building).count()
+    assert 0 < done < 240 and store.pointer()["active"] == "first"  # searches still get the old models
+    proc = subprocess.run(_reindex_command(db, clip512, "--json"), env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["resumed"] == done and report["images_encoded"] == 240 - done and report["switched"]
+    assert report["generation"] == building and report["final"]["unchanged"] == 240
+    assert Store(db).count() == 240 and Store(db).pointer()["active"] == building
