@@ -161,7 +161,7 @@ def test_other_models_on_an_existing_index_raise_index_mismatch(make_engine, pho
     with pytest.raises(IndexMismatchError) as err:
         engine.search("a cat")
     message = str(err.value)
-    assert "all-MiniLM-L6-v2" in message and "leave out the model options" in message and "--db" in message
+    assert "all-MiniLM-L6-v2" in message and "leave out the model options" in message and "mmsearch reindex" in message
     assert "delet" not in message  # a flag fixes this; no message suggests deleting data
 
 

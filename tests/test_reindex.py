@@ -184,3 +184,58 @@ def test_kill_9_in_the_middle_then_the_rerun_encodes_only_what_is_missing(tmp_pa
     assert report["resumed"] == done and report["images_encoded"] == 240 - done and report["switched"]
     assert report["generation"] == building and report["final"]["unchanged"] == 240
     assert Store(db).count() == 240 and Store(db).pointer()["active"] == building
+
+
+@pytest.mark.slow
+def test_a_running_server_follows_a_reindex_run_by_another_process_through_a_chroma_server(tmp_path, chroma_server,
+                                                                                          clip512):
+    import threading
+    import time
+
+    from gradio_client import Client
+    from helpers import served
+
+    photos = make_photos(tmp_path / "photos")
+    base = Config.from_env(db=str(tmp_path / "unused"), chroma_url=chroma_server.url)
+    SearchEngine(config=Config.offline_profile(base)).index([photos], captions=photos / "captions.csv")
+    engine = SearchEngine(config=base)  # no model settings: the index's models, and it follows a switch
+    results: list[tuple[float, list, str]] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    with served(engine) as page:
+        client = Client(page, verbose=False)
+
+        def search_in_a_loop() -> None:
+            while not stop.is_set():
+                try:
+                    _, hits, status = client.predict("a black cat on a sofa", k=3, api_name="/search")
+                    results.append((time.monotonic(), hits, status))
+                except Exception as exc:  # noqa: BLE001 - every failure is a test failure
+                    errors.append(exc)
+
+        searching = threading.Thread(target=search_in_a_loop)
+        searching.start()
+        try:
+            time.sleep(1.0)
+            started = time.monotonic()
+            proc = subprocess.run(_reindex_command(tmp_path / "unused", clip512, "--chroma-url", chroma_server.url,
+                                                   "--json"), capture_output=True, text=True, timeout=300)
+            assert proc.returncode == 0, proc.stderr
+            switched = time.monotonic()
+            deadline = switched + 30
+            while time.monotonic() < deadline and not (results and results[-1][1][0]["scores"]["image"] is not None):
+                time.sleep(0.2)
+            followed = time.monotonic()
+            time.sleep(1.0)
+        finally:
+            stop.set()
+            searching.join()
+        stats = client.predict(api_name="/stats")
+    assert errors == []
+    assert len(results) > 10 and all(hits and hits[0]["file"].endswith("black_cat.jpg") for _, hits, _ in results)
+    pixels = [hits[0]["scores"]["image"] is not None for _, hits, _ in results]
+    # Old models (no pixel signal) until the switch, the new ones (image scores) after it; never back.
+    assert pixels[0] is False and pixels[-1] is True and pixels == sorted(pixels)
+    assert any(when < started for when, _, _ in results)  # answered by the old models before the reindex began
+    assert followed - switched < 10  # within a few seconds, without a restart
+    assert stats["dim"] == 512 and stats["image_model"].startswith("open_clip:mmsearch-tiny512")
