@@ -20,13 +20,14 @@ from .errors import (
     MMSearchError,
     ModelLoadError,
     QueryError,
+    ReindexError,
     StoreError,
 )
-from .records import Hit, IndexReport
+from .records import Hit, IndexReport, ReindexReport
 
 __version__ = "0.1.0"
 __all__ = [
     "Config", "ConfigError", "DatabaseBusyError", "DimensionMismatchError", "DuplicateGroup", "Hit", "ImageReadError",
-    "IndexMismatchError", "IndexReport", "MMSearchError", "ModelLoadError", "QueryError", "SearchEngine", "StoreError",
-    "__version__",
+    "IndexMismatchError", "IndexReport", "MMSearchError", "ModelLoadError", "QueryError", "ReindexError", "ReindexReport",
+    "SearchEngine", "StoreError", "__version__",
 ]

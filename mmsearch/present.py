@@ -72,8 +72,19 @@ def stats_lines(stats: dict[str, Any]) -> str:
             f"image model  {stats['image_model']}\ntext model   {stats['text_model']}\n"
             f"caption model {stats.get('caption_model') or stats['text_model']}\ndimension    {stats['dim']}\n"
             f"schema       {stats.get('schema', '-')}\n"
+            f"models       {_generation_line(stats)}\n"
             f"ocr          {_ocr_line(stats)}\n"
             f"folders      {', '.join(stats['roots']) or '-'}\nupdated      {updated}")
+
+
+def _generation_line(stats: dict[str, Any]) -> str:
+    """Which generation of collections answers, and what ``mmsearch reindex`` left or is building."""
+    line = f"generation {stats.get('generation') or 'first'}"
+    if stats.get("previous"):
+        line += f"; previous {stats['previous']} kept (mmsearch reindex --rollback / --drop-previous)"
+    if stats.get("reindexing"):
+        line += f"; a reindex into {stats['reindexing']} is under way or was stopped (run it again to finish)"
+    return line
 
 
 def format_groups(groups: list[DuplicateGroup]) -> str:

@@ -33,7 +33,7 @@ import numpy as np
 from .errors import ConfigError, ImageReadError, ReindexError, first_line
 from .filters import within_any
 from .ids import caption_id
-from .pipeline import Batch, Writer
+from .pipeline import Batch, ThreadBalance, Writer
 from .records import IndexReport, ReindexReport
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ class Reindexer:
         bar = tqdm(total=self.source.count(), unit="img", file=sys.stderr, disable=not self.progress,
                    desc="reindexing", leave=False)
         min_side, prepare = model_input(encoders)
-        writer = Writer(target)
+        writer, balance = Writer(target), ThreadBalance()
         try:
             with ThreadPoolExecutor(self.workers, thread_name_prefix="mmsearch-decode") as pool:
                 def submit(page: Page | None) -> tuple[Page, list[Future]] | None:
@@ -126,8 +126,11 @@ class Reindexer:
                 while pending is not None and not self.stop.is_set():
                     page, futures = pending
                     pending = submit(next(batches, None))
-                    batch = self._batch(page, [f.result() for f in futures] if images_changed else None, encoders,
-                                        texts_changed, report)
+                    waited = time.perf_counter()
+                    decoded = [f.result() for f in futures] if images_changed else None
+                    encoding = time.perf_counter()
+                    batch = self._batch(page, decoded, encoders, texts_changed, report)
+                    balance.update(encoding - waited, time.perf_counter() - encoding)
                     batch.stored = functools.partial(bar.update, len(page))
                     writer.put(batch)
                 if pending is not None:
@@ -138,6 +141,7 @@ class Reindexer:
             writer.close(drain=False)
             raise
         finally:
+            balance.restore()
             bar.close()
 
     def _missing(self, target: Store, report: ReindexReport, bar: Any) -> Iterator[Page]:

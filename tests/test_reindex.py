@@ -231,6 +231,15 @@ def test_a_running_server_follows_a_reindex_run_by_another_process_through_a_chr
             stop.set()
             searching.join()
         stats = client.predict(api_name="/stats")
+        # Rolling back through the server: the page follows back to the offline models' answers.
+        assert main(["reindex", "--chroma-url", chroma_server.url, "--rollback"]) == 0
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            _, hits, _ = client.predict("a black cat on a sofa", k=3, api_name="/search")
+            if hits[0]["scores"]["image"] is None:
+                break
+            time.sleep(0.2)
+        assert hits[0]["scores"]["image"] is None and hits[0]["file"].endswith("black_cat.jpg")
     assert errors == []
     assert len(results) > 10 and all(hits and hits[0]["file"].endswith("black_cat.jpg") for _, hits, _ in results)
     pixels = [hits[0]["scores"]["image"] is not None for _, hits, _ in results]

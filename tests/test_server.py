@@ -99,7 +99,10 @@ def test_workers_starting_at_once_create_the_collections_safely(chroma_server):
         t.join()
     winner = Store("unused", url=chroma_server.url).signature()["image_model"]
     assert sorted(outcomes) == sorted((m, "ok" if m == winner else "mismatch") for m in ("open_clip:a/b", "open_clip:x/y") * 3)
-    assert len(Store("unused", url=chroma_server.url).client.list_collections()) == 2
+    # images, captions and the pointer to the active models (mmsearch reindex): one each
+    assert Store("unused", url=chroma_server.url).collection_names() == {"mmsearch_images", "mmsearch_captions",
+                                                                         "mmsearch_index"}
+    assert len(Store("unused", url=chroma_server.url).client.list_collections()) == 3
 
 
 def wait_for_count(url: str, at_least: int, proc: subprocess.Popen) -> int:

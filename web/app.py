@@ -112,7 +112,9 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
     facets = engine.facets()
     has_images = engine.has_image_vectors
     with gr.Blocks(title=title) as demo:
-        gr.Markdown(f"# {title}\n{profile_label(engine.signature)}", elem_id="profile")
+        profile = gr.Markdown(f"# {title}\n{profile_label(engine.signature)}", elem_id="profile")
+        # After `mmsearch reindex` switched the models, a reloaded page names the new ones.
+        demo.load(lambda: f"# {title}\n{profile_label(engine.signature)}", None, profile, api_name=False)
         with gr.Row():
             with gr.Column(scale=3):
                 examples, language = (EXAMPLES, "any language") if has_images else (OFFLINE_EXAMPLES, "English")
@@ -242,6 +244,7 @@ def _index_panel(demo: gr.Blocks, engine: SearchEngine, allow_indexing: bool, fo
     label = profile_label(engine.signature)
     with gr.Accordion("Index", open=False):
         facts = gr.Markdown(stats_markdown(engine.stats(), label), elem_id="index-facts")
+        demo.load(lambda: stats_markdown(engine.stats(), profile_label(engine.signature)), None, facts, api_name=False)
         with gr.Row(visible=allow_indexing):
             target = gr.Textbox(label="Folder to index (on the server)", scale=4, elem_id="index-folder")
             start = gr.Button("Index folder", scale=1, elem_id="index-button")

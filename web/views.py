@@ -185,7 +185,17 @@ def stats_markdown(stats: dict[str, Any], profile: str) -> str:
     return (f"**{stats['images']} images**, {stats['captions']} captions · last updated {updated}\n\n"
             f"{profile}\n\n- image model: `{stats['image_model']}`\n- text model: `{stats['text_model']}`\n"
             f"- caption model: `{stats.get('caption_model') or stats['text_model']}`\n"
-            f"- text in photos: {_ocr_state(stats)}\n\n**Indexed folders**\n{folders}")
+            f"- text in photos: {_ocr_state(stats)}\n{_generation_state(stats)}\n**Indexed folders**\n{folders}")
+
+
+def _generation_state(stats: dict[str, Any]) -> str:
+    """What ``mmsearch reindex`` left: previous models to roll back to, a reindex under way."""
+    lines = []
+    if stats.get("previous"):
+        lines.append("- previous models kept: `mmsearch reindex --rollback` switches back")
+    if stats.get("reindexing"):
+        lines.append("- a reindex to new models is under way (or was stopped: run it again)")
+    return "".join(line + "\n" for line in lines)
 
 
 def _ocr_state(stats: dict[str, Any]) -> str:
