@@ -66,7 +66,7 @@ class Reindexer:
 
     def run(self) -> ReindexReport:
         """Build, pass, switch; Ctrl-C stops after the batch being stored (``interrupted``)."""
-        from .indexer import _stop_on_sigint
+        from .indexer import _stop_on_sigint, _warnings_per_file
         from .store import generation_name
 
         started = time.perf_counter()
@@ -87,7 +87,8 @@ class Reindexer:
         target.create(engine.signature, encoders.dim, engine.config.models() if engine._encoders_from_config else None)
         target.set_ocr_setting(source.ocr_setting())
         target.add_roots(source.roots())
-        with _stop_on_sigint(self.stop):
+        # Pillow's warnings ("Corrupt EXIF data") were reported when the files were indexed: not again here.
+        with _stop_on_sigint(self.stop), _warnings_per_file([]):
             self._carry_over(target, encoders, old, report)
             if not self.stop.is_set():
                 report.marks = self._carry_marks(target, encoders)
@@ -248,12 +249,17 @@ class _Failure:
 
 def _decode(path: str, min_side: int | None, prepare: Any, decode: Any) -> Any:
     """``decode_for_model`` in a decode worker; a failure becomes a ``_Failure`` with its reason."""
+    from .indexer import _current
+
+    _current.path = path  # the file a warning raised while decoding belongs to
     try:
         return decode(path, min_side, prepare)
     except ImageReadError as exc:
         return _Failure(str(exc))
     except Exception as exc:  # one odd file must not stop the run
         return _Failure(f"cannot decode: {type(exc).__name__}: {first_line(exc)}")
+    finally:
+        _current.path = None
 
 
 def rollback(store: Store) -> str:
