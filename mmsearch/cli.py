@@ -227,42 +227,33 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_reindex(args: argparse.Namespace) -> int:
-    from .reindex import drop_previous, rollback
+    from .errors import DatabaseBusyError
 
+    config = config_from_args(args)
+    given = _given_models(args, config)
+    action = "rollback" if args.rollback else "drop-previous" if args.drop_previous else "reindex"
+    try:
+        if not config.chroma_url:
+            from .lock import acquire_writer_lock
+
+            acquire_writer_lock(config.db)
+    except DatabaseBusyError:
+        if args.drop_previous and args.rollback:
+            raise
+        options = {"models": given, "batch_size": args.batch_size, "allow_failed": args.allow_failed}
+        return _handed_over(args, config, action, options)
     if args.rollback or args.drop_previous:
-        store, where = _store(args, write=True)
-        done: dict[str, Any] = {}
-        if args.rollback:
-            done["active"] = rollback(store)
-            models = store.beside(done["active"]).signature() or {}
-            if not args.json:
-                print(f"{where} switched back to image model {models.get('image_model')}, text model "
-                      f"{models.get('text_model')}; they answer as of when they were replaced (`mmsearch index` updates them)")
-        if args.drop_previous:
-            done["dropped"] = drop_previous(store)
-            if not args.json:
-                print(f"{where}: dropped {len(done['dropped'])} previous generations of collections"
-                      + (f" ({', '.join(done['dropped'])})" if done["dropped"] else ""))
-        if args.json:
-            print(json.dumps(done))
-        return 0
+        return _switch_back(args)
     from .engine import SearchEngine
+    from .reindex import target_config
+    from .store import Store
 
-    engine = SearchEngine(config=_reindex_config(args))
+    engine = SearchEngine(config=target_config(config, given, Store.from_config(config).models() or {}))
     report = engine.reindex(batch_size=args.batch_size, workers=args.workers, progress=not args.json,
                             allow_failed=args.allow_failed)
-    where = engine.config.chroma_url or engine.config.db
-    if args.json:
-        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
-    else:
-        print(f"reindexed {where}: {report.summary()}")
-        if report.switched:
-            models = report.models
-            print(f"now answering with image model {models['image_model']}, text model {models['text_model']}, "
-                  f"captions by {models['caption_model']}; `mmsearch reindex --rollback` switches back, "
-                  f"`--drop-previous` frees the old collections")
+    _print_reindex(args, engine.config.chroma_url or engine.config.db, report.to_dict(), report.summary())
     if report.failed:
-        _write_listing(report.failed, Path(engine.config.db if not engine.config.chroma_url else default_cache_path())
+        _write_listing(report.failed, Path(config.db if not config.chroma_url else default_cache_path())
                        / "reindex-failed.tsv", "not read again", quiet=args.json)
     if report.interrupted:
         print("mmsearch: interrupted before the switch; run the same command again to resume", file=sys.stderr)
@@ -270,20 +261,72 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reindex_config(args: argparse.Namespace) -> Config:
-    """The new models: those given (options or MMSEARCH_* variables), the index's for the rest."""
-    from dataclasses import replace
-
+def _given_models(args: argparse.Namespace, config: Config) -> dict[str, str]:
+    """The model settings given by options or MMSEARCH_* variables (``--offline`` gives all of them)."""
     from .config import ENV_VARS, MODEL_FIELDS
-    from .store import Store
 
-    config = config_from_args(args)
     env = {name for var, name in ENV_VARS.items() if os.environ.get(var)}
-    given = {f for f in MODEL_FIELDS if args.offline or getattr(args, f) is not None or f in env}
-    if config.adopt_index_models or given == set(MODEL_FIELDS):
-        return config
-    stored = Store.from_config(config).models() or {}
-    return replace(config, **{f: stored[f] for f in MODEL_FIELDS if f not in given and f in stored})
+    chosen = [f for f in (*MODEL_FIELDS, "caption_model") if args.offline or getattr(args, f) is not None or f in env]
+    return {f: getattr(config, f) for f in chosen if getattr(config, f) is not None}
+
+
+def _switch_back(args: argparse.Namespace) -> int:
+    from .reindex import drop_previous, rollback
+
+    store, where = _store(args, write=True)
+    done: dict[str, Any] = {}
+    if args.rollback:
+        done["active"] = rollback(store)
+        models = store.beside(done["active"]).signature() or {}
+        if not args.json:
+            print(f"{where} switched back to image model {models.get('image_model')}, text model "
+                  f"{models.get('text_model')}; they answer as of when they were replaced (`mmsearch index` updates them)")
+    if args.drop_previous:
+        done["dropped"] = drop_previous(store)
+        if not args.json:
+            print(f"{where}: dropped {len(done['dropped'])} previous generations of collections"
+                  + (f" ({', '.join(done['dropped'])})" if done["dropped"] else ""))
+    if args.json:
+        print(json.dumps(done))
+    return 0
+
+
+def _handed_over(args: argparse.Namespace, config: Config, action: str, options: dict[str, Any]) -> int:
+    """The database is held by a running ``serve``: it does the job (``mmsearch.handoff``) and we show it."""
+    from .errors import ReindexError
+    from .handoff import hand_over
+    from .lock import acquire_writer_lock
+
+    try:
+        status = hand_over(config.db, action, options, progress=not args.json)
+    except KeyboardInterrupt:
+        print("mmsearch: asked the server to stop after its current batch; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    if status is None:  # nobody took it: the holder is not a serving mmsearch; its own message
+        acquire_writer_lock(config.db)
+        return _switch_back(args) if action != "reindex" else cmd_reindex(args)  # it finished meanwhile
+    if status["state"] == "failed":
+        raise ReindexError(f"the server (pid {status.get('pid')}) could not {action}: {status.get('error')}")
+    if action != "reindex":
+        print(json.dumps({k: status[k] for k in ("active", "dropped") if k in status}) if args.json else
+              f"{config.db}: {action} done by the serving process (pid {status.get('pid')})")
+        return 0
+    _print_reindex(args, f"{config.db} (by the serving process, pid {status.get('pid')})", status["report"],
+                   status["summary"])
+    return 130 if status["report"].get("interrupted") else 0
+
+
+def _print_reindex(args: argparse.Namespace, where: str, report: dict[str, Any], summary: str) -> None:
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+        return
+    print(f"reindexed {where}: {summary}")
+    if report.get("switched"):
+        models = report["models"]
+        print(f"now answering with image model {models['image_model']}, text model {models['text_model']}, "
+              f"captions by {models['caption_model']}; `mmsearch reindex --rollback` switches back, "
+              f"`--drop-previous` frees the old collections")
 
 
 def _write_listing(items: list[tuple[str, str]], listing: Path, what: str, quiet: bool = False) -> None:

@@ -6,7 +6,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +16,7 @@ import numpy as np
 from .captions import load_manifest
 from .config import MODEL_FIELDS, Config
 from .encoders import Encoders, TextEncoder, l2_normalize, load_caption_encoder, load_encoders, load_text_encoder, model_signature
-from .errors import ConfigError, IndexMismatchError, QueryError, first_line
+from .errors import ConfigError, IndexMismatchError, MMSearchError, QueryError, first_line
 from .filters import DateLike, build_where, check_text, within, within_any
 from .ids import NO_IMAGE_MODEL, has_image_vectors, image_id, image_id_of
 from .records import Hit, IndexReport, ReindexReport
@@ -84,6 +84,7 @@ class SearchEngine:
         self._reranker: Reranker | None = None
         self._marks: Marks | None = None  # opened on first use
         self._store: Store | None = None
+        self._state_version = 0  # raised when a switch to new models replaced the INDEX_STATE
         self._lock = threading.RLock()  # guards lazy opening of the store and models
         self._index_lock = threading.Lock()
 
@@ -240,14 +241,16 @@ class SearchEngine:
             return report
 
     def reindex(self, *, batch_size: int | None = None, workers: int | None = None, progress: bool = False,
-                allow_failed: bool = False) -> ReindexReport:
+                allow_failed: bool = False, on_progress: ProgressCallback | None = None,
+                stop: threading.Event | None = None) -> ReindexReport:
         """Change the index's models to this engine's without downtime: build their collections beside the
         active ones, index the files changed meanwhile, then switch in one step (``mmsearch.reindex``).
         Settings this engine leaves out (no ``text_model`` given, ...) stay the index's. Searches, in
         this process or any other, are answered by the old models until the switch.
 
         Args:
-            batch_size, workers, progress: as for ``index``.
+            batch_size, workers, progress, on_progress: as for ``index``.
+            stop: set it to stop after the current batch (like Ctrl-C); the report says ``interrupted``.
             allow_failed: switch even if some indexed files cannot be read again for a new image model
                 (they leave the index); by default the run stops before the switch.
 
@@ -264,7 +267,9 @@ class SearchEngine:
             with self._lock:
                 self._store = None  # built beside, checked against the new models only at the switch
             reindexer = Reindexer(self, batch_size or self.config.index_batch_size,
-                                  workers or self.config.decode_workers, progress, allow_failed)
+                                  workers or self.config.decode_workers, progress, allow_failed, on_progress)
+            if stop is not None:
+                reindexer.stop = stop
             return reindexer.run()
 
     def _switched_to(self, store: Store) -> None:
@@ -272,6 +277,7 @@ class SearchEngine:
         with self._lock:
             self._store, self._keywords, self._ocr_known, self._ocr_matcher, self._marks = store, None, None, None, None
             self._keywords_checked = 0.0
+            self._state_version += 1
 
     def follow_switch(self) -> bool:
         """If a reindex (in any process, or any server sharing the Chroma server) switched the index to other
@@ -292,11 +298,13 @@ class SearchEngine:
         with self._lock:
             for name in INDEX_STATE:
                 setattr(self, name, getattr(fresh, name))
+            self._state_version += 1
         return True
 
-    def watch_switches(self, every: float = SWITCH_CHECK) -> threading.Event:
+    def watch_switches(self, every: float = SWITCH_CHECK, on_tick: Callable[[], None] | None = None) -> threading.Event:
         """Follow switches (``follow_switch``) in a daemon thread, looking every ``every`` seconds, as
-        ``mmsearch serve`` does; set the returned event to stop watching."""
+        ``mmsearch serve`` does (calling ``on_tick`` first each time: it takes handed-over reindex jobs,
+        ``mmsearch.handoff``); set the returned event to stop watching."""
         stop = threading.Event()
         if not self._follows:
             return stop
@@ -305,6 +313,8 @@ class SearchEngine:
             warned = False
             while not stop.wait(every):
                 try:
+                    if on_tick is not None:
+                        on_tick()
                     if self.follow_switch():
                         models = self.signature
                         print(f"mmsearch: the index switched models; answering with image model {models['image_model']}, "
@@ -386,9 +396,29 @@ class SearchEngine:
             image vector; ``Hit.scores["caption"]`` that of the best-matching caption. Text queries rank
             by both signals (``caption_weight``); image-only queries rank by the image signal.
         """
-        planned = self.plan(query, image=image, k=k, text_weight=text_weight, min_score=min_score, folder=folder,
-                            date_from=date_from, date_to=date_to, camera=camera, positive=positive, negative=negative)
-        return self.serve(planned) if planned is not None else []
+        def run() -> list[Hit]:
+            planned = self.plan(query, image=image, k=k, text_weight=text_weight, min_score=min_score, folder=folder,
+                                date_from=date_from, date_to=date_to, camera=camera, positive=positive,
+                                negative=negative)
+            return self.serve(planned) if planned is not None else []
+
+        return self._consistently(run)
+
+    def _consistently(self, run: Callable[[], list[Hit]]) -> list[Hit]:
+        """``run`` a search on one set of models: a search that overlapped a switch to new models
+        (``follow_switch``) may have mixed old and new parts (a vector of one, the collections of the
+        other), so it is run again on the new ones, even if it failed."""
+        for _ in range(3):
+            version = self._state_version
+            try:
+                hits = run()
+            except MMSearchError:
+                if version == self._state_version:
+                    raise
+                continue
+            if version == self._state_version:
+                return hits
+        return run()
 
     def plan(self, query: str | None = None, *, image: str | Path | Image.Image | None = None, k: int = 10,
              text_weight: float = 0.5, min_score: float = 0.0, exclude: str | None = None,
@@ -522,11 +552,15 @@ class SearchEngine:
         if not self.has_image_vectors:
             raise QueryError("'more like this' needs image vectors; this index uses the caption-only offline profile")
         own = image_id_of(path)
-        stored = self.store.image_vectors([own]) if self.store.ready else {}
-        if own not in stored:
-            raise QueryError(f"{path} is not in the index")
-        planned = self.plan(None, vector=stored[own], k=k, min_score=min_score, exclude=own, **filters)
-        return self.serve(planned) if planned is not None else []
+
+        def run() -> list[Hit]:
+            stored = self.store.image_vectors([own]) if self.store.ready else {}
+            if own not in stored:
+                raise QueryError(f"{path} is not in the index")
+            planned = self.plan(None, vector=stored[own], k=k, min_score=min_score, exclude=own, **filters)
+            return self.serve(planned) if planned is not None else []
+
+        return self._consistently(run)
 
     def keyword_index(self) -> KeywordIndex:
         """BM25 over the images' captions, file and folder names.

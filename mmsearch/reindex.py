@@ -24,8 +24,9 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,8 +38,10 @@ from .pipeline import Batch, ThreadBalance, Writer
 from .records import IndexReport, ReindexReport
 
 if TYPE_CHECKING:
+    from .config import Config
     from .encoders import Encoders
     from .engine import SearchEngine
+    from .indexer import ProgressCallback
     from .store import Store
 
 Page = list[tuple[str, dict]]  # (image id, stored metadata) of images still to carry over
@@ -56,13 +59,14 @@ class Reindexer:
     """
 
     def __init__(self, engine: SearchEngine, batch_size: int, workers: int, progress: bool = False,
-                 allow_failed: bool = False):
+                 allow_failed: bool = False, on_progress: ProgressCallback | None = None):
         from .store import Store
 
         self.engine, self.batch_size, self.workers = engine, batch_size, workers
-        self.progress, self.allow_failed = progress, allow_failed
+        self.progress, self.allow_failed, self.on_progress = progress, allow_failed, on_progress
         self.source = Store.from_config(engine.config)  # the active generation
-        self.stop = threading.Event()
+        self.stop = threading.Event()  # set by Ctrl-C or by the caller: stop after the current batch
+        self.done = 0
 
     def run(self) -> ReindexReport:
         """Build, pass, switch; Ctrl-C stops after the batch being stored (``interrupted``)."""
@@ -110,8 +114,9 @@ class Reindexer:
 
         images_changed = old["image_model"] != report.models["image_model"] or old["dim"] != report.models["dim"]
         texts_changed = old["caption_model"] != report.models["caption_model"]
-        bar = tqdm(total=self.source.count(), unit="img", file=sys.stderr, disable=not self.progress,
-                   desc="reindexing", leave=False)
+        total = self.source.count()
+        bar = tqdm(total=total, unit="img", file=sys.stderr, disable=not self.progress, desc="reindexing", leave=False)
+        advance = functools.partial(self._advance, bar, total)
         min_side, prepare = model_input(encoders)
         writer, balance = Writer(target), ThreadBalance()
         try:
@@ -122,7 +127,7 @@ class Reindexer:
                     paths = [meta["path"] for _, meta in page] if images_changed else []
                     return page, [pool.submit(_decode, path, min_side, prepare, decode_for_model) for path in paths]
 
-                batches = self._missing(target, report, bar)
+                batches = self._missing(target, report, advance)
                 pending = submit(next(batches, None))
                 while pending is not None and not self.stop.is_set():
                     page, futures = pending
@@ -132,7 +137,7 @@ class Reindexer:
                     encoding = time.perf_counter()
                     batch = self._batch(page, decoded, encoders, texts_changed, report)
                     balance.update(encoding - waited, time.perf_counter() - encoding)
-                    batch.stored = functools.partial(bar.update, len(page))
+                    batch.stored = functools.partial(advance, len(page))
                     writer.put(batch)
                 if pending is not None:
                     for future in pending[1]:
@@ -145,12 +150,19 @@ class Reindexer:
             balance.restore()
             bar.close()
 
-    def _missing(self, target: Store, report: ReindexReport, bar: Any) -> Iterator[Page]:
+    def _advance(self, bar: Any, total: int, count: int) -> None:
+        """``count`` more images are in the new collections (in the writer thread, after a stored batch)."""
+        bar.update(count)
+        self.done += count
+        if self.on_progress is not None:
+            self.on_progress(self.done, total)
+
+    def _missing(self, target: Store, report: ReindexReport, advance: Callable[[int], None]) -> Iterator[Page]:
         """Batches of the active generation's images that the new one lacks."""
         for ids, metas in self.source.pages():
             have = target.existing(ids)
             report.resumed += len(have)
-            bar.update(len(have))
+            advance(len(have))
             page = [(i, m) for i, m in zip(ids, metas) if i not in have]
             for start in range(0, len(page), self.batch_size):
                 yield page[start:start + self.batch_size]
@@ -260,6 +272,19 @@ def _decode(path: str, min_side: int | None, prepare: Any, decode: Any) -> Any:
         return _Failure(f"cannot decode: {type(exc).__name__}: {first_line(exc)}")
     finally:
         _current.path = None
+
+
+def target_config(config: Config, given: dict[str, str], stored: dict[str, str]) -> Config:
+    """The new models of a reindex: the model settings ``given`` (``MODEL_FIELDS`` and ``caption_model``),
+    the index's (``stored``, ``Store.models``) for the others; the caption model, unless given, is the
+    index's (adopted when the store opens). Nothing given: the index's models, so nothing changes."""
+    from .config import MODEL_FIELDS
+
+    if not given:
+        return replace(config, adopt_index_models=True, caption_model=None)
+    fields = {f: stored[f] for f in MODEL_FIELDS if f in stored}
+    fields.update({f: given[f] for f in MODEL_FIELDS if f in given})
+    return replace(config, **fields, caption_model=given.get("caption_model"), adopt_index_models=False)
 
 
 def rollback(store: Store) -> str:

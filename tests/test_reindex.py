@@ -110,6 +110,24 @@ def test_a_dimension_change_rollback_and_drop_previous(offline_index, clip512):
         rollback(Store(db))
 
 
+def test_a_search_overlapping_the_switch_is_answered_by_the_new_models(offline_index, clip512, monkeypatch):
+    db, _ = offline_index
+    old = SearchEngine(db)
+    assert old.search("a cat", k=1)[0].scores["image"] is None
+    SearchEngine(db, clip_model=clip512[0], clip_pretrained=clip512[1], text_model="clip").reindex()
+    serve, calls = old.serve, []
+
+    def switch_midway(query):  # planned with the old models (384-d), served after the switch (512-d)
+        calls.append(query)
+        if len(calls) == 1:
+            assert old.follow_switch()
+        return serve(query)
+
+    monkeypatch.setattr(old, "serve", switch_midway)
+    hits = old.search("a black cat sleeping on a sofa", k=3)
+    assert len(calls) == 2 and hits[0].path.endswith("black_cat.jpg") and hits[0].scores["image"] is not None
+
+
 def test_models_not_given_stay_the_indexs_and_the_same_models_do_nothing(offline_index, tiny_clip, capsys):
     db, _ = offline_index
     assert main(["reindex", "--db", str(db), "--json"]) == 0
@@ -186,10 +204,70 @@ def test_kill_9_in_the_middle_then_the_rerun_encodes_only_what_is_missing(tmp_pa
     assert Store(db).count() == 240 and Store(db).pointer()["active"] == building
 
 
+class Searching:
+    """Text searches through gradio_client in a loop, in a thread: (time, hits, status) of each, and errors."""
+
+    def __init__(self, client):
+        import threading
+
+        self.client, self.results, self.errors = client, [], []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.loop)
+
+    def loop(self) -> None:
+        import time
+
+        while not self.stop.is_set():
+            try:
+                _, hits, status = self.client.predict("a black cat on a sofa", k=3, api_name="/search")
+                self.results.append((time.monotonic(), hits, status))
+            except Exception as exc:  # noqa: BLE001 - every failure is a test failure
+                self.errors.append(exc)
+
+    def pixels(self) -> list[bool]:
+        """Whether each answer had an image score (the new models) or not (the offline profile)."""
+        empty = [(n, status) for n, (_, hits, status) in enumerate(self.results) if not hits]
+        assert not empty, f"{len(empty)} of {len(self.results)} searches came back empty: {empty[:3]}"
+        return [hits[0]["scores"]["image"] is not None for _, hits, _ in self.results]
+
+    def wait_for(self, pixels: bool, seconds: float = 30) -> float:
+        """Seconds until an answer with (or without) image scores came back."""
+        import time
+
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            if self.stop.is_set():  # the loop has stopped: ask once more
+                _, hits, _ = self.client.predict("a black cat on a sofa", k=3, api_name="/search")
+                latest = hits[0]["scores"]["image"] is not None
+            else:
+                latest = self.pixels()[-1] if self.results else None
+            if latest is pixels:
+                return time.monotonic() - started
+            time.sleep(0.2)
+        raise AssertionError(f"no answer {'with' if pixels else 'without'} image scores within {seconds} s")
+
+    def __enter__(self) -> Searching:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def _check_the_switch(searching: Searching, started: float) -> None:
+    """No search failed or came back empty; old models' answers until the switch, new ones after; never back."""
+    assert searching.errors == []
+    results = searching.results
+    assert len(results) > 10 and all(hits and hits[0]["file"].endswith("black_cat.jpg") for _, hits, _ in results)
+    pixels = searching.pixels()
+    assert pixels[0] is False and pixels[-1] is True and pixels == sorted(pixels)
+    assert any(when < started for when, _, _ in results)  # answered by the old models before the reindex began
+
+
 @pytest.mark.slow
 def test_a_running_server_follows_a_reindex_run_by_another_process_through_a_chroma_server(tmp_path, chroma_server,
                                                                                           clip512):
-    import threading
     import time
 
     from gradio_client import Client
@@ -199,52 +277,50 @@ def test_a_running_server_follows_a_reindex_run_by_another_process_through_a_chr
     base = Config.from_env(db=str(tmp_path / "unused"), chroma_url=chroma_server.url)
     SearchEngine(config=Config.offline_profile(base)).index([photos], captions=photos / "captions.csv")
     engine = SearchEngine(config=base)  # no model settings: the index's models, and it follows a switch
-    results: list[tuple[float, list, str]] = []
-    errors: list[BaseException] = []
-    stop = threading.Event()
     with served(engine) as page:
         client = Client(page, verbose=False)
-
-        def search_in_a_loop() -> None:
-            while not stop.is_set():
-                try:
-                    _, hits, status = client.predict("a black cat on a sofa", k=3, api_name="/search")
-                    results.append((time.monotonic(), hits, status))
-                except Exception as exc:  # noqa: BLE001 - every failure is a test failure
-                    errors.append(exc)
-
-        searching = threading.Thread(target=search_in_a_loop)
-        searching.start()
-        try:
+        with Searching(client) as searching:
             time.sleep(1.0)
             started = time.monotonic()
             proc = subprocess.run(_reindex_command(tmp_path / "unused", clip512, "--chroma-url", chroma_server.url,
                                                    "--json"), capture_output=True, text=True, timeout=300)
             assert proc.returncode == 0, proc.stderr
-            switched = time.monotonic()
-            deadline = switched + 30
-            while time.monotonic() < deadline and not (results and results[-1][1][0]["scores"]["image"] is not None):
-                time.sleep(0.2)
-            followed = time.monotonic()
+            assert searching.wait_for(pixels=True) < 10  # within a few seconds, without a restart
             time.sleep(1.0)
-        finally:
-            stop.set()
-            searching.join()
         stats = client.predict(api_name="/stats")
         # Rolling back through the server: the page follows back to the offline models' answers.
         assert main(["reindex", "--chroma-url", chroma_server.url, "--rollback"]) == 0
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            _, hits, _ = client.predict("a black cat on a sofa", k=3, api_name="/search")
-            if hits[0]["scores"]["image"] is None:
-                break
-            time.sleep(0.2)
-        assert hits[0]["scores"]["image"] is None and hits[0]["file"].endswith("black_cat.jpg")
-    assert errors == []
-    assert len(results) > 10 and all(hits and hits[0]["file"].endswith("black_cat.jpg") for _, hits, _ in results)
-    pixels = [hits[0]["scores"]["image"] is not None for _, hits, _ in results]
-    # Old models (no pixel signal) until the switch, the new ones (image scores) after it; never back.
-    assert pixels[0] is False and pixels[-1] is True and pixels == sorted(pixels)
-    assert any(when < started for when, _, _ in results)  # answered by the old models before the reindex began
-    assert followed - switched < 10  # within a few seconds, without a restart
+        searching.wait_for(pixels=False)
+    _check_the_switch(searching, started)
     assert stats["dim"] == 512 and stats["image_model"].startswith("open_clip:mmsearch-tiny512")
+
+
+@pytest.mark.slow
+def test_reindex_beside_a_serve_of_an_embedded_database_is_handed_to_the_server(tmp_path, clip512):
+    import time
+
+    from gradio_client import Client
+    from helpers import served
+
+    photos = make_photos(tmp_path / "photos")
+    db = tmp_path / "db"
+    SearchEngine(config=Config.offline_profile(Config.from_env(db=str(db)))).index([photos],
+                                                                                   captions=photos / "captions.csv")
+    engine = SearchEngine(db)  # this process serves, so it is the database's one writer
+    with served(engine) as page:
+        client = Client(page, verbose=False)
+        with Searching(client) as searching:
+            time.sleep(1.0)
+            started = time.monotonic()
+            proc = subprocess.run(_reindex_command(db, clip512, "--json"), capture_output=True, text=True, timeout=300)
+            assert proc.returncode == 0, proc.stderr
+            report = json.loads(proc.stdout)
+            assert report["switched"] and report["images_encoded"] == 6 and report["models"]["dim"] == 512
+            assert searching.wait_for(pixels=True) < 10
+            time.sleep(1.0)
+        proc = subprocess.run([sys.executable, "-m", "mmsearch", "reindex", "--db", str(db), "--rollback"],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0 and "rollback done by the serving process" in proc.stdout, proc.stderr
+        searching.wait_for(pixels=False)
+        assert engine.stats()["dim"] == 384
+    _check_the_switch(searching, started)

@@ -21,6 +21,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from mmsearch import SearchEngine
 from mmsearch.errors import MMSearchError
+from mmsearch.handoff import JobDesk
 from mmsearch.present import profile_label
 from mmsearch.thumbnails import ThumbnailCache
 
@@ -330,7 +331,8 @@ def launch(engine: SearchEngine, host: str = "127.0.0.1", port: int = 7860, *, a
     demo.launch(server_name=host, server_port=port, auth=auth, allowed_paths=allowed_paths(thumbs),
                 max_file_size=max_file_size, show_error=False, app_kwargs=app_kwargs, prevent_thread_lock=True,
                 quiet=True, css=CSS, js=TILE_MARKS_JS, **kwargs)
-    watching = engine.watch_switches()  # `mmsearch reindex` elsewhere: answer with the new models, no restart
+    # `mmsearch reindex` elsewhere (or handed to this process, mmsearch.handoff): answer with the new models.
+    watching = engine.watch_switches(on_tick=JobDesk(engine).poll)
     close = demo.close
 
     def close_and_stop_watching(*args: Any, **options: Any) -> Any:

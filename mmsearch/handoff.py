@@ -1,0 +1,145 @@
+"""Handing a model change to the process that serves an embedded database.
+
+An embedded Chroma database has one writer (``mmsearch.lock``): while ``mmsearch serve`` runs on a ``--db``,
+no other process may open it. ``mmsearch reindex`` (and ``--rollback``, ``--drop-previous``) then hands
+the job to the server through small files in the database folder: the command writes a request; the
+server's watcher thread takes it, runs it in a thread of its own while searches go on, writes its progress
+and outcome to a status file, and then follows the switch like any other. The command shows that progress
+and the outcome; its Ctrl-C asks the server to stop after the current batch, and the same command resumes.
+
+The files are written whole (temporary file, then rename) with mode 0600, in a folder that only its owner
+writes. A request names models only; the server's own settings decide the rest (``trust_remote_code``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import MMSearchError, first_line
+
+if TYPE_CHECKING:
+    from .engine import SearchEngine
+
+REQUEST, STATUS, CANCEL = "reindex-request.json", "reindex-status.json", "reindex-cancel.json"
+ACCEPT_SECONDS = 10.0  # a server looks every 2 s (engine.SWITCH_CHECK); longer means no server takes jobs
+ACTIONS = ("reindex", "rollback", "drop-previous")
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    part = path.with_name(path.name + ".part")
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+    os.replace(part, path)
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+# -- the command's side ------------------------------------------------------------------------------
+
+def hand_over(db: str | Path, action: str, options: dict[str, Any], progress: bool = True,
+              poll: float = 0.25) -> dict[str, Any] | None:
+    """Ask the server that holds ``db`` to run ``action`` (``ACTIONS``) and wait for it. Returns the status
+    it ended with (``state`` "done" or "failed", with ``report``/``summary`` or ``error``), or None when
+    no server took the request within ``ACCEPT_SECONDS`` (the holder is not a serving mmsearch).
+    Ctrl-C asks the server to stop after its current batch, then raises ``KeyboardInterrupt``."""
+    from tqdm import tqdm
+
+    folder, job = Path(db), uuid.uuid4().hex
+    _write(folder / REQUEST, {"id": job, "action": action, "options": options, "pid": os.getpid()})
+    deadline = time.monotonic() + ACCEPT_SECONDS
+    bar = tqdm(unit="img", file=sys.stderr, disable=not progress or action != "reindex", desc="reindexing (by the server)",
+               leave=False)
+    try:
+        while True:
+            status = _read(folder / STATUS)
+            if status is not None and status.get("id") == job:
+                if status.get("state") in ("done", "failed"):
+                    return status
+                bar.total = status.get("total") or None
+                bar.n = int(status.get("done", 0))
+                bar.refresh()
+            elif time.monotonic() > deadline:
+                (folder / REQUEST).unlink(missing_ok=True)
+                return None
+            time.sleep(poll)
+    except KeyboardInterrupt:
+        _write(folder / CANCEL, {"id": job})
+        raise
+    finally:
+        bar.close()
+
+
+# -- the server's side -------------------------------------------------------------------------------
+
+class JobDesk:
+    """Takes handed-over jobs for a serving engine (``poll`` runs on its watcher thread), one at a time."""
+
+    def __init__(self, engine: SearchEngine):
+        self.engine = engine
+        self.folder = Path(engine.config.db)
+        self.running: threading.Thread | None = None
+
+    def poll(self) -> None:
+        """Start a requested job unless one runs."""
+        if self.engine.config.chroma_url or (self.running is not None and self.running.is_alive()):
+            return
+        request = _read(self.folder / REQUEST)
+        if request is None or request.get("action") not in ACTIONS:
+            return
+        (self.folder / REQUEST).unlink(missing_ok=True)
+        self.running = threading.Thread(target=self.run, args=(request,), name="mmsearch-handed-job", daemon=True)
+        self.running.start()
+
+    def run(self, request: dict[str, Any]) -> None:
+        """Run one job and write its outcome."""
+        job, stop = str(request.get("id", "")), threading.Event()
+        status: dict[str, Any] = {"id": job, "state": "running", "done": 0, "total": 0, "pid": os.getpid()}
+        _write(self.folder / STATUS, status)
+
+        def moved(done: int, total: int) -> None:
+            if (_read(self.folder / CANCEL) or {}).get("id") == job:
+                stop.set()
+            _write(self.folder / STATUS, {**status, "done": done, "total": total})
+
+        try:
+            status.update(state="done", **self._do(request, moved, stop))
+        except MMSearchError as exc:
+            status.update(state="failed", error=str(exc))
+        except Exception as exc:  # reported to the command that asked, and the server keeps serving
+            status.update(state="failed", error=f"{type(exc).__name__}: {first_line(exc)}")
+        (self.folder / CANCEL).unlink(missing_ok=True)
+        _write(self.folder / STATUS, status)
+        print(f"mmsearch serve: {request.get('action')} {status['state']}"
+              f"{': ' + status['error'] if status.get('error') else ''}", file=sys.stderr)
+
+    def _do(self, request: dict[str, Any], moved: Any, stop: threading.Event) -> dict[str, Any]:
+        from .engine import SearchEngine
+        from .reindex import drop_previous, rollback, target_config
+
+        action, options = request["action"], dict(request.get("options") or {})
+        store = self.engine.store
+        if action == "rollback":
+            return {"active": rollback(store)}
+        if action == "drop-previous":
+            return {"dropped": drop_previous(store)}
+        given = {k: v for k, v in (options.get("models") or {}).items() if isinstance(v, str)}
+        config = target_config(replace(self.engine._requested, batch_size=options.get("batch_size")), given,
+                               store.models() or {})
+        report = SearchEngine(config=config).reindex(allow_failed=bool(options.get("allow_failed")),
+                                                     on_progress=moved, stop=stop)
+        return {"report": report.to_dict(), "summary": report.summary()}
