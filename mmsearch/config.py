@@ -41,6 +41,7 @@ ENV_VARS: dict[str, str] = {
     "MMSEARCH_OCR_WEIGHT": "ocr_weight",
     "MMSEARCH_CAPTION_WEIGHT": "caption_weight",
     "MMSEARCH_KEYWORD_WEIGHT": "keyword_weight",
+    "MMSEARCH_SPARSE_WEIGHT": "sparse_weight",
     "MMSEARCH_FUSION": "fusion",
     "MMSEARCH_FEEDBACK_WEIGHT": "feedback_weight",
     "MMSEARCH_RERANK_MODEL": "rerank_model",
@@ -112,6 +113,8 @@ class Config:
             ``"fp16"`` or ``"bf16"``.
         caption_weight: Share of the caption signal in the fused score (0 = image only, 1 = caption only).
         keyword_weight: Weight of the keyword (BM25) signal next to those two (0 = off).
+        sparse_weight: Weight of the ``sparse`` signal (BGE-M3's lexical weights: learned, multilingual term
+            matching beside BM25; only when the caption model has a lexical head), like ``keyword_weight``.
         feedback_weight: Weight of the ``feedback`` signal (lasting marks of similar past queries; 0 = off).
         fusion: What a hit lacking a signal gets when signals are fused (``mmsearch.fusion.RULES``):
             ``mean`` (default, chosen by measurement), ``low``, ``skip`` or ``rrf``.
@@ -146,6 +149,7 @@ class Config:
     ocr_weight: float = 1.5
     caption_weight: float = 0.5
     keyword_weight: float = 0.25
+    sparse_weight: float = 0.25
     fusion: str = "shrink"
     feedback_weight: float = 1.0
     rerank_model: str | None = None
@@ -167,7 +171,7 @@ class Config:
             raise ConfigError(f"ocr_engine must be one of {', '.join(OCR_ENGINES)}, got {self.ocr_engine!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        for name in ("caption_weight", "keyword_weight", "feedback_weight", "ocr_weight"):
+        for name in ("caption_weight", "keyword_weight", "sparse_weight", "feedback_weight", "ocr_weight"):
             top = 2.0 if name == "ocr_weight" else 1.0
             if not 0.0 <= getattr(self, name) <= top:
                 raise ConfigError(f"{name} must be between 0 and {top:g}, got {getattr(self, name)}")
@@ -259,7 +263,8 @@ def _coerce(name: str, raw: str, var: str) -> Any:
     try:
         if name in ("batch_size", "workers"):
             return int(raw)
-        if name in ("caption_weight", "keyword_weight", "feedback_weight", "ocr_weight", "chroma_retry_seconds"):
+        if name in ("caption_weight", "keyword_weight", "sparse_weight", "feedback_weight", "ocr_weight",
+                    "chroma_retry_seconds"):
             return float(raw)
         if name in ("ocr", "trust_remote_code"):
             if raw.strip().lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):

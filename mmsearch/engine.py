@@ -446,12 +446,13 @@ class SearchEngine:
         if vector is None:
             vector = self.query_vector(query, image, text_weight) if text or image is not None else liked.mean()
         refined = rocchio(vector, liked.image, unliked.image)
-        captions = self._caption_query(vector, text, liked, unliked)
+        captions, lexical = self._caption_query(vector, text, liked, unliked)
         weights = query_weights(self.config.caption_weight, self.config.keyword_weight, bool(text),
-                                self.config.feedback_weight, self.config.ocr_weight if self.has_ocr_texts() else 0.0)
+                                self.config.feedback_weight, self.config.ocr_weight if self.has_ocr_texts() else 0.0,
+                                self.config.sparse_weight if lexical else 0.0)
         marks = self.marks.signal(vector) if text and self.config.feedback_weight > 0 else {}
         return Query(refined, text, k, weights, build_where(roots=store.roots(), **filters), min_score, exclude,
-                     captions, frozenset(unliked.ids), marks, shared_captions=not self.has_caption_space)
+                     captions, frozenset(unliked.ids), marks, shared_captions=not self.has_caption_space, lexical=lexical)
 
     @property
     def has_caption_space(self) -> bool:
@@ -459,21 +460,29 @@ class SearchEngine:
         signature = self.signature
         return signature["caption_model"] != signature["text_model"]
 
-    def _caption_query(self, vector: np.ndarray, text: str, liked: Examples, unliked: Examples) -> np.ndarray | None:
+    def _caption_query(self, vector: np.ndarray, text: str, liked: Examples, unliked: Examples
+                       ) -> tuple[np.ndarray | None, dict[int, float]]:
         """The query in the caption space, refined by the examples' caption vectors: the query vector itself
         when captions share its space; else the text embedded by the caption model (None without text or
-        captioned examples: then no caption signal)."""
+        captioned examples: then no caption signal). And the text's lexical weights when the caption model
+        gives them (BGE-M3: the sparse signal), from the same forward pass."""
         from .feedback import rocchio
 
         if not self.has_caption_space:
-            return rocchio(vector, liked.caption, unliked.caption)
+            return rocchio(vector, liked.caption, unliked.caption), {}
+        lexical: dict[int, float] = {}
         if text:
-            base = self.caption_encoder.encode_texts([text])[0]
+            encoder = self.caption_encoder
+            if getattr(encoder, "has_lexical", False):
+                vectors, weights = encoder.encode_with_lexical([text])  # type: ignore[attr-defined]
+                base, lexical = vectors[0], weights[0]
+            else:
+                base = encoder.encode_texts([text])[0]
         elif liked.caption:
             base = l2_normalize(np.mean(liked.caption, axis=0))[0]
         else:
-            return None
-        return rocchio(base, liked.caption, unliked.caption)
+            return None, {}
+        return rocchio(base, liked.caption, unliked.caption), lexical
 
     def _examples(self, positive: Sequence[str | Path], negative: Sequence[str | Path]) -> tuple[Examples, Examples]:
         from .feedback import examples
@@ -592,13 +601,20 @@ class SearchEngine:
             return index
 
     def _keywords_path(self) -> Path:
+        """``keywords.npz`` in the database folder (the cache folder with a server), one per generation of
+        models: a later generation's lexical weights are its caption model's."""
+        from .store import FIRST
+
+        generation = self.store.generation
+        own = "" if generation == FIRST else f"-{generation}"
         if not self.config.chroma_url:
-            return Path(self.config.db) / "keywords.npz"
+            return Path(self.config.db) / f"keywords{own}.npz"
         import hashlib
 
         from .config import default_cache_path
 
-        return Path(default_cache_path()) / f"keywords-{hashlib.sha1(self.config.chroma_url.encode()).hexdigest()[:12]}.npz"
+        server = hashlib.sha1(self.config.chroma_url.encode()).hexdigest()[:12]
+        return Path(default_cache_path()) / f"keywords-{server}{own}.npz"
 
     @property
     def reranker(self) -> Reranker | None:

@@ -140,7 +140,8 @@ def evaluate(engine: SearchEngine, data: Dataset, progress: Callable[[str], None
 
     The ``fused`` row is what ``engine.search(caption, k=10)`` serves (same candidates, fusion, pinning and
     reranker); ``fused:<rule>`` rows serve the same queries with the other fusion rules. The per-signal
-    rows (``image``, ``caption``, ``keyword``, and ``ocr`` when the index read text in photos) are exact
+    rows (``image``, ``caption``, ``keyword``, ``ocr`` when the index read text in photos, ``sparse`` when the
+    caption model gives lexical weights) are exact
     searches over all images.
     """
     from .ids import image_id
@@ -217,6 +218,11 @@ def _signals(engine: SearchEngine, data: Dataset, ids: list[str], records: dict,
     if not out["keyword"].any():
         out["keyword"][:] = np.nan
     out["ocr"] = _ocr_scores(engine, data, ids, keywords.ocr, caption_queries)
+    out["sparse"] = np.full((n_q, n_i), np.nan)  # absent unless the caption model gives lexical weights
+    encoder = engine.caption_encoder
+    if keywords.lexical is not None and getattr(encoder, "has_lexical", False):
+        _, weights = encoder.encode_with_lexical(list(data.captions))  # type: ignore[attr-defined]
+        out["sparse"] = np.stack([keywords.lexical.score_array(w) for w in weights]).astype(np.float64)
     return out
 
 

@@ -49,16 +49,19 @@ def pool_size(k: int) -> int:
 
 
 def query_weights(caption_weight: float, keyword_weight: float, text: bool, feedback_weight: float = 0.0,
-                  ocr_weight: float = 0.0) -> dict[str, float]:
+                  ocr_weight: float = 0.0, sparse_weight: float = 0.0) -> dict[str, float]:
     """Signal weights of a query. Image-only queries rank by pixels alone: a near-duplicate must not lose
-    to a better caption match. ``feedback`` (lasting marks of similar past queries) and ``ocr`` (text
-    read in photos, when the index has any) join text queries."""
+    to a better caption match. ``feedback`` (lasting marks of similar past queries), ``ocr`` (text
+    read in photos, when the index has any) and ``sparse`` (BGE-M3 lexical weights, when the caption
+    model gives them) join text queries."""
     if not text:
         return {"image": 1.0}
     weights = {"image": 1.0 - caption_weight, "caption": caption_weight, "keyword": keyword_weight,
                "feedback": feedback_weight}
     if ocr_weight > 0:
         weights["ocr"] = ocr_weight
+    if sparse_weight > 0:
+        weights["sparse"] = sparse_weight
     return weights
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from .captions import Manifest, merge_captions, sidecar_captions
 from .encoders import Encoders, PreparingImageEncoder
+from .encoders.sparse import pack
 from .errors import ImageReadError, first_line
 from .filters import within_any
 from .ids import image_id
@@ -296,30 +297,38 @@ class Indexer:
         for item, pairs in zip(batch, captions):
             item.captions = [t for t, _ in pairs]
         texts = [t for items in captions for t, _ in items]
-        captioner = self.encoders.captions  # the caption model's own space, else the text model's
-        caption_vectors = captioner.encode_texts(texts) if texts else np.zeros((0, captioner.dim), np.float32)
-        records = self._ocr_records(ready)
-        metas = [_metadata(p, [t for t, _ in items], self._ocr_fields(p)) for p, items in zip(batch, captions)]
+        caption_vectors, weights = embed_texts(self.encoders, texts)
+        lexical = iter(weights)
+        records, ocr_lexical = self._ocr_records(ready)
+        metas = [_metadata(p, [t for t, _ in items], self._ocr_fields(p, ocr_lexical[n]), [next(lexical) for _ in items])
+                 for n, p, items in zip([n for n, p in enumerate(ready) if isinstance(p, Prepared)], batch, captions)]
         out = Batch([image_id(p.candidate.path) for p in batch], vectors, metas, captions, caption_vectors,
                     ocr=[records[n] for n, p in enumerate(ready) if isinstance(p, Prepared)] if self.ocr else None)
-        out.text_updates = [(image_id(p.candidate.path), self._ocr_fields(p), records[n]) for n, p in enumerate(ready)
-                            if isinstance(p, TextOnly) and not p.ocr_error]
+        out.text_updates = [(image_id(p.candidate.path), self._ocr_fields(p, ocr_lexical[n]), records[n])
+                            for n, p in enumerate(ready) if isinstance(p, TextOnly) and not p.ocr_error]
         return out
 
-    def _ocr_records(self, ready: list[Prepared | TextOnly]) -> list[OcrRecord | None]:
-        """Each photo's text with its vector in the caption space (embedded like a caption), or None."""
-        texts = [p.ocr.text for p in ready if p.ocr is not None]
-        vectors = iter(self.encoders.captions.encode_texts(texts)) if texts else iter(())
-        return [(p.ocr.text, next(vectors)) if p.ocr is not None else None for p in ready]
+    def _ocr_records(self, ready: list[Prepared | TextOnly]) -> tuple[list[OcrRecord | None], list[str]]:
+        """Each photo's text with its vector in the caption space (embedded like a caption), or None; and
+        its packed lexical weights ("" without)."""
+        vectors, weights = embed_texts(self.encoders, [p.ocr.text for p in ready if p.ocr is not None])
+        found, lexical = iter(zip(vectors, weights)), []
+        records: list[OcrRecord | None] = []
+        for p in ready:
+            vector, packed = next(found) if p.ocr is not None else (None, "")
+            records.append((p.ocr.text, vector) if p.ocr is not None else None)
+            lexical.append(packed)
+        return records, lexical
 
-    def _ocr_fields(self, item: Prepared | TextOnly) -> dict[str, Any]:
-        """Metadata of the text read in a photo: ``ocr`` and ``ocr_confidence`` (shown in hits), and
-        ``ocr_sig`` (which engine read it; absent when OCR was off or failed, so a later run reads it)."""
+    def _ocr_fields(self, item: Prepared | TextOnly, lexical: str = "") -> dict[str, Any]:
+        """Metadata of the text read in a photo: ``ocr`` and ``ocr_confidence`` (shown in hits), ``ocr_sig``
+        (which engine read it; absent when OCR was off or failed, so a later run reads it), and its lexical
+        weights (``ocr_lexical``, BGE-M3 caption models only)."""
         if self.ocr is None or item.ocr_error:
             return {}
-        fields: dict[str, Any] = {"ocr_sig": self.ocr.signature, "ocr": "", "ocr_confidence": 0.0}
+        fields: dict[str, Any] = {"ocr_sig": self.ocr.signature, "ocr": "", "ocr_confidence": 0.0, "ocr_lexical": ""}
         if item.ocr is not None:
-            fields.update(ocr=item.ocr.text, ocr_confidence=item.ocr.confidence)
+            fields.update(ocr=item.ocr.text, ocr_confidence=item.ocr.confidence, ocr_lexical=lexical)
         return fields
 
 
@@ -506,7 +515,19 @@ def _file_fields(c: Candidate) -> dict[str, Any]:
     return {**path_fields(c.path), "size": c.size, "mtime_ns": str(c.mtime_ns), "caption_sig": c.caption_sig}
 
 
-def _metadata(item: Prepared, captions: list[str], ocr: dict[str, Any]) -> dict[str, Any]:
+def embed_texts(encoders: Encoders, texts: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Captions or photo texts embedded by the caption model (else the text model), with their lexical
+    weights packed for the metadata (``encoders.sparse``; "" each unless the model is BGE-M3)."""
+    captioner = encoders.captions
+    if not texts:
+        return np.zeros((0, captioner.dim), np.float32), []
+    if not getattr(captioner, "has_lexical", False):
+        return captioner.encode_texts(texts), [""] * len(texts)
+    vectors, weights = captioner.encode_with_lexical(texts)  # type: ignore[attr-defined]
+    return vectors, [pack(w) for w in weights]
+
+
+def _metadata(item: Prepared, captions: list[str], ocr: dict[str, Any], lexical: list[str] | None = None) -> dict[str, Any]:
     c, info = item.candidate, item.info
     meta: dict[str, Any] = {
         **_file_fields(c), **ocr, "sha256": item.sha256, "phash": item.phash, "width": info.width, "height": info.height,
@@ -519,6 +540,8 @@ def _metadata(item: Prepared, captions: list[str], ocr: dict[str, Any]) -> dict[
         meta["camera"] = info.camera
     if captions:
         meta["captions"] = captions
+    if lexical and any(lexical):
+        meta["lexical"] = lexical  # one packed string per caption (BGE-M3 caption models)
     manifest = [t for t, source in c.captions if source == "manifest"]
     if manifest:
         meta["manifest_captions"] = manifest

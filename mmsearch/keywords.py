@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from .lexical import LexicalIndex
+
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _TOKEN = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+")
 _IS_CJK = re.compile(rf"[{_CJK}]")
@@ -62,6 +64,8 @@ class KeywordIndex:
         self.names = names or [""] * len(ids)  # lowercased file names, for exact file-name queries
         self.avg_length = float(lengths.mean()) if len(lengths) else 1.0
         self._by_name: dict[str, list[str]] | None = None
+        self._positions: dict[str, int] | None = None
+        self.lexical: LexicalIndex | None = None  # BGE-M3 lexical weights of the texts (``mmsearch.lexical``)
 
     @classmethod
     def from_metadata(cls, records: Iterable[tuple[str, dict]]) -> KeywordIndex:
@@ -71,7 +75,14 @@ class KeywordIndex:
         index = cls.build((i, text) for i, text, _ in pairs)
         index.names = [name for _, _, name in pairs]
         index.ocr = {i: str(meta["ocr"]) for i, meta in records if meta.get("ocr")}
+        index.lexical = LexicalIndex.from_metadata(index.ids, (meta for _, meta in records))
         return index
+
+    def positions(self) -> dict[str, int]:
+        """Image id -> its position in ``ids`` (and in every score array)."""
+        if self._positions is None:
+            self._positions = {id_: n for n, id_ in enumerate(self.ids)}
+        return self._positions
 
     def exact(self, query: str) -> list[str]:
         """Ids whose file name is the query, with or without its extension, in any case (``IMG_0042.jpg``,
@@ -115,7 +126,8 @@ class KeywordIndex:
                  **_pack("ocr_texts", list(self.ocr.values())),
                  offsets=np.cumsum([0, *sizes]).astype(np.int64), lengths=self.lengths,
                  docs=np.concatenate([self.postings[t][0] for t in tokens]) if tokens else empty_i,
-                 tfs=np.concatenate([self.postings[t][1] for t in tokens]) if tokens else empty_f)
+                 tfs=np.concatenate([self.postings[t][1] for t in tokens]) if tokens else empty_f,
+                 **(self.lexical.arrays("lexical_") if self.lexical is not None else {}))
         os.replace(partial, path)
 
     @classmethod
@@ -137,7 +149,10 @@ class KeywordIndex:
                     return None
                 postings = {t: (docs[offsets[n]:offsets[n + 1]], tfs[offsets[n]:offsets[n + 1]])
                             for n, t in enumerate(tokens)}
-                return cls(ids, texts, postings, lengths, names, dict(zip(_unpack(data, "ocr_ids"), _unpack(data, "ocr_texts"))))
+                index = cls(ids, texts, postings, lengths, names,
+                            dict(zip(_unpack(data, "ocr_ids"), _unpack(data, "ocr_texts"))))
+                index.lexical = LexicalIndex.from_arrays(ids, data, "lexical_")
+                return index
         except Exception:  # BadZipFile, EOFError, ValueError, KeyError, OSError, ...: rebuild
             return None
 

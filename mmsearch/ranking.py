@@ -3,7 +3,8 @@ scores, ``order`` fuses them (rules in ``mmsearch.fusion``), pins exact file-nam
 ``SearchEngine.serve_rules`` runs both; ``engine.search`` and ``mmsearch eval`` go through it.
 
 Signals: ``image`` (query vector vs image vector), ``caption`` (vs the image's best caption),
-``keyword`` (BM25 over captions, file and folder names; text queries only), ``ocr`` (the text read in
+``keyword`` (BM25 over captions, file and folder names; text queries only), ``sparse`` (BGE-M3's lexical
+weights: the best caption's or photo text's match; caption models with a lexical head only), ``ocr`` (the text read in
 photos: the share of the query found in it, or half its cosine to the query, if higher; added to the fused
 score rather than averaged in, see ``mmsearch.fusion``; indexes with OCR only),
 ``feedback`` and, when a reranker is configured, ``rerank`` (a cross-encoder reading the query with the
@@ -30,7 +31,8 @@ if TYPE_CHECKING:
     from .rerank import Reranker
     from .store import Store
 
-HIDDEN_METADATA = ("folders", "caption_sig", "manifest_captions", "ocr_sig")  # internal fields not shown in Hit.metadata
+# internal fields not shown in Hit.metadata
+HIDDEN_METADATA = ("folders", "caption_sig", "manifest_captions", "ocr_sig", "lexical", "ocr_lexical")
 PINNED = 1.0  # fused score of an exact file-name match: the top of the scale
 MAX_PINNED = 1000  # file-name matches looked at (an icon theme has one name in ~10 folders)
 Scores = dict[str, float | None]
@@ -51,6 +53,7 @@ class Query:
     demoted: frozenset[str] = frozenset()  # images marked irrelevant: ranked after every other candidate
     feedback: dict[str, float] = field(default_factory=dict)  # lasting marks' signal per image id (mmsearch.feedback)
     shared_captions: bool = True  # captions share ``vector``'s space; if not, no ``caption_vector`` = no caption signal
+    lexical: dict[int, float] = field(default_factory=dict)  # the text's BGE-M3 lexical weights (the sparse signal)
 
 
 @dataclass
@@ -114,14 +117,18 @@ def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords:
         if match.image_id not in best or match.score > best[match.image_id][0]:
             best[match.image_id] = (match.score, match.index)
     keyword = keywords.search(query.text, pool) if keywords is not None and query.text else {}
+    use_sparse = keywords is not None and keywords.lexical is not None and bool(query.lexical) \
+        and query.weights.get("sparse", 0.0) > 0
+    every = keywords.lexical.score_array(query.lexical) if use_sparse else None  # type: ignore[union-attr]
+    sparse = keywords.lexical.top(every, pool) if every is not None else {}  # type: ignore[union-attr]
     named = keywords.exact(query.text)[:MAX_PINNED] if keywords is not None and query.text else []
     lexical = ocr.scores(query.text) if use_ocr and ocr is not None else {}
     ocr_found = set(sorted(lexical, key=lambda i: -lexical[i])[:pool]) | set(ocr_near.result() if ocr_near else {})
     image_scores = images.result() if images is not None else {}
     # Vectors only (no metadata): the filter also applies to keyword and name matches; deleted ids drop out.
     lifted = {i for i, value in query.feedback.items() if value > 0}  # marked relevant by similar past queries
-    vectors = store.image_vectors(list(set(image_scores) | set(best) | set(keyword) | set(named) | lifted | ocr_found),
-                                  query.where)
+    vectors = store.image_vectors(list(set(image_scores) | set(best) | set(keyword) | set(named) | lifted | ocr_found
+                                       | set(sparse)), query.where)
     if use_image:  # exact image scores for candidates found through captions or keywords
         for i, vec in vectors.items():
             image_scores.setdefault(i, float(vec @ vector))
@@ -132,6 +139,10 @@ def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords:
     if keyword:  # an image without a keyword match scores 0 on that signal (when anything matched)
         for i in scores:
             scores[i]["keyword"] = _round(keyword.get(i, 0.0))
+    if sparse:  # exact for every candidate: an image without a shared token scores 0
+        positions = keywords.positions()  # type: ignore[union-attr]
+        for i in scores:
+            scores[i]["sparse"] = _round(every[positions[i]]) if i in positions else 0.0
     if use_ocr:  # photos without text get no ocr score (fusion adds nothing for them: mmsearch.fusion.ADDITIVE)
         texts = store.ocr_records(list(scores))
         for i in scores:

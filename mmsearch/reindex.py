@@ -171,7 +171,7 @@ class Reindexer:
                report: ReindexReport) -> Batch:
         """One batch for ``Store.put``: image vectors encoded (``decoded`` given) or copied, texts embedded
         again or copied."""
-        from .indexer import image_vectors
+        from .indexer import embed_texts, image_vectors
 
         if decoded is not None:
             kept = [n for n, d in enumerate(decoded) if not isinstance(d, _Failure)]
@@ -188,8 +188,10 @@ class Reindexer:
         pairs = [captions.get(i, []) for i in ids]
         ocr = self.source.ocr_records(ids)
         texts = [text for items in pairs for text, _ in items] + [ocr[i][0] for i in ids if i in ocr]
-        if texts_changed:
-            embedded = encoders.captions.encode_texts(texts) if texts else np.zeros((0, encoders.captions.dim), np.float32)
+        metas = [m for _, m in page]
+        if texts_changed:  # new vectors, and new lexical weights (BGE-M3) or none
+            embedded, packed = embed_texts(encoders, texts)
+            metas = _relexical(metas, [len(items) for items in pairs], [i in ocr for i in ids], packed)
             report.texts_embedded += len(texts)
         else:
             copied = self.source.caption_vectors_by_id([caption_id(i, n) for i, items in zip(ids, pairs)
@@ -201,7 +203,7 @@ class Reindexer:
         count = sum(len(items) for items in pairs)
         text_vectors = iter(embedded[count:])
         records = [(ocr[i][0], next(text_vectors)) if i in ocr else None for i in ids]
-        return Batch(ids, vectors, [m for _, m in page], pairs, embedded[:count], records)
+        return Batch(ids, vectors, metas, pairs, embedded[:count], records)
 
     def _carry_marks(self, target: Store, encoders: Encoders) -> int:
         """The feedback marks, their query vectors embedded by the new text model."""
@@ -250,6 +252,22 @@ class Reindexer:
         self.source.set_pointer(active=report.generation, previous=self.source.generation, building="")
         report.switched = True
         self.engine._switched_to(target)
+
+
+def _relexical(metas: list[dict], captions: list[int], has_text: list[bool], packed: list[str]) -> list[dict]:
+    """Image metadata with the new caption model's lexical weights: ``packed`` holds every caption's, in
+    order, then every photo text's."""
+    ocr = iter(packed[sum(captions):])
+    start, out = 0, []
+    for meta, count, text in zip(metas, captions, has_text):
+        meta = {k: v for k, v in meta.items() if k not in ("lexical", "ocr_lexical")}
+        mine, start = packed[start:start + count], start + count
+        if any(mine):
+            meta["lexical"] = mine
+        if text:
+            meta["ocr_lexical"] = next(ocr)
+        out.append(meta)
+    return out
 
 
 class _Failure:

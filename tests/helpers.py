@@ -235,3 +235,40 @@ def edit_distance(a: str, b: str) -> int:
             current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
         previous = current
     return previous[-1]
+
+
+def add_lexical_head(folder: Path, hidden: int, seed: int = 3) -> Path:
+    """Give a BGE-M3-shaped folder BGE-M3's ``sparse_linear.pt`` (and ``colbert_linear.pt``, which
+    FlagEmbedding loads too), with random weights and a positive bias so that most tokens weigh something."""
+    import torch
+
+    torch.manual_seed(seed)
+    head = torch.nn.Linear(hidden, 1)
+    with torch.no_grad():
+        head.bias.fill_(0.6)
+    torch.save(head.state_dict(), folder / "sparse_linear.pt")
+    torch.save(torch.nn.Linear(hidden, hidden).state_dict(), folder / "colbert_linear.pt")
+    return folder
+
+
+def bge_m3_flag_model() -> type:
+    """FlagEmbedding's ``BGEM3FlagModel``, the reference for lexical weights. FlagEmbedding 1.4.2 imports its
+    decoder-only rerankers when it is imported, and they import transformers internals that transformers 5
+    removed (``transformers.modeling_attn_mask_utils``); the embedder does not use them, so the reranker
+    package is stood in for before the import."""
+    import types
+
+    if "FlagEmbedding" not in sys.modules:
+        def stand_in(name: str) -> type:
+            if name.startswith("__"):
+                raise AttributeError(name)
+            return type(name, (), {})
+
+        rerankers = types.ModuleType("FlagEmbedding.inference.reranker")
+        rerankers.__path__, rerankers.__file__ = [], "stand-in"
+        rerankers.__getattr__ = stand_in  # type: ignore[method-assign]
+        sys.modules["FlagEmbedding.inference.reranker"] = rerankers
+        sys.modules["FlagEmbedding.inference.reranker.model_mapping"] = rerankers
+    from FlagEmbedding import BGEM3FlagModel
+
+    return BGEM3FlagModel

@@ -135,14 +135,21 @@ class LeanSentenceModel:
         self.dim = self.dense[-1].weight.shape[0] if self.dense else self.encoder.weights[
             "embeddings.word_embeddings.weight"].shape[1]
 
-    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """Sentence vectors of ``texts``, shape ``(len(texts), dim)``; batches are sorted by length."""
+    def encode(self, texts: Sequence[str], batch_size: int = 32,
+               tokens: list[tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
+        """Sentence vectors of ``texts``, shape ``(len(texts), dim)``; batches are sorted by length. With
+        ``tokens`` (a list as long as ``texts``), each text's token ids and last hidden states go there too."""
         order = np.argsort([-len(text) for text in texts], kind="stable")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(texts), batch_size):
             rows = order[start:start + batch_size]
             ids, mask = self.tokenizer([texts[i] for i in rows], self.encoder.pad_id)
-            x = pool(self.encoder(ids, mask), mask, self.pooling)
+            hidden = self.encoder(ids, mask)
+            if tokens is not None:
+                for n, row in enumerate(rows):
+                    length = int(mask[n].sum())
+                    tokens[row] = (ids[n, :length], hidden[n, :length])
+            x = pool(hidden, mask, self.pooling)
             for dense in self.dense:
                 x = dense(x)
             out[rows] = x

@@ -12,6 +12,7 @@ from ..errors import ModelLoadError, first_line
 from ..hub import OFFLINE_REASON, hub_online, prepare_hub, quiet_logging
 from .base import l2_normalize
 from .lean import LeanSentenceModel, Unsupported
+from .sparse import LexicalHead, Weights, load_head
 
 HELP = "set --text-model / MMSEARCH_TEXT_MODEL to a local sentence-transformers folder"
 
@@ -78,6 +79,34 @@ class SentenceEncoder:
         else:
             self.runtime = "torch"
             self._load_sentence_transformer(text_model, source, device, cache_dir)
+        folder = cached_folder(source, cache_dir)
+        # BGE-M3's lexical weights (the sparse signal), when the folder has its sparse_linear.pt.
+        self.lexical_head: LexicalHead | None = load_head(folder) if folder is not None else None
+
+    @property
+    def has_lexical(self) -> bool:
+        """Whether this model gives lexical weights (``encode_with_lexical``): BGE-M3."""
+        return self.lexical_head is not None
+
+    def encode_with_lexical(self, texts: Sequence[str]) -> tuple[np.ndarray, list[Weights]]:
+        """Unit vectors and, from the same forward pass, each text's lexical weights (``mmsearch.encoders.sparse``;
+        empty without a lexical head)."""
+        head = self.lexical_head
+        if head is None or not texts:
+            return self.encode_texts(texts), [{} for _ in texts]
+        if self.lean is not None:
+            tokens: list = [None] * len(texts)
+            vectors = self.lean.encode(list(texts), tokens=tokens)
+            return l2_normalize(vectors), [head.weights(ids, states) for ids, states in tokens]
+        rows = self.model.encode(list(texts), batch_size=64, output_value=None, convert_to_numpy=False,
+                                 show_progress_bar=False)
+        vectors = np.stack([row["sentence_embedding"].float().cpu().numpy() for row in rows])
+        weights = []
+        for row in rows:
+            length = int(row["attention_mask"].sum())
+            weights.append(head.weights(row["input_ids"][:length].cpu().numpy(),
+                                        row["token_embeddings"][:length].float().cpu().numpy()))
+        return l2_normalize(vectors), weights
 
     def _load_sentence_transformer(self, text_model: str, source: str, device: str, cache_dir: str | None) -> None:
         if not Path(source).is_dir():

@@ -1,0 +1,91 @@
+"""The ``sparse`` signal's index: BGE-M3 lexical weights of every stored text (captions and the text read in
+photos), as postings by token id. An image scores its best text's match (``encoders.sparse.match``), as the
+caption signal scores its best caption.
+
+The weights live in the image records' metadata (``lexical``: one packed string per caption, ``ocr_lexical``),
+so they travel with the index to a Chroma server, through export/import and reindex. Chroma's own sparse
+vector index is not enabled in local mode (1.5: "Sparse vector indexing is not enabled in local"), so this
+index is built from that metadata beside the keyword index, and cached with it in ``keywords.npz``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from .encoders.sparse import Weights, unpack
+
+ARRAYS = ("text_image", "tokens", "offsets", "texts", "weights")
+
+
+class LexicalIndex:
+    """Postings of token ids over texts; ``text_image[t]`` is the position in ``ids`` of text ``t``'s image."""
+
+    def __init__(self, ids: list[str], text_image: np.ndarray, tokens: np.ndarray, offsets: np.ndarray,
+                 texts: np.ndarray, weights: np.ndarray):
+        self.ids, self.text_image, self.tokens, self.offsets = ids, text_image, tokens, offsets
+        self.texts, self.weights = texts, weights
+
+    @classmethod
+    def from_metadata(cls, ids: list[str], metas: Iterable[dict[str, Any]]) -> LexicalIndex | None:
+        """From the images' stored metadata, in ``ids`` order; None when no image has lexical weights."""
+        text_image, rows, columns, values = [], [], [], []
+        for position, meta in enumerate(metas):
+            packed = list(meta.get("lexical") or []) + ([meta["ocr_lexical"]] if meta.get("ocr_lexical") else [])
+            for text in packed:
+                weights = unpack(str(text))
+                number = len(text_image)
+                text_image.append(position)
+                rows.extend([number] * len(weights))
+                columns.extend(weights)
+                values.extend(weights.values())
+        if not text_image:
+            return None
+        tokens = np.asarray(columns, dtype=np.int64)
+        order = np.argsort(tokens, kind="stable")
+        unique, starts = np.unique(tokens[order], return_index=True)
+        return cls(ids, np.asarray(text_image, dtype=np.int32), unique,
+                   np.append(starts, len(order)).astype(np.int64), np.asarray(rows, dtype=np.int32)[order],
+                   np.asarray(values, dtype=np.float32)[order])
+
+    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        """The index as named arrays (saved with the keyword index; ``ids`` are the keyword index's)."""
+        return {prefix + name: getattr(self, name) for name in ARRAYS}
+
+    @classmethod
+    def from_arrays(cls, ids: list[str], data: Any, prefix: str) -> LexicalIndex | None:
+        """The inverse of ``arrays``; None when they are absent or do not fit together."""
+        if prefix + "tokens" not in data:
+            return None
+        index = cls(ids, *(np.asarray(data[prefix + name]) for name in ARRAYS))
+        if len(index.offsets) != len(index.tokens) + 1 or index.offsets[-1] != len(index.texts) \
+                or (len(index.text_image) and int(index.text_image.max()) >= len(ids)):
+            return None
+        return index
+
+    def score_array(self, query: Weights) -> np.ndarray:
+        """Each image's best text score for the query's lexical weights (0 where nothing matches)."""
+        text_scores = np.zeros(len(self.text_image), dtype=np.float32)
+        for token, weight in query.items():
+            at = int(np.searchsorted(self.tokens, token))
+            if at < len(self.tokens) and self.tokens[at] == token:
+                start, end = self.offsets[at], self.offsets[at + 1]
+                # a text holds each token once: no repeated index in one posting list
+                text_scores[self.texts[start:end]] += weight * self.weights[start:end]
+        images = np.zeros(len(self.ids), dtype=np.float32)
+        matched = np.flatnonzero(text_scores)
+        np.maximum.at(images, self.text_image[matched], text_scores[matched])
+        return images
+
+    def search(self, query: Weights, n: int) -> dict[str, float]:
+        """The ``n`` best image ids for the query with their scores."""
+        return self.top(self.score_array(query), n)
+
+    def top(self, scores: np.ndarray, n: int) -> dict[str, float]:
+        """The ``n`` best image ids of a ``score_array``, best first, with their scores (matches only)."""
+        matched = np.flatnonzero(scores)
+        if len(matched) > n:
+            matched = matched[np.argpartition(-scores[matched], n - 1)[:n]]
+        return {self.ids[d]: float(scores[d]) for d in sorted(matched, key=lambda d: (-scores[d], d))}
