@@ -69,9 +69,8 @@ class IndexReport:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable form (as printed by ``mmsearch index --json``)."""
         data = asdict(self)
-        data["failed"] = [{"path": printable(p), "reason": printable(r)} for p, r in self.failed]
-        data["warnings"] = [{"path": printable(p), "message": printable(m)} for p, m in self.warnings]
-        data["ocr_failed"] = [{"path": printable(p), "reason": printable(r)} for p, r in self.ocr_failed]
+        data["failed"], data["ocr_failed"] = _listed(self.failed, "reason"), _listed(self.ocr_failed, "reason")
+        data["warnings"] = _listed(self.warnings, "message")
         return data
 
     def skipped_by_kind(self) -> list[tuple[int, str, str]]:
@@ -145,7 +144,7 @@ class ReindexReport:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable form (as printed by ``mmsearch reindex --json``)."""
         data = asdict(self)
-        data["failed"] = [{"path": printable(p), "reason": printable(r)} for p, r in self.failed]
+        data["failed"] = _listed(self.failed, "reason")
         data["final"] = self.final.to_dict() if self.final is not None else None
         return data
 
@@ -164,6 +163,11 @@ class ReindexReport:
         if self.final is not None:
             line += f"; final pass: {self.final.summary()}"
         return line + f"; {self.seconds:.1f} s"
+
+
+def _listed(items: list[tuple[str, str]], what: str) -> list[dict[str, str]]:
+    """``(path, text)`` pairs as JSON objects with printable strings."""
+    return [{"path": printable(path), what: printable(text)} for path, text in items]
 
 
 def printable(text: str) -> str:

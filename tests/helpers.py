@@ -24,6 +24,24 @@ TINY_CLIP = {
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
 }
 
+def tiny_clip_files(folder: Path, dim: int, seed: int) -> tuple[str, str]:
+    """A tiny open_clip model of ``dim`` dimensions, registered from a JSON config in ``folder``, with fixed
+    random weights: (config path, checkpoint path)."""
+    import json
+
+    import open_clip
+    import torch
+
+    name = f"mmsearch-tiny{dim}-{seed}"
+    config = folder / f"{name}.json"
+    config.write_text(json.dumps({**TINY_CLIP, "embed_dim": dim}))
+    open_clip.add_model_config(config)
+    torch.manual_seed(seed)
+    checkpoint = folder / f"{name}.pt"
+    torch.save(open_clip.create_model(name).state_dict(), checkpoint)
+    return str(config), str(checkpoint)
+
+
 # (relative path, colour, caption source, caption)
 PHOTOS = [
     ("red_bicycle.png", (200, 30, 30), "manifest", "a red bicycle leaning against a brick wall"),
@@ -272,3 +290,15 @@ def bge_m3_flag_model() -> type:
     from FlagEmbedding import BGEM3FlagModel
 
     return BGEM3FlagModel
+
+
+def count_encoder_calls(monkeypatch: object, image: object, text: object) -> tuple[list, list[str]]:
+    """Record what reaches an image encoder (which then encodes nothing) and a text encoder (which still
+    encodes): (image batches, texts)."""
+    images: list = []
+    texts: list[str] = []
+    for method in ("encode_images", "encode_prepared"):
+        monkeypatch.setattr(image, method, lambda x: images.append(x))  # type: ignore[attr-defined]
+    encode = text.encode_texts  # type: ignore[attr-defined]
+    monkeypatch.setattr(text, "encode_texts", lambda t: texts.extend(t) or encode(t))  # type: ignore[attr-defined]
+    return images, texts

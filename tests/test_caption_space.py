@@ -8,27 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import TINY_CLIP, make_photos, tiny_sentence_model
+from helpers import count_encoder_calls, make_photos, tiny_clip_files, tiny_sentence_model
 
 from mmsearch import IndexMismatchError, SearchEngine
 from mmsearch.encoders.sentence import SentenceEncoder
 
-TINY_256 = {**TINY_CLIP, "embed_dim": 256}  # a CLIP whose space is not MiniLM's 384 dimensions
-
 
 @pytest.fixture(scope="module")
 def clip256(tmp_path_factory) -> tuple[str, str]:
-    import open_clip
-    import torch
-
-    folder = tmp_path_factory.mktemp("clip256")
-    config = folder / "mmsearch-tiny256.json"
-    config.write_text(json.dumps(TINY_256))
-    open_clip.add_model_config(config)
-    torch.manual_seed(1)
-    checkpoint = folder / "mmsearch-tiny256.pt"
-    torch.save(open_clip.create_model("mmsearch-tiny256").state_dict(), checkpoint)
-    return str(config), str(checkpoint)
+    return tiny_clip_files(tmp_path_factory.mktemp("clip256"), 256, 1)
 
 
 @pytest.fixture
@@ -86,11 +74,7 @@ def test_changing_the_caption_model_embeds_captions_again_and_never_images(tmp_p
         engine.search("a cat", k=1)
     with pytest.raises(IndexMismatchError, match=r"mmsearch reindex --caption-model"):
         engine.index([photos], captions=photos / "captions.csv")
-    images, texts = [], []
-    for method in ("encode_images", "encode_prepared"):
-        monkeypatch.setattr(engine.encoders.image, method, lambda x: images.append(x))
-    encode = engine.encoders.captions.encode_texts
-    monkeypatch.setattr(engine.encoders.captions, "encode_texts", lambda t: texts.extend(t) or encode(t))
+    images, texts = count_encoder_calls(monkeypatch, engine.encoders.image, engine.encoders.captions)
     report = engine.reindex()
     assert report.switched and (report.images_encoded, report.images_copied, report.texts_embedded) == (0, 6, 5)
     assert report.final is not None and report.final.unchanged == 6

@@ -12,30 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import TINY_CLIP, make_photos, save_image
+from helpers import count_encoder_calls, make_photos, save_image, tiny_clip_files
 
 from mmsearch import Config, IndexMismatchError, SearchEngine
 from mmsearch.cli import main
 from mmsearch.errors import ReindexError
 from mmsearch.store import Store
 
-TINY_512 = {**TINY_CLIP, "embed_dim": 512}
-
 
 @pytest.fixture(scope="module")
 def clip512(tmp_path_factory) -> tuple[str, str]:
-    """A tiny CLIP in 512 dimensions (the offline profile's MiniLM has 384)."""
-    import open_clip
-    import torch
-
-    folder = tmp_path_factory.mktemp("clip512")
-    config = folder / "mmsearch-tiny512.json"
-    config.write_text(json.dumps(TINY_512))
-    open_clip.add_model_config(config)
-    torch.manual_seed(2)
-    checkpoint = folder / "mmsearch-tiny512.pt"
-    torch.save(open_clip.create_model("mmsearch-tiny512").state_dict(), checkpoint)
-    return str(config), str(checkpoint)
+    return tiny_clip_files(tmp_path_factory.mktemp("clip512"), 512, 2)
 
 
 @pytest.fixture
@@ -62,11 +49,7 @@ def test_a_text_model_change_copies_the_image_vectors_and_encodes_no_image(tmp_p
     engine = SearchEngine(tmp_path / "db", text_model="clip", **models)  # CLIP's own text tower: same image space
     with pytest.raises(IndexMismatchError, match="mmsearch reindex"):
         engine.index([photos])
-    images, texts = [], []
-    for method in ("encode_images", "encode_prepared"):
-        monkeypatch.setattr(engine.encoders.image, method, lambda x: images.append(x))
-    encode = engine.encoders.text.encode_texts
-    monkeypatch.setattr(engine.encoders.text, "encode_texts", lambda t: texts.extend(t) or encode(t))
+    images, texts = count_encoder_calls(monkeypatch, engine.encoders.image, engine.encoders.text)
     report = engine.reindex()
     assert report.switched and report.previous == "first"
     assert (report.images_encoded, report.images_copied, report.texts_embedded) == (0, 6, 5)

@@ -3,12 +3,11 @@ folder with a lexical head, stored with the index, searched, carried through a r
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import TINY_CLIP, add_lexical_head, bge_m3_flag_model, make_photos, tiny_sentence_model
+from helpers import add_lexical_head, bge_m3_flag_model, make_photos, tiny_clip_files, tiny_sentence_model
 
 from mmsearch import SearchEngine
 from mmsearch.encoders.sentence import SentenceEncoder
@@ -81,17 +80,7 @@ def test_the_index_scores_each_image_by_its_best_text():
 
 @pytest.fixture(scope="module")
 def clip256(tmp_path_factory) -> tuple[str, str]:
-    import open_clip
-    import torch
-
-    folder = tmp_path_factory.mktemp("clip256-sparse")
-    config = folder / "mmsearch-tiny256s.json"
-    config.write_text(json.dumps({**TINY_CLIP, "embed_dim": 256}))
-    open_clip.add_model_config(config)
-    torch.manual_seed(1)
-    checkpoint = folder / "mmsearch-tiny256s.pt"
-    torch.save(open_clip.create_model("mmsearch-tiny256s").state_dict(), checkpoint)
-    return str(config), str(checkpoint)
+    return tiny_clip_files(tmp_path_factory.mktemp("clip256-sparse"), 256, 1)
 
 
 def test_the_sparse_signal_ranks_stored_captions_as_flagembedding_scores_them(tmp_path, clip256, bge_m3, reference):
