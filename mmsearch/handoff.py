@@ -114,7 +114,8 @@ class JobDesk:
         def moved(done: int, total: int) -> None:
             if (_read(self.folder / CANCEL) or {}).get("id") == job:
                 stop.set()
-            _write(self.folder / STATUS, {**status, "done": done, "total": total})
+            status.update(done=done, total=total)
+            _write(self.folder / STATUS, status)
 
         try:
             status.update(state="done", **self._do(request, moved, stop))

@@ -228,3 +228,28 @@ def test_text_read_in_a_photo_finds_it_and_shows_in_its_details(browser, sign_si
     expect(details).to_contain_text("ocr 1.000")
     page.screenshot(path=str(tmp_path / "ocr.png"), full_page=True)
     page.close()
+
+
+def test_a_reloaded_page_shows_the_models_a_reindex_switched_to(browser, tmp_path, tiny_clip):
+    from playwright.sync_api import expect
+
+    from mmsearch import Config, SearchEngine
+
+    db = tmp_path / "db"
+    photos = Path(__file__).resolve().parent.parent / "sample_images"
+    SearchEngine(config=Config.offline_profile(Config.from_env(db=str(db)))).index([photos])
+    engine = SearchEngine(db)
+    with served(engine) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(TIMEOUT)
+        page.goto(url)
+        expect(page.locator("#profile")).to_contain_text("Offline profile")
+        assert not page.locator("#query-image").is_visible()  # no image model: no image queries
+        SearchEngine(db, clip_model=tiny_clip[0], clip_pretrained=tiny_clip[1], text_model="clip").reindex()
+        assert engine.follow_switch()  # what the server's watcher does within 2 s
+        page.reload()
+        expect(page.locator("#profile")).to_contain_text("Image model open_clip:mmsearch-tiny")
+        expect(page.locator("#query-image")).to_be_visible()
+        page.get_by_text("Index", exact=True).first.click()  # the accordion with the index facts
+        expect(page.locator("#index-facts")).to_contain_text("previous models kept")
+        page.close()

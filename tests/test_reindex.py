@@ -307,3 +307,37 @@ def test_reindex_beside_a_serve_of_an_embedded_database_is_handed_to_the_server(
         searching.wait_for(pixels=False)
         assert engine.stats()["dim"] == 384
     _check_the_switch(searching, started)
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_handed_over_reindex_stops_the_server_after_its_batch_and_the_rerun_finishes(tmp_path, clip512):
+    import time
+
+    from helpers import served
+    from test_resume import _run_until
+
+    from mmsearch.handoff import STATUS
+
+    root = tmp_path / "many"
+    for n in range(240):
+        save_image(root / f"img{n:04d}.png", (n % 256, (7 * n) % 256, 90), size=(40, 30))
+    db = tmp_path / "db"
+    SearchEngine(config=Config.offline_profile(Config.from_env(db=str(db)))).index([root])
+    engine = SearchEngine(db)
+    with served(engine):
+        code, stderr = _run_until(_reindex_command(db, clip512), dict(os.environ), 60, signal.SIGINT)
+        assert code == 130 and "asked the server to stop after its current batch" in stderr, stderr[-500:]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status = json.loads((db / STATUS).read_text())
+            if status["state"] != "running":
+                break
+            time.sleep(0.2)
+        assert status["state"] == "done" and status["report"]["interrupted"] and not status["report"]["switched"]
+        assert engine.stats()["generation"] == "first" and engine.stats()["reindexing"]
+        stored = 60 <= status["done"] < 240
+        proc = subprocess.run(_reindex_command(db, clip512, "--json"), capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads(proc.stdout)
+        assert stored and report["switched"] and report["resumed"] >= 60
+        assert report["resumed"] + report["images_encoded"] == 240

@@ -114,8 +114,6 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
     has_images = engine.has_image_vectors
     with gr.Blocks(title=title) as demo:
         profile = gr.Markdown(f"# {title}\n{profile_label(engine.signature)}", elem_id="profile")
-        # After `mmsearch reindex` switched the models, a reloaded page names the new ones.
-        demo.load(lambda: f"# {title}\n{profile_label(engine.signature)}", None, profile, api_name=False)
         with gr.Row():
             with gr.Column(scale=3):
                 examples, language = (EXAMPLES, "any language") if has_images else (OFFLINE_EXAMPLES, "English")
@@ -236,6 +234,16 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
                        api_visibility="private")
         more.click(similar, [selected, k, min_score, *filters], outputs, api_name="more_like_this")
         gr.api(engine.stats, api_name="stats")
+
+        def models_now() -> tuple:
+            """After `mmsearch reindex` switched the models, a reloaded page names them and shows their
+            controls (the query image and its weight only with image vectors)."""
+            pixels = engine.has_image_vectors
+            examples, language = (EXAMPLES, "any language") if pixels else (OFFLINE_EXAMPLES, "English")
+            return (f"# {title}\n{profile_label(engine.signature)}", gr.update(visible=pixels, interactive=pixels),
+                    gr.update(visible=pixels), gr.update(label=f"Query ({language})", placeholder=" · ".join(examples)))
+
+        demo.load(models_now, None, [profile, image, text_weight, query], api_visibility="private")
     return demo
 
 
@@ -245,7 +253,8 @@ def _index_panel(demo: gr.Blocks, engine: SearchEngine, allow_indexing: bool, fo
     label = profile_label(engine.signature)
     with gr.Accordion("Index", open=False):
         facts = gr.Markdown(stats_markdown(engine.stats(), label), elem_id="index-facts")
-        demo.load(lambda: stats_markdown(engine.stats(), profile_label(engine.signature)), None, facts, api_name=False)
+        demo.load(lambda: stats_markdown(engine.stats(), profile_label(engine.signature)), None, facts,
+                  api_visibility="private")
         with gr.Row(visible=allow_indexing):
             target = gr.Textbox(label="Folder to index (on the server)", scale=4, elem_id="index-folder")
             start = gr.Button("Index folder", scale=1, elem_id="index-button")
