@@ -119,9 +119,11 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
                 examples, language = (EXAMPLES, "any language") if has_images else (OFFLINE_EXAMPLES, "English")
                 query = gr.Textbox(label=f"Query ({language})", placeholder=" · ".join(examples), elem_id="query")
                 button = gr.Button("Search", variant="primary", elem_id="search-button")
-            image = gr.Image(label="Query image (optional: upload or paste)", type="filepath", image_mode=None,
-                              sources=["upload", "clipboard"], height=170, scale=2, elem_id="query-image",
-                              interactive=has_images, visible=has_images)
+            # Shown only with image vectors; a box around it, so that a reindex to an image model can show it
+            # (models_now) without the image itself being an output of the page's load event.
+            with gr.Column(scale=2, visible=has_images, min_width=160) as image_box:
+                image = gr.Image(label="Query image (optional: upload or paste)", type="filepath", image_mode=None,
+                                 sources=["upload", "clipboard"], height=170, elem_id="query-image")
             _readable_upload_errors(image)
         with gr.Accordion("Results and filters", open=True):
             with gr.Row():
@@ -237,13 +239,15 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
 
         def models_now() -> tuple:
             """After `mmsearch reindex` switched the models, a reloaded page names them and shows their
-            controls (the query image and its weight only with image vectors)."""
+            controls (the query image and its weight only with image vectors). The query box keeps the label
+            it was built with (updating it could race with typing)."""
             pixels = engine.has_image_vectors
-            examples, language = (EXAMPLES, "any language") if pixels else (OFFLINE_EXAMPLES, "English")
-            return (f"# {title}\n{profile_label(engine.signature)}", gr.update(visible=pixels, interactive=pixels),
-                    gr.update(visible=pixels), gr.update(label=f"Query ({language})", placeholder=" · ".join(examples)))
+            header = f"# {title}\n{profile_label(engine.signature)}"
+            if pixels == has_images:  # as built
+                return header, gr.skip(), gr.skip()
+            return header, gr.update(visible=pixels), gr.update(visible=pixels)
 
-        demo.load(models_now, None, [profile, image, text_weight, query], api_visibility="private")
+        demo.load(models_now, None, [profile, image_box, text_weight], api_visibility="private")
     return demo
 
 
