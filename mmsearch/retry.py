@@ -41,6 +41,8 @@ class RetryPolicy:
                 result = fn(*args, **kwargs)
             except Exception as exc:
                 if not self.transient(exc):
+                    if attempts:  # it answered, with an error of its own (e.g. "not found"): it is back
+                        print(f"mmsearch: {self.where} is back after {time.monotonic() - lost_at:.1f} s", file=sys.stderr)
                     message = self.explain(exc)
                     if message:
                         raise StoreError(f"{self.where} refused the request: {message}") from exc
