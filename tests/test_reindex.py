@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import count_encoder_calls, make_photos, save_image, tiny_clip_files
+from helpers import count_encoder_calls, folder_of_images, make_photos, save_image, tiny_clip_files
 
 from mmsearch import Config, IndexMismatchError, SearchEngine
 from mmsearch.cli import main
@@ -165,10 +165,7 @@ def _reindex_command(db: Path, clip: tuple[str, str], *extra: str) -> list[str]:
 def test_kill_9_in_the_middle_then_the_rerun_encodes_only_what_is_missing(tmp_path, clip512):
     from test_resume import _run_until
 
-    root = tmp_path / "many"
-    for n in range(240):
-        save_image(root / f"img{n:04d}.png", (n % 256, (7 * n) % 256, 90), size=(40, 30))
-    db = tmp_path / "db"
+    root, db = folder_of_images(tmp_path / "many", 240), tmp_path / "db"
     env = {**os.environ, "MMSEARCH_DB": str(db)}
     # In another process: this one must not hold the database's writer lock.
     subprocess.run([sys.executable, "-m", "mmsearch", "index", str(root), "--offline"], env=env, check=True,
@@ -318,10 +315,7 @@ def test_ctrl_c_on_a_handed_over_reindex_stops_the_server_after_its_batch_and_th
 
     from mmsearch.handoff import STATUS
 
-    root = tmp_path / "many"
-    for n in range(240):
-        save_image(root / f"img{n:04d}.png", (n % 256, (7 * n) % 256, 90), size=(40, 30))
-    db = tmp_path / "db"
+    root, db = folder_of_images(tmp_path / "many", 240), tmp_path / "db"
     SearchEngine(config=Config.offline_profile(Config.from_env(db=str(db)))).index([root])
     engine = SearchEngine(db)
     with served(engine):
