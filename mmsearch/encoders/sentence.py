@@ -72,14 +72,15 @@ class SentenceEncoder:
         if not Path(source).is_dir() and source.startswith(("/", ".", "~")):
             raise ModelLoadError(f"text model folder {source} does not exist; {HELP}")
         self.lean: LeanSentenceModel | None = None
+        folder = cached_folder(source, cache_dir)
         if runtime != "torch" and device == "cpu":
-            self.lean = _load_lean(source, cache_dir, strict=runtime == "numpy")
+            self.lean = _load_lean(source, folder, strict=runtime == "numpy")
         if self.lean is not None:
             self.runtime, self.dim = "numpy", self.lean.dim
         else:
             self.runtime = "torch"
             self._load_sentence_transformer(text_model, source, device, cache_dir)
-        folder = cached_folder(source, cache_dir)
+            folder = folder or cached_folder(source, cache_dir)  # the run that downloaded it
         # BGE-M3's lexical weights (the sparse signal), when the folder has its sparse_linear.pt.
         self.lexical_head: LexicalHead | None = load_head(folder) if folder is not None else None
 
@@ -154,9 +155,9 @@ def cached_folder(source: str, cache_dir: str | None) -> Path | None:
     return None
 
 
-def _load_lean(source: str, cache_dir: str | None, strict: bool) -> LeanSentenceModel | None:
-    """The numpy runtime for ``source``, or None (with ``strict``, an error) when it does not apply."""
-    folder = cached_folder(source, cache_dir)
+def _load_lean(source: str, folder: Path | None, strict: bool) -> LeanSentenceModel | None:
+    """The numpy runtime for ``source`` (in ``folder``, ``cached_folder``'s answer), or None (with ``strict``,
+    an error) when it does not apply."""
     try:
         if folder is None:
             raise Unsupported("not downloaded yet")
