@@ -93,6 +93,12 @@ def generation_name(signature: dict[str, Any], dim: int) -> str:
     return hashlib.sha1(key.encode()).hexdigest()[:10]
 
 
+def _pointer_fields(collection: Any) -> dict[str, str]:
+    """The pointer collection's ``active``, ``previous`` and ``building`` ("" where unset or absent)."""
+    meta = (collection.metadata if collection is not None else None) or {}
+    return {key: str(meta.get(key, "")) for key in ("active", "previous", "building")}
+
+
 def collection_name(kind: str, generation: str) -> str:
     """``mmsearch_images`` for the first generation, ``mmsearch_images_<gen>`` for later ones."""
     return KINDS[kind] + ("" if generation == FIRST else f"_{generation}")
@@ -187,17 +193,14 @@ class Store:
     def pointer(self) -> dict[str, str]:
         """``active``, ``previous`` and ``building`` generations ("" = none), read from the database now
         (another process may have switched). An index without a pointer is in its first generation."""
-        collection = open_collection(self.client, POINTER, False, {"space": "cosine"})
-        meta = (collection.metadata if collection is not None else None) or {}
-        found = {key: str(meta.get(key, "")) for key in ("active", "previous", "building")}
+        found = _pointer_fields(open_collection(self.client, POINTER, False, {"space": "cosine"}))
         return {**found, "active": found["active"] or FIRST}
 
     @_guarded("write")
     def set_pointer(self, **changes: str) -> None:
         """Change pointer fields in one metadata write (the atomic switch of ``mmsearch reindex``)."""
         collection = open_collection(self.client, POINTER, True, {"space": "cosine"})  # fresh metadata
-        have = {key: str((collection.metadata or {}).get(key, "")) for key in ("active", "previous", "building")}
-        collection.modify(metadata={**have, **changes})
+        collection.modify(metadata={**_pointer_fields(collection), **changes})
 
     def ensure_pointer(self) -> None:
         """Record the active generation where the index has no pointer yet (schema 7)."""
