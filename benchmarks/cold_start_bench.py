@@ -47,7 +47,7 @@ def make_images(folder: Path, n: int) -> None:
 
 PLACEHOLDER_RUN = """
 import sys
-import mmsearch.indexer as indexer
+import mmsearch.ingest.indexer as indexer
 indexer.layout_vector = lambda image, dim: [1.0] + [0.0] * (dim - 1)  # what schema 1 stored for every image
 from mmsearch.cli import main
 sys.exit(main(sys.argv[1:]))

@@ -70,7 +70,7 @@ def speed(workdir: Path) -> None:
     from pipeline_bench import model_files
 
     from mmsearch import SearchEngine
-    from mmsearch.ocr import load_ocr
+    from mmsearch.media.ocr import load_ocr
 
     name, ckpt = model_files(workdir, "vit")
     folders = {"sample_images": ROOT / "sample_images", "100 photos of 12 MP": big_photos(workdir / "ocr-12mp", 100)}
@@ -93,7 +93,7 @@ def speed(workdir: Path) -> None:
 def main() -> None:
     from helpers import edit_distance
 
-    from mmsearch.ocr import load_ocr
+    from mmsearch.media.ocr import load_ocr
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sides", default="640,960,1280,1600")

@@ -67,14 +67,14 @@ def engine_for(db: str, which: str, workdir: Path, device: str):
     engine.store  # noqa: B018   before the clock starts
     from PIL import Image
 
-    from mmsearch.images import perceptual_hash
+    from mmsearch.media.images import perceptual_hash
 
     perceptual_hash(Image.new("RGB", (32, 32)))  # imports scipy (0.3-0.5 s, once per process) before the clock
     return engine
 
 
 def candidates(folder: Path) -> list:
-    from mmsearch.indexer import Candidate
+    from mmsearch.ingest.indexer import Candidate
 
     paths = sorted(folder.glob("*.jpg"))
     return [Candidate(str(p), p.stat().st_size, p.stat().st_mtime_ns, [], "") for p in paths]
@@ -82,8 +82,8 @@ def candidates(folder: Path) -> list:
 
 def run_limit(folder: Path, workdir: Path, device: str, full: bool) -> float:
     from mmsearch.config import available_cores
-    from mmsearch.images import read_capped, read_image
-    from mmsearch.indexer import _prepare
+    from mmsearch.ingest.indexer import _prepare
+    from mmsearch.media.images import read_capped, read_image
 
     todo = candidates(folder)
     encoder = engine_for(tempfile.mkdtemp(), "standin", workdir, "cpu").encoders.image

@@ -1,5 +1,5 @@
 """The sparse signal at scale: BGE-M3 lexical weights of 100k captions (and 20k photo texts), searched by
-``mmsearch.lexical.LexicalIndex``, beside BM25 (``KeywordIndex``) over the same texts, in one run.
+``mmsearch.search.lexical.LexicalIndex``, beside BM25 (``KeywordIndex``) over the same texts, in one run.
 
     .venv/bin/python benchmarks/sparse_bench.py              # 100k images
     .venv/bin/python benchmarks/sparse_bench.py --images 20000
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     args = parser.parse_args()
     from mmsearch.encoders.sparse import pack
-    from mmsearch.keywords import KeywordIndex
+    from mmsearch.search.keywords import KeywordIndex
 
     rng = np.random.default_rng(0)
     records = []

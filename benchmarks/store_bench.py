@@ -157,7 +157,7 @@ def main() -> None:
 
     from mmsearch import SearchEngine
     from mmsearch.encoders import load_encoders
-    from mmsearch.store import Store
+    from mmsearch.store.client import Store
 
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)

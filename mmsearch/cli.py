@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the images' own captions (manifest csv/jsonl) for the caption and keyword signals")
     ev.add_argument("--split", default="test", help="split of a Karpathy JSON (default test)")
     ev.add_argument("--limit", type=int, help="only the first N images")
+    ev.add_argument("--corpus", choices=("library", "listed"),
+                    help="what is searched: every image under IMAGES (default for csv/jsonl: your library), or only "
+                         "the images the captions file lists (default for a Karpathy split, its protocol)")
     ev.add_argument("--feedback", action="store_true",
                     help="also simulate a user who marks hits: recall after 0, 1, 2 rounds, and a returning user")
     ev.add_argument("--json", action="store_true", help="print the result as JSON (recall in percent)")
@@ -245,8 +248,8 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     if args.rollback or args.drop_previous:
         return _switch_back(args)
     from .engine import SearchEngine
-    from .reindex import target_config
-    from .store import Store
+    from .ingest.reindex import target_config
+    from .store.client import Store
 
     engine = SearchEngine(config=target_config(config, given, Store.from_config(config).models() or {}))
     report = engine.reindex(batch_size=args.batch_size, workers=args.workers, progress=not args.json,
@@ -271,7 +274,7 @@ def _given_models(args: argparse.Namespace, config: Config) -> dict[str, str]:
 
 
 def _switch_back(args: argparse.Namespace) -> int:
-    from .reindex import drop_previous, rollback
+    from .ingest.reindex import drop_previous, rollback
 
     store, where = _store(args, write=True)
     done: dict[str, Any] = {}
@@ -292,9 +295,9 @@ def _switch_back(args: argparse.Namespace) -> int:
 
 
 def _handed_over(args: argparse.Namespace, config: Config, action: str, options: dict[str, Any]) -> int:
-    """The database is held by a running ``serve``: it does the job (``mmsearch.handoff``) and we show it."""
+    """The database is held by a running ``serve``: it does the job (``mmsearch.ingest.handoff``) and we show it."""
     from .errors import ReindexError
-    from .handoff import hand_over
+    from .ingest.handoff import hand_over
     from .lock import acquire_writer_lock
 
     try:
@@ -398,7 +401,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def _store(args: argparse.Namespace, write: bool) -> tuple[Any, str]:
     """The store named by --db / --chroma-url (no models needed), and how to name it."""
-    from .store import Store
+    from .store.client import Store
 
     config = config_from_args(args)
     if write and not config.chroma_url:
@@ -441,13 +444,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import evaluate, evaluate_feedback, format_feedback, format_table, load_dataset
 
     config = config_from_args(args)
-    if not args.db and not config.chroma_url:  # a cache per image folder and models: re-runs encode nothing
-        key = hashlib.sha1(f"{Path(args.images).absolute()}|{config.clip_model}|{config.clip_pretrained}|"
+    data = load_dataset(args.captions, args.images, args.split, args.limit)
+    corpus = args.corpus or data.corpus
+    if not args.db and not config.chroma_url:  # a cache per image folder, corpus and models: re-runs encode nothing
+        key = hashlib.sha1(f"{Path(args.images).absolute()}|{corpus}|{config.clip_model}|{config.clip_pretrained}|"
                            f"{config.text_model}".encode()).hexdigest()[:12]
         config = replace(config, db=str(Path(default_cache_path()) / f"eval-{key}"))
-    data = load_dataset(args.captions, args.images, args.split, args.limit)
     engine = SearchEngine(config=config)
-    result = evaluate(engine, data, progress=lambda msg: print(msg, file=sys.stderr), image_captions=args.image_captions)
+    result = evaluate(engine, data, progress=lambda msg: print(msg, file=sys.stderr), image_captions=args.image_captions,
+                      corpus=corpus)
     if args.feedback:
         print("simulating a user who marks hits", file=sys.stderr)
         result["feedback"] = evaluate_feedback(engine, data)

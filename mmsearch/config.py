@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .fusion import RULES as FUSION_RULES
 from .ids import NO_IMAGE_MODEL  # clip_model value that disables the image encoder (offline profile)
+
+FUSION_RULES = ("mean", "shrink", "low", "skip", "rrf")  # how signals are fused: mmsearch.search.fusion
 
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "openai"
@@ -107,7 +108,7 @@ class Config:
             off; None (default) keeps what the index records. Text is searched as the ``ocr`` signal.
         ocr_engine: ``rapidocr`` (default; PP-OCRv4 on ONNX Runtime, Chinese and English) or ``tesseract``.
         ocr_weight: Weight of the ``ocr`` signal (text read in photos), added to the fused score of the
-            other signals (``mmsearch.fusion.ADDITIVE``); 0..2. Above 1, a photo showing every word of the
+            other signals (``Signal.additive`` in ``mmsearch.search.signals``); 0..2. Above 1, a photo showing every word of the
             query outranks any photo without it, whatever the other signals say.
         precision: Image model precision: ``"auto"`` (fp16 autocast on CUDA, fp32 on the CPU), ``"fp32"``,
             ``"fp16"`` or ``"bf16"``.
@@ -116,7 +117,7 @@ class Config:
         sparse_weight: Weight of the ``sparse`` signal (BGE-M3's lexical weights: learned, multilingual term
             matching beside BM25; only when the caption model has a lexical head), like ``keyword_weight``.
         feedback_weight: Weight of the ``feedback`` signal (lasting marks of similar past queries; 0 = off).
-        fusion: What a hit lacking a signal gets when signals are fused (``mmsearch.fusion.RULES``):
+        fusion: What a hit lacking a signal gets when signals are fused (``mmsearch.search.fusion.RULES``):
             ``mean`` (default, chosen by measurement), ``low``, ``skip`` or ``rrf``.
         rerank_model: A sentence-transformers ``CrossEncoder`` (hub id or folder) that reorders the top
             hits of text queries by their captions; None = off (it costs a model pass per candidate).

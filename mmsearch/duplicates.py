@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .filters import within, within_any
+from .search.filters import within, within_any
 
 MAX_BITS = 8  # pHash bits: variants of one photo measured within 8, different photos 16 or more apart
 MIN_COSINE = 0.92  # image vectors of variants; a guess until measured with real CLIP weights (see README)

@@ -13,25 +13,27 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .captions import load_manifest
 from .config import MODEL_FIELDS, Config
 from .encoders import Encoders, TextEncoder, l2_normalize, load_caption_encoder, load_encoders, load_text_encoder, model_signature
 from .errors import ConfigError, IndexMismatchError, MMSearchError, QueryError, first_line
-from .filters import DateLike, build_where, check_text, within, within_any
 from .ids import NO_IMAGE_MODEL, has_image_vectors, image_id, image_id_of
+from .media.captions import load_manifest
 from .records import Hit, IndexReport, ReindexReport
+from .search.filters import DateLike, build_where, check_text, within, within_any
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from .duplicates import DuplicateGroup
-    from .feedback import Examples, Mark, Marks
-    from .indexer import ProgressCallback, Shard
-    from .keywords import KeywordIndex
-    from .ocr import OcrEngine, OcrMatcher
-    from .ranking import Query
-    from .rerank import Reranker
-    from .store import Store
+    from .ingest.indexer import Shard
+    from .ingest.progress import ProgressCallback
+    from .media.ocr import OcrEngine
+    from .search.feedback import Examples, Mark, Marks
+    from .search.keywords import KeywordIndex
+    from .search.ocr_matcher import OcrMatcher
+    from .search.query import Query
+    from .search.rerank import Reranker
+    from .store.client import Store
 
 MAX_K = 10_000  # more hits than any page shows; larger k is refused with a message, not an OverflowError
 KEYWORD_REFRESH = 30.0  # seconds between keyword-index rebuilds while the index keeps changing
@@ -110,7 +112,7 @@ class SearchEngine:
         """The opened store; raises ``IndexMismatchError`` if other models built it."""
         with self._lock:
             if self._store is None:
-                from .store import Store
+                from .store.client import Store
 
                 store = Store.from_config(self.config)
                 self._adopt_models(store)
@@ -216,7 +218,7 @@ class SearchEngine:
         Raises:
             ConfigError: a path does not exist.
         """
-        from .indexer import Indexer, Shard
+        from .ingest.indexer import Indexer, Shard
 
         if isinstance(paths, (str, Path)):
             paths = [paths]
@@ -244,7 +246,7 @@ class SearchEngine:
                 allow_failed: bool = False, on_progress: ProgressCallback | None = None,
                 stop: threading.Event | None = None) -> ReindexReport:
         """Change the index's models to this engine's without downtime: build their collections beside the
-        active ones, index the files changed meanwhile, then switch in one step (``mmsearch.reindex``).
+        active ones, index the files changed meanwhile, then switch in one step (``mmsearch.ingest.reindex``).
         Settings this engine leaves out (no ``text_model`` given, ...) stay the index's. Searches, in
         this process or any other, are answered by the old models until the switch.
 
@@ -260,7 +262,7 @@ class SearchEngine:
         Raises:
             ReindexError: files could not be read again, or another reindex switched meanwhile.
         """
-        from .reindex import Reindexer
+        from .ingest.reindex import Reindexer
 
         with self._index_lock:
             self.lock_for_writing()
@@ -304,7 +306,7 @@ class SearchEngine:
     def watch_switches(self, every: float = SWITCH_CHECK, on_tick: Callable[[], None] | None = None) -> threading.Event:
         """Follow switches (``follow_switch``) in a daemon thread, looking every ``every`` seconds, as
         ``mmsearch serve`` does (calling ``on_tick`` first each time: it takes handed-over reindex jobs,
-        ``mmsearch.handoff``); set the returned event to stop watching."""
+        ``mmsearch.ingest.handoff``); set the returned event to stop watching."""
         stop = threading.Event()
         if not self._follows:
             return stop
@@ -330,7 +332,7 @@ class SearchEngine:
     def _ocr_for_run(self, store: Store) -> OcrEngine | None:
         """The OCR engine of an index run: ``config.ocr`` True/False turns it on/off and is recorded in the
         index; None follows what the index records, so later runs keep doing what the first asked for."""
-        from .ocr import load_ocr
+        from .media.ocr import load_ocr
 
         recorded = store.ocr_setting()
         wanted = self.config.ocr
@@ -348,9 +350,9 @@ class SearchEngine:
         return self._ocr_known[0]
 
     def ocr_matcher(self) -> OcrMatcher:
-        """Lexical matching over the text read in photos (``mmsearch.ocr.OcrMatcher``), kept with the
+        """Lexical matching over the text read in photos (``mmsearch.search.ocr_matcher.OcrMatcher``), kept with the
         keyword index (``keyword_index``) and rebuilt with it."""
-        from .ocr import OcrMatcher
+        from .search.ocr_matcher import OcrMatcher
 
         keywords = self.keyword_index()
         with self._lock:
@@ -384,11 +386,11 @@ class SearchEngine:
             query: text query.
             image: query image (path or PIL image); with ``query``, both are combined.
             k: number of hits.
-            folder, date_from, date_to, camera: filters (see ``mmsearch.filters.build_where``).
+            folder, date_from, date_to, camera: filters (see ``mmsearch.search.filters.build_where``).
             text_weight: share of the text in a combined text + image query vector.
             min_score: drop hits whose fused score (0-1, relative to this query's candidates) is lower.
             positive, negative: indexed images that are (not) what is wanted; they refine the query by
-                their stored vectors (``mmsearch.feedback``), and the negatives rank last. With examples
+                their stored vectors (``mmsearch.search.feedback``), and the negatives rank last. With examples
                 only (no text, no image), the query is the positives' mean.
 
         Returns:
@@ -428,9 +430,9 @@ class SearchEngine:
 
         ``mmsearch eval`` plans and serves its queries through this too, so it measures what is served.
         """
-        from .feedback import rocchio
-        from .fusion import query_weights
-        from .ranking import Query
+        from .search.feedback import rocchio
+        from .search.fusion import query_weights
+        from .search.query import Query
 
         k = check_k(k)
         store = self.store  # first: an index built by other models is refused before any model loads
@@ -466,7 +468,7 @@ class SearchEngine:
         when captions share its space; else the text embedded by the caption model (None without text or
         captioned examples: then no caption signal). And the text's lexical weights when the caption model
         gives them (BGE-M3: the sparse signal), from the same forward pass."""
-        from .feedback import rocchio
+        from .search.feedback import rocchio
 
         if not self.has_caption_space:
             return rocchio(vector, liked.caption, unliked.caption), {}
@@ -485,16 +487,16 @@ class SearchEngine:
         return rocchio(base, liked.caption, unliked.caption), lexical
 
     def _examples(self, positive: Sequence[str | Path], negative: Sequence[str | Path]) -> tuple[Examples, Examples]:
-        from .feedback import examples
+        from .search.feedback import examples
 
         return (examples(self.store, positive, self.has_image_vectors),
                 examples(self.store, negative, self.has_image_vectors))
 
     @property
     def marks(self) -> Marks:
-        """The index's lasting feedback marks (``mmsearch.feedback.Marks``)."""
+        """The index's lasting feedback marks (``mmsearch.search.feedback.Marks``)."""
 
-        from . import feedback
+        from .search import feedback
 
         with self._lock:
             if self._marks is None:
@@ -540,8 +542,8 @@ class SearchEngine:
 
     def serve_rules(self, query: Query, rules: Sequence[str], rerank: bool = True) -> dict[str, list[Hit]]:
         """Hits of one query under several fusion rules, from one set of candidates (for comparisons)."""
-        from .fusion import pool_size
-        from .ranking import candidates, order
+        from .search.fusion import pool_size
+        from .search.ranking import candidates, order
 
         text = query.text
         keywords = self.keyword_index() if text and query.weights.get("keyword") else None
@@ -577,7 +579,7 @@ class SearchEngine:
         Kept on disk (``<db>/keywords.npz``, or the cache folder with a server) and rebuilt when the index
         has changed, at most every ``KEYWORD_REFRESH`` seconds while an index run is writing.
         """
-        from .keywords import KeywordIndex
+        from .search.keywords import KeywordIndex
 
         store = self.store
         with self._lock:
@@ -603,7 +605,7 @@ class SearchEngine:
     def _keywords_path(self) -> Path:
         """``keywords.npz`` in the database folder (the cache folder with a server), one per generation of
         models: a later generation's lexical weights are its caption model's."""
-        from .store import FIRST
+        from .store.client import FIRST
 
         generation = self.store.generation
         own = "" if generation == FIRST else f"-{generation}"
@@ -623,7 +625,7 @@ class SearchEngine:
             return None
         with self._lock:
             if self._reranker is None:
-                from .rerank import Reranker
+                from .search.rerank import Reranker
 
                 self._reranker = Reranker(self.config.rerank_model, self.config.device)
             return self._reranker
@@ -645,7 +647,7 @@ class SearchEngine:
             if self.encoders.image is None:
                 raise QueryError("image queries need an image encoder; this index uses the caption-only offline "
                                  "profile (set --clip-pretrained to a local checkpoint to enable image search)")
-            from .images import open_rgb
+            from .media.images import open_rgb
 
             encoder = self.encoders.image
             rgb = open_rgb(image, getattr(encoder, "input_size", None))
@@ -704,7 +706,7 @@ class SearchEngine:
         return undo_moves(str(manifest), self._follow_move)
 
     def _follow_move(self, old: str, new: str) -> None:
-        from .indexer import path_fields
+        from .ingest.indexer import path_fields
 
         store = self.store
         if store.image_metadata([image_id(old)]):

@@ -10,7 +10,7 @@ the number of candidates scoring at least as high as it.
 Rows: ``fused`` is what users are served: each caption goes through ``engine.search(caption, k=10)``'s
 own code path (candidates, fusion, file-name pinning, reranker), so its R@1/5/10 are exactly the served
 recall; an image not among the 10 hits counts as a miss (its rank is beyond 10, and no mean rank is
-given). ``fused:<rule>`` serve the same queries under the other fusion rules of ``mmsearch.fusion``.
+given). ``fused:<rule>`` serve the same queries under the other fusion rules of ``mmsearch.search.fusion``.
 The per-signal rows are exact searches over all images: ``image`` (query vs image vector),
 ``caption`` (vs the image's *own* captions in the index: sidecars, manifests, EXIF; never the evaluation
 captions) and ``keyword`` (BM25 over those captions and file names).
@@ -31,8 +31,10 @@ from .errors import ConfigError
 
 if TYPE_CHECKING:
     from .engine import SearchEngine
+    from .search.query import Query
 
 KS = (1, 5, 10)
+CORPORA = ("library", "listed")  # what eval searches: every image under the folder, or the listed ones only
 SERVED_K = 10  # served rows ask for this many hits, as a user's first page
 
 
@@ -44,6 +46,8 @@ class Dataset:
     captions: list[str] = field(default_factory=list)
     owner: list[int] = field(default_factory=list)
     langs: list[str] = field(default_factory=list)  # "" when the file has no language column
+    root: str = ""  # the folder the image paths are relative to: the user's library
+    corpus: str = "library"  # the default corpus: "listed" for a Karpathy split, whose protocol that is
 
     def add(self, image: str, caption: str, lang: str = "") -> None:
         if image not in self._positions:
@@ -69,7 +73,7 @@ def load_dataset(captions: str | Path, images: str | Path, split: str = "test", 
         rows = _table(path, root)
     else:
         raise ConfigError(f"{path}: captions must be a Karpathy .json, a .csv or a .jsonl file")
-    data = Dataset()
+    data = Dataset(root=str(root.absolute()), corpus="listed" if path.suffix == ".json" else "library")
     for image, caption, lang in rows:
         if limit is not None and image not in data._positions and len(data.images) >= limit:
             continue
@@ -134,48 +138,99 @@ def recall(ranks: np.ndarray) -> dict[str, float]:
 # -- running -----------------------------------------------------------------------------------------
 
 def evaluate(engine: SearchEngine, data: Dataset, progress: Callable[[str], None] | None = None,
-             image_captions: str | Path | None = None) -> dict[str, Any]:
-    """Index the images (with their own captions: sidecars, EXIF and the ``image_captions`` manifest; never
-    the evaluation captions), then measure retrieval.
+             image_captions: str | Path | None = None, corpus: str | None = None) -> dict[str, Any]:
+    """Index the corpus (with the images' own captions: sidecars, EXIF and the ``image_captions`` manifest;
+    never the evaluation captions), then measure retrieval.
+
+    The corpus (``CORPORA``) is by default the user's library: every image under the dataset's folder,
+    for a CSV or JSONL (its captions only say which image is right for each query); the split's images
+    for a Karpathy JSON, whose protocol that is. ``corpus="listed"`` keeps only the listed images.
 
     The ``fused`` row is what ``engine.search(caption, k=10)`` serves (same candidates, fusion, pinning and
     reranker); ``fused:<rule>`` rows serve the same queries with the other fusion rules. The per-signal
-    rows (``image``, ``caption``, ``keyword``, ``ocr`` when the index read text in photos, ``sparse`` when the
-    caption model gives lexical weights) are exact
-    searches over all images.
+    rows are the registered signals (``mmsearch.search.signals``), each scoring every image of the corpus
+    for every query with the code that ranking runs.
     """
-    from .ids import image_id
-
     say = progress or (lambda _msg: None)
-    report = engine.index(sorted(set(data.images)), captions=image_captions, prune=False)
-    missing = [p for p, reason in report.failed]
-    if missing:
-        raise ConfigError(f"{len(missing)} evaluation images cannot be read, e.g. {missing[0]}")
-    ids = [image_id(p) for p in data.images]
-    records = engine.store.image_records(ids)
-    say(f"encoding {len(data.captions)} captions")
-    queries = engine.text_encoder.encode_texts(data.captions)
-    # Captions and photo text are compared in the caption model's space when the index has one.
-    caption_queries = engine.caption_encoder.encode_texts(data.captions) if engine.has_caption_space else queries
-    signals = _signals(engine, data, ids, records, queries, caption_queries)
-    table: dict[str, np.ndarray] = {k: v for k, v in signals.items() if not np.isnan(v).all()}
+    corpus = corpus or data.corpus
+    if corpus not in CORPORA:
+        raise ConfigError(f"corpus must be one of {', '.join(CORPORA)}, got {corpus!r}")
+    ids = _index_corpus(engine, data, corpus, image_captions)
+    say(f"corpus: {len(ids)} images ({len(data.images)} with evaluation captions)")
+    say(f"planning {len(data.captions)} queries")
+    plans = [engine.plan(text, k=SERVED_K) for text in data.captions]
+    table = exact_rows(engine, plans, ids)
     say(f"serving {len(data.captions)} queries")
-    served = served_ranks(engine, data)
-    image_to_text = _image_to_text(engine, records, ids, queries)
+    served = served_ranks(engine, data, plans)
+    records = engine.store.image_records(ids[:len(data.images)])
+    image_to_text = _image_to_text(engine, records, ids[:len(data.images)], engine.text_encoder.encode_texts(data.captions))
     result = _report(data, table, served, image_to_text)
+    result.update(n_images=len(ids), n_listed=len(data.images), corpus=corpus)
     result["rows"] = {**dict.fromkeys(served, "served"), **dict.fromkeys(table, "exact")}
     return result
 
 
-def served_ranks(engine: SearchEngine, data: Dataset) -> dict[str, np.ndarray]:
+def _index_corpus(engine: SearchEngine, data: Dataset, corpus: str, image_captions: str | Path | None) -> list[str]:
+    """Index the corpus; its image ids, the listed images first (in ``data.images`` order)."""
+    from .ids import image_id
+    from .search.filters import within
+
+    listed = sorted(set(data.images))
+    paths = [data.root] if corpus == "library" and data.root else listed
+    report = engine.index(paths, captions=image_captions, prune=False)
+    failed = {p for p, _ in report.failed}
+    missing = [p for p in listed if p in failed or not Path(p).is_file()]
+    if missing:
+        raise ConfigError(f"{len(missing)} evaluation images cannot be read, e.g. {missing[0]}")
+    ids = [image_id(p) for p in data.images]
+    if corpus == "library" and data.root:
+        known = set(ids)
+        ids += sorted(i for i, meta in engine.store.all_metadata() if i not in known and within(meta["path"], data.root))
+    return ids
+
+
+def exact_rows(engine: SearchEngine, plans: Sequence[Query | None], ids: list[str]) -> dict[str, np.ndarray]:
+    """Each registered signal's score of every image in ``ids`` for every planned query (queries x images),
+    through the signal's own ``score`` (``mmsearch.search.signals``, ``Context.exhaustive``).
+
+    An image lacking the signal scores ``-inf`` (it never ties with the right answer; a right answer that
+    lacks it ranks last); a query for which the signal has nothing to say scores 0 everywhere. Rows no
+    query scores on at all (the image row of the offline profile, keywords that never match) are left out.
+    """
+    from .search import signals
+    from .search.signals import Context, Reads
+
+    store = engine.store
+    reads, vectors = Reads(store), store.image_vectors(ids)
+    keywords = engine.keyword_index()
+    ocr = engine.ocr_matcher() if engine.has_ocr_texts() else None
+    out: dict[str, np.ndarray] = {}
+    for row, planned in enumerate(plans):
+        if planned is None:
+            continue
+        context = Context(store, planned, len(ids), engine.has_image_vectors, keywords, ocr, reads, exhaustive=True,
+                          vectors=vectors)
+        for signal in signals.registered():
+            if not signal.takes_part(context):
+                continue
+            matrix = out.setdefault(signal.name, np.full((len(plans), len(ids)), np.nan))
+            scored = signal.score(context, ids)
+            matrix[row] = 0.0 if scored is None else [-np.inf if (v := scored.get(i)) is None else v for i in ids]
+    return {name: np.nan_to_num(m, nan=0.0) for name, m in out.items() if np.isfinite(m).any() and np.nan_to_num(
+        m, nan=0.0, neginf=0.0).any()}
+
+
+def served_ranks(engine: SearchEngine, data: Dataset, plans: Sequence[Query | None] | None = None
+                 ) -> dict[str, np.ndarray]:
     """For every caption, the place (1 = first) of its image among the hits that ``engine.search(caption,
     k=10)`` serves, or ``inf`` when it is not among them.
 
     Rows: ``fused`` (the configured rule, with the reranker if one is set), ``fused:<rule>`` for the other
-    fusion rules, and ``fused:no-rerank`` when a reranker is set.
+    fusion rules, and ``fused:no-rerank`` when a reranker is set. ``plans``: the captions' planned queries,
+    when the caller has them.
     """
-    from .fusion import RULES
     from .ids import image_id
+    from .search.fusion import RULES
 
     shipped = engine.config.fusion
     rules = [shipped] + [r for r in RULES if r != shipped]
@@ -184,7 +239,7 @@ def served_ranks(engine: SearchEngine, data: Dataset) -> dict[str, np.ndarray]:
     if engine.reranker is not None:
         out["fused:no-rerank"] = np.full(len(data.captions), np.inf)
     for row, text in enumerate(data.captions):
-        planned = engine.plan(text, k=SERVED_K)
+        planned = plans[row] if plans is not None else engine.plan(text, k=SERVED_K)
         if planned is None:
             continue
         served = {names[rule]: hits for rule, hits in engine.serve_rules(planned, rules).items()}
@@ -194,58 +249,6 @@ def served_ranks(engine: SearchEngine, data: Dataset) -> dict[str, np.ndarray]:
         for name, hits in served.items():
             places = [n for n, hit in enumerate(hits, 1) if image_id(hit.path) == right]
             out[name][row] = places[0] if places else np.inf
-    return out
-
-
-def _signals(engine: SearchEngine, data: Dataset, ids: list[str], records: dict, queries: np.ndarray,
-             caption_queries: np.ndarray) -> dict[str, np.ndarray]:
-    from .ids import caption_ids, split_caption_id
-    from .keywords import KeywordIndex
-
-    n_q, n_i = len(data.captions), len(ids)
-    out = {"image": np.full((n_q, n_i), np.nan), "caption": np.full((n_q, n_i), np.nan)}
-    if engine.has_image_vectors:
-        matrix = np.stack([records[i][1] for i in ids])
-        out["image"] = queries @ matrix.T
-    own: dict[str, list[np.ndarray]] = {}
-    for cid, vec in engine.store.caption_vectors_by_id([c for i in ids for c in caption_ids(i, records[i][0])]).items():
-        own.setdefault(split_caption_id(cid)[0], []).append(vec)
-    for col, i in enumerate(ids):
-        if i in own:
-            out["caption"][:, col] = (caption_queries @ np.stack(own[i]).T).max(axis=1)
-    keywords = KeywordIndex.from_metadata((i, records[i][0]) for i in ids)
-    out["keyword"] = np.stack([keywords.score_array(text) for text in data.captions]).astype(np.float64)
-    if not out["keyword"].any():
-        out["keyword"][:] = np.nan
-    out["ocr"] = _ocr_scores(engine, data, ids, keywords.ocr, caption_queries)
-    out["sparse"] = np.full((n_q, n_i), np.nan)  # absent unless the caption model gives lexical weights
-    encoder = engine.caption_encoder
-    if keywords.lexical is not None and getattr(encoder, "has_lexical", False):
-        _, weights = encoder.encode_with_lexical(list(data.captions))  # type: ignore[attr-defined]
-        out["sparse"] = np.stack([keywords.lexical.score_array(w) for w in weights]).astype(np.float64)
-    return out
-
-
-def _ocr_scores(engine: SearchEngine, data: Dataset, ids: list[str], texts: dict[str, str], queries: np.ndarray
-                ) -> np.ndarray:
-    """The ``ocr`` signal of every query for every image, as ``mmsearch.ranking`` scores it (the share of
-    the query found in the photo's text, or ``ocr.meaning`` of its cosine if higher); photos without text
-    score 0 (fusion adds nothing for them), and the row is absent (NaN) when no photo has text."""
-    from .ocr import OcrMatcher, meaning
-
-    out = np.full((len(data.captions), len(ids)), np.nan)
-    records = engine.store.ocr_records(ids)
-    if not records:
-        return out
-    out[:] = 0.0
-    matcher = OcrMatcher(texts)
-    columns = {i: col for col, i in enumerate(ids)}
-    for i, (text, vector) in records.items():
-        out[:, columns[i]] = meaning(text, queries @ vector)
-    for row, text in enumerate(data.captions):
-        for i, share in matcher.scores(text).items():
-            if i in columns:
-                out[row, columns[i]] = max(out[row, columns[i]], share)
     return out
 
 
@@ -284,7 +287,9 @@ def _report(data: Dataset, table: dict[str, np.ndarray], served: dict[str, np.nd
 
 def format_table(result: dict[str, Any]) -> str:
     """The recall table for people."""
-    lines = [f"{result['n_images']} images, {result['n_captions']} captions (recall in %, ties count against; "
+    listed = result.get("n_listed", result["n_images"])
+    lines = [f"corpus: {result['n_images']} images ({listed} with evaluation captions, {result.get('corpus', 'listed')})",
+             f"{result['n_captions']} queries (recall in %, ties count against; "
              f"served = what engine.search(k={SERVED_K}) returns, exact = one signal over all images)"]
     sections = [("all", result["signals"])] + [(k, v["signals"]) for k, v in result.get("languages", {}).items()]
     for title, signals in sections:

@@ -12,7 +12,7 @@ class Hit:
 
     Attributes:
         path: Absolute path of the image file.
-        score: Fused score used for ranking (see ``mmsearch.fusion``).
+        score: Fused score used for ranking (see ``mmsearch.search.fusion``).
         caption: The image's best-matching caption, or ``""`` when it has none.
         scores: Each signal's cosine similarity to the query: ``"image"`` (query vector vs image
             vector) and ``"caption"`` (best caption of the image). ``None`` marks a signal that is
@@ -107,7 +107,7 @@ class ReindexReport:
     Attributes:
         models: The signature of the models the index was re-embedded with (``image_model``,
             ``text_model``, ``caption_model``, ``dim``).
-        generation: Their collections' generation (``mmsearch.store.generation_name``).
+        generation: Their collections' generation (``mmsearch.store.client.generation_name``).
         previous: The generation that was active before; ``rollback`` switches back to it.
         images_encoded: Images encoded again from their files (the image model changed).
         images_copied: Image vectors copied as they were (the image model did not change).

@@ -25,7 +25,7 @@ from typing import IO, Any
 import numpy as np
 
 from .errors import StoreError
-from .store import PAGE, Store
+from .store.client import PAGE, Store
 
 FORMAT, VERSION = "mmsearch-export", 1
 COLLECTIONS = ("captions", "ocr", "images")  # import order: captions and text in photos first

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmsearch.images import read_image
+from mmsearch.media.images import read_image
 
 RED, BLUE, GREEN, WHITE = (220, 20, 20), (20, 20, 220), (20, 200, 20), (255, 255, 255)
 
@@ -138,7 +138,7 @@ def test_a_messy_folder_is_indexed_with_every_skip_explained(make_engine, corpus
             raise PermissionError(13, "Permission denied", str(path))
         return builtins.open(path, *args, **kwargs)
 
-    monkeypatch.setattr("mmsearch.images.open", fake_open, raising=False)
+    monkeypatch.setattr("mmsearch.media.images.open", fake_open, raising=False)
     engine = make_engine(ocr=ocr)
     report = engine.index([root])
     assert report.added == len(good) and report.removed == 0

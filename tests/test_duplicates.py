@@ -149,7 +149,7 @@ def test_the_panel_shows_whole_groups_up_to_a_bound(tmp_path):
     from mmsearch_web.duplicates_panel import SHOWN_GROUPS, group_summary, group_tiles
 
     from mmsearch.duplicates import DuplicateGroup, Member
-    from mmsearch.thumbnails import ThumbnailCache
+    from mmsearch.media.thumbnails import ThumbnailCache
 
     photo = tmp_path / "p.png"
     Image.new("RGB", (8, 8), (1, 2, 3)).save(photo)

@@ -154,7 +154,7 @@ def _phone_photo(name: str, size: tuple[int, int] = (4032, 3024)) -> bytes:
 def test_shrinking_in_the_decode_threads_gives_open_clip_exactly_the_same_input(tiny_encoders):
     import torch
 
-    from mmsearch.images import read_image, shrink_to
+    from mmsearch.media.images import read_image, shrink_to
 
     encoder = tiny_encoders.image
     assert encoder.input_size == TINY_CLIP["vision_cfg"]["image_size"]
@@ -183,7 +183,7 @@ def test_draft_decoding_of_phone_jpegs_keeps_vit_b_32_vectors_within_0_99_cosine
     import open_clip
     import torch
 
-    from mmsearch.images import read_image
+    from mmsearch.media.images import read_image
 
     model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32")
     model.eval()

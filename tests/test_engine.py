@@ -12,7 +12,7 @@ from PIL import Image
 
 from mmsearch import IndexMismatchError, QueryError, SearchEngine
 from mmsearch.encoders import Encoders
-from mmsearch.fusion import fuse
+from mmsearch.search.fusion import fuse
 
 
 def _index(engine: SearchEngine, photos) -> object:
@@ -72,7 +72,7 @@ def test_every_hit_shows_every_signal_and_the_image_score_is_the_cosine(make_eng
 
 
 def _id(path: str) -> str:
-    from mmsearch.indexer import image_id
+    from mmsearch.ingest.indexer import image_id
 
     return image_id(path)
 
@@ -269,7 +269,7 @@ def test_renamed_and_moved_files_keep_their_vectors_without_reencoding(make_engi
 
 
 def test_captions_are_read_by_id_in_rounds_until_an_image_has_no_more(tmp_path):
-    from mmsearch.store import Store
+    from mmsearch.store.client import Store
 
     store = Store(tmp_path / "db")
     store.create({"image_model": "m", "text_model": "m"}, 4)

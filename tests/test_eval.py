@@ -104,7 +104,8 @@ def test_cli_json_has_the_documented_shape(eval_set, tiny_clip, minilm, monkeypa
     assert list((tmp_path / "cache" / "mmsearch").glob("eval-*"))  # vectors cached for the next run
     assert main(["eval", str(eval_set), "--captions", str(eval_set / "eval.csv")]) == 0
     table = capsys.readouterr().out
-    assert table.startswith("6 images, 12 captions") and "[en]" in table and "fused" in table
+    assert table.startswith("corpus: 6 images (6 with evaluation captions, library)\n12 queries") and "[en]" in table
+    assert "fused" in table
 
 
 def test_eval_fused_row_is_exactly_the_recall_users_are_served(tmp_path, make_engine):
@@ -132,3 +133,23 @@ def test_eval_fused_row_is_exactly_the_recall_users_are_served(tmp_path, make_en
     assert result["signals"]["fused"]["text_to_image"] == expected
     assert served_ranks(engine, data)["fused"].tolist() == places
     assert any(np.isinf(places)) or expected["R@1"] < 100  # the set is hard enough to tell rows apart
+    # The corpus is the folder: 18 unlisted images outnumber the 12 listed ones, and every row searches all 30.
+    assert (result["n_images"], result["n_listed"], result["corpus"]) == (30, 12, "library")
+
+
+def test_eval_searches_the_whole_folder_unless_asked_for_the_listed_images(tmp_path, make_engine):
+    root = tmp_path / "library"
+    for i, (own, *_) in enumerate(SUBJECTS):
+        save_image(root / f"img{i}.jpg", (30 * i, 200 - 25 * i, 90)).with_name(f"img{i}.jpg.txt").write_text(own + "\n")
+    for i in range(10):  # distractors named like the query: the listed-only corpus never sees them
+        save_image(root / "other" / f"kitten-couch-{i}.png", (9 * i, 40, 200)).with_name(f"kitten-couch-{i}.png.txt") \
+            .write_text("a kitten napping on the couch\n")
+    (root / "eval.csv").write_text("path,caption\nimg0.jpg,a kitten napping on the couch\n")
+    data = load_dataset(root / "eval.csv", root)
+    library = evaluate(make_engine(), data)
+    listed = evaluate(make_engine(db=str(tmp_path / "listed-db")), data, corpus="listed")
+    assert (library["n_images"], listed["n_images"]) == (16, 1)
+    # Ten distractors carry the query as their own caption: in the library the right photo is not first.
+    assert library["signals"]["caption"]["text_to_image"]["R@1"] == 0.0
+    assert listed["signals"]["caption"]["text_to_image"]["R@1"] == 100.0
+    assert library["signals"]["fused"]["text_to_image"]["R@1"] == 0.0

@@ -12,7 +12,7 @@ from helpers import save_image
 from mmsearch import SearchEngine
 from mmsearch.cli import main
 from mmsearch.errors import QueryError
-from mmsearch.feedback import ALPHA, BETA, GAMMA, feedback_scores, rocchio
+from mmsearch.search.feedback import ALPHA, BETA, GAMMA, feedback_scores, rocchio
 
 # Captions the real MiniLM reads; "a dog ..." queries are what is asked.
 DOGS = {"dog-beach.jpg": "a dog running on the beach", "dog-sofa.jpg": "a small dog asleep on a sofa",
@@ -126,8 +126,8 @@ def test_the_api_takes_marks_and_opening_full_size_is_a_weak_like(pet_page):
 
     from gradio_client import Client
 
-    from mmsearch.feedback import OPENED
     from mmsearch.ids import image_id
+    from mmsearch.search.feedback import OPENED
 
     client = Client(pet_page["url"], verbose=False)
     _, plain, _ = client.predict("a dog", k=5, api_name="/search")

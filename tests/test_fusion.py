@@ -1,10 +1,10 @@
-"""The ranking rules (mmsearch.fusion): normalisation, missing signals, pinned file names, fairness."""
+"""The ranking rules (mmsearch.search.fusion): normalisation, missing signals, pinned file names, fairness."""
 
 from __future__ import annotations
 
 import pytest
 
-from mmsearch.fusion import RULES, fuse, pool_size, query_weights
+from mmsearch.search.fusion import RULES, fuse, pool_size, query_weights
 
 WEIGHTS = {"image": 0.5, "caption": 0.5}
 # "both" is strong on both signals; "lucky" has no caption and the single best image score.

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from helpers import save_image
 
-from mmsearch.captions import SIDECAR_MAX_BYTES
 from mmsearch.cli import main
 from mmsearch.errors import ConfigError, QueryError, StoreError
+from mmsearch.media.captions import SIDECAR_MAX_BYTES
 
 
 def test_sidecars_that_are_pipes_devices_huge_or_links_out_of_the_folder_are_not_read(make_engine, tmp_path):
@@ -47,16 +47,16 @@ def test_huge_and_sparse_files_are_skipped_unread_and_out_of_memory_skips_one_fi
     save_image(root / "oom.png", (40, 50, 60))
     with open(root / "sparse.jpg", "wb") as handle:
         handle.truncate(2 * 1024**3)  # 2 GB that take no disk space: must not be read into memory
-    import mmsearch.indexer
+    import mmsearch.ingest.indexer
 
-    real = mmsearch.indexer.read_image
+    real = mmsearch.ingest.indexer.read_image
 
     def read_image(data, *args, **kwargs):
         if data[:4] == b"\x89PNG":
             raise MemoryError
         return real(data, *args, **kwargs)
 
-    monkeypatch.setattr(mmsearch.indexer, "read_image", read_image)
+    monkeypatch.setattr(mmsearch.ingest.indexer, "read_image", read_image)
     report = make_engine().index([root])
     failed = {Path(p).name: reason for p, reason in report.failed}
     assert report.added == 1
@@ -169,7 +169,7 @@ def test_query_images_are_decoded_small_and_bounded(tmp_path):
     from PIL import Image
 
     from mmsearch.errors import ImageReadError
-    from mmsearch.images import QUERY_MAX_PIXELS, open_rgb
+    from mmsearch.media.images import QUERY_MAX_PIXELS, open_rgb
 
     Image.new("RGB", (4000, 3000), (200, 100, 50)).save(tmp_path / "phone.jpg", quality=80)
     assert min(open_rgb(tmp_path / "phone.jpg", 224).size) == 224  # drafted and shrunk, never 12 MP in memory

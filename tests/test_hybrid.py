@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from helpers import save_image
 
-from mmsearch.keywords import KeywordIndex, tokenize
+from mmsearch.search.keywords import KeywordIndex, tokenize
 
 
 def test_tokens_split_file_names_fold_plurals_and_use_cjk_bigrams():
@@ -86,7 +86,7 @@ def test_reranker_reorders_the_top_hits_by_its_own_scores(make_engine, photos, m
 
 
 def test_keyword_index_is_saved_and_reused_until_the_index_changes(hybrid, photos, tmp_path):
-    from mmsearch.keywords import KeywordIndex
+    from mmsearch.search.keywords import KeywordIndex
 
     index = hybrid.keyword_index()
     path = Path(hybrid.config.db) / "keywords.npz"
@@ -113,13 +113,13 @@ def test_a_damaged_keyword_file_is_rebuilt_not_fatal(hybrid, damage):
     fresh = SearchEngine(config=hybrid.config, encoders=hybrid.encoders)
     assert Path(fresh.search("虎斑猫", k=1)[0].path).name == "tabby.jpg"
     key = (fresh.store.count(), fresh.store.updated_at())
-    from mmsearch.keywords import KeywordIndex
+    from mmsearch.search.keywords import KeywordIndex
 
     assert KeywordIndex.load(path, key) is not None  # rewritten whole
 
 
 def test_any_character_in_a_caption_survives_the_keyword_file(tmp_path):
-    from mmsearch.keywords import KeywordIndex
+    from mmsearch.search.keywords import KeywordIndex
 
     texts = ["nul\x00inside", "", "tab\tand\nnewline", "一只猫", "lone \udcff surrogate"]
     index = KeywordIndex.build([(f"id{n}", t) for n, t in enumerate(texts)])

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from mmsearch.errors import ImageReadError
-from mmsearch.images import read_image, to_rgb
+from mmsearch.media.images import read_image, to_rgb
 
 
 def _jpeg(image: Image.Image, exif: Image.Exif | None = None) -> bytes:

@@ -14,7 +14,8 @@ from helpers import render_text_photo, save_image
 
 from mmsearch import Config, ConfigError
 from mmsearch.cli import main
-from mmsearch.ocr import OcrMatcher, load_ocr, query_terms
+from mmsearch.media.ocr import load_ocr
+from mmsearch.search.ocr_matcher import OcrMatcher, query_terms
 
 SIGNS = {  # file -> (lines, rendering)
     "gate.jpg": (["GATE B42 BOARDING"], {"busy": True, "angle": 2}),
@@ -58,7 +59,7 @@ def test_rapidocr_reads_english_german_and_chinese_signs(rapidocr, signs, name, 
 
 
 def test_low_confidence_lines_are_dropped_and_cjk_gaps_closed():
-    from mmsearch.ocr import MIN_CONFIDENCE, _lines
+    from mmsearch.media.ocr import MIN_CONFIDENCE, _lines
 
     text = _lines([("营业 时 间", 0.9), ("noise", MIN_CONFIDENCE - 0.01), ("EXIT 42", 0.8)])
     assert text is not None and text.lines == ("营业时间", "EXIT 42") and text.confidence == pytest.approx(0.85)
@@ -161,7 +162,7 @@ def test_an_ocr_failure_keeps_the_photo_indexed_and_is_counted(signs, tiny_clip,
     import threading
 
     from mmsearch import SearchEngine
-    from mmsearch.ocr import RapidOcr
+    from mmsearch.media.ocr import RapidOcr
 
     read, failed, lock = RapidOcr.read, [], threading.Lock()
 

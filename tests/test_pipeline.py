@@ -14,8 +14,8 @@ from PIL import Image
 from mmsearch import Config, SearchEngine, StoreError
 from mmsearch.encoders import PreparingImageEncoder
 from mmsearch.encoders.pixels import ArrayTransform
-from mmsearch.pipeline import Batch as _Batch
-from mmsearch.pipeline import Writer as _Writer
+from mmsearch.ingest.pipeline import Batch as _Batch
+from mmsearch.ingest.pipeline import Writer as _Writer
 
 SIZES = [(224, 224), (640, 480), (300, 1000), (100, 50), (225, 224), (224, 225), (1, 500), (4032, 3024)]
 
@@ -196,7 +196,7 @@ def test_fp16_on_cuda_matches_fp32_on_the_same_checkpoint(tiny_clip, tmp_path):
 
 
 def test_indexing_uses_the_configured_workers(make_engine, photos, monkeypatch):
-    import mmsearch.indexer as indexer
+    import mmsearch.ingest.indexer as indexer
 
     seen = []
     real = indexer.ThreadPoolExecutor
@@ -229,7 +229,7 @@ def test_progress_counts_stored_images_only(make_engine, tmp_path):
 def test_torch_threads_yield_to_the_workers_while_decoding_is_the_slower_stage():
     import torch
 
-    from mmsearch.pipeline import ThreadBalance
+    from mmsearch.ingest.pipeline import ThreadBalance
 
     start = torch.get_num_threads()
     if start < 2:

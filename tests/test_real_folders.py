@@ -95,7 +95,7 @@ def test_an_exported_old_index_is_upgraded_on_import(tmp_path):
 
     from chromadb.api.client import SharedSystemClient
 
-    from mmsearch.schema import SCHEMA
+    from mmsearch.store.migrations import SCHEMA
 
     fixture = Path(__file__).parent / "fixtures" / "schema1-offline.tar.gz"
     root = Path("/tmp/mmsearch-fixture-schema1")

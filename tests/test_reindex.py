@@ -17,7 +17,7 @@ from helpers import count_encoder_calls, folder_of_images, make_photos, save_ima
 from mmsearch import Config, IndexMismatchError, SearchEngine
 from mmsearch.cli import main
 from mmsearch.errors import ReindexError
-from mmsearch.store import Store
+from mmsearch.store.client import Store
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_a_dimension_change_rollback_and_drop_previous(offline_index, clip512):
     names = Store(db).collection_names()
     assert not any(report.generation in name for name in names) and "mmsearch_images" in names
     with pytest.raises(ReindexError, match="no previous models"):
-        from mmsearch.reindex import rollback
+        from mmsearch.ingest.reindex import rollback
         rollback(Store(db))
 
 
@@ -226,6 +226,15 @@ class Searching:
             time.sleep(0.2)
         raise AssertionError(f"no answer {'with' if pixels else 'without'} image scores within {seconds} s")
 
+    def wait_answers(self, n: int = 3, seconds: float = 60) -> None:
+        """Until ``n`` more answers came back (an event to wait on, not a sleep that may be too short)."""
+        import time
+
+        target, started = len(self.results) + n, time.monotonic()
+        while len(self.results) < target:
+            assert not self.errors and time.monotonic() - started < seconds, (self.errors, len(self.results))
+            time.sleep(0.05)
+
     def __enter__(self) -> Searching:
         self.thread.start()
         return self
@@ -260,13 +269,13 @@ def test_a_running_server_follows_a_reindex_run_by_another_process_through_a_chr
     with served(engine) as page:
         client = Client(page, verbose=False)
         with Searching(client) as searching:
-            time.sleep(1.0)
+            searching.wait_answers()
             started = time.monotonic()
             proc = subprocess.run(_reindex_command(tmp_path / "unused", clip512, "--chroma-url", chroma_server.url,
                                                    "--json"), capture_output=True, text=True, timeout=300)
             assert proc.returncode == 0, proc.stderr
             assert searching.wait_for(pixels=True) < 10  # within a few seconds, without a restart
-            time.sleep(1.0)
+            searching.wait_answers()
         stats = client.predict(api_name="/stats")
         # Rolling back through the server: the page follows back to the offline models' answers.
         assert main(["reindex", "--chroma-url", chroma_server.url, "--rollback"]) == 0
@@ -290,14 +299,14 @@ def test_reindex_beside_a_serve_of_an_embedded_database_is_handed_to_the_server(
     with served(engine) as page:
         client = Client(page, verbose=False)
         with Searching(client) as searching:
-            time.sleep(1.0)
+            searching.wait_answers()
             started = time.monotonic()
             proc = subprocess.run(_reindex_command(db, clip512, "--json"), capture_output=True, text=True, timeout=300)
             assert proc.returncode == 0, proc.stderr
             report = json.loads(proc.stdout)
             assert report["switched"] and report["images_encoded"] == 6 and report["models"]["dim"] == 512
             assert searching.wait_for(pixels=True) < 10
-            time.sleep(1.0)
+            searching.wait_answers()
         proc = subprocess.run([sys.executable, "-m", "mmsearch", "reindex", "--db", str(db), "--rollback"],
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0 and "rollback done by the serving process" in proc.stdout, proc.stderr
@@ -307,19 +316,23 @@ def test_reindex_beside_a_serve_of_an_embedded_database_is_handed_to_the_server(
 
 
 @pytest.mark.slow
-def test_ctrl_c_on_a_handed_over_reindex_stops_the_server_after_its_batch_and_the_rerun_finishes(tmp_path, clip512):
+def test_ctrl_c_on_a_handed_over_reindex_stops_the_server_after_its_batch_and_the_rerun_finishes(tmp_path, clip512,
+                                                                                               monkeypatch):
     import time
 
     from helpers import served
     from test_resume import _run_until
 
-    from mmsearch.handoff import STATUS
+    from mmsearch.ingest.handoff import STATUS
+    from mmsearch.ingest.progress import HOLD_VARIABLE
 
     root, db = folder_of_images(tmp_path / "many", 240), tmp_path / "db"
     SearchEngine(config=Config.offline_profile(Config.from_env(db=str(db)))).index([root])
     engine = SearchEngine(db)
     with served(engine):
+        monkeypatch.setenv(HOLD_VARIABLE, "60")  # the server runs the job in this process: it holds at 60 until stopped
         code, stderr = _run_until(_reindex_command(db, clip512), dict(os.environ), 60, signal.SIGINT)
+        monkeypatch.delenv(HOLD_VARIABLE)
         assert code == 130 and "asked the server to stop after its current batch" in stderr, stderr[-500:]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import save_image
 
-from mmsearch.store import Store
+from mmsearch.store.client import Store
 
 pytestmark = pytest.mark.slow  # servers, browsers or subprocesses; make test runs them
 
@@ -46,8 +46,14 @@ def _command(root: Path, *extra: str) -> list[str]:
 
 
 def _run_until(cmd: list[str], env: dict[str, str], done: int, sig: int) -> tuple[int, str]:
-    """Start an index run; once its progress bar passes ``done`` images, send ``sig``. Returns (code, stderr)."""
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    """Start an index run; once its progress bar passes ``done`` images, send ``sig``. Returns (code, stderr).
+
+    The run holds at ``done`` images until it is stopped (``MMSEARCH_HOLD_AT``), so the signal always lands
+    mid-run, however fast the machine."""
+    from mmsearch.ingest.progress import HOLD_VARIABLE
+
+    proc = subprocess.Popen(cmd, env={**env, HOLD_VARIABLE: str(done)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     seen = bytearray()
 
     def watch() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mmsearch.retry import RetryPolicy, ServerUnavailableError
+from mmsearch.store.retry import RetryPolicy, ServerUnavailableError
 
 
 class Down(Exception):

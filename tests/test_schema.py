@@ -13,8 +13,8 @@ import pytest
 
 from mmsearch import Config, SearchEngine
 from mmsearch.errors import StoreError
-from mmsearch.schema import SCHEMA, STEPS
-from mmsearch.store import HNSW, Store
+from mmsearch.store.client import HNSW, Store
+from mmsearch.store.migrations import SCHEMA, STEPS
 
 FIXTURE = Path(__file__).parent / "fixtures" / "schema1-offline.tar.gz"
 # The previous release stored absolute paths; the fixture's photos were indexed at this one.

@@ -18,8 +18,8 @@ from helpers import folder_of_images, free_port
 from mmsearch import SearchEngine
 from mmsearch.cli import main
 from mmsearch.errors import ConfigError, IndexMismatchError, StoreError
-from mmsearch.indexer import Shard
-from mmsearch.store import Store
+from mmsearch.ingest.indexer import Shard
+from mmsearch.store.client import Store
 
 pytestmark = pytest.mark.slow  # servers, browsers or subprocesses; make test runs them
 
@@ -116,13 +116,31 @@ def wait_for_count(url: str, at_least: int, proc: subprocess.Popen) -> int:
 
 
 def test_a_server_restart_mid_run_is_retried_and_the_run_finishes(chroma_server, worker_env, tmp_path):
-    folder = folder_of_images(tmp_path / "photos", 240)
-    proc = worker(worker_env, str(folder), "--chroma-url", chroma_server.url, "--batch-size", "4", "--json")
+    from mmsearch.ingest.progress import HOLD_VARIABLE, RELEASE_VARIABLE
+
+    folder, release = folder_of_images(tmp_path / "photos", 240), tmp_path / "release"
+    # The run holds after 40 images until ``release`` exists, so the server goes away mid-run on any machine.
+    env = {**worker_env, HOLD_VARIABLE: "40", RELEASE_VARIABLE: str(release)}
+    proc = worker(env, str(folder), "--chroma-url", chroma_server.url, "--batch-size", "4", "--json")
     wait_for_count(chroma_server.url, 40, proc)
     chroma_server.stop()
-    time.sleep(2)
+    lines, retrying = [], threading.Event()
+
+    def read() -> None:
+        for line in proc.stderr:  # type: ignore[union-attr]
+            lines.append(line)
+            if "cannot reach the Chroma server" in line:
+                retrying.set()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    release.touch()
+    assert retrying.wait(120), "".join(lines)[-2000:]  # the run met the stopped server and is retrying
     chroma_server.start()
-    rc, out, err = finish(proc)
+    out = proc.stdout.read()  # type: ignore[union-attr]
+    rc = proc.wait(timeout=400)
+    reader.join()
+    err = "".join(lines)
     assert rc == 0, err[-2000:]
     assert f"cannot reach the Chroma server at {chroma_server.url}" in err and "retrying for up to 60 s" in err
     assert "is back after" in err

@@ -12,7 +12,7 @@ from helpers import add_lexical_head, bge_m3_flag_model, make_photos, tiny_clip_
 from mmsearch import SearchEngine
 from mmsearch.encoders.sentence import SentenceEncoder
 from mmsearch.encoders.sparse import match, pack, read_torch_state, unpack
-from mmsearch.lexical import LexicalIndex
+from mmsearch.search.lexical import LexicalIndex
 
 TEXTS = ["a red bicycle leaning against a brick wall", "一只猫 in the garden", "ein Hund am Strand, a dog on the beach"]
 

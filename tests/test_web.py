@@ -15,8 +15,8 @@ from mmsearch_web.views import SearchForm, hit_details, parse_auth, run_search
 from PIL import Image
 
 from mmsearch import SearchEngine
-from mmsearch.indexer import image_id
-from mmsearch.thumbnails import SIZES, ThumbnailCache
+from mmsearch.ingest.indexer import image_id
+from mmsearch.media.thumbnails import SIZES, ThumbnailCache
 
 pytestmark = pytest.mark.slow  # servers, browsers or subprocesses; make test runs them
 

@@ -21,9 +21,9 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from mmsearch import SearchEngine
 from mmsearch.errors import MMSearchError
-from mmsearch.handoff import JobDesk
+from mmsearch.ingest.handoff import JobDesk
+from mmsearch.media.thumbnails import ThumbnailCache
 from mmsearch.present import profile_label
-from mmsearch.thumbnails import ThumbnailCache
 
 from .duplicates_panel import duplicates_panel
 from .guard import LoginThrottle, allowed_hosts, original_route
@@ -344,7 +344,7 @@ def launch(engine: SearchEngine, host: str = "127.0.0.1", port: int = 7860, *, a
     demo.launch(server_name=host, server_port=port, auth=auth, allowed_paths=allowed_paths(thumbs),
                 max_file_size=max_file_size, show_error=False, app_kwargs=app_kwargs, prevent_thread_lock=True,
                 quiet=True, css=CSS, js=TILE_MARKS_JS, **kwargs)
-    # `mmsearch reindex` elsewhere (or handed to this process, mmsearch.handoff): answer with the new models.
+    # `mmsearch reindex` elsewhere (or handed to this process, mmsearch.ingest.handoff): answer with the new models.
     watching = engine.watch_switches(on_tick=JobDesk(engine).poll)
     close = demo.close
 

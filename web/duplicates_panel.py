@@ -17,7 +17,7 @@ from mmsearch.errors import ImageReadError, MMSearchError
 
 if TYPE_CHECKING:
     from mmsearch import DuplicateGroup, SearchEngine
-    from mmsearch.thumbnails import ThumbnailCache
+    from mmsearch.media.thumbnails import ThumbnailCache
 
 ALL = "all groups"
 SHOWN_GROUPS = 50  # groups listed in the summary

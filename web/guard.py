@@ -85,7 +85,7 @@ def _servable(engine: SearchEngine, image_id: str) -> str | None:
 
 def _opened(engine: SearchEngine, query: str, path: str) -> None:
     from mmsearch.errors import MMSearchError
-    from mmsearch.feedback import OPENED
+    from mmsearch.search.feedback import OPENED
 
     try:
         if not engine.has_mark(query, path):

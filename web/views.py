@@ -22,7 +22,7 @@ from .guard import original_url
 
 if TYPE_CHECKING:
     from mmsearch import Hit, SearchEngine
-    from mmsearch.thumbnails import ThumbnailCache
+    from mmsearch.media.thumbnails import ThumbnailCache
 
 THUMBNAIL_THREADS = 4
 GalleryItem = tuple[str, str]  # (thumbnail path, label)
@@ -147,7 +147,7 @@ def marks_markdown(like: list[str] | None, unlike: list[str] | None) -> str:
 
 def hit_details(hit: dict[str, Any], query: str = "") -> str:
     """Markdown for the larger view of one hit: where it is, when, what camera, its captions, its scores.
-    With ``query``, opening the original records a weak like for it (``mmsearch.feedback.OPENED``)."""
+    With ``query``, opening the original records a weak like for it (``mmsearch.search.feedback.OPENED``)."""
     meta = hit.get("metadata", {})
     rows = [("File", f"`{hit['file']}`"), ("Folder", f"`{meta.get('folder', os.path.dirname(hit['file']))}`")]
     if meta.get("width"):

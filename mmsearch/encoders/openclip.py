@@ -10,8 +10,8 @@ import numpy as np
 
 from ..config import PRECISIONS
 from ..errors import ModelLoadError, first_line
-from ..hub import OFFLINE_REASON, hub_online, prepare_hub, quiet_logging
 from .base import l2_normalize
+from .hub import OFFLINE_REASON, hub_online, prepare_hub, quiet_logging
 from .pixels import ArrayTransform
 
 if TYPE_CHECKING:

@@ -9,8 +9,8 @@ import numpy as np
 
 from ..config import MINILM_ID, PACKAGED_MINILM
 from ..errors import ModelLoadError, first_line
-from ..hub import OFFLINE_REASON, hub_online, prepare_hub, quiet_logging
 from .base import l2_normalize
+from .hub import OFFLINE_REASON, hub_online, prepare_hub, quiet_logging
 from .lean import LeanSentenceModel, Unsupported
 from .sparse import LexicalHead, Weights, load_head
 

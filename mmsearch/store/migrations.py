@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import StoreError
+from ..errors import StoreError
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .client import Store
 
 SCHEMA = 7
 VERSION_KEY = "schema_version"  # indexes written before versions were read carry none: version 0
@@ -63,11 +63,11 @@ def _v2_layout_vectors(store: Store) -> None:
     """Offline-profile indexes stored one identical placeholder vector for every image, which made
     every process replay them into HNSW for seconds. Give each image its colour layout vector, read
     from its file; an unreadable file gets its change marker cleared so the next index run redoes it."""
-    from .ids import has_image_vectors
+    from ..ids import has_image_vectors
 
     if has_image_vectors(store.signature()):
         return
-    from .images import layout_vector
+    from ..media.images import layout_vector
 
     dim = int(store.signature()["dim"])  # type: ignore[index]
     for ids, metas in list(store.pages()):
@@ -78,7 +78,7 @@ def _v2_layout_vectors(store: Store) -> None:
 def _from_files(store: Store, ids: list[str], metas: list[dict], compute: Callable[[Any], Any]) -> dict[str, Any]:
     """``compute(small decoded image)`` for each image whose file can be read; the others get their
     change marker cleared, so the next index run reads them again."""
-    from .images import read_capped, read_image
+    from ..media.images import read_capped, read_image
 
     out, redo = {}, []
     for image, meta in zip(ids, metas):
@@ -108,7 +108,7 @@ def _v4_sync_threshold(store: Store) -> None:
 
 def _v5_perceptual_hashes(store: Store) -> None:
     """``phash``: each image's perceptual hash (``images.perceptual_hash``), for near-duplicate groups."""
-    from .images import perceptual_hash
+    from ..media.images import perceptual_hash
 
     for ids, metas in list(store.pages()):
         missing = [(i, m) for i, m in zip(ids, metas) if not m.get("phash")]

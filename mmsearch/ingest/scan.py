@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .images import is_image_path, unread_format
+from ..media.images import is_image_path, unread_format
 
 Failed = list[tuple[str, str]]
 

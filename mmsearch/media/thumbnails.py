@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-from .errors import ImageReadError
+from ..errors import ImageReadError
 from .images import has_alpha, save_thumbnail
 
 SIZES = {"thumb": 384, "preview": 1280}  # gallery tiles, and the larger view of one hit

@@ -1,6 +1,6 @@
 """Caption sources outside the image: sidecar text files and csv/jsonl manifests.
 
-Captions inside the image (EXIF, PNG text chunks) are read by ``mmsearch.images``.
+Captions inside the image (EXIF, PNG text chunks) are read by ``mmsearch.media.images``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import ConfigError
-from .filters import within_any
+from ..errors import ConfigError
+from ..search.filters import within_any
 
 Manifest = dict[str, list[str]]  # absolute image path -> captions
 SIDECAR_MAX_BYTES = 64 * 1024  # a caption file larger than this is not a caption file

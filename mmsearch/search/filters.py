@@ -8,7 +8,7 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
-from .errors import QueryError
+from ..errors import QueryError
 
 DateLike = str | date | datetime | None
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .encoders.sparse import Weights, unpack
+from ..encoders.sparse import Weights, unpack
 
 ARRAYS = ("text_image", "tokens", "offsets", "texts", "weights")
 

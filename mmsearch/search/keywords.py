@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from ..text import CJK
 from .lexical import LexicalIndex
 
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
-_TOKEN = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+")
-_IS_CJK = re.compile(rf"[{_CJK}]")
+_TOKEN = re.compile(rf"[{CJK}]+|[^\W_{CJK}]+")
+_ISCJK = re.compile(rf"[{CJK}]")
 K1, B = 1.2, 0.75
 
 
@@ -30,7 +30,7 @@ def tokenize(text: str) -> list[str]:
     """Search tokens of a text (see the module docstring)."""
     out: list[str] = []
     for run in _TOKEN.findall(text.lower()):
-        if _IS_CJK.match(run):
+        if _ISCJK.match(run):
             out.extend(run)
             out.extend(run[i:i + 2] for i in range(len(run) - 1))
         else:
@@ -60,12 +60,12 @@ class KeywordIndex:
     def __init__(self, ids: list[str], texts: list[str], postings: dict[str, tuple[np.ndarray, np.ndarray]],
                  lengths: np.ndarray, names: list[str] | None = None, ocr: dict[str, str] | None = None):
         self.ids, self.texts, self.postings, self.lengths = ids, texts, postings, lengths
-        self.ocr = ocr or {}  # image id -> text read in the photo (``mmsearch.ocr.OcrMatcher`` searches it)
+        self.ocr = ocr or {}  # image id -> text read in the photo (``mmsearch.search.ocr_matcher.OcrMatcher`` searches it)
         self.names = names or [""] * len(ids)  # lowercased file names, for exact file-name queries
         self.avg_length = float(lengths.mean()) if len(lengths) else 1.0
         self._by_name: dict[str, list[str]] | None = None
         self._positions: dict[str, int] | None = None
-        self.lexical: LexicalIndex | None = None  # BGE-M3 lexical weights of the texts (``mmsearch.lexical``)
+        self.lexical: LexicalIndex | None = None  # BGE-M3 lexical weights of the texts (``mmsearch.search.lexical``)
 
     @classmethod
     def from_metadata(cls, records: Iterable[tuple[str, dict]]) -> KeywordIndex:
@@ -167,7 +167,7 @@ class KeywordIndex:
             idf = math.log(1 + (n - len(docs) + 0.5) / (len(docs) + 0.5))
             norm = tfs * (K1 + 1) / (tfs + K1 * (1 - B + B * self.lengths[docs] / self.avg_length))
             scores[docs] += idf * norm
-        phrase = _quoted(query)
+        phrase = quoted_phrase(query)
         if phrase:
             for doc in np.flatnonzero(scores):
                 if phrase not in self.texts[doc]:
@@ -203,6 +203,7 @@ def _unpack(data: Any, name: str) -> list[str]:
     return [raw[a:b].decode("utf-8", "surrogatepass") for a, b in zip(starts, ends)]
 
 
-def _quoted(query: str) -> str:
+def quoted_phrase(query: str) -> str:
+    """The first double-quoted phrase of a query, lowercased ("" when there is none)."""
     match = re.search(r'"([^"]+)"', query)
     return match.group(1).strip().lower() if match else ""

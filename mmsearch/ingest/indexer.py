@@ -20,21 +20,21 @@ from typing import Any
 
 import numpy as np
 
-from .captions import Manifest, merge_captions, sidecar_captions
-from .encoders import Encoders, PreparingImageEncoder
-from .encoders.sparse import pack
-from .errors import ImageReadError, first_line
-from .filters import within_any
-from .ids import image_id
-from .images import ImageInfo, layout_vector, perceptual_hash, read_capped, read_for_ocr, read_image
-from .ocr import OcrEngine, OcrText
+from ..encoders import Encoders, PreparingImageEncoder
+from ..encoders.sparse import pack
+from ..errors import ImageReadError, first_line
+from ..ids import image_id
+from ..media.captions import Manifest, merge_captions, sidecar_captions
+from ..media.images import ImageInfo, layout_vector, perceptual_hash, read_capped, read_for_ocr, read_image
+from ..media.ocr import OcrEngine, OcrText
+from ..records import IndexReport
+from ..search.filters import within_any
+from ..store.client import Entry, OcrRecord, Store
 from .pipeline import Batch, ThreadBalance, Writer
-from .records import IndexReport
-from .store import Entry, OcrRecord, Store
-from .walk import scan
+from .progress import ProgressCallback, stored
+from .scan import scan
 
 LAYOUT_DECODE_SIDE = 64  # decode size when no image model reads the pixels (offline profile: layout vectors)
-ProgressCallback = Callable[[int, int], None]  # (images processed, images to process) after each batch
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class Shard:
     @classmethod
     def parse(cls, text: str) -> Shard:
         """``"I/N"`` with 0 <= I < N."""
-        from .errors import ConfigError
+        from ..errors import ConfigError
 
         try:
             index, count = (int(part) for part in text.split("/"))
@@ -123,7 +123,7 @@ class Indexer:
             they are kept until a manifest says otherwise).
         workers: decode worker threads (reading, hashing, decoding and preprocessing; Pillow and numpy
             release the GIL for the heavy parts, and no worker uses torch's thread pool).
-        ocr: read the text in photos with this engine (``mmsearch.ocr``), in the decode workers; indexed
+        ocr: read the text in photos with this engine (``mmsearch.media.ocr``), in the decode workers; indexed
             photos whose text no engine of this kind has read yet get it read, without re-encoding.
     """
 
@@ -257,8 +257,7 @@ class Indexer:
         """After a batch is stored (in the writer thread): the progress bar and ``on_progress`` move on."""
         bar.update(count)
         done[0] += count
-        if self.on_progress is not None:
-            self.on_progress(done[0], total)
+        stored(done[0], total, self.on_progress, self.stop)
 
     def _count(self, ready: list[Prepared | TextOnly], known: dict[str, Entry], report: IndexReport) -> None:
         for item in ready:

@@ -23,10 +23,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import MMSearchError, first_line
+from ..errors import MMSearchError, first_line
 
 if TYPE_CHECKING:
-    from .engine import SearchEngine
+    from ..engine import SearchEngine
 
 REQUEST, STATUS, CANCEL = "reindex-request.json", "reindex-status.json", "reindex-cancel.json"
 ACCEPT_SECONDS = 10.0  # a server looks every 2 s (engine.SWITCH_CHECK); longer means no server takes jobs
@@ -129,7 +129,7 @@ class JobDesk:
               f"{': ' + status['error'] if status.get('error') else ''}", file=sys.stderr)
 
     def _do(self, request: dict[str, Any], moved: Any, stop: threading.Event) -> dict[str, Any]:
-        from .engine import SearchEngine
+        from ..engine import SearchEngine
         from .reindex import drop_previous, rollback, target_config
 
         action, options = request["action"], dict(request.get("options") or {})

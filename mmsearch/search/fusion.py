@@ -1,5 +1,5 @@
 """The ranking rules, in one place: which signals a query uses and with what weight, how each signal
-is normalised, and what a hit that lacks a signal gets. ``mmsearch.ranking`` (what ``engine.search``
+is normalised, and what a hit that lacks a signal gets. ``mmsearch.search.ranking`` (what ``engine.search``
 serves) and ``mmsearch eval`` (which measures exactly that) both call this module.
 
 The signals live on different scales: a text query is compared with an image vector (CLIP cosines of
@@ -20,8 +20,8 @@ rules compared by ``benchmarks/fusion_bench.py`` (table in the README):
   score among uncaptioned photos fuses to 1.0 and beats photos strong on both signals.
 - ``rrf``: reciprocal rank fusion, 1 / (60 + rank) per signal, a missing signal ranks last.
 
-``ADDITIVE`` signals are the exception to both: ``ocr`` (the share of the query found in the text read in
-a photo, or half its text's cosine to the query, if higher) is already on a calibrated 0..1 scale. It is
+Additive signals (``Signal.additive``: ``ocr``) are the exception to both: ``ocr`` (the share of the query
+found in the text read in a photo, or half its text's cosine to the query, if higher) is already on a calibrated 0..1 scale. It is
 added, times its weight, to the hit's fused score of the other signals, and the scores are then scaled so
 that the best is 1. A photo without text gets nothing added, so the order of everything else is exactly
 what it would be without OCR; a photo showing every word of the query gains its full weight. (Averaged
@@ -33,14 +33,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ..config import FUSION_RULES as RULES
+from .signals import Weighing
+from .signals import additive as registered_additive
+from .signals import weights as signal_weights
+
 Scores = Mapping[str, float | None]
 
 EPSILON = 1e-9  # a signal whose pool range is narrower than this is constant: every candidate gets 1.0
-RULES = ("mean", "shrink", "low", "skip", "rrf")
 DEFAULT_RULE = "shrink"
 RRF_K = 60
 POOL_MIN, POOL_PER_HIT = 30, 3  # candidates fused per query: max(3k, 30)
-ADDITIVE = frozenset({"ocr"})  # signals added to the fused score as they are (0..1), see the module docstring
 
 
 def pool_size(k: int) -> int:
@@ -50,38 +53,34 @@ def pool_size(k: int) -> int:
 
 def query_weights(caption_weight: float, keyword_weight: float, text: bool, feedback_weight: float = 0.0,
                   ocr_weight: float = 0.0, sparse_weight: float = 0.0) -> dict[str, float]:
-    """Signal weights of a query. Image-only queries rank by pixels alone: a near-duplicate must not lose
-    to a better caption match. ``feedback`` (lasting marks of similar past queries), ``ocr`` (text
-    read in photos, when the index has any) and ``sparse`` (BGE-M3 lexical weights, when the caption
-    model gives them) join text queries."""
-    if not text:
-        return {"image": 1.0}
-    weights = {"image": 1.0 - caption_weight, "caption": caption_weight, "keyword": keyword_weight,
-               "feedback": feedback_weight}
-    if ocr_weight > 0:
-        weights["ocr"] = ocr_weight
-    if sparse_weight > 0:
-        weights["sparse"] = sparse_weight
-    return weights
+    """Signal weights of a query, each given by its signal (``mmsearch.search.signals``). Image-only queries
+    rank by pixels alone: a near-duplicate must not lose to a better caption match. ``feedback`` (lasting
+    marks of similar past queries), ``ocr`` (text read in photos, when the index has any) and ``sparse``
+    (BGE-M3 lexical weights, when the caption model gives them) join text queries."""
+    return signal_weights(Weighing(text, caption_weight, keyword_weight, feedback_weight, ocr_weight, sparse_weight))
 
 
-def fuse(candidates: Mapping[str, Scores], weights: Mapping[str, float], rule: str = DEFAULT_RULE) -> dict[str, float]:
+def fuse(candidates: Mapping[str, Scores], weights: Mapping[str, float], rule: str = DEFAULT_RULE,
+         additive: frozenset[str] | None = None) -> dict[str, float]:
     """Fused score in [0, 1] for each candidate id; the best candidate of a query scores (about) 1.
 
     Args:
         candidates: id -> {signal: raw score, or None when the signal is unavailable for this id}.
         weights: signal -> weight (signals with weight 0, or that no candidate has, are ignored).
         rule: what a candidate lacking a signal gets (see the module docstring).
+        additive: signals added rather than averaged in (default: the registered signals' ``additive``).
     """
     if rule not in RULES:
         raise ValueError(f"unknown fusion rule {rule!r}; known: {', '.join(RULES)}")
-    bonus = {s: w for s, w in weights.items() if s in ADDITIVE and w > 0}
-    fused = _fuse(candidates, {s: w for s, w in weights.items() if s not in ADDITIVE}, rule)
+    if additive is None:
+        additive = registered_additive()
+    bonus = {s: w for s, w in weights.items() if s in additive and w > 0}
+    fused = _fuse(candidates, {s: w for s, w in weights.items() if s not in additive}, rule)
     return _add(fused, candidates, bonus) if bonus else fused
 
 
 def _add(fused: dict[str, float], candidates: Mapping[str, Scores], weights: Mapping[str, float]) -> dict[str, float]:
-    """``ADDITIVE`` signals added to the fused scores, then scaled so the best is 1 (order unchanged by it)."""
+    """Additive signals added to the fused scores, then scaled so the best is 1 (order unchanged by it)."""
     extra = {cid: sum(w * min(1.0, max(0.0, float(candidates[cid].get(s) or 0.0))) for s, w in weights.items())
              for cid in fused}
     if not any(extra.values()):

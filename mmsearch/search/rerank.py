@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelLoadError, first_line
-from .hub import OFFLINE_REASON, hub_online, prepare_hub, quiet_logging
+from ..encoders.hub import OFFLINE_REASON, hub_online, prepare_hub, quiet_logging
+from ..errors import ModelLoadError, first_line
 
 
 class Reranker:

@@ -28,20 +28,20 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from .config import MINILM_ID, PACKAGED_MINILM
-from .errors import IndexMismatchError, MMSearchError, StoreError, first_line
-from .ids import NO_IMAGE_MODEL, caption_id, split_caption_id
+from ..config import MINILM_ID, PACKAGED_MINILM
+from ..errors import IndexMismatchError, MMSearchError, StoreError, first_line
+from ..ids import NO_IMAGE_MODEL, caption_id, split_caption_id
+from .migrations import SCHEMA, VERSION_KEY, check_readable, stored_version
 from .retry import Retrying, RetryPolicy
-from .schema import SCHEMA, VERSION_KEY, check_readable, stored_version
 
 if TYPE_CHECKING:
-    from .config import Config
+    from ..config import Config
 
 IMAGES, CAPTIONS, FEEDBACK, OCR = "mmsearch_images", "mmsearch_captions", "mmsearch_feedback", "mmsearch_ocr"
 KINDS = {"images": IMAGES, "captions": CAPTIONS, "ocr": OCR, "feedback": FEEDBACK}
 POINTER = "mmsearch_index"  # metadata: the active generation, the previous one, the one being built
 FIRST = "first"  # the first generation of an index: the plain collection names
-OcrRecord = tuple[str, np.ndarray]  # a photo's text as read (mmsearch.ocr), and its vector in the caption space
+OcrRecord = tuple[str, np.ndarray]  # a photo's text as read (mmsearch.media.ocr), and its vector in the caption space
 # Measured on 20k embedding-like 512-d vectors (tests/test_recall.py), recall@10 against exact search:
 # Chroma's defaults (ef_search 100, ef_construction 100, max_neighbors 16) 0.87; max_neighbors 32 gave
 # 0.977-0.985 from run to run (parallel HNSW builds differ), too close to our 0.98 floor; max_neighbors 48
@@ -301,8 +301,8 @@ class Store:
 
     def upgrade(self) -> list[int]:
         """Bring an index written by an older mmsearch to the current schema (writers only; see
-        ``mmsearch.schema``). Returns the versions it went through."""
-        from .schema import upgrade
+        ``mmsearch.store.migrations``). Returns the versions it went through."""
+        from .migrations import upgrade
 
         return upgrade(self)
 
@@ -697,7 +697,7 @@ class Store:
 
 
 class FeedbackStore:
-    """Lasting marks (``mmsearch.feedback``) in their own collection of the index: embedding = the query
+    """Lasting marks (``mmsearch.search.feedback``) in their own collection of the index: embedding = the query
     vector, so the marks of similar past queries are a nearest-neighbour query away."""
 
     def __init__(self, store: Store):

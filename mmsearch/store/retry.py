@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .errors import StoreError, first_line
+from ..errors import StoreError, first_line
 
 T = TypeVar("T")
 

@@ -1,4 +1,5 @@
-"""Text in photos: OCR engines behind one interface, and the matching of queries against what they read.
+"""Text in photos: OCR engines behind one interface (queries are matched against what they read in
+``mmsearch.search.ocr_matcher``, and scored by the ``ocr`` signal).
 
 Engines (``ocr_engine`` / ``MMSEARCH_OCR_ENGINE``):
 
@@ -19,16 +20,15 @@ import re
 import shutil
 import subprocess
 import threading
-from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from .config import OCR_ENGINES
-from .errors import ConfigError
-from .keywords import _CJK, _quoted, tokenize
+from ..config import OCR_ENGINES
+from ..errors import ConfigError
+from ..text import CJK
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -37,18 +37,10 @@ MIN_CONFIDENCE = 0.5  # lines read with less (0..1) are dropped
 # A line needs this many letters, digits or CJK characters: on 4,867 icons of /usr/share/icons, 339 of the
 # 351 "texts" read were one or two glyphs ("?", "+", "a", "口") that only added noise to the ocr signal.
 MIN_LINE_CHARS = 2
-# The text's meaning (its embedding) counts only from this many letters/digits/CJK characters on: a
-# cosine between a query and "3G" says little; the lexical match still counts.
-MIN_SEMANTIC_CHARS = 3
-# The embedding's cosine counts at half weight next to the lexical share (1.0 = every query term is in the
-# photo): cosines of short fragments run high for unrelated text (all-MiniLM-L6-v2: "help" vs "Ctrl" 0.40,
-# vs "@" 0.39; "way out" vs "EXIT" 0.40), and at full weight a stray "Ctrl" outranked the help icons that
-# the file-name keyword signal found.
-MEANING_SHARE = 0.5
 # Photos are read at most this many pixels on the long side. benchmarks/ocr_bench.py: 640 lost small text
 # (CER 0.18-0.37), 1280 and 1600 read no more than 960 at 1.7x and 2.8x its time.
 OCR_SIDE = 960
-_CJK_GAP = re.compile(rf"(?<=[{_CJK}]) +(?=[{_CJK}])")
+_CJK_GAP = re.compile(rf"(?<=[{CJK}]) +(?=[{CJK}])")
 
 
 @dataclass(frozen=True)
@@ -92,12 +84,6 @@ def load_ocr(name: str, side: int = OCR_SIDE) -> OcrEngine:
 def word_chars(text: str) -> int:
     """Letters, digits and CJK characters in a text (what is left without punctuation and symbols)."""
     return len(re.findall(r"[^\W_]", text))
-
-
-def meaning(text: str, cosine: Any) -> Any:
-    """The semantic half of the ``ocr`` signal from the cosine(s) between the query and the photo's text:
-    ``MEANING_SHARE`` of it, or 0 for texts under ``MIN_SEMANTIC_CHARS`` letters."""
-    return MEANING_SHARE * cosine if word_chars(text) >= MIN_SEMANTIC_CHARS else 0.0 * cosine
 
 
 def _lines(pairs: Iterable[tuple[str, float]]) -> OcrText | None:
@@ -187,81 +173,3 @@ class Tesseract:
                 lines.setdefault(tuple(cells[2:5]), []).append((cells[11], float(cells[10]) / 100))
         return _lines((" ".join(w for w, _ in words), float(np.mean([c for _, c in words])))
                       for words in lines.values())
-
-
-class OcrMatcher:
-    """The lexical half of the ``ocr`` signal: how much of a query appears in each photo's text.
-
-    A query term counts as found in a photo when it is one of the text's tokens (the caption tokenizer:
-    folded case, CJK characters and bigrams), or when it appears inside the text with spaces removed:
-    OCR glues words ("GATEB42BOARDING"), and codes and numbers sit inside longer strings ("RE16" in
-    "RE16 TGK", "1208" in "ROOM 1208"). Substring matching needs three characters, a digit, or CJK, so
-    "of" does not match inside "office". A quoted phrase must appear as such. The score is the share of
-    the query's terms found, 0..1.
-    """
-
-    def __init__(self, texts: dict[str, str]):
-        self.ids = list(texts)
-        self.postings: dict[str, set[int]] = {}
-        for doc, text in enumerate(texts.values()):
-            for token in set(tokenize(fold_accents(text))):
-                self.postings.setdefault(token, set()).add(doc)
-        compact = [_compact(t) for t in texts.values()]
-        self.starts = np.cumsum([0] + [len(c) + 1 for c in compact]).tolist()
-        self.blob = "\x00".join(compact)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def scores(self, query: str) -> dict[str, float]:
-        """Image id -> share of the query's terms found in its text (ids with none found are left out)."""
-        terms = query_terms(query)
-        if not terms or not self.ids:
-            return {}
-        found: dict[int, int] = {}
-        for term in terms:
-            docs = set(self.postings.get(term, ()))
-            if _substring_ok(term):
-                docs |= self._containing(_compact(term))
-            for d in docs:
-                found[d] = found.get(d, 0) + 1
-        phrase = _compact(_quoted(query))
-        if phrase:
-            found = {d: n for d, n in found.items() if d in self._containing(phrase)}
-        return {self.ids[d]: n / len(terms) for d, n in found.items()}
-
-    def _containing(self, needle: str) -> set[int]:
-        docs, at = set(), self.blob.find(needle)
-        while at >= 0:
-            docs.add(bisect_right(self.starts, at) - 1)
-            at = self.blob.find(needle, at + 1)
-        return docs
-
-
-def query_terms(query: str) -> list[str]:
-    """Distinct terms of a query: its tokens, with runs of CJK characters kept whole (not as bigrams)."""
-    terms: list[str] = []
-    for token in tokenize(fold_accents(re.sub(rf"[{_CJK}]+", " ", query))):
-        if token not in terms:
-            terms.append(token)
-    for run in re.findall(rf"[{_CJK}]+", query):
-        if run not in terms:
-            terms.append(run)
-    return terms
-
-
-def _substring_ok(term: str) -> bool:
-    return len(term) >= 3 or any(c.isdigit() for c in term) or bool(re.match(rf"[{_CJK}]", term))
-
-
-def _compact(text: str) -> str:
-    return re.sub(r"\s+", "", fold_accents(text.lower()))
-
-
-def fold_accents(text: str) -> str:
-    """Latin letters without their accents ("Bäckerei" -> "Backerei"): the bundled PP-OCR model reads
-    umlauts as plain letters, and users type either."""
-    import unicodedata
-
-    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-

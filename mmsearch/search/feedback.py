@@ -9,7 +9,7 @@
   and nowhere else. A new query looks up past marks whose query vector has cosine ≥ ``SIMILAR`` with its
   own; each lifts (or sinks) its photo by ``sign × cosine × 0.5 ** (age / HALF_LIFE)``, where the sign is
   +1 or −1 for a like or an unlike and +0.3 for opening a hit full size on the page. That sum is the
-  ``feedback`` signal, fused with the others by ``mmsearch.fusion`` (weight ``feedback_weight``, 0 = off).
+  ``feedback`` signal, fused with the others by ``mmsearch.search.fusion`` (weight ``feedback_weight``, 0 = off).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import QueryError, first_line
-from .ids import image_id_of, split_caption_id
+from ..errors import QueryError, first_line
+from ..ids import image_id_of, split_caption_id
 
 if TYPE_CHECKING:
-    from .store import Store
+    from ..store.client import Store
 
 ALPHA, BETA, GAMMA = 1.0, 0.75, 0.15
 SIMILAR = 0.8  # cosine between a new query and a marked one for the mark to count
@@ -93,7 +93,7 @@ class Examples:
 
     def mean(self) -> np.ndarray:
         """A query made of the examples alone (no text, no image)."""
-        from .encoders import l2_normalize
+        from ..encoders import l2_normalize
 
         vectors = self.image or self.caption
         if not vectors:
@@ -130,7 +130,7 @@ class Marks:
     """
 
     def __init__(self, store: Store, encode: Callable[[str], np.ndarray], lock: Callable[[], None]):
-        from .store import FeedbackStore
+        from ..store.client import FeedbackStore
 
         self.records = FeedbackStore(store)
         self.encode, self.lock = encode, lock

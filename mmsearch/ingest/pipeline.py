@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from .store import OcrRecord, Store
+    from ..store.client import OcrRecord, Store
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Changing an index's models without downtime: ``mmsearch reindex``.
 
-The new models' collections (a generation, see ``mmsearch.store``) are built beside the active ones while
+The new models' collections (a generation, see ``mmsearch.store.client``) are built beside the active ones while
 searches go on against those:
 
 - images are encoded again from their files only when the image model (or the dimension) changes; otherwise
@@ -31,18 +31,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ConfigError, ImageReadError, ReindexError, first_line
-from .filters import within_any
-from .ids import caption_id
+from ..errors import ConfigError, ImageReadError, ReindexError, first_line
+from ..ids import caption_id
+from ..records import IndexReport, ReindexReport
+from ..search.filters import within_any
 from .pipeline import Batch, ThreadBalance, Writer
-from .records import IndexReport, ReindexReport
+from .progress import stored
 
 if TYPE_CHECKING:
-    from .config import Config
-    from .encoders import Encoders
-    from .engine import SearchEngine
-    from .indexer import ProgressCallback
-    from .store import Store
+    from ..config import Config
+    from ..encoders import Encoders
+    from ..engine import SearchEngine
+    from ..store.client import Store
+    from .progress import ProgressCallback
 
 Page = list[tuple[str, dict]]  # (image id, stored metadata) of images still to carry over
 
@@ -60,7 +61,7 @@ class Reindexer:
 
     def __init__(self, engine: SearchEngine, batch_size: int, workers: int, progress: bool = False,
                  allow_failed: bool = False, on_progress: ProgressCallback | None = None):
-        from .store import Store
+        from ..store.client import Store
 
         self.engine, self.batch_size, self.workers = engine, batch_size, workers
         self.progress, self.allow_failed, self.on_progress = progress, allow_failed, on_progress
@@ -70,8 +71,8 @@ class Reindexer:
 
     def run(self) -> ReindexReport:
         """Build, pass, switch; Ctrl-C stops after the batch being stored (``interrupted``)."""
+        from ..store.client import generation_name
         from .indexer import _stop_on_sigint, _warnings_per_file
-        from .store import generation_name
 
         started = time.perf_counter()
         source, engine = self.source, self.engine
@@ -154,8 +155,7 @@ class Reindexer:
         """``count`` more images are in the new collections (in the writer thread, after a stored batch)."""
         bar.update(count)
         self.done += count
-        if self.on_progress is not None:
-            self.on_progress(self.done, total)
+        stored(self.done, total, self.on_progress, self.stop)
 
     def _missing(self, target: Store, report: ReindexReport, advance: Callable[[int], None]) -> Iterator[Page]:
         """Batches of the active generation's images that the new one lacks."""
@@ -207,8 +207,8 @@ class Reindexer:
 
     def _carry_marks(self, target: Store, encoders: Encoders) -> int:
         """The feedback marks, their query vectors embedded by the new text model."""
-        from .feedback import mark_id
-        from .store import FeedbackStore
+        from ..search.feedback import mark_id
+        from ..store.client import FeedbackStore
 
         marks = FeedbackStore(self.source).all()
         if marks:
@@ -221,8 +221,8 @@ class Reindexer:
     def _final_pass(self, target: Store, encoders: Encoders, report: ReindexReport) -> IndexReport:
         """Index the indexed folders into the new generation: files changed since they were last indexed
         (or during this run) are encoded, new ones added, gone ones pruned."""
+        from ..media.ocr import load_ocr
         from .indexer import Indexer
-        from .ocr import load_ocr
 
         roots = target.roots()
         if not roots:
@@ -296,7 +296,7 @@ def target_config(config: Config, given: dict[str, str], stored: dict[str, str])
     """The new models of a reindex: the model settings ``given`` (``MODEL_FIELDS`` and ``caption_model``),
     the index's (``stored``, ``Store.models``) for the others; the caption model, unless given, is the
     index's (adopted when the store opens). Nothing given: the index's models, so nothing changes."""
-    from .config import MODEL_FIELDS
+    from ..config import MODEL_FIELDS
 
     if not given:
         return replace(config, adopt_index_models=True, caption_model=None)

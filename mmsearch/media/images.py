@@ -18,8 +18,8 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..errors import ImageReadError
 from .captions import is_boilerplate
-from .errors import ImageReadError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 MAX_PIXELS = 120_000_000  # refuse larger images (decompression bombs) before decoding them

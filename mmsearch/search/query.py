@@ -1,0 +1,32 @@
+"""A planned search: the record ``SearchEngine.plan`` builds and ranking (``mmsearch.search.ranking``) serves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class Query:
+    """One search, ready to rank."""
+
+    vector: np.ndarray
+    text: str  # "" for image-only queries
+    k: int
+    weights: dict[str, float]  # signal -> weight in the fused score
+    where: dict | None = None
+    min_score: float = 0.0
+    exclude: str | None = None  # an image id never returned ("more like this" leaves the image out)
+    caption_vector: np.ndarray | None = None  # the caption space's own query (refined by examples); else ``vector``
+    demoted: frozenset[str] = frozenset()  # images marked irrelevant: ranked after every other candidate
+    feedback: dict[str, float] = field(default_factory=dict)  # lasting marks' signal per image id (search.feedback)
+    shared_captions: bool = True  # captions share ``vector``'s space; if not, no ``caption_vector`` = no caption signal
+    lexical: dict[int, float] = field(default_factory=dict)  # the text's BGE-M3 lexical weights (the sparse signal)
+
+    @property
+    def captions_vector(self) -> np.ndarray | None:
+        """The vector captions and photo text are compared with, or None when there is none."""
+        if self.caption_vector is None and self.shared_captions:
+            return self.vector
+        return self.caption_vector

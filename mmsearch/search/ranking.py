@@ -1,0 +1,147 @@
+"""From a query vector (and text) to ranked hits: ``candidates`` gathers them from each signal with exact
+scores, ``order`` fuses them (rules in ``mmsearch.search.fusion``), pins exact file-name matches and reranks.
+``SearchEngine.serve_rules`` runs both; ``engine.search`` and ``mmsearch eval`` go through it.
+
+The signals (``image``, ``caption``, ``keyword``, ``sparse``, ``ocr``, ``feedback``, and any plug-in) are
+modules of ``mmsearch.search.signals``, run from its registry. When a reranker is configured, ``rerank`` (a
+cross-encoder reading the query with the image's captions) reorders the fused top of the pool.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import TYPE_CHECKING
+
+from ..records import Hit
+from . import signals
+from .fusion import DEFAULT_RULE, EPSILON, fuse, pool_size
+from .query import Query
+from .signals import Context, Signal, rounded
+
+if TYPE_CHECKING:
+    from ..store.client import Store
+    from .keywords import KeywordIndex
+    from .ocr_matcher import OcrMatcher
+    from .rerank import Reranker
+
+# internal fields not shown in Hit.metadata
+HIDDEN_METADATA = ("folders", "caption_sig", "manifest_captions", "ocr_sig", "lexical", "ocr_lexical")
+PINNED = 1.0  # fused score of an exact file-name match: the top of the scale
+MAX_PINNED = 1000  # file-name matches looked at (an icon theme has one name in ~10 folders)
+Scores = dict[str, float | None]
+
+
+@dataclass
+class Candidates:
+    """Candidate images with every signal scored exactly and their best caption; ``metadata`` is read
+    afterwards, for the hits only (metadata is the costly part of a fetch)."""
+
+    scores: dict[str, Scores]
+    best_caption: dict[str, int]
+    exact: list[str]  # images whose file name is the query (pinned first)
+    metadata: dict[str, dict] = field(default_factory=dict)
+
+    def read_metadata(self, store: Store, ids: list[str]) -> dict[str, dict]:
+        """Metadata of ``ids`` (read once, kept for later orderings); ids deleted meanwhile are absent."""
+        missing = [i for i in ids if i not in self.metadata]
+        self.metadata.update(store.image_metadata(missing))
+        return self.metadata
+
+
+def order(store: Store, query: Query, found: Candidates, rule: str = DEFAULT_RULE,
+          reranker: Reranker | None = None) -> list[Hit]:
+    """Fuse the candidates' signals by ``rule``, pin exact file-name matches, rerank, cut to ``query.k``.
+
+    ``found`` is not changed, so one set of candidates can be ordered by several rules (eval does).
+    A pinned hit scores 1.0, the top of the fused scale, so its score agrees with its place and no
+    threshold drops it.
+    """
+    pool = pool_size(query.k)
+    fused = fuse(found.scores, query.weights, rule)
+    fused.update(dict.fromkeys(query.demoted & fused.keys(), 0.0))
+    ranked = [i for i in sorted(fused, key=lambda i: (i in query.demoted, -fused[i], i)) if i != query.exclude]
+    shown = ranked[:pool] if reranker is not None and query.text else ranked[:query.k]
+    # A file-name query pins every file of that name (found by name, whatever their keyword rank), in path order.
+    named = [i for i in found.exact if i != query.exclude]
+    metadata = found.read_metadata(store, list(dict.fromkeys(named + shown)))
+    exact = sorted((i for i in named if i in metadata), key=lambda i: str(metadata[i].get("path")))[:query.k] \
+        or exact_matches(query.text, {i: metadata[i] for i in shown if i in metadata})
+    rest = [i for i in shown if i in metadata and i not in exact]
+    scores = {i: dict(found.scores[i]) for i in exact + rest}
+    if reranker is not None and query.text:
+        rest, fused = rerank(reranker, query.text, rest, metadata, scores, fused)
+    fused = {**fused, **dict.fromkeys(exact, PINNED)}
+    kept = [i for i in exact + rest if fused[i] >= query.min_score][:query.k]
+    return [hit(i, fused[i], scores[i], found.best_caption.get(i), metadata[i]) for i in kept]
+
+
+def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords: KeywordIndex | None,
+               ocr: OcrMatcher | None = None) -> Candidates:
+    """The candidates of every registered signal (``mmsearch.search.signals``), each then scored exactly
+    on every signal that takes part; and the images whose file name is the query (pinned first)."""
+    context = Context(store, query, pool, use_image, keywords, ocr)
+    taking_part = [s for s in signals.registered() if s.takes_part(context)]
+    # The finds run at once: vector queries release the GIL (Chroma), the keyword search runs meanwhile.
+    finding = {s.name: _executor().submit(s.find, context) for s in taking_part}
+    named = keywords.exact(query.text)[:MAX_PINNED] if keywords is not None and query.text else []
+    context.found = {name: future.result() for name, future in finding.items()}
+    found = set(named).union(*context.found.values())
+    # Vectors only (no metadata): the filter also applies to keyword and name matches; deleted ids drop out.
+    context.vectors = store.image_vectors(list(found), query.where)
+    return Candidates(score_all(context, taking_part, list(context.vectors)), context.best_caption,
+                      sorted(i for i in named if i in context.vectors))
+
+
+def score_all(context: Context, taking_part: list[Signal], ids: list[str]) -> dict[str, Scores]:
+    """Every id's score on each signal that takes part and has something to say (``Hit.scores``)."""
+    scores: dict[str, Scores] = {i: {} for i in ids}
+    for signal in taking_part:
+        scored = signal.score(context, ids)
+        if scored is not None:
+            for i in ids:
+                scores[i][signal.name] = rounded(scored.get(i))
+    return scores
+
+
+_EXECUTOR: ThreadPoolExecutor | None = None
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _EXECUTOR
+    if _EXECUTOR is None:
+        _EXECUTOR = ThreadPoolExecutor(4, thread_name_prefix="mmsearch-query")
+    return _EXECUTOR
+
+
+def exact_matches(text: str, metadata: dict[str, dict]) -> list[str]:
+    """Ids whose file name (with or without extension) is the query, in ``metadata``'s order."""
+    wanted = text.strip().strip('"').lower()
+    if not wanted:
+        return []
+    names = {i: str(meta.get("name", "")).lower() for i, meta in metadata.items()}
+    return [i for i, name in names.items() if wanted in (name, PurePath(name).stem)]
+
+
+def rerank(reranker: Reranker, text: str, top: list[str], metadata: dict[str, dict], scores: dict[str, Scores],
+           fused: dict[str, float]) -> tuple[list[str], dict[str, float]]:
+    """Reorder ``top`` by the cross-encoder; its raw score becomes the ``rerank`` signal (in ``scores``) and
+    the hit score its min-max normalised value over ``top``."""
+    from .rerank import image_text_for_rerank
+
+    raw = reranker.score(text, [image_text_for_rerank(metadata[i]) for i in top])
+    low, high = (float(raw.min()), float(raw.max())) if len(raw) else (0.0, 0.0)
+    scored = dict(fused)
+    for i, value in zip(top, raw):
+        scores[i]["rerank"] = rounded(value)
+        scored[i] = 1.0 if high - low < EPSILON else (float(value) - low) / (high - low)
+    return sorted(top, key=lambda i: (-scored[i], i)), scored
+
+
+def hit(image: str, score: float, scores: Scores, best_caption: int | None, meta: dict) -> Hit:
+    """The public record of one ranked image."""
+    captions = meta.get("captions") or []
+    index = len(captions) if best_caption is None else best_caption
+    return Hit(path=meta["path"], score=round(score, 6), caption=captions[index] if index < len(captions) else "",
+               scores=scores, metadata={k: v for k, v in meta.items() if k not in HIDDEN_METADATA})

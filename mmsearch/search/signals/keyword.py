@@ -1,0 +1,31 @@
+"""``keyword``: BM25 over captions, file and folder names (``mmsearch.search.keywords``); text queries only.
+An image without a keyword match scores 0 when anything matched."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .base import Context, Scored, Signal, Weighing
+
+
+class KeywordSignal(Signal):
+    name = "keyword"
+
+    def weight(self, weighing: Weighing) -> float | None:
+        return weighing.keyword_weight if weighing.text else None
+
+    def takes_part(self, context: Context) -> bool:
+        return bool(context.query.text) and context.keywords is not None and super().takes_part(context)
+
+    def find(self, context: Context) -> dict[str, float]:
+        return context.keywords.search(context.query.text, context.pool)  # type: ignore[union-attr]
+
+    def score(self, context: Context, ids: Sequence[str]) -> Scored | None:
+        if context.exhaustive:
+            every, positions = context.keywords.score_array(context.query.text), context.keywords.positions()  # type: ignore[union-attr]
+            found = {i: float(every[positions[i]]) for i in ids if i in positions and every[positions[i]] > 0}
+        else:
+            found = context.found.get(self.name) or {}
+        if not found:
+            return None
+        return {i: found.get(i, 0.0) for i in ids}
