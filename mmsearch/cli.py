@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import Config, default_cache_path
 from .errors import MMSearchError
+from .lock import lock_for_writing
 from .present import format_groups, format_hits, stats_lines
 from .records import printable
 
@@ -186,9 +188,35 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return Config.offline_profile(config) if args.offline else config
 
 
+class _Stderr(logging.StreamHandler):
+    """A handler that writes to ``sys.stderr`` as it is at each message (tests and the page swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("mmsearch: %(message)s"))
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """The library logs (``logging.getLogger("mmsearch....")``) and never prints; the command line shows its
+    messages on stderr, one line each, prefixed ``mmsearch:``. Idempotent."""
+    root = logging.getLogger("mmsearch")
+    if not any(isinstance(h, _Stderr) for h in root.handlers):
+        root.addHandler(_Stderr())
+    root.setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 error, 130 interrupted)."""
     args = build_parser().parse_args(argv)
+    configure_logging()
     try:
         return COMMANDS[args.command](args)
     except MMSearchError as exc:
@@ -212,7 +240,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     engine = _engine(args)
     report = engine.index(args.paths, captions=args.captions, prune=not args.no_prune, progress=not args.json,
                           hidden=args.hidden, shard=args.shard, forget_captions=args.forget_captions)
-    listings = Path(engine.config.db) if not engine.config.chroma_url else Path(default_cache_path())
+    listings = Path(engine.config.local_dir)
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:
@@ -236,10 +264,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     given = _given_models(args, config)
     action = "rollback" if args.rollback else "drop-previous" if args.drop_previous else "reindex"
     try:
-        if not config.chroma_url:
-            from .lock import acquire_writer_lock
-
-            acquire_writer_lock(config.db)
+        lock_for_writing(config)
     except DatabaseBusyError:
         if args.drop_previous and args.rollback:
             raise
@@ -256,8 +281,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
                             allow_failed=args.allow_failed)
     _print_reindex(args, engine.config.chroma_url or engine.config.db, report.to_dict(), report.summary())
     if report.failed:
-        _write_listing(report.failed, Path(config.db if not config.chroma_url else default_cache_path())
-                       / "reindex-failed.tsv", "not read again", quiet=args.json)
+        _write_listing(report.failed, Path(config.local_dir) / "reindex-failed.tsv", "not read again", quiet=args.json)
     if report.interrupted:
         print("mmsearch: interrupted before the switch; run the same command again to resume", file=sys.stderr)
         return 130
@@ -404,10 +428,8 @@ def _store(args: argparse.Namespace, write: bool) -> tuple[Any, str]:
     from .store.client import Store
 
     config = config_from_args(args)
-    if write and not config.chroma_url:
-        from .lock import acquire_writer_lock
-
-        acquire_writer_lock(config.db)
+    if write:
+        lock_for_writing(config)
     return Store.from_config(config), config.chroma_url or config.db
 
 

@@ -218,11 +218,15 @@ class Config:
         return headers
 
     @property
+    def local_dir(self) -> str:
+        """Where this machine keeps the index's own files beside the vectors (keyword index, thumbnails,
+        lists of skipped files): the database folder, or the XDG cache folder with a server."""
+        return self.db if not self.chroma_url else default_cache_path()
+
+    @property
     def thumbnail_dir(self) -> str:
-        """Where the web page keeps thumbnails: inside the database, or the XDG cache with a server."""
-        if not self.chroma_url:
-            return str(Path(self.db) / "thumbnails")
-        return str(Path(default_cache_path()) / "thumbnails")
+        """Where the web page keeps thumbnails: inside ``local_dir``."""
+        return str(Path(self.local_dir) / "thumbnails")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:

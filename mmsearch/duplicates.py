@@ -20,13 +20,17 @@ popcount of the 64-bit hashes, in blocks, with numpy.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .search.filters import within, within_any
+from .paths import within, within_any
+
+if TYPE_CHECKING:
+    from .store.client import Store
 
 MAX_BITS = 8  # pHash bits: variants of one photo measured within 8, different photos 16 or more apart
 MIN_COSINE = 0.92  # image vectors of variants; a guess until measured with real CLIP weights (see README)
@@ -121,6 +125,38 @@ def find_groups(records: Iterable[tuple[str, dict]], vectors: Any = None, max_bi
                 for m in members]
         groups.append(DuplicateGroup(keeper.path, _reason(keeper, [images[m] for m in members]), [head, *rest]))
     return groups
+
+
+def library_groups(store: Store, vectors: bool, folder: str | Path | None = None, max_bits: int | None = None,
+                   min_cosine: float | None = None, of: Sequence[str | Path] | None = None) -> list[DuplicateGroup]:
+    """The groups of an index's images under its roots (``SearchEngine.duplicates`` documents the options);
+    ``vectors``: whether the index's image vectors take part (not the offline profile's, see below)."""
+    if not store.ready:
+        return []
+    roots = store.roots()
+    inside = str(Path(os.path.expanduser(str(folder))).absolute()) if folder else None
+    records = [(i, m) for i, m in store.all_metadata()
+               if within_any(m["path"], roots) and (inside is None or within(m["path"], inside))]
+    only = None
+    if of is not None:
+        wanted = [os.path.abspath(os.path.expanduser(str(p))) for p in of]
+        only = {i for i, m in records if within_any(m["path"], wanted)}
+    # The offline profile's colour-layout vectors are no check: measured on photo variants, a brightness
+    # change moved them more (cosine 0.33 for a grey texture) than a burst did, so the hash decides alone.
+    return find_groups(records, store.image_vectors if vectors else None, MAX_BITS if max_bits is None else max_bits,
+                       MIN_COSINE if min_cosine is None else min_cosine, only)
+
+
+def follower(store: Store) -> Any:
+    """The callback that moves an indexed file's record with the file (``move_files``, ``undo_moves``)."""
+    from .ids import image_id
+    from .ingest.indexer import path_fields
+
+    def follow(old: str, new: str) -> None:
+        if store.image_metadata([image_id(old)]):
+            store.move(image_id(old), image_id(new), path_fields(new))
+
+    return follow
 
 
 def _same_bytes(images: list[_Image], a: int, b: int) -> bool:

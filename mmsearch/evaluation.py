@@ -173,7 +173,7 @@ def evaluate(engine: SearchEngine, data: Dataset, progress: Callable[[str], None
 def _index_corpus(engine: SearchEngine, data: Dataset, corpus: str, image_captions: str | Path | None) -> list[str]:
     """Index the corpus; its image ids, the listed images first (in ``data.images`` order)."""
     from .ids import image_id
-    from .search.filters import within
+    from .paths import within
 
     listed = sorted(set(data.images))
     paths = [data.root] if corpus == "library" and data.root else listed

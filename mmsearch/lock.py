@@ -12,8 +12,12 @@ import os
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import DatabaseBusyError
+
+if TYPE_CHECKING:
+    from .config import Config
 
 LOCK_NAME = "mmsearch.lock"
 _held: dict[str, int] = {}  # lock path -> file descriptor; this process's locks, shared by its engines
@@ -56,3 +60,14 @@ def _holder_description() -> str:
         name = "mmsearch"
     command = next((a for a in args if not a.startswith("-")), "") if name == "mmsearch" else ""
     return f"pid {os.getpid()} ({' '.join(part for part in (name, command) if part)[:80]})"
+
+
+def lock_for_writing(config: Config) -> None:
+    """Become the one process that may write ``config``'s database (held until the process exits). A Chroma
+    server (``chroma_url``) serialises writers itself, so no lock is taken for it.
+
+    Raises:
+        DatabaseBusyError: another process indexes or serves it.
+    """
+    if not config.chroma_url:
+        acquire_writer_lock(config.db)

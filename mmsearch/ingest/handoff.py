@@ -14,6 +14,7 @@ writes. A request names models only; the server's own settings decide the rest (
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import threading
@@ -28,6 +29,8 @@ from ..errors import MMSearchError, first_line
 if TYPE_CHECKING:
     from ..engine import SearchEngine
 
+
+logger = logging.getLogger(__name__)
 REQUEST, STATUS, CANCEL = "reindex-request.json", "reindex-status.json", "reindex-cancel.json"
 ACCEPT_SECONDS = 10.0  # a server looks every 2 s (engine.SWITCH_CHECK); longer means no server takes jobs
 ACTIONS = ("reindex", "rollback", "drop-previous")
@@ -125,11 +128,10 @@ class JobDesk:
             status.update(state="failed", error=f"{type(exc).__name__}: {first_line(exc)}")
         (self.folder / CANCEL).unlink(missing_ok=True)
         _write(self.folder / STATUS, status)
-        print(f"mmsearch serve: {request.get('action')} {status['state']}"
-              f"{': ' + status['error'] if status.get('error') else ''}", file=sys.stderr)
+        logger.info("serve: %s %s%s", request.get("action"), status["state"],
+                    ": " + status["error"] if status.get("error") else "")
 
     def _do(self, request: dict[str, Any], moved: Any, stop: threading.Event) -> dict[str, Any]:
-        from ..engine import SearchEngine
         from .reindex import drop_previous, rollback, target_config
 
         action, options = request["action"], dict(request.get("options") or {})
@@ -139,8 +141,8 @@ class JobDesk:
         if action == "drop-previous":
             return {"dropped": drop_previous(store)}
         given = {k: v for k, v in (options.get("models") or {}).items() if isinstance(v, str)}
-        config = target_config(replace(self.engine._requested, batch_size=options.get("batch_size")), given,
+        config = target_config(replace(self.engine.requested, batch_size=options.get("batch_size")), given,
                                store.models() or {})
-        report = SearchEngine(config=config).reindex(allow_failed=bool(options.get("allow_failed")),
+        report = type(self.engine)(config=config).reindex(allow_failed=bool(options.get("allow_failed")),
                                                      on_progress=moved, stop=stop)
         return {"report": report.to_dict(), "summary": report.summary()}

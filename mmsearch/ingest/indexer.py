@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import signal
 import stat
@@ -27,12 +28,14 @@ from ..ids import image_id
 from ..media.captions import Manifest, merge_captions, sidecar_captions
 from ..media.images import ImageInfo, layout_vector, perceptual_hash, read_capped, read_for_ocr, read_image
 from ..media.ocr import OcrEngine, OcrText
+from ..paths import within_any
 from ..records import IndexReport
-from ..search.filters import within_any
 from ..store.client import Entry, OcrRecord, Store
 from .pipeline import Batch, ThreadBalance, Writer
 from .progress import ProgressCallback, stored
 from .scan import scan
+
+logger = logging.getLogger(__name__)
 
 LAYOUT_DECODE_SIDE = 64  # decode size when no image model reads the pixels (offline profile: layout vectors)
 
@@ -151,7 +154,7 @@ class Indexer:
         ``interrupted`` and the same call resumes where it stopped.
         """
         report = IndexReport()
-        with _stop_on_sigint(self.stop), _warnings_per_file(report.warnings):
+        with stop_on_sigint(self.stop), warnings_per_file(report.warnings):
             return self._run(paths, prune, report)
 
     def _run(self, paths: Sequence[str | Path], prune: bool, report: IndexReport) -> IndexReport:
@@ -332,7 +335,7 @@ class Indexer:
 
 
 @contextmanager
-def _stop_on_sigint(stop: threading.Event) -> Iterator[None]:
+def stop_on_sigint(stop: threading.Event) -> Iterator[None]:
     """While indexing in the main thread, the first Ctrl-C sets ``stop``; a second one interrupts at once."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -342,7 +345,7 @@ def _stop_on_sigint(stop: threading.Event) -> Iterator[None]:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
-        print("\nmmsearch: stopping after the current batch (Ctrl-C again to stop now)", file=sys.stderr)
+        logger.warning("stopping after the current batch (Ctrl-C again to stop now)")
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
@@ -477,7 +480,7 @@ _current = threading.local()  # the file a decode thread is reading, for warning
 
 
 @contextmanager
-def _warnings_per_file(found: list[tuple[str, str]]) -> Iterator[None]:
+def warnings_per_file(found: list[tuple[str, str]]) -> Iterator[None]:
     """Pillow's warnings during a run (e.g. "Corrupt EXIF data") are recorded with the file that raised
     them, every time, instead of being printed once without a name in the middle of the progress bar."""
     lock = threading.Lock()

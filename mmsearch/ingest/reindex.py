@@ -33,15 +33,15 @@ import numpy as np
 
 from ..errors import ConfigError, ImageReadError, ReindexError, first_line
 from ..ids import caption_id
+from ..paths import within_any
 from ..records import IndexReport, ReindexReport
-from ..search.filters import within_any
 from .pipeline import Batch, ThreadBalance, Writer
 from .progress import stored
 
 if TYPE_CHECKING:
     from ..config import Config
     from ..encoders import Encoders
-    from ..engine import SearchEngine
+    from ..session import IndexSession
     from ..store.client import Store
     from .progress import ProgressCallback
 
@@ -49,39 +49,39 @@ Page = list[tuple[str, dict]]  # (image id, stored metadata) of images still to 
 
 
 class Reindexer:
-    """One reindex of an engine's index into the engine's models (see the module docstring).
+    """One reindex of an index into a session's models (see the module docstring).
 
     Args:
-        engine: an engine whose config names the new models; settings it leaves out are the index's.
+        session: a session whose config names the new models; settings it leaves out are the index's.
         batch_size: images per encoder batch.
         workers: decode workers (when images are encoded again).
         progress: show a progress bar on stderr.
         allow_failed: switch even when some files could not be read again (they leave the index).
     """
 
-    def __init__(self, engine: SearchEngine, batch_size: int, workers: int, progress: bool = False,
+    def __init__(self, session: IndexSession, batch_size: int, workers: int, progress: bool = False,
                  allow_failed: bool = False, on_progress: ProgressCallback | None = None):
         from ..store.client import Store
 
-        self.engine, self.batch_size, self.workers = engine, batch_size, workers
+        self.session, self.batch_size, self.workers = session, batch_size, workers
         self.progress, self.allow_failed, self.on_progress = progress, allow_failed, on_progress
-        self.source = Store.from_config(engine.config)  # the active generation
+        self.source = Store.from_config(session.config)  # the active generation
         self.stop = threading.Event()  # set by Ctrl-C or by the caller: stop after the current batch
         self.done = 0
 
     def run(self) -> ReindexReport:
         """Build, pass, switch; Ctrl-C stops after the batch being stored (``interrupted``)."""
         from ..store.client import generation_name
-        from .indexer import _stop_on_sigint, _warnings_per_file
+        from .indexer import stop_on_sigint, warnings_per_file
 
         started = time.perf_counter()
-        source, engine = self.source, self.engine
+        source, session = self.source, self.session
         old = source.signature()
         if old is None:
             raise ConfigError(f"the index at {source.path} is empty: index it with `mmsearch index` and these models")
-        engine._adopt_models(source)  # settings the engine leaves out stay the index's
-        encoders = engine.encoders
-        new = {**engine.signature, "dim": encoders.dim}
+        session.adopt_models(source)  # settings the session leaves out stay the index's
+        encoders = session.encoders
+        new = {**session.signature, "dim": encoders.dim}
         generation = generation_name(new, encoders.dim)
         report = ReindexReport(new, generation, source.generation)
         if all(old[k] == new[k] for k in ("image_model", "text_model", "caption_model", "dim")):
@@ -89,11 +89,11 @@ class Reindexer:
             return report
         source.set_pointer(building=generation)
         target = source.beside(generation)
-        target.create(engine.signature, encoders.dim, engine.config.models() if engine._encoders_from_config else None)
+        target.create(session.signature, encoders.dim, session.config.models() if session.encoders_from_config else None)
         target.set_ocr_setting(source.ocr_setting())
         target.add_roots(source.roots())
         # Pillow's warnings ("Corrupt EXIF data") were reported when the files were indexed: not again here.
-        with _stop_on_sigint(self.stop), _warnings_per_file([]):
+        with stop_on_sigint(self.stop), warnings_per_file([]):
             self._carry_over(target, encoders, old, report)
             if not self.stop.is_set():
                 report.marks = self._carry_marks(target, encoders)
@@ -251,7 +251,7 @@ class Reindexer:
                                      "while this one ran; run it again to re-embed into these models")
         self.source.set_pointer(active=report.generation, previous=self.source.generation, building="")
         report.switched = True
-        self.engine._switched_to(target)
+        self.session.switched_to(target)
 
 
 def _relexical(metas: list[dict], captions: list[int], has_text: list[bool], packed: list[str]) -> list[dict]:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..search.filters import within_any
+from ..paths import within_any
 
 Manifest = dict[str, list[str]]  # absolute image path -> captions
 SIDECAR_MAX_BYTES = 64 * 1024  # a caption file larger than this is not a caption file

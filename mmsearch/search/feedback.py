@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import hashlib
-import sys
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +30,8 @@ from ..ids import image_id_of, split_caption_id
 if TYPE_CHECKING:
     from ..store.client import Store
 
+
+logger = logging.getLogger(__name__)
 ALPHA, BETA, GAMMA = 1.0, 0.75, 0.15
 SIMILAR = 0.8  # cosine between a new query and a marked one for the mark to count
 HALF_LIFE_DAYS = 180.0
@@ -153,8 +155,7 @@ class Marks:
         except Exception as exc:  # never fail a search because of the marks
             if not self.warned:
                 self.warned = True
-                print(f"mmsearch: the feedback marks cannot be read ({first_line(exc)}); searching without them",
-                      file=sys.stderr)
+                logger.warning("the feedback marks cannot be read (%s); searching without them", first_line(exc))
             return {}
 
     def has(self, query: str, image: str) -> bool:

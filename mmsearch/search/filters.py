@@ -41,16 +41,6 @@ def build_where(folder: str | Path | None = None, date_from: DateLike = None, da
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
-def within(path: str, folder: str) -> bool:
-    """Whether the absolute ``path`` is the absolute ``folder`` or inside it (``/a/bc`` is not in ``/a/b``)."""
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
-def within_any(path: str, folders: Sequence[str]) -> bool:
-    """Whether ``path`` is one of ``folders`` or inside one of them."""
-    return any(within(path, folder) for folder in folders)
-
-
 def resolve_folder(folder: str | Path, roots: Sequence[str] = ()) -> str:
     """The absolute, normalised folder path a filter refers to."""
     raw = os.path.expanduser(str(folder))

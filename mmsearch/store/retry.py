@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..errors import StoreError, first_line
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -42,7 +44,7 @@ class RetryPolicy:
             except Exception as exc:
                 if not self.transient(exc):
                     if attempts:  # it answered, with an error of its own (e.g. "not found"): it is back
-                        print(f"mmsearch: {self.where} is back after {time.monotonic() - lost_at:.1f} s", file=sys.stderr)
+                        logger.info("%s is back after %.1f s", self.where, time.monotonic() - lost_at)
                     message = self.explain(exc)
                     if message:
                         raise StoreError(f"{self.where} refused the request: {message}") from exc
@@ -51,8 +53,7 @@ class RetryPolicy:
                 now = time.monotonic()
                 if attempts == 1:
                     lost_at = now
-                    print(f"mmsearch: cannot reach {self.where} ({first_line(exc)}); retrying for up to "
-                          f"{self.seconds:g} s", file=sys.stderr)
+                    logger.warning("cannot reach %s (%s); retrying for up to %g s", self.where, first_line(exc), self.seconds)
                 if now + delay > deadline:
                     raise ServerUnavailableError(
                         f"cannot reach {self.where} ({first_line(exc)}); gave up after {attempts} attempts in "
@@ -62,7 +63,7 @@ class RetryPolicy:
                 delay = min(delay * 2, self.max_delay)
                 continue
             if attempts:
-                print(f"mmsearch: {self.where} is back after {time.monotonic() - lost_at:.1f} s", file=sys.stderr)
+                logger.info("%s is back after %.1f s", self.where, time.monotonic() - lost_at)
             return result
 
 

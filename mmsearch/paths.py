@@ -1,0 +1,16 @@
+"""Path rules shared by every layer: whether a path lies inside a folder."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+
+def within(path: str, folder: str) -> bool:
+    """Whether the absolute ``path`` is the absolute ``folder`` or inside it (``/a/bc`` is not in ``/a/b``)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def within_any(path: str, folders: Sequence[str]) -> bool:
+    """Whether ``path`` is one of ``folders`` or inside one of them."""
+    return any(within(path, folder) for folder in folders)

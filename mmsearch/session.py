@@ -1,0 +1,272 @@
+"""IndexSession: one generation of an index with the models that read it, and the caches built from it.
+
+A ``SearchEngine`` holds one session. A switch to new models (``mmsearch reindex``, in any process) is
+followed by building a new session beside the old one and replacing the engine's reference to it in
+one step, so a search sees either the old store, models and caches, or the new ones, never a mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .config import MODEL_FIELDS, Config
+from .encoders import Encoders, TextEncoder, load_caption_encoder, load_encoders, load_text_encoder, model_signature
+from .errors import IndexMismatchError
+from .ids import NO_IMAGE_MODEL, has_image_vectors
+from .lock import lock_for_writing
+
+if TYPE_CHECKING:
+    from .media.ocr import OcrEngine
+    from .search.feedback import Marks
+    from .search.keywords import KeywordIndex
+    from .search.ocr_matcher import OcrMatcher
+    from .store.client import Store
+
+KEYWORD_REFRESH = 30.0  # seconds between keyword-index rebuilds while the index keeps changing
+KEYWORD_CHECK = 2.0  # seconds during which the keyword index is used without asking the store if it changed
+
+
+class IndexSession:
+    """The store of one generation, its models (loaded on first use) and its keyword, OCR and marks caches.
+
+    Args:
+        config: the settings; models the index records replace those left out (``adopt_models``).
+        encoders: ready encoders to use instead of loading the configured models.
+    """
+
+    def __init__(self, config: Config, encoders: Encoders | None = None):
+        self.config = config
+        self.encoders_from_config = encoders is None  # models the index may record as its own
+        self._encoders = encoders
+        self._adopted = False  # whether the index was asked for its models
+        self._text: TextEncoder | None = None  # loaded alone for text queries until the image model is needed
+        self._caption: TextEncoder | None = None  # likewise the caption model
+        self._store: Store | None = None
+        self._keywords: KeywordIndex | None = None
+        self._keywords_key: tuple[int, int] = (0, 0)
+        self._keywords_at = self._keywords_checked = 0.0
+        self._ocr_known: tuple[bool, float] | None = None  # (has text, when checked)
+        self._ocr_matcher: tuple[KeywordIndex, OcrMatcher] | None = None
+        self._marks: Marks | None = None
+        self._lock = threading.RLock()  # guards lazy opening of the store, the models and the caches
+
+    # -- the store and the models -------------------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        """The opened store; raises ``IndexMismatchError`` if other models built it."""
+        with self._lock:
+            if self._store is None:
+                from .store.client import Store
+
+                store = Store.from_config(self.config)
+                self.adopt_models(store)
+                store.check(self.signature)
+                self._store = store
+            return self._store
+
+    @property
+    def opened(self) -> Store | None:
+        """The store if it is open, else None (nothing is opened)."""
+        return self._store
+
+    def detach(self) -> None:
+        """Forget the opened store (a reindex builds beside it and checks the new models at the switch)."""
+        with self._lock:
+            self._store = None
+
+    def switched_to(self, store: Store) -> None:
+        """After this session's own reindex switched: answer from the new generation, with fresh caches."""
+        with self._lock:
+            self._store, self._keywords, self._ocr_known, self._ocr_matcher, self._marks = store, None, None, None, None
+            self._keywords_checked = 0.0
+
+    def adopt_models(self, store: Store) -> None:
+        """Models belong to the index: without model settings of its own, the session uses the index's."""
+        self._adopted = True
+        if self._encoders is not None or self._text is not None:
+            return
+        stored = store.models() or {}
+        changes = {k: v for k, v in stored.items() if k in MODEL_FIELDS} if self.config.adopt_index_models else {}
+        if self.config.caption_model is None:  # not given: the index's caption model, or none
+            changes["caption_model"] = stored.get("caption_model", "")
+        if changes:
+            self.config = replace(self.config, **changes, adopt_index_models=False)
+
+    def _open_for_models(self) -> None:
+        """Open the store before loading models when the index may choose them."""
+        if (self.config.adopt_index_models or self.config.caption_model is None) and not self._adopted:
+            self.store  # noqa: B018
+
+    @property
+    def signature(self) -> dict[str, str]:
+        """The model ids this session reads and writes (recorded in, and checked against, the index)."""
+        self._open_for_models()
+        if self._encoders is not None:
+            image = self._encoders.image
+            return {"image_model": image.model_id if image else NO_IMAGE_MODEL, "text_model": self._encoders.text.model_id,
+                    "caption_model": self._encoders.captions.model_id}
+        return model_signature(self.config)
+
+    @property
+    def has_image_vectors(self) -> bool:
+        """Whether this index scores images by their pixels (False in the offline profile)."""
+        return has_image_vectors(self.signature)
+
+    @property
+    def has_caption_space(self) -> bool:
+        """Whether captions and photo text live in a caption model's own space (``Config.caption_model``)."""
+        signature = self.signature
+        return signature["caption_model"] != signature["text_model"]
+
+    @property
+    def loaded(self) -> bool:
+        """Whether all the models are loaded (a switch then loads the new ones before swapping)."""
+        return self._encoders is not None
+
+    @property
+    def encoders(self) -> Encoders:
+        """The loaded models (loaded on first access)."""
+        with self._lock:
+            if self._encoders is None:
+                self._open_for_models()
+                self._encoders = load_encoders(self.config, self._text, self._caption)
+            return self._encoders
+
+    @property
+    def text_encoder(self) -> TextEncoder:
+        """The text model alone: a text query does not wait for the image model to load."""
+        with self._lock:
+            if self._encoders is not None:
+                return self._encoders.text
+            if self._text is None:
+                self._open_for_models()
+                self._text = load_text_encoder(self.config)
+            return self._text if self._text is not None else self.encoders.text
+
+    @property
+    def caption_encoder(self) -> TextEncoder:
+        """The model of captions and photo text (the caption model, else the text model), loaded alone."""
+        with self._lock:
+            if self._encoders is not None:
+                return self._encoders.captions
+            self._open_for_models()
+            if not self.config.has_caption_model:
+                return self.text_encoder
+            if self._caption is None:
+                self._caption = load_caption_encoder(self.config)
+            assert self._caption is not None
+            return self._caption
+
+    def caption_space_mismatch(self) -> tuple[str, str] | None:
+        """(the index's caption model, this session's) when they differ: ``reindex`` changes it; searches
+        and index runs are refused until then."""
+        stored = self.store.signature()
+        wanted = self.signature["caption_model"]
+        if stored is None or stored["caption_model"] == wanted:
+            return None
+        return stored["caption_model"], wanted
+
+    def check_caption_space(self) -> None:
+        """Raises ``IndexMismatchError`` when the index's captions are in another caption model's space."""
+        mismatch = self.caption_space_mismatch()
+        if mismatch is not None:
+            raise IndexMismatchError(
+                f"the captions of the index at {self.store.path} are embedded with {mismatch[0]}, not {mismatch[1]}; "
+                f"change it with `mmsearch reindex --caption-model ...` (captions are embedded again, images are not "
+                f"touched, search goes on meanwhile), or leave out --caption-model / MMSEARCH_CAPTION_MODEL to use "
+                f"the index's own")
+
+    def ocr_for_run(self, store: Store) -> OcrEngine | None:
+        """The OCR engine of an index run: ``config.ocr`` True/False turns it on/off and is recorded in the
+        index; None follows what the index records, so later runs keep doing what the first asked for."""
+        from .media.ocr import load_ocr
+
+        recorded = store.ocr_setting()
+        wanted = self.config.ocr
+        name = recorded if wanted is None else (self.config.ocr_engine if wanted else "")
+        engine = load_ocr(name) if name else None  # an engine that is not installed fails here, before recording
+        if name != recorded:
+            store.set_ocr_setting(name)
+        return engine
+
+    # -- caches built from the store ----------------------------------------------------------------
+
+    def changed(self) -> None:
+        """The index was written: the next query looks at the store again."""
+        self._keywords_checked = 0.0
+
+    def keyword_index(self) -> KeywordIndex:
+        """BM25 over the images' captions, file and folder names.
+
+        Kept on disk (``keywords_path``) and rebuilt when the index has changed, at most every
+        ``KEYWORD_REFRESH`` seconds while an index run is writing.
+        """
+        from .search.keywords import KeywordIndex
+
+        store = self.store
+        with self._lock:
+            now = time.monotonic()
+            if self._keywords is not None and now - self._keywords_checked < KEYWORD_CHECK:
+                return self._keywords  # checked a moment ago: spare the count() round trip
+            self._keywords_checked = now
+            key = (store.count(), store.updated_at())
+            if self._keywords is not None and (key == self._keywords_key or now - self._keywords_at < KEYWORD_REFRESH):
+                return self._keywords
+            path = self.keywords_path()
+            index = KeywordIndex.load(path, key)
+            if index is None:
+                index = KeywordIndex.from_metadata(store.all_metadata())
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    index.save(path, key)
+                except OSError:  # a read-only database still searches
+                    pass
+            self._keywords, self._keywords_key, self._keywords_at = index, key, time.monotonic()
+            return index
+
+    def keywords_path(self) -> Path:
+        """``keywords.npz`` beside the index (``Config.local_dir``), one per generation of models: a later
+        generation's lexical weights are its caption model's; with a server, one per server."""
+        from .store.client import FIRST
+
+        generation = self.store.generation
+        own = "" if generation == FIRST else f"-{generation}"
+        if not self.config.chroma_url:
+            return Path(self.config.local_dir) / f"keywords{own}.npz"
+        server = hashlib.sha1(self.config.chroma_url.encode()).hexdigest()[:12]
+        return Path(self.config.local_dir) / f"keywords-{server}{own}.npz"
+
+    def has_ocr_texts(self) -> bool:
+        """Whether any text was read in this index's photos (then text queries use the ``ocr`` signal)."""
+        now = time.monotonic()
+        if self._ocr_known is None or (not self._ocr_known[0] and now - self._ocr_known[1] > KEYWORD_CHECK):
+            self._ocr_known = (self.store.ready and self.store.ocr_collection() is not None, now)
+        return self._ocr_known[0]
+
+    def ocr_matcher(self) -> OcrMatcher:
+        """Lexical matching over the text read in photos, kept with the keyword index and rebuilt with it."""
+        from .search.ocr_matcher import OcrMatcher
+
+        keywords = self.keyword_index()
+        with self._lock:
+            if self._ocr_matcher is None or self._ocr_matcher[0] is not keywords:
+                self._ocr_matcher = (keywords, OcrMatcher(keywords.ocr))
+            return self._ocr_matcher[1]
+
+    @property
+    def marks(self) -> Marks:
+        """The index's lasting feedback marks (``mmsearch.search.feedback.Marks``)."""
+        from .search.feedback import Marks
+
+        with self._lock:
+            if self._marks is None:
+                config = self.config
+                self._marks = Marks(self.store, lambda text: self.text_encoder.encode_texts([text])[0],
+                                    lambda: lock_for_writing(config))
+            return self._marks
