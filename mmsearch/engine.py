@@ -3,7 +3,6 @@ generation) and the modules that do the work (``ingest``, ``search``, ``duplicat
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -12,14 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Config
-from .encoders import Encoders, TextEncoder
-from .errors import ConfigError, MMSearchError, QueryError, first_line
+from .encoders import Encoders
+from .errors import MMSearchError, QueryError
 from .ids import image_id_of
 from .lock import lock_for_writing
-from .media.captions import load_manifest
 from .records import Hit, IndexReport, ReindexReport
 from .search import planner
-from .search.filters import DateLike, check_text
+from .search.filters import DateLike
 from .session import IndexSession
 
 if TYPE_CHECKING:
@@ -29,14 +27,12 @@ if TYPE_CHECKING:
     from .duplicates import DuplicateGroup
     from .ingest.indexer import Shard
     from .ingest.progress import ProgressCallback
-    from .search.feedback import Mark, Marks
+    from .search.feedback import Mark
     from .search.keywords import KeywordIndex
     from .search.ocr_matcher import OcrMatcher
     from .search.query import Query
     from .search.rerank import Reranker
-    from .store.client import Store
 
-logger = logging.getLogger(__name__)
 SWITCH_CHECK = 2.0  # seconds between looks at the index's active models while serving (mmsearch reindex)
 
 
@@ -83,33 +79,15 @@ class SearchEngine:
     has_caption_space = property(lambda self: self.session.has_caption_space,
                                  doc="Whether captions live in a caption model's own space.")
 
-    @property
-    def store(self) -> Store:
-        """The opened store; raises ``IndexMismatchError`` if other models built it."""
-        return self.session.store
-
-    @property
-    def encoders(self) -> Encoders:
-        """The loaded models (loaded on first access)."""
-        return self.session.encoders
-
-    @property
-    def text_encoder(self) -> TextEncoder:
-        """The text model alone: a text query does not wait for the image model to load."""
-        return self.session.text_encoder
-
-    @property
-    def caption_encoder(self) -> TextEncoder:
-        """The model of captions and photo text (the caption model, else the text model)."""
-        return self.session.caption_encoder
-
-    @property
-    def marks(self) -> Marks:
-        """The index's lasting feedback marks (``mmsearch.search.feedback.Marks``)."""
-        return self.session.marks
+    store = property(lambda self: self.session.store, doc="The opened store (``IndexMismatchError`` if other models built it).")
+    encoders = property(lambda self: self.session.encoders, doc="The loaded models (loaded on first access).")
+    text_encoder = property(lambda self: self.session.text_encoder, doc="The text model alone, for text queries.")
+    caption_encoder = property(lambda self: self.session.caption_encoder,
+                               doc="The model of captions and photo text (the caption model, else the text model).")
+    marks = property(lambda self: self.session.marks, doc="The lasting feedback marks (``search.feedback.Marks``).")
 
     def caption_space_mismatch(self) -> tuple[str, str] | None:
-        """(the index's caption model, this engine's) when they differ; see ``IndexSession``."""
+        """(the index's caption model, this engine's) when they differ (``IndexSession``)."""
         return self.session.caption_space_mismatch()
 
     def keyword_index(self) -> KeywordIndex:
@@ -168,29 +146,13 @@ class SearchEngine:
         Raises:
             ConfigError: a path does not exist.
         """
-        from .ingest.indexer import Indexer, Shard
+        from .ingest.indexer import index_into
 
-        paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-        missing = [str(p) for p in paths if not os.path.lexists(os.path.expanduser(str(p)))]
-        if missing:
-            more = f" (and {len(missing) - 1} more paths)" if len(missing) > 1 else ""
-            raise ConfigError(f"{missing[0]} does not exist{more}")
-        manifest: dict[str, list[str]] = {}
-        for manifest_path in [captions] if isinstance(captions, (str, Path)) else (captions or []):
-            for key, values in load_manifest(manifest_path).items():
-                manifest.setdefault(key, []).extend(values)
         with self._index_lock:  # one run at a time per engine; searches go on meanwhile
             self.lock_for_writing()
-            session = self.session
-            store, encoders = session.store, session.encoders
-            store.create(session.signature, encoders.dim, self.config.models() if session.encoders_from_config else None)
-            session.check_caption_space()
-            indexer = Indexer(store, encoders, manifest, batch_size or self.config.index_batch_size, progress, hidden,
-                              on_progress, Shard.parse(shard) if isinstance(shard, str) else shard, forget_captions,
-                              workers=workers or self.config.decode_workers, ocr=session.ocr_for_run(store))
-            report = indexer.run(paths, prune=prune)
-            session.changed()
-            return report
+            return index_into(self.session, paths, captions=captions, batch_size=batch_size, prune=prune,
+                              progress=progress, hidden=hidden, on_progress=on_progress, shard=shard,
+                              forget_captions=forget_captions, workers=workers)
 
     def reindex(self, *, batch_size: int | None = None, workers: int | None = None, progress: bool = False,
                 allow_failed: bool = False, on_progress: ProgressCallback | None = None,
@@ -231,17 +193,11 @@ class SearchEngine:
         models, load them and answer with them from now on; True when it did. Searches meanwhile use the
         old models. Only an engine that takes its models from the index follows (no model settings given).
         """
-        store = self.session.opened
-        if not self._follows or store is None or self._index_lock.locked():
+        if not self._follows or self._index_lock.locked():
             return False
-        if store.pointer()["active"] == store.generation:
+        fresh = self.session.successor(self.requested)
+        if fresh is None:
             return False
-        fresh = IndexSession(self.requested)
-        fresh.store  # noqa: B018 - the new collections and models, loaded before anything is swapped
-        fresh.text_encoder  # noqa: B018
-        fresh.caption_encoder  # noqa: B018
-        if self.session.loaded:
-            fresh.encoders  # noqa: B018
         with self._lock:
             self.session = fresh
             self._state_version += 1
@@ -251,27 +207,9 @@ class SearchEngine:
         """Follow switches (``follow_switch``) in a daemon thread, looking every ``every`` seconds, as
         ``mmsearch serve`` does (calling ``on_tick`` first each time: it takes handed-over reindex jobs,
         ``mmsearch.ingest.handoff``); set the returned event to stop watching."""
-        stop = threading.Event()
-        if not self._follows:
-            return stop
+        from .ingest.handoff import watch
 
-        def watch() -> None:
-            warned = False
-            while not stop.wait(every):
-                try:
-                    if on_tick is not None:
-                        on_tick()
-                    if self.follow_switch():
-                        models = self.signature
-                        logger.info("the index switched models; answering with image model %s, text model %s",
-                                    models["image_model"], models["text_model"])
-                except Exception as exc:  # a server restarting, a half-deleted collection: try again later
-                    if not warned:
-                        warned = True
-                        logger.warning("cannot look for a model switch (%s); will retry", first_line(exc))
-
-        threading.Thread(target=watch, name="mmsearch-switch-watch", daemon=True).start()
-        return stop
+        return watch(self.follow_switch, lambda: self.signature, every, on_tick, enabled=self._follows)
 
     # -- searching ----------------------------------------------------------------------------------
 
@@ -381,14 +319,9 @@ class SearchEngine:
         Raises:
             QueryError: ``path`` is not indexed, or the query is empty.
         """
-        text = check_text((query or "").strip())
-        if not text:
-            raise QueryError("a mark needs the query it answers")
-        path = os.path.abspath(os.path.expanduser(str(path)))
-        own = image_id_of(path)
-        if not self.store.ready or own not in self.store.image_vectors([own]):
-            raise QueryError(f"{path} is not in the index")
-        return self.marks.record(text, own, path, relevant, strength)
+        from .search.feedback import mark
+
+        return mark(self.session, query, path, relevant, strength)
 
     def has_mark(self, query: str, path: str | Path) -> bool:
         """Whether a lasting mark exists for this query and image."""

@@ -86,6 +86,20 @@ class IndexSession:
             self._store, self._keywords, self._ocr_known, self._ocr_matcher, self._marks = store, None, None, None, None
             self._keywords_checked = 0.0
 
+    def successor(self, requested: Config) -> IndexSession | None:
+        """When a reindex (in any process) switched the index to other models: a new session on them, its
+        store and models loaded (all of them if this one had all loaded), ready to replace this one; else None."""
+        store = self._store
+        if store is None or store.pointer()["active"] == store.generation:
+            return None
+        fresh = IndexSession(requested)
+        fresh.store  # noqa: B018 - the new collections and models, loaded before anything is swapped
+        fresh.text_encoder  # noqa: B018
+        fresh.caption_encoder  # noqa: B018
+        if self.loaded:
+            fresh.encoders  # noqa: B018
+        return fresh
+
     def adopt_models(self, store: Store) -> None:
         """Models belong to the index: without model settings of its own, the session uses the index's."""
         self._adopted = True

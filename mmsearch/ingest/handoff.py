@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -146,3 +147,31 @@ class JobDesk:
         report = type(self.engine)(config=config).reindex(allow_failed=bool(options.get("allow_failed")),
                                                      on_progress=moved, stop=stop)
         return {"report": report.to_dict(), "summary": report.summary()}
+
+
+def watch(follow: Callable[[], bool], describe: Callable[[], dict[str, str]], every: float,
+          on_tick: Callable[[], None] | None = None, enabled: bool = True) -> threading.Event:
+    """A serving engine's watcher thread: every ``every`` seconds, ``on_tick`` (it takes handed-over jobs,
+    ``JobDesk.poll``), then ``follow`` (True when it followed a switch to new models, which ``describe``
+    names). Returns the event that stops it; nothing runs when not ``enabled``."""
+    stop = threading.Event()
+    if not enabled:
+        return stop
+
+    def loop() -> None:
+        warned = False
+        while not stop.wait(every):
+            try:
+                if on_tick is not None:
+                    on_tick()
+                if follow():
+                    models = describe()
+                    logger.info("the index switched models; answering with image model %s, text model %s",
+                                models["image_model"], models["text_model"])
+            except Exception as exc:  # a server restarting, a half-deleted collection: try again later
+                if not warned:
+                    warned = True
+                    logger.warning("cannot look for a model switch (%s); will retry", first_line(exc))
+
+    threading.Thread(target=loop, name="mmsearch-switch-watch", daemon=True).start()
+    return stop

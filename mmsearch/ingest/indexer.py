@@ -17,15 +17,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..encoders import Encoders, PreparingImageEncoder
 from ..encoders.sparse import pack
-from ..errors import ImageReadError, first_line
+from ..errors import ConfigError, ImageReadError, first_line
 from ..ids import image_id
-from ..media.captions import Manifest, merge_captions, sidecar_captions
+from ..media.captions import Manifest, load_manifest, merge_captions, sidecar_captions
 from ..media.images import ImageInfo, layout_vector, perceptual_hash, read_capped, read_for_ocr, read_image
 from ..media.ocr import OcrEngine, OcrText
 from ..paths import within_any
@@ -34,6 +34,9 @@ from ..store.client import Entry, OcrRecord, Store
 from .pipeline import Batch, ThreadBalance, Writer
 from .progress import ProgressCallback, stored
 from .scan import scan
+
+if TYPE_CHECKING:
+    from ..session import IndexSession
 
 logger = logging.getLogger(__name__)
 
@@ -554,3 +557,29 @@ def _unchanged(entry: Entry, candidate: Candidate) -> bool:
     return (entry.size == candidate.size and entry.mtime_ns == str(candidate.mtime_ns)
             and entry.caption_sig == candidate.caption_sig)
 
+
+def index_into(session: IndexSession, paths: Sequence[str | Path] | str | Path, *,
+               captions: str | Path | Sequence[str | Path] | None = None, batch_size: int | None = None,
+               prune: bool = True, progress: bool = False, hidden: bool = False,
+               on_progress: ProgressCallback | None = None, shard: Shard | str | None = None,
+               forget_captions: bool = False, workers: int | None = None) -> IndexReport:
+    """One index run into a session's store with its models (``SearchEngine.index`` documents the options;
+    the caller holds the writer lock)."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    missing = [str(p) for p in paths if not os.path.lexists(os.path.expanduser(str(p)))]
+    if missing:
+        more = f" (and {len(missing) - 1} more paths)" if len(missing) > 1 else ""
+        raise ConfigError(f"{missing[0]} does not exist{more}")
+    manifest: dict[str, list[str]] = {}
+    for manifest_path in [captions] if isinstance(captions, (str, Path)) else (captions or []):
+        for key, values in load_manifest(manifest_path).items():
+            manifest.setdefault(key, []).extend(values)
+    config, store, encoders = session.config, session.store, session.encoders
+    store.create(session.signature, encoders.dim, config.models() if session.encoders_from_config else None)
+    session.check_caption_space()
+    indexer = Indexer(store, encoders, manifest, batch_size or config.index_batch_size, progress, hidden,
+                      on_progress, Shard.parse(shard) if isinstance(shard, str) else shard, forget_captions,
+                      workers=workers or config.decode_workers, ocr=session.ocr_for_run(store))
+    report = indexer.run(paths, prune=prune)
+    session.changed()
+    return report

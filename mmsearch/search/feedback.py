@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,8 +27,10 @@ import numpy as np
 
 from ..errors import QueryError, first_line
 from ..ids import image_id_of, split_caption_id
+from .filters import check_text
 
 if TYPE_CHECKING:
+    from ..session import IndexSession
     from ..store.client import Store
 
 
@@ -174,3 +177,20 @@ class Marks:
         where = None if not clauses else clauses[0] if len(clauses) == 1 else {"$and": clauses}
         self.lock()
         return self.records.delete(where)
+
+
+def mark(session: IndexSession, query: str, path: str | Path, relevant: bool, strength: float = 1.0) -> Mark:
+    """Record a lasting mark (``SearchEngine.feedback`` documents it).
+
+    Raises:
+        QueryError: ``path`` is not indexed, or the query is empty.
+    """
+    text = check_text((query or "").strip())
+    if not text:
+        raise QueryError("a mark needs the query it answers")
+    path = os.path.abspath(os.path.expanduser(str(path)))
+    own = image_id_of(path)
+    store = session.store
+    if not store.ready or own not in store.image_vectors([own]):
+        raise QueryError(f"{path} is not in the index")
+    return session.marks.record(text, own, path, relevant, strength)
