@@ -32,10 +32,12 @@ demo: setup
 	$(BIN)/mmsearch demo sample_images
 
 test: setup browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 
+# ruff, then the layer contracts in .importlinter (which layer may import which; only the store imports chromadb)
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .mmsearch-demo .mmsearch-demo-offline

@@ -43,3 +43,8 @@ def caption_ids(image: str, meta: Mapping[str, Any]) -> list[str]:
 def has_image_vectors(signature: Mapping[str, Any] | None) -> bool:
     """Whether an index (or engine) with this model signature scores images by their pixels."""
     return signature is not None and signature.get("image_model") not in (None, NO_IMAGE_MODEL)
+
+
+def mark_id(query: str, image_id: str) -> str:
+    """Record id of a feedback mark: one per (query text, photo), so marking again replaces it."""
+    return hashlib.sha1(f"{query.strip().lower()}\0{image_id}".encode("utf-8", "surrogatepass")).hexdigest()[:24]

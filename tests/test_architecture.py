@@ -83,3 +83,35 @@ def test_the_web_page_is_not_a_top_level_package_named_web(tmp_path):
     code = "import mmsearch_web.app; import importlib.util; print(importlib.util.find_spec('web'))"
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "None"
+
+
+FRONT_ENDS = ("cli.py", "demo.py")  # the command line prints; the library logs (mmsearch.cli shows the log)
+
+
+def test_the_library_never_prints():
+    found = []
+    for path in (ROOT / "mmsearch").rglob("*.py"):
+        if path.name in FRONT_ENDS and path.parent == ROOT / "mmsearch":
+            continue
+        for node in _runtime_nodes(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not found, found
+
+
+def test_no_private_name_is_imported_across_modules():
+    found = []
+    for path in list((ROOT / "mmsearch").rglob("*.py")) + list((ROOT / "web").glob("*.py")):
+        for node in _runtime_nodes(ast.parse(path.read_text())):
+            ours = isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").startswith("mmsearch"))
+            if ours:
+                found += [f"{path.relative_to(ROOT)}:{node.lineno} {a.name}" for a in node.names
+                          if a.name.startswith("_") and a.name != "__version__"]
+    assert not found, found
+
+
+def test_the_tree_shows_the_layers():
+    """Where a new signal or media kind goes is read off the tree: one package per layer."""
+    packages = {p.parent.name for p in (ROOT / "mmsearch").glob("*/__init__.py")}
+    assert {"encoders", "ingest", "media", "search", "store"} <= packages
+    assert (ROOT / "mmsearch" / "search" / "signals" / "__init__.py").exists()

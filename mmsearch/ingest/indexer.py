@@ -409,7 +409,7 @@ def _prepare(candidate: Candidate, moves: _MoveTable | None = None, min_side: in
 
     A new file with the content and captions of a vanished entry is a rename: it is not decoded.
     """
-    _current.path = candidate.path  # warnings raised while reading this file name it
+    reading(candidate.path)  # warnings raised while reading this file name it
     try:
         data, sha256 = read_capped(candidate.path)
         if candidate.text_only:
@@ -428,7 +428,7 @@ def _prepare(candidate: Candidate, moves: _MoveTable | None = None, min_side: in
     except Exception as exc:  # a Pillow bug on one odd file must not stop a 50,000-file run
         return candidate.path, f"cannot decode: {type(exc).__name__}: {exc}"
     finally:
-        _current.path = None
+        reading(None)
     # With the model's input made, the decoded image is not needed any more.
     return Prepared(candidate, None if pixels is not None else image, info, sha256, phash, pixels=pixels, ocr=text,
                     ocr_error=error)
@@ -480,6 +480,11 @@ def _engine_kind(signature: str) -> str:
 
 
 _current = threading.local()  # the file a decode thread is reading, for warnings raised meanwhile
+
+
+def reading(path: str | None) -> None:
+    """Name the file this decode thread reads now (None: no file), so a warning raised meanwhile names it."""
+    _current.path = path
 
 
 @contextmanager

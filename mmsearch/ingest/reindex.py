@@ -207,7 +207,7 @@ class Reindexer:
 
     def _carry_marks(self, target: Store, encoders: Encoders) -> int:
         """The feedback marks, their query vectors embedded by the new text model."""
-        from ..search.feedback import mark_id
+        from ..ids import mark_id
         from ..store.client import FeedbackStore
 
         marks = FeedbackStore(self.source).all()
@@ -279,9 +279,9 @@ class _Failure:
 
 def _decode(path: str, min_side: int | None, prepare: Any, decode: Any) -> Any:
     """``decode_for_model`` in a decode worker; a failure becomes a ``_Failure`` with its reason."""
-    from .indexer import _current
+    from .indexer import reading
 
-    _current.path = path  # the file a warning raised while decoding belongs to
+    reading(path)  # the file a warning raised while decoding belongs to
     try:
         return decode(path, min_side, prepare)
     except ImageReadError as exc:
@@ -289,7 +289,7 @@ def _decode(path: str, min_side: int | None, prepare: Any, decode: Any) -> Any:
     except Exception as exc:  # one odd file must not stop the run
         return _Failure(f"cannot decode: {type(exc).__name__}: {first_line(exc)}")
     finally:
-        _current.path = None
+        reading(None)
 
 
 def target_config(config: Config, given: dict[str, str], stored: dict[str, str]) -> Config:

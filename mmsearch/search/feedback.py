@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import QueryError, first_line
-from ..ids import image_id_of, split_caption_id
+from ..ids import image_id_of, mark_id, split_caption_id
 from .filters import check_text
 
 if TYPE_CHECKING:
@@ -66,11 +65,6 @@ def rocchio(query: np.ndarray, positive: Sequence[np.ndarray], negative: Sequenc
         moved = moved - GAMMA * np.mean(negative, axis=0)
     norm = float(np.linalg.norm(moved))
     return (moved / norm if norm else moved).astype(np.float32)
-
-
-def mark_id(query: str, image_id: str) -> str:
-    """Record id of a mark: one per (query text, photo), so marking again replaces it."""
-    return hashlib.sha1(f"{query.strip().lower()}\0{image_id}".encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
 def feedback_scores(found: list[tuple[dict, float]], now: float | None = None) -> dict[str, float]:

@@ -18,6 +18,7 @@ import copy
 import errno
 import functools
 import hashlib
+import inspect
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -60,18 +61,49 @@ PAGE = 5000  # records per get() page; below Chroma's max batch size (~5,400)
 
 
 def _guarded(action: str) -> Callable[[F], F]:
-    """Chroma's failures inside a ``Store`` method become one ``StoreError`` line that says what to do."""
+    """Chroma's failures inside a ``Store`` method become one ``StoreError`` line that says what to do
+    (generators too: their failures happen while they are iterated)."""
     def wrap(method: F) -> F:
+        if inspect.isgeneratorfunction(method):
+            @functools.wraps(method)
+            def pages(self: Any, *args: Any, **kwargs: Any) -> Any:
+                try:
+                    yield from method(self, *args, **kwargs)
+                except MMSearchError:
+                    raise
+                except Exception as exc:
+                    raise StoreError(failure_message(action, self.path, exc)) from exc
+            pages.guarded = action  # type: ignore[attr-defined]
+            return pages  # type: ignore[return-value]
+
         @functools.wraps(method)
-        def inner(self: Store, *args: Any, **kwargs: Any) -> Any:
+        def inner(self: Any, *args: Any, **kwargs: Any) -> Any:
             try:
                 return method(self, *args, **kwargs)
             except MMSearchError:
                 raise
             except Exception as exc:
                 raise StoreError(failure_message(action, self.path, exc)) from exc
+        inner.guarded = action  # type: ignore[attr-defined]
         return inner  # type: ignore[return-value]
     return wrap
+
+
+def translated(writes: Sequence[str], searches: Sequence[str] = ()) -> Callable[[type], type]:
+    """Class decorator: every public method and property of the class goes through ``_guarded``, so no raw
+    chromadb exception leaves it. ``writes`` and ``searches`` name the methods that write or search (for the
+    message); the others read. Methods decorated by hand keep their own wording."""
+    def decorate(cls: type) -> type:
+        for name, value in list(vars(cls).items()):
+            action = "write" if name in writes else "search" if name in searches else "read"
+            if name.startswith("_"):
+                continue
+            if isinstance(value, property) and value.fget is not None and not hasattr(value.fget, "guarded"):
+                setattr(cls, name, property(_guarded(action)(value.fget), value.fset, value.fdel, value.__doc__))
+            elif inspect.isfunction(value) and not hasattr(value, "guarded"):
+                setattr(cls, name, _guarded(action)(value))
+        return cls
+    return decorate
 
 
 def failure_message(action: str, where: str, exc: BaseException) -> str:
@@ -127,6 +159,11 @@ class CaptionMatch:
     score: float
 
 
+@translated(writes=("set_pointer", "ensure_pointer", "drop_generation", "create", "upgrade", "set_schema_version",
+                    "apply_search_settings", "replace_vectors", "clear_change_markers", "set_metadata", "add_roots",
+                    "put", "set_ocr", "set_ocr_setting", "move", "delete_images", "delete_captions", "differing",
+                    "write_records"),
+            searches=("query_images", "query_captions", "query_ocr"))
 class Store:
     """Chroma-backed storage of image and caption vectors.
 
@@ -696,12 +733,13 @@ class Store:
             yield from zip(ids, metas)
 
 
+@translated(writes=("add", "delete"), searches=("near",))
 class FeedbackStore:
     """Lasting marks (``mmsearch.search.feedback``) in their own collection of the index: embedding = the query
     vector, so the marks of similar past queries are a nearest-neighbour query away."""
 
     def __init__(self, store: Store):
-        self.store = store
+        self.store, self.path = store, store.path
         self._collection: Any = None
 
     def _get(self, create: bool) -> Any:
@@ -715,7 +753,7 @@ class FeedbackStore:
         self._get(create=True).upsert(ids=[mark_id], embeddings=[np.asarray(vector, dtype=np.float32)], metadatas=[meta])
 
     def near(self, vector: np.ndarray, n: int) -> list[tuple[dict, float]]:
-        """Marks of the ``n`` nearest past queries: (metadata, cosine). Raises whatever Chroma raises."""
+        """Marks of the ``n`` nearest past queries: (metadata, cosine)."""
         collection = self._get(create=False)
         if collection is None:
             return []

@@ -1,0 +1,136 @@
+"""The store on its own: records in and out, change markers, generations, and one error family (no raw
+chromadb exception leaves a public method)."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+from mmsearch.errors import IndexMismatchError, StoreError
+from mmsearch.ids import caption_id, image_id
+from mmsearch.store import Store
+from mmsearch.store.client import FIRST, FeedbackStore, collection_name
+
+SIGNATURE = {"image_model": "open_clip:test/none", "text_model": "sentence-transformers:test", "caption_model": ""}
+DIM = 4
+
+
+def unit(*rows: list[float]) -> np.ndarray:
+    vectors = np.asarray(rows, dtype=np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def meta(path: str, captions: list[str]) -> dict:
+    """Image metadata as the indexer writes it (Chroma refuses empty lists: no captions, no key)."""
+    return {"path": path, "name": path.rsplit("/", 1)[-1], "size": 10, "mtime_ns": "123", "caption_sig": "s",
+            **({"captions": captions} if captions else {})}
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    store = Store(tmp_path / "db")
+    store.create(SIGNATURE, DIM)
+    paths = ["/photos/a.jpg", "/photos/b.jpg", "/photos/sub/c.jpg"]
+    ids = [image_id(p) for p in paths]
+    captions = [[("a red door", "sidecar"), ("a door", "manifest")], [("a cat", "exif")], []]
+    store.put(ids, unit([1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]),
+              [meta(p, [t for t, _ in c]) for p, c in zip(paths, captions)], captions,
+              unit([1, 0.1, 0, 0], [1, 0, 0.1, 0], [0, 1, 0, 0.1]))
+    store.add_roots(["/photos"])
+    return store
+
+
+def test_records_go_in_and_come_out_exactly(store):
+    a, b, c = (image_id(p) for p in ("/photos/a.jpg", "/photos/b.jpg", "/photos/sub/c.jpg"))
+    assert (store.count(), store.caption_count(), store.roots()) == (3, 3, ["/photos"])
+    assert store.updated_at() > 0 and store.ready
+    assert set(store.image_vectors([a, b, "missing"])) == {a, b}
+    assert np.allclose(store.image_vectors([b])[b], [0, 1, 0, 0], atol=1e-6)
+    assert set(store.caption_vectors_of([a, b, c])) == {caption_id(a, 0), caption_id(a, 1), caption_id(b, 0)}
+    assert store.caption_sources([a]) == {a: [("a red door", "sidecar"), ("a door", "manifest")]}
+    near = store.query_images(unit([0.9, 0.1, 0, 0])[0], 2, None)
+    assert list(near) == [a, b] and near[a] > near[b]
+    assert store.query_captions(unit([0, 1, 0, 0])[0], 1, None)[0].image_id == b
+    entries = store.entries()
+    assert entries["/photos/a.jpg"].mtime_ns == "123" and entries["/photos/a.jpg"].captions == ("a red door", "a door")
+
+
+def test_metadata_changes_moves_and_deletes(store):
+    a, b = image_id("/photos/a.jpg"), image_id("/photos/b.jpg")
+    store.set_metadata({a: {"camera": "X100"}})
+    assert store.image_metadata([a])[a]["camera"] == "X100" and store.image_metadata([a])[a]["size"] == 10
+    store.clear_change_markers([a])
+    assert store.entries()["/photos/a.jpg"].mtime_ns == "0"
+    moved = image_id("/photos/renamed.jpg")
+    store.move(a, moved, {"path": "/photos/renamed.jpg", "name": "renamed.jpg"})
+    assert set(store.image_vectors([a, moved])) == {moved} and store.caption_count() == 3
+    assert store.caption_sources([moved])[moved][0] == ("a red door", "sidecar")
+    store.delete_images([moved, b])
+    assert store.count() == 1 and store.caption_count() == 0
+    assert [m["path"] for _, m in store.all_metadata()] == ["/photos/sub/c.jpg"]
+
+
+def test_other_models_are_refused_and_generations_live_beside(store, tmp_path):
+    with pytest.raises(IndexMismatchError, match="was built with image model open_clip:test/none"):
+        Store(tmp_path / "db").create({**SIGNATURE, "image_model": "open_clip:other"}, DIM)
+    with pytest.raises(IndexMismatchError, match="4-d vectors"):
+        Store(tmp_path / "db").create(SIGNATURE, 8)
+    assert store.generation == FIRST and store.pointer() == {"active": FIRST, "previous": "", "building": ""}
+    later = store.beside("abc123")
+    later.create(SIGNATURE, DIM)
+    assert later.count() == 0 and store.count() == 3 and store.has_generation("abc123")
+    assert collection_name("images", "abc123") in store.collection_names()
+    store.set_pointer(active="abc123", previous=FIRST)
+    assert Store(tmp_path / "db").generation == "abc123"
+    store.drop_generation("abc123")
+    assert not store.has_generation("abc123") and store.has_generation(FIRST)
+
+
+def test_transfer_reads_and_writes_whole_collections(store, tmp_path):
+    pages = list(store.records("images"))
+    ids, vectors, metas, docs = pages[0]
+    copy = Store(tmp_path / "copy")
+    copy.create(SIGNATURE, DIM)
+    assert copy.differing("images", ids, vectors, metas) == set(ids)
+    copy.write_records("images", ids, vectors, metas, docs)
+    assert copy.differing("images", ids, vectors, metas) == set()
+    assert copy.count() == 3
+
+
+def test_every_public_method_translates_chromadb_errors():
+    for cls in (Store, FeedbackStore):
+        for name, value in vars(cls).items():
+            if name.startswith("_") or isinstance(value, (classmethod, staticmethod)):
+                continue
+            function = value.fget if isinstance(value, property) else value
+            if inspect.isfunction(function):
+                assert hasattr(function, "guarded"), f"{cls.__name__}.{name} lets raw chromadb errors out"
+
+
+class Broken:
+    """A collection whose every call fails as a damaged HNSW file does."""
+
+    metadata = {"roots": "[]"}
+
+    def __getattr__(self, name: str):
+        def fail(*args, **kwargs):
+            raise RuntimeError("Error loading hnsw index")
+        return fail
+
+
+@pytest.mark.parametrize("call", [
+    lambda s: s.set_metadata({"x": {"a": 1}}),
+    lambda s: list(s.pages()),
+    lambda s: list(s.all_metadata()),
+    lambda s: s.image_vectors(["x"]),
+    lambda s: s.query_images(unit([1, 0, 0, 0])[0], 3, None),
+    lambda s: s.replace_vectors(["x"], unit([1, 0, 0, 0])),
+], ids=["set_metadata", "pages", "all_metadata", "image_vectors", "query_images", "replace_vectors"])
+def test_a_damaged_collection_gives_one_line_that_says_what_to_do(store, call):
+    store._images = Broken()
+    with pytest.raises(StoreError, match=r"cannot (read|write|search) the database at .*: Error loading hnsw index; "
+                                         r"the vector index files look damaged: `mmsearch export DIR`") as info:
+        call(store)
+    assert "\n" not in str(info.value)
