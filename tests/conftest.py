@@ -15,7 +15,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.pop("MMSEARCH_DB", None)
 
 import pytest  # noqa: E402
-from helpers import TINY_CLIP, ChromaServer, make_photos  # noqa: E402
+from helpers import TINY_CLIP, ChromaServer, launch_site, make_photos, tiny_clip_files  # noqa: E402
 
 from mmsearch import Config, SearchEngine  # noqa: E402
 from mmsearch.encoders import Encoders, load_encoders  # noqa: E402
@@ -78,6 +78,24 @@ def tiny_env(monkeypatch: pytest.MonkeyPatch, tiny_clip: tuple[str, str], minilm
     return tmp_path / "cli-db"
 
 
+@pytest.fixture(scope="session")
+def clip256(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A second tiny CLIP (256-d, its own seed): a model change that keeps the dimension of none of the others."""
+    return tiny_clip_files(tmp_path_factory.mktemp("clip256"), 256, 1)
+
+
+@pytest.fixture(scope="session")
+def clip512(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A 512-d tiny CLIP: the model a reindex switches to."""
+    return tiny_clip_files(tmp_path_factory.mktemp("clip512"), 512, 2)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, tiny_config: Config, tiny_encoders: Encoders) -> Iterator[dict]:
+    """The generated photos indexed (with OCR) and served by the page, once per test module."""
+    yield from launch_site(tmp_path_factory.mktemp("site"), tiny_config, tiny_encoders)
+
+
 @pytest.fixture
 def photos(tmp_path: Path) -> Path:
     """A folder of generated photos: captions from a manifest, a sidecar, and one without captions."""
@@ -93,3 +111,17 @@ def chroma_server(tmp_path: Path) -> Iterator[ChromaServer]:
         yield server
     finally:
         server.stop()
+
+
+COSTS = ("browser", "server", "subprocess")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests are marked by cost: a slow test says what makes it slow, and a costly one is slow."""
+    unexplained = [item.nodeid for item in items
+                   if item.get_closest_marker("slow") and not any(item.get_closest_marker(c) for c in COSTS)]
+    if unexplained:
+        raise pytest.UsageError(f"slow tests without a cost marker ({', '.join(COSTS)}): {unexplained[:5]}")
+    for item in items:
+        if any(item.get_closest_marker(c) for c in COSTS) and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)

@@ -17,6 +17,7 @@ from PIL import Image
 
 from mmsearch import Config, SearchEngine
 from mmsearch.encoders import Encoders
+from mmsearch.records import IndexReport
 
 TINY_CLIP = {
     "embed_dim": 384,  # MiniLM's dimension, so the packaged MiniLM can be the text embedder
@@ -78,6 +79,16 @@ def make_photos(root: Path) -> Path:
 CAMERA = "Canon EOS 5D"
 
 
+def index_photos(engine: SearchEngine, photos: Path) -> IndexReport:
+    """Index a ``make_photos`` folder with its manifest, as a user would (``mmsearch index DIR --captions``)."""
+    return engine.index([photos], captions=photos / "captions.csv")
+
+
+def names(hits: list) -> list[str]:
+    """File names of hits, best first: ``Hit`` records (the library) or the page's dicts (``file``)."""
+    return [Path(h["file"] if isinstance(h, dict) else h.path).name for h in hits]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -121,7 +132,7 @@ def launch_site(base: Path, config: Config, encoders: Encoders, signs: dict[str,
         render_text_photo(photos / name, lines, size=(900, 600), font_size=56)
     (base / "secret.txt").write_text("not for the browser")
     engine = SearchEngine(base / "db", config=config, encoders=encoders, caption_weight=1.0, ocr=True)
-    engine.index([photos], captions=photos / "captions.csv")
+    index_photos(engine, photos)
     with served(engine, max_file_size="200kb") as url:
         yield {"url": url, "engine": engine, "photos": photos, "base": base}
 

@@ -79,6 +79,7 @@ def test_no_module_imports_a_module_that_imports_it_back():
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_the_web_page_is_not_a_top_level_package_named_web(tmp_path):
     code = "import mmsearch_web.app; import importlib.util; print(importlib.util.find_spec('web'))"
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True).stdout

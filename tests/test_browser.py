@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import launch_site, served
 
-pytestmark = pytest.mark.slow  # servers, browsers or subprocesses; make test runs them
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.server]  # make test runs them
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -18,11 +18,6 @@ TIMEOUT = 60_000  # ms; the first query of a session also warms the models up
 
 if not shutil.which(CHROMIUM) and not os.environ.get("CI"):
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install -y chromium); CI installs it", allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory, tiny_config, tiny_encoders):
-    yield from launch_site(tmp_path_factory.mktemp("browser"), tiny_config, tiny_encoders)
 
 
 @pytest.fixture(scope="module")

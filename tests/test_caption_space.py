@@ -8,15 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import count_encoder_calls, make_photos, tiny_clip_files, tiny_sentence_model
+from helpers import count_encoder_calls, index_photos, make_photos, tiny_sentence_model
 
 from mmsearch import IndexMismatchError, SearchEngine
 from mmsearch.encoders.sentence import SentenceEncoder
-
-
-@pytest.fixture(scope="module")
-def clip256(tmp_path_factory) -> tuple[str, str]:
-    return tiny_clip_files(tmp_path_factory.mktemp("clip256"), 256, 1)
 
 
 @pytest.fixture
@@ -44,7 +39,7 @@ def bge_m3_shaped(tmp_path_factory, minilm) -> str:
 def test_paraphrases_find_captioned_photos_through_the_caption_model(tmp_path, settings, minilm, query, want):
     engine = SearchEngine(tmp_path / "db", caption_model=minilm, **settings)
     photos = make_photos(tmp_path / "photos")
-    assert engine.index([photos], captions=photos / "captions.csv").added == 6
+    assert index_photos(engine, photos).added == 6
     assert engine.encoders.dim == 256 and engine.encoders.captions.dim == 384
     hit = engine.search(query, k=1)[0]
     assert Path(hit.path).name == want and hit.scores["caption"] > 0.3
@@ -55,7 +50,7 @@ def test_paraphrases_find_captioned_photos_through_the_caption_model(tmp_path, s
 def test_without_a_caption_model_captions_stay_in_the_text_models_space(tmp_path, settings):
     engine = SearchEngine(tmp_path / "db", **settings)
     photos = make_photos(tmp_path / "photos")
-    engine.index([photos], captions=photos / "captions.csv")
+    index_photos(engine, photos)
     assert not engine.has_caption_space and engine.encoders.captions is engine.encoders.text
     assert engine.stats()["caption_model"] == engine.stats()["text_model"]
 
@@ -64,7 +59,7 @@ def test_changing_the_caption_model_embeds_captions_again_and_never_images(tmp_p
                                                                             monkeypatch):
     photos = make_photos(tmp_path / "photos")
     first = SearchEngine(tmp_path / "db", caption_model=minilm, **settings)
-    first.index([photos], captions=photos / "captions.csv")
+    index_photos(first, photos)
     ids = [entry.id for entry in first.store.entries().values()]
     before = first.store.image_vectors(ids)
 
@@ -73,7 +68,7 @@ def test_changing_the_caption_model_embeds_captions_again_and_never_images(tmp_p
     with pytest.raises(IndexMismatchError, match=r"mmsearch reindex --caption-model"):
         engine.search("a cat", k=1)
     with pytest.raises(IndexMismatchError, match=r"mmsearch reindex --caption-model"):
-        engine.index([photos], captions=photos / "captions.csv")
+        index_photos(engine, photos)
     images, texts = count_encoder_calls(monkeypatch, engine.encoders.image, engine.encoders.captions)
     report = engine.reindex()
     assert report.switched and (report.images_encoded, report.images_copied, report.texts_embedded) == (0, 6, 5)
@@ -149,7 +144,7 @@ def test_the_command_line_says_which_model_scored_the_captions(tmp_path, clip256
 def test_image_example_and_mixed_queries_work_across_the_two_spaces(tmp_path, settings, minilm):
     engine = SearchEngine(tmp_path / "db", caption_model=minilm, ocr=False, **settings)
     photos = make_photos(tmp_path / "photos")
-    engine.index([photos], captions=photos / "captions.csv")
+    index_photos(engine, photos)
     cat = photos / "black_cat.jpg"
     assert Path(engine.search_image(cat, k=1)[0].path).name == "black_cat.jpg"  # image space only
     liked = engine.search(None, positive=[cat], k=2)  # examples alone: their image vectors
@@ -166,7 +161,7 @@ def test_export_and_import_keep_the_caption_space(tmp_path, settings, minilm):
 
     engine = SearchEngine(tmp_path / "db", caption_model=minilm, **settings)
     photos = make_photos(tmp_path / "photos")
-    engine.index([photos], captions=photos / "captions.csv")
+    index_photos(engine, photos)
     export_index(engine.store, tmp_path / "export")
     copy = SearchEngine(tmp_path / "copy", **settings)
     import_index(copy.store, tmp_path / "export")

@@ -14,6 +14,7 @@ HEAVY = ("torch", "open_clip", "chromadb", "gradio", "sentence_transformers", "t
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_help_imports_no_heavy_library():
     code = ("import sys\nfrom mmsearch.cli import build_parser\nbuild_parser().format_help()\n"
             f"print([m for m in {HEAVY!r} if m in sys.modules])")

@@ -9,11 +9,11 @@ import threading
 import time
 
 import pytest
-from helpers import folder_of_images
+from helpers import folder_of_images, index_photos
 
 from mmsearch import SearchEngine
 
-pytestmark = pytest.mark.slow  # servers, browsers or subprocesses; make test runs them
+pytestmark = [pytest.mark.slow, pytest.mark.server, pytest.mark.subprocess]  # make test runs them
 
 
 def _search_while(alive: callable, engine: SearchEngine) -> list[int]:
@@ -27,7 +27,7 @@ def _search_while(alive: callable, engine: SearchEngine) -> list[int]:
 
 def test_library_searches_answer_during_an_index_run_in_the_same_process(make_engine, photos, tmp_path):
     engine = make_engine(batch_size=4)
-    engine.index([photos], captions=photos / "captions.csv")
+    index_photos(engine, photos)
     errors: list[BaseException] = []
 
     def index() -> None:
@@ -48,7 +48,7 @@ def test_library_searches_answer_during_an_index_run_in_the_same_process(make_en
 def test_another_process_indexes_through_a_chroma_server_while_this_one_searches(
         chroma_server, tiny_config, tiny_encoders, tiny_clip, minilm, photos, tmp_path):
     engine = SearchEngine(config=tiny_config, encoders=tiny_encoders, chroma_url=chroma_server.url)
-    assert engine.index([photos], captions=photos / "captions.csv").added == 6
+    assert index_photos(engine, photos).added == 6
     env = {**os.environ, "MMSEARCH_CLIP_MODEL": tiny_clip[0], "MMSEARCH_CLIP_PRETRAINED": tiny_clip[1],
            "MMSEARCH_TEXT_MODEL": minilm, "MMSEARCH_BATCH_SIZE": "4", "MMSEARCH_DB": str(tmp_path / "unused")}
     writer = subprocess.Popen([sys.executable, "-m", "mmsearch", "index", str(folder_of_images(tmp_path / "more", 240)),

@@ -120,6 +120,7 @@ def dup_site(library, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.server
 def test_the_page_shows_groups_and_moves_a_group_by_its_number(dup_site):
     from gradio_client import Client
 
@@ -134,6 +135,7 @@ def test_the_page_shows_groups_and_moves_a_group_by_its_number(dup_site):
 
 
 @pytest.mark.slow
+@pytest.mark.server
 def test_no_moves_from_a_read_only_page(library, tmp_path):
     from gradio_client import Client
     from helpers import served

@@ -122,6 +122,7 @@ def test_unknown_tag_lists_known_tags(tiny_clip, minilm):
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_cli_reports_unloadable_weights_in_one_line_with_exit_1(tmp_path):
     env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     # A text search loads only the text model; indexing loads the image model first.

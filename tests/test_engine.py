@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
 import pytest
-from helpers import save_image, unit
+from helpers import index_photos, names, save_image, unit
 from PIL import Image
 
 from mmsearch import IndexMismatchError, QueryError, SearchEngine
@@ -16,11 +15,7 @@ from mmsearch.search.fusion import fuse
 
 
 def _index(engine: SearchEngine, photos) -> object:
-    return engine.index([photos], captions=photos / "captions.csv")
-
-
-def _names(hits) -> list[str]:
-    return [os.path.basename(h.path) for h in hits]
+    return index_photos(engine, photos)
 
 
 def test_index_reports_counts_and_stores_every_caption_source(make_engine, photos):
@@ -49,7 +44,7 @@ def test_paraphrased_queries_rank_the_captioned_image_first(make_engine, photos,
     engine = make_engine(caption_weight=1.0)
     _index(engine, photos)
     hits = engine.search(query, k=3)
-    assert _names(hits)[0] == expected
+    assert names(hits)[0] == expected
     others = [h.scores["caption"] for h in hits[1:] if h.scores["caption"] is not None]
     assert hits[0].caption and others and all(hits[0].scores["caption"] > o for o in others)
 
@@ -103,11 +98,11 @@ def test_constructed_vectors_rank_by_the_image_signal(tmp_path):
     for name, colour in [("r.png", (250, 5, 5)), ("g.png", (5, 250, 5)), ("b.png", (5, 5, 250)), ("rb.png", (200, 5, 200))]:
         save_image(tmp_path / "img" / name, colour)
     assert engine.index([tmp_path / "img"]).added == 4
-    assert _names(engine.search("blue", k=4))[:2] == ["b.png", "rb.png"]
-    assert _names(engine.search("red", k=1)) == ["r.png"]
-    assert _names(engine.search("green", k=1)) == ["g.png"]
+    assert names(engine.search("blue", k=4))[:2] == ["b.png", "rb.png"]
+    assert names(engine.search("red", k=1)) == ["r.png"]
+    assert names(engine.search("green", k=1)) == ["g.png"]
     hits = engine.search_image(tmp_path / "img" / "rb.png", k=4)
-    assert _names(hits)[0] == "rb.png" and hits[0].scores["image"] == pytest.approx(1.0, abs=1e-5)
+    assert names(hits)[0] == "rb.png" and hits[0].scores["image"] == pytest.approx(1.0, abs=1e-5)
 
 
 def test_fusion_normalises_each_signal_and_falls_back_to_the_available_one():
@@ -192,12 +187,12 @@ def test_filters_folder_date_and_camera(make_engine, photos):
     save_image(photos / "holidays" / "canon.jpg", (90, 90, 200), exif=exif)
     engine = make_engine()
     _index(engine, photos)
-    assert sorted(_names(engine.search("anything", k=10, folder=photos / "holidays"))) == [
+    assert sorted(names(engine.search("anything", k=10, folder=photos / "holidays"))) == [
         "beach.jpg", "canon.jpg", "mountain.png", "uncaptioned.jpg"]
     assert len(engine.search("anything", k=10, folder="holidays")) == 4  # relative to the indexed root
-    assert _names(engine.search("anything", k=10, camera="Canon EOS 5D")) == ["canon.jpg"]
-    assert _names(engine.search("anything", k=10, date_from="2019-08-01", date_to="2019-08-01")) == ["canon.jpg"]
-    assert "canon.jpg" not in _names(engine.search("anything", k=10, date_from="2020-01-01"))
+    assert names(engine.search("anything", k=10, camera="Canon EOS 5D")) == ["canon.jpg"]
+    assert names(engine.search("anything", k=10, date_from="2019-08-01", date_to="2019-08-01")) == ["canon.jpg"]
+    assert "canon.jpg" not in names(engine.search("anything", k=10, date_from="2020-01-01"))
     assert engine.search("anything", k=10, folder=photos / "nothing-here") == []
 
 
@@ -205,8 +200,8 @@ def test_image_query_finds_the_same_image_and_combined_query_mixes_vectors(make_
     engine = make_engine()
     _index(engine, photos)
     hits = engine.search_image(photos / "holidays" / "beach.jpg", k=3)
-    assert _names(hits)[0] == "beach.jpg" and hits[0].scores["image"] == pytest.approx(1.0, abs=1e-4)
-    assert _names(engine.search_image(Image.open(photos / "red_bicycle.png"), k=1)) == ["red_bicycle.png"]
+    assert names(hits)[0] == "beach.jpg" and hits[0].scores["image"] == pytest.approx(1.0, abs=1e-4)
+    assert names(engine.search_image(Image.open(photos / "red_bicycle.png"), k=1)) == ["red_bicycle.png"]
     text = engine.encoders.text.encode_texts(["at night"])[0]
     image = engine.encoders.image.encode_images([Image.open(photos / "pasta.jpg").convert("RGB")])[0]
     combined = engine.query_vector("at night", photos / "pasta.jpg", text_weight=0.3)
@@ -227,9 +222,9 @@ def test_offline_profile_searches_captions_and_marks_the_image_signal_unavailabl
     engine = SearchEngine(tmp_path / "db", encoders=Encoders(image=None, text=tiny_encoders.text))
     assert _index(engine, photos).added == 6
     hits = engine.search("a kitten napping on the couch", k=10)
-    assert _names(hits)[0] == "black_cat.jpg"
+    assert names(hits)[0] == "black_cat.jpg"
     assert all(h.scores["image"] is None for h in hits)
-    assert "uncaptioned.jpg" not in _names(hits)  # nothing to find it by without an image model
+    assert "uncaptioned.jpg" not in names(hits)  # nothing to find it by without an image model
     assert engine.stats()["image_model"] == "none"
     with pytest.raises(QueryError, match="image queries need an image encoder"):
         engine.search_image(photos / "pasta.jpg")

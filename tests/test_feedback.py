@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import save_image
+from helpers import names, save_image
 
 from mmsearch import SearchEngine
 from mmsearch.cli import main
@@ -26,10 +26,6 @@ def pets(tmp_path):
         image = save_image(root / name, (40 * n, 200 - 30 * n, 90))
         image.with_name(image.name + ".txt").write_text(caption + "\n")
     return root
-
-
-def names(hits) -> list[str]:
-    return [Path(h.path).name for h in hits]
 
 
 def test_rocchio_is_the_documented_formula():
@@ -120,6 +116,7 @@ def pet_page(make_engine, pets):
 
 
 @pytest.mark.slow
+@pytest.mark.server
 def test_the_api_takes_marks_and_opening_full_size_is_a_weak_like(pet_page):
     import urllib.request
 
@@ -143,6 +140,7 @@ def test_the_api_takes_marks_and_opening_full_size_is_a_weak_like(pet_page):
 
 
 @pytest.mark.slow
+@pytest.mark.server
 def test_mark_a_hit_in_the_page_and_refine(pet_page, tmp_path):
     import os
     import shutil

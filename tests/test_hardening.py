@@ -10,7 +10,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from helpers import save_image
+from helpers import index_photos, save_image
 
 from mmsearch.cli import main
 from mmsearch.errors import ConfigError, QueryError, StoreError
@@ -66,7 +66,7 @@ def test_huge_and_sparse_files_are_skipped_unread_and_out_of_memory_skips_one_fi
 
 def test_manifest_captions_survive_a_run_without_the_manifest_until_forgotten(make_engine, photos):
     engine = make_engine()
-    engine.index([photos], captions=photos / "captions.csv")
+    index_photos(engine, photos)
     before = engine.stats()["captions"]
     again = engine.index([photos])  # as the page's "Index folder" and a plain `mmsearch index` do
     assert (again.unchanged, again.updated, again.captions_removed) == (6, 0, 0) and engine.stats()["captions"] == before

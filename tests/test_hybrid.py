@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import save_image
+from helpers import index_photos, save_image
 
 from mmsearch.search.keywords import KeywordIndex, tokenize
 
@@ -35,7 +35,7 @@ def hybrid(make_engine, photos):
     (photos / "tabby.jpg.txt").write_text("一只虎斑猫在沙发上睡觉\n", encoding="utf-8")
     save_image(photos / "tabby.jpg", (150, 110, 60))
     engine = make_engine(caption_weight=1.0, keyword_weight=1.0)
-    engine.index([photos], captions=photos / "captions.csv")
+    index_photos(engine, photos)
     return engine
 
 
@@ -53,7 +53,7 @@ def test_chinese_captions_are_found_through_keywords_even_with_an_english_only_t
 
 def test_keyword_signal_can_be_switched_off(make_engine, photos):
     engine = make_engine(keyword_weight=0.0)
-    engine.index([photos], captions=photos / "captions.csv")
+    index_photos(engine, photos)
     assert all("keyword" not in h.scores for h in engine.search("a black cat", k=3))
 
 
@@ -75,7 +75,7 @@ def test_reranker_reorders_the_top_hits_by_its_own_scores(make_engine, photos, m
 
     model = tiny_cross_encoder(tmp_path / "cross", minilm)
     engine = make_engine(rerank_model=model)
-    engine.index([photos], captions=photos / "captions.csv")
+    index_photos(engine, photos)
     hits = engine.search("a cat asleep", k=6)
     raw = [h.scores["rerank"] for h in hits]
     assert raw == sorted(raw, reverse=True) and hits[0].score == 1.0 and hits[-1].score == 0.0

@@ -84,6 +84,7 @@ def test_unsupported_folders_fall_back_to_sentence_transformers(minilm, tmp_path
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_text_query_imports_neither_torch_nor_sentence_transformers(make_engine, tmp_path, tiny_clip, minilm):
     engine = make_engine()
     engine.index(make_photos(tmp_path / "photos"))

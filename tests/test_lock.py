@@ -12,7 +12,7 @@ import pytest
 from mmsearch.errors import DatabaseBusyError
 from mmsearch.lock import LOCK_NAME, acquire_writer_lock
 
-pytestmark = pytest.mark.slow  # subprocesses; make test runs them
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]  # make test runs them
 
 HOLD = """import sys, time
 from mmsearch.lock import acquire_writer_lock

@@ -34,6 +34,7 @@ def test_readme_library_snippet_runs(tmp_path, monkeypatch, tiny_clip, minilm, c
 
 
 @pytest.mark.slow
+@pytest.mark.server
 def test_readme_gradio_client_snippet_runs(tmp_path, monkeypatch, tiny_config, tiny_encoders, capsys):
     from helpers import free_port
     from mmsearch_web.app import launch

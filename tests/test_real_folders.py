@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import save_image
+from helpers import index_photos, save_image
 
 from mmsearch import Config, SearchEngine
 from mmsearch.cli import main
@@ -65,7 +65,7 @@ def test_the_cli_table_shows_every_signal_that_ranked(tmp_path, icons, capsys):
 
 def test_format_hits_marks_a_missing_signal(make_engine, photos):
     engine = make_engine()
-    engine.index([photos], captions=photos / "captions.csv")
+    index_photos(engine, photos)
     table = format_hits(engine.search("a black cat", k=6))
     assert table.splitlines()[0].split()[:5] == ["#", "score", "image", "caption", "keyword"]
     uncaptioned = next(line for line in table.splitlines() if "uncaptioned.jpg" in line)

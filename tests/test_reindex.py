@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import count_encoder_calls, folder_of_images, make_photos, save_image, tiny_clip_files
+from helpers import count_encoder_calls, folder_of_images, index_photos, make_photos, names, save_image
 
 from mmsearch import Config, IndexMismatchError, SearchEngine
 from mmsearch.cli import main
@@ -20,29 +20,20 @@ from mmsearch.errors import ReindexError
 from mmsearch.store.client import Store
 
 
-@pytest.fixture(scope="module")
-def clip512(tmp_path_factory) -> tuple[str, str]:
-    return tiny_clip_files(tmp_path_factory.mktemp("clip512"), 512, 2)
-
-
 @pytest.fixture
 def offline_index(tmp_path) -> tuple[Path, Path]:
     """An index built by the offline profile (MiniLM captions, 384-d, no image model): (db, photos)."""
     photos = make_photos(tmp_path / "photos")
     engine = SearchEngine(config=Config.offline_profile(Config.from_env(db=str(tmp_path / "db"))))
-    assert engine.index([photos], captions=photos / "captions.csv").added == 6
+    assert index_photos(engine, photos).added == 6
     return tmp_path / "db", photos
-
-
-def _names(hits) -> list[str]:
-    return [Path(h.path).name for h in hits]
 
 
 def test_a_text_model_change_copies_the_image_vectors_and_encodes_no_image(tmp_path, tiny_clip, minilm, monkeypatch):
     photos = make_photos(tmp_path / "photos")
     models = {"clip_model": tiny_clip[0], "clip_pretrained": tiny_clip[1]}
     first = SearchEngine(tmp_path / "db", text_model=minilm, **models)
-    first.index([photos], captions=photos / "captions.csv")
+    index_photos(first, photos)
     ids = [e.id for e in first.store.entries().values()]
     before = first.store.image_vectors(ids)
 
@@ -59,13 +50,13 @@ def test_a_text_model_change_copies_the_image_vectors_and_encodes_no_image(tmp_p
     # Models belong to the index: a command without model options now uses the new ones.
     later = SearchEngine(tmp_path / "db")
     assert later.stats()["text_model"] == later.stats()["image_model"] and later.stats()["generation"] == report.generation
-    assert _names(later.search("a black cat sleeping on a sofa", k=1)) == ["black_cat.jpg"]
+    assert names(later.search("a black cat sleeping on a sofa", k=1)) == ["black_cat.jpg"]
 
 
 def test_a_dimension_change_rollback_and_drop_previous(offline_index, clip512):
     db, photos = offline_index
     old = SearchEngine(db)
-    old_answers = {q: _names(old.search(q, k=6)) for q in ("a cat on a couch", "the sea", "noodles")}
+    old_answers = {q: names(old.search(q, k=6)) for q in ("a cat on a couch", "the sea", "noodles")}
     assert old.stats()["dim"] == 384
 
     new = SearchEngine(db, clip_model=clip512[0], clip_pretrained=clip512[1], text_model="clip")
@@ -73,7 +64,7 @@ def test_a_dimension_change_rollback_and_drop_previous(offline_index, clip512):
     assert report.switched and (report.images_encoded, report.texts_embedded) == (6, 5)
     assert report.models["dim"] == 512 and report.final.unchanged == 6
     # The engine that was searching goes on answering from the old collections until it follows the switch.
-    assert _names(old.search("a cat on a couch", k=6)) == old_answers["a cat on a couch"]
+    assert names(old.search("a cat on a couch", k=6)) == old_answers["a cat on a couch"]
     assert old.follow_switch() and old.stats()["dim"] == 512 and old.has_image_vectors
     hit = old.search(image=photos / "black_cat.jpg", k=1)[0]
     assert hit.path.endswith("black_cat.jpg") and hit.scores["image"] == pytest.approx(1.0, abs=1e-4)
@@ -83,11 +74,11 @@ def test_a_dimension_change_rollback_and_drop_previous(offline_index, clip512):
     assert main(["reindex", "--db", str(db), "--rollback"]) == 0
     back = SearchEngine(db)
     assert back.stats()["dim"] == 384 and not back.has_image_vectors
-    assert {q: _names(back.search(q, k=6)) for q in old_answers} == old_answers
+    assert {q: names(back.search(q, k=6)) for q in old_answers} == old_answers
 
     assert main(["reindex", "--db", str(db), "--drop-previous"]) == 0
-    names = Store(db).collection_names()
-    assert not any(report.generation in name for name in names) and "mmsearch_images" in names
+    collections = Store(db).collection_names()
+    assert not any(report.generation in name for name in collections) and "mmsearch_images" in collections
     with pytest.raises(ReindexError, match="no previous models"):
         from mmsearch.ingest.reindex import rollback
         rollback(Store(db))
@@ -162,6 +153,7 @@ def _reindex_command(db: Path, clip: tuple[str, str], *extra: str) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_kill_9_in_the_middle_then_the_rerun_encodes_only_what_is_missing(tmp_path, clip512):
     from test_resume import _run_until
 
@@ -255,6 +247,8 @@ def _check_the_switch(searching: Searching, started: float) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.server
+@pytest.mark.subprocess
 def test_a_running_server_follows_a_reindex_run_by_another_process_through_a_chroma_server(tmp_path, chroma_server,
                                                                                           clip512):
     import time
@@ -264,7 +258,7 @@ def test_a_running_server_follows_a_reindex_run_by_another_process_through_a_chr
 
     photos = make_photos(tmp_path / "photos")
     base = Config.from_env(db=str(tmp_path / "unused"), chroma_url=chroma_server.url)
-    SearchEngine(config=Config.offline_profile(base)).index([photos], captions=photos / "captions.csv")
+    index_photos(SearchEngine(config=Config.offline_profile(base)), photos)
     engine = SearchEngine(config=base)  # no model settings: the index's models, and it follows a switch
     with served(engine) as page:
         client = Client(page, verbose=False)
@@ -285,6 +279,8 @@ def test_a_running_server_follows_a_reindex_run_by_another_process_through_a_chr
 
 
 @pytest.mark.slow
+@pytest.mark.server
+@pytest.mark.subprocess
 def test_reindex_beside_a_serve_of_an_embedded_database_is_handed_to_the_server(tmp_path, clip512):
     import time
 
@@ -316,6 +312,8 @@ def test_reindex_beside_a_serve_of_an_embedded_database_is_handed_to_the_server(
 
 
 @pytest.mark.slow
+@pytest.mark.server
+@pytest.mark.subprocess
 def test_ctrl_c_on_a_handed_over_reindex_stops_the_server_after_its_batch_and_the_rerun_finishes(tmp_path, clip512,
                                                                                                monkeypatch):
     import time

@@ -16,7 +16,7 @@ from helpers import save_image
 
 from mmsearch.store.client import Store
 
-pytestmark = pytest.mark.slow  # servers, browsers or subprocesses; make test runs them
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]  # make test runs them
 
 N = 480  # enough batches of 4 that each stop lands mid-run
 

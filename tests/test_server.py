@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from helpers import folder_of_images, free_port
+from helpers import folder_of_images, free_port, index_photos
 
 from mmsearch import SearchEngine
 from mmsearch.cli import main
@@ -21,7 +21,7 @@ from mmsearch.errors import ConfigError, IndexMismatchError, StoreError
 from mmsearch.ingest.indexer import Shard
 from mmsearch.store.client import Store
 
-pytestmark = pytest.mark.slow  # servers, browsers or subprocesses; make test runs them
+pytestmark = [pytest.mark.slow, pytest.mark.server, pytest.mark.subprocess]  # make test runs them
 
 
 @pytest.fixture
@@ -213,7 +213,7 @@ def test_token_and_headers_reach_the_server(chroma_server, tiny_config, tiny_enc
     try:
         engine = SearchEngine(config=tiny_config, encoders=tiny_encoders, chroma_url=proxy.url, chroma_token="s3cret",
                               chroma_headers="X-Team: photos", caption_weight=1.0)
-        assert engine.index([photos], captions=photos / "captions.csv").added == 6
+        assert index_photos(engine, photos).added == 6
         assert Path(engine.search("a kitten napping on the couch", k=1)[0].path).name == "black_cat.jpg"
         assert all(h.get("Authorization") == "Bearer s3cret" for h in proxy.seen)
         assert "s3cret" not in repr(engine.config)
@@ -228,7 +228,7 @@ def test_token_and_headers_reach_the_server(chroma_server, tiny_config, tiny_enc
 def test_export_from_embedded_import_into_a_server_and_back(chroma_server, make_engine, photos, tmp_path, capsys,
                                                             tiny_config, tiny_encoders):
     local = make_engine(caption_weight=1.0)
-    local.index([photos], captions=photos / "captions.csv")
+    index_photos(local, photos)
     assert main(["export", str(tmp_path / "dump"), "--db", local.config.db]) == 0
     assert "exported 6 images and 5 captions" in capsys.readouterr().out
     assert main(["import", str(tmp_path / "dump"), "--chroma-url", chroma_server.url]) == 0
@@ -243,7 +243,7 @@ def test_export_from_embedded_import_into_a_server_and_back(chroma_server, make_
     assert main(["export", str(tmp_path / "dump2"), "--chroma-url", chroma_server.url]) == 0
     assert main(["import", str(tmp_path / "dump2"), "--db", str(tmp_path / "copy")]) == 0
     copy = make_engine(db=tmp_path / "copy", caption_weight=1.0)
-    assert copy.index([photos], captions=photos / "captions.csv").unchanged == 6  # nothing to re-encode
+    assert index_photos(copy, photos).unchanged == 6  # nothing to re-encode
     capsys.readouterr()
 
 

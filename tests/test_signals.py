@@ -4,6 +4,7 @@ fused and shown in ``Hit.scores``, and ``mmsearch eval`` measures it with the sa
 from __future__ import annotations
 
 import pytest
+from helpers import index_photos
 
 from mmsearch.evaluation import evaluate, load_dataset
 from mmsearch.ids import image_id
@@ -46,7 +47,7 @@ def test_the_built_in_signals_are_registered_in_the_order_of_hit_scores():
 
 def test_a_signal_registered_by_a_test_is_ranked_and_shown(make_engine, photos, favourite):
     engine = make_engine()
-    engine.index([photos], captions=photos / "captions.csv")
+    index_photos(engine, photos)
     assert query_weights(0.5, 0.25, text=True)["favourite"] == 3.0
     hits = engine.search("a red bicycle leaning against a brick wall", k=6)
     assert hits[0].path.endswith("pasta.jpg") and hits[0].scores["favourite"] == 1.0

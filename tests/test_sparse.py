@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import add_lexical_head, bge_m3_flag_model, make_photos, tiny_clip_files, tiny_sentence_model
+from helpers import add_lexical_head, bge_m3_flag_model, index_photos, make_photos, tiny_sentence_model
 
 from mmsearch import SearchEngine
 from mmsearch.encoders.sentence import SentenceEncoder
@@ -78,16 +78,11 @@ def test_the_index_scores_each_image_by_its_best_text():
     assert LexicalIndex.from_metadata(["c"], [{}]) is None
 
 
-@pytest.fixture(scope="module")
-def clip256(tmp_path_factory) -> tuple[str, str]:
-    return tiny_clip_files(tmp_path_factory.mktemp("clip256-sparse"), 256, 1)
-
-
 def test_the_sparse_signal_ranks_stored_captions_as_flagembedding_scores_them(tmp_path, clip256, bge_m3, reference):
     models = {"clip_model": clip256[0], "clip_pretrained": clip256[1], "text_model": "clip"}
     photos = make_photos(tmp_path / "photos")
     engine = SearchEngine(tmp_path / "db", caption_model=bge_m3, **models)
-    engine.index([photos], captions=photos / "captions.csv")
+    index_photos(engine, photos)
     query = "a black cat sleeping"
     hits = {Path(h.path).name: h for h in engine.search(query, k=6)}
     want_query = reference.encode([query], return_sparse=True)["lexical_weights"][0]

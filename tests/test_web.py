@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import CAMERA, free_port, launch_site, served
+from helpers import CAMERA, free_port, names, served
 from mmsearch_web.app import indexing_allowed, is_loopback, launch
 from mmsearch_web.views import SearchForm, hit_details, parse_auth, run_search
 from PIL import Image
@@ -18,12 +18,7 @@ from mmsearch import SearchEngine
 from mmsearch.ingest.indexer import image_id
 from mmsearch.media.thumbnails import SIZES, ThumbnailCache
 
-pytestmark = pytest.mark.slow  # servers, browsers or subprocesses; make test runs them
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory, tiny_config, tiny_encoders):
-    yield from launch_site(tmp_path_factory.mktemp("web"), tiny_config, tiny_encoders)
+pytestmark = [pytest.mark.slow, pytest.mark.server]  # make test runs them
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +26,6 @@ def client(site):
     from gradio_client import Client
 
     return Client(site["url"], verbose=False)
-
-
-def names(hits: list[dict]) -> list[str]:
-    return [Path(h["file"]).name for h in hits]
 
 
 def test_text_query_returns_thumbnails_scores_and_captions(client, site):

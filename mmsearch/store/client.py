@@ -496,6 +496,13 @@ class Store:
 
         Captions and text are written before the image record, so an image record only exists once all of
         them do: a run killed in between leaves the file looking new, and it is redone.
+
+        Caption text is stored in three places; the image record's ``captions`` metadata is the source:
+        what hits show, the keyword index reads and change detection (``Entry.captions``) compares. The
+        caption records (``<image_id>:<n>``, in that order) hold each caption's vector, with the text and
+        its ``source`` as documents for ``caption_sources`` (reindex re-embeds from them, export copies
+        them). ``manifest_captions`` names which of ``captions`` a manifest gave (kept until a manifest says
+        otherwise). All three are written here, in one call; only a schema step may drop a copy.
         """
         self.delete_captions(ids)
         self._delete_ocr(ids)
