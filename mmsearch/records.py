@@ -107,7 +107,7 @@ class ReindexReport:
     Attributes:
         models: The signature of the models the index was re-embedded with (``image_model``,
             ``text_model``, ``caption_model``, ``dim``).
-        generation: Their collections' generation (``mmsearch.store.client.generation_name``).
+        generation: Their collections' generation (``mmsearch.store.collections.generation_name``).
         previous: The generation that was active before; ``rollback`` switches back to it.
         images_encoded: Images encoded again from their files (the image model changed).
         images_copied: Image vectors copied as they were (the image model did not change).

@@ -247,7 +247,7 @@ class IndexSession:
     def keywords_path(self) -> Path:
         """``keywords.npz`` beside the index (``Config.local_dir``), one per generation of models: a later
         generation's lexical weights are its caption model's; with a server, one per server."""
-        from .store.client import FIRST
+        from .store.collections import FIRST
 
         generation = self.store.generation
         own = "" if generation == FIRST else f"-{generation}"

@@ -25,7 +25,8 @@ from typing import IO, Any
 import numpy as np
 
 from .errors import StoreError
-from .store.client import PAGE, Store
+from .store.client import Store
+from .store.collections import PAGE
 
 FORMAT, VERSION = "mmsearch-export", 1
 COLLECTIONS = ("captions", "ocr", "images")  # import order: captions and text in photos first

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mmsearch.store.client import HNSW, Store
+from mmsearch.store.client import Store
+from mmsearch.store.collections import HNSW
 
 
 def embedding_like(n: int, dim: int = 512, latent: int = 64, seed: int = 0) -> np.ndarray:
@@ -35,7 +36,7 @@ def test_recall_at_10_on_20k_embedding_like_vectors(tmp_path):
 def test_an_index_made_with_older_search_settings_is_upgraded_by_the_next_writer(tmp_path):
     import chromadb
 
-    from mmsearch.store.client import CAPTIONS, HNSW, HNSW_CAPTIONS, IMAGES
+    from mmsearch.store.collections import CAPTIONS, HNSW, HNSW_CAPTIONS, IMAGES
 
     client = chromadb.PersistentClient(str(tmp_path / "db"), settings=chromadb.Settings(anonymized_telemetry=False))
     meta = {"schema": 1, "image_model": "a", "text_model": "b", "dim": 8, "roots": "[]", "updated_at": 0}

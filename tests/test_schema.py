@@ -13,7 +13,8 @@ import pytest
 
 from mmsearch import Config, SearchEngine
 from mmsearch.errors import StoreError
-from mmsearch.store.client import HNSW, Store
+from mmsearch.store.client import Store
+from mmsearch.store.collections import HNSW
 from mmsearch.store.migrations import SCHEMA, STEPS
 
 FIXTURE = Path(__file__).parent / "fixtures" / "schema1-offline.tar.gz"

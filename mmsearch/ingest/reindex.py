@@ -71,7 +71,7 @@ class Reindexer:
 
     def run(self) -> ReindexReport:
         """Build, pass, switch; Ctrl-C stops after the batch being stored (``interrupted``)."""
-        from ..store.client import generation_name
+        from ..store.collections import generation_name
         from .indexer import stop_on_sigint, warnings_per_file
 
         started = time.perf_counter()

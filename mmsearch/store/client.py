@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import errno
 import functools
-import hashlib
 import inspect
 import json
 import time
@@ -32,32 +31,27 @@ import numpy as np
 from ..config import MINILM_ID, PACKAGED_MINILM
 from ..errors import IndexMismatchError, MMSearchError, StoreError, first_line
 from ..ids import NO_IMAGE_MODEL, caption_id, split_caption_id
-from .migrations import SCHEMA, VERSION_KEY, check_readable, stored_version
+from .collections import (
+    FIRST,
+    HNSW,
+    HNSW_CAPTIONS,
+    KINDS,
+    PAGE,
+    POINTER,
+    caption_sources,
+    collection_name,
+    open_collection,
+    pages,
+    pointer_fields,
+)
+from .migrations import SCHEMA, VERSION_KEY, Handle, check_readable, stored_version
 from .retry import Retrying, RetryPolicy
 
 if TYPE_CHECKING:
     from ..config import Config
 
-IMAGES, CAPTIONS, FEEDBACK, OCR = "mmsearch_images", "mmsearch_captions", "mmsearch_feedback", "mmsearch_ocr"
-KINDS = {"images": IMAGES, "captions": CAPTIONS, "ocr": OCR, "feedback": FEEDBACK}
-POINTER = "mmsearch_index"  # metadata: the active generation, the previous one, the one being built
-FIRST = "first"  # the first generation of an index: the plain collection names
 OcrRecord = tuple[str, np.ndarray]  # a photo's text as read (mmsearch.media.ocr), and its vector in the caption space
-# Measured on 20k embedding-like 512-d vectors (tests/test_recall.py), recall@10 against exact search:
-# Chroma's defaults (ef_search 100, ef_construction 100, max_neighbors 16) 0.87; max_neighbors 32 gave
-# 0.977-0.985 from run to run (parallel HNSW builds differ), too close to our 0.98 floor; max_neighbors 48
-# gives 0.993 for ~15% more build time and the same ~3.5 ms per query.
-# At 100k vectors (benchmarks/store_bench.py, same data shape), ef_search 128 gave 0.975, 192 0.993 and 256
-# 0.997 for 7.9, 9.9 and 11.1 ms per query: images search with 256. Captions only nominate candidates
-# (each image is then scored exactly), so they keep the cheaper 128.
 F = TypeVar("F", bound=Callable[..., Any])
-# sync_threshold: Chroma writes the HNSW index to disk every N records and every new process replays the
-# records written since (up to N - 1) into it. Its default 1000 cost 0.45-0.55 s of every command's cold
-# start on a 5k index; 200 costs 0.07 s, with the same indexing time (17.1 s vs 17.6 s for 5k images,
-# benchmarks/cold_start_bench.py).
-HNSW = {"space": "cosine", "ef_search": 256, "ef_construction": 200, "max_neighbors": 48, "sync_threshold": 200}
-HNSW_CAPTIONS = {**HNSW, "ef_search": 128}
-PAGE = 5000  # records per get() page; below Chroma's max batch size (~5,400)
 
 
 def _guarded(action: str) -> Callable[[F], F]:
@@ -118,24 +112,6 @@ def failure_message(action: str, where: str, exc: BaseException) -> str:
     return message
 
 
-def generation_name(signature: dict[str, Any], dim: int) -> str:
-    """The generation of a set of models: 10 hex digits of their signature and dimension."""
-    key = json.dumps({k: signature.get(k) for k in ("image_model", "text_model", "caption_model")} | {"dim": dim},
-                     sort_keys=True)
-    return hashlib.sha1(key.encode()).hexdigest()[:10]
-
-
-def _pointer_fields(collection: Any) -> dict[str, str]:
-    """The pointer collection's ``active``, ``previous`` and ``building`` ("" where unset or absent)."""
-    meta = (collection.metadata if collection is not None else None) or {}
-    return {key: str(meta.get(key, "")) for key in ("active", "previous", "building")}
-
-
-def collection_name(kind: str, generation: str) -> str:
-    """``mmsearch_images`` for the first generation, ``mmsearch_images_<gen>`` for later ones."""
-    return KINDS[kind] + ("" if generation == FIRST else f"_{generation}")
-
-
 @dataclass(frozen=True)
 class Entry:
     """What the store remembers about an indexed file to decide whether it changed."""
@@ -160,7 +136,7 @@ class CaptionMatch:
 
 
 @translated(writes=("set_pointer", "ensure_pointer", "drop_generation", "create", "upgrade", "set_schema_version",
-                    "apply_search_settings", "replace_vectors", "clear_change_markers", "set_metadata", "add_roots",
+                    "set_metadata", "add_roots",
                     "put", "set_ocr", "set_ocr_setting", "move", "delete_images", "delete_captions", "differing",
                     "write_records"),
             searches=("query_images", "query_captions", "query_ocr"))
@@ -230,14 +206,14 @@ class Store:
     def pointer(self) -> dict[str, str]:
         """``active``, ``previous`` and ``building`` generations ("" = none), read from the database now
         (another process may have switched). An index without a pointer is in its first generation."""
-        found = _pointer_fields(open_collection(self.client, POINTER, False, {"space": "cosine"}))
+        found = pointer_fields(open_collection(self.client, POINTER, False, {"space": "cosine"}))
         return {**found, "active": found["active"] or FIRST}
 
     @_guarded("write")
     def set_pointer(self, **changes: str) -> None:
         """Change pointer fields in one metadata write (the atomic switch of ``mmsearch reindex``)."""
         collection = open_collection(self.client, POINTER, True, {"space": "cosine"})  # fresh metadata
-        collection.modify(metadata={**_pointer_fields(collection), **changes})
+        collection.modify(metadata={**pointer_fields(collection), **changes})
 
     def ensure_pointer(self) -> None:
         """Record the active generation where the index has no pointer yet (schema 7)."""
@@ -341,7 +317,11 @@ class Store:
         ``mmsearch.store.migrations``). Returns the versions it went through."""
         from .migrations import upgrade
 
-        return upgrade(self)
+        done = upgrade(Handle(self.client, self.path, self.name("images"), self.name("captions"), self.generation))
+        self._images = self._captions = None  # the steps changed the collections' settings: open them again
+        self._get_images()
+        self._open_existing()
+        return done
 
     def schema_version(self) -> int:
         """The index's schema version (0 for indexes that predate versions)."""
@@ -352,29 +332,6 @@ class Store:
         """Record that the index now has schema ``version``."""
         self._modify_metadata({VERSION_KEY: version})
 
-    def apply_search_settings(self, names: Sequence[str] = ("ef_search",)) -> None:
-        """Give both collections this version's value of the HNSW settings ``names`` (those Chroma lets
-        an existing collection change: ``ef_search``, ``sync_threshold``, ...) where it differs."""
-        for name, wanted in ((self.name("images"), HNSW), (self.name("captions"), HNSW_CAPTIONS)):
-            collection = self.client.get_collection(name, embedding_function=None) if wanted is HNSW else \
-                self.client.get_or_create_collection(name, configuration={"hnsw": HNSW_CAPTIONS}, embedding_function=None)
-            have = (collection.configuration or {}).get("hnsw") or {}
-            changes = {key: wanted[key] for key in names if have.get(key) != wanted[key]}
-            if changes:
-                collection.modify(configuration={"hnsw": changes})
-        self._images = self._captions = None
-        self._get_images()
-        self._open_existing()
-
-    def replace_vectors(self, ids: list[str], vectors: np.ndarray) -> None:
-        """New vectors for existing images; their metadata and captions stay."""
-        for start in range(0, len(ids), PAGE):
-            self._images.update(ids=ids[start:start + PAGE], embeddings=vectors[start:start + PAGE])
-
-    def clear_change_markers(self, ids: list[str]) -> None:
-        """Make these images look changed, so the next index run reads their files again."""
-        self.set_metadata({i: {"mtime_ns": "0"} for i in ids})
-
     def set_metadata(self, changes: dict[str, dict[str, Any]]) -> None:
         """Set some metadata fields of some images (other fields stay)."""
         ids = list(changes)
@@ -384,16 +341,9 @@ class Store:
 
     def caption_sources(self, image_ids: list[str]) -> dict[str, list[tuple[str, str]]]:
         """(text, source) of every caption of these images, in caption order."""
-        out: dict[str, list[tuple[int, str, str]]] = {}
         if self._captions is None:
             self._open_existing()
-        for start in range(0, len(image_ids), PAGE // 10):
-            chunk = image_ids[start:start + PAGE // 10]
-            got = self._captions.get(where={"image_id": {"$in": chunk}}, include=["metadatas", "documents"])
-            for cid, meta, doc in zip(got["ids"], got["metadatas"], got["documents"]):
-                image, index = split_caption_id(cid)
-                out.setdefault(image, []).append((index, doc, str(meta.get("source", ""))))
-        return {i: [(t, s) for _, t, s in sorted(items)] for i, items in out.items()}
+        return caption_sources(self._captions, image_ids)
 
     def _modify_metadata(self, changes: dict[str, Any]) -> None:
         self._images = self.client.get_collection(self.name("images"), embedding_function=None)  # fresh: other workers write too
@@ -478,13 +428,8 @@ class Store:
 
     @staticmethod
     def _pages(collection: Any) -> Iterator[tuple[list[str], list[dict]]]:
-        offset = 0
-        while True:
-            page = collection.get(include=["metadatas"], limit=PAGE, offset=offset)
-            if not page["ids"]:
-                return
+        for page in pages(collection):
             yield page["ids"], page["metadatas"]
-            offset += len(page["ids"])
 
     # -- writes --------------------------------------------------------------------------------------
 
@@ -830,21 +775,6 @@ def _is_collection(value: Any) -> bool:
     from chromadb.api.models.Collection import Collection
 
     return isinstance(value, Collection)
-
-
-def open_collection(client: Any, name: str, create: bool, hnsw: dict) -> Any:
-    """A collection that appears only when first written to: created (with these HNSW settings) when
-    ``create``, else opened if it exists, or None."""
-    try:
-        if create:
-            return client.get_or_create_collection(name, configuration={"hnsw": hnsw}, embedding_function=None)
-        return client.get_collection(name, embedding_function=None)
-    except StoreError:
-        raise
-    except Exception:  # chromadb raises NotFoundError / ValueError depending on version
-        if create:
-            raise
-        return None
 
 
 def _filter_fields(meta: dict) -> dict:

@@ -5,21 +5,35 @@ The version lives in the image collection's metadata (``schema_version``). A new
 in order, recording each version as it completes, so an interrupted upgrade resumes at the step it
 stopped in. Readers open any version up to ``SCHEMA``; a newer one is refused with both numbers.
 
-Adding a field or a collection: write a step ``def _vN(store) -> None`` that is safe to run twice,
-append it to ``STEPS`` and raise ``SCHEMA``. (After rclip's ``db.py`` and llm's numbered migrations.)
+Steps work on a raw ``Handle`` (the Chroma client and the names of one generation's collections), never
+through ``Store``, so the store's methods can change without rewriting history. Adding a field or a
+collection: write a step ``def _vN(handle) -> None`` that is safe to run twice, append it to ``STEPS`` and
+raise ``SCHEMA``. (After rclip's ``db.py`` and llm's ``embeddings_migrations``.)
+
+Two old steps read image files (2: layout vectors, 5: perceptual hashes); they take their readers from
+``mmsearch.media.images``, the one Pillow entry, through ``FileReaders``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..errors import StoreError
-
-if TYPE_CHECKING:
-    from .client import Store
+from ..ids import has_image_vectors
+from .collections import (
+    HNSW_CAPTIONS,
+    PAGE,
+    POINTER,
+    apply_search_settings,
+    caption_sources,
+    open_collection,
+    pages,
+    pointer_fields,
+)
 
 SCHEMA = 7
 VERSION_KEY = "schema_version"  # indexes written before versions were read carry none: version 0
@@ -41,99 +55,149 @@ def check_readable(version: int, where: str) -> None:
                          "at most; upgrade mmsearch to use it")
 
 
-def upgrade(store: Store) -> list[int]:
+@dataclass
+class Handle:
+    """What a schema step reads and writes: the raw Chroma client, one generation's collection names, and
+    where the database is (for messages)."""
+
+    client: Any
+    where: str
+    images: str
+    captions: str
+    generation: str
+
+    def collection(self, name: str) -> Any:
+        """A collection, read fresh (another worker may have changed its metadata)."""
+        return self.client.get_collection(name, embedding_function=None)
+
+    def metadata(self) -> dict[str, Any]:
+        """The image collection's metadata."""
+        return dict(self.collection(self.images).metadata or {})
+
+    def set_metadata(self, **changes: Any) -> None:
+        """Change fields of the image collection's metadata (the others stay)."""
+        images = self.collection(self.images)
+        images.modify(metadata={**(images.metadata or {}), **changes})
+
+    def image_pages(self) -> Iterator[tuple[list[str], list[dict]]]:
+        """(ids, metadatas) of every image, read in full before the step writes (no page shifts under it)."""
+        for page in list(pages(self.collection(self.images))):
+            yield page["ids"], page["metadatas"]
+
+    def update_images(self, ids: list[str], **fields: Any) -> None:
+        """``update`` image records ``PAGE`` at a time (``embeddings=`` or ``metadatas=``, aligned with ids)."""
+        images = self.collection(self.images)
+        for start in range(0, len(ids), PAGE):
+            images.update(ids=ids[start:start + PAGE], **{k: v[start:start + PAGE] for k, v in fields.items()})
+
+
+@dataclass(frozen=True)
+class FileReaders:
+    """How the steps that read image files decode them: ``decode(path) -> small image``, ``layout(image,
+    dim)`` and ``phash(image)``."""
+
+    decode: Callable[[str], Any]
+    layout: Callable[[Any, int], np.ndarray]
+    phash: Callable[[Any], str]
+
+    @classmethod
+    def from_media(cls) -> FileReaders:
+        from ..media.images import layout_vector, perceptual_hash, read_capped, read_image
+
+        return cls(lambda path: read_image(read_capped(path)[0], 64)[0], layout_vector, perceptual_hash)
+
+
+def upgrade(handle: Handle, readers: FileReaders | None = None) -> list[int]:
     """Run the steps above the index's version, in order; returns the versions it upgraded through."""
     done = []
-    version = store.schema_version()
-    check_readable(version, store.path)
+    version = stored_version(handle.metadata())
+    check_readable(version, handle.where)
     for target, step in enumerate(STEPS, 1):
         if target > version:
-            step(store)
-            store.set_schema_version(target)
+            step(handle, readers or FileReaders.from_media())
+            handle.set_metadata(**{VERSION_KEY: target})
             done.append(target)
     return done
 
 
-def _v1_search_settings(store: Store) -> None:
+def _v1_search_settings(handle: Handle, readers: FileReaders) -> None:
     """Raise ``ef_search`` of indexes made before the recall measurements (images 256, captions 128)."""
-    store.apply_search_settings(["ef_search"])
+    apply_search_settings(handle.client, handle.images, handle.captions, ["ef_search"])
 
 
-def _v2_layout_vectors(store: Store) -> None:
+def _v2_layout_vectors(handle: Handle, readers: FileReaders) -> None:
     """Offline-profile indexes stored one identical placeholder vector for every image, which made
     every process replay them into HNSW for seconds. Give each image its colour layout vector, read
     from its file; an unreadable file gets its change marker cleared so the next index run redoes it."""
-    from ..ids import has_image_vectors
-
-    if has_image_vectors(store.signature()):
+    meta = handle.metadata()
+    if has_image_vectors(meta):
         return
-    from ..media.images import layout_vector
-
-    dim = int(store.signature()["dim"])  # type: ignore[index]
-    for ids, metas in list(store.pages()):
-        vectors = _from_files(store, ids, metas, lambda image: layout_vector(image, dim))
-        store.replace_vectors(list(vectors), np.asarray(list(vectors.values()), dtype=np.float32))
+    dim = int(meta["dim"])
+    for ids, metas in handle.image_pages():
+        vectors = _from_files(handle, readers, ids, metas, lambda image: readers.layout(image, dim))
+        handle.update_images(list(vectors), embeddings=np.asarray(list(vectors.values()), dtype=np.float32))
 
 
-def _from_files(store: Store, ids: list[str], metas: list[dict], compute: Callable[[Any], Any]) -> dict[str, Any]:
+def _from_files(handle: Handle, readers: FileReaders, ids: list[str], metas: list[dict],
+                compute: Callable[[Any], Any]) -> dict[str, Any]:
     """``compute(small decoded image)`` for each image whose file can be read; the others get their
     change marker cleared, so the next index run reads them again."""
-    from ..media.images import read_capped, read_image
-
     out, redo = {}, []
     for image, meta in zip(ids, metas):
         try:
-            out[image] = compute(read_image(read_capped(meta["path"])[0], 64)[0])
+            out[image] = compute(readers.decode(meta["path"]))
         except Exception:  # gone, unmounted, unreadable: re-read by the next index run
             redo.append(image)
-    store.clear_change_markers(redo)
+    handle.update_images(redo, metadatas=[{"mtime_ns": "0"}] * len(redo))
     return out
 
 
-def _v3_manifest_captions(store: Store) -> None:
+def _v3_manifest_captions(handle: Handle, readers: FileReaders) -> None:
     """Record which captions came from a manifest (``manifest_captions``), read from the caption records'
     ``source``, so a later run without ``--captions`` keeps them instead of dropping them."""
-    for ids, metas in list(store.pages()):
-        sources = store.caption_sources(ids)
+    captions = open_collection(handle.client, handle.captions, True, HNSW_CAPTIONS)
+    for ids, metas in handle.image_pages():
+        sources = caption_sources(captions, ids)
         changed = {i: [t for t, source in sources.get(i, []) if source == "manifest"] for i, m in zip(ids, metas)
                    if "manifest_captions" not in m}
-        store.set_metadata({i: {"manifest_captions": texts} for i, texts in changed.items() if texts})
+        kept = {i: texts for i, texts in changed.items() if texts}
+        handle.update_images(list(kept), metadatas=[{"manifest_captions": texts} for texts in kept.values()])
 
 
-def _v4_sync_threshold(store: Store) -> None:
+def _v4_sync_threshold(handle: Handle, readers: FileReaders) -> None:
     """Persist the HNSW index every 200 records instead of 1000: each new process replays fewer
     (0.5 s -> 0.07 s of every command's cold start on a 5k index)."""
-    store.apply_search_settings(["sync_threshold"])
+    apply_search_settings(handle.client, handle.images, handle.captions, ["sync_threshold"])
 
 
-def _v5_perceptual_hashes(store: Store) -> None:
-    """``phash``: each image's perceptual hash (``images.perceptual_hash``), for near-duplicate groups."""
-    from ..media.images import perceptual_hash
-
-    for ids, metas in list(store.pages()):
+def _v5_perceptual_hashes(handle: Handle, readers: FileReaders) -> None:
+    """``phash``: each image's perceptual hash (``media.images.perceptual_hash``), for near-duplicate groups."""
+    for ids, metas in handle.image_pages():
         missing = [(i, m) for i, m in zip(ids, metas) if not m.get("phash")]
         if missing:
-            hashes = _from_files(store, [i for i, _ in missing], [m for _, m in missing], perceptual_hash)
-            store.set_metadata({i: {"phash": h} for i, h in hashes.items()})
+            hashes = _from_files(handle, readers, [i for i, _ in missing], [m for _, m in missing], readers.phash)
+            handle.update_images(list(hashes), metadatas=[{"phash": h} for h in hashes.values()])
 
 
-def _v6_text_in_photos(store: Store) -> None:
+def _v6_text_in_photos(handle: Handle, readers: FileReaders) -> None:
     """``ocr``: the index records whether its runs read the text in photos (``mmsearch index --ocr``);
     older indexes did not, so they start with it off. The photos' text and its ``mmsearch_ocr``
     collection appear when the first run with OCR reads them."""
-    if not store.ocr_setting():
-        store.set_ocr_setting("")
+    if not handle.metadata().get("ocr"):
+        handle.set_metadata(ocr="")
 
 
-def _v7_generations(store: Store) -> None:
+def _v7_generations(handle: Handle, readers: FileReaders) -> None:
     """``mmsearch_index``: the pointer to the active generation of collections (``mmsearch reindex``
     builds new models' collections beside the active ones and switches it). Older indexes are the first
     generation. Recording schema 7 in the image collection also makes an older mmsearch refuse the index
     instead of reading collections a reindex has since replaced."""
-    store.ensure_pointer()
+    if open_collection(handle.client, POINTER, False, {"space": "cosine"}) is None:
+        pointer = open_collection(handle.client, POINTER, True, {"space": "cosine"})
+        pointer.modify(metadata={**pointer_fields(pointer), "active": handle.generation})
 
 
-STEPS: list[Callable[[Store], None]] = [_v1_search_settings, _v2_layout_vectors, _v3_manifest_captions,
-                                        _v4_sync_threshold, _v5_perceptual_hashes, _v6_text_in_photos,
-                                        _v7_generations]
+STEPS: list[Callable[[Handle, FileReaders], None]] = [
+    _v1_search_settings, _v2_layout_vectors, _v3_manifest_captions, _v4_sync_threshold, _v5_perceptual_hashes,
+    _v6_text_in_photos, _v7_generations]
 assert len(STEPS) == SCHEMA

@@ -1,0 +1,101 @@
+"""The collections of an index on Chroma: their names per generation, their HNSW settings, and the raw
+reads that both the store and the schema steps make (``client`` and ``migrations`` import this; it
+imports neither)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ..ids import split_caption_id
+
+IMAGES, CAPTIONS, FEEDBACK, OCR = "mmsearch_images", "mmsearch_captions", "mmsearch_feedback", "mmsearch_ocr"
+KINDS = {"images": IMAGES, "captions": CAPTIONS, "ocr": OCR, "feedback": FEEDBACK}
+POINTER = "mmsearch_index"  # metadata: the active generation, the previous one, the one being built
+FIRST = "first"  # the first generation of an index: the plain collection names
+# Measured on 20k embedding-like 512-d vectors (tests/test_recall.py), recall@10 against exact search:
+# Chroma's defaults (ef_search 100, ef_construction 100, max_neighbors 16) 0.87; max_neighbors 32 gave
+# 0.977-0.985 from run to run (parallel HNSW builds differ), too close to our 0.98 floor; max_neighbors 48
+# gives 0.993 for ~15% more build time and the same ~3.5 ms per query.
+# At 100k vectors (benchmarks/store_bench.py, same data shape), ef_search 128 gave 0.975, 192 0.993 and 256
+# 0.997 for 7.9, 9.9 and 11.1 ms per query: images search with 256. Captions only nominate candidates
+# (each image is then scored exactly), so they keep the cheaper 128.
+# sync_threshold: Chroma writes the HNSW index to disk every N records and every new process replays the
+# records written since (up to N - 1) into it. Its default 1000 cost 0.45-0.55 s of every command's cold
+# start on a 5k index; 200 costs 0.07 s, with the same indexing time (17.1 s vs 17.6 s for 5k images,
+# benchmarks/cold_start_bench.py).
+HNSW = {"space": "cosine", "ef_search": 256, "ef_construction": 200, "max_neighbors": 48, "sync_threshold": 200}
+HNSW_CAPTIONS = {**HNSW, "ef_search": 128}
+PAGE = 5000  # records per get() page; below Chroma's max batch size (~5,400)
+
+
+def collection_name(kind: str, generation: str) -> str:
+    """``mmsearch_images`` for the first generation, ``mmsearch_images_<gen>`` for later ones."""
+    return KINDS[kind] + ("" if generation == FIRST else f"_{generation}")
+
+
+def generation_name(signature: dict[str, Any], dim: int) -> str:
+    """The generation of a set of models: 10 hex digits of their signature and dimension."""
+    key = json.dumps({k: signature.get(k) for k in ("image_model", "text_model", "caption_model")} | {"dim": dim},
+                     sort_keys=True)
+    return hashlib.sha1(key.encode()).hexdigest()[:10]
+
+
+def pointer_fields(collection: Any) -> dict[str, str]:
+    """The pointer collection's ``active``, ``previous`` and ``building`` ("" where unset or absent)."""
+    meta = (collection.metadata if collection is not None else None) or {}
+    return {key: str(meta.get(key, "")) for key in ("active", "previous", "building")}
+
+
+def open_collection(client: Any, name: str, create: bool, hnsw: dict) -> Any:
+    """A collection that appears only when first written to: created (with these HNSW settings) when
+    ``create``, else opened if it exists, or None."""
+    from ..errors import StoreError
+
+    try:
+        if create:
+            return client.get_or_create_collection(name, configuration={"hnsw": hnsw}, embedding_function=None)
+        return client.get_collection(name, embedding_function=None)
+    except StoreError:
+        raise
+    except Exception:  # chromadb raises NotFoundError / ValueError depending on version
+        if create:
+            raise
+        return None
+
+
+def pages(collection: Any, include: Sequence[str] = ("metadatas",)) -> Iterator[dict]:
+    """Every record of a collection, ``PAGE`` at a time (Chroma's ``get`` result of each page)."""
+    offset = 0
+    while True:
+        page = collection.get(include=list(include), limit=PAGE, offset=offset)
+        if not page["ids"]:
+            return
+        yield page
+        offset += len(page["ids"])
+
+
+def caption_sources(captions: Any, image_ids: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+    """(text, source) of every caption of these images, in caption order, read from the caption records."""
+    out: dict[str, list[tuple[int, str, str]]] = {}
+    for start in range(0, len(image_ids), PAGE // 10):
+        chunk = list(image_ids[start:start + PAGE // 10])
+        got = captions.get(where={"image_id": {"$in": chunk}}, include=["metadatas", "documents"])
+        for cid, meta, doc in zip(got["ids"], got["metadatas"], got["documents"]):
+            image, index = split_caption_id(cid)
+            out.setdefault(image, []).append((index, doc, str(meta.get("source", ""))))
+    return {i: [(t, s) for _, t, s in sorted(items)] for i, items in out.items()}
+
+
+def apply_search_settings(client: Any, images: str, captions: str, names: Sequence[str]) -> None:
+    """Give both collections this version's value of the HNSW settings ``names`` (those Chroma lets an
+    existing collection change: ``ef_search``, ``sync_threshold``, ...) where it differs."""
+    for name, wanted in ((images, HNSW), (captions, HNSW_CAPTIONS)):
+        collection = client.get_collection(name, embedding_function=None) if wanted is HNSW else \
+            client.get_or_create_collection(name, configuration={"hnsw": HNSW_CAPTIONS}, embedding_function=None)
+        have = (collection.configuration or {}).get("hnsw") or {}
+        changes = {key: wanted[key] for key in names if have.get(key) != wanted[key]}
+        if changes:
+            collection.modify(configuration={"hnsw": changes})
