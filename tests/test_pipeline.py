@@ -196,16 +196,16 @@ def test_fp16_on_cuda_matches_fp32_on_the_same_checkpoint(tiny_clip, tmp_path):
 
 
 def test_indexing_uses_the_configured_workers(make_engine, photos, monkeypatch):
-    import mmsearch.ingest.indexer as indexer
+    import mmsearch.ingest.pipeline as pipeline
 
     seen = []
-    real = indexer.ThreadPoolExecutor
+    real = pipeline.ThreadPoolExecutor
 
     def pool(workers, **kwargs):
         seen.append(workers)
         return real(workers, **kwargs)
 
-    monkeypatch.setattr(indexer, "ThreadPoolExecutor", pool)
+    monkeypatch.setattr(pipeline, "ThreadPoolExecutor", pool)
     engine: SearchEngine = make_engine(workers=3)
     assert engine.index([photos]).added == 6
     assert seen == [3]

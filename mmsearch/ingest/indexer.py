@@ -10,7 +10,6 @@ import signal
 import stat
 import sys
 import threading
-import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,7 +30,7 @@ from ..media.ocr import OcrEngine, OcrText
 from ..paths import within_any
 from ..records import IndexReport
 from ..store.client import Entry, OcrRecord, Store
-from .pipeline import Batch, ThreadBalance, Writer
+from .pipeline import Batch, Writer, run_batches
 from .progress import ProgressCallback, stored
 from .scan import scan
 
@@ -227,36 +226,21 @@ class Indexer:
         min_side, prepare = model_input(self.encoders)
         batches = [todo[i:i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
         done = [0]  # stored so far (not bar.n: a disabled tqdm bar does not count)
-        writer, balance = Writer(self.store), ThreadBalance()
-        try:
-            with ThreadPoolExecutor(self.workers, thread_name_prefix="mmsearch-decode") as pool:
-                def submit(batch: list[Candidate]) -> list[Future]:
-                    return [pool.submit(_prepare, c, None if c.path in known else moves, min_side, prepare, self.ocr)
-                            for c in batch]
 
-                pending = submit(batches[0]) if batches else []
-                for n in range(len(batches)):
-                    if self.stop.is_set():
-                        for future in pending:
-                            future.cancel()
-                        break
-                    current = pending
-                    # The workers decode the next batch while this one is in the model.
-                    pending = submit(batches[n + 1]) if n + 1 < len(batches) else []
-                    started = time.perf_counter()
-                    ready = self._collect(current, report, writer)
-                    collected = time.perf_counter()
-                    batch = self._encode(ready)
-                    batch.stored = functools.partial(self._stored, len(current), len(todo), bar, done)
-                    writer.put(batch)
-                    balance.update(collected - started, time.perf_counter() - collected)
-                    self._count(ready, known, report)
-            writer.close()  # the last batches are stored before the run goes on (pruning, the report)
-        except BaseException:
-            writer.close(drain=False)  # the batch being written completes; queued ones are redone next run
-            raise
+        def decode(pool: ThreadPoolExecutor, batch: list[Candidate]) -> list[Future]:
+            return [pool.submit(_prepare, c, None if c.path in known else moves, min_side, prepare, self.ocr)
+                    for c in batch]
+
+        def encode(batch: list[Candidate], ready: list[Prepared | TextOnly]) -> Batch:
+            encoded = self._encode(ready)
+            encoded.stored = functools.partial(self._stored, len(batch), len(todo), bar, done)
+            self._count(ready, known, report)
+            return encoded
+
+        try:
+            run_batches(self.store, self.workers, batches, decode,
+                        lambda _batch, futures, writer: self._collect(futures, report, writer), encode, self.stop)
         finally:
-            balance.restore()
             bar.close()
 
     def _stored(self, count: int, total: int, bar: Any, done: list[int]) -> None:

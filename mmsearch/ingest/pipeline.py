@@ -1,5 +1,6 @@
-"""The indexing pipeline's moving parts: the writer thread that stores encoded batches while the model
-encodes the next ones, and the balance between torch's threads and the decode workers."""
+"""The indexing pipeline: ``run_batches`` (the loop of ``index`` and ``reindex``), the writer thread that
+stores encoded batches while the model encodes the next ones, and the balance between torch's threads and
+the decode workers."""
 
 from __future__ import annotations
 
@@ -7,14 +8,18 @@ import functools
 import queue
 import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 if TYPE_CHECKING:
     from ..store.client import OcrRecord, Store
+
+T = TypeVar("T")  # one batch of work as the caller describes it (candidates, a page of records)
 
 
 @dataclass
@@ -174,3 +179,42 @@ class ThreadBalance:
         assert self._torch is not None
         self._torch.set_num_threads(threads)
         self.current = threads
+
+
+def run_batches(store: Store, workers: int, batches: Iterable[T], decode: Callable[[ThreadPoolExecutor, T], list[Future]],
+                collect: Callable[[T, list[Future], Writer], Any], encode: Callable[[T, Any], Batch],
+                stop: threading.Event) -> None:
+    """The loop of ``index`` and ``reindex``: the decode workers read the next batch's files while the model
+    encodes this one in the calling thread, and a writer thread stores each encoded batch.
+
+    For each batch, ``decode`` submits its files to the pool, ``collect`` waits for them (and may queue
+    other writes on the writer), ``encode`` runs the models and returns what to store (its ``stored``
+    callback runs in the writer thread). Torch's threads are balanced against the workers by how long
+    each stage took. When ``stop`` is set, the batch in hand is finished and the decoding of the next one
+    is cancelled; on an error, only the write in progress completes (queued ones are redone next run).
+    """
+    writer, balance = Writer(store), ThreadBalance()
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="mmsearch-decode") as pool:
+            items = iter(batches)
+
+            def start(item: T | None) -> tuple[T, list[Future]] | None:
+                return None if item is None else (item, decode(pool, item))
+
+            pending = start(next(items, None))
+            while pending is not None and not stop.is_set():
+                item, futures = pending
+                pending = start(next(items, None))  # the workers decode the next batch while this one is encoded
+                waited = time.perf_counter()
+                collected = collect(item, futures, writer)
+                encoding = time.perf_counter()
+                writer.put(encode(item, collected))
+                balance.update(encoding - waited, time.perf_counter() - encoding)
+            for future in pending[1] if pending is not None else []:
+                future.cancel()
+        writer.close()  # the last batches are stored before the run goes on (pruning, the report, the switch)
+    except BaseException:
+        writer.close(drain=False)
+        raise
+    finally:
+        balance.restore()

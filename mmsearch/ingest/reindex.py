@@ -35,7 +35,7 @@ from ..errors import ConfigError, ImageReadError, ReindexError, first_line
 from ..ids import caption_id
 from ..paths import within_any
 from ..records import IndexReport, ReindexReport
-from .pipeline import Batch, ThreadBalance, Writer
+from .pipeline import Batch, run_batches
 from .progress import stored
 
 if TYPE_CHECKING:
@@ -119,36 +119,21 @@ class Reindexer:
         bar = tqdm(total=total, unit="img", file=sys.stderr, disable=not self.progress, desc="reindexing", leave=False)
         advance = functools.partial(self._advance, bar, total)
         min_side, prepare = model_input(encoders)
-        writer, balance = Writer(target), ThreadBalance()
-        try:
-            with ThreadPoolExecutor(self.workers, thread_name_prefix="mmsearch-decode") as pool:
-                def submit(page: Page | None) -> tuple[Page, list[Future]] | None:
-                    if page is None:
-                        return None
-                    paths = [meta["path"] for _, meta in page] if images_changed else []
-                    return page, [pool.submit(_decode, path, min_side, prepare, decode_for_model) for path in paths]
 
-                batches = self._missing(target, report, advance)
-                pending = submit(next(batches, None))
-                while pending is not None and not self.stop.is_set():
-                    page, futures = pending
-                    pending = submit(next(batches, None))
-                    waited = time.perf_counter()
-                    decoded = [f.result() for f in futures] if images_changed else None
-                    encoding = time.perf_counter()
-                    batch = self._batch(page, decoded, encoders, texts_changed, report)
-                    balance.update(encoding - waited, time.perf_counter() - encoding)
-                    batch.stored = functools.partial(advance, len(page))
-                    writer.put(batch)
-                if pending is not None:
-                    for future in pending[1]:
-                        future.cancel()
-            writer.close()
-        except BaseException:
-            writer.close(drain=False)
-            raise
+        def decode(pool: ThreadPoolExecutor, page: Page) -> list[Future]:
+            paths = [meta["path"] for _, meta in page] if images_changed else []
+            return [pool.submit(_decode, path, min_side, prepare, decode_for_model) for path in paths]
+
+        def encode(page: Page, decoded: list[Any] | None) -> Batch:
+            batch = self._batch(page, decoded, encoders, texts_changed, report)
+            batch.stored = functools.partial(advance, len(page))
+            return batch
+
+        try:
+            run_batches(target, self.workers, self._missing(target, report, advance), decode,
+                        lambda _page, futures, _writer: [f.result() for f in futures] if images_changed else None,
+                        encode, self.stop)
         finally:
-            balance.restore()
             bar.close()
 
     def _advance(self, bar: Any, total: int, count: int) -> None:

@@ -318,9 +318,10 @@ class Store:
         from .migrations import upgrade
 
         done = upgrade(Handle(self.client, self.path, self.name("images"), self.name("captions"), self.generation))
-        self._images = self._captions = None  # the steps changed the collections' settings: open them again
-        self._get_images()
-        self._open_existing()
+        if done:  # the steps changed the collections' settings: open them again
+            self._images = self._captions = None
+            self._get_images()
+            self._open_existing()
         return done
 
     def schema_version(self) -> int:
