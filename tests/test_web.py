@@ -299,11 +299,14 @@ def test_host_header_must_name_this_server(home_site):
     assert http(home_site["url"] + "config", headers={"Host": f"localhost:{port}"})[0] == 200
 
 
-def test_failed_logins_slow_down_that_client(tiny_config, tiny_encoders, tmp_path, photos):
+def test_failed_logins_slow_down_that_client(tiny_config, tiny_encoders, tmp_path, photos, monkeypatch):
     import time
 
     from mmsearch_web.guard import LoginThrottle
 
+    asked: list[float] = []  # the waits the throttle imposed, login by login (behaviour, not a stopwatch)
+    real_delay = LoginThrottle.delay
+    monkeypatch.setattr(LoginThrottle, "delay", lambda self, failures: asked.append(real_delay(self, failures)) or asked[-1])
     engine = SearchEngine(tmp_path / "db", config=tiny_config, encoders=tiny_encoders)
     engine.index([photos])
     port = free_port()
@@ -318,9 +321,9 @@ def test_failed_logins_slow_down_that_client(tiny_config, tiny_encoders, tmp_pat
             times.append(time.monotonic() - start)
         assert times[1] >= 1.0 and times[2] >= 2.0  # 1 s, then 2 s: guessing gets slower
         assert http(url, b"username=ann&password=s3cret", form)[0] == 200  # the right password still works
-        start = time.monotonic()
+        assert asked == [1.0, 2.0, 4.0]  # 1 s, 2 s, then 4 s before the right password
         http(url, b"username=ann&password=wrong", form)
-        assert time.monotonic() - start < 1.0  # a success cleared the delay
+        assert asked == [1.0, 2.0, 4.0]  # a success cleared the delay: the next failure waited for nothing
     finally:
         demo.close()
     assert LoginThrottle(None).delay(10) == 30.0

@@ -21,6 +21,7 @@ import inspect
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -61,26 +62,29 @@ def _guarded(action: str) -> Callable[[F], F]:
         if inspect.isgeneratorfunction(method):
             @functools.wraps(method)
             def pages(self: Any, *args: Any, **kwargs: Any) -> Any:
-                try:
+                with _translating(action, self.path):
                     yield from method(self, *args, **kwargs)
-                except MMSearchError:
-                    raise
-                except Exception as exc:
-                    raise StoreError(failure_message(action, self.path, exc)) from exc
             pages.guarded = action  # type: ignore[attr-defined]
             return pages  # type: ignore[return-value]
 
         @functools.wraps(method)
         def inner(self: Any, *args: Any, **kwargs: Any) -> Any:
-            try:
+            with _translating(action, self.path):
                 return method(self, *args, **kwargs)
-            except MMSearchError:
-                raise
-            except Exception as exc:
-                raise StoreError(failure_message(action, self.path, exc)) from exc
         inner.guarded = action  # type: ignore[attr-defined]
         return inner  # type: ignore[return-value]
     return wrap
+
+
+@contextmanager
+def _translating(action: str, where: str) -> Iterator[None]:
+    """Any failure but our own becomes a ``StoreError`` (``failure_message``)."""
+    try:
+        yield
+    except MMSearchError:
+        raise
+    except Exception as exc:
+        raise StoreError(failure_message(action, where, exc)) from exc
 
 
 def translated(writes: Sequence[str], searches: Sequence[str] = ()) -> Callable[[type], type]:
