@@ -11,9 +11,14 @@ Rows: ``fused`` is what users are served: each caption goes through ``engine.sea
 own code path (candidates, fusion, file-name pinning, reranker), so its R@1/5/10 are exactly the served
 recall; an image not among the 10 hits counts as a miss (its rank is beyond 10, and no mean rank is
 given). ``fused:<rule>`` serve the same queries under the other fusion rules of ``mmsearch.search.fusion``.
-The per-signal rows are exact searches over all images: ``image`` (query vs image vector),
-``caption`` (vs the image's *own* captions in the index: sidecars, manifests, EXIF; never the evaluation
-captions) and ``keyword`` (BM25 over those captions and file names).
+The per-signal rows are exact searches over the whole corpus, one per registered signal
+(``mmsearch.search.signals``), each scored by the signal's own ``score`` (the code ranking runs): ``image``
+(query vs image vector), ``caption`` (vs the image's *own* captions in the index: sidecars, manifests,
+EXIF; never the evaluation captions), ``keyword`` (BM25 over those captions and file names), ``ocr`` and
+``sparse`` where the index has them, and any plug-in signal.
+
+The corpus is the user's library (``CORPORA``): every image under the dataset's folder, so recall is
+measured where users search; a Karpathy split keeps its protocol (the split's images).
 """
 
 from __future__ import annotations
