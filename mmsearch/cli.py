@@ -12,10 +12,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import Config, default_cache_path
+from .config import MIN_RELEVANCE, Config, default_cache_path
 from .errors import MMSearchError
 from .lock import lock_for_writing
-from .present import format_groups, format_hits, stats_lines
+from .present import format_groups, format_hits, no_matches, stats_lines
 from .records import printable
 
 if TYPE_CHECKING:
@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--unlike", action="append", default=[], metavar="FILE",
                         help="an indexed image that is not: refines the query, ranks it last, is remembered; repeatable")
     search.add_argument("--no-remember", action="store_true", help="use --like/--unlike for this search only")
+    search.add_argument("--min-relevance", type=float, default=MIN_RELEVANCE, metavar="R",
+                        help=f"only hits at least this relevant, 0-1 (default {MIN_RELEVANCE}; see README: relevance)")
+    search.add_argument("--all", action="store_true", help="the nearest k hits, however weak (no relevance floor)")
+    search.add_argument("--no-collapse", action="store_true",
+                        help="list every copy of a photo (by default copies fold into the best one, '+N similar')")
     search.add_argument("--json", action="store_true", help='print {"results": [...]} on stdout')
 
     stats = sub.add_parser("stats", parents=[models], help="what the index holds and which models built it")
@@ -332,9 +337,17 @@ def _handed_over(args: argparse.Namespace, config: Config, action: str, options:
         return 130
     if status is None:  # nobody took it: the holder is not a serving mmsearch; its own message
         acquire_writer_lock(config.db)
-        return _switch_back(args) if action != "reindex" else cmd_reindex(args)  # it finished meanwhile
+        if action == "undo-duplicates":
+            return cmd_duplicates(args)  # the holder finished meanwhile
+        return _switch_back(args) if action != "reindex" else cmd_reindex(args)
     if status["state"] == "failed":
+        if action == "undo-duplicates":
+            raise MMSearchError(f"the server (pid {status.get('pid')}) could not undo the moves: {status.get('error')}")
         raise ReindexError(f"the server (pid {status.get('pid')}) could not {action}: {status.get('error')}")
+    if action == "undo-duplicates":
+        print(_moved_back(int(status.get("back", 0)), list(status.get("left") or []))
+              + f" (by the serving process, pid {status.get('pid')})")
+        return 0
     if action != "reindex":
         print(json.dumps({k: status[k] for k in ("active", "dropped") if k in status}) if args.json else
               f"{config.db}: {action} done by the serving process (pid {status.get('pid')})")
@@ -382,7 +395,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     engine = _engine(args)
     hits = engine.search(args.query, image=args.image, k=args.k, folder=args.folder, date_from=args.date_from,
                          date_to=args.date_to, camera=args.camera, text_weight=args.text_weight, positive=args.like,
-                         negative=args.unlike)
+                         negative=args.unlike, min_relevance=None if args.all else args.min_relevance,
+                         collapse=not args.no_collapse)
     if args.query and not args.no_remember:
         for path, relevant in [(p, True) for p in args.like] + [(p, False) for p in args.unlike]:
             engine.feedback(args.query, path, relevant)
@@ -390,6 +404,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         signature = engine.signature
         models = {"image": signature["image_model"], "text": signature["text_model"], "caption": signature["caption_model"]}
         print(json.dumps({"models": models, "results": [h.to_dict() for h in hits]}, ensure_ascii=False, indent=2))
+    elif not hits and not args.all:
+        print(no_matches(args.query or args.image or "the examples"))
     else:
         if engine.has_caption_space and hits:  # say which model the caption column comes from
             print(f"caption and ocr scores by {engine.signature['caption_model']}")
@@ -484,12 +500,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_duplicates(args: argparse.Namespace) -> int:
-    engine = _engine(args)
+    from .errors import DatabaseBusyError
+
     if args.undo:
-        back, left = engine.undo_duplicate_moves(args.undo)
-        print(f"moved {back} files back" + (f"; {len(left)} left where they are (gone, or their place is taken)"
-                                             if left else ""))
+        config = config_from_args(args)
+        try:
+            lock_for_writing(config)
+        except DatabaseBusyError:  # a running serve holds the database: it puts the files back
+            return _handed_over(args, config, "undo-duplicates", {"manifest": os.path.abspath(args.undo)})
+        back, left = _engine(args).undo_duplicate_moves(args.undo)
+        print(_moved_back(back, left))
         return 0
+    engine = _engine(args)
     groups = engine.duplicates(args.folder, args.max_bits, args.min_cosine, of=args.of)
     if args.json:
         print(json.dumps({"groups": [g.to_dict() for g in groups]}, ensure_ascii=False, indent=2))
@@ -504,6 +526,11 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
     manifest = engine.move_duplicates(groups, args.move_to)
     print(f"moved {extra} files to {args.move_to}; undo with: mmsearch duplicates --undo {manifest}")
     return 0
+
+
+def _moved_back(back: int, left: list[str]) -> str:
+    return f"moved {back} files back" + (f"; {len(left)} left where they are (gone, or their place is taken)"
+                                         if left else "")
 
 
 def _confirm(question: str) -> bool:

@@ -12,6 +12,7 @@ from .errors import ConfigError
 from .ids import NO_IMAGE_MODEL  # clip_model value that disables the image encoder (offline profile)
 
 FUSION_RULES = ("mean", "shrink", "low", "skip", "rrf")  # how signals are fused: mmsearch.search.fusion
+MIN_RELEVANCE = 0.5  # the relevance floor of the command line and the page (mmsearch.search.relevance)
 
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "openai"

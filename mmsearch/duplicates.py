@@ -1,12 +1,10 @@
 """Near-duplicate groups: copies, resizes, re-encodes and light edits of one photo, never a burst of
-different ones.
+different ones, nor different pictures that hash alike.
 
-- **exact:** equal sha256 of the file (stored at index time).
-- **near:** perceptual hashes (64-bit pHash, stored at index time) at most ``max_bits`` apart, *and*,
-  when the index has image vectors, image vectors at least ``min_cosine`` alike. Both must agree. The
-  offline profile has no image model: the hash alone decides. The hash is computed on greyscale, so
-  there two pictures that differ only in colour (a recoloured copy, or generated colour fields of one
-  layout) count as one.
+- **the pair rule** is ``mmsearch.likeness.same_photo``: the same bytes; or pHashes at most ``max_bits``
+  apart *and* a second, independent view that agrees (the stored look in every profile, and the image
+  vectors at least ``min_cosine`` alike where the index has an image model). Flat pictures (one colour)
+  pair only with the same bytes or the same look. Search folds copies in a result list by the same rule.
 - **no chaining:** images are taken best keeper first; each takes, as its group, the images not yet
   grouped that match *it* directly. Every member matches its keeper, so A~B and B~C never pull A and C
   together (Immich's transitive grouping chained bursts into groups of thousands, immich#31487).
@@ -27,13 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .likeness import MAX_BITS, MIN_COSINE, Look, same_photo
 from .paths import within, within_any
 
 if TYPE_CHECKING:
     from .store.client import Store
 
-MAX_BITS = 8  # pHash bits: variants of one photo measured within 8, different photos 16 or more apart
-MIN_COSINE = 0.92  # image vectors of variants; a guess until measured with real CLIP weights (see README)
 BLOCK = 64  # hashes compared at once against all others (64 x 100k uint64 = 51 MB)
 
 
@@ -80,6 +77,7 @@ class _Image:
     size: int
     exif: int
     date: int
+    look: Look
 
     def rank(self) -> tuple:
         """Sort key: the best keeper first."""
@@ -115,7 +113,9 @@ def find_groups(records: Iterable[tuple[str, dict]], vectors: Any = None, max_bi
     for n, keeper in enumerate(images):
         if n in taken:
             continue
-        members = [m for m in sorted(matches.get(n, {})) if m not in taken and _agree(images, n, m, cosines, min_cosine)]
+        members = [m for m in sorted(matches.get(n, {}))
+                   if m not in taken and same_photo(keeper.look, images[m].look, cosines.get((min(n, m), max(n, m))),
+                                                    max_bits, min_cosine)]
         if not members:
             continue
         taken.update([n, *members])
@@ -141,8 +141,8 @@ def library_groups(store: Store, vectors: bool, folder: str | Path | None = None
     if of is not None:
         wanted = [os.path.abspath(os.path.expanduser(str(p))) for p in of]
         only = {i for i, m in records if within_any(m["path"], wanted)}
-    # The offline profile's colour-layout vectors are no check: measured on photo variants, a brightness
-    # change moved them more (cosine 0.33 for a grey texture) than a burst did, so the hash decides alone.
+    # The offline profile's colour-layout vectors are no check (a brightness change moved them more, cosine
+    # 0.33 for a grey texture, than a burst did); the stored look is its second view (mmsearch.likeness).
     return find_groups(records, store.image_vectors if vectors else None, MAX_BITS if max_bits is None else max_bits,
                        MIN_COSINE if min_cosine is None else min_cosine, only)
 
@@ -163,20 +163,11 @@ def _same_bytes(images: list[_Image], a: int, b: int) -> bool:
     return bool(images[a].sha256) and images[a].sha256 == images[b].sha256
 
 
-def _agree(images: list[_Image], a: int, b: int, cosines: dict[tuple[int, int], float], min_cosine: float) -> bool:
-    """Same bytes; or hashes close and, where vectors were compared, vectors alike too."""
-    cosine = cosines.get((min(a, b), max(a, b)))
-    return _same_bytes(images, a, b) or cosine is None or cosine >= min_cosine
-
-
 def _image(image_id: str, meta: dict) -> _Image:
-    try:
-        phash = int(str(meta.get("phash") or "0"), 16)
-    except ValueError:
-        phash = 0
+    look = Look.of(meta)
     exif = int(bool(meta.get("camera"))) + int(bool(meta.get("taken")))
-    return _Image(image_id, str(meta.get("path", "")), str(meta.get("sha256", "")), phash, int(meta.get("width") or 0),
-                  int(meta.get("height") or 0), int(meta.get("size") or 0), exif, int(meta.get("date") or 0))
+    return _Image(image_id, str(meta.get("path", "")), look.sha256, look.phash, int(meta.get("width") or 0),
+                  int(meta.get("height") or 0), int(meta.get("size") or 0), exif, int(meta.get("date") or 0), look)
 
 
 def _hash_pairs(images: list[_Image], max_bits: int, rows: list[int] | None = None) -> dict[int, dict[int, int]]:

@@ -216,7 +216,8 @@ class SearchEngine:
     def search(self, query: str | None = None, *, image: str | Path | Image.Image | None = None, k: int = 10,
                folder: str | Path | None = None, date_from: DateLike = None, date_to: DateLike = None,
                camera: str | None = None, text_weight: float = 0.5, min_score: float = 0.0,
-               positive: Sequence[str | Path] = (), negative: Sequence[str | Path] = ()) -> list[Hit]:
+               positive: Sequence[str | Path] = (), negative: Sequence[str | Path] = (),
+               min_relevance: float | None = None, collapse: bool = False) -> list[Hit]:
         """Search by text (any language the text model knows), by image, or both.
 
         Args:
@@ -229,16 +230,21 @@ class SearchEngine:
             positive, negative: indexed images that are (not) what is wanted; they refine the query by
                 their stored vectors (``mmsearch.search.feedback``), and the negatives rank last. With examples
                 only (no text, no image), the query is the positives' mean.
+            min_relevance: leave out hits whose calibrated ``Hit.relevance`` is lower (the command line and
+                the page use 0.5); None (default) returns the nearest ``k`` whatever their relevance.
+            collapse: fold copies of one photo into their best-ranked hit (``Hit.similar``), as the command
+                line and the page do; off by default, so every file is ranked.
 
         Returns:
             Hits, best first. ``Hit.scores`` holds each signal (``mmsearch.search.signals``): ``image`` is
             the cosine between the query vector and the image vector, ``caption`` that of the best-matching
             caption. Text queries rank by all signals; image-only queries rank by the image signal.
+            ``Hit.relevance`` says how sure the match is, on one scale for every query.
         """
         def run() -> list[Hit]:
             planned = self.plan(query, image=image, k=k, text_weight=text_weight, min_score=min_score, folder=folder,
                                 date_from=date_from, date_to=date_to, camera=camera, positive=positive,
-                                negative=negative)
+                                negative=negative, min_relevance=min_relevance, collapse=collapse)
             return self.serve(planned) if planned is not None else []
 
         return self._consistently(run)
@@ -280,7 +286,8 @@ class SearchEngine:
         session, text = self.session, query.text
         keywords = session.keyword_index() if text and query.weights.get("keyword") else None
         ocr = session.ocr_matcher() if text and query.weights.get("ocr") else None
-        found = candidates(session.store, query, pool_size(query.k), session.has_image_vectors, keywords, ocr)
+        found = candidates(session.store, query, pool_size(query.k), session.has_image_vectors, keywords, ocr,
+                           session.background())
         reranker = self.reranker if text and rerank else None
         return {rule: order(session.store, query, found, rule, reranker) for rule in rules}
 
@@ -288,7 +295,8 @@ class SearchEngine:
         """Images most like ``image`` (a path or PIL image); same filters as ``search``."""
         return self.search(None, image=image, k=k, **filters)
 
-    def similar(self, path: str | Path, k: int = 10, min_score: float = 0.0, **filters: Any) -> list[Hit]:
+    def similar(self, path: str | Path, k: int = 10, min_score: float = 0.0, min_relevance: float | None = None,
+                collapse: bool = False, **filters: Any) -> list[Hit]:
         """Images most like an indexed image ("more like this"), by its stored vector: nothing is re-encoded.
 
         The image itself is left out of the hits. Same filters as ``search``.
@@ -304,7 +312,8 @@ class SearchEngine:
             stored = self.store.image_vectors([own]) if self.store.ready else {}
             if own not in stored:
                 raise QueryError(f"{path} is not in the index")
-            planned = self.plan(None, vector=stored[own], k=k, min_score=min_score, exclude=own, **filters)
+            planned = self.plan(None, vector=stored[own], k=k, min_score=min_score, exclude=own,
+                                min_relevance=min_relevance, collapse=collapse, **filters)
             return self.serve(planned) if planned is not None else []
 
         return self._consistently(run)

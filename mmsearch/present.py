@@ -33,18 +33,25 @@ def shown_signals(hits: list[Hit]) -> list[str]:
     return [s for s in SIGNAL_ORDER if s in names] + sorted(names - set(SIGNAL_ORDER))
 
 
+def no_matches(query: object) -> str:
+    """The one line of an empty answer (the relevance floor left every hit out)."""
+    return f"no close matches for {str(query)!r}; --all shows the nearest"
+
+
 def format_hits(hits: list[Hit]) -> str:
-    """A table for people: rank, fused score, every signal that ranked a hit, caption and path."""
+    """A table for people: rank, relevance, fused score, every signal that ranked a hit, path (with the
+    copies folded into it) and caption."""
     if not hits:
         return "no results"
     signals = shown_signals(hits)
     widths = [max(6, len(s)) for s in signals]
     header = "".join(f"{s:>{w}}  " for s, w in zip(signals, widths))
-    lines = [f"{'#':>2}  {'score':>6}  {header}path / caption"]
-    indent = 2 + 2 + 6 + 2 + sum(w + 2 for w in widths)
+    lines = [f"{'#':>2}  {'relev.':>6}  {'score':>6}  {header}path / caption"]
+    indent = 2 + 2 + 6 + 2 + 6 + 2 + sum(w + 2 for w in widths)
     for n, hit in enumerate(hits, 1):
         cells = "".join(f"{format_score(hit.scores.get(s)):>{w}}  " for s, w in zip(signals, widths))
-        lines.append(f"{n:>2}  {hit.score:6.3f}  {cells}{hit.path}")
+        similar = f"  (+{len(hit.similar)} similar)" if hit.similar else ""
+        lines.append(f"{n:>2}  {hit.relevance:6.3f}  {hit.score:6.3f}  {cells}{hit.path}{similar}")
         if hit.caption:
             lines.append(f"{'':>{indent}}“{hit.caption}”")
         if hit.metadata.get("ocr") and hit.scores.get("ocr"):

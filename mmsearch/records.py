@@ -18,6 +18,10 @@ class Hit:
             vector) and ``"caption"`` (best caption of the image). ``None`` marks a signal that is
             unavailable for this hit (no captions, or no image encoder in the offline profile).
         metadata: What the index stores for the image (size, width, height, date, camera, ...).
+        relevance: How sure the search is that this is what was asked for, 0..1, with the same meaning for
+            every query (``mmsearch.search.relevance``): 0.5 and more is a match, near 0 the nearest filler.
+        similar: Paths of the copies of this photo (the duplicate rule, ``mmsearch.likeness``) folded into
+            this hit when the search collapses copies; empty otherwise.
     """
 
     path: str
@@ -25,11 +29,13 @@ class Hit:
     caption: str
     scores: dict[str, float | None]
     metadata: dict[str, Any] = field(default_factory=dict)
+    relevance: float = 0.0
+    similar: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable form (as printed by ``mmsearch search --json``)."""
-        return {"path": self.path, "score": self.score, "scores": dict(self.scores), "caption": self.caption,
-                "metadata": dict(self.metadata)}
+        return {"path": self.path, "score": self.score, "relevance": self.relevance, "scores": dict(self.scores),
+                "caption": self.caption, "similar": list(self.similar), "metadata": dict(self.metadata)}
 
 
 @dataclass

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .search.feedback import Marks
     from .search.keywords import KeywordIndex
     from .search.ocr_matcher import OcrMatcher
+    from .search.relevance import Background
     from .store.client import Store
 
 KEYWORD_REFRESH = 30.0  # seconds between keyword-index rebuilds while the index keeps changing
@@ -52,6 +53,7 @@ class IndexSession:
         self._keywords_at = self._keywords_checked = 0.0
         self._ocr_known: tuple[bool, float] | None = None  # (has text, when checked)
         self._ocr_matcher: tuple[KeywordIndex, OcrMatcher] | None = None
+        self._background: tuple[KeywordIndex, Background] | None = None
         self._marks: Marks | None = None
         self._lock = threading.RLock()  # guards lazy opening of the store, the models and the caches
 
@@ -84,6 +86,7 @@ class IndexSession:
         """After this session's own reindex switched: answer from the new generation, with fresh caches."""
         with self._lock:
             self._store, self._keywords, self._ocr_known, self._ocr_matcher, self._marks = store, None, None, None, None
+            self._background = None
             self._keywords_checked = 0.0
 
     def successor(self, requested: Config) -> IndexSession | None:
@@ -272,6 +275,18 @@ class IndexSession:
             if self._ocr_matcher is None or self._ocr_matcher[0] is not keywords:
                 self._ocr_matcher = (keywords, OcrMatcher(keywords.ocr))
             return self._ocr_matcher[1]
+
+    def background(self) -> Background:
+        """The fixed library sample that relevance is calibrated against (``mmsearch.search.relevance``),
+        kept with the keyword index (which lists the library) and rebuilt with it."""
+        from .search.relevance import Background
+
+        keywords = self.keyword_index()
+        with self._lock:
+            if self._background is None or self._background[0] is not keywords:
+                sample = Background.sample(self.store, keywords.ids, keywords.captioned, self.has_image_vectors)
+                self._background = (keywords, sample)
+            return self._background[1]
 
     @property
     def marks(self) -> Marks:

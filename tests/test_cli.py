@@ -32,10 +32,13 @@ def test_index_search_stats_json(tiny_env, photos, capsys):
                       "ocr_read": 0, "ocr_found": 0, "ocr_failed": []}
 
     assert main(["search", "a kitten napping on the couch", "-k", "3", "--json"]) == 0
+    close = json.loads(capsys.readouterr().out)["results"]  # by default only the close matches
+    assert [r["path"].rsplit("/", 1)[-1] for r in close] == ["black_cat.jpg"] and close[0]["relevance"] >= 0.5
+    assert main(["search", "a kitten napping on the couch", "-k", "3", "--json", "--all"]) == 0
     results = json.loads(capsys.readouterr().out)["results"]
-    assert len(results) == 3
-    assert set(results[0]) == {"path", "score", "scores", "caption", "metadata"}
-    assert set(results[0]["scores"]) == {"image", "caption", "keyword"}
+    assert len(results) == 3 and all(r["relevance"] < 0.5 for r in results if not r["path"].endswith("black_cat.jpg"))
+    assert set(results[0]) == {"path", "score", "relevance", "scores", "caption", "similar", "metadata"}
+    assert set(results[0]["scores"]) == {"image", "caption"}  # "on the" are stop words: no keyword matches
     best_caption = max(results, key=lambda r: r["scores"]["caption"] or -1)
     assert best_caption["path"].endswith("black_cat.jpg")
 
@@ -54,8 +57,14 @@ def test_human_output_and_skipped_files(tiny_env, photos, capsys, tmp_path):
     assert f"1 file skipped; full list: {listing}" in captured.err
     assert listing.read_text() == f"{photos / 'broken.png'}\tnot an image Pillow can identify\n"
     assert main(["search", "spaghetti", "-k", "2", "--folder", str(photos)]) == 0
+    close = capsys.readouterr().out.splitlines()  # only the close match: the pasta
+    assert [t.split()[-1].rsplit("/", 1)[-1] for t in close if t[:2].strip().isdigit()] == ["pasta.jpg"]
+    assert main(["search", "xyzzyqwerty", "--folder", str(photos)]) == 0
+    assert capsys.readouterr().out.strip() == "no close matches for 'xyzzyqwerty'; --all shows the nearest"
+    assert main(["search", "spaghetti", "-k", "2", "--folder", str(photos), "--all"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split()[:4] == ["#", "score", "image", "caption"] and len([t for t in table if t[:2].strip().isdigit()]) == 2
+    assert table[0].split()[:5] == ["#", "relev.", "score", "image", "caption"]
+    assert len([t for t in table if t[:2].strip().isdigit()]) == 2
 
 
 def test_errors_are_one_line_with_exit_1(tiny_env, photos, capsys, tmp_path):

@@ -67,9 +67,9 @@ def test_format_hits_marks_a_missing_signal(make_engine, photos):
     engine = make_engine()
     index_photos(engine, photos)
     table = format_hits(engine.search("a black cat", k=6))
-    assert table.splitlines()[0].split()[:5] == ["#", "score", "image", "caption", "keyword"]
+    assert table.splitlines()[0].split()[:6] == ["#", "relev.", "score", "image", "caption", "keyword"]
     uncaptioned = next(line for line in table.splitlines() if "uncaptioned.jpg" in line)
-    assert uncaptioned.split()[3] == "-"  # no caption signal: shown as such, not as a number
+    assert uncaptioned.split()[4] == "-"  # no caption signal: shown as such, not as a number
 
 
 def test_a_second_run_and_a_second_import_say_they_changed_nothing(tmp_path, photos, capsys):

@@ -2,9 +2,9 @@
 
 Named API endpoints (usable with ``gradio_client``, see the README):
 
-- ``/search`` (query, image, k, min_score, text_weight, folder, date_from, date_to, camera)
+- ``/search`` (query, image, k, min_relevance, text_weight, folder, date_from, date_to, camera)
   -> (gallery, hits as JSON, status)
-- ``/more_like_this`` (path, k, min_score, folder, date_from, date_to, camera) -> the same three outputs
+- ``/more_like_this`` (path, k, min_relevance, folder, date_from, date_to, camera) -> the same three outputs
 - ``/stats`` () -> what the index holds
 """
 
@@ -20,6 +20,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from mmsearch import SearchEngine
+from mmsearch.config import MIN_RELEVANCE
 from mmsearch.errors import MMSearchError
 from mmsearch.ingest.handoff import JobDesk
 from mmsearch.media.thumbnails import ThumbnailCache
@@ -128,7 +129,8 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
         with gr.Accordion("Results and filters", open=True):
             with gr.Row():
                 k = gr.Slider(1, 100, value=12, step=1, label="Results")
-                min_score = gr.Slider(0, 1, value=0, step=0.05, label="Score threshold (fused, best hit ≈ 1)")
+                min_relevance = gr.Slider(0, 1, value=MIN_RELEVANCE, step=0.05, elem_id="min-relevance",
+                                          label="Relevance at least (0 shows the nearest, however weak)")
                 text_weight = gr.Slider(0, 1, value=0.5, step=0.05, label="Text vs image (with both)", visible=has_images)
             with gr.Row():
                 folder = gr.Dropdown(folder_choices(facets), value=None, label="Folder (images in it and below)",
@@ -168,10 +170,12 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
         outputs = [gallery, hits, status, shown]
 
         # Argument names are the API's parameter names (gradio_client keyword arguments).
-        def search(query: str, image: str | None = None, k: float = 12, min_score: float = 0.0, text_weight: float = 0.5,
-                   folder: str | None = None, date_from: str | None = None, date_to: str | None = None,
-                   camera: str | None = None, like: list[str] | None = None, unlike: list[str] | None = None) -> tuple:
-            form = SearchForm(query, image, k, min_score, text_weight, folder, date_from, date_to, camera, like, unlike)
+        def search(query: str, image: str | None = None, k: float = 12, min_relevance: float = MIN_RELEVANCE,
+                   text_weight: float = 0.5, folder: str | None = None, date_from: str | None = None,
+                   date_to: str | None = None, camera: str | None = None, like: list[str] | None = None,
+                   unlike: list[str] | None = None) -> tuple:
+            form = SearchForm(query, image, k, min_relevance, text_weight, folder, date_from, date_to, camera, like,
+                              unlike)
             return run_search(engine, thumbs, form).as_outputs()
 
         def marker(relevant: bool) -> Any:
@@ -202,9 +206,9 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
                     engine.forget_feedback(path=path, query=query)
             return [], [], ""
 
-        def similar(path: str, k: float = 12, min_score: float = 0.0, folder: str | None = None,
+        def similar(path: str, k: float = 12, min_relevance: float = MIN_RELEVANCE, folder: str | None = None,
                     date_from: str | None = None, date_to: str | None = None, camera: str | None = None) -> tuple:
-            form = SearchForm(k=k, min_score=min_score, folder=folder, date_from=date_from, date_to=date_to,
+            form = SearchForm(k=k, min_relevance=min_relevance, folder=folder, date_from=date_from, date_to=date_to,
                               camera=camera)
             return run_similar(engine, thumbs, path, form).as_outputs()
 
@@ -222,7 +226,7 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
             details = hit_details(hit, query if keep else "")
             return gr.Row(visible=True), gr.Image(value=large, height=height), details, hit["file"]
 
-        search_inputs = [query, image, k, min_score, text_weight, *filters, like, unlike]
+        search_inputs = [query, image, k, min_relevance, text_weight, *filters, like, unlike]
         button.click(search, search_inputs, outputs, api_name="search")
         query.submit(search, search_inputs, outputs, api_visibility="private")
         refine.click(search, search_inputs, outputs, api_visibility="private")
@@ -234,7 +238,7 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
                                api_visibility="private")
         gallery.select(select, [shown, query, remember], [selected_row, preview, details, selected],
                        api_visibility="private")
-        more.click(similar, [selected, k, min_score, *filters], outputs, api_name="more_like_this")
+        more.click(similar, [selected, k, min_relevance, *filters], outputs, api_name="more_like_this")
         gr.api(engine.stats, api_name="stats")
 
         def models_now() -> tuple:

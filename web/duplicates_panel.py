@@ -2,14 +2,16 @@
 why, and (when page indexing is allowed) a move of the other files of one group, or of all, to a folder.
 
 The groups live in the session's server-side state; a move names a group by its number in them and a
-folder, never file paths from the browser. Nothing is deleted, and the outcome names the manifest that
-``mmsearch duplicates --undo`` reverses.
+folder, never file paths from the browser. A move is of the group in view (the one whose tile was
+clicked last, else the first) unless all groups are picked, and it is asked for first ("Move 38 files of
+12 groups to ...? This can be undone"). Nothing is deleted: the outcome offers Undo, here, and names the
+manifest that ``mmsearch duplicates --undo`` reverses (handed to this server while it runs).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
@@ -55,45 +57,118 @@ def group_summary(groups: list[DuplicateGroup]) -> str:
     return "\n".join(lines)
 
 
+def group_of_tile(groups: list[DuplicateGroup], index: int, most: int = SHOWN_TILES) -> int:
+    """The number (from 1) of the group a tile of ``group_tiles`` belongs to; 0 when none."""
+    seen = 0
+    for n, group in enumerate(groups, 1):
+        if seen and seen + len(group.members) > most:
+            break
+        seen += len(group.members)
+        if index < seen:
+            return n
+    return 0
+
+
+def chosen_groups(groups: list[DuplicateGroup], choice: str) -> list[DuplicateGroup]:
+    """The groups a choice of the dropdown names ("all groups" or "group N"); none for anything else."""
+    if choice == ALL:
+        return list(groups)
+    number = choice.split()[-1] if choice else ""
+    return [groups[int(number) - 1]] if number.isdigit() and 0 < int(number) <= len(groups) else []
+
+
+def move_question(groups: list[DuplicateGroup], target: str) -> str:
+    """What the page asks before a move."""
+    files = sum(len(g.members) - 1 for g in groups)
+    return (f"**Move {files} file{'s' if files != 1 else ''} of {len(groups)} group{'s' if len(groups) != 1 else ''} "
+            f"to `{target}`?** The keepers stay where they are. This can be undone.")
+
+
 def duplicates_panel(engine: SearchEngine, thumbs: ThumbnailCache, allow_moves: bool, folder: gr.Dropdown) -> None:
     """The panel, inside the page being built. Moves are offered only when page indexing is allowed."""
     with gr.Accordion("Duplicates", open=False):
         with gr.Row():
             find = gr.Button("Find duplicates (in the folder filter's folder, or everywhere)", elem_id="duplicates-button")
         summary = gr.Markdown(elem_id="duplicates-summary")
-        tiles = gr.Gallery(label="Duplicate groups", columns=6, height="auto", object_fit="scale-down",
-                           allow_preview=False, elem_id="duplicates-gallery")
+        tiles = gr.Gallery(label="Duplicate groups (click a tile to pick its group)", columns=6, height="auto",
+                           object_fit="scale-down", allow_preview=False, elem_id="duplicates-gallery")
         with gr.Row(visible=allow_moves):
-            which = gr.Dropdown([ALL], value=ALL, label="Move the other files of", scale=1, elem_id="duplicates-which")
+            which = gr.Dropdown([ALL], value=None, label="Move the other files of", scale=1, elem_id="duplicates-which")
             dest = gr.Textbox(label="to this folder (on the server, outside the indexed folders)", scale=3,
                               elem_id="duplicates-dest")
-            move = gr.Button("Move", scale=1, elem_id="duplicates-move")
+            move = gr.Button("Move…", scale=1, elem_id="duplicates-move")
+        with gr.Row(visible=False) as asking:
+            question = gr.Markdown(elem_id="duplicates-question")
+            confirm = gr.Button("Yes, move them", variant="stop", size="sm", elem_id="duplicates-confirm")
+            cancel = gr.Button("Cancel", size="sm", elem_id="duplicates-cancel")
         outcome = gr.Markdown(elem_id="duplicates-outcome")
+        undo = gr.Button("Undo the move", visible=False, size="sm", elem_id="duplicates-undo")
         found = gr.State([])
+        pending = gr.State({})  # the move asked about: {"choice", "target"}
+        manifest = gr.State("")  # the last move's manifest, for Undo (never a path from the browser)
 
     def look(folder_filter: str | None) -> tuple:
         try:
             groups = engine.duplicates(folder_filter or None)
         except MMSearchError as exc:
-            return f"⚠️ {exc}", [], [], gr.Dropdown(choices=[ALL], value=ALL)
-        choices = [ALL, *(f"group {n}" for n in range(1, len(groups) + 1))]
-        return group_summary(groups), group_tiles(groups, thumbs), groups, gr.Dropdown(choices=choices, value=ALL)
+            return f"⚠️ {exc}", [], [], gr.Dropdown(choices=[ALL], value=None)
+        choices = [*(f"group {n}" for n in range(1, len(groups) + 1)), ALL]
+        return (group_summary(groups), group_tiles(groups, thumbs), groups,
+                gr.Dropdown(choices=choices, value="group 1" if groups else None))
 
-    def act(groups: list[DuplicateGroup], choice: str, target: str) -> str:
+    def pick(groups: list[DuplicateGroup], evt: gr.SelectData) -> Any:
+        number = group_of_tile(groups, evt.index if isinstance(evt.index, int) else -1)
+        return gr.Dropdown(value=f"group {number}") if number else gr.Dropdown()
+
+    def ask(groups: list[DuplicateGroup], choice: str, target: str) -> tuple:
         if not allow_moves:
             raise gr.Error("Moving files from the page is switched off for this server (--read-only).")
-        if not groups:
-            return "Find duplicates first."
-        if not (target or "").strip():
-            return "⚠️ Name the folder to move the files to."
-        chosen = groups if choice == ALL else [groups[int(choice.split()[-1]) - 1]]
+        chosen, target = chosen_groups(groups, choice), (target or "").strip()
+        if not chosen:
+            return gr.Row(visible=False), "", {}, "Find duplicates first, then pick a group." if not groups else \
+                "Pick the group to move (click one of its tiles), or all groups."
+        if not target:
+            return gr.Row(visible=False), "", {}, "⚠️ Name the folder to move the files to."
+        return gr.Row(visible=True), move_question(chosen, target), {"choice": choice, "target": target}, ""
+
+    def act(groups: list[DuplicateGroup], asked: dict, choice: str, target: str) -> tuple[str, str]:
+        if not allow_moves:
+            raise gr.Error("Moving files from the page is switched off for this server (--read-only).")
+        asked = asked or {"choice": choice, "target": (target or "").strip()}  # the API call is the answer itself
+        chosen, target = chosen_groups(groups, str(asked.get("choice", ""))), str(asked.get("target", ""))
+        if not chosen or not target:
+            return "Find duplicates and pick a group first.", ""
         try:
-            manifest = engine.move_duplicates(chosen, target.strip())
+            written = engine.move_duplicates(chosen, target)
         except MMSearchError as exc:
-            return f"⚠️ {exc}"
+            return f"⚠️ {exc}", ""
         moved = sum(len(g.members) - 1 for g in chosen)
-        return f"Moved {moved} files to `{target.strip()}`. To put them back: `mmsearch duplicates --undo {manifest}`"
+        return (f"Moved {moved} files to `{target}`. **Undo** puts them back; so does "
+                f"`mmsearch duplicates --undo {written}`."), written
+
+    def put_back(written: str) -> tuple[str, str]:
+        if not allow_moves:
+            raise gr.Error("Moving files from the page is switched off for this server (--read-only).")
+        if not written:
+            return "Nothing to undo.", ""
+        try:
+            back, left = engine.undo_duplicate_moves(written)
+        except MMSearchError as exc:
+            return f"⚠️ {exc}", written
+        return f"Moved {back} files back" + (f"; {len(left)} left where they are (gone, or their place is taken)"
+                                            if left else "."), ""
+
+    def settle(written: str) -> tuple:
+        """After a move or an undo: the question closes; Undo shows while there is a move to undo."""
+        return gr.Row(visible=False), {}, gr.Button(visible=bool(written))
 
     find.click(look, [folder], [summary, tiles, found, which], api_name="duplicates")
-    move.click(act, [found, which, dest], [outcome], api_name="move_duplicates" if allow_moves else False,
-               concurrency_limit=1, concurrency_id="index")
+    tiles.select(pick, [found], [which], api_visibility="private")
+    move.click(ask, [found, which, dest], [asking, question, pending, outcome], api_visibility="private")
+    cancel.click(lambda: (gr.Row(visible=False), {}), None, [asking, pending], api_visibility="private")
+    confirm.click(act, [found, pending, which, dest], [outcome, manifest],
+                  api_name="move_duplicates" if allow_moves else False, concurrency_limit=1, concurrency_id="index"
+                  ).then(settle, [manifest], [asking, pending, undo], api_visibility="private")
+    undo.click(put_back, [manifest], [outcome, manifest], api_name="undo_move" if allow_moves else False,
+               concurrency_limit=1, concurrency_id="index").then(settle, [manifest], [asking, pending, undo],
+                                                                   api_visibility="private")

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mmsearch.config import MIN_RELEVANCE
 from mmsearch.errors import ImageReadError, MMSearchError
 
 from .guard import original_url
@@ -48,7 +49,7 @@ class SearchForm:
     query: str = ""
     image: str | None = None
     k: Any = 12  # as sent; checked by the engine (a huge or odd k gets a sentence, not a traceback)
-    min_score: float = 0.0
+    min_relevance: Any = MIN_RELEVANCE  # 0 shows the nearest k, however weak
     text_weight: float = 0.5
     folder: str | None = None
     date_from: str | None = None
@@ -56,6 +57,14 @@ class SearchForm:
     camera: str | None = None
     like: list[str] | None = None  # indexed images marked relevant / not relevant for this query
     unlike: list[str] | None = None
+
+    def floor(self) -> float | None:
+        """The relevance floor asked for; 0 (or nothing) means none: the nearest k."""
+        try:
+            value = float(self.min_relevance or 0)
+        except (TypeError, ValueError):
+            return MIN_RELEVANCE  # an odd value sent to the API: the default, not a traceback
+        return value if value > 0 else None
 
     def filters(self) -> dict[str, Any]:
         return {"folder": self.folder or None, "date_from": (self.date_from or "").strip() or None,
@@ -67,18 +76,21 @@ def run_search(engine: SearchEngine, thumbs: ThumbnailCache, form: SearchForm) -
     if not (form.query or "").strip() and not form.image and not form.like:
         return Results(status="Type a query (any language) or add an image.")
     try:
-        hits = engine.search(form.query or None, image=form.image or None, k=form.k, min_score=form.min_score,
+        hits = engine.search(form.query or None, image=form.image or None, k=form.k, min_relevance=form.floor(),
                              text_weight=form.text_weight, positive=list(form.like or []),
-                             negative=list(form.unlike or []), **form.filters())
+                             negative=list(form.unlike or []), collapse=True, **form.filters())
     except MMSearchError as exc:
         return Results(status=f"⚠️ {exc}")
+    if not hits and form.floor() is not None:
+        asked = (form.query or "").strip() or "this image"
+        return Results(status=f"No close matches for {asked!r}. Set “Relevance at least” to 0 to see the nearest.")
     return _results(hits, thumbs, "")
 
 
 def run_similar(engine: SearchEngine, thumbs: ThumbnailCache, path: str, form: SearchForm) -> Results:
     """"More like this": images nearest to an indexed image's stored vector."""
     try:
-        hits = engine.similar(path, k=form.k, min_score=form.min_score, **form.filters())
+        hits = engine.similar(path, k=form.k, min_relevance=form.floor(), collapse=True, **form.filters())
     except MMSearchError as exc:
         return Results(status=f"⚠️ {exc}")
     return _results(hits, thumbs, f" like {Path(path).name}")
@@ -116,12 +128,19 @@ def _thumbnail(thumbs: ThumbnailCache, path: str) -> str | None:
 
 def hit_label(hit: Hit, shown_path: str | None = None) -> str:
     """Gallery caption: the file's name with as much of its folder as tells it apart (``shown_path``, see
-    ``distinct_tails``), the fused score and the signals this hit has, then its best caption. Every part
-    is in the larger view too, where nothing is cut."""
+    ``distinct_tails``), its relevance, the copies folded into it, the signals this hit has, then its best
+    caption. Every part is in the larger view too, where nothing is cut."""
     scores = ", ".join(f"{name} {value:.2f}" for name, value in hit.scores.items() if value is not None)
     caption = f" — {hit.caption}" if hit.caption else ""
     name = shown_path or f"{Path(hit.path).parent.name}/{Path(hit.path).name}"
-    return f"{name} · {hit.score:.3f}{f' ({scores})' if scores else ''}{caption}"
+    similar = f" · +{len(hit.similar)} similar" if hit.similar else ""
+    return f"{name} · {relevance_word(hit.relevance)}{similar}{f' ({scores})' if scores else ''}{caption}"
+
+
+def relevance_word(relevance: float) -> str:
+    """A hit's relevance for people: a word and the number."""
+    word = "strong match" if relevance >= 0.9 else "match" if relevance >= MIN_RELEVANCE else "weak"
+    return f"{word} {relevance:.2f}"
 
 
 def distinct_tails(paths: list[str], most: int = 6) -> list[str]:
@@ -158,7 +177,10 @@ def hit_details(hit: dict[str, Any], query: str = "") -> str:
     if meta.get("camera"):
         rows.append(("Camera", html.escape(str(meta["camera"]))))
     scores = ", ".join(f"{k} {'n/a' if v is None else f'{v:.3f}'}" for k, v in hit["scores"].items())
+    rows.append(("Relevance", relevance_word(float(hit.get("relevance") or 0.0))))
     rows.append(("Score", f"{hit['score']:.3f} ({scores})"))
+    if hit.get("similar"):
+        rows.append(("Copies", ", ".join(f"`{p}`" for p in hit["similar"])))
     captions = meta.get("captions") or ([hit["caption"]] if hit["caption"] else [])
     link = original_url(hit["id"]) + (f"?q={urllib.parse.quote(query)}" if query.strip() else "")
     rows.append(("Original", f"[open full size]({link})"))

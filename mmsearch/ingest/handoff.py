@@ -1,8 +1,8 @@
-"""Handing a model change to the process that serves an embedded database.
+"""Handing a model change (or an undo of moved duplicates) to the process that serves an embedded database.
 
 An embedded Chroma database has one writer (``mmsearch.lock``): while ``mmsearch serve`` runs on a ``--db``,
-no other process may open it. ``mmsearch reindex`` (and ``--rollback``, ``--drop-previous``) then hands
-the job to the server through small files in the database folder: the command writes a request; the
+no other process may open it. ``mmsearch reindex`` (and ``--rollback``, ``--drop-previous``) and
+``mmsearch duplicates --undo`` then hand the job to the server through small files in the database folder: the command writes a request; the
 server's watcher thread takes it, runs it in a thread of its own while searches go on, writes its progress
 and outcome to a status file, and then follows the switch like any other. The command shows that progress
 and the outcome; its Ctrl-C asks the server to stop after the current batch, and the same command resumes.
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 REQUEST, STATUS, CANCEL = "reindex-request.json", "reindex-status.json", "reindex-cancel.json"
 ACCEPT_SECONDS = 10.0  # a server looks every 2 s (engine.SWITCH_CHECK); longer means no server takes jobs
-ACTIONS = ("reindex", "rollback", "drop-previous")
+ACTIONS = ("reindex", "rollback", "drop-previous", "undo-duplicates")
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
@@ -141,6 +141,9 @@ class JobDesk:
             return {"active": rollback(store)}
         if action == "drop-previous":
             return {"dropped": drop_previous(store)}
+        if action == "undo-duplicates":
+            back, left = self.engine.undo_duplicate_moves(str(options.get("manifest", "")))
+            return {"back": back, "left": left}
         given = {k: v for k, v in (options.get("models") or {}).items() if isinstance(v, str)}
         config = target_config(replace(self.engine.requested, batch_size=options.get("batch_size")), given,
                                store.models() or {})

@@ -25,7 +25,7 @@ from ..encoders.sparse import pack
 from ..errors import ConfigError, ImageReadError, first_line
 from ..ids import image_id
 from ..media.captions import Manifest, load_manifest, merge_captions, sidecar_captions
-from ..media.images import ImageInfo, layout_vector, perceptual_hash, read_capped, read_for_ocr, read_image
+from ..media.images import ImageInfo, layout_vector, look_print, perceptual_hash, read_capped, read_for_ocr, read_image
 from ..media.ocr import OcrEngine, OcrText
 from ..paths import within_any
 from ..records import IndexReport
@@ -63,6 +63,7 @@ class Prepared:
     info: ImageInfo
     sha256: str
     phash: str = ""  # perceptual hash (images.perceptual_hash), for near-duplicates
+    look: str = ""  # its small thumbnails (images.look_print), the duplicate rule's second view
     captions: list[str] = field(default_factory=list)  # all of them, as stored
     pixels: np.ndarray | None = None  # the image model's preprocessed input, made in the decode worker
     ocr: OcrText | None = None  # text read in the photo (None: none found, or OCR off or failed)
@@ -403,6 +404,7 @@ def _prepare(candidate: Candidate, moves: _MoveTable | None = None, min_side: in
             return Moved(candidate, entry)
         image, info = read_image(data, min_side)
         phash = perceptual_hash(image)  # here, in the decode thread, on the already small image
+        look = look_print(image)
         pixels = prepare(image) if prepare is not None else None
         text, error = _read_text(data, ocr)
     except ImageReadError as exc:
@@ -414,7 +416,7 @@ def _prepare(candidate: Candidate, moves: _MoveTable | None = None, min_side: in
     finally:
         reading(None)
     # With the model's input made, the decoded image is not needed any more.
-    return Prepared(candidate, None if pixels is not None else image, info, sha256, phash, pixels=pixels, ocr=text,
+    return Prepared(candidate, None if pixels is not None else image, info, sha256, phash, look, pixels=pixels, ocr=text,
                     ocr_error=error)
 
 
@@ -524,7 +526,7 @@ def embed_texts(encoders: Encoders, texts: list[str]) -> tuple[np.ndarray, list[
 def _metadata(item: Prepared, captions: list[str], ocr: dict[str, Any], lexical: list[str] | None = None) -> dict[str, Any]:
     c, info = item.candidate, item.info
     meta: dict[str, Any] = {
-        **_file_fields(c), **ocr, "sha256": item.sha256, "phash": item.phash, "width": info.width, "height": info.height,
+        **_file_fields(c), **ocr, "sha256": item.sha256, "phash": item.phash, "look": item.look, "width": info.width, "height": info.height,
         "date": int(info.taken.timestamp()) if info.taken else c.mtime_ns // 1_000_000_000,
         "date_source": "exif" if info.taken else "mtime",
     }

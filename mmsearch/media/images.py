@@ -179,6 +179,19 @@ def layout_vector(image: Image.Image, dim: int) -> list[float]:
     return [v / norm for v in values] + [0.0] * (dim - len(values))
 
 
+def look_print(image: Image.Image) -> str:
+    """The image's look: its 8 x 8 RGB and 16 x 16 grey thumbnails (box filter), stored at index time as
+    the second view of the duplicate rule beside the greyscale pHash, in every profile
+    (``mmsearch.likeness``). It sees colour (a blue field is not a blank page) and where a picture changes
+    (a battery icon at 20 % and at 40 %)."""
+    from ..likeness import COLOUR_SIDE, GREY_SIDE, encode_look
+
+    rgb = to_rgb(image)
+    colour = rgb.resize((COLOUR_SIDE, COLOUR_SIDE), Image.Resampling.BOX).tobytes()
+    grey = rgb.convert("L").resize((GREY_SIDE, GREY_SIDE), Image.Resampling.BOX).tobytes()
+    return encode_look(colour, grey)
+
+
 def perceptual_hash(image: Image.Image) -> str:
     """64-bit DCT perceptual hash (imagehash's pHash) as 16 hex digits. Copies, resizes, re-encodes,
     format changes and light edits stay within a few bits; different photos are 16+ bits apart."""

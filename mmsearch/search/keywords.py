@@ -3,7 +3,8 @@
 Tokens are lowercased words; runs of Chinese, Japanese or Korean characters (written without spaces)
 become overlapping character bigrams plus single characters, so "一只猫" matches "一只虎斑猫"; English
 plurals are folded ("bicycles" -> "bicycle"). File names split on punctuation ("IMG_0042.jpg" -> img,
-0042, jpg). A quoted query ("red door") must appear as a phrase.
+0042, jpg). A quoted query ("red door") must appear as a phrase. Queries match without their stop words
+(``mmsearch.search.stopwords``): "a graph of performance" is "graph performance".
 """
 
 from __future__ import annotations
@@ -20,22 +21,32 @@ import numpy as np
 
 from ..text import CJK
 from .lexical import LexicalIndex
+from .stopwords import is_stop_word
 
 _TOKEN = re.compile(rf"[{CJK}]+|[^\W_{CJK}]+")
 _ISCJK = re.compile(rf"[{CJK}]")
 K1, B = 1.2, 0.75
 
 
-def tokenize(text: str) -> list[str]:
-    """Search tokens of a text (see the module docstring)."""
+def tokenize(text: str, stop: bool = False) -> list[str]:
+    """Search tokens of a text (see the module docstring); ``stop`` leaves out stop words
+    (``mmsearch.search.stopwords``)."""
     out: list[str] = []
     for run in _TOKEN.findall(text.lower()):
         if _ISCJK.match(run):
-            out.extend(run)
+            out.extend(c for c in run if not (stop and is_stop_word(c)))
             out.extend(run[i:i + 2] for i in range(len(run) - 1))
-        else:
+        elif not (stop and is_stop_word(run)):
             out.append(_fold(run))
     return out
+
+
+def query_tokens(query: str) -> list[str]:
+    """The tokens a query matches with: stop words left out, except inside a quoted phrase (``"the who"``
+    asks for exactly that). A query of stop words only has none: it matches nothing lexically."""
+    phrase = quoted_phrase(query)
+    outside = re.sub(r'"[^"]*"', " ", query) if phrase else query
+    return tokenize(outside, stop=True) + tokenize(phrase)
 
 
 def _fold(word: str) -> str:
@@ -66,6 +77,7 @@ class KeywordIndex:
         self._by_name: dict[str, list[str]] | None = None
         self._positions: dict[str, int] | None = None
         self.lexical: LexicalIndex | None = None  # BGE-M3 lexical weights of the texts (``mmsearch.search.lexical``)
+        self.captioned: list[str] = []  # ids of the images with captions (the caption signal's background)
 
     @classmethod
     def from_metadata(cls, records: Iterable[tuple[str, dict]]) -> KeywordIndex:
@@ -76,6 +88,7 @@ class KeywordIndex:
         index.names = [name for _, _, name in pairs]
         index.ocr = {i: str(meta["ocr"]) for i, meta in records if meta.get("ocr")}
         index.lexical = LexicalIndex.from_metadata(index.ids, (meta for _, meta in records))
+        index.captioned = [i for i, meta in records if meta.get("captions")]
         return index
 
     def positions(self) -> dict[str, int]:
@@ -123,7 +136,7 @@ class KeywordIndex:
         partial = path.with_name(f".{path.name}.{os.getpid()}.part.npz")
         np.savez(partial, key=np.asarray(key, dtype=np.int64), **_pack("ids", self.ids), **_pack("texts", self.texts),
                  **_pack("tokens", tokens), **_pack("names", self.names), **_pack("ocr_ids", list(self.ocr)),
-                 **_pack("ocr_texts", list(self.ocr.values())),
+                 **_pack("ocr_texts", list(self.ocr.values())), **_pack("captioned", self.captioned),
                  offsets=np.cumsum([0, *sizes]).astype(np.int64), lengths=self.lengths,
                  docs=np.concatenate([self.postings[t][0] for t in tokens]) if tokens else empty_i,
                  tfs=np.concatenate([self.postings[t][1] for t in tokens]) if tokens else empty_f,
@@ -152,15 +165,43 @@ class KeywordIndex:
                 index = cls(ids, texts, postings, lengths, names,
                             dict(zip(_unpack(data, "ocr_ids"), _unpack(data, "ocr_texts"))))
                 index.lexical = LexicalIndex.from_arrays(ids, data, "lexical_")
+                index.captioned = _unpack(data, "captioned")
                 return index
         except Exception:  # BadZipFile, EOFError, ValueError, KeyError, OSError, ...: rebuild
             return None
+
+    def idf(self, term: str) -> float:
+        """BM25's IDF of a term; a term no text holds gets the largest (that of a term in no document)."""
+        docs = self.postings.get(term)
+        found = 0 if docs is None else len(docs[0])
+        return math.log(1 + (len(self.ids) - found + 0.5) / (found + 0.5))
+
+    def coverage(self, query: str, ids: Sequence[str]) -> dict[str, float]:
+        """The IDF-weighted share of the query's terms (``query_tokens``) each image's text holds (0..1;
+        images holding none, or missing the quoted phrase, are left out): the keyword signal's relevance
+        (``mmsearch.search.relevance``)."""
+        terms = set(query_tokens(query))
+        positions = self.positions()
+        rows = np.asarray([positions.get(i, -1) for i in ids], dtype=np.int64)
+        if not terms or not len(rows):
+            return {}
+        held, total = np.zeros(len(rows), dtype=np.float64), 0.0
+        for term in terms:
+            weight = self.idf(term)
+            total += weight
+            docs = self.postings.get(term)
+            if docs is not None:
+                held += weight * np.isin(rows, docs[0])
+        phrase = quoted_phrase(query)
+        share = held / total if total > 0 else held
+        return {i: float(share[n]) for n, i in enumerate(ids)
+                if share[n] > 0 and (not phrase or phrase in self.texts[rows[n]])}
 
     def score_array(self, query: str) -> np.ndarray:
         """BM25 score of every document (0 where nothing matches)."""
         scores = np.zeros(len(self.ids), dtype=np.float32)
         n = len(self.ids)
-        for term in set(tokenize(query)):
+        for term in set(query_tokens(query)):
             docs, tfs = self.postings.get(term, (None, None))
             if docs is None:
                 continue

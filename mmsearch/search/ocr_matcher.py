@@ -9,6 +9,7 @@ import numpy as np
 
 from ..text import CJK, fold_accents
 from .keywords import quoted_phrase, tokenize
+from .stopwords import is_stop_word
 
 
 class OcrMatcher:
@@ -61,14 +62,19 @@ class OcrMatcher:
 
 
 def query_terms(query: str) -> list[str]:
-    """Distinct terms of a query: its tokens, with runs of CJK characters kept whole (not as bigrams)."""
+    """Distinct terms of a query: its tokens without stop words (``mmsearch.search.stopwords``; kept inside
+    a quoted phrase), with runs of CJK characters kept whole (not as bigrams); a lone function character
+    (的) is no term."""
+    phrase = quoted_phrase(query)
+    outside = re.sub(r'"[^"]*"', " ", query) if phrase else query
     terms: list[str] = []
-    for token in tokenize(fold_accents(re.sub(rf"[{CJK}]+", " ", query))):
-        if token not in terms:
-            terms.append(token)
-    for run in re.findall(rf"[{CJK}]+", query):
-        if run not in terms:
-            terms.append(run)
+    for text, stop in ((outside, True), (phrase, False)):
+        for token in tokenize(fold_accents(re.sub(rf"[{CJK}]+", " ", text)), stop=stop):
+            if token not in terms:
+                terms.append(token)
+        for run in re.findall(rf"[{CJK}]+", text):
+            if run not in terms and not (stop and is_stop_word(run)):
+                terms.append(run)
     return terms
 
 

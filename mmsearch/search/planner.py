@@ -44,7 +44,7 @@ def check_k(k: Any) -> int:
 def plan(session: IndexSession, query: str | None = None, *, image: str | Path | Image.Image | None = None,
          k: int = 10, text_weight: float = 0.5, min_score: float = 0.0, exclude: str | None = None,
          vector: np.ndarray | None = None, positive: Sequence[str | Path] = (), negative: Sequence[str | Path] = (),
-         **filters: Any) -> Query | None:
+         min_relevance: float | None = None, collapse: bool = False, **filters: Any) -> Query | None:
     """The ranked query a search runs (its vector encoded now); None when nothing can match."""
     k = check_k(k)
     store = session.store  # first: an index built by other models is refused before any model loads
@@ -67,7 +67,25 @@ def plan(session: IndexSession, query: str | None = None, *, image: str | Path |
                             config.ocr_weight if session.has_ocr_texts() else 0.0, config.sparse_weight if lexical else 0.0)
     marks = session.marks.signal(vector) if text and config.feedback_weight > 0 else {}
     return Query(refined, text, k, weights, build_where(roots=store.roots(), **filters), min_score, exclude,
-                 captions, frozenset(unliked.ids), marks, shared_captions=not session.has_caption_space, lexical=lexical)
+                 captions, frozenset(unliked.ids), marks, shared_captions=not session.has_caption_space, lexical=lexical,
+                 min_relevance=check_relevance(min_relevance), collapse=collapse)
+
+
+def check_relevance(value: Any) -> float | None:
+    """A relevance floor between 0 and 1, or None.
+
+    Raises:
+        QueryError: it is not a number in that range.
+    """
+    if value is None:
+        return None
+    try:
+        floor = float(value)
+    except (TypeError, ValueError):
+        raise QueryError(f"min_relevance must be a number between 0 and 1, got {value!r}") from None
+    if not 0.0 <= floor <= 1.0:
+        raise QueryError(f"min_relevance must be between 0 and 1, got {floor}")
+    return floor
 
 
 def query_vector(session: IndexSession, query: str | None, image: str | Path | Image.Image | None = None,

@@ -23,6 +23,8 @@ class Query:
     feedback: dict[str, float] = field(default_factory=dict)  # lasting marks' signal per image id (search.feedback)
     shared_captions: bool = True  # captions share ``vector``'s space; if not, no ``caption_vector`` = no caption signal
     lexical: dict[int, float] = field(default_factory=dict)  # the text's BGE-M3 lexical weights (the sparse signal)
+    min_relevance: float | None = None  # hits below this calibrated relevance are left out (None: none are)
+    collapse: bool = False  # copies of one photo in the hits fold into the best one (``Hit.similar``)
 
     @property
     def captions_vector(self) -> np.ndarray | None:

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING
 
 from ..records import Hit
 from . import signals
+from .collapse import collapse
 from .fusion import DEFAULT_RULE, EPSILON, fuse, pool_size
 from .query import Query
+from .relevance import Background, combine
 from .signals import Context, Signal, rounded
 
 if TYPE_CHECKING:
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
     from .rerank import Reranker
 
 # internal fields not shown in Hit.metadata
-HIDDEN_METADATA = ("folders", "caption_sig", "manifest_captions", "ocr_sig", "lexical", "ocr_lexical")
+HIDDEN_METADATA = ("folders", "caption_sig", "manifest_captions", "ocr_sig", "lexical", "ocr_lexical", "look")
 PINNED = 1.0  # fused score of an exact file-name match: the top of the scale
 MAX_PINNED = 1000  # file-name matches looked at (an icon theme has one name in ~10 folders)
 Scores = dict[str, float | None]
@@ -41,6 +43,9 @@ class Candidates:
     scores: dict[str, Scores]
     best_caption: dict[str, int]
     exact: list[str]  # images whose file name is the query (pinned first)
+    relevance: dict[str, float] = field(default_factory=dict)  # calibrated, 0..1 (``mmsearch.search.relevance``)
+    vectors: dict = field(default_factory=dict)  # the candidates' image vectors (the duplicate rule's cosine)
+    use_image: bool = False  # whether those are image-model vectors
     metadata: dict[str, dict] = field(default_factory=dict)
 
     def read_metadata(self, store: Store, ids: list[str]) -> dict[str, dict]:
@@ -52,17 +57,22 @@ class Candidates:
 
 def order(store: Store, query: Query, found: Candidates, rule: str = DEFAULT_RULE,
           reranker: Reranker | None = None) -> list[Hit]:
-    """Fuse the candidates' signals by ``rule``, pin exact file-name matches, rerank, cut to ``query.k``.
+    """Fuse the candidates' signals by ``rule``, pin exact file-name matches, rerank, leave out what is below
+    ``query.min_relevance``, fold copies (``query.collapse``), cut to ``query.k``.
 
     ``found`` is not changed, so one set of candidates can be ordered by several rules (eval does).
     A pinned hit scores 1.0, the top of the fused scale, so its score agrees with its place and no
-    threshold drops it.
+    threshold drops it; its relevance is 1.0 too.
     """
     pool = pool_size(query.k)
     fused = fuse(found.scores, query.weights, rule)
     fused.update(dict.fromkeys(query.demoted & fused.keys(), 0.0))
-    ranked = [i for i in sorted(fused, key=lambda i: (i in query.demoted, -fused[i], i)) if i != query.exclude]
-    shown = ranked[:pool] if reranker is not None and query.text else ranked[:query.k]
+    relevance = {**found.relevance, **dict.fromkeys(query.demoted, 0.0), **dict.fromkeys(found.exact, 1.0)}
+    floor = query.min_relevance
+    ranked = [i for i in sorted(fused, key=lambda i: (i in query.demoted, -fused[i], i))
+              if i != query.exclude and (floor is None or relevance.get(i, 0.0) >= floor)]
+    wide = (reranker is not None and query.text) or query.collapse
+    shown = ranked[:pool] if wide else ranked[:query.k]
     # A file-name query pins every file of that name (found by name, whatever their keyword rank), in path order.
     named = [i for i in found.exact if i != query.exclude]
     metadata = found.read_metadata(store, list(dict.fromkeys(named + shown)))
@@ -73,15 +83,19 @@ def order(store: Store, query: Query, found: Candidates, rule: str = DEFAULT_RUL
     if reranker is not None and query.text:
         rest, fused = rerank(reranker, query.text, rest, metadata, scores, fused)
     fused = {**fused, **dict.fromkeys(exact, PINNED)}
-    kept = [i for i in exact + rest if fused[i] >= query.min_score][:query.k]
-    return [hit(i, fused[i], scores[i], found.best_caption.get(i), metadata[i]) for i in kept]
+    relevance.update(dict.fromkeys(exact, 1.0))
+    kept = [i for i in exact + rest if fused[i] >= query.min_score]
+    groups = collapse(kept, metadata, found.vectors, found.use_image) if query.collapse else [(i, []) for i in kept]
+    return [hit(i, fused[i], scores[i], found.best_caption.get(i), metadata[i], relevance.get(i, 0.0),
+                [str(metadata[c]["path"]) for c in copies]) for i, copies in groups[:query.k]]
 
 
 def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords: KeywordIndex | None,
-               ocr: OcrMatcher | None = None) -> Candidates:
+               ocr: OcrMatcher | None = None, background: Background | None = None) -> Candidates:
     """The candidates of every registered signal (``mmsearch.search.signals``), each then scored exactly
-    on every signal that takes part; and the images whose file name is the query (pinned first)."""
-    context = Context(store, query, pool, use_image, keywords, ocr)
+    on every signal that takes part, with its calibrated relevance against ``background``; and the images
+    whose file name is the query (pinned first)."""
+    context = Context(store, query, pool, use_image, keywords, ocr, background=background or Background.empty())
     taking_part = [s for s in signals.registered() if s.takes_part(context)]
     # The finds run at once: vector queries release the GIL (Chroma), the keyword search runs meanwhile.
     finding = {s.name: _executor().submit(s.find, context) for s in taking_part}
@@ -90,8 +104,22 @@ def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords:
     found = set(named).union(*context.found.values())
     # Vectors only (no metadata): the filter also applies to keyword and name matches; deleted ids drop out.
     context.vectors = store.image_vectors(list(found), query.where)
-    return Candidates(score_all(context, taking_part, list(context.vectors)), context.best_caption,
-                      sorted(i for i in named if i in context.vectors))
+    scores = score_all(context, taking_part, list(context.vectors))
+    return Candidates(scores, context.best_caption, sorted(i for i in named if i in context.vectors),
+                      relevance_of(context, taking_part, scores), context.vectors, use_image)
+
+
+def relevance_of(context: Context, taking_part: list[Signal], scores: dict[str, Scores]) -> dict[str, float]:
+    """Each id's calibrated relevance: its weighted signals' relevance, combined (``relevance.combine``)."""
+    parts: dict[str, list[float]] = {i: [] for i in scores}
+    for signal in taking_part:
+        if context.query.weights.get(signal.name, 0.0) <= 0:
+            continue
+        found = signal.relevance(context, {i: scores[i].get(signal.name) for i in scores})
+        for i, value in (found or {}).items():
+            if i in parts:
+                parts[i].append(value)
+    return {i: round(combine(values), 6) for i, values in parts.items()}
 
 
 def score_all(context: Context, taking_part: list[Signal], ids: list[str]) -> dict[str, Scores]:
@@ -139,9 +167,11 @@ def rerank(reranker: Reranker, text: str, top: list[str], metadata: dict[str, di
     return sorted(top, key=lambda i: (-scored[i], i)), scored
 
 
-def hit(image: str, score: float, scores: Scores, best_caption: int | None, meta: dict) -> Hit:
+def hit(image: str, score: float, scores: Scores, best_caption: int | None, meta: dict, relevance: float = 0.0,
+        similar: list[str] | None = None) -> Hit:
     """The public record of one ranked image."""
     captions = meta.get("captions") or []
     index = len(captions) if best_caption is None else best_caption
     return Hit(path=meta["path"], score=round(score, 6), caption=captions[index] if index < len(captions) else "",
-               scores=scores, metadata={k: v for k, v in meta.items() if k not in HIDDEN_METADATA})
+               scores=scores, metadata={k: v for k, v in meta.items() if k not in HIDDEN_METADATA},
+               relevance=relevance, similar=similar or [])

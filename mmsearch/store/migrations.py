@@ -10,7 +10,7 @@ through ``Store``, so the store's methods can change without rewriting history. 
 collection: write a step ``def _vN(handle) -> None`` that is safe to run twice, append it to ``STEPS`` and
 raise ``SCHEMA``. (After rclip's ``db.py`` and llm's ``embeddings_migrations``.)
 
-Two old steps read image files (2: layout vectors, 5: perceptual hashes); they take their readers from
+Three steps read image files (2: layout vectors, 5: perceptual hashes, 8: looks); they take their readers from
 ``mmsearch.media.images``, the one Pillow entry, through ``FileReaders``.
 """
 
@@ -35,7 +35,7 @@ from .collections import (
     pointer_fields,
 )
 
-SCHEMA = 7
+SCHEMA = 8
 VERSION_KEY = "schema_version"  # indexes written before versions were read carry none: version 0
 
 
@@ -94,17 +94,18 @@ class Handle:
 @dataclass(frozen=True)
 class FileReaders:
     """How the steps that read image files decode them: ``decode(path) -> small image``, ``layout(image,
-    dim)`` and ``phash(image)``."""
+    dim)``, ``phash(image)`` and ``look(image)``."""
 
     decode: Callable[[str], Any]
     layout: Callable[[Any, int], np.ndarray]
     phash: Callable[[Any], str]
+    look: Callable[[Any], str]
 
     @classmethod
     def from_media(cls) -> FileReaders:
-        from ..media.images import layout_vector, perceptual_hash, read_capped, read_image
+        from ..media.images import layout_vector, look_print, perceptual_hash, read_capped, read_image
 
-        return cls(lambda path: read_image(read_capped(path)[0], 64)[0], layout_vector, perceptual_hash)
+        return cls(lambda path: read_image(read_capped(path)[0], 64)[0], layout_vector, perceptual_hash, look_print)
 
 
 def upgrade(handle: Handle, readers: FileReaders | None = None) -> list[int]:
@@ -197,7 +198,18 @@ def _v7_generations(handle: Handle, readers: FileReaders) -> None:
         pointer.modify(metadata={**pointer_fields(pointer), "active": handle.generation})
 
 
+def _v8_looks(handle: Handle, readers: FileReaders) -> None:
+    """``look``: each image's small thumbnails (``media.images.look_print``), the duplicate rule's second view
+    in every profile (``mmsearch.likeness``): without it the offline profile's pHash decided alone, and a
+    blank page and a blue field were one photo."""
+    for ids, metas in handle.image_pages():
+        missing = [(i, m) for i, m in zip(ids, metas) if not m.get("look")]
+        if missing:
+            looks = _from_files(handle, readers, [i for i, _ in missing], [m for _, m in missing], readers.look)
+            handle.update_images(list(looks), metadatas=[{"look": look} for look in looks.values()])
+
+
 STEPS: list[Callable[[Handle, FileReaders], None]] = [
     _v1_search_settings, _v2_layout_vectors, _v3_manifest_captions, _v4_sync_threshold, _v5_perceptual_hashes,
-    _v6_text_in_photos, _v7_generations]
+    _v6_text_in_photos, _v7_generations, _v8_looks]
 assert len(STEPS) == SCHEMA

@@ -1,7 +1,8 @@
 """The signal protocol: what every signal of a search is (``mmsearch.search.signals`` registers them).
 
 A signal has a ``name`` (its key in ``Hit.scores`` and in the fusion weights), a ``weight`` for a query,
-a way to ``find`` candidates and a way to ``score`` candidates exactly. Ranking (``mmsearch.search.ranking``)
+a way to ``find`` candidates, a way to ``score`` candidates exactly, and what a score says about
+``relevance`` on one scale for every query (``mmsearch.search.relevance``). Ranking (``mmsearch.search.ranking``)
 runs ``find`` then ``score`` for each query; ``mmsearch eval`` runs ``score`` alone over every image of its
 corpus (``Context.exhaustive``), so a signal's formula is written once, in its own module.
 """
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+
+from ..relevance import Background
 
 if TYPE_CHECKING:
     from ...store.client import OcrRecord, Store
@@ -75,6 +78,7 @@ class Context:
     keywords: KeywordIndex | None = None
     ocr: OcrMatcher | None = None
     reads: Reads | None = None
+    background: Background = field(default_factory=Background.empty)  # the library sample relevance is measured on
     exhaustive: bool = False
     found: dict[str, Any] = field(default_factory=dict)  # signal name -> what its ``find`` returned
     vectors: dict[str, np.ndarray] = field(default_factory=dict)  # the candidates' image vectors
@@ -112,6 +116,11 @@ class Signal:
         """Exact scores of ``ids`` (all with image vectors in ``context.vectors``); None when the signal has
         nothing to say for this query (then it is left out of the hits' scores)."""
         raise NotImplementedError
+
+    def relevance(self, context: Context, scores: Scored) -> dict[str, float] | None:
+        """Each scored image's calibrated relevance from this signal alone (0..1, the same meaning for every
+        query: ``mmsearch.search.relevance``); None when this signal says nothing about relevance."""
+        return None
 
 
 def rounded(value: Any) -> float | None:

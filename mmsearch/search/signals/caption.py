@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..relevance import against, tail
 from .base import Context, Scored, Signal, Weighing
 
 
@@ -39,3 +40,9 @@ class CaptionSignal(Signal):
                     best[image] = (value, index)
         context.best_caption.update({i: n for i, (_, n) in best.items()})
         return {i: best[i][0] if i in best else None for i in ids}
+
+    def relevance(self, context: Context, scores: Scored) -> dict[str, float] | None:
+        """Against every caption of the sample: an image scores its best caption, so the chance that noise
+        reaches a score somewhere is counted over all the library's captions."""
+        background = context.background
+        return tail(scores, against(background.captions, context.query.captions_vector), background.caption_count)

@@ -25,3 +25,7 @@ class FeedbackSignal(Signal):
         if not marks.keys() & set(ids):
             return None
         return {i: marks.get(i, 0.0) for i in ids}
+
+    def relevance(self, context: Context, scores: Scored) -> dict[str, float] | None:
+        """The user's own marks of similar queries, as they are."""
+        return {i: min(1.0, max(0.0, value or 0.0)) for i, value in scores.items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..relevance import against, tail
 from .base import Context, Scored, Signal, Weighing
 
 
@@ -26,3 +27,9 @@ class ImageSignal(Signal):
             return dict.fromkeys(ids)
         near, vector = context.found.get(self.name) or {}, context.query.vector
         return {i: near[i] if i in near else float(context.vectors[i] @ vector) for i in ids}
+
+    def relevance(self, context: Context, scores: Scored) -> dict[str, float] | None:
+        if not context.use_image:
+            return None
+        background = context.background
+        return tail(scores, against(background.images, context.query.vector), background.image_count)

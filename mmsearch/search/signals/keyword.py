@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..relevance import lexical
 from .base import Context, Scored, Signal, Weighing
 
 
@@ -29,3 +30,8 @@ class KeywordSignal(Signal):
         if not found:
             return None
         return {i: found.get(i, 0.0) for i in ids}
+
+    def relevance(self, context: Context, scores: Scored) -> dict[str, float] | None:
+        """The IDF-weighted share of the query each image's text holds (``KeywordIndex.coverage``)."""
+        shares = context.keywords.coverage(context.query.text, list(scores))  # type: ignore[union-attr]
+        return {i: lexical(shares.get(i, 0.0)) for i in scores}

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...media.ocr import word_chars
+from ..relevance import lexical
 from .base import Context, Scored, Signal, Weighing
 
 # The text's meaning (its embedding) counts only from this many letters/digits/CJK characters on: a
@@ -52,3 +53,9 @@ class OcrSignal(Signal):
         texts = context.reads.ocr_of(ids)  # type: ignore[union-attr]
         return {i: max(shares.get(i, 0.0), float(meaning(texts[i][0], float(texts[i][1] @ vector))))
                 if i in texts else None for i in ids}
+
+    def relevance(self, context: Context, scores: Scored) -> dict[str, float] | None:
+        """The share of the query's terms found in the photo's text (its meaning adds none: cosines of
+        short fragments run high for unrelated text)."""
+        shares = self._shares(context)
+        return {i: lexical(shares.get(i, 0.0)) for i in scores}

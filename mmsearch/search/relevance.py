@@ -1,0 +1,124 @@
+"""Calibrated relevance: how sure a search is that a hit is what was asked for, on one scale for every query.
+
+The fused ``score`` orders the hits of one query, but it is relative (the best candidate scores about 1),
+so it never says "weak". ``Hit.relevance`` (0..1) says it, from how far a hit's signals stand above that
+query's **background**, never from the spread of the candidates:
+
+- **Vector signals** (``image``, ``caption``). The background is the query's score against a fixed sample
+  of the library: ``SAMPLE`` image vectors and the captions of ``SAMPLE`` captioned images, taken as the
+  smallest record ids (hashes of the paths, so a uniform sample, the same for every query). Its median and
+  its spread (``centre_and_spread``: the largest of a robust, a trimmed and a tail estimate) give each
+  score a z value. The Gaussian tail at z,
+  times the records that have the signal, is how many records of the library noise alone would score that
+  high: ``expected``. Relevance is ``1 / (1 + expected / ALPHA)``: 0.5 where noise would put ``ALPHA`` records
+  there, near 1 far above it. So "xyzzyqwerty", whose best hit is only the largest of the library's
+  noise, gets a low relevance however the scores spread, and a bigger library asks a hit to stand higher.
+- **Lexical signals** (``keyword``: BM25 over captions and names; ``ocr``: the text read in photos). The
+  share of the query the hit contains, weighted by each term's IDF (a query term that the library does
+  not hold counts at the largest IDF), squared: a hit holding half of "red car" is not "red car". Stop
+  words are no terms (``mmsearch.search.stopwords``), so "a of" matches nothing.
+- **feedback**: the user's own marks, as they are (0..1).
+- A file-name match ("IMG_0042.jpg") is 1.0; an image marked irrelevant is 0.
+
+A hit's relevance combines its signals' (those with a weight in the query) as independent evidence:
+``1 - prod(1 - r)``. The sparse and rerank signals order hits but add no relevance.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ..store.client import Store
+
+SAMPLE = 512  # records of the background per vector signal
+ALPHA = 0.1  # noise records expected at or above a score whose relevance is 0.5
+MAD_SIGMA = 1.4826  # MAD to standard deviation, for normal data
+TAIL_QUANTILE, TAIL_Z, TAIL_FROM = 95, 1.645, 100  # the upper tail's spread, from this many samples on
+MIN_SPREAD = 0.01  # cosine units: a background spread below this is taken as this
+TRIM = 0.02  # share of the background's top left out of its standard deviation (at least one record)
+MIN_BACKGROUND = 3  # fewer background scores say nothing: the signal adds no relevance
+
+
+@dataclass(frozen=True)
+class Background:
+    """The fixed sample of one library that vector signals are calibrated against."""
+
+    images: np.ndarray  # (n, dim) image vectors of the sampled images (empty without an image model)
+    captions: np.ndarray  # (m, dim) every caption vector of the sampled captioned images
+    image_count: int  # records with the image signal (the library's images)
+    caption_count: int  # records with the caption signal (the library's captions)
+
+    @classmethod
+    def sample(cls, store: Store, ids: Sequence[str], captioned: Sequence[str], use_image: bool) -> Background:
+        """From the store: the ``SAMPLE`` smallest ids of ``ids`` (image vectors, when ``use_image``) and of
+        ``captioned`` (their captions)."""
+        picked = sorted(ids)[:SAMPLE] if use_image else []
+        images = list(store.image_vectors(picked).values()) if picked else []
+        captions = list(store.caption_vectors_of(sorted(captioned)[:SAMPLE]).values()) if captioned else []
+        return cls(_matrix(images), _matrix(captions), len(ids), store.caption_count() if captioned else 0)
+
+    @classmethod
+    def empty(cls) -> Background:
+        """No background: vector signals add no relevance."""
+        return cls(_matrix([]), _matrix([]), 0, 0)
+
+
+def _matrix(vectors: list[np.ndarray]) -> np.ndarray:
+    return np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, 0), np.float32)
+
+
+def against(background: np.ndarray, query: np.ndarray | None) -> np.ndarray:
+    """The query's scores over a background matrix (empty when either is missing or they do not fit)."""
+    if query is None or not background.size or background.shape[1] != query.shape[0]:
+        return np.zeros(0, np.float32)
+    return background @ query
+
+
+def tail(scores: Mapping[str, float | None], background: np.ndarray, population: int) -> dict[str, float] | None:
+    """Relevance of each score above a background of the same signal (module docstring); None when the
+    background is too small to say anything."""
+    if len(background) < MIN_BACKGROUND or population <= 0:
+        return None
+    centre, spread = centre_and_spread(background)
+    out = {}
+    for image, value in scores.items():
+        if value is not None:
+            z = (float(value) - centre) / spread
+            expected = population * 0.5 * math.erfc(z / math.sqrt(2.0))
+            out[image] = 1.0 / (1.0 + expected / ALPHA)
+    return out
+
+
+def centre_and_spread(background: np.ndarray) -> tuple[float, float]:
+    """The background's median, and the largest of three spreads: 1.4826 MAD (robust, but blind to a long
+    tail), the standard deviation without the top ``TRIM`` (a small library's few real matches left out),
+    and, from ``TAIL_FROM`` samples on, the 95th percentile's distance from the median over 1.645."""
+    values = np.sort(np.asarray(background, dtype=np.float64))
+    centre = float(np.median(values))
+    spreads = [MAD_SIGMA * float(np.median(np.abs(values - centre))), MIN_SPREAD]
+    trimmed = values[:len(values) - max(1, int(TRIM * len(values)))]
+    if len(trimmed) >= 2:
+        spreads.append(float(trimmed.std()))
+    if len(values) >= TAIL_FROM:
+        spreads.append((float(np.percentile(values, TAIL_QUANTILE)) - centre) / TAIL_Z)
+    return centre, max(spreads)
+
+
+def lexical(coverage: float) -> float:
+    """Relevance from the IDF-weighted share of the query a hit holds (0..1)."""
+    return min(1.0, max(0.0, coverage)) ** 2
+
+
+def combine(parts: Iterable[float | None]) -> float:
+    """One hit's relevance from its signals', as independent evidence: ``1 - prod(1 - r)``."""
+    doubt = 1.0
+    for part in parts:
+        if part is not None:
+            doubt *= 1.0 - min(1.0, max(0.0, part))
+    return 1.0 - doubt
