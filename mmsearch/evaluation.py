@@ -19,6 +19,10 @@ EXIF; never the evaluation captions), ``keyword`` (BM25 over those captions and 
 
 The corpus is the user's library (``CORPORA``): every image under the dataset's folder, so recall is
 measured where users search; a Karpathy split keeps its protocol (the split's images).
+
+The relevance floor (``mmsearch.search.relevance``, 0.5 as the command line and the page serve): how often
+a query keeps its right image among the hits at or above it, and how often a query whose image is not in
+the corpus (the same query with its image left out) gets "no close matches", as it should.
 """
 
 from __future__ import annotations
@@ -170,6 +174,8 @@ def evaluate(engine: SearchEngine, data: Dataset, progress: Callable[[str], None
     records = engine.store.image_records(ids[:len(data.images)])
     image_to_text = _image_to_text(engine, records, ids[:len(data.images)], engine.text_encoder.encode_texts(data.captions))
     result = _report(data, table, served, image_to_text)
+    say(f"serving {len(data.captions)} queries at the relevance floor, with and without their image")
+    result["floor"] = floor_rates(engine, data, plans)
     result.update(n_images=len(ids), n_listed=len(data.images), corpus=corpus)
     result["rows"] = {**dict.fromkeys(served, "served"), **dict.fromkeys(table, "exact")}
     return result
@@ -257,6 +263,28 @@ def served_ranks(engine: SearchEngine, data: Dataset, plans: Sequence[Query | No
     return out
 
 
+def floor_rates(engine: SearchEngine, data: Dataset, plans: Sequence[Query | None]) -> dict[str, float]:
+    """At the default relevance floor (``MIN_RELEVANCE``): the share of queries whose right image is among
+    the hits (``kept``), and the share of queries with their image left out of the corpus that get no hit
+    at all (``empty_without_image``: "no close matches", as a query with no right image should)."""
+    from dataclasses import replace
+
+    from .config import MIN_RELEVANCE
+    from .ids import image_id
+
+    kept = empty = asked = 0
+    for row, planned in enumerate(plans):
+        if planned is None:
+            continue
+        asked += 1
+        right = image_id(data.images[data.owner[row]])
+        floored = replace(planned, min_relevance=MIN_RELEVANCE)
+        kept += any(image_id(h.path) == right for h in engine.serve(floored))
+        empty += not engine.serve(replace(floored, exclude=right))
+    return {"min_relevance": MIN_RELEVANCE, "queries": asked, "kept": kept / asked if asked else 0.0,
+            "empty_without_image": empty / asked if asked else 0.0}
+
+
 def _image_to_text(engine: SearchEngine, records: dict, ids: list[str], queries: np.ndarray) -> dict[str, np.ndarray]:
     if not engine.has_image_vectors:
         return {}
@@ -309,6 +337,11 @@ def format_table(result: dict[str, Any]) -> str:
                              if r else f"{'n/a':>7} " * 4)
             kind = result.get("rows", {}).get(name, "")
             lines.append(f"{name:<16} {kind:<7} {cells[0]}  {cells[1]}")
+    floor = result.get("floor")
+    if floor:
+        lines.append(f"\nrelevance floor {floor['min_relevance']} (what search shows by default): the right image is "
+                     f"kept for {100 * floor['kept']:.1f} % of queries; with it left out of the corpus, "
+                     f"{100 * floor['empty_without_image']:.1f} % of queries get no close matches")
     return "\n".join(lines)
 
 

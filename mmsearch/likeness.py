@@ -7,11 +7,12 @@ A pair is one photo when:
 - **near:** their 64-bit pHashes are at most ``max_bits`` apart, *and* a second, independent view agrees:
   - the image vectors are at least ``min_cosine`` alike, where the index has an image model; and
   - the **look** agrees (every profile): the 8 x 8 RGB and 16 x 16 grey thumbnails stored at index time
-    (``media.images.look_print``). Their cells, centred on their mean and scaled by their spread, must
-    differ by at most ``MAX_COLOUR_CHANGE`` in colour, and a local change (a cell in grey changed by more
+    (``media.images.look_print``). The colour balance (channel means over their mean) must differ by at
+    most ``MAX_TINT``; the cells, centred on their mean and scaled by their spread, by at most
+    ``MAX_COLOUR_CHANGE`` in colour; and a local change (a cell in grey changed by more
     than ``MAX_LOCAL_CHANGE`` while the median cell did not move, ``STILL``) marks another state of one
     picture (a battery icon at 20 % and at 40 %), not a copy.
-- **flat pictures** (every colour channel of the 8 x 8 look spreads less than ``FLAT_SPREAD``; their pHash
+- **flat pictures** (every colour channel and the grey of the look spread less than ``FLAT_SPREAD``; their pHash
   says nothing, as any flat colour hashes alike) are one photo only with the same bytes, or the same look
   to within ``SAME_LOOK`` per cell: a blank page and a blue field stay apart.
 
@@ -29,9 +30,11 @@ MAX_BITS = 8  # pHash bits: variants of one photo measured within 8, different p
 MIN_COSINE = 0.92  # image vectors of variants; a guess until measured with real CLIP weights (see README)
 COLOUR_SIDE, GREY_SIDE = 8, 16
 MAX_COLOUR_CHANGE = 1.2  # variants measured at most 1.04 (2 % crop), an icon's states 2.1 and more
+MAX_TINT = 0.1  # colour balance (channel means over their mean): variants at most 0.041, recoloured copies 0.36
 MAX_LOCAL_CHANGE, STILL = 1.0, 0.02  # variants never changed one grey cell by 1.0 with the median below 0.02
-FLAT_SPREAD = 0.02  # spread (0..1) of each colour channel over the 8 x 8 look
-SAME_LOOK = 3 / 255  # largest cell difference of two flat pictures that are one
+FLAT_SPREAD = 1.5 / 255  # spread of each colour channel (8 x 8) and of the grey (16 x 16); fine textures
+# (a brick wall, gravel, a star field) spread 0.01-0.02 at that size and are pictures, not flat
+SAME_LOOK = 0.5 / 255  # two flat pictures are one only with every cell the same (a faint grid is a difference)
 MIN_SPREAD = 0.05  # cell differences are scaled by the pictures' spread, at least this much
 
 
@@ -57,9 +60,9 @@ class Look:
     @property
     def flat(self) -> bool:
         """No picture to speak of: one colour (or nearly) everywhere."""
-        if self.colour is None:
+        if self.colour is None or self.grey is None:
             return self.phash == 0
-        return bool(self.colour.reshape(-1, 3).std(axis=0).max() < FLAT_SPREAD)
+        return bool(self.colour.reshape(-1, 3).std(axis=0).max() < FLAT_SPREAD and self.grey.std() < FLAT_SPREAD)
 
 
 def encode_look(colour: bytes, grey: bytes) -> str:
@@ -102,19 +105,27 @@ def same_photo(a: Look, b: Look, cosine: float | None = None, max_bits: int = MA
 
 
 def same_look(a: Look, b: Look) -> bool:
-    """Two flat pictures with the same colours, to within ``SAME_LOOK``."""
-    if a.colour is None or b.colour is None:
+    """Two flat pictures with the same look, cell for cell (``SAME_LOOK``), in colour and in grey."""
+    if a.colour is None or b.colour is None or a.grey is None or b.grey is None:
         return False
-    return bool(np.abs(a.colour - b.colour).max() <= SAME_LOOK)
+    return bool(np.abs(a.colour - b.colour).max() <= SAME_LOOK and np.abs(a.grey - b.grey).max() <= SAME_LOOK)
 
 
 def looks_agree(a: Look, b: Look) -> bool:
     """No colour cell moved much, and no local change in a still picture (module docstring)."""
     assert a.colour is not None and b.colour is not None and a.grey is not None and b.grey is not None
+    if np.abs(_tint(a.colour) - _tint(b.colour)).max() > MAX_TINT:
+        return False
     if _changes(a.colour, b.colour).max() > MAX_COLOUR_CHANGE:
         return False
     grey = _changes(a.grey, b.grey)
     return not (grey.max() > MAX_LOCAL_CHANGE and float(np.median(grey)) < STILL)
+
+
+def _tint(colour: np.ndarray) -> np.ndarray:
+    """The colour balance: each channel's mean over the mean of all three (brightness cancels out)."""
+    means = colour.reshape(-1, 3).mean(axis=0)
+    return means / max(float(means.mean()), 1e-3)
 
 
 def _changes(x: np.ndarray, y: np.ndarray) -> np.ndarray:

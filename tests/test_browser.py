@@ -43,21 +43,35 @@ def tiles(page) -> list[str]:
     return page.locator("#gallery .caption-label").all_inner_texts()
 
 
-def search(page, query: str) -> None:
+def search(page, query: str, answer: str = "results") -> None:
     from playwright.sync_api import expect
 
     page.locator("#query textarea").fill(query)
     page.locator("#search-button").click()
-    expect(page.locator("#status")).to_contain_text("results", timeout=TIMEOUT)
+    expect(page.locator("#status")).to_contain_text(answer, timeout=TIMEOUT)
+
+
+def show_all(page) -> None:
+    """The relevance floor at 0: the nearest hits, however weak (random-weight models match nothing)."""
+    box = page.locator("#min-relevance input[type=number]")
+    box.fill("0")
+    box.press("Enter")
 
 
 def test_type_a_query_see_the_gallery_open_a_hit_and_ask_for_more_like_it(page, site, tmp_path):
     from playwright.sync_api import expect
 
+    search(page, "xyzzyqwerty", answer="No close matches for 'xyzzyqwerty'")
+    assert tiles(page) == []  # no gallery of filler
     search(page, "a kitten napping on the couch")
     first = page.locator("#gallery .caption-label").first
     expect(first).to_contain_text("black_cat.jpg")
+    assert tiles(page)[0].startswith("photos/black_cat.jpg · strong match")  # only the close match
+    show_all(page)
+    search(page, "a kitten napping on the couch")
+    expect(page.locator("#status")).to_have_text("7 results")
     assert len(tiles(page)) == 7 and "a black cat sleeping on a sofa" in tiles(page)[0]
+    assert all("weak" in t for t in tiles(page)[1:])
     src = page.locator("#gallery img").first.get_attribute("src") or ""
     assert "/gradio_api/file=" in src and not src.endswith("black_cat.jpg")  # a cached thumbnail, not the original
 
@@ -76,6 +90,7 @@ def test_type_a_query_see_the_gallery_open_a_hit_and_ask_for_more_like_it(page, 
 def test_upload_an_image_then_filter_by_folder(page, site, tmp_path):
     from playwright.sync_api import expect
 
+    show_all(page)  # random weights: an image and its own upload are no match to speak of
     page.locator("#query-image input[type=file]").set_input_files(str(site["photos"] / "red_bicycle.png"))
     expect(page.locator("#query-image img")).to_be_visible()
     page.locator("#search-button").click()
@@ -83,6 +98,7 @@ def test_upload_an_image_then_filter_by_folder(page, site, tmp_path):
     assert "image 1.00" in tiles(page)[0]
 
     page.reload()
+    show_all(page)
     holidays = str(site["photos"] / "holidays")
     folder = page.locator("#folder-filter input")
     folder.fill(holidays)
@@ -152,7 +168,7 @@ def test_icons_are_shown_whole_at_their_size_with_transparency_and_told_apart(br
     search(page, "face-monkey.png")
     labels = tiles(page)
     assert sorted(label.split(" · ")[0] for label in labels) == ["16x16/apps/face-monkey.png", "48x48/apps/face-monkey.png"]
-    assert all(" · 1.000" in label for label in labels)  # pinned: the top of the scale
+    assert all(" · strong match 1.00" in label for label in labels)  # pinned: the top of the scale
     images = page.locator("#gallery .thumbnail-item img")
     for n in range(images.count()):
         natural, fit = images.nth(n).evaluate("i => [i.naturalWidth, getComputedStyle(i).objectFit]")
@@ -199,6 +215,50 @@ def test_the_duplicates_panel_shows_groups_with_their_keeper(browser, tmp_path):
         assert len(labels) == 2 and labels[0].startswith("group 1 · KEEP") and "rocket-small.jpg" in labels[1]
         assert not page.locator("#duplicates-move").is_visible()  # read-only: no moves offered
         page.screenshot(path=str(tmp_path / "duplicates.png"), full_page=True)
+        page.close()
+
+
+def test_a_move_of_duplicates_is_asked_for_and_undone_in_the_page(browser, tmp_path):
+    import shutil
+
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    from mmsearch import Config, SearchEngine
+
+    samples = Path(__file__).resolve().parent.parent / "sample_images"
+    library = tmp_path / "lib"
+    (library / "backup").mkdir(parents=True)
+    for name in ("rocket.jpg", "coffee.png"):
+        shutil.copy(samples / name, library / name)
+    with Image.open(samples / "rocket.jpg") as rocket:
+        rocket.resize((rocket.width // 2, rocket.height // 2)).save(library / "backup" / "rocket-small.jpg", quality=40)
+    shutil.copy(samples / "coffee.png", library / "backup" / "coffee-copy.png")
+    engine = SearchEngine(config=Config.offline_profile(Config(db=str(tmp_path / "db"))))
+    engine.index([library])
+    with served(engine) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(TIMEOUT)
+        page.goto(url)
+        page.get_by_text("Duplicates", exact=True).click()
+        page.locator("#duplicates-button").click()
+        expect(page.locator("#duplicates-summary")).to_contain_text("2 groups")
+        expect(page.locator("#duplicates-which input")).to_have_value("group 1")  # the group in view, not all
+        page.locator("#duplicates-gallery button.thumbnail-item").nth(3).click()  # a tile of group 2
+        expect(page.locator("#duplicates-which input")).to_have_value("group 2")
+        page.locator("#duplicates-dest textarea").fill(str(tmp_path / "moved"))
+        page.locator("#duplicates-move").click()
+        expect(page.locator("#duplicates-question")).to_contain_text("Move 1 file of 1 group to")
+        expect(page.locator("#duplicates-question")).to_contain_text("This can be undone")
+        assert len(list(library.rglob("*.*"))) == 4  # asked, not moved
+        page.screenshot(path=str(tmp_path / "asked.png"), full_page=True)
+        page.locator("#duplicates-confirm").click()
+        expect(page.locator("#duplicates-outcome")).to_contain_text("Moved 1 files to")
+        assert len(list(library.rglob("*.*"))) == 3 and len(list((tmp_path / "moved").rglob("*.*"))) == 2  # + manifest
+        page.locator("#duplicates-undo").click()
+        expect(page.locator("#duplicates-outcome")).to_contain_text("Moved 1 files back")
+        assert len(list(library.rglob("*.*"))) == 4
+        expect(page.locator("#duplicates-undo")).to_be_hidden()
         page.close()
 
 

@@ -160,3 +160,102 @@ def test_the_panel_shows_whole_groups_up_to_a_bound(tmp_path):
     tiles = group_tiles(groups, ThumbnailCache(tmp_path / "thumbs"), most=10)
     assert len(tiles) == 9  # three whole groups of three, never a group cut in half
     assert "and 10 more groups" in group_summary(groups)
+
+
+def battery(level: int, size: int = 48) -> Image.Image:
+    """A battery icon at ``level`` % charge: the outline stays, the green fill grows."""
+    from PIL import ImageDraw
+
+    icon = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(icon)
+    draw.rectangle((14, 8, 34, 44), outline=(60, 60, 60, 255), width=2)
+    draw.rectangle((20, 4, 28, 8), fill=(60, 60, 60, 255))
+    draw.rectangle((17, 42 - int(32 * level / 100), 31, 41), fill=(40, 200, 40, 255))
+    return icon
+
+
+@pytest.fixture
+def lookalikes(tmp_path):
+    """Different pictures that hash alike (flat colours, one icon at four charge levels, a blank graph) and
+    a photo with its half-size JPEG 40 copy."""
+    from PIL import ImageDraw
+
+    root = tmp_path / "lookalikes"
+    (root / "flat").mkdir(parents=True)
+    for name, colour in (("red", (220, 20, 20)), ("blue", (20, 40, 220)), ("white", (255, 255, 255))):
+        Image.new("RGB", (64, 64), colour).save(root / "flat" / f"{name}.png")
+    graph = Image.new("RGB", (400, 300), "white")
+    draw = ImageDraw.Draw(graph)
+    for x in range(0, 400, 40):
+        draw.line((x, 0, x, 300), fill=(225, 225, 225))
+    graph.save(root / "flat" / "blank-graph.png")
+    (root / "icons").mkdir()
+    for level in (20, 40, 60, 80):
+        battery(level).save(root / "icons" / f"battery-{level}.png")
+    shutil.copy(SAMPLES / "chelsea-cat.png", root / "cat.png")
+    with Image.open(SAMPLES / "chelsea-cat.png") as cat:
+        cat.convert("RGB").resize((cat.width // 2, cat.height // 2)).save(root / "cat-small.jpg", quality=40)
+    return root
+
+
+@pytest.mark.parametrize("profile", ["offline", "image model"])
+def test_different_pictures_that_hash_alike_never_group_and_a_small_copy_does(lookalikes, tmp_path, profile,
+                                                                                 tiny_config, tiny_encoders):
+    from mmsearch.likeness import Look, hash_bits
+
+    if profile == "offline":
+        engine = _offline(tmp_path)
+    else:
+        engine = SearchEngine(tmp_path / "db", config=tiny_config, encoders=tiny_encoders)
+    engine.index([lookalikes])
+    looks = {Path(m["path"]).name: Look.of(m) for _, m in engine.store.all_metadata()}
+    assert hash_bits(looks["red.png"], looks["blue.png"]) <= 8  # the greyscale hash cannot tell them apart
+    assert min(hash_bits(looks["battery-20.png"], looks[f"battery-{n}.png"]) for n in (40, 60, 80)) <= 8
+    groups = engine.duplicates()
+    assert [sorted(Path(f).name for f in g.files) for g in groups] == [["cat-small.jpg", "cat.png"]]
+
+
+def test_the_rule_of_one_photo():
+    from mmsearch.likeness import Look, encode_look, same_photo
+
+    def look(colour: tuple[int, int, int], square: int = 0, sha: str = "") -> Look:
+        grid = np.zeros((8, 8, 3), np.uint8) + np.array(colour, np.uint8)
+        grid[:square, :square] //= 2
+        grey = Image.fromarray(grid).convert("L").resize((16, 16), Image.Resampling.NEAREST)
+        meta = {"phash": "8000000000000000", "sha256": sha, "look": encode_look(grid.tobytes(), grey.tobytes())}
+        return Look.of(meta)
+
+    white, blue = look((255, 255, 255)), look((20, 40, 220))
+    assert white.flat and not same_photo(white, blue) and not same_photo(white, look((254, 254, 254)))
+    assert same_photo(white, look((255, 255, 255)))
+    assert same_photo(white, look((10, 10, 10), sha="same"), None) is False
+    assert same_photo(look((10, 10, 10), sha="s"), look((200, 30, 30), sha="s"))  # same bytes: always one
+    photo = look((200, 120, 60), square=4)
+    assert same_photo(photo, look((216, 130, 65), square=4))  # +8 % brightness
+    assert not same_photo(photo, look((60, 120, 200), square=4))  # recoloured: another picture
+    assert not same_photo(photo, look((200, 120, 60), square=4), cosine=0.5)  # the image model disagrees
+    assert same_photo(Look("", 0x1234, None, None), Look("", 0x1235, None, None))  # before looks: the hash rule
+
+
+@pytest.mark.slow
+@pytest.mark.server
+@pytest.mark.subprocess
+def test_undo_beside_a_running_serve_is_handed_to_it(library, tmp_path):
+    import subprocess
+    import sys
+
+    from helpers import served
+
+    db = tmp_path / "db"
+    _offline(tmp_path).index([library])
+    engine = SearchEngine(db)  # this process serves: the database's one writer
+    with served(engine):
+        groups = engine.duplicates()
+        moved = [m.path for g in groups for m in g.members[1:]]
+        manifest = engine.move_duplicates(groups, tmp_path / "moved")
+        assert len(moved) == 4 and not any(Path(p).exists() for p in moved)
+        proc = subprocess.run([sys.executable, "-m", "mmsearch", "duplicates", "--db", str(db), "--undo", manifest],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith("moved 4 files back (by the serving process, pid ")
+        assert all(Path(p).exists() for p in moved) and len(engine.duplicates()[0].files) == 5

@@ -87,6 +87,9 @@ def test_end_to_end_every_signal_and_per_language(eval_set, make_engine):
     assert set(signals["image"]) == {"text_to_image", "image_to_text"} and "image_to_text" not in signals["caption"]
     assert signals["image"]["text_to_image"]["R@10"] == 100.0  # 6 images: everything is in the top 10
     assert set(result["languages"]) == {"en", "xx"} and result["languages"]["en"]["n_captions"] == 6
+    floor = result["floor"]  # at the default relevance floor: right images kept, image-less queries empty
+    assert floor["min_relevance"] == 0.5 and floor["queries"] == 12
+    assert floor["kept"] >= 0.5 and floor["empty_without_image"] >= 0.5, floor
 
 
 def test_cli_json_has_the_documented_shape(eval_set, tiny_clip, minilm, monkeypatch, tmp_path, capsys):
@@ -105,7 +108,7 @@ def test_cli_json_has_the_documented_shape(eval_set, tiny_clip, minilm, monkeypa
     assert main(["eval", str(eval_set), "--captions", str(eval_set / "eval.csv")]) == 0
     table = capsys.readouterr().out
     assert table.startswith("corpus: 6 images (6 with evaluation captions, library)\n12 queries") and "[en]" in table
-    assert "fused" in table
+    assert "fused" in table and "relevance floor 0.5 (what search shows by default): the right image is kept" in table
 
 
 def test_eval_fused_row_is_exactly_the_recall_users_are_served(tmp_path, make_engine):

@@ -80,8 +80,8 @@ def chosen_groups(groups: list[DuplicateGroup], choice: str) -> list[DuplicateGr
 def move_question(groups: list[DuplicateGroup], target: str) -> str:
     """What the page asks before a move."""
     files = sum(len(g.members) - 1 for g in groups)
-    return (f"**Move {files} file{'s' if files != 1 else ''} of {len(groups)} group{'s' if len(groups) != 1 else ''} "
-            f"to `{target}`?** The keepers stay where they are. This can be undone.")
+    return (f"**Move {files} file{'s' if files != 1 else ''} of {len(groups)} group{'s' if len(groups) != 1 else ''}** "
+            f"to `{target}`? The keepers stay where they are. This can be undone.")
 
 
 def duplicates_panel(engine: SearchEngine, thumbs: ThumbnailCache, allow_moves: bool, folder: gr.Dropdown) -> None:
@@ -97,10 +97,11 @@ def duplicates_panel(engine: SearchEngine, thumbs: ThumbnailCache, allow_moves: 
             dest = gr.Textbox(label="to this folder (on the server, outside the indexed folders)", scale=3,
                               elem_id="duplicates-dest")
             move = gr.Button("Move…", scale=1, elem_id="duplicates-move")
-        with gr.Row(visible=False) as asking:
+        with gr.Column(visible=False) as asking:
             question = gr.Markdown(elem_id="duplicates-question")
-            confirm = gr.Button("Yes, move them", variant="stop", size="sm", elem_id="duplicates-confirm")
-            cancel = gr.Button("Cancel", size="sm", elem_id="duplicates-cancel")
+            with gr.Row():
+                confirm = gr.Button("Yes, move them", variant="stop", size="sm", elem_id="duplicates-confirm")
+                cancel = gr.Button("Cancel", size="sm", elem_id="duplicates-cancel")
         outcome = gr.Markdown(elem_id="duplicates-outcome")
         undo = gr.Button("Undo the move", visible=False, size="sm", elem_id="duplicates-undo")
         found = gr.State([])
@@ -116,7 +117,7 @@ def duplicates_panel(engine: SearchEngine, thumbs: ThumbnailCache, allow_moves: 
         return (group_summary(groups), group_tiles(groups, thumbs), groups,
                 gr.Dropdown(choices=choices, value="group 1" if groups else None))
 
-    def pick(groups: list[DuplicateGroup], evt: gr.SelectData) -> Any:
+    def pick(groups: list, evt: gr.SelectData) -> Any:  # hints Gradio can resolve: it looks for SelectData
         number = group_of_tile(groups, evt.index if isinstance(evt.index, int) else -1)
         return gr.Dropdown(value=f"group {number}") if number else gr.Dropdown()
 
@@ -125,11 +126,11 @@ def duplicates_panel(engine: SearchEngine, thumbs: ThumbnailCache, allow_moves: 
             raise gr.Error("Moving files from the page is switched off for this server (--read-only).")
         chosen, target = chosen_groups(groups, choice), (target or "").strip()
         if not chosen:
-            return gr.Row(visible=False), "", {}, "Find duplicates first, then pick a group." if not groups else \
+            return gr.Column(visible=False), "", {}, "Find duplicates first, then pick a group." if not groups else \
                 "Pick the group to move (click one of its tiles), or all groups."
         if not target:
-            return gr.Row(visible=False), "", {}, "⚠️ Name the folder to move the files to."
-        return gr.Row(visible=True), move_question(chosen, target), {"choice": choice, "target": target}, ""
+            return gr.Column(visible=False), "", {}, "⚠️ Name the folder to move the files to."
+        return gr.Column(visible=True), move_question(chosen, target), {"choice": choice, "target": target}, ""
 
     def act(groups: list[DuplicateGroup], asked: dict, choice: str, target: str) -> tuple[str, str]:
         if not allow_moves:
@@ -160,12 +161,12 @@ def duplicates_panel(engine: SearchEngine, thumbs: ThumbnailCache, allow_moves: 
 
     def settle(written: str) -> tuple:
         """After a move or an undo: the question closes; Undo shows while there is a move to undo."""
-        return gr.Row(visible=False), {}, gr.Button(visible=bool(written))
+        return gr.Column(visible=False), {}, gr.Button(visible=bool(written))
 
     find.click(look, [folder], [summary, tiles, found, which], api_name="duplicates")
     tiles.select(pick, [found], [which], api_visibility="private")
     move.click(ask, [found, which, dest], [asking, question, pending, outcome], api_visibility="private")
-    cancel.click(lambda: (gr.Row(visible=False), {}), None, [asking, pending], api_visibility="private")
+    cancel.click(lambda: (gr.Column(visible=False), {}), None, [asking, pending], api_visibility="private")
     confirm.click(act, [found, pending, which, dest], [outcome, manifest],
                   api_name="move_duplicates" if allow_moves else False, concurrency_limit=1, concurrency_id="index"
                   ).then(settle, [manifest], [asking, pending, undo], api_visibility="private")

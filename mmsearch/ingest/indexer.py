@@ -526,7 +526,8 @@ def embed_texts(encoders: Encoders, texts: list[str]) -> tuple[np.ndarray, list[
 def _metadata(item: Prepared, captions: list[str], ocr: dict[str, Any], lexical: list[str] | None = None) -> dict[str, Any]:
     c, info = item.candidate, item.info
     meta: dict[str, Any] = {
-        **_file_fields(c), **ocr, "sha256": item.sha256, "phash": item.phash, "look": item.look, "width": info.width, "height": info.height,
+        **_file_fields(c), **ocr, "sha256": item.sha256, "phash": item.phash, "look": item.look, "width": info.width,
+        "height": info.height,
         "date": int(info.taken.timestamp()) if info.taken else c.mtime_ns // 1_000_000_000,
         "date_source": "exif" if info.taken else "mtime",
     }

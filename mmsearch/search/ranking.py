@@ -85,7 +85,11 @@ def order(store: Store, query: Query, found: Candidates, rule: str = DEFAULT_RUL
     fused = {**fused, **dict.fromkeys(exact, PINNED)}
     relevance.update(dict.fromkeys(exact, 1.0))
     kept = [i for i in exact + rest if fused[i] >= query.min_score]
-    groups = collapse(kept, metadata, found.vectors, found.use_image) if query.collapse else [(i, []) for i in kept]
+    # Files named as typed are each listed (the user asked for them by name); the rest fold their copies.
+    pinned = [(i, []) for i in kept if i in exact]
+    others = [i for i in kept if i not in exact]
+    groups = pinned + (collapse(others, metadata, found.vectors, found.use_image) if query.collapse
+                       else [(i, []) for i in others])
     return [hit(i, fused[i], scores[i], found.best_caption.get(i), metadata[i], relevance.get(i, 0.0),
                 [str(metadata[c]["path"]) for c in copies]) for i, copies in groups[:query.k]]
 

@@ -7,10 +7,11 @@ query's **background**, never from the spread of the candidates:
 - **Vector signals** (``image``, ``caption``). The background is the query's score against a fixed sample
   of the library: ``SAMPLE`` image vectors and the captions of ``SAMPLE`` captioned images, taken as the
   smallest record ids (hashes of the paths, so a uniform sample, the same for every query). Its median and
-  its spread (``centre_and_spread``: the largest of a robust, a trimmed and a tail estimate) give each
-  score a z value. The Gaussian tail at z,
-  times the records that have the signal, is how many records of the library noise alone would score that
-  high: ``expected``. Relevance is ``1 / (1 + expected / ALPHA)``: 0.5 where noise would put ``ALPHA`` records
+  its spread (``centre_and_spread``: the largest of a robust, a plain and a tail estimate) give a
+  predictive distribution of noise (``noise_share``: Student's t, the Gaussian from a few hundred
+  samples on). Its tail at a score, times the records that have the signal, is how many records of the
+  library noise alone would score that high: ``expected``. A hit's own records are left out of the
+  background it is measured against. Relevance is ``1 / (1 + expected / ALPHA)``: 0.5 where noise would put ``ALPHA`` records
   there, near 1 far above it. So "xyzzyqwerty", whose best hit is only the largest of the library's
   noise, gets a low relevance however the scores spread, and a bigger library asks a hit to stand higher.
 - **Lexical signals** (``keyword``: BM25 over captions and names; ``ocr``: the text read in photos). The
@@ -27,7 +28,7 @@ A hit's relevance combines its signals' (those with a weight in the query) as in
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -37,11 +38,10 @@ if TYPE_CHECKING:
     from ..store.client import Store
 
 SAMPLE = 512  # records of the background per vector signal
-ALPHA = 0.1  # noise records expected at or above a score whose relevance is 0.5
+ALPHA = 0.05  # noise records expected at or above a score whose relevance is 0.5
 MAD_SIGMA = 1.4826  # MAD to standard deviation, for normal data
 TAIL_QUANTILE, TAIL_Z, TAIL_FROM = 95, 1.645, 100  # the upper tail's spread, from this many samples on
 MIN_SPREAD = 0.01  # cosine units: a background spread below this is taken as this
-TRIM = 0.02  # share of the background's top left out of its standard deviation (at least one record)
 MIN_BACKGROUND = 3  # fewer background scores say nothing: the signal adds no relevance
 
 
@@ -53,15 +53,21 @@ class Background:
     captions: np.ndarray  # (m, dim) every caption vector of the sampled captioned images
     image_count: int  # records with the image signal (the library's images)
     caption_count: int  # records with the caption signal (the library's captions)
+    image_owners: tuple[str, ...] = ()  # the image id of each row of ``images``
+    caption_owners: tuple[str, ...] = ()  # the image id of each row of ``captions``
 
     @classmethod
     def sample(cls, store: Store, ids: Sequence[str], captioned: Sequence[str], use_image: bool) -> Background:
         """From the store: the ``SAMPLE`` smallest ids of ``ids`` (image vectors, when ``use_image``) and of
         ``captioned`` (their captions)."""
+        from ..ids import split_caption_id
+
         picked = sorted(ids)[:SAMPLE] if use_image else []
-        images = list(store.image_vectors(picked).values()) if picked else []
-        captions = list(store.caption_vectors_of(sorted(captioned)[:SAMPLE]).values()) if captioned else []
-        return cls(_matrix(images), _matrix(captions), len(ids), store.caption_count() if captioned else 0)
+        images = store.image_vectors(picked) if picked else {}
+        captions = store.caption_vectors_of(sorted(captioned)[:SAMPLE]) if captioned else {}
+        return cls(_matrix(list(images.values())), _matrix(list(captions.values())), len(ids),
+                   store.caption_count() if captioned else 0, tuple(images),
+                   tuple(split_caption_id(c)[0] for c in captions))
 
     @classmethod
     def empty(cls) -> Background:
@@ -80,31 +86,60 @@ def against(background: np.ndarray, query: np.ndarray | None) -> np.ndarray:
     return background @ query
 
 
-def tail(scores: Mapping[str, float | None], background: np.ndarray, population: int) -> dict[str, float] | None:
+def tail(scores: Mapping[str, float | None], background: np.ndarray, population: int,
+         owners: Sequence[str] = ()) -> dict[str, float] | None:
     """Relevance of each score above a background of the same signal (module docstring); None when the
-    background is too small to say anything."""
+    background is too small to say anything. ``owners`` (the image id of each background score) leaves a
+    hit's own records out of the background it is measured against: in a small library the sample is the
+    library, and a match must not raise the noise it stands above."""
     if len(background) < MIN_BACKGROUND or population <= 0:
         return None
-    centre, spread = centre_and_spread(background)
-    out = {}
+    share, out = noise_share(background), {}
+    rows: dict[str, list[int]] = {}
+    for row, owner in enumerate(owners):
+        rows.setdefault(owner, []).append(row)
     for image, value in scores.items():
-        if value is not None:
-            z = (float(value) - centre) / spread
-            expected = population * 0.5 * math.erfc(z / math.sqrt(2.0))
-            out[image] = 1.0 / (1.0 + expected / ALPHA)
+        if value is None:
+            continue
+        own = rows.get(image)
+        if own and len(background) - len(own) >= MIN_BACKGROUND:
+            measure = noise_share(np.delete(background, own))
+        elif own:
+            continue  # nothing left to measure against
+        else:
+            measure = share
+        out[image] = 1.0 / (1.0 + population * measure(float(value)) / ALPHA)
     return out
+
+
+def noise_share(background: np.ndarray) -> Callable[[float], float]:
+    """``share(x)``: the share of the library that noise alone puts at or above ``x``: the tail of the
+    background's predictive distribution, Student's t with n - 1 degrees of freedom around its median and
+    spread (``centre_and_spread``), widened by sqrt(1 + 1/n). From a few hundred samples on it is the
+    Gaussian tail; from a handful (a small library) it is as wide as so few scores can promise.
+
+    An exponential tail fitted to the sample's top was measured too (``benchmarks/relevance_bench.py``): a
+    sample holding a few right images (100 of 5,000 puts about 10 in it) fattened it until no right image
+    was kept."""
+    from scipy.special import stdtr
+
+    count = len(background)
+    centre, spread = centre_and_spread(background)
+    scale = spread * math.sqrt(1.0 + 1.0 / count)
+
+    def share(x: float) -> float:
+        return float(stdtr(count - 1, -(x - centre) / scale))
+
+    return share
 
 
 def centre_and_spread(background: np.ndarray) -> tuple[float, float]:
     """The background's median, and the largest of three spreads: 1.4826 MAD (robust, but blind to a long
-    tail), the standard deviation without the top ``TRIM`` (a small library's few real matches left out),
-    and, from ``TAIL_FROM`` samples on, the 95th percentile's distance from the median over 1.645."""
-    values = np.sort(np.asarray(background, dtype=np.float64))
+    tail), the standard deviation, and, from ``TAIL_FROM`` samples on, the 95th percentile's distance from
+    the median over 1.645. (A hit's own records are left out of the background before, by ``tail``.)"""
+    values = np.asarray(background, dtype=np.float64)
     centre = float(np.median(values))
-    spreads = [MAD_SIGMA * float(np.median(np.abs(values - centre))), MIN_SPREAD]
-    trimmed = values[:len(values) - max(1, int(TRIM * len(values)))]
-    if len(trimmed) >= 2:
-        spreads.append(float(trimmed.std()))
+    spreads = [MAD_SIGMA * float(np.median(np.abs(values - centre))), float(values.std()), MIN_SPREAD]
     if len(values) >= TAIL_FROM:
         spreads.append((float(np.percentile(values, TAIL_QUANTILE)) - centre) / TAIL_Z)
     return centre, max(spreads)

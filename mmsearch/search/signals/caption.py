@@ -45,4 +45,5 @@ class CaptionSignal(Signal):
         """Against every caption of the sample: an image scores its best caption, so the chance that noise
         reaches a score somewhere is counted over all the library's captions."""
         background = context.background
-        return tail(scores, against(background.captions, context.query.captions_vector), background.caption_count)
+        return tail(scores, against(background.captions, context.query.captions_vector), background.caption_count,
+                    background.caption_owners)

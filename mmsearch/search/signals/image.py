@@ -32,4 +32,5 @@ class ImageSignal(Signal):
         if not context.use_image:
             return None
         background = context.background
-        return tail(scores, against(background.images, context.query.vector), background.image_count)
+        return tail(scores, against(background.images, context.query.vector), background.image_count,
+                    background.image_owners)
