@@ -3,9 +3,10 @@
 An embedded Chroma database has one writer (``mmsearch.lock``): while ``mmsearch serve`` runs on a ``--db``,
 no other process may open it. ``mmsearch reindex`` (and ``--rollback``, ``--drop-previous``) and
 ``mmsearch duplicates --undo`` then hand the job to the server through small files in the database
-folder: the command writes a request; the server's watcher thread takes it, runs it in a thread of its own while searches go on, writes its progress
-and outcome to a status file, and then follows the switch like any other. The command shows that progress
-and the outcome; its Ctrl-C asks the server to stop after the current batch, and the same command resumes.
+folder: the command writes a request; the server's watcher thread takes it, runs it in a thread of its
+own while searches go on, writes its progress and outcome to a status file, and then follows the switch
+like any other. The command shows that progress and the outcome; its Ctrl-C asks the server to stop after
+the current batch, and the same command resumes.
 
 The files are written whole (temporary file, then rename) with mode 0600, in a folder that only its owner
 writes. A request names models only; the server's own settings decide the rest (``trust_remote_code``).
