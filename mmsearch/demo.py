@@ -12,10 +12,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .config import Config, default_db_path
+from .config import MIN_RELEVANCE, Config, default_db_path
 from .engine import SearchEngine
 from .errors import ConfigError, ModelLoadError
-from .present import format_hits, profile_label
+from .present import format_hits, no_matches, profile_label
 
 DEMO_DB = ".mmsearch-demo"
 MANIFESTS = ("captions.csv", "captions.jsonl")
@@ -52,8 +52,9 @@ def run_demo(config: Config, folder: str, serve: bool = True, explicit_db: bool 
     manifests = [str(Path(folder) / m) for m in MANIFESTS if (Path(folder) / m).is_file()]
     report = engine.index([folder], captions=manifests, progress=True)
     print(f"{profile_label(engine.signature)}\nindexed {folder}: {report.summary()}")
-    for query in SAMPLE_QUERIES:
-        print(f"\nmmsearch search {query!r}\n{format_hits(engine.search(query, k=3))}")
+    for query in SAMPLE_QUERIES:  # as `mmsearch search` shows them: close matches only, copies folded
+        hits = engine.search(query, k=3, min_relevance=MIN_RELEVANCE, collapse=True)
+        print(f"\nmmsearch search {query!r}\n{format_hits(hits) if hits else no_matches(query)}")
     if serve:
         from mmsearch_web.app import launch
 

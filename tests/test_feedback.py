@@ -126,9 +126,9 @@ def test_the_api_takes_marks_and_opening_full_size_is_a_weak_like(pet_page):
     from mmsearch.search.feedback import OPENED
 
     client = Client(pet_page["url"], verbose=False)
-    _, plain, _ = client.predict("a dog", k=5, api_name="/search")
+    _, plain, _ = client.predict("a dog", k=5, min_relevance=0, api_name="/search")
     first = plain[0]["file"]
-    _, refined, _ = client.predict("a dog", k=5, like=[], unlike=[first], api_name="/search")
+    _, refined, _ = client.predict("a dog", k=5, min_relevance=0, like=[], unlike=[first], api_name="/search")
     assert refined[-1]["file"] == first and refined[0]["file"] != first
     sofa = str(pet_page["pets"] / "dog-sofa.jpg")
     with urllib.request.urlopen(f"{pet_page['url']}mmsearch/original/{image_id(sofa)}?q=a%20sleepy%20dog") as response:
@@ -157,6 +157,9 @@ def test_mark_a_hit_in_the_page_and_refine(pet_page, tmp_path):
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.set_default_timeout(60_000)
         page.goto(pet_page["url"])
+        floor = page.locator("#min-relevance input[type=number]")  # random weights: show the nearest, however weak
+        floor.fill("0")
+        floor.press("Enter")
         page.locator("#query textarea").fill("a dog")
         page.locator("#search-button").click()
         expect(page.locator("#status")).to_contain_text("results")

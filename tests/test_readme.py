@@ -55,6 +55,6 @@ def test_readme_gradio_client_snippet_runs(tmp_path, monkeypatch, tiny_config, t
     finally:
         demo.close()
     out = capsys.readouterr().out
-    assert "18 images indexed" in out and out.count(str(tmp_path / "sample_images")) >= 5
+    assert "18 images indexed" in out and out.count(str(tmp_path / "sample_images")) >= 1
     first = Path(namespace["hits"][0]["file"]).name
     assert len(namespace["similar"]) == 5 and namespace["status"] == f"5 results like {first}"

@@ -30,9 +30,12 @@ def client(site):
 
 def test_text_query_returns_thumbnails_scores_and_captions(client, site):
     gallery, hits, status = client.predict("a kitten napping on the couch", k=3, api_name="/search")
+    assert status == "1 results" and names(hits) == ["black_cat.jpg"]  # by default the close matches only
+    gallery, hits, status = client.predict("a kitten napping on the couch", k=3, min_relevance=0, api_name="/search")
     assert status == "3 results" and len(gallery) == 3 and names(hits)[0] == "black_cat.jpg"
     label = gallery[0]["caption"]
-    assert label.startswith("photos/black_cat.jpg · 1.000 (image ") and "a black cat sleeping on a sofa" in label
+    assert label.startswith("photos/black_cat.jpg · strong match 1.00 (image ") and "a black cat sleeping on a sofa" in label
+    assert " · weak " in gallery[1]["caption"] and hits[1]["relevance"] < 0.5
     assert hits[0]["scores"]["caption"] > 0.3 and hits[0]["metadata"]["width"] == 96
     # The 12 MP-class original never goes to the browser: its tile is a thumbnail.
     gallery, hits, _ = client.predict("boats in a harbour", k=1, api_name="/search")
@@ -45,10 +48,10 @@ def test_image_query_and_combined_query(client, site):
     from gradio_client import handle_file
 
     bike = handle_file(str(site["photos"] / "red_bicycle.png"))
-    _, hits, status = client.predict("", bike, k=3, api_name="/search")
+    _, hits, status = client.predict("", bike, k=3, min_relevance=0, api_name="/search")
     assert names(hits)[0] == "red_bicycle.png" and hits[0]["scores"]["image"] == pytest.approx(1.0, abs=1e-4)
     # Both: one query vector; captions rank here (caption_weight 1), the image part shows in the image signal.
-    _, hits, _ = client.predict("a black cat sleeping", bike, k=7, text_weight=0.5, api_name="/search")
+    _, hits, _ = client.predict("a black cat sleeping", bike, k=7, min_relevance=0, text_weight=0.5, api_name="/search")
     assert names(hits)[0] == "black_cat.jpg" and len(hits) == 7
     by_image = max(hits, key=lambda h: h["scores"]["image"])
     assert Path(by_image["file"]).name == "red_bicycle.png"
@@ -58,25 +61,29 @@ def test_image_query_and_combined_query(client, site):
     assert by_image["scores"]["image"] == pytest.approx(float(stored @ vector), abs=1e-4)
 
 
-def test_filters_and_score_threshold(client, site):
-    _, hits, _ = client.predict("a plate of spaghetti", k=10, folder=str(site["photos"] / "holidays"), api_name="/search")
+def test_filters_and_the_relevance_floor(client, site):
+    _, hits, _ = client.predict("a plate of spaghetti", k=10, min_relevance=0, folder=str(site["photos"] / "holidays"),
+                                api_name="/search")
     assert hits and all("/holidays/" in h["file"] for h in hits)
     _, hits, status = client.predict("boats", k=10, camera=CAMERA, api_name="/search")
     assert names(hits) == ["harbour.jpg"]
     _, hits, _ = client.predict("boats", k=10, date_from="2021-07-14", date_to="2021-07-14", api_name="/search")
     assert names(hits) == ["harbour.jpg"]
     _, hits, status = client.predict("boats", k=10, date_to="1999-12-31", api_name="/search")
+    assert hits == [] and status == "No close matches for 'boats'. Set “Relevance at least” to 0 to see the nearest."
+    _, hits, status = client.predict("boats", k=10, min_relevance=0, date_to="1999-12-31", api_name="/search")
     assert hits == [] and status == "No results."
-    _, everything, _ = client.predict("a sandy beach", k=10, api_name="/search")
-    _, best, _ = client.predict("a sandy beach", k=10, min_score=0.9, api_name="/search")
-    assert 1 <= len(best) < len(everything) and all(h["score"] >= 0.9 for h in best)
+    _, everything, _ = client.predict("a sandy beach", k=10, min_relevance=0, api_name="/search")
+    _, best, _ = client.predict("a sandy beach", k=10, api_name="/search")
+    assert names(best) == ["beach.jpg"] and len(everything) == 7 and best[0]["relevance"] >= 0.5
+    assert all(h["relevance"] < 0.5 for h in everything if h["file"] != best[0]["file"])
     _, _, status = client.predict("boats", date_from="14/07/2021", api_name="/search")
     assert status.startswith("⚠️ date '14/07/2021' is not YYYY-MM-DD")
 
 
 def test_more_like_this_uses_the_stored_vector_and_leaves_the_image_out(client, site):
     bike = str(site["photos"] / "red_bicycle.png")
-    _, hits, status = client.predict(bike, k=3, api_name="/more_like_this")
+    _, hits, status = client.predict(bike, k=3, min_relevance=0, api_name="/more_like_this")
     assert status == "3 results like red_bicycle.png" and len(hits) == 3 and "red_bicycle.png" not in names(hits)
     expected = [h.path for h in site["engine"].search_image(bike, k=4)][1:]
     assert [h["file"] for h in hits] == expected
@@ -164,7 +171,7 @@ def test_login_required_with_auth(tiny_config, tiny_encoders, tmp_path, photos):
         assert http(url + "gradio_api/file=" + str(photos / "black_cat.jpg"))[0] in (401, 403)
         with pytest.raises(Exception):  # noqa: B017 - the client refuses to connect without a login
             Client(url, verbose=False)
-        _, hits, _ = Client(url, auth=("ann", "s3cret"), verbose=False).predict("a cat", k=2, api_name="/search")
+        _, hits, _ = Client(url, auth=("ann", "s3cret"), verbose=False).predict("a cat", k=2, min_relevance=0, api_name="/search")
         assert len(hits) == 2
     finally:
         demo.close()

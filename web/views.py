@@ -93,6 +93,9 @@ def run_similar(engine: SearchEngine, thumbs: ThumbnailCache, path: str, form: S
         hits = engine.similar(path, k=form.k, min_relevance=form.floor(), collapse=True, **form.filters())
     except MMSearchError as exc:
         return Results(status=f"⚠️ {exc}")
+    if not hits and form.floor() is not None:
+        return Results(status=f"No close matches like {Path(path).name}. Set “Relevance at least” to 0 to see the "
+                              "nearest.")
     return _results(hits, thumbs, f" like {Path(path).name}")
 
 
