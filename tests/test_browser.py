@@ -43,7 +43,7 @@ def tiles(page) -> list[str]:
     return page.locator("#gallery .caption-label").all_inner_texts()
 
 
-def search(page, query: str, answer: str = "results") -> None:
+def search(page, query: str, answer: str = "result") -> None:
     from playwright.sync_api import expect
 
     page.locator("#query textarea").fill(query)

@@ -30,7 +30,7 @@ def client(site):
 
 def test_text_query_returns_thumbnails_scores_and_captions(client, site):
     gallery, hits, status = client.predict("a kitten napping on the couch", k=3, api_name="/search")
-    assert status == "1 results" and names(hits) == ["black_cat.jpg"]  # by default the close matches only
+    assert status == "1 result" and names(hits) == ["black_cat.jpg"]  # by default the close matches only
     gallery, hits, status = client.predict("a kitten napping on the couch", k=3, min_relevance=0, api_name="/search")
     assert status == "3 results" and len(gallery) == 3 and names(hits)[0] == "black_cat.jpg"
     label = gallery[0]["caption"]

@@ -104,7 +104,7 @@ def _results(hits: list[Hit], thumbs: ThumbnailCache, what: str) -> Results:
         thumb_paths = list(pool.map(lambda h: _thumbnail(thumbs, h.path), hits))
     shown = [(hit, thumb) for hit, thumb in zip(hits, thumb_paths) if thumb is not None]
     missing = len(hits) - len(shown)
-    status = f"{len(shown)} results{what}" if shown else f"No results{what}."
+    status = f"{len(shown)} result{'s' if len(shown) != 1 else ''}{what}" if shown else f"No results{what}."
     if missing:
         status += f" ({missing} indexed file{'s' if missing > 1 else ''} no longer readable; re-index to drop them)"
     tails = distinct_tails([hit.path for hit, _ in shown])
