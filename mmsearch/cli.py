@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     fb.add_argument("--path", help="clear only the marks of this image")
     fb.add_argument("--query", help="clear only the marks of this query")
     fb.add_argument("--json", action="store_true", help="list as JSON (what export prints)")
+    fb.add_argument("--yes", action="store_true", help="clear every mark without asking (a bare clear asks first)")
 
     export = sub.add_parser("export", parents=[models],
                             help="write the index (vectors and metadata) to a folder, to import elsewhere")
@@ -169,6 +170,9 @@ def _server_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--read-only", action="store_true",
                         help="no index runs from the page (the default on a non-loopback --host without --auth)")
     parser.add_argument("--max-file-size", default="25mb", help="largest query-image upload (default 25mb)")
+    parser.add_argument("--trust-proxy", action="store_true",
+                        help="believe X-Forwarded-For from a reverse proxy on this machine (off: the login delay is "
+                             "per connection address)")
 
 
 def server_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -177,7 +181,7 @@ def server_options(args: argparse.Namespace) -> dict[str, Any]:
 
     auth = args.auth or Config.from_env().auth
     return {"host": args.host, "port": args.port, "auth": parse_auth(auth), "read_only": args.read_only,
-            "max_file_size": args.max_file_size, "allowed_host": args.allowed_host}
+            "max_file_size": args.max_file_size, "allowed_host": args.allowed_host, "trust_proxy": args.trust_proxy}
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -416,6 +420,11 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_feedback(args: argparse.Namespace) -> int:
     engine = _engine(args)
     if args.action == "clear":
+        if args.path is None and args.query is None and not args.yes:
+            count = len(engine.feedback_marks())
+            if count and not _confirm(f"forget all {count} marks? [y/N] "):
+                print("mmsearch: no marks removed (answer y, or add --yes; --path/--query clear some)", file=sys.stderr)
+                return 1
         removed = engine.forget_feedback(args.path, args.query)
         print(f"removed {removed} marks")
         return 0

@@ -220,19 +220,23 @@ def _reason(keeper: _Image, others: list[_Image]) -> str:
 MANIFEST_PREFIX = "mmsearch-duplicates-"
 
 
-def plan_moves(groups: list[DuplicateGroup], dest: str, roots: list[str]) -> list[tuple[str, str]]:
+def plan_moves(groups: list[DuplicateGroup], dest: str, roots: list[str], database: str = "") -> list[tuple[str, str]]:
     """(from, to) for every file of the groups but the keepers: under ``dest``, by the name of the indexed
     folder it was in and its path inside it, so the folder structure is kept and two roots never clash.
 
     Raises:
-        ConfigError: ``dest`` is inside an indexed folder (the moved copies would be indexed again).
+        ConfigError: ``dest`` is inside an indexed folder (the moved copies would be indexed again), also
+            through a symbolic link, or inside the database folder (whose thumbnails the page serves).
     """
     from .errors import ConfigError
 
     dest = os.path.abspath(os.path.expanduser(dest))
-    if within_any(dest, roots):
+    real, real_roots = os.path.realpath(dest), [os.path.realpath(r) for r in roots]
+    if within_any(dest, roots) or within_any(real, real_roots):
         raise ConfigError(f"{dest} is inside an indexed folder; move duplicates to a folder outside "
-                          f"{', '.join(r for r in roots if within(dest, r))}")
+                          f"{', '.join(r for r, rr in zip(roots, real_roots) if within(dest, r) or within(real, rr))}")
+    if database and within(real, os.path.realpath(database)):
+        raise ConfigError(f"{dest} is inside the database folder {database}; move duplicates to a folder of your own")
     moves = []
     for group in groups:
         for member in group.members[1:]:
@@ -242,12 +246,47 @@ def plan_moves(groups: list[DuplicateGroup], dest: str, roots: list[str]) -> lis
     return moves
 
 
-def move_files(moves: list[tuple[str, str]], dest: str, follow: Any) -> str:
+MANIFEST_FORMAT, MANIFEST_VERSION = "mmsearch-duplicates-moves", 2
+KEY_NAME = "duplicates-manifest.key"  # in the database folder (``Config.local_dir``): signs the manifests
+
+
+def manifest_key(folder: str | Path) -> bytes:
+    """The key that signs this index's move manifests, made (mode 0600) on first use."""
+    import secrets
+
+    path = Path(folder) / KEY_NAME
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_bytes(32)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # made meanwhile by another thread
+            return path.read_bytes()
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key)
+    return key
+
+
+def _mac(key: bytes, roots: list[str], moved: list[dict[str, str]]) -> str:
+    import hashlib
+    import hmac
+    import json
+
+    body = json.dumps({"roots": roots, "moved": moved}, sort_keys=True, ensure_ascii=False)
+    return hmac.new(key, body.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
+
+
+def move_files(moves: list[tuple[str, str]], dest: str, follow: Any, key: bytes, roots: list[str]) -> str:
     """Move each file (never over an existing one), call ``follow(old, new)`` after each so the index
-    follows, and write a manifest that ``undo_moves`` reverses. Returns the manifest's path."""
+    follows, and write a manifest that ``undo_moves`` reverses: the moves with each file's image id, the
+    indexed roots, and a MAC over both with ``key``. Returns the manifest's path."""
     import json
     import shutil
     import time
+
+    from .ids import image_id
 
     os.makedirs(dest, exist_ok=True)
     manifest = os.path.join(dest, f"{MANIFEST_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.json")
@@ -257,32 +296,66 @@ def move_files(moves: list[tuple[str, str]], dest: str, follow: Any) -> str:
             target = _free(target)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             shutil.move(source, target)
-            done.append({"from": source, "to": target})
+            done.append({"from": source, "to": target, "id": image_id(target)})
             follow(source, target)
     finally:  # written even if a move failed halfway: what was moved can be put back
         with open(manifest, "w", encoding="utf-8") as handle:
-            json.dump({"format": "mmsearch-duplicates-moves", "version": 1, "moved": done}, handle, indent=1,
-                      ensure_ascii=False)
+            json.dump({"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "roots": roots, "moved": done,
+                       "mac": _mac(key, roots, done)}, handle, indent=1, ensure_ascii=False)
     return manifest
 
 
-def undo_moves(manifest: str, follow: Any) -> tuple[int, list[str]]:
-    """Move every file of a manifest back where it was; ``follow(old, new)`` after each. Returns how many
-    went back, and the files that could not (gone, or their old place taken)."""
+def read_manifest(manifest: str, key: bytes) -> list[dict[str, str]]:
+    """The moves of a manifest this index wrote, oldest first.
+
+    Raises:
+        ConfigError: it cannot be read, is not a duplicates manifest, or its MAC does not match this index's
+            key (edited, or written elsewhere). Manifests of version 1 (unsigned, before this check) are read,
+            and ``undo_moves`` still checks each entry against the index.
+    """
+    import hmac
     import json
-    import shutil
 
     from .errors import ConfigError
 
+    def refuse(why: str) -> ConfigError:
+        return ConfigError(f"{manifest} is not a duplicates manifest of this index: {why}")
+
     try:
         with open(manifest, encoding="utf-8") as handle:
-            moved = json.load(handle)["moved"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError(f"{manifest} is not a duplicates manifest: {exc}") from None
+            data = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise refuse(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT or data.get("version") not in (1, 2):
+        raise refuse("no mmsearch-duplicates-moves format of version 1 or 2")
+    moved, roots = data.get("moved"), data.get("roots", [])
+    if not isinstance(moved, list) or not all(isinstance(e, dict) and isinstance(e.get("from"), str)
+                                              and isinstance(e.get("to"), str) for e in moved):
+        raise refuse('"moved" is not a list of {"from": path, "to": path}')
+    if data["version"] == 2 and not (isinstance(data.get("mac"), str) and isinstance(roots, list)
+                                      and hmac.compare_digest(data["mac"], _mac(key, roots, moved))):
+        raise refuse("its checksum does not match (edited, or written by another index)")
+    return moved
+
+
+def undo_moves(manifest: str, follow: Any, key: bytes, recorded: Any, roots: list[str]) -> tuple[int, list[str]]:
+    """Move every file of a manifest back where it was; ``follow(old, new)`` after each. Returns how many
+    went back, and the files left where they are.
+
+    Only what mmsearch moved goes back: an entry's ``to`` must be the path the index records for that
+    image (``recorded(image id) -> path or None``: the index followed the move), a regular file and no
+    link; its ``from`` must be inside an indexed folder (``roots``); and nothing is ever moved onto an
+    existing path (a dangling link counts as one)."""
+    import shutil
+
+    from .ids import image_id
+
     back, left = 0, []
-    for entry in reversed(moved):
+    for entry in reversed(read_manifest(manifest, key)):
         source, target = entry["from"], entry["to"]
-        if not os.path.exists(target) or os.path.exists(source):
+        own = image_id(target)
+        if entry.get("id", own) != own or recorded(own) != target or not within_any(source, roots) \
+                or os.path.islink(target) or not os.path.isfile(target) or os.path.lexists(source):
             left.append(target)
             continue
         os.makedirs(os.path.dirname(source), exist_ok=True)

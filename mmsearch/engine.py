@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import Config
 from .encoders import Encoders
-from .errors import MMSearchError, QueryError
+from .errors import ConfigError, MMSearchError, QueryError
 from .ids import image_id_of
 from .lock import lock_for_writing
 from .records import Hit, IndexReport, ReindexReport
@@ -341,7 +341,16 @@ class SearchEngine:
         return self.marks.all() if self.store.ready else []
 
     def forget_feedback(self, path: str | Path | None = None, query: str | None = None) -> int:
-        """Remove lasting marks: of one photo, of one query, of both, or (neither given) all. Returns how many."""
+        """Remove lasting marks: of one photo, of one query, of both, or (neither given) all. Returns how many.
+
+        Raises:
+            QueryError: ``path`` or ``query`` is given but empty or blank (it would have matched everything),
+                or is not text.
+        """
+        for name, value in (("path", path), ("query", query)):
+            if value is not None and (not isinstance(value, (str, os.PathLike)) or not str(value).strip()):
+                raise QueryError(f"forget_feedback: an empty or blank {name} names no marks; leave it out (None) "
+                                 f"to forget the marks of every {name}")
         if not self.store.ready:
             return 0
         return self.marks.forget(image_id_of(path) if path is not None else None, query)
@@ -369,18 +378,44 @@ class SearchEngine:
     def move_duplicates(self, groups: list[DuplicateGroup], dest: str | Path) -> str:
         """Move every file of ``groups`` but the keepers under ``dest`` (keeping folder structure); the
         index follows them. Nothing is deleted. Returns the manifest that ``undo_duplicate_moves`` reverses."""
-        from .duplicates import follower, move_files, plan_moves
+        from .duplicates import follower, manifest_key, move_files, plan_moves
 
+        if not isinstance(dest, (str, os.PathLike)) or not str(dest).strip():
+            raise ConfigError(f"move_duplicates needs the folder to move the copies to, got {dest!r}")
         self.lock_for_writing()
-        moves = plan_moves(groups, str(dest), self.store.roots())
-        return move_files(moves, os.path.abspath(os.path.expanduser(str(dest))), follower(self.store))
+        roots = self.store.roots()
+        moves = plan_moves(groups, str(dest), roots, self.config.local_dir)
+        try:
+            return move_files(moves, os.path.abspath(os.path.expanduser(str(dest))), follower(self.store),
+                              manifest_key(self.config.local_dir), roots)
+        finally:
+            self._moved()
 
     def undo_duplicate_moves(self, manifest: str | Path) -> tuple[int, list[str]]:
-        """Put back the files a ``move_duplicates`` manifest moved; returns (moved back, left where they are)."""
-        from .duplicates import follower, undo_moves
+        """Put back the files a ``move_duplicates`` manifest moved; returns (moved back, left where they are).
+        Only what this index moved goes back (``mmsearch.duplicates.undo_moves``).
+
+        Raises:
+            ConfigError: the manifest is unreadable, not a duplicates manifest, or not signed by this index.
+        """
+        from .duplicates import follower, manifest_key, undo_moves
 
         self.lock_for_writing()
-        return undo_moves(str(manifest), follower(self.store))
+        store = self.store
+
+        def recorded(image: str) -> str | None:
+            return store.image_metadata([image]).get(image, {}).get("path")
+
+        try:
+            return undo_moves(str(manifest), follower(store), manifest_key(self.config.local_dir), recorded,
+                              store.roots())
+        finally:
+            self._moved()
+
+    def _moved(self) -> None:
+        """Files moved with their records: the keyword index (names, folders) and the counts are stale."""
+        self.store.touch()
+        self.session.changed(now=True)
 
     def facets(self) -> dict[str, Any]:
         """Values the filters can take.

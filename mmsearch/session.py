@@ -214,9 +214,12 @@ class IndexSession:
 
     # -- caches built from the store ----------------------------------------------------------------
 
-    def changed(self) -> None:
-        """The index was written: the next query looks at the store again."""
+    def changed(self, now: bool = False) -> None:
+        """The index was written: the next query looks at the store again; ``now`` rebuilds the keyword
+        index then, even within ``KEYWORD_REFRESH`` of the last build (files moved: names changed)."""
         self._keywords_checked = 0.0
+        if now:
+            self._keywords_at = 0.0
 
     def keyword_index(self) -> KeywordIndex:
         """BM25 over the images' captions, file and folder names.

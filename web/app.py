@@ -27,8 +27,8 @@ from mmsearch.media.thumbnails import ThumbnailCache
 from mmsearch.present import profile_label
 
 from .duplicates_panel import duplicates_panel
-from .guard import LoginThrottle, allowed_hosts, original_route
-from .views import SearchForm, hit_details, marks_markdown, run_search, run_similar, stats_markdown
+from .guard import LoginThrottle, allowed_hosts, original_route, trust_proxy_headers
+from .views import SearchForm, hit_details, marks_markdown, run_search, run_similar, stats_markdown, thumbnail_of
 
 MAX_FILE_SIZE = "25mb"  # largest upload accepted (query images)
 SEARCH_CONCURRENCY = 4  # searches answered at once; the rest wait in the queue
@@ -141,8 +141,9 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
         status = gr.Markdown(elem_id="status", label="status")
         with gr.Row():
             marks = gr.Markdown(elem_id="marks")
-            remember = gr.Checkbox(True, label="Remember marks for later searches (kept in the index, on this machine)",
-                                   elem_id="remember")
+            # A read-only page writes nothing: marks refine the search in view, never the index.
+            remember = gr.Checkbox(allow_indexing, label="Remember marks for later searches (kept in the index, on this "
+                                   "machine)", elem_id="remember", visible=allow_indexing, interactive=allow_indexing)
             refine = gr.Button("Refine with marks", elem_id="refine", size="sm")
             clear = gr.Button("Clear marks", elem_id="clear-marks", size="sm")
         like, unlike = gr.JSON([], visible=False, label="like"), gr.JSON([], visible=False, label="unlike")
@@ -184,7 +185,7 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
                     return liked, unliked, marks_markdown(liked, unliked)
                 liked = [p for p in liked or [] if p != path] + ([path] if relevant else [])
                 unliked = [p for p in unliked or [] if p != path] + ([] if relevant else [path])
-                if keep and (query or "").strip():
+                if keep and allow_indexing and (query or "").strip():
                     try:
                         engine.feedback(query, path, relevant)
                     except MMSearchError as exc:
@@ -201,7 +202,7 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
             return marker(kind == "like")(query, found[index]["file"], liked, unliked, keep)
 
         def forget(query: str, liked: list[str], unliked: list[str], keep: bool) -> tuple:
-            if keep and (query or "").strip():
+            if keep and allow_indexing and (query or "").strip():
                 for path in [*(liked or []), *(unliked or [])]:
                     engine.forget_feedback(path=path, query=query)
             return [], [], ""
@@ -218,12 +219,12 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
                 return gr.Row(visible=False), None, "", ""
             hit = found[index]
             try:
-                large = str(thumbs.get(hit["file"], "preview"))
+                large = thumbnail_of(thumbs, hit["file"], hit.get("metadata", {}), "preview")
             except MMSearchError:
                 large = None
             # A 48 px icon in a 480 px panel is lost: the panel fits small images (with room for its label).
             height = min(PREVIEW_HEIGHT, max(160, int(hit.get("metadata", {}).get("height") or PREVIEW_HEIGHT) + 60))
-            details = hit_details(hit, query if keep else "")
+            details = hit_details(hit, query if keep and allow_indexing else "")
             return gr.Row(visible=True), gr.Image(value=large, height=height), details, hit["file"]
 
         search_inputs = [query, image, k, min_relevance, text_weight, *filters, like, unlike]
@@ -316,7 +317,7 @@ def allowed_paths(thumbs: ThumbnailCache) -> list[str]:
 
 def launch(engine: SearchEngine, host: str = "127.0.0.1", port: int = 7860, *, auth: list[tuple[str, str]] | None = None,
            read_only: bool = False, max_file_size: str = MAX_FILE_SIZE, allowed_host: list[str] | None = None,
-           **kwargs: Any) -> gr.Blocks:
+           trust_proxy: bool = False, **kwargs: Any) -> gr.Blocks:
     """Serve the page (blocks until stopped, unless ``prevent_thread_lock=True`` is passed on to Gradio).
 
     Args:
@@ -326,12 +327,14 @@ def launch(engine: SearchEngine, host: str = "127.0.0.1", port: int = 7860, *, a
         read_only: no index runs from the page. Also the default on a non-loopback address without ``auth``.
         max_file_size: largest accepted upload, e.g. "25mb".
         allowed_host: more Host header names to answer (e.g. the name a reverse proxy forwards).
+        trust_proxy: believe ``X-Forwarded-For`` from a proxy on this machine (``guard.trust_proxy_headers``).
         **kwargs: passed on to ``gr.Blocks.launch``.
 
     Returns:
         The running app (``close()`` stops it).
     """
     engine.lock_for_writing()  # the page's process owns the database while it serves
+    trust_proxy_headers(trust_proxy)
     exposed = not is_loopback(host)
     if exposed and not auth:
         print(f"mmsearch serve: {host} is reachable from other machines and there is no --auth: anyone who can reach "
@@ -342,7 +345,7 @@ def launch(engine: SearchEngine, host: str = "127.0.0.1", port: int = 7860, *, a
     demo.queue(default_concurrency_limit=SEARCH_CONCURRENCY)
     blocking = not kwargs.pop("prevent_thread_lock", False)
     quiet = kwargs.pop("quiet", False)
-    app_kwargs = {"routes": [original_route(engine)],
+    app_kwargs = {"routes": [original_route(engine, remember=allow_indexing)],
                   "middleware": [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(host, allowed_host)),
                                  Middleware(LoginThrottle)]}
     demo.launch(server_name=host, server_port=port, auth=auth, allowed_paths=allowed_paths(thumbs),

@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import stat
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -26,7 +25,9 @@ if TYPE_CHECKING:
 ORIGINAL_ROUTE = "/mmsearch/original/{image_id}"
 MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif",
                ".webp": "image/webp", ".bmp": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff"}
+CHUNK = 1 << 20  # bytes of an original sent at a time
 LOGIN_DELAY_START, LOGIN_DELAY_MAX = 1.0, 30.0  # seconds: doubled after each failed login of one client
+MAX_WAITING = 5  # one client's login attempts queued at once; more are answered 429
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
 
 Scope = MutableMapping[str, Any]
@@ -38,49 +39,61 @@ def original_url(image_id: str) -> str:
     return ORIGINAL_ROUTE.lstrip("/").replace("{image_id}", urllib.parse.quote(image_id))
 
 
-def original_route(engine: SearchEngine) -> Route:
-    """``GET /mmsearch/original/<image id>``: the indexed file, if it is still a regular image file.
+def original_route(engine: SearchEngine, remember: bool = True) -> Route:
+    """``GET /mmsearch/original/<image id>``: the indexed file, if it is still the image that was indexed.
 
     Behind the page's login when ``--auth`` is set. Sent with ``nosniff`` and an image type from the
-    extension (only raster formats are ever indexed), so nothing is rendered as HTML or script.
+    extension (only raster formats are ever indexed), so nothing is rendered as HTML or script. With
+    ``remember`` (not on a read-only page), ``?q=`` records opening it as a weak like for that query.
     """
     from starlette.concurrency import run_in_threadpool
-    from starlette.responses import FileResponse, PlainTextResponse
+    from starlette.responses import PlainTextResponse, StreamingResponse
     from starlette.routing import Route
 
     async def original(request: Request) -> Response:
         if not _logged_in(request):
             return PlainTextResponse("login required", status_code=401)
-        path = await run_in_threadpool(_servable, engine, request.path_params["image_id"])
-        if path is None:
+        found = await run_in_threadpool(_servable, engine, request.path_params["image_id"])
+        if found is None:
             return PlainTextResponse("not an indexed image", status_code=404)
+        path, handle = found
         query = request.query_params.get("q", "")
-        if query.strip():  # opened from a search that remembers marks: a weak like, never over a stronger mark
+        if query.strip() and remember:  # opened from a search that remembers marks: a weak like, never over a stronger mark
             await run_in_threadpool(_opened, engine, query, path)
         name = urllib.parse.quote(os.path.basename(path))
-        return FileResponse(path, media_type=MEDIA_TYPES[os.path.splitext(path)[1].lower()],
-                            headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=300",
-                                     "Content-Disposition": f"inline; filename*=UTF-8''{name}"})
+        headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=300",
+                   "Content-Disposition": f"inline; filename*=UTF-8''{name}",
+                   "Content-Length": str(os.fstat(handle.fileno()).st_size)}
+        return StreamingResponse(_chunks(handle), media_type=MEDIA_TYPES[os.path.splitext(path)[1].lower()],
+                                 headers=headers)
 
     return Route(ORIGINAL_ROUTE, original, methods=["GET", "HEAD"])
 
 
-def _servable(engine: SearchEngine, image_id: str) -> str | None:
-    """The file of an indexed image id when it may be served: a regular image file outside the database."""
+def _chunks(handle: BinaryIO) -> Iterator[bytes]:
+    """The checked file's bytes, from the descriptor that was checked (never reopened by path)."""
+    with handle:
+        while chunk := handle.read(CHUNK):
+            yield chunk
+
+
+def _servable(engine: SearchEngine, image_id: str) -> tuple[str, BinaryIO] | None:
+    """The file of an indexed image id, opened, when it may be served: outside the database, and still the
+    image that was indexed (``mmsearch.media.identity``: a regular file with its format's signature and
+    the recorded size and time, or content hash), so a link or a file put in its place is never sent."""
+    from mmsearch.media.identity import open_indexed
+
     if not engine.store.ready:
         return None
     meta = engine.store.image_metadata([image_id]).get(image_id)
     path = str(meta.get("path", "")) if meta else ""
-    if os.path.splitext(path)[1].lower() not in MEDIA_TYPES:
+    if not meta or os.path.splitext(path)[1].lower() not in MEDIA_TYPES:
         return None
     database = os.path.realpath(engine.config.db) + os.sep
-    try:
-        info = os.stat(path)
-    except OSError:
+    if os.path.realpath(path).startswith(database):
         return None
-    if not stat.S_ISREG(info.st_mode) or os.path.realpath(path).startswith(database):
-        return None
-    return path
+    handle = open_indexed(path, meta)
+    return None if handle is None else (path, handle)
 
 
 def _opened(engine: SearchEngine, query: str, path: str) -> None:
@@ -108,12 +121,17 @@ class LoginThrottle:
     """ASGI middleware: after a failed login, that client's next login waits 1 s, then 2, 4, ... 30 s.
 
     Keyed by client address, so guessing passwords costs an attacker time while other clients log in
-    at once; a successful login clears the delay.
+    at once; a successful login clears the delay. One client's attempts run one at a time (parallel
+    guesses queue behind each other, each waiting its own delay), and past ``MAX_WAITING`` queued attempts
+    a client is answered 429 at once. The address is the connection's: proxy headers are not trusted
+    unless ``serve --trust-proxy`` says so (``trust_proxy_headers``).
     """
 
     def __init__(self, app: ASGIApp, start: float = LOGIN_DELAY_START, cap: float = LOGIN_DELAY_MAX):
         self.app, self.start, self.cap = app, start, cap
         self.failures: dict[str, tuple[int, float]] = {}  # client -> (failed logins in a row, time of the last)
+        self.turns: dict[str, asyncio.Lock] = {}  # client -> its one login at a time
+        self.waiting: dict[str, int] = {}
 
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]
                        ) -> None:
@@ -121,6 +139,18 @@ class LoginThrottle:
             await self.app(scope, receive, send)
             return
         client = (scope.get("client") or ("?", 0))[0]
+        if self.waiting.get(client, 0) >= MAX_WAITING:
+            await _refuse(send)
+            return
+        self.waiting[client] = self.waiting.get(client, 0) + 1
+        try:
+            async with self.turns.setdefault(client, asyncio.Lock()):
+                await self._attempt(client, scope, receive, send)
+        finally:
+            self.waiting[client] -= 1
+
+    async def _attempt(self, client: str, scope: Scope, receive: Callable[[], Awaitable[Any]],
+                       send: Callable[[Any], Awaitable[None]]) -> None:
         count, _ = self.failures.get(client, (0, 0.0))
         if count:
             await asyncio.sleep(self.delay(count))
@@ -140,6 +170,22 @@ class LoginThrottle:
     def delay(self, failures: int) -> float:
         """Seconds the next login of a client waits after ``failures`` failed ones in a row."""
         return min(self.start * 2 ** (failures - 1), self.cap) if failures else 0.0
+
+
+async def _refuse(send: Callable[[Any], Awaitable[None]]) -> None:
+    body = b"too many login attempts at once; wait for the earlier ones"
+    await send({"type": "http.response.start", "status": 429,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def trust_proxy_headers(trust: bool) -> None:
+    """Whether the server believes ``X-Forwarded-For`` from a proxy on this machine (uvicorn's
+    ``FORWARDED_ALLOW_IPS``, which trusts 127.0.0.1 by default). Off unless ``--trust-proxy``: anyone on
+    this machine could otherwise rotate that header to reset their login delay. A value the user set
+    in the environment stands."""
+    if not trust and "FORWARDED_ALLOW_IPS" not in os.environ:
+        os.environ["FORWARDED_ALLOW_IPS"] = ""
 
 
 def allowed_hosts(host: str, extra: list[str] | None = None) -> list[str]:

@@ -101,7 +101,7 @@ def run_similar(engine: SearchEngine, thumbs: ThumbnailCache, path: str, form: S
 
 def _results(hits: list[Hit], thumbs: ThumbnailCache, what: str) -> Results:
     with ThreadPoolExecutor(THUMBNAIL_THREADS) as pool:
-        thumb_paths = list(pool.map(lambda h: _thumbnail(thumbs, h.path), hits))
+        thumb_paths = list(pool.map(lambda h: thumbnail_of(thumbs, h.path, h.metadata), hits))
     shown = [(hit, thumb) for hit, thumb in zip(hits, thumb_paths) if thumb is not None]
     missing = len(hits) - len(shown)
     status = f"{len(shown)} result{'s' if len(shown) != 1 else ''}{what}" if shown else f"No results{what}."
@@ -122,9 +122,16 @@ def hit_record(hit: Hit) -> dict[str, Any]:
     return {"file": data.pop("path"), "id": image_id(hit.path), **data}
 
 
-def _thumbnail(thumbs: ThumbnailCache, path: str) -> str | None:
+def thumbnail_of(thumbs: ThumbnailCache, path: str, meta: dict[str, Any], size: str = "thumb") -> str | None:
+    """The thumbnail of an indexed file, made only while the file is still the image that was indexed
+    (``mmsearch.media.identity``: not a link or a file put in its place); None when it is not, or cannot
+    be read."""
+    from mmsearch.media.identity import still_indexed
+
+    if not still_indexed(path, meta):
+        return None
     try:
-        return str(thumbs.get(path))
+        return str(thumbs.get(path, size))
     except ImageReadError:
         return None
 

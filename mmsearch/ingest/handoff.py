@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MMSearchError, first_line
+from ..errors import MMSearchError, ReindexError, first_line
 
 if TYPE_CHECKING:
     from ..engine import SearchEngine
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 REQUEST, STATUS, CANCEL = "reindex-request.json", "reindex-status.json", "reindex-cancel.json"
 ACCEPT_SECONDS = 10.0  # a server looks every 2 s (engine.SWITCH_CHECK); longer means no server takes jobs
+HEARTBEAT = 2.0  # seconds between the running job's status writes (its heartbeat)
+STALE = 60.0  # a running job's status unchanged this long (and no live server process): the server is gone
 ACTIONS = ("reindex", "rollback", "drop-previous", "undo-duplicates")
 
 
@@ -75,6 +77,10 @@ def hand_over(db: str | Path, action: str, options: dict[str, Any], progress: bo
             if status is not None and status.get("id") == job:
                 if status.get("state") in ("done", "failed"):
                     return status
+                if not server_alive(status, time.time()):
+                    (folder / STATUS).unlink(missing_ok=True)
+                    raise ReindexError(f"the server (pid {status.get('pid')}) stopped while it ran the {action} it "
+                                       f"was handed; run the same command again: it resumes")
                 bar.total = status.get("total") or None
                 bar.n = int(status.get("done", 0))
                 bar.refresh()
@@ -87,6 +93,22 @@ def hand_over(db: str | Path, action: str, options: dict[str, Any], progress: bo
         raise
     finally:
         bar.close()
+
+
+def server_alive(status: dict[str, Any], now: float) -> bool:
+    """Whether the process named by a running job's status still runs it: its pid exists and its
+    heartbeat (``beat``, every ``HEARTBEAT`` s) is younger than ``STALE``."""
+    pid = status.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        pass
+    beat = status.get("beat")
+    return not isinstance(beat, (int, float)) or now - beat < STALE
 
 
 # -- the server's side -------------------------------------------------------------------------------
@@ -112,24 +134,38 @@ class JobDesk:
 
     def run(self, request: dict[str, Any]) -> None:
         """Run one job and write its outcome."""
-        job, stop = str(request.get("id", "")), threading.Event()
-        status: dict[str, Any] = {"id": job, "state": "running", "done": 0, "total": 0, "pid": os.getpid()}
-        _write(self.folder / STATUS, status)
+        job, stop, finished = str(request.get("id", "")), threading.Event(), threading.Event()
+        status: dict[str, Any] = {"id": job, "state": "running", "done": 0, "total": 0, "pid": os.getpid(),
+                                  "beat": time.time()}
+        writing = threading.Lock()
+
+        def beat() -> None:
+            with writing:
+                if (_read(self.folder / CANCEL) or {}).get("id") == job:
+                    stop.set()
+                status["beat"] = time.time()
+                _write(self.folder / STATUS, status)
 
         def moved(done: int, total: int) -> None:
-            if (_read(self.folder / CANCEL) or {}).get("id") == job:
-                stop.set()
             status.update(done=done, total=total)
-            _write(self.folder / STATUS, status)
+            beat()
 
+        def heartbeat() -> None:
+            while not finished.wait(HEARTBEAT):
+                beat()
+
+        beat()
+        threading.Thread(target=heartbeat, name="mmsearch-handed-job-beat", daemon=True).start()
         try:
             status.update(state="done", **self._do(request, moved, stop))
         except MMSearchError as exc:
             status.update(state="failed", error=str(exc))
         except Exception as exc:  # reported to the command that asked, and the server keeps serving
             status.update(state="failed", error=f"{type(exc).__name__}: {first_line(exc)}")
-        (self.folder / CANCEL).unlink(missing_ok=True)
-        _write(self.folder / STATUS, status)
+        finished.set()
+        with writing:
+            (self.folder / CANCEL).unlink(missing_ok=True)
+            _write(self.folder / STATUS, status)
         logger.info("serve: %s %s%s", request.get("action"), status["state"],
                     ": " + status["error"] if status.get("error") else "")
 

@@ -39,6 +39,8 @@ SIMILAR = 0.8  # cosine between a new query and a marked one for the mark to cou
 HALF_LIFE_DAYS = 180.0
 OPENED = 0.3  # strength of the weak positive mark "opened full size" on the page (a full mark is 1.0)
 MARKS_LOOKED_AT = 50  # nearest past queries read per search
+MAX_QUERY_CHARS = 1000  # a mark's query (a 1 MB "query" was accepted before)
+MAX_MARKS_PER_QUERY = 200  # more than two pages of 100 hits: a client marking everything is refused
 
 
 @dataclass(frozen=True)
@@ -136,8 +138,15 @@ class Marks:
         self.warned = False
 
     def record(self, query: str, image: str, path: str, relevant: bool, strength: float = 1.0) -> Mark:
-        """Store a mark (replacing the one of the same query and photo)."""
+        """Store a mark (replacing the one of the same query and photo).
+
+        Raises:
+            QueryError: the query already has ``MAX_MARKS_PER_QUERY`` marks.
+        """
         self.lock()
+        if not self.records.has(mark_id(query, image)) and self.records.count({"query": query}) >= MAX_MARKS_PER_QUERY:
+            raise QueryError(f"the query {query[:40]!r} has {MAX_MARKS_PER_QUERY} marks, the most one query keeps; "
+                             "forget some first (mmsearch feedback clear --query ...)")
         mark = Mark(query, image, relevant, int(time.time()), path)
         self.records.add(mark_id(query, image), self.encode(query),
                          {"query": query, "image_id": image, "path": path, "sign": float(strength if relevant else -strength),
@@ -179,9 +188,17 @@ def mark(session: IndexSession, query: str, path: str | Path, relevant: bool, st
     Raises:
         QueryError: ``path`` is not indexed, or the query is empty.
     """
-    text = check_text((query or "").strip())
+    if not isinstance(query, str) or not isinstance(relevant, bool):
+        raise QueryError("a mark takes a query (text) and whether the photo is relevant (True or False)")
+    text = check_text(query.strip())
     if not text:
         raise QueryError("a mark needs the query it answers")
+    if len(text) > MAX_QUERY_CHARS:
+        raise QueryError(f"a mark's query is at most {MAX_QUERY_CHARS} characters, this one has {len(text):,}")
+    if not isinstance(strength, (int, float)) or not 0.0 < float(strength) <= 1.0:  # NaN fails both comparisons
+        raise QueryError(f"a mark's strength is a number above 0 and at most 1, got {strength!r}")
+    if not isinstance(path, (str, os.PathLike)):
+        raise QueryError(f"a mark names an indexed photo by its path, got {path!r}")
     path = os.path.abspath(os.path.expanduser(str(path)))
     own = image_id_of(path)
     store = session.store

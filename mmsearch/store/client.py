@@ -394,8 +394,14 @@ class Store:
         self._images = self.client.get_collection(self.name("images"), embedding_function=None)
         self._modify_metadata({"roots": json.dumps(sorted(set(self.roots()) | set(roots))), "updated_at": int(time.time())})
 
+    @_guarded("write")
+    def touch(self) -> None:
+        """Record that the index changed outside an index run (files moved): ``updated_at`` moves on, at least
+        by one second, so caches keyed by it (the keyword index, ``keywords.npz``) are built again."""
+        self._modify_metadata({"updated_at": max(int(time.time()), self.updated_at() + 1)})
+
     def updated_at(self) -> int:
-        """Unix time of the last index run, 0 if never."""
+        """Unix time of the last change (an index run, moved files), 0 if never."""
         images = self._get_images()
         return int((images.metadata or {}).get("updated_at", 0)) if images is not None else 0
 
@@ -729,6 +735,12 @@ class FeedbackStore:
         """Every mark's metadata."""
         collection = self._get(create=False)
         return [m for _, metas in (Store._pages(collection) if collection is not None else []) for m in metas]
+
+    @_guarded("read feedback from")
+    def count(self, where: dict) -> int:
+        """How many marks match ``where``."""
+        collection = self._get(create=False)
+        return 0 if collection is None else len(collection.get(where=where, include=[])["ids"])
 
     @_guarded("remove feedback from")
     def delete(self, where: dict | None) -> int:
