@@ -81,13 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--from", dest="date_from", metavar="DATE", help="only images taken on or after YYYY-MM-DD")
     search.add_argument("--to", dest="date_to", metavar="DATE", help="only images taken on or before YYYY-MM-DD")
     search.add_argument("--camera", help="only images from this camera (as shown by stats)")
-    search.add_argument("--text-weight", type=float, default=0.5, help="text share in a text + image query (default 0.5)")
+    search.add_argument("--text-weight", type=share, default=0.5, help="text share in a text + image query (default 0.5)")
     search.add_argument("--like", action="append", default=[], metavar="FILE",
                         help="an indexed image that is what you want: refines the query, and is remembered; repeatable")
     search.add_argument("--unlike", action="append", default=[], metavar="FILE",
                         help="an indexed image that is not: refines the query, ranks it last, is remembered; repeatable")
     search.add_argument("--no-remember", action="store_true", help="use --like/--unlike for this search only")
-    search.add_argument("--min-relevance", type=float, default=MIN_RELEVANCE, metavar="R",
+    search.add_argument("--min-relevance", type=share, default=MIN_RELEVANCE, metavar="R",
                         help=f"only hits at least this relevant, 0-1 (default {MIN_RELEVANCE}; see README: relevance)")
     search.add_argument("--all", action="store_true", help="the nearest k hits, however weak (no relevance floor)")
     search.add_argument("--no-collapse", action="store_true",
@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--image-captions", metavar="FILE",
                     help="the images' own captions (manifest csv/jsonl) for the caption and keyword signals")
     ev.add_argument("--split", default="test", help="split of a Karpathy JSON (default test)")
-    ev.add_argument("--limit", type=int, help="only the first N images")
+    ev.add_argument("--limit", type=positive, help="only the first N images")
     ev.add_argument("--corpus", choices=("library", "listed"),
                     help="what is searched: every image under IMAGES (default for csv/jsonl: your library), or only "
                          "the images the captions file lists (default for a Karpathy split, its protocol)")
@@ -159,9 +159,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def share(text: str) -> float:
+    """An argparse type: a number from 0 to 1 (``nan`` and ``7`` are refused, not printed as NaN)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 0 to 1") from None
+    if not 0.0 <= value <= 1.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 0 to 1")
+    return value
+
+
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port, 1-65535."""
+    if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
+    return int(text)
+
+
+def file_size(text: str) -> str:
+    """An argparse type: a size as Gradio takes it, e.g. ``25mb``, ``200kb``, ``1gb``."""
+    import re
+
+    if not re.fullmatch(r"\s*\d+(\.\d+)?\s*(b|kb|mb|gb|tb)\s*", text.lower()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 25mb, 200kb or 1gb")
+    return text
+
+
 def _server_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument("--port", type=port, default=7860, help="port (default 7860)")
     parser.add_argument("--auth", metavar="FILE|USER:PASS",
                         help="require a login: a file with one user:password per line (or MMSEARCH_AUTH); "
                              "user:password works too but shows in ps")
@@ -169,7 +203,8 @@ def _server_args(parser: argparse.ArgumentParser) -> None:
                         help="also answer requests for this host name (e.g. behind a reverse proxy); repeatable")
     parser.add_argument("--read-only", action="store_true",
                         help="no index runs from the page (the default on a non-loopback --host without --auth)")
-    parser.add_argument("--max-file-size", default="25mb", help="largest query-image upload (default 25mb)")
+    parser.add_argument("--max-file-size", type=file_size, default="25mb",
+                        help="largest query-image upload (default 25mb)")
     parser.add_argument("--trust-proxy", action="store_true",
                         help="believe X-Forwarded-For from a reverse proxy on this machine (off: the login delay is "
                              "per connection address)")
@@ -230,6 +265,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except MMSearchError as exc:
         print(f"mmsearch: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file or folder named on the command line that cannot be used as asked
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"mmsearch: error: {printable(where)}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except UnicodeDecodeError as exc:
+        print(f"mmsearch: error: a file given is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("mmsearch: interrupted; run the same command again to resume", file=sys.stderr)

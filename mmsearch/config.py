@@ -166,6 +166,10 @@ class Config:
     def __post_init__(self) -> None:
         if not self.db:
             object.__setattr__(self, "db", default_db_path())
+        for name in (*MODEL_FIELDS, "caption_model", "rerank_model", "db", "chroma_url"):
+            value = getattr(self, name, None)
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise ConfigError(f"{name} is text (a model name, a path or a URL), got {value!r}")
         for name in ("batch_size", "workers"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -131,6 +131,12 @@ def library_groups(store: Store, vectors: bool, folder: str | Path | None = None
                    min_cosine: float | None = None, of: Sequence[str | Path] | None = None) -> list[DuplicateGroup]:
     """The groups of an index's images under its roots (``SearchEngine.duplicates`` documents the options);
     ``vectors``: whether the index's image vectors take part (not the offline profile's, see below)."""
+    from .errors import ConfigError
+
+    if max_bits is not None and (isinstance(max_bits, bool) or not isinstance(max_bits, int) or not 0 <= max_bits <= 64):
+        raise ConfigError(f"max_bits is a whole number of hash bits from 0 to 64, got {max_bits!r}")
+    if min_cosine is not None and (not isinstance(min_cosine, (int, float)) or not -1.0 <= min_cosine <= 1.0):
+        raise ConfigError(f"min_cosine is a number from -1 to 1, got {min_cosine!r}")
     if not store.ready:
         return []
     roots = store.roots()

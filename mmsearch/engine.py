@@ -398,8 +398,10 @@ class SearchEngine:
         Raises:
             ConfigError: the manifest is unreadable, not a duplicates manifest, or not signed by this index.
         """
-        from .duplicates import follower, manifest_key, undo_moves
+        from .duplicates import follower, manifest_key, read_manifest, undo_moves
 
+        key = manifest_key(self.config.local_dir)
+        read_manifest(str(manifest), key)  # a bad manifest is told as such, before the index is opened
         self.lock_for_writing()
         store = self.store
 
@@ -407,8 +409,7 @@ class SearchEngine:
             return store.image_metadata([image]).get(image, {}).get("path")
 
         try:
-            return undo_moves(str(manifest), follower(store), manifest_key(self.config.local_dir), recorded,
-                              store.roots())
+            return undo_moves(str(manifest), follower(store), key, recorded, store.roots())
         finally:
             self._moved()
 

@@ -196,7 +196,7 @@ def test_logins_from_a_file_or_the_environment_and_hosts_on_a_network(tmp_path, 
     from mmsearch.cli import server_options
 
     args = argparse.Namespace(host="127.0.0.1", port=7860, auth=None, read_only=False, max_file_size="25mb",
-                              allowed_host=None)
+                              allowed_host=None, trust_proxy=False)
     monkeypatch.setenv("MMSEARCH_AUTH", "ann:from-env")
     assert server_options(args)["auth"] == [("ann", "from-env")]  # not on the command line, so not in ps
     users = tmp_path / "users"

@@ -57,15 +57,21 @@ def hub_online() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() not in ("1", "true", "yes", "on")
 
 
+QUIETED = ("open_clip", "huggingface_hub", "sentence_transformers", "transformers", "timm", "urllib3", "filelock")
+
+
 @contextmanager
 def quiet_logging() -> Iterator[None]:
     """Silence library log lines (open_clip logs download failures at ERROR) while models load.
 
     mmsearch reports a failure once, in its own one-line error.
     """
-    previous = logging.root.manager.disable
-    logging.disable(logging.ERROR)
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in QUIETED)]  # the root: open_clip logs there
+    previous = [logger.level for logger in loggers]
+    for logger in loggers:  # not logging.disable: that muted every thread's warnings, mmsearch's own too
+        logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
-        logging.disable(previous)
+        for logger, level in zip(loggers, previous):
+            logger.setLevel(level)

@@ -557,7 +557,10 @@ def index_into(session: IndexSession, paths: Sequence[str | Path] | str | Path, 
                forget_captions: bool = False, workers: int | None = None) -> IndexReport:
     """One index run into a session's store with its models (``SearchEngine.index`` documents the options;
     the caller holds the writer lock)."""
-    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if paths is None or (not isinstance(paths, (str, os.PathLike)) and not all(isinstance(p, (str, os.PathLike))
+                                                                            for p in paths)):
+        raise ConfigError(f"index takes folders or image files (paths), got {paths!r}")
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     missing = [str(p) for p in paths if not os.path.lexists(os.path.expanduser(str(p)))]
     if missing:
         more = f" (and {len(missing) - 1} more paths)" if len(missing) > 1 else ""

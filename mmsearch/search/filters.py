@@ -27,6 +27,8 @@ def build_where(folder: str | Path | None = None, date_from: DateLike = None, da
     """
     clauses: list[dict[str, Any]] = []
     for name, value in (("folder", folder), ("camera", camera)):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise QueryError(f"the {name} filter is text (a path or a name), got {value!r}")
         check_text(str(value or ""), name)
     if folder:
         clauses.append({"folders": {"$contains": resolve_folder(folder, roots)}})
@@ -54,6 +56,8 @@ def resolve_folder(folder: str | Path, roots: Sequence[str] = ()) -> str:
 
 
 def _timestamp(value: str | date | datetime, end: bool) -> int:
+    if not isinstance(value, (str, date)):
+        raise QueryError(f"a date filter is YYYY-MM-DD text, a date or a datetime, got {value!r}")
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value) if ("T" in value or " " in value) else date.fromisoformat(value)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,7 @@ def plan(session: IndexSession, query: str | None = None, *, image: str | Path |
          min_relevance: float | None = None, collapse: bool = False, **filters: Any) -> Query | None:
     """The ranked query a search runs (its vector encoded now); None when nothing can match."""
     k = check_k(k)
+    check_types(query, text_weight, min_score, positive, negative)
     store = session.store  # first: an index built by other models is refused before any model loads
     session.check_caption_space()
     text = check_text((query or "").strip())
@@ -69,6 +71,23 @@ def plan(session: IndexSession, query: str | None = None, *, image: str | Path |
     return Query(refined, text, k, weights, build_where(roots=store.roots(), **filters), min_score, exclude,
                  captions, frozenset(unliked.ids), marks, shared_captions=not session.has_caption_space, lexical=lexical,
                  min_relevance=check_relevance(min_relevance), collapse=collapse)
+
+
+def check_types(query: Any, text_weight: Any, min_score: Any, positive: Any, negative: Any) -> None:
+    """What ``plan`` takes, by type, so a wrong one is a ``QueryError`` sentence, not a TypeError deep inside.
+
+    Raises:
+        QueryError: the query is not text, a weight or threshold is not a number in 0..1, or an example is
+            not a path.
+    """
+    if query is not None and not isinstance(query, str):
+        raise QueryError(f"the query is text, got {query!r}")
+    for name, value in (("text_weight", text_weight), ("min_score", min_score)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+            raise QueryError(f"{name} must be a number between 0 and 1, got {value!r}")
+    for name, paths in (("positive", positive), ("negative", negative)):
+        if isinstance(paths, (str, os.PathLike)) or not all(isinstance(p, (str, os.PathLike)) for p in paths):
+            raise QueryError(f"{name} is a list of indexed image paths, got {paths!r}")
 
 
 def check_relevance(value: Any) -> float | None:
