@@ -172,7 +172,7 @@ def layout_vector(image: Image.Image, dim: int) -> list[float]:
     while side > 1 and 3 * side * side > dim:
         side -= 1
     cells = to_rgb(image).resize((side, side), Image.Resampling.BOX)
-    values = [v / 255.0 - 0.5 for pixel in cells.getdata() for v in pixel]
+    values = [v / 255.0 - 0.5 for v in cells.tobytes()]  # R, G, B of each cell in turn
     norm = sum(v * v for v in values) ** 0.5
     if norm < 1e-6:  # exactly mid-grey everywhere
         values, norm = [1.0] + [0.0] * (len(values) - 1), 1.0
