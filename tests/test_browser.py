@@ -51,6 +51,16 @@ def search(page, query: str, answer: str = "result") -> None:
     expect(page.locator("#status")).to_contain_text(answer, timeout=TIMEOUT)
 
 
+def duplicates_page(browser, url: str):
+    """A page of ``url`` with the Duplicates panel open and its groups asked for."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_default_timeout(TIMEOUT)
+    page.goto(url)
+    page.get_by_text("Duplicates", exact=True).click()
+    page.locator("#duplicates-button").click()
+    return page
+
+
 def show_all(page) -> None:
     """The relevance floor at 0: the nearest hits, however weak (random-weight models match nothing)."""
     box = page.locator("#min-relevance input[type=number]")
@@ -205,11 +215,7 @@ def test_the_duplicates_panel_shows_groups_with_their_keeper(browser, tmp_path):
     engine = SearchEngine(config=Config.offline_profile(Config(db=str(tmp_path / "db"))))
     engine.index([tmp_path / "lib"])
     with served(engine, read_only=True) as url:
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.set_default_timeout(TIMEOUT)
-        page.goto(url)
-        page.get_by_text("Duplicates", exact=True).click()
-        page.locator("#duplicates-button").click()
+        page = duplicates_page(browser, url)
         expect(page.locator("#duplicates-summary")).to_contain_text("1 groups")
         labels = page.locator("#duplicates-gallery .caption-label").all_inner_texts()
         assert len(labels) == 2 and labels[0].startswith("group 1 · KEEP") and "rocket-small.jpg" in labels[1]
@@ -237,11 +243,7 @@ def test_a_move_of_duplicates_is_asked_for_and_undone_in_the_page(browser, tmp_p
     engine = SearchEngine(config=Config.offline_profile(Config(db=str(tmp_path / "db"))))
     engine.index([library])
     with served(engine) as url:
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.set_default_timeout(TIMEOUT)
-        page.goto(url)
-        page.get_by_text("Duplicates", exact=True).click()
-        page.locator("#duplicates-button").click()
+        page = duplicates_page(browser, url)
         expect(page.locator("#duplicates-summary")).to_contain_text("2 groups")
         expect(page.locator("#duplicates-which input")).to_have_value("group 1")  # the group in view, not all
         page.locator("#duplicates-gallery button.thumbnail-item").nth(3).click()  # a tile of group 2
