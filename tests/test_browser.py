@@ -255,10 +255,10 @@ def test_a_move_of_duplicates_is_asked_for_and_undone_in_the_page(browser, tmp_p
         assert len(list(library.rglob("*.*"))) == 4  # asked, not moved
         page.screenshot(path=str(tmp_path / "asked.png"), full_page=True)
         page.locator("#duplicates-confirm").click()
-        expect(page.locator("#duplicates-outcome")).to_contain_text("Moved 1 files to")
+        expect(page.locator("#duplicates-outcome")).to_contain_text("Moved 1 file to")
         assert len(list(library.rglob("*.*"))) == 3 and len(list((tmp_path / "moved").rglob("*.*"))) == 2  # + manifest
         page.locator("#duplicates-undo").click()
-        expect(page.locator("#duplicates-outcome")).to_contain_text("Moved 1 files back")
+        expect(page.locator("#duplicates-outcome")).to_contain_text("Moved 1 file back")
         assert len(list(library.rglob("*.*"))) == 4
         expect(page.locator("#duplicates-undo")).to_be_hidden()
         page.close()

@@ -144,7 +144,7 @@ def duplicates_panel(engine: SearchEngine, thumbs: ThumbnailCache, allow_moves: 
         except MMSearchError as exc:
             return f"⚠️ {exc}", ""
         moved = sum(len(g.members) - 1 for g in chosen)
-        return (f"Moved {moved} files to `{target}`. **Undo** puts them back; so does "
+        return (f"Moved {moved} file{'s' if moved != 1 else ''} to `{target}`. **Undo** puts them back; so does "
                 f"`mmsearch duplicates --undo {written}`."), written
 
     def put_back(written: str) -> tuple[str, str]:
@@ -156,7 +156,7 @@ def duplicates_panel(engine: SearchEngine, thumbs: ThumbnailCache, allow_moves: 
             back, left = engine.undo_duplicate_moves(written)
         except MMSearchError as exc:
             return f"⚠️ {exc}", written
-        return f"Moved {back} files back" + (f"; {len(left)} left where they are (gone, or their place is taken)"
+        return f"Moved {back} file{'s' if back != 1 else ''} back" + (f"; {len(left)} left where they are (gone, or their place is taken)"
                                             if left else "."), ""
 
     def settle(written: str) -> tuple:
