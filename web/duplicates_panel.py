@@ -156,8 +156,8 @@ def duplicates_panel(engine: SearchEngine, thumbs: ThumbnailCache, allow_moves: 
             back, left = engine.undo_duplicate_moves(written)
         except MMSearchError as exc:
             return f"⚠️ {exc}", written
-        return f"Moved {back} file{'s' if back != 1 else ''} back" + (f"; {len(left)} left where they are (gone, or their place is taken)"
-                                            if left else "."), ""
+        rest = f"; {len(left)} left where they are (gone, or their place is taken)" if left else "."
+        return f"Moved {back} file{'s' if back != 1 else ''} back{rest}", ""
 
     def settle(written: str) -> tuple:
         """After a move or an undo: the question closes; Undo shows while there is a move to undo."""
