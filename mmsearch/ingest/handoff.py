@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -71,6 +72,7 @@ def hand_over(db: str | Path, action: str, options: dict[str, Any], progress: bo
     deadline = time.monotonic() + ACCEPT_SECONDS
     bar = tqdm(unit="img", file=sys.stderr, disable=not progress or action != "reindex", desc="reindexing (by the server)",
                leave=False)
+    previous = _interruptible()
     try:
         while True:
             status = _read(folder / STATUS)
@@ -93,6 +95,17 @@ def hand_over(db: str | Path, action: str, options: dict[str, Any], progress: bo
         raise
     finally:
         bar.close()
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _interruptible() -> Any:
+    """Ctrl-C raises ``KeyboardInterrupt`` while the command waits, as ``index`` stops on it, even when the
+    command was started with SIGINT ignored (from a script's background job, where Python installs no
+    handler of its own). Returns the handler to put back, or None off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def server_alive(status: dict[str, Any], now: float) -> bool:
