@@ -344,9 +344,9 @@ def read_manifest(manifest: str, key: bytes) -> list[dict[str, str]]:
     return moved
 
 
-def undo_moves(manifest: str, follow: Any, key: bytes, recorded: Any, roots: list[str]) -> tuple[int, list[str]]:
-    """Move every file of a manifest back where it was; ``follow(old, new)`` after each. Returns how many
-    went back, and the files left where they are.
+def undo_moves(entries: list[dict[str, str]], follow: Any, recorded: Any, roots: list[str]) -> tuple[int, list[str]]:
+    """Move every file of a manifest's verified ``entries`` (``read_manifest``) back where it was;
+    ``follow(old, new)`` after each. Returns how many went back, and the files left where they are.
 
     Only what mmsearch moved goes back: an entry's ``to`` must be the path the index records for that
     image (``recorded(image id) -> path or None``: the index followed the move), a regular file and no
@@ -357,7 +357,7 @@ def undo_moves(manifest: str, follow: Any, key: bytes, recorded: Any, roots: lis
     from .ids import image_id
 
     back, left = 0, []
-    for entry in reversed(read_manifest(manifest, key)):
+    for entry in reversed(entries):
         source, target = entry["from"], entry["to"]
         own = image_id(target)
         if entry.get("id", own) != own or recorded(own) != target or not within_any(source, roots) \

@@ -401,7 +401,7 @@ class SearchEngine:
         from .duplicates import follower, manifest_key, read_manifest, undo_moves
 
         key = manifest_key(self.config.local_dir)
-        read_manifest(str(manifest), key)  # a bad manifest is told as such, before the index is opened
+        entries = read_manifest(str(manifest), key)  # a bad manifest is told as such, before the index is opened
         self.lock_for_writing()
         store = self.store
 
@@ -409,7 +409,7 @@ class SearchEngine:
             return store.image_metadata([image]).get(image, {}).get("path")
 
         try:
-            return undo_moves(str(manifest), follower(store), key, recorded, store.roots())
+            return undo_moves(entries, follower(store), recorded, store.roots())
         finally:
             self._moved()
 

@@ -290,3 +290,31 @@ def test_proxy_headers_are_not_trusted_unless_asked(monkeypatch):
     assert "FORWARDED_ALLOW_IPS" not in os.environ  # uvicorn's default: a proxy on this machine
     trust_proxy_headers(False)
     assert os.environ["FORWARDED_ALLOW_IPS"] == ""  # nobody's X-Forwarded-For is believed
+
+
+def test_quiet_logging_restores_levels_when_threads_overlap():
+    """Two model loads in two threads: the levels come back when the last one leaves, whatever the order."""
+    import logging
+    import threading
+
+    from mmsearch.encoders.hub import quiet_logging
+
+    root = logging.getLogger()
+    before = root.level
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:
+        with quiet_logging():
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    first_in.wait(10)
+    with quiet_logging():
+        second_in.set()
+        first_out.wait(10)
+        assert root.level == logging.CRITICAL  # the first left, the second still loads
+    thread.join(10)
+    assert root.level == before

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlparse
@@ -60,18 +61,33 @@ def hub_online() -> bool:
 QUIETED = ("open_clip", "huggingface_hub", "sentence_transformers", "transformers", "timm", "urllib3", "filelock")
 
 
+_QUIET_LOCK = threading.Lock()
+_quiet_depth = 0
+_quiet_saved: list[tuple[logging.Logger, int]] = []
+
+
 @contextmanager
 def quiet_logging() -> Iterator[None]:
     """Silence library log lines (open_clip logs download failures at ERROR) while models load.
 
-    mmsearch reports a failure once, in its own one-line error.
+    mmsearch reports a failure once, in its own one-line error. Safe across threads: the first to enter
+    saves the levels and the last to leave restores them (not logging.disable, which mutes every thread's
+    warnings, mmsearch's own too).
     """
-    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in QUIETED)]  # the root: open_clip logs there
-    previous = [logger.level for logger in loggers]
-    for logger in loggers:  # not logging.disable: that muted every thread's warnings, mmsearch's own too
-        logger.setLevel(logging.CRITICAL)
+    global _quiet_depth
+    with _QUIET_LOCK:
+        if _quiet_depth == 0:
+            loggers = [logging.getLogger(), *(logging.getLogger(name) for name in QUIETED)]  # open_clip logs at the root
+            _quiet_saved[:] = [(logger, logger.level) for logger in loggers]
+            for logger in loggers:
+                logger.setLevel(logging.CRITICAL)
+        _quiet_depth += 1
     try:
         yield
     finally:
-        for logger, level in zip(loggers, previous):
-            logger.setLevel(level)
+        with _QUIET_LOCK:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                for logger, level in _quiet_saved:
+                    logger.setLevel(level)
+                _quiet_saved.clear()
