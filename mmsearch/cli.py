@@ -387,6 +387,9 @@ def _handed_over(args: argparse.Namespace, config: Config, action: str, options:
         if action == "undo-duplicates":
             return cmd_duplicates(args)  # the holder finished meanwhile
         return _switch_back(args) if action != "reindex" else cmd_reindex(args)
+    if status["state"] == "cancelled":
+        print(f"mmsearch: the {action} was cancelled before the server started it", file=sys.stderr)
+        return 130
     if status["state"] == "failed":
         if action == "undo-duplicates":
             raise MMSearchError(f"the server (pid {status.get('pid')}) could not undo the moves: {status.get('error')}")

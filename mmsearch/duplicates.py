@@ -45,6 +45,7 @@ class Member:
     width: int
     height: int
     size: int
+    sha256: str = ""  # the content hash the index recorded when the group was found
 
 
 @dataclass
@@ -119,9 +120,11 @@ def find_groups(records: Iterable[tuple[str, dict]], vectors: Any = None, max_bi
         if not members:
             continue
         taken.update([n, *members])
-        head = Member(keeper.path, "keeper", 0, 1.0 if cosines else None, keeper.width, keeper.height, keeper.size)
+        head = Member(keeper.path, "keeper", 0, 1.0 if cosines else None, keeper.width, keeper.height, keeper.size,
+                      keeper.sha256)
         rest = [Member(images[m].path, "exact" if _same_bytes(images, n, m) else "near", matches[n][m],
-                       cosines.get((min(n, m), max(n, m))), images[m].width, images[m].height, images[m].size)
+                       cosines.get((min(n, m), max(n, m))), images[m].width, images[m].height, images[m].size,
+                       images[m].sha256)
                 for m in members]
         groups.append(DuplicateGroup(keeper.path, _reason(keeper, [images[m] for m in members]), [head, *rest]))
     return groups
@@ -250,6 +253,23 @@ def plan_moves(groups: list[DuplicateGroup], dest: str, roots: list[str], databa
             inside = os.path.relpath(member.path, root)
             moves.append((member.path, os.path.join(dest, os.path.basename(root.rstrip(os.sep)) or "root", inside)))
     return moves
+
+
+def changed_since_found(groups: list[DuplicateGroup], recorded: Any) -> list[str]:
+    """Files of ``groups`` (keepers too: moving the copies of a changed keeper would lose the photo) that are
+    no longer what they were when the groups were found: the index now records another hash for them, or
+    the file is not the indexed image any more (``media.identity.still_indexed``). ``recorded(path)`` is
+    the index record of a path, or None."""
+    from .media.identity import still_indexed
+
+    changed = []
+    for group in groups:
+        for member in group.members:
+            meta = recorded(member.path)
+            if meta is None or (member.sha256 and meta.get("sha256") != member.sha256) \
+                    or not still_indexed(member.path, meta):
+                changed.append(member.path)
+    return changed
 
 
 MANIFEST_FORMAT, MANIFEST_VERSION = "mmsearch-duplicates-moves", 2

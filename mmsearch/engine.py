@@ -378,13 +378,20 @@ class SearchEngine:
     def move_duplicates(self, groups: list[DuplicateGroup], dest: str | Path) -> str:
         """Move every file of ``groups`` but the keepers under ``dest`` (keeping folder structure); the
         index follows them. Nothing is deleted. Returns the manifest that ``undo_duplicate_moves`` reverses."""
-        from .duplicates import follower, manifest_key, move_files, plan_moves
+        from .duplicates import changed_since_found, follower, manifest_key, move_files, plan_moves
+        from .ids import image_id
 
         if not isinstance(dest, (str, os.PathLike)) or not str(dest).strip():
             raise ConfigError(f"move_duplicates needs the folder to move the copies to, got {dest!r}")
         self.lock_for_writing()
         roots = self.store.roots()
         moves = plan_moves(groups, str(dest), roots, self.config.local_dir)
+        store = self.store
+        changed = changed_since_found(groups, lambda path: store.image_metadata([image_id(path)]).get(image_id(path)))
+        if changed:
+            raise ConfigError(f"nothing moved: {len(changed)} file(s) changed since the duplicates were found "
+                              f"({', '.join(os.path.basename(p) for p in changed[:3])}); run `mmsearch index`, "
+                              "then find duplicates again")
         try:
             return move_files(moves, os.path.abspath(os.path.expanduser(str(dest))), follower(self.store),
                               manifest_key(self.config.local_dir), roots)

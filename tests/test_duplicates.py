@@ -93,7 +93,7 @@ def test_move_keeps_folders_the_index_follows_and_undo_puts_everything_back(libr
     assert main(["duplicates", "--db", db, "--json"]) == 0
     group = json.loads(capsys.readouterr().out)["groups"][0]
     assert set(group) == {"files", "keep", "reason", "members"} and group["files"][0] == group["keep"]
-    assert set(group["members"][1]) == {"path", "kind", "hash_distance", "cosine", "width", "height", "size"}
+    assert set(group["members"][1]) == {"path", "kind", "hash_distance", "cosine", "width", "height", "size", "sha256"}
     assert main(["duplicates", "--db", db, "--move-to", str(tmp_path / "library" / "x"), "--yes"]) == 1  # inside
     assert main(["duplicates", "--db", db, "--move-to", str(dest), "--yes"]) == 0
     out = capsys.readouterr().out

@@ -318,3 +318,86 @@ def test_quiet_logging_restores_levels_when_threads_overlap():
         assert root.level == logging.CRITICAL  # the first left, the second still loads
     thread.join(10)
     assert root.level == before
+
+
+def _desk(db):
+    from types import SimpleNamespace
+
+    from mmsearch.ingest.handoff import JobDesk
+
+    desk = JobDesk(SimpleNamespace(config=SimpleNamespace(db=str(db), chroma_url=None)))
+    started = []
+    desk.run = started.append  # what would run; nothing here should
+    return desk, started
+
+
+def test_the_server_drops_requests_mmsearch_did_not_write_without_blocking(tmp_path):
+    import threading
+
+    from mmsearch.ingest.handoff import REQUEST
+
+    db = tmp_path / "db"
+    db.mkdir()
+    desk, started = _desk(db)
+    os.mkfifo(db / REQUEST)  # opening it for reading would block the watcher for good
+    done = threading.Event()
+    threading.Thread(target=lambda: (desk.poll(), done.set()), daemon=True).start()
+    assert done.wait(60), "poll blocked on a FIFO"
+    assert not os.path.lexists(db / REQUEST)
+    good = {"id": "ab12", "action": "reindex", "options": {}, "pid": os.getpid()}
+    for bad in ({**good, "options": {"pad": "x" * 200_000}}, {**good, "id": ["x"]}, {**good, "action": "rm -rf"},
+                {**good, "pid": "1"}, {**good, "options": 5}, [good]):
+        (db / REQUEST).write_text(json.dumps(bad))
+        desk.poll()
+        assert not (db / REQUEST).exists()
+    assert started == []
+    (db / REQUEST).write_text(json.dumps(good))
+    desk.poll()
+    assert started == [good]
+
+
+def test_a_request_cancelled_before_the_server_took_it_never_runs(tmp_path):
+    from mmsearch.ingest.handoff import CANCEL, REQUEST
+
+    db = tmp_path / "db"
+    db.mkdir()
+    desk, started = _desk(db)
+    (db / REQUEST).write_text(json.dumps({"id": "cd34", "action": "reindex", "options": {}, "pid": os.getpid()}))
+    (db / CANCEL).write_text(json.dumps({"id": "cd34"}))
+    desk.poll()
+    assert started == [] and not (db / REQUEST).exists() and not (db / CANCEL).exists()
+
+
+def test_a_second_command_is_refused_in_a_sentence_and_never_overwrites_the_first(tmp_path):
+    from mmsearch.errors import ReindexError
+    from mmsearch.ingest.handoff import REQUEST, STATUS, hand_over
+
+    db = tmp_path / "db"
+    db.mkdir()
+    first = {"id": "ef56", "action": "reindex", "options": {}, "pid": os.getpid()}  # a live command's request
+    (db / REQUEST).write_text(json.dumps(first))
+    with pytest.raises(ReindexError, match=rf"another command \(pid {os.getpid()}\) is waiting for the server"):
+        hand_over(db, "reindex", {}, progress=False)
+    assert json.loads((db / REQUEST).read_text()) == first
+    (db / REQUEST).unlink()
+    (db / STATUS).write_text(json.dumps({"id": "ef56", "state": "running", "pid": os.getpid(), "beat": time.time()}))
+    with pytest.raises(ReindexError, match="is running a job another command handed it"):
+        hand_over(db, "rollback", {}, progress=False)
+    assert not (db / REQUEST).exists()
+
+
+@pytest.mark.parametrize("changed", ["copy", "keeper"])
+def test_a_file_changed_after_the_duplicates_were_found_stops_the_move(library, tmp_path, changed):
+    engine = _offline(tmp_path / "db")
+    engine.index([library])
+    groups = engine.duplicates()
+    assert len(groups) == 1 and len(groups[0].files) == 2
+    keeper, copy = groups[0].files
+    edited = Path(copy if changed == "copy" else keeper)
+    shutil.copy(SAMPLES / "rocket.jpg", edited)  # another photo now, under the same name
+    with pytest.raises(ConfigError, match=rf"nothing moved: 1 file\(s\) changed since .*{edited.name}"):
+        engine.move_duplicates(groups, tmp_path / "moved")
+    assert Path(keeper).is_file() and Path(copy).is_file() and not (tmp_path / "moved").exists()
+    engine.index([library])  # indexed again, the group is stale all the same
+    with pytest.raises(ConfigError, match="changed since"):
+        engine.move_duplicates(groups, tmp_path / "moved")

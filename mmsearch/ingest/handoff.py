@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import sys
 import threading
 import time
@@ -39,6 +40,8 @@ ACCEPT_SECONDS = 10.0  # a server looks every 2 s (engine.SWITCH_CHECK); longer 
 HEARTBEAT = 2.0  # seconds between the running job's status writes (its heartbeat)
 STALE = 60.0  # a running job's status unchanged this long (and no live server process): the server is gone
 ACTIONS = ("reindex", "rollback", "drop-previous", "undo-duplicates")
+REQUEST_BYTES = 64 * 1024  # a request names an action and a few options; anything larger is not one
+STATUS_BYTES = 16 * 1024 * 1024  # a finished reindex's report lists its skipped files
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
@@ -49,12 +52,83 @@ def _write(path: Path, data: dict[str, Any]) -> None:
     os.replace(part, path)
 
 
-def _read(path: Path) -> dict[str, Any] | None:
+def _read(path: Path, limit: int = STATUS_BYTES) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None: missing, not a regular file (a FIFO never blocks: the open is
+    non-blocking), a link, larger than ``limit`` bytes, or not a JSON object."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
         return None
-    return data if isinstance(data, dict) else None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            return None
+        raw = os.read(fd, limit + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) and len(raw) <= limit else None
+
+
+def valid_request(request: dict[str, Any] | None) -> bool:
+    """A request as ``hand_over`` writes it: an id (hex), a known action, options (an object), a pid."""
+    if request is None:
+        return False
+    job, pid = request.get("id"), request.get("pid")
+    return (isinstance(job, str) and 0 < len(job) <= 64 and all(c in "0123456789abcdef" for c in job)
+            and request.get("action") in ACTIONS and isinstance(request.get("options", {}), dict)
+            and isinstance(pid, int) and not isinstance(pid, bool) and pid > 0)
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        pass
+    return True
+
+
+def _post(folder: Path, request: dict[str, Any]) -> None:
+    """Write the request unless another live command's request waits there (then one sentence), or the
+    server runs another handed-over job; two commands never overwrite each other's request."""
+    running = _read(folder / STATUS)
+    if running is not None and running.get("state") == "running" and server_alive(running, time.time()):
+        raise ReindexError(f"the server (pid {running.get('pid')}) is running a job another command handed it; "
+                           "wait for that command to finish, then run this one again")
+    part = folder / (REQUEST + f".{request['id']}.part")
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(request, handle)
+    try:
+        for _ in range(2):
+            try:
+                os.link(part, folder / REQUEST)  # atomic, and never over an existing request
+                return
+            except FileExistsError:
+                waiting = _read(folder / REQUEST, REQUEST_BYTES)
+                if valid_request(waiting) and _alive(waiting["pid"]):  # type: ignore[index]
+                    raise ReindexError(f"another command (pid {waiting['pid']}) is waiting for the server to take "  # type: ignore[index]
+                                       f"its {waiting['action']}; wait for it to finish, then run this one again") from None  # type: ignore[index]
+                (folder / REQUEST).unlink(missing_ok=True)  # left by a command that died, or not a request
+        raise ReindexError(f"cannot write the request {folder / REQUEST}; run the command again")
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def _withdraw(folder: Path, job: str) -> None:
+    """Ctrl-C: cancel the job; if the server has not taken the request yet, take it back."""
+    _write(folder / CANCEL, {"id": job})
+    if (_read(folder / REQUEST, REQUEST_BYTES) or {}).get("id") == job:
+        (folder / REQUEST).unlink(missing_ok=True)
 
 
 # -- the command's side ------------------------------------------------------------------------------
@@ -68,7 +142,7 @@ def hand_over(db: str | Path, action: str, options: dict[str, Any], progress: bo
     from tqdm import tqdm
 
     folder, job = Path(db), uuid.uuid4().hex
-    _write(folder / REQUEST, {"id": job, "action": action, "options": options, "pid": os.getpid()})
+    _post(folder, {"id": job, "action": action, "options": options, "pid": os.getpid()})
     deadline = time.monotonic() + ACCEPT_SECONDS
     bar = tqdm(unit="img", file=sys.stderr, disable=not progress or action != "reindex", desc="reindexing (by the server)",
                leave=False)
@@ -77,7 +151,7 @@ def hand_over(db: str | Path, action: str, options: dict[str, Any], progress: bo
         while True:
             status = _read(folder / STATUS)
             if status is not None and status.get("id") == job:
-                if status.get("state") in ("done", "failed"):
+                if status.get("state") in ("done", "failed", "cancelled"):
                     return status
                 if not server_alive(status, time.time()):
                     (folder / STATUS).unlink(missing_ok=True)
@@ -91,7 +165,7 @@ def hand_over(db: str | Path, action: str, options: dict[str, Any], progress: bo
                 return None
             time.sleep(poll)
     except KeyboardInterrupt:
-        _write(folder / CANCEL, {"id": job})
+        _withdraw(folder, job)
         raise
     finally:
         bar.close()
@@ -111,15 +185,8 @@ def _interruptible() -> Any:
 def server_alive(status: dict[str, Any], now: float) -> bool:
     """Whether the process named by a running job's status still runs it: its pid exists and its
     heartbeat (``beat``, every ``HEARTBEAT`` s) is younger than ``STALE``."""
-    pid = status.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
+    if not _alive(status.get("pid")):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, under another user
-        pass
     beat = status.get("beat")
     return not isinstance(beat, (int, float)) or now - beat < STALE
 
@@ -138,10 +205,18 @@ class JobDesk:
         """Start a requested job unless one runs."""
         if self.engine.config.chroma_url or (self.running is not None and self.running.is_alive()):
             return
-        request = _read(self.folder / REQUEST)
-        if request is None or request.get("action") not in ACTIONS:
+        path = self.folder / REQUEST
+        if not os.path.lexists(path):
             return
-        (self.folder / REQUEST).unlink(missing_ok=True)
+        request = _read(path, REQUEST_BYTES)
+        path.unlink(missing_ok=True)  # taken, or not a request (too large, a FIFO, a link, odd fields): dropped
+        if not valid_request(request):
+            logger.warning("serve: ignored %s: not a request mmsearch wrote", path)
+            return
+        assert request is not None
+        if (_read(self.folder / CANCEL) or {}).get("id") == request["id"]:
+            (self.folder / CANCEL).unlink(missing_ok=True)  # cancelled before it was taken
+            return
         self.running = threading.Thread(target=self.run, args=(request,), name="mmsearch-handed-job", daemon=True)
         self.running.start()
 
@@ -170,7 +245,10 @@ class JobDesk:
         beat()
         threading.Thread(target=heartbeat, name="mmsearch-handed-job-beat", daemon=True).start()
         try:
-            status.update(state="done", **self._do(request, moved, stop))
+            if stop.is_set():  # cancelled as it was taken: nothing runs
+                status.update(state="cancelled")
+            else:
+                status.update(state="done", **self._do(request, moved, stop))
         except MMSearchError as exc:
             status.update(state="failed", error=str(exc))
         except Exception as exc:  # reported to the command that asked, and the server keeps serving
