@@ -401,3 +401,44 @@ def test_a_file_changed_after_the_duplicates_were_found_stops_the_move(library, 
     engine.index([library])  # indexed again, the group is stale all the same
     with pytest.raises(ConfigError, match="changed since"):
         engine.move_duplicates(groups, tmp_path / "moved")
+
+
+def test_indexing_a_folder_that_holds_the_database_skips_the_database(library, tmp_path):
+    db = library / "mmsearch-db"  # the database inside the photos
+    engine = _offline(db)
+    engine.index([library])
+    thumbs = Path(engine.config.thumbnail_dir)
+    thumbs.mkdir(parents=True, exist_ok=True)
+    shutil.copy(SAMPLES / "rocket.jpg", thumbs / "made-by-the-page.jpg")
+    (tmp_path / "db-link").symlink_to(db)
+    report = engine.index([library, tmp_path / "db-link"])
+    indexed = {m["path"] for m in engine.store.image_metadata(
+        [image_id(str(p)) for p in library.rglob("*") if p.is_file()]).values()}
+    assert report.added == 0 and not any("mmsearch-db" in p for p in indexed)
+    assert len(indexed) == 4
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_odd_marks_through_the_api_get_a_sentence_and_a_client_has_a_mark_budget(library, tmp_path, monkeypatch):
+    from gradio_client import Client
+    from helpers import served
+
+    from mmsearch_web import guard
+
+    monkeypatch.setattr(guard.MarkBudget.__init__, "__defaults__", (2, 3600.0, time.monotonic))
+    engine = _offline(tmp_path / "db")
+    engine.index([library])
+    rocket, coffee, flower = (str(library / "sub" / n) for n in ("rocket.jpg", "coffee.png", "flower.jpg"))
+    with served(engine) as url:
+        client = Client(url, verbose=False)
+        for odd in (5, [None], [[rocket]], [1, 2]):
+            _, hits, status, *_ = (*client.predict("a rocket", like=odd, min_relevance=0, api_name="/search"),)
+            assert hits == [] and status.startswith("⚠️ like is a list of indexed image paths"), (odd, status)
+        _, hits, status, *_ = (*client.predict("a rocket", like=[rocket, rocket], min_relevance=0, api_name="/search"),)
+        assert hits and not status.startswith("⚠️")  # one example, given twice
+        with pytest.raises(Exception, match="unlike is a list of indexed image paths"):
+            client.predict("a rocket", rocket, [], 5, True, api_name="/like")
+        for path in (rocket, coffee, flower):  # the third is past this client's budget of 2
+            client.predict("a rocket", path, [], [], True, api_name="/like")
+    assert sorted(m.path for m in engine.feedback_marks()) == sorted([rocket, coffee])

@@ -168,6 +168,7 @@ def test_login_required_with_auth(tiny_config, tiny_encoders, tmp_path, photos):
     try:
         url = f"http://127.0.0.1:{port}/"
         assert http(url + "config")[0] == 401
+        assert http(url + "gradio_api/heartbeat/x")[0] == 401  # Gradio's own route streams to anyone
         assert http(url + "gradio_api/file=" + str(photos / "black_cat.jpg"))[0] in (401, 403)
         with pytest.raises(Exception):  # noqa: B017 - the client refuses to connect without a login
             Client(url, verbose=False)

@@ -21,14 +21,14 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from mmsearch import SearchEngine
 from mmsearch.config import MIN_RELEVANCE
-from mmsearch.errors import MMSearchError
+from mmsearch.errors import MMSearchError, QueryError
 from mmsearch.ingest.handoff import JobDesk
 from mmsearch.media.thumbnails import ThumbnailCache
 from mmsearch.present import profile_label
 
 from .duplicates_panel import duplicates_panel
-from .guard import LoginThrottle, allowed_hosts, original_route, trust_proxy_headers
-from .views import SearchForm, hit_details, marks_markdown, run_search, run_similar, stats_markdown, thumbnail_of
+from .guard import LoginGate, LoginThrottle, MarkBudget, allowed_hosts, client_of, original_route, trust_proxy_headers
+from .views import SearchForm, example_paths, hit_details, marks_markdown, run_search, run_similar, stats_markdown, thumbnail_of
 
 MAX_FILE_SIZE = "25mb"  # largest upload accepted (query images)
 SEARCH_CONCURRENCY = 4  # searches answered at once; the rest wait in the queue
@@ -179,32 +179,44 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
                               unlike)
             return run_search(engine, thumbs, form).as_outputs()
 
+        budget = MarkBudget()
+
         def marker(relevant: bool) -> Any:
-            def mark(query: str, path: str, liked: list[str], unliked: list[str], keep: bool) -> tuple:
-                if not path:
-                    return liked, unliked, marks_markdown(liked, unliked)
-                liked = [p for p in liked or [] if p != path] + ([path] if relevant else [])
-                unliked = [p for p in unliked or [] if p != path] + ([] if relevant else [path])
-                if keep and allow_indexing and (query or "").strip():
-                    try:
-                        engine.feedback(query, path, relevant)
-                    except MMSearchError as exc:
-                        raise gr.Error(str(exc)) from exc
+            def mark(query: str, path: str, liked: list[str], unliked: list[str], keep: bool,
+                     request: gr.Request) -> tuple:
+                try:
+                    liked, unliked = example_paths(liked), example_paths(unliked, "unlike")
+                    if not path:
+                        return liked, unliked, marks_markdown(liked, unliked)
+                    if not isinstance(path, str):
+                        raise QueryError(f"mark an indexed image by its path, got {str(path)[:80]!r}")
+                    liked = [p for p in liked if p != path] + ([path] if relevant else [])
+                    unliked = [p for p in unliked if p != path] + ([] if relevant else [path])
+                    if keep and allow_indexing and isinstance(query, str) and query.strip():
+                        if budget.allows(client_of(request)):
+                            engine.feedback(query, path, relevant)
+                        else:
+                            gr.Warning(budget.refusal)
+                except MMSearchError as exc:
+                    raise gr.Error(str(exc)) from exc
                 return liked, unliked, marks_markdown(liked, unliked)
             return mark
 
-        def mark_tile(request: str, found: list[dict], query: str, liked: list[str], unliked: list[str],
-                      keep: bool) -> tuple:
-            kind, _, position = (request or "").partition(":")
+        def mark_tile(tile: str, found: list[dict], query: str, liked: list[str], unliked: list[str],
+                      keep: bool, request: gr.Request) -> tuple:
+            kind, _, position = (tile or "").partition(":")
             index = int(position) if position.isdigit() else -1
             if kind not in ("like", "unlike") or not 0 <= index < len(found or []):
                 return liked, unliked, marks_markdown(liked, unliked)
-            return marker(kind == "like")(query, found[index]["file"], liked, unliked, keep)
+            return marker(kind == "like")(query, found[index]["file"], liked, unliked, keep, request)
 
         def forget(query: str, liked: list[str], unliked: list[str], keep: bool) -> tuple:
-            if keep and allow_indexing and (query or "").strip():
-                for path in [*(liked or []), *(unliked or [])]:
-                    engine.forget_feedback(path=path, query=query)
+            if keep and allow_indexing and isinstance(query, str) and query.strip():
+                try:
+                    for path in [*example_paths(liked), *example_paths(unliked, "unlike")]:
+                        engine.forget_feedback(path=path, query=query)
+                except MMSearchError as exc:
+                    raise gr.Error(str(exc)) from exc
             return [], [], ""
 
         def similar(path: str, k: float = 12, min_relevance: float = MIN_RELEVANCE, folder: str | None = None,
@@ -347,7 +359,7 @@ def launch(engine: SearchEngine, host: str = "127.0.0.1", port: int = 7860, *, a
     quiet = kwargs.pop("quiet", False)
     app_kwargs = {"routes": [original_route(engine, remember=allow_indexing)],
                   "middleware": [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(host, allowed_host)),
-                                 Middleware(LoginThrottle)]}
+                                 Middleware(LoginThrottle), Middleware(LoginGate)]}
     demo.launch(server_name=host, server_port=port, auth=auth, allowed_paths=allowed_paths(thumbs),
                 max_file_size=max_file_size, show_error=False, app_kwargs=app_kwargs, prevent_thread_lock=True,
                 quiet=True, css=CSS, js=TILE_MARKS_JS, **kwargs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import threading
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
@@ -29,6 +30,7 @@ CHUNK = 1 << 20  # bytes of an original sent at a time
 LOGIN_DELAY_START, LOGIN_DELAY_MAX = 1.0, 30.0  # seconds: doubled after each failed login of one client
 MAX_WAITING = 5  # one client's login attempts queued at once; more are answered 429
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+MARKS_PER_HOUR = 600  # lasting marks one client may store in an hour (a person clicks far fewer)
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
@@ -107,6 +109,29 @@ def _opened(engine: SearchEngine, query: str, path: str) -> None:
         pass
 
 
+# Gradio routes without a login check of their own (the heartbeat streams forever to whoever asks).
+LOGIN_GATED = ("/gradio_api/heartbeat/", "/gradio_api/stream/", "/gradio_api/cancel", "/gradio_api/reset",
+               "/gradio_api/runs", "/gradio_api/run-history/", "/gradio_api/custom_component/")
+
+
+class LoginGate:
+    """ASGI middleware: under ``--auth``, the Gradio routes in ``LOGIN_GATED`` answer 401 until the client
+    has logged in, as every other route of the page does."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]
+                       ) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(LOGIN_GATED):
+            from starlette.requests import Request
+
+            if not _logged_in(Request(scope)):
+                await _answer(send, 401, b"log in first")
+                return
+        await self.app(scope, receive, send)
+
+
 def _logged_in(request: Request) -> bool:
     """Gradio's own login check: no auth configured, or a valid session cookie."""
     app = request.app
@@ -173,8 +198,11 @@ class LoginThrottle:
 
 
 async def _refuse(send: Callable[[Any], Awaitable[None]]) -> None:
-    body = b"too many login attempts at once; wait for the earlier ones"
-    await send({"type": "http.response.start", "status": 429,
+    await _answer(send, 429, b"too many login attempts at once; wait for the earlier ones")
+
+
+async def _answer(send: Callable[[Any], Awaitable[None]], status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 
@@ -186,6 +214,37 @@ def trust_proxy_headers(trust: bool) -> None:
     in the environment stands."""
     if not trust and "FORWARDED_ALLOW_IPS" not in os.environ:
         os.environ["FORWARDED_ALLOW_IPS"] = ""
+
+
+class MarkBudget:
+    """How many lasting marks each client may still store: ``limit`` in any ``window`` seconds. Keyed by the
+    client's address (the connection's, as ``LoginThrottle``)."""
+
+    def __init__(self, limit: int = MARKS_PER_HOUR, window: float = 3600.0, clock: Callable[[], float] = time.monotonic):
+        self.limit, self.window, self.clock = limit, window, clock
+        self.spent: dict[str, list[float]] = {}
+        self.lock = threading.Lock()
+
+    @property
+    def refusal(self) -> str:
+        """What the page says when a client has no marks left."""
+        return (f"This browser stored {self.limit} marks within the hour, the most the page keeps; marks still "
+                "refine this search, but are not remembered for now.")
+
+    def allows(self, client: str) -> bool:
+        """Count one mark of ``client``; False (nothing counted) when it stored ``limit`` within the window."""
+        now = self.clock()
+        with self.lock:
+            recent = [t for t in self.spent.get(client, []) if now - t < self.window]
+            allowed = len(recent) < self.limit
+            self.spent[client] = recent + [now] if allowed else recent
+        return allowed
+
+
+def client_of(request: Any) -> str:
+    """The client address of a Gradio request ("?" when unknown)."""
+    client = getattr(request, "client", None)
+    return str(getattr(client, "host", None) or "?")
 
 
 def allowed_hosts(host: str, extra: list[str] | None = None) -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmsearch.config import MIN_RELEVANCE
-from mmsearch.errors import ImageReadError, MMSearchError
+from mmsearch.errors import ImageReadError, MMSearchError, QueryError
 
 from .guard import original_url
 
@@ -71,14 +71,27 @@ class SearchForm:
                 "date_to": (self.date_to or "").strip() or None, "camera": self.camera or None}
 
 
+def example_paths(value: Any, name: str = "like") -> list[str]:
+    """The page's (or the API's) list of marked image paths, each once.
+
+    Raises:
+        QueryError: it is not a list of paths.
+    """
+    if value is None or value == "":
+        return []
+    if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
+        raise QueryError(f"{name} is a list of indexed image paths, got {str(value)[:80]!r}")
+    return list(dict.fromkeys(value))
+
+
 def run_search(engine: SearchEngine, thumbs: ThumbnailCache, form: SearchForm) -> Results:
     """Search with the form's query, image and filters; errors become the status line."""
     if not (form.query or "").strip() and not form.image and not form.like:
         return Results(status="Type a query (any language) or add an image.")
     try:
         hits = engine.search(form.query or None, image=form.image or None, k=form.k, min_relevance=form.floor(),
-                             text_weight=form.text_weight, positive=list(form.like or []),
-                             negative=list(form.unlike or []), collapse=True, **form.filters())
+                             text_weight=form.text_weight, positive=example_paths(form.like),
+                             negative=example_paths(form.unlike, "unlike"), collapse=True, **form.filters())
     except MMSearchError as exc:
         return Results(status=f"⚠️ {exc}")
     if not hits and form.floor() is not None:

@@ -35,6 +35,7 @@ from .progress import ProgressCallback, stored
 from .scan import scan
 
 if TYPE_CHECKING:
+    from ..config import Config
     from ..session import IndexSession
 
 logger = logging.getLogger(__name__)
@@ -136,8 +137,10 @@ class Indexer:
     def __init__(self, store: Store, encoders: Encoders, manifest: Manifest | None = None,
                  batch_size: int = 32, progress: bool = False, hidden: bool = False,
                  on_progress: ProgressCallback | None = None, shard: Shard | None = None,
-                 forget_captions: bool = False, workers: int = 2, ocr: OcrEngine | None = None):
+                 forget_captions: bool = False, workers: int = 2, ocr: OcrEngine | None = None,
+                 skip: Sequence[str] = ()):
         self.workers = workers
+        self.skip = list(skip)
         self.ocr = ocr
         self.forget_captions = forget_captions
         self.store = store
@@ -169,7 +172,7 @@ class Indexer:
         seen: set[str] = set()
         todo: list[Candidate] = []
         scanning = tqdm(unit=" files", file=sys.stderr, disable=not self.progress, desc="scanning", leave=False)
-        for path in scan(roots, report.failed, self.hidden):
+        for path in scan(roots, report.failed, self.hidden, self.skip):
             scanning.update()
             if self.shard is not None and not self.shard.owns(str(path)):
                 continue
@@ -574,7 +577,14 @@ def index_into(session: IndexSession, paths: Sequence[str | Path] | str | Path, 
     session.check_caption_space()
     indexer = Indexer(store, encoders, manifest, batch_size or config.index_batch_size, progress, hidden,
                       on_progress, Shard.parse(shard) if isinstance(shard, str) else shard, forget_captions,
-                      workers=workers or config.decode_workers, ocr=session.ocr_for_run(store))
+                      workers=workers or config.decode_workers, ocr=session.ocr_for_run(store),
+                      skip=database_folders(config))
     report = indexer.run(paths, prune=prune)
     session.changed()
     return report
+
+
+def database_folders(config: Config) -> list[str]:
+    """The folders an index run never enters: the database and the index's own files (its thumbnails)."""
+    return [folder for folder in dict.fromkeys([config.db if not config.chroma_url else "", config.local_dir])
+            if folder]

@@ -1,4 +1,5 @@
-"""Finding image files: recursive, sorted, hidden entries skipped, symlinked folders followed once."""
+"""Finding image files: recursive, sorted, hidden entries skipped, symlinked folders followed once, and the
+database folder (its thumbnails) never entered."""
 
 from __future__ import annotations
 
@@ -7,19 +8,31 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..media.images import is_image_path, unread_format
+from ..paths import within_any
 
 Failed = list[tuple[str, str]]
 
 
-def scan(paths: Iterable[str | Path], failed: Failed, hidden: bool = False) -> Iterator[Path]:
+def scan(paths: Iterable[str | Path], failed: Failed, hidden: bool = False,
+         skip: Iterable[str | Path] = ()) -> Iterator[Path]:
     """Image files under ``paths`` (files are taken as given), sorted within each folder.
 
     Symlinked folders are followed, but a folder reached twice (a symlink loop, or two links to one
-    folder) is walked once. Folders that cannot be listed are reported in ``failed``.
+    folder) is walked once. Folders that cannot be listed are reported in ``failed``. Nothing inside the
+    folders ``skip`` (the database's own, wherever they sit, also reached through a link) is yielded.
     """
     visited: set[tuple[int, int]] = set()
+    for folder in skip:
+        try:
+            info = os.stat(folder)
+        except OSError:
+            continue
+        visited.add((info.st_dev, info.st_ino))  # as if walked already: never entered
+    skipped = [os.path.realpath(str(folder)) for folder in skip]
     for root in paths:
         root = Path(os.path.abspath(os.path.expanduser(str(root))))
+        if within_any(os.path.realpath(root), skipped):
+            continue
         if root.is_file():
             yield root
         elif root.is_dir():

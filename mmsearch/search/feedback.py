@@ -108,6 +108,7 @@ def examples(store: Store, paths: Sequence[str | Path], use_image: bool) -> Exam
     Raises:
         QueryError: an example is not an indexed image.
     """
+    paths = list(dict.fromkeys(str(p) for p in paths))  # one example counts once
     ids = [image_id_of(p) for p in paths]
     if not ids:
         return Examples()

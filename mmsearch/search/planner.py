@@ -86,7 +86,7 @@ def check_types(query: Any, text_weight: Any, min_score: Any, positive: Any, neg
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
             raise QueryError(f"{name} must be a number between 0 and 1, got {value!r}")
     for name, paths in (("positive", positive), ("negative", negative)):
-        if isinstance(paths, (str, os.PathLike)) or not all(isinstance(p, (str, os.PathLike)) for p in paths):
+        if not isinstance(paths, (list, tuple)) or not all(isinstance(p, (str, os.PathLike)) for p in paths):
             raise QueryError(f"{name} is a list of indexed image paths, got {paths!r}")
 
 
