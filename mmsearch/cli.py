@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import MIN_RELEVANCE, Config, default_cache_path
-from .errors import MMSearchError
+from .errors import ConfigError, MMSearchError
 from .lock import lock_for_writing
 from .present import format_groups, format_hits, no_matches, stats_lines
 from .records import printable
@@ -279,10 +279,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _engine(args: argparse.Namespace) -> SearchEngine:
+def _engine(args: argparse.Namespace, existing: bool = False) -> SearchEngine:
+    """The engine of the command's options; ``existing``: the command only reads, and an embedded database
+    that does not exist yet is an error (never made as a side effect)."""
     from .engine import SearchEngine
 
-    return SearchEngine(config=config_from_args(args))
+    config = config_from_args(args)
+    if existing:
+        require_index(config)
+    return SearchEngine(config=config)
+
+
+def require_index(config: Config) -> None:
+    """Raises ConfigError when ``config`` names an embedded database folder that does not exist."""
+    if not config.chroma_url and not Path(config.db).expanduser().is_dir():
+        raise ConfigError(f"there is no index at {config.db}; `mmsearch index FOLDER --db {config.db}` makes one")
 
 
 SHOWN_SKIPPED = 10  # skipped files listed on stderr; all of them go to <db>/skipped.tsv
@@ -442,7 +453,7 @@ def tsv_field(text: str) -> str:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    engine = _engine(args)
+    engine = _engine(args, existing=True)
     hits = engine.search(args.query, image=args.image, k=args.k, folder=args.folder, date_from=args.date_from,
                          date_to=args.date_to, camera=args.camera, text_weight=args.text_weight, positive=args.like,
                          negative=args.unlike, min_relevance=None if args.all else args.min_relevance,
@@ -464,7 +475,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
-    engine = _engine(args)
+    engine = _engine(args, existing=True)
     if args.action == "clear":
         if args.path is None and args.query is None and not args.yes:
             count = len(engine.feedback_marks())
@@ -486,7 +497,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    stats = _engine(args).stats()
+    stats = _engine(args, existing=True).stats()
     if args.json:
         print(json.dumps(stats, ensure_ascii=False, indent=2))
         return 0
@@ -501,6 +512,8 @@ def _store(args: argparse.Namespace, write: bool) -> tuple[Any, str]:
     config = config_from_args(args)
     if write:
         lock_for_writing(config)
+    else:
+        require_index(config)
     return Store.from_config(config), config.chroma_url or config.db
 
 
@@ -566,7 +579,7 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
         back, left = _engine(args).undo_duplicate_moves(args.undo)
         print(_moved_back(back, left))
         return 0
-    engine = _engine(args)
+    engine = _engine(args, existing=True)
     groups = engine.duplicates(args.folder, args.max_bits, args.min_cosine, of=args.of)
     if args.json:
         print(json.dumps({"groups": [g.to_dict() for g in groups]}, ensure_ascii=False, indent=2))

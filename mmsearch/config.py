@@ -78,6 +78,23 @@ def default_cache_path(env: Mapping[str, str] | None = None) -> str:
     return str(Path(base) / "mmsearch")
 
 
+def check_server_url(url: str) -> None:
+    """A Chroma server address: ``http(s)://host[:port]``.
+
+    Raises:
+        ConfigError: it is not one (a bare word would be tried as 127.0.0.1:8000, for a minute).
+    """
+    from urllib.parse import urlparse
+
+    try:
+        parts = urlparse(url)
+        good = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port is None or parts.port > 0)
+    except ValueError:  # a port out of range, a broken IPv6 address
+        good = False
+    if not good:
+        raise ConfigError(f"the Chroma server address is http://host:port (as `chroma run` prints), got {url!r}")
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything that decides which models build and query an index, and where it lives.
@@ -187,6 +204,8 @@ class Config:
             raise ConfigError(f"text_runtime must be one of {', '.join(TEXT_RUNTIMES)}, got {self.text_runtime!r}")
         if self.chroma_retry_seconds < 0:
             raise ConfigError(f"chroma_retry_seconds must be 0 or more, got {self.chroma_retry_seconds}")
+        if self.chroma_url is not None:
+            check_server_url(str(self.chroma_url))
         self.server_headers()  # malformed headers fail here, not at the first request
         if self.clip_model == NO_IMAGE_MODEL and self.text_model == CLIP_TEXT:
             raise ConfigError("text_model 'clip' needs a CLIP model; set --clip-model or another --text-model")

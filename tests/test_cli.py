@@ -68,12 +68,14 @@ def test_human_output_and_skipped_files(tiny_env, photos, capsys, tmp_path):
 
 
 def test_errors_are_one_line_with_exit_1(tiny_env, photos, capsys, tmp_path):
-    assert main(["search"]) == 1
-    assert capsys.readouterr().err.strip() == "mmsearch: error: give a text query, a query image, or both"
+    assert main(["search", "cat"]) == 1
+    assert capsys.readouterr().err.strip().startswith("mmsearch: error: there is no index at")
     assert main(["index", str(photos), "--captions", str(tmp_path / "missing.csv")]) == 1
     assert "captions file" in capsys.readouterr().err
     assert main(["index", str(photos)]) == 0
     capsys.readouterr()
+    assert main(["search"]) == 1
+    assert capsys.readouterr().err.strip() == "mmsearch: error: give a text query, a query image, or both"
     assert main(["search", "cat", "--text-model", "clip"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("mmsearch: error: the index at") and len(err.splitlines()) == 1

@@ -28,6 +28,10 @@ CASES = [  # (argv with {placeholders}, exit code, what stderr says)
     (["index", "{photos}", "--captions", "{latin1}", "--db", "{tmp}/db", "--offline"], 1, "UTF-8"),
     (["index", "{photos}", "--db", "{file}", "--offline"], 1, "{file}"),
     (["duplicates", "--db", "{tmp}/db", "--offline", "--undo", "{odd}"], 1, "is not a duplicates manifest"),
+    (["stats", "--db", "{tmp}/never-made"], 1, "there is no index at"),
+    (["search", "x", "--db", "{tmp}/never-made", "--offline"], 1, "there is no index at"),
+    (["export", "{tmp}/out", "--db", "{tmp}/never-made"], 1, "there is no index at"),
+    (["stats", "--chroma-url", "not-a-url"], 1, "is http://host:port"),
     (["serve", "--port", "99999"], 2, "is not a port"),
     (["serve", "--max-file-size", "abc"], 2, "is not a size"),
     (["search", "x", "--text-weight", "7"], 2, "is not a number from 0 to 1"),
@@ -76,3 +80,8 @@ def test_library_calls_with_wrong_types_raise_the_mmsearch_errors(tmp_path):
         with pytest.raises(kind) as raised:
             call()
         assert isinstance(raised.value, MMSearchError) and "\n" not in str(raised.value)
+
+
+def test_reading_a_database_that_does_not_exist_never_makes_it(tmp_path, capsys):
+    assert main(["stats", "--db", str(tmp_path / "typo")]) == 1
+    assert not (tmp_path / "typo").exists()
