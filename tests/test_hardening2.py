@@ -423,7 +423,6 @@ def test_indexing_a_folder_that_holds_the_database_skips_the_database(library, t
 def test_odd_marks_through_the_api_get_a_sentence_and_a_client_has_a_mark_budget(library, tmp_path, monkeypatch):
     from gradio_client import Client
     from helpers import served
-
     from mmsearch_web import guard
 
     monkeypatch.setattr(guard.MarkBudget.__init__, "__defaults__", (2, 3600.0, time.monotonic))
