@@ -125,6 +125,7 @@ def test_unknown_tag_lists_known_tags(tiny_clip, minilm):
 @pytest.mark.subprocess
 def test_cli_reports_unloadable_weights_in_one_line_with_exit_1(tmp_path):
     env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    (tmp_path / "db").mkdir()  # an (empty) index folder: a search of one that does not exist says so first
     # A text search loads only the text model; indexing loads the image model first.
     for command, message in [(["search", "a cat"], "cannot load text model 'sentence-transformers/clip-ViT-B-32-multilingual"
                                                    "-v1': not in the local cache"),
