@@ -68,3 +68,17 @@ def test_the_lock_names_pid_and_command_only_and_only_its_owner_reads_it(tmp_pat
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
+
+
+def test_a_writer_refused_by_a_serve_is_pointed_to_the_pages_index_panel(tmp_path, photos):
+    db = tmp_path / "db"
+    serve_like = HOLD.replace("acquire_writer_lock(sys.argv[1])", "db = sys.argv[1]; sys.argv = ['mmsearch', 'serve']; "
+                              "acquire_writer_lock(db)")
+    holder = subprocess.Popen([sys.executable, "-c", serve_like, str(db)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        err = _index_in_other_process(db, photos).stderr.strip()
+        assert f"in use by pid {holder.pid} (mmsearch serve) (index from its page's Index panel instead)" in err
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
