@@ -77,7 +77,7 @@ def _read(path: Path, limit: int = STATUS_BYTES) -> dict[str, Any] | None:
 
 def valid_request(request: dict[str, Any] | None) -> bool:
     """A request as ``hand_over`` writes it: an id (hex), a known action, options (an object), a pid."""
-    if request is None:
+    if not request:
         return False
     job, pid = request.get("id"), request.get("pid")
     return (isinstance(job, str) and 0 < len(job) <= 64 and all(c in "0123456789abcdef" for c in job)
@@ -114,10 +114,10 @@ def _post(folder: Path, request: dict[str, Any]) -> None:
                 os.link(part, folder / REQUEST)  # atomic, and never over an existing request
                 return
             except FileExistsError:
-                waiting = _read(folder / REQUEST, REQUEST_BYTES)
-                if valid_request(waiting) and _alive(waiting["pid"]):  # type: ignore[index]
-                    raise ReindexError(f"another command (pid {waiting['pid']}) is waiting for the server to take "  # type: ignore[index]
-                                       f"its {waiting['action']}; wait for it to finish, then run this one again") from None  # type: ignore[index]
+                waiting = _read(folder / REQUEST, REQUEST_BYTES) or {}
+                if valid_request(waiting) and _alive(waiting["pid"]):
+                    raise ReindexError(f"another command (pid {waiting['pid']}) is waiting for the server to take "
+                                       f"its {waiting['action']}; wait for it to finish, then run this one again") from None
                 (folder / REQUEST).unlink(missing_ok=True)  # left by a command that died, or not a request
         raise ReindexError(f"cannot write the request {folder / REQUEST}; run the command again")
     finally:
