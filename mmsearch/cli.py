@@ -7,7 +7,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -264,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except MMSearchError as exc:
-        print(f"mmsearch: error: {exc}", file=sys.stderr)
+        print(f"mmsearch: error: {exc}{_pinned_by_environment(exc)}", file=sys.stderr)
         return 1
     except OSError as exc:  # a file or folder named on the command line that cannot be used as asked
         where = f"{exc.filename}: " if exc.filename else ""
@@ -372,7 +373,7 @@ def _switch_back(args: argparse.Namespace) -> int:
             print(f"{where} switched back to image model {models.get('image_model')}, text model "
                   f"{models.get('text_model')}; they answer as of when they were replaced (`mmsearch index` updates them)")
     if args.drop_previous:
-        done["dropped"] = drop_previous(store)
+        done["dropped"] = drop_previous(store, config_from_args(args))
         if not args.json:
             print(f"{where}: dropped {len(done['dropped'])} previous generations of collections"
                   + (f" ({', '.join(done['dropped'])})" if done["dropped"] else ""))
@@ -432,19 +433,30 @@ def _print_reindex(args: argparse.Namespace, where: str, report: dict[str, Any],
 
 def _write_listing(items: list[tuple[str, str]], listing: Path, what: str, quiet: bool = False) -> None:
     """All ``(path, reason)`` items in ``listing`` (path TAB reason, one per line; tab, newline and backslash
-    written as ``\\t``, ``\\n``, ``\\\\``), and the first few on stderr."""
+    written as ``\\t``, ``\\n``, ``\\\\``), and the first few new ones on stderr: those listed by the run
+    before for the same reason are counted "as before", not repeated."""
+    lines = [f"{tsv_field(path)}\t{tsv_field(reason)}\n" for path, reason in items]
+    try:
+        before = set(listing.read_text(encoding="utf-8").splitlines(keepends=True))
+    except (OSError, UnicodeDecodeError):
+        before = set()
     listing.unlink(missing_ok=True)
     if not items:
         return
     listing.parent.mkdir(parents=True, exist_ok=True)
-    listing.write_text("".join(f"{tsv_field(path)}\t{tsv_field(reason)}\n" for path, reason in items), encoding="utf-8")
+    listing.write_text("".join(lines), encoding="utf-8")
     if quiet:
         return
-    for path, reason in items[:SHOWN_SKIPPED]:
+    fresh = [item for item, line in zip(items, lines) if line not in before]
+    for path, reason in fresh[:SHOWN_SKIPPED]:
         print(f"  {what} {printable(path)!s}: {printable(reason)}".replace("\n", "\\n"), file=sys.stderr)
-    more = f" ({len(items) - SHOWN_SKIPPED} more)" if len(items) > SHOWN_SKIPPED else ""
-    noun = "file" if len(items) == 1 else "files"
-    print(f"{len(items)} {noun} {what}{more}; full list: {listing}", file=sys.stderr)
+    more = f" ({len(fresh) - SHOWN_SKIPPED} more)" if len(fresh) > SHOWN_SKIPPED else ""
+    noun = "file" if len(fresh) == 1 else "files"
+    again = len(items) - len(fresh)
+    if fresh:
+        print(f"{len(fresh)} {'new ' if again else ''}{noun} {what}{more}; full list: {listing}", file=sys.stderr)
+    if again:
+        print(f"{again} {what} as before (see {listing})", file=sys.stderr)
 
 
 def tsv_field(text: str) -> str:
@@ -454,10 +466,11 @@ def tsv_field(text: str) -> str:
 
 def cmd_search(args: argparse.Namespace) -> int:
     engine = _engine(args, existing=True)
-    hits = engine.search(args.query, image=args.image, k=args.k, folder=args.folder, date_from=args.date_from,
-                         date_to=args.date_to, camera=args.camera, text_weight=args.text_weight, positive=args.like,
-                         negative=args.unlike, min_relevance=None if args.all else args.min_relevance,
-                         collapse=not args.no_collapse)
+    with _warnings_named(args.image):
+        hits = engine.search(args.query, image=args.image, k=args.k, folder=args.folder, date_from=args.date_from,
+                             date_to=args.date_to, camera=args.camera, text_weight=args.text_weight,
+                             positive=args.like, negative=args.unlike,
+                             min_relevance=None if args.all else args.min_relevance, collapse=not args.no_collapse)
     if args.query and not args.no_remember:
         for path, relevant in [(p, True) for p in args.like] + [(p, False) for p in args.unlike]:
             engine.feedback(args.query, path, relevant)
@@ -466,12 +479,48 @@ def cmd_search(args: argparse.Namespace) -> int:
         models = {"image": signature["image_model"], "text": signature["text_model"], "caption": signature["caption_model"]}
         print(json.dumps({"models": models, "results": [h.to_dict() for h in hits]}, ensure_ascii=False, indent=2))
     elif not hits and not args.all:
-        print(no_matches(args.query or args.image or "the examples"))
+        print(_folder_hint(engine, args.folder) or no_matches(args.query or args.image or "the examples"))
     else:
         if engine.has_caption_space and hits:  # say which model the caption column comes from
             print(f"caption and ocr scores by {engine.signature['caption_model']}")
         print(format_hits(hits))
     return 0
+
+
+@contextmanager
+def _warnings_named(image: str | None) -> Iterator[None]:
+    """Pillow's warnings while reading the query image ("Corrupt EXIF data") name it, on one line, as
+    indexing names the file that raised them."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("always", module=r"PIL(\.|$)")
+        yield
+    for item in caught:
+        where = f"{printable(image)}: " if image else ""
+        print(f"mmsearch: warning: {where}{item.category.__name__}: {item.message}", file=sys.stderr)
+
+
+def _pinned_by_environment(exc: MMSearchError) -> str:
+    """For an index built with other models: the ``MMSEARCH_*`` variables that pinned the models asked for
+    (a shell profile's leftover is easy to miss)."""
+    from .config import ENV_VARS, MODEL_FIELDS
+    from .errors import IndexMismatchError
+
+    if not isinstance(exc, IndexMismatchError):
+        return ""
+    pinned = [f"{var}={os.environ[var]}" for var, name in ENV_VARS.items()
+              if os.environ.get(var) and name in (*MODEL_FIELDS, "caption_model")]
+    return f" (this environment sets {', '.join(pinned)}: unset it to use the index's models)" if pinned else ""
+
+
+def _folder_hint(engine: SearchEngine, folder: str | None) -> str | None:
+    """Why a search with ``--folder`` found nothing, when the folder is none the index holds."""
+    from .search.filters import unknown_folder
+
+    if not folder:
+        return None
+    return unknown_folder(folder, engine.facets()["folders"], engine.store.roots())
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -246,6 +247,15 @@ class Config:
         """Where this machine keeps the index's own files beside the vectors (keyword index, thumbnails,
         lists of skipped files): the database folder, or the XDG cache folder with a server."""
         return self.db if not self.chroma_url else default_cache_path()
+
+    def keywords_file(self, generation: str = "") -> Path:
+        """``keywords.npz`` beside the index (``local_dir``), one per generation of models ("" = the first):
+        a later generation's lexical weights are its caption model's; with a server, one per server."""
+        own = f"-{generation}" if generation else ""
+        if not self.chroma_url:
+            return Path(self.local_dir) / f"keywords{own}.npz"
+        server = hashlib.sha1(self.chroma_url.encode()).hexdigest()[:12]
+        return Path(self.local_dir) / f"keywords-{server}{own}.npz"
 
     @property
     def thumbnail_dir(self) -> str:

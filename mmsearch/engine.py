@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import Config
+from .config import MODEL_FIELDS, Config
 from .encoders import Encoders
 from .errors import ConfigError, MMSearchError, QueryError
 from .ids import image_id_of
@@ -62,8 +62,8 @@ class SearchEngine:
         elif db is not None or settings:
             config = replace(config, **settings, **({"db": str(db)} if db is not None else {}))
         self.requested = config  # before the index's models are adopted (a switch starts again from it)
-        # Only an engine that takes all its models from the index follows a switch to new ones.
-        self._follows = encoders is None and config.adopt_index_models and config.caption_model is None
+        self._own_encoders = encoders is not None
+        self._follows_known: bool | None = None
         self.session = IndexSession(config, encoders)  # replaced as one reference when following a switch
         self._reranker: Reranker | None = None
         self._state_version = 0  # raised when the session was replaced or switched
@@ -188,12 +188,33 @@ class SearchEngine:
                 self._state_version += 1
             return report
 
+    @property
+    def follows(self) -> bool:
+        """Whether this engine follows a switch of the index to other models: it takes all its models from the
+        index, or the models it was given (``MMSEARCH_*_MODEL``, options) are the index's own. An engine given
+        encoders, or other models, keeps answering with those."""
+        if self._follows_known is None:
+            requested = self.requested
+            if self._own_encoders:
+                self._follows_known = False
+            elif requested.adopt_index_models and requested.caption_model is None:
+                self._follows_known = True
+            else:  # the same models, given again: follow as if they had been left out
+                try:
+                    stored = self.store.models() if self.store.ready else None
+                except MMSearchError:  # other models built it: this engine answers with none of its own
+                    stored = None
+                self._follows_known = bool(stored) and all(getattr(requested, k) == stored.get(k) for k in MODEL_FIELDS)
+                if self._follows_known:
+                    self.requested = replace(requested, adopt_index_models=True, caption_model=None)
+        return self._follows_known
+
     def follow_switch(self) -> bool:
         """If a reindex (in any process, or any server sharing the Chroma server) switched the index to other
         models, load them and answer with them from now on; True when it did. Searches meanwhile use the
         old models. Only an engine that takes its models from the index follows (no model settings given).
         """
-        if not self._follows or self._index_lock.locked():
+        if not self.follows or self._index_lock.locked():
             return False
         fresh = self.session.successor(self.requested)
         if fresh is None:
@@ -209,7 +230,7 @@ class SearchEngine:
         ``mmsearch.ingest.handoff``); set the returned event to stop watching."""
         from .ingest.handoff import watch
 
-        return watch(self.follow_switch, lambda: self.signature, every, on_tick, enabled=self._follows)
+        return watch(self.follow_switch, lambda: self.signature, every, on_tick)
 
     # -- searching ----------------------------------------------------------------------------------
 

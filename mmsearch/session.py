@@ -7,7 +7,6 @@ one step, so a search sees either the old store, models and caches, or the new o
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from dataclasses import replace
@@ -251,16 +250,11 @@ class IndexSession:
             return index
 
     def keywords_path(self) -> Path:
-        """``keywords.npz`` beside the index (``Config.local_dir``), one per generation of models: a later
-        generation's lexical weights are its caption model's; with a server, one per server."""
+        """``keywords.npz`` of this generation of models (``Config.keywords_file``)."""
         from .store.collections import FIRST
 
         generation = self.store.generation
-        own = "" if generation == FIRST else f"-{generation}"
-        if not self.config.chroma_url:
-            return Path(self.config.local_dir) / f"keywords{own}.npz"
-        server = hashlib.sha1(self.config.chroma_url.encode()).hexdigest()[:12]
-        return Path(self.config.local_dir) / f"keywords-{server}{own}.npz"
+        return self.config.keywords_file("" if generation == FIRST else generation)
 
     def has_ocr_texts(self) -> bool:
         """Whether any text was read in this index's photos (then text queries use the ``ocr`` signal)."""

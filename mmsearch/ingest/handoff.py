@@ -268,7 +268,7 @@ class JobDesk:
         if action == "rollback":
             return {"active": rollback(store)}
         if action == "drop-previous":
-            return {"dropped": drop_previous(store)}
+            return {"dropped": drop_previous(store, self.engine.config)}
         if action == "undo-duplicates":
             back, left = self.engine.undo_duplicate_moves(str(options.get("manifest", "")))
             return {"back": back, "left": left}

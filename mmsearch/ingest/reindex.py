@@ -306,13 +306,18 @@ def rollback(store: Store) -> str:
     return previous
 
 
-def drop_previous(store: Store) -> list[str]:
-    """Delete the collections of the previous models and of an abandoned reindex; returns their
-    generations. The active ones are never touched. ``rollback`` is impossible afterwards."""
+def drop_previous(store: Store, config: Config | None = None) -> list[str]:
+    """Delete the collections of the previous models and of an abandoned reindex, and (given the
+    ``config``) their keyword index files; returns their generations. The active ones are never touched.
+    ``rollback`` is impossible afterwards."""
+    from ..store.collections import FIRST
+
     pointer = store.pointer()
     dropped = [g for g in {pointer["previous"], pointer["building"]}
                if g and g != pointer["active"] and store.has_generation(g)]
     for generation in dropped:
         store.drop_generation(generation)
+        if config is not None:
+            config.keywords_file("" if generation == FIRST else generation).unlink(missing_ok=True)
     store.set_pointer(previous="", building="")
     return sorted(dropped)

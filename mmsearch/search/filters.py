@@ -82,3 +82,20 @@ def check_text(text: str, what: str = "query") -> str:
     except UnicodeEncodeError:
         raise QueryError(f"the {what} is not valid UTF-8 text") from None
     return text
+
+
+def unknown_folder(folder: str | Path, folders: Sequence[str], roots: Sequence[str] = ()) -> str | None:
+    """A sentence when no indexed folder matches the ``folder`` filter (a typo, a folder never indexed),
+    naming the nearest indexed folders; None when it matches one. ``folders`` are the index's
+    (``SearchEngine.facets()["folders"]``)."""
+    import difflib
+
+    wanted = resolve_folder(folder, roots)
+    if wanted in folders:
+        return None
+    names = {os.path.basename(f) or f: f for f in folders}
+    close = difflib.get_close_matches(os.path.basename(wanted) or wanted, list(names), n=3, cutoff=0.5)
+    nearest = [names[n] for n in close] or sorted(folders, key=len)[:3]
+    hint = f"; nearest: {', '.join(nearest)}" if nearest else ""
+    return f"no indexed folder matches {str(folder)!r}{hint}"
+
