@@ -310,3 +310,41 @@ def test_a_reloaded_page_shows_the_models_a_reindex_switched_to(browser, tmp_pat
         page.get_by_text("Index", exact=True).first.click()  # the accordion with the index facts
         expect(page.locator("#index-facts")).to_contain_text("previous models kept")
         page.close()
+
+
+def test_a_login_opens_the_page_and_its_live_routes(browser, tmp_path):
+    import shutil
+
+    from playwright.sync_api import expect
+
+    from mmsearch import Config, SearchEngine
+
+    samples = Path(__file__).resolve().parent.parent / "sample_images"
+    (tmp_path / "lib").mkdir()
+    for name in ("rocket.jpg", "coffee.png", "chelsea-cat.png"):
+        shutil.copy(samples / name, tmp_path / "lib" / name)
+    engine = SearchEngine(config=Config.offline_profile(Config(db=str(tmp_path / "db"))))
+    engine.index([tmp_path / "lib"])
+    with served(engine, auth=[("ann", "s3cret")]) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(TIMEOUT)
+        statuses: dict[str, list[int]] = {}
+        page.on("response", lambda r: statuses.setdefault(r.url.split("?")[0].rsplit("/", 2)[-2], []).append(r.status))
+        page.goto(url)
+        assert not page.locator("#query").count()  # the login form, not the page
+        page.get_by_label("username").fill("ann")
+        page.get_by_label("password").fill("wrong")
+        page.get_by_role("button", name="Login").click()
+        expect(page.get_by_text("Incorrect Credentials")).to_be_visible()
+        page.get_by_label("username").fill("ann")  # the form is cleared after a failed login
+        page.get_by_label("password").fill("s3cret")
+        page.get_by_role("button", name="Login").click()
+        expect(page.locator("#query")).to_be_visible()
+        search(page, "a cat")
+        assert any("chelsea-cat" in label for label in tiles(page))
+        page.screenshot(path=str(tmp_path / "logged-in.png"), full_page=True)
+        # The page's own streams answer the logged-in browser (the gate only stops those without a login).
+        live = [s for route in ("heartbeat", "queue") for s in statuses.get(route, [])]
+        assert statuses.get("heartbeat") == [200]
+        assert live and all(s == 200 for s in live), statuses
+        page.close()
