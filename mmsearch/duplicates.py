@@ -173,9 +173,12 @@ def _same_bytes(images: list[_Image], a: int, b: int) -> bool:
 
 
 def _image(image_id: str, meta: dict) -> _Image:
+    """An image as the duplicate rule compares it. A video takes part by its bytes alone (one poster frame
+    says too little: two clips of one scene are not copies), so it has no pHash here."""
     look = Look.of(meta)
     exif = int(bool(meta.get("camera"))) + int(bool(meta.get("taken")))
-    return _Image(image_id, str(meta.get("path", "")), look.sha256, look.phash, int(meta.get("width") or 0),
+    phash = 0 if meta.get("kind") == "video" else look.phash
+    return _Image(image_id, str(meta.get("path", "")), look.sha256, phash, int(meta.get("width") or 0),
                   int(meta.get("height") or 0), int(meta.get("size") or 0), exif, int(meta.get("date") or 0), look)
 
 

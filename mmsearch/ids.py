@@ -29,6 +29,11 @@ def caption_id(image: str, index: int) -> str:
     return f"{image}:{index}"
 
 
+def frame_id(image: str, index: int) -> str:
+    """Record id of a video's ``index``-th sampled frame."""
+    return f"{image}@{index}"
+
+
 def split_caption_id(value: str) -> tuple[str, int]:
     """(image id, caption index) of a caption record id."""
     image, _, index = value.rpartition(":")

@@ -35,7 +35,7 @@ def stats(session: IndexSession) -> dict[str, Any]:
     signature = store.signature() or {**session.signature, "dim": None}
     ocr = store.ocr_collection() if store.ready else None
     pointer = store.pointer()
-    return {"db": session.config.db, "images": store.count(), "captions": store.caption_count(),
+    return {"db": session.config.db, "images": store.count(), "videos": store.video_count(), "captions": store.caption_count(),
             **signature, "roots": store.roots(), "updated_at": store.updated_at(),
             "ocr": store.ocr_setting(), "texts": ocr.count() if ocr is not None else 0,
             "generation": store.generation, "previous": pointer["previous"], "reindexing": pointer["building"]}

@@ -51,7 +51,7 @@ def format_hits(hits: list[Hit]) -> str:
     for n, hit in enumerate(hits, 1):
         cells = "".join(f"{format_score(hit.scores.get(s)):>{w}}  " for s, w in zip(signals, widths))
         similar = f"  (+{len(hit.similar)} similar)" if hit.similar else ""
-        lines.append(f"{n:>2}  {hit.relevance:6.3f}  {hit.score:6.3f}  {cells}{hit.path}{similar}")
+        lines.append(f"{n:>2}  {hit.relevance:6.3f}  {hit.score:6.3f}  {cells}{hit.moment}{similar}")
         if hit.caption:
             lines.append(f"{'':>{indent}}“{hit.caption}”")
         if hit.metadata.get("ocr") and hit.scores.get("ocr"):
@@ -75,7 +75,8 @@ def stats_lines(stats: dict[str, Any]) -> str:
     """``mmsearch stats`` for people."""
     stamp = stats["updated_at"]
     updated = datetime.fromtimestamp(stamp).isoformat(sep=" ", timespec="seconds") if stamp else "never"
-    return (f"database     {stats['db']}\nimages       {stats['images']}\ncaptions     {stats['captions']}\n"
+    videos = f" ({stats['videos']} of them videos)" if stats.get("videos") else ""
+    return (f"database     {stats['db']}\nimages       {stats['images']}{videos}\ncaptions     {stats['captions']}\n"
             f"image model  {stats['image_model']}\ntext model   {stats['text_model']}\n"
             f"caption model {stats.get('caption_model') or stats['text_model']}\ndimension    {stats['dim']}\n"
             f"schema       {stats.get('schema', '-')}\n"

@@ -22,6 +22,8 @@ class Hit:
             every query (``mmsearch.search.relevance``): 0.5 and more is a match, near 0 the nearest filler.
         similar: Paths of the copies of this photo (the duplicate rule, ``mmsearch.likeness``) folded into
             this hit when the search collapses copies; empty otherwise.
+        time: For a video, the moment (seconds from its start) of the frame that matched best; None for
+            photos, and for videos found by their name or captions alone.
     """
 
     path: str
@@ -31,11 +33,25 @@ class Hit:
     metadata: dict[str, Any] = field(default_factory=dict)
     relevance: float = 0.0
     similar: list[str] = field(default_factory=list)
+    time: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable form (as printed by ``mmsearch search --json``)."""
         return {"path": self.path, "score": self.score, "relevance": self.relevance, "scores": dict(self.scores),
-                "caption": self.caption, "similar": list(self.similar), "metadata": dict(self.metadata)}
+                "caption": self.caption, "similar": list(self.similar), "time": self.time,
+                "metadata": dict(self.metadata)}
+
+    @property
+    def moment(self) -> str:
+        """``path @ 01:23`` for a video hit with its moment, else the path."""
+        return f"{self.path} @ {clock(self.time)}" if self.time is not None else self.path
+
+
+def clock(seconds: float) -> str:
+    """``01:23`` (or ``1:02:03`` past an hour) of a time in seconds."""
+    whole = int(max(0.0, seconds))
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
 
 
 @dataclass
@@ -57,6 +73,7 @@ class IndexReport:
         ocr_read: photos whose text was read (``--ocr``), ``ocr_found`` of them with text.
         ocr_failed: ``(path, reason)`` of photos whose text could not be read; they stay indexed without
             text, and the next run tries again.
+        videos: how many of ``added`` are videos (the rest are photos).
     """
 
     added: int = 0
@@ -71,6 +88,7 @@ class IndexReport:
     ocr_read: int = 0
     ocr_found: int = 0
     ocr_failed: list[tuple[str, str]] = field(default_factory=list)
+    videos: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable form (as printed by ``mmsearch index --json``)."""
@@ -90,7 +108,8 @@ class IndexReport:
 
     def summary(self) -> str:
         """One human line, e.g. ``added 12, updated 0, unchanged 3, moved 0, removed 1, skipped 2``."""
-        line = (f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, "
+        videos = f" ({self.videos} video{'s' if self.videos != 1 else ''})" if self.videos else ""
+        line = (f"added {self.added}{videos}, updated {self.updated}, unchanged {self.unchanged}, "
                 f"moved {self.moved}, removed {self.removed}, skipped {len(self.failed)}")
         if self.failed:
             kinds = self.skipped_by_kind()

@@ -313,3 +313,35 @@ def count_encoder_calls(monkeypatch: object, image: object, text: object) -> tup
     encode = text.encode_texts  # type: ignore[attr-defined]
     monkeypatch.setattr(text, "encode_texts", lambda t: texts.extend(t) or encode(t))  # type: ignore[attr-defined]
     return images, texts
+
+
+def scene_picture(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
+    """A distinct picture (blocks of colour from ``seed``), a scene of a generated video."""
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    return Image.fromarray(blocks).resize(size, Image.Resampling.NEAREST)
+
+
+def write_video(path: Path, scenes: list[Image.Image], seconds: float = 4.0, fps: int = 10, codec: str = "libx264",
+                gop: int = 1000, metadata: dict[str, str] | None = None, faststart: bool = False) -> Path:
+    """A video of ``scenes`` shown ``seconds`` each, encoded by PyAV with one keyframe every ``gop`` frames
+    (longer than a scene by default: frames must be found by time, not at keyframes)."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else None) as container:
+        for key, value in (metadata or {}).items():
+            container.metadata[key] = value
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height = scenes[0].size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.gop_size = gop
+        if codec == "libx264":
+            stream.options = {"preset": "ultrafast", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
+        for scene in scenes:
+            for _ in range(int(seconds * fps)):
+                for packet in stream.encode(av.VideoFrame.from_image(scene)):
+                    container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

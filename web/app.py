@@ -28,7 +28,17 @@ from mmsearch.present import profile_label
 
 from .duplicates_panel import duplicates_panel
 from .guard import LoginGate, LoginThrottle, MarkBudget, allowed_hosts, client_of, original_route, trust_proxy_headers
-from .views import SearchForm, example_paths, hit_details, marks_markdown, run_search, run_similar, stats_markdown, thumbnail_of
+from .views import (
+    SearchForm,
+    example_paths,
+    hit_details,
+    marks_markdown,
+    run_search,
+    run_similar,
+    stats_markdown,
+    thumbnail_of,
+    video_player,
+)
 
 MAX_FILE_SIZE = "25mb"  # largest upload accepted (query images)
 SEARCH_CONCURRENCY = 4  # searches answered at once; the rest wait in the queue
@@ -156,7 +166,9 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
         # so no path ever comes from the browser (a forged event cannot name another file).
         shown = gr.State([])
         with gr.Row(visible=False) as selected_row:
-            preview = gr.Image(label="Selected", interactive=False, height=PREVIEW_HEIGHT, scale=3, elem_id="preview")
+            with gr.Column(scale=3):
+                preview = gr.Image(label="Selected", interactive=False, height=PREVIEW_HEIGHT, elem_id="preview")
+                player = gr.HTML(visible=False, elem_id="player")
             with gr.Column(scale=2):
                 details = gr.Markdown(elem_id="details")
                 with gr.Row():
@@ -228,7 +240,7 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
         def select(found: list[dict], query: str, keep: bool, evt: gr.SelectData) -> tuple:
             index = evt.index if isinstance(evt.index, int) else -1
             if not 0 <= index < len(found or []):
-                return gr.Row(visible=False), None, "", ""
+                return gr.Row(visible=False), None, gr.HTML(visible=False), "", ""
             hit = found[index]
             try:
                 large = thumbnail_of(thumbs, hit["file"], hit.get("metadata", {}), "preview")
@@ -237,7 +249,9 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
             # A 48 px icon in a 480 px panel is lost: the panel fits small images (with room for its label).
             height = min(PREVIEW_HEIGHT, max(160, int(hit.get("metadata", {}).get("height") or PREVIEW_HEIGHT) + 60))
             details = hit_details(hit, query if keep and allow_indexing else "")
-            return gr.Row(visible=True), gr.Image(value=large, height=height), details, hit["file"]
+            video = video_player(hit)
+            return (gr.Row(visible=True), gr.Image(value=large, height=height, visible=not video),
+                    gr.HTML(value=video, visible=bool(video)), details, hit["file"])
 
         search_inputs = [query, image, k, min_relevance, text_weight, *filters, like, unlike]
         button.click(search, search_inputs, outputs, api_name="search")
@@ -249,7 +263,7 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
         clear.click(forget, [query, like, unlike, remember], mark_outputs, api_visibility="private")
         tile_mark_button.click(mark_tile, [tile_mark, shown, query, like, unlike, remember], mark_outputs,
                                api_visibility="private")
-        gallery.select(select, [shown, query, remember], [selected_row, preview, details, selected],
+        gallery.select(select, [shown, query, remember], [selected_row, preview, player, details, selected],
                        api_visibility="private")
         more.click(similar, [selected, k, min_relevance, *filters], outputs, api_name="more_like_this")
         gr.api(engine.stats, api_name="stats")

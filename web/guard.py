@@ -24,8 +24,6 @@ if TYPE_CHECKING:
     from mmsearch import SearchEngine
 
 ORIGINAL_ROUTE = "/mmsearch/original/{image_id}"
-MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif",
-               ".webp": "image/webp", ".bmp": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff"}
 CHUNK = 1 << 20  # bytes of an original sent at a time
 LOGIN_DELAY_START, LOGIN_DELAY_MAX = 1.0, 30.0  # seconds: doubled after each failed login of one client
 MAX_WAITING = 5  # one client's login attempts queued at once; more are answered 429
@@ -44,13 +42,18 @@ def original_url(image_id: str) -> str:
 def original_route(engine: SearchEngine, remember: bool = True) -> Route:
     """``GET /mmsearch/original/<image id>``: the indexed file, if it is still the image that was indexed.
 
-    Behind the page's login when ``--auth`` is set. Sent with ``nosniff`` and an image type from the
-    extension (only raster formats are ever indexed), so nothing is rendered as HTML or script. With
-    ``remember`` (not on a read-only page), ``?q=`` records opening it as a weak like for that query.
+    Behind the page's login when ``--auth`` is set. Sent with ``nosniff`` and the type of its media kind
+    (``mmsearch.media.kinds``), so nothing is rendered as HTML or script. A kind a browser does not show as
+    it is (HEIC, RAW, TIFF, and SVG, which could carry script) is sent as its large rendition, a JPEG or PNG
+    made from the checked file. A video answers ``Range`` requests (206), so the page's player seeks to the
+    moment that matched. With ``remember`` (not on a read-only page), ``?q=`` records opening it as a weak
+    like for that query.
     """
     from starlette.concurrency import run_in_threadpool
-    from starlette.responses import PlainTextResponse, StreamingResponse
+    from starlette.responses import FileResponse, PlainTextResponse, StreamingResponse
     from starlette.routing import Route
+
+    from mmsearch.media.kinds import kind_of
 
     async def original(request: Request) -> Response:
         if not _logged_in(request):
@@ -62,21 +65,74 @@ def original_route(engine: SearchEngine, remember: bool = True) -> Route:
         query = request.query_params.get("q", "")
         if query.strip() and remember:  # opened from a search that remembers marks: a weak like, never over a stronger mark
             await run_in_threadpool(_opened, engine, query, path)
+        kind = kind_of(path)
         name = urllib.parse.quote(os.path.basename(path))
         headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=300",
-                   "Content-Disposition": f"inline; filename*=UTF-8''{name}",
-                   "Content-Length": str(os.fstat(handle.fileno()).st_size)}
-        return StreamingResponse(_chunks(handle), media_type=MEDIA_TYPES[os.path.splitext(path)[1].lower()],
-                                 headers=headers)
+                   "Content-Disposition": f"inline; filename*=UTF-8''{name}"}
+        if kind is None or not kind.browser_shows:
+            handle.close()
+            rendition = await run_in_threadpool(_rendition, engine, path)
+            if rendition is None:
+                return PlainTextResponse("this file cannot be shown", status_code=404)
+            return FileResponse(rendition, headers={k: v for k, v in headers.items() if k != "Content-Disposition"})
+        size = os.fstat(handle.fileno()).st_size
+        media_type = kind.media_types[os.path.splitext(path)[1].lower()]
+        span = byte_range(request.headers.get("range", ""), size) if kind.video else None
+        if span is None:
+            headers.update({"Content-Length": str(size), "Accept-Ranges": "bytes" if kind.video else "none"})
+            return StreamingResponse(_chunks(handle), media_type=media_type, headers=headers)
+        start, end = span
+        headers.update({"Content-Length": str(end - start + 1), "Accept-Ranges": "bytes",
+                        "Content-Range": f"bytes {start}-{end}/{size}"})
+        return StreamingResponse(_chunks(handle, start, end + 1), status_code=206, media_type=media_type, headers=headers)
 
     return Route(ORIGINAL_ROUTE, original, methods=["GET", "HEAD"])
 
 
-def _chunks(handle: BinaryIO) -> Iterator[bytes]:
-    """The checked file's bytes, from the descriptor that was checked (never reopened by path)."""
+def byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """The (first, last) byte of a one-part ``Range: bytes=...`` header within a file of ``size`` bytes, or
+    None to send the whole file (no header, several parts, or one that does not parse)."""
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec or size <= 0:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash:
+        return None
+    try:
+        if not first:  # the last N bytes
+            count = int(last)
+            return (max(0, size - count), size - 1) if count > 0 else None
+        start = int(first)
+        end = min(int(last), size - 1) if last else size - 1
+    except ValueError:
+        return None
+    return (start, end) if 0 <= start <= end else None
+
+
+def _chunks(handle: BinaryIO, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
+    """The checked file's bytes from ``start`` to ``stop`` (the end), from the descriptor that was checked
+    (never reopened by path)."""
     with handle:
-        while chunk := handle.read(CHUNK):
+        handle.seek(start)
+        left = None if stop is None else stop - start
+        while left is None or left > 0:
+            chunk = handle.read(CHUNK if left is None else min(CHUNK, left))
+            if not chunk:
+                return
+            if left is not None:
+                left -= len(chunk)
             yield chunk
+
+
+def _rendition(engine: SearchEngine, path: str) -> str | None:
+    """The large rendition of a file a browser does not show as it is (``ThumbnailCache`` "preview")."""
+    from mmsearch.errors import ImageReadError
+    from mmsearch.media.thumbnails import ThumbnailCache
+
+    try:
+        return str(ThumbnailCache(engine.config.thumbnail_dir).get(path, "preview"))
+    except ImageReadError:
+        return None
 
 
 def _servable(engine: SearchEngine, image_id: str) -> tuple[str, BinaryIO] | None:
@@ -84,12 +140,13 @@ def _servable(engine: SearchEngine, image_id: str) -> tuple[str, BinaryIO] | Non
     image that was indexed (``mmsearch.media.identity``: a regular file with its format's signature and
     the recorded size and time, or content hash), so a link or a file put in its place is never sent."""
     from mmsearch.media.identity import open_indexed
+    from mmsearch.media.kinds import kind_of
 
     if not engine.store.ready:
         return None
     meta = engine.store.image_metadata([image_id]).get(image_id)
     path = str(meta.get("path", "")) if meta else ""
-    if not meta or os.path.splitext(path)[1].lower() not in MEDIA_TYPES:
+    if not meta or kind_of(path) is None:
         return None
     database = os.path.realpath(engine.config.db) + os.sep
     if os.path.realpath(path).startswith(database):

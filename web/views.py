@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from mmsearch.config import MIN_RELEVANCE
 from mmsearch.errors import ImageReadError, MMSearchError, QueryError
+from mmsearch.records import clock
 
 from .guard import original_url
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from mmsearch.media.thumbnails import ThumbnailCache
 
 THUMBNAIL_THREADS = 4
+PLAYER_HEIGHT = 480  # px: the player's height at most, as the preview's
 GalleryItem = tuple[str, str]  # (thumbnail path, label)
 
 
@@ -114,7 +116,7 @@ def run_similar(engine: SearchEngine, thumbs: ThumbnailCache, path: str, form: S
 
 def _results(hits: list[Hit], thumbs: ThumbnailCache, what: str) -> Results:
     with ThreadPoolExecutor(THUMBNAIL_THREADS) as pool:
-        thumb_paths = list(pool.map(lambda h: thumbnail_of(thumbs, h.path, h.metadata), hits))
+        thumb_paths = list(pool.map(lambda h: thumbnail_of(thumbs, h.path, h.metadata, time=h.time), hits))
     shown = [(hit, thumb) for hit, thumb in zip(hits, thumb_paths) if thumb is not None]
     missing = len(hits) - len(shown)
     status = f"{len(shown)} result{'s' if len(shown) != 1 else ''}{what}" if shown else f"No results{what}."
@@ -135,16 +137,17 @@ def hit_record(hit: Hit) -> dict[str, Any]:
     return {"file": data.pop("path"), "id": image_id(hit.path), **data}
 
 
-def thumbnail_of(thumbs: ThumbnailCache, path: str, meta: dict[str, Any], size: str = "thumb") -> str | None:
+def thumbnail_of(thumbs: ThumbnailCache, path: str, meta: dict[str, Any], size: str = "thumb",
+                 time: float | None = None) -> str | None:
     """The thumbnail of an indexed file, made only while the file is still the image that was indexed
     (``mmsearch.media.identity``: not a link or a file put in its place); None when it is not, or cannot
-    be read."""
+    be read. A video's is its frame at ``time`` (the moment that matched), else its poster frame."""
     from mmsearch.media.identity import still_indexed
 
     if not still_indexed(path, meta):
         return None
     try:
-        return str(thumbs.get(path, size))
+        return str(thumbs.get(path, size, time if time is not None else meta.get("poster")))
     except ImageReadError:
         return None
 
@@ -156,6 +159,8 @@ def hit_label(hit: Hit, shown_path: str | None = None) -> str:
     scores = ", ".join(f"{name} {value:.2f}" for name, value in hit.scores.items() if value is not None)
     caption = f" — {hit.caption}" if hit.caption else ""
     name = shown_path or f"{Path(hit.path).parent.name}/{Path(hit.path).name}"
+    if hit.time is not None:
+        name += f" @ {clock(hit.time)}"
     similar = f" · +{len(hit.similar)} similar" if hit.similar else ""
     return f"{name} · {relevance_word(hit.relevance)}{similar}{f' ({scores})' if scores else ''}{caption}"
 
@@ -199,6 +204,9 @@ def hit_details(hit: dict[str, Any], query: str = "") -> str:
         rows.append(("Date", f"{datetime.fromtimestamp(int(meta['date'])):%Y-%m-%d %H:%M} ({source})"))
     if meta.get("camera"):
         rows.append(("Camera", html.escape(str(meta["camera"]))))
+    if meta.get("kind") == "video":
+        moment = f", best match at {clock(float(hit['time']))}" if hit.get("time") is not None else ""
+        rows.append(("Video", f"{clock(float(meta.get('duration') or 0))} long, {meta.get('frames', 0)} frames searched{moment}"))
     scores = ", ".join(f"{k} {'n/a' if v is None else f'{v:.3f}'}" for k, v in hit["scores"].items())
     rows.append(("Relevance", relevance_word(float(hit.get("relevance") or 0.0))))
     rows.append(("Score", f"{hit['score']:.3f} ({scores})"))
@@ -206,6 +214,8 @@ def hit_details(hit: dict[str, Any], query: str = "") -> str:
         rows.append(("Copies", ", ".join(f"`{p}`" for p in hit["similar"])))
     captions = meta.get("captions") or ([hit["caption"]] if hit["caption"] else [])
     link = original_url(hit["id"]) + (f"?q={urllib.parse.quote(query)}" if query.strip() else "")
+    if meta.get("kind") == "video" and hit.get("time") is not None:
+        link += f"#t={float(hit['time']):.1f}"
     rows.append(("Original", f"[open full size]({link})"))
     text = "\n".join(f"- **{k}**: {v}" for k, v in rows)
     listed = "\n".join(f"- {plain(c)}" for c in captions) or "_no captions_"
@@ -214,6 +224,17 @@ def hit_details(hit: dict[str, Any], query: str = "") -> str:
         lines = "  \n".join(plain(line) for line in str(meta["ocr"]).splitlines())
         out += f"\n\n**Text in photo** (confidence {float(meta.get('ocr_confidence', 0)):.2f})\n\n{lines}"
     return out
+
+
+def video_player(hit: dict[str, Any]) -> str:
+    """An HTML5 player of a video hit that starts at the moment that matched (a ``#t=`` media fragment on
+    the checked original, which answers range requests); "" for photos."""
+    if hit.get("metadata", {}).get("kind") != "video":
+        return ""
+    start = float(hit.get("time") or hit.get("metadata", {}).get("poster") or 0.0)
+    source = html.escape(f"{original_url(hit['id'])}#t={start:.1f}", quote=True)
+    return (f'<video id="hit-video" controls autoplay muted playsinline preload="metadata" src="{source}" '
+            f'style="width:100%;max-height:{PLAYER_HEIGHT}px;background:#000"></video>')
 
 
 def plain(text: str) -> str:

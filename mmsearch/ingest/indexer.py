@@ -25,11 +25,23 @@ from ..encoders.sparse import pack
 from ..errors import ConfigError, ImageReadError, first_line
 from ..ids import image_id
 from ..media.captions import Manifest, load_manifest, merge_captions, sidecar_captions
-from ..media.images import ImageInfo, layout_vector, look_print, perceptual_hash, read_capped, read_for_ocr, read_image
+from ..media.images import (
+    ImageInfo,
+    decode_file,
+    detail,
+    hash_file,
+    layout_vector,
+    look_print,
+    perceptual_hash,
+    read_capped,
+    read_for_ocr,
+)
+from ..media.kinds import is_video, kind_of
+from ..media.kinds.video import read_video
 from ..media.ocr import OcrEngine, OcrText
 from ..paths import within_any
 from ..records import IndexReport
-from ..store.client import Entry, OcrRecord, Store
+from ..store.client import Entry, FrameSet, OcrRecord, Store
 from .pipeline import Batch, Writer, run_batches
 from .progress import ProgressCallback, stored
 from .scan import scan
@@ -69,6 +81,20 @@ class Prepared:
     pixels: np.ndarray | None = None  # the image model's preprocessed input, made in the decode worker
     ocr: OcrText | None = None  # text read in the photo (None: none found, or OCR off or failed)
     ocr_error: str = ""  # why reading its text failed ("" when it did not)
+    video: VideoFacts | None = None  # a video: its sampled frames (model inputs) and container facts
+
+
+@dataclass
+class VideoFacts:
+    """What a video adds to a ``Prepared`` item: each sampled frame's time and model input (a
+    preprocessed array or a small PIL image), its length, and why frames are missing ("" when none are)."""
+
+    times: list[float]
+    inputs: list[Any]
+    duration: float
+    codec: str = ""
+    problem: str = ""
+    poster: float = 0.0  # the time of the frame with the most detail: the video's picture before any search
 
 
 @dataclass(frozen=True)
@@ -263,11 +289,14 @@ class Indexer:
             if isinstance(item, TextOnly):
                 continue
             old = known.get(item.candidate.path)
+            if item.video is not None and item.video.problem:
+                report.warnings.append((item.candidate.path, item.video.problem))
             if old is not None:
                 report.updated += 1
                 report.captions_removed += len(set(old.captions) - set(item.captions))
             else:
                 report.added += 1
+                report.videos += item.video is not None
 
     def _collect(self, futures: list[Future], report: IndexReport, writer: Writer) -> list[Prepared | TextOnly]:
         ready: list[Prepared | TextOnly] = []
@@ -285,7 +314,7 @@ class Indexer:
     def _encode(self, ready: list[Prepared | TextOnly]) -> Batch:
         """Run the models over a decoded batch (in this thread); the result is stored by the writer."""
         batch = [p for p in ready if isinstance(p, Prepared)]
-        vectors = image_vectors(self.encoders, [p.pixels if p.pixels is not None else p.image for p in batch])
+        vectors, frames = item_vectors(self.encoders, batch)
         captions = [merge_captions(p.candidate.captions, [(c, "embedded") for c in p.info.captions]) for p in batch]
         for item, pairs in zip(batch, captions):
             item.captions = [t for t, _ in pairs]
@@ -296,7 +325,8 @@ class Indexer:
         metas = [_metadata(p, [t for t, _ in items], self._ocr_fields(p, ocr_lexical[n]), [next(lexical) for _ in items])
                  for n, p, items in zip([n for n, p in enumerate(ready) if isinstance(p, Prepared)], batch, captions)]
         out = Batch([image_id(p.candidate.path) for p in batch], vectors, metas, captions, caption_vectors,
-                    ocr=[records[n] for n, p in enumerate(ready) if isinstance(p, Prepared)] if self.ocr else None)
+                    ocr=[records[n] for n, p in enumerate(ready) if isinstance(p, Prepared)] if self.ocr else None,
+                    frames=frames if any(f is not None for f in frames) else None)
         out.text_updates = [(image_id(p.candidate.path), self._ocr_fields(p, ocr_lexical[n]), records[n])
                             for n, p in enumerate(ready) if isinstance(p, TextOnly) and not p.ocr_error]
         return out
@@ -398,18 +428,29 @@ def _prepare(candidate: Candidate, moves: _MoveTable | None = None, min_side: in
     A new file with the content and captions of a vanished entry is a rename: it is not decoded.
     """
     reading(candidate.path)  # warnings raised while reading this file name it
+    if is_video(candidate.path):
+        try:
+            return _prepare_video(candidate, moves, min_side, prepare)
+        except ImageReadError as exc:
+            return candidate.path, str(exc)
+        except MemoryError:
+            return candidate.path, "out of memory while reading this video"
+        except Exception as exc:  # an FFmpeg oddity on one file must not stop the run
+            return candidate.path, f"cannot decode: {type(exc).__name__}: {exc}"
+        finally:
+            reading(None)
     try:
         data, sha256 = read_capped(candidate.path)
         if candidate.text_only:
-            return TextOnly(candidate, *_read_text(data, ocr))
+            return TextOnly(candidate, *_read_text(data, ocr, candidate.path))
         entry = moves.claim(sha256, candidate.caption_sig) if moves is not None else None
         if entry is not None:
             return Moved(candidate, entry)
-        image, info = read_image(data, min_side)
+        image, info = decode_file(candidate.path, data, min_side)
         phash = perceptual_hash(image)  # here, in the decode thread, on the already small image
         look = look_print(image)
         pixels = prepare(image) if prepare is not None else None
-        text, error = _read_text(data, ocr)
+        text, error = _read_text(data, ocr, candidate.path)
     except ImageReadError as exc:
         return candidate.path, str(exc)
     except MemoryError:
@@ -423,10 +464,38 @@ def _prepare(candidate: Candidate, moves: _MoveTable | None = None, min_side: in
                     ocr_error=error)
 
 
+def _prepare_video(candidate: Candidate, moves: _MoveTable | None, min_side: int | None,
+                   prepare: Callable[[Any], np.ndarray] | None) -> Prepared | Moved | TextOnly:
+    """A video: hashed as it streams (never read whole), frames sampled in time (``kinds.video``), each made
+    into the model's input; its poster (the frame with the most detail) gives its pHash and look. Videos
+    have no text read (``TextOnly`` marks one as read when OCR is turned on)."""
+    sha256 = hash_file(candidate.path)
+    if candidate.text_only:
+        return TextOnly(candidate, None, "")
+    entry = moves.claim(sha256, candidate.caption_sig) if moves is not None else None
+    if entry is not None:
+        return Moved(candidate, entry)
+    video = read_video(candidate.path, min_side)
+    times = [t for t, _ in video.frames]
+    pictures = [p for _, p in video.frames]
+    best = max(range(len(pictures)), key=lambda n: detail(pictures[n]))
+    poster = pictures[best]
+    facts = VideoFacts(times, [prepare(p) for p in pictures] if prepare is not None else pictures,
+                       video.info.duration, video.info.codec, video.problem, times[best])
+    info = ImageInfo(video.info.width, video.info.height, video.info.taken, None, [], video.info.lat, video.info.lon)
+    return Prepared(candidate, poster, info, sha256, perceptual_hash(poster), look_print(poster), video=facts)
+
+
 def decode_for_model(path: str, min_side: int | None, prepare: Callable[[Any], np.ndarray] | None) -> Any:
     """A file decoded at the size the image model needs, and made into its input when it has a
-    ``prepare`` step (``image_vectors`` takes either). Raises ``ImageReadError`` and Pillow's errors."""
-    image, _ = read_image(read_capped(path)[0], min_side)
+    ``prepare`` step (``record_vectors`` takes either, or a video's ``VideoFacts``). Raises
+    ``ImageReadError`` and Pillow's errors."""
+    if is_video(path):
+        video = read_video(path, min_side)
+        pictures = [p for _, p in video.frames]
+        return VideoFacts([t for t, _ in video.frames], [prepare(p) for p in pictures] if prepare is not None else pictures,
+                          video.info.duration, video.info.codec, video.problem)
+    image, _ = decode_file(path, read_capped(path)[0], min_side)
     return prepare(image) if prepare is not None else image
 
 
@@ -435,6 +504,38 @@ def model_input(encoders: Encoders) -> tuple[int | None, Callable[[Any], np.ndar
     image = encoders.image
     min_side = getattr(image, "input_size", None) if image is not None else LAYOUT_DECODE_SIDE
     return min_side, image.prepare if isinstance(image, PreparingImageEncoder) else None
+
+
+ENCODE_CHUNK = 256  # model inputs encoded at once (a batch of videos holds up to 32 frames each)
+
+
+def item_vectors(encoders: Encoders, items: Sequence[Prepared]) -> tuple[np.ndarray, list[FrameSet | None]]:
+    """The record vector of each decoded item, and each video's frames (``record_vectors``)."""
+    return record_vectors(encoders, [p.video if p.video is not None else p.pixels if p.pixels is not None else p.image
+                                     for p in items])
+
+
+def record_vectors(encoders: Encoders, decoded: Sequence[Any]) -> tuple[np.ndarray, list[FrameSet | None]]:
+    """The record vector of each decoded file (a model input, or a video's ``VideoFacts``), and each video's
+    frames. A photo's vector is its image's; a video's is the unit mean of its frames' (what "more like
+    this" and duplicates compare), and its frames keep their own vectors for search (None for photos, and
+    without an image model, whose layout vectors are never searched)."""
+    inputs = [x for d in decoded for x in (d.inputs if isinstance(d, VideoFacts) else [d])]
+    rows = np.concatenate([image_vectors(encoders, inputs[start:start + ENCODE_CHUNK])
+                           for start in range(0, len(inputs), ENCODE_CHUNK)] or [np.zeros((0, encoders.dim), np.float32)])
+    vectors, frames, at = [], [], 0
+    for item in decoded:
+        count = len(item.inputs) if isinstance(item, VideoFacts) else 1
+        own = rows[at:at + count]
+        at += count
+        if not isinstance(item, VideoFacts):
+            vectors.append(own[0])
+            frames.append(None)
+            continue
+        mean = own.mean(axis=0)
+        vectors.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+        frames.append((item.times, own) if encoders.image is not None else None)
+    return np.asarray(vectors, dtype=np.float32).reshape(len(decoded), encoders.dim), frames
 
 
 def image_vectors(encoders: Encoders, decoded: Sequence[Any]) -> np.ndarray:
@@ -450,13 +551,13 @@ def image_vectors(encoders: Encoders, decoded: Sequence[Any]) -> np.ndarray:
     return np.asarray([layout_vector(d, dim) for d in decoded], dtype=np.float32)
 
 
-def _read_text(data: bytes, ocr: OcrEngine | None) -> tuple[OcrText | None, str]:
+def _read_text(data: bytes, ocr: OcrEngine | None, path: str = "") -> tuple[OcrText | None, str]:
     """The text in a photo and ``""``, or None and why reading it failed; a failure never stops the run
     (the photo is indexed without text, and a later run tries again)."""
     if ocr is None:
         return None, ""
     try:
-        return ocr.read(read_for_ocr(data, ocr.side)), ""
+        return ocr.read(read_for_ocr(data, ocr.side, path)), ""
     except MemoryError:
         return None, "OCR: out of memory"
     except Exception as exc:  # an engine error on one odd photo must not stop the run
@@ -538,6 +639,14 @@ def _metadata(item: Prepared, captions: list[str], ocr: dict[str, Any], lexical:
         meta["taken"] = info.taken.isoformat(sep=" ")
     if info.camera:
         meta["camera"] = info.camera
+    if info.lat is not None and info.lon is not None:
+        meta["lat"], meta["lon"] = info.lat, info.lon
+    kind = kind_of(c.path)
+    if kind is not None:
+        meta["kind"] = kind.name
+    if item.video is not None:
+        meta.update(duration=round(item.video.duration, 3), frames=len(item.video.times), codec=item.video.codec,
+                    poster=item.video.poster)
     if captions:
         meta["captions"] = captions
     if lexical and any(lexical):

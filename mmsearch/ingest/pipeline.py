@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..store.client import OcrRecord, Store
+    from ..store.client import FrameSet, OcrRecord, Store
 
 T = TypeVar("T")  # one batch of work as the caller describes it (candidates, a page of records)
 
@@ -33,6 +33,7 @@ class Batch:
     caption_vectors: np.ndarray
     ocr: list[OcrRecord | None] | None = None  # text read in each photo (None: OCR off in this run)
     text_updates: list[tuple[str, dict, OcrRecord | None]] = field(default_factory=list)  # ``Store.set_ocr``
+    frames: list[FrameSet | None] | None = None  # each video's sampled frames (None for photos, or no videos)
     stored: Callable[[], None] | None = None  # called in the writer thread once the batch is stored
 
     @classmethod
@@ -42,10 +43,12 @@ class Batch:
             return batches[0]
         callbacks = [b.stored for b in batches if b.stored is not None]
         ocr = None if any(b.ocr is None for b in batches) else [r for b in batches for r in b.ocr]  # type: ignore[union-attr]
+        frames = [f for b in batches for f in (b.frames or [None] * len(b.ids))]
         return cls([i for b in batches for i in b.ids], np.concatenate([b.vectors for b in batches]),
                    [m for b in batches for m in b.metas], [c for b in batches for c in b.captions],
                    np.concatenate([b.caption_vectors for b in batches]), ocr,
-                   [u for b in batches for u in b.text_updates], functools.partial(_call_all, callbacks))
+                   [u for b in batches for u in b.text_updates], functools.partial(_call_all, callbacks),
+                   frames if any(f is not None for f in frames) else None)
 
 
 def _call_all(functions: list[Callable[[], None]]) -> None:
@@ -128,7 +131,8 @@ class Writer:
 
     def _store(self, batch: Batch) -> None:
         if batch.ids:
-            self.store.put(batch.ids, batch.vectors, batch.metas, batch.captions, batch.caption_vectors, batch.ocr)
+            self.store.put(batch.ids, batch.vectors, batch.metas, batch.captions, batch.caption_vectors, batch.ocr,
+                           batch.frames)
         if batch.text_updates:
             ids, updates, records = (list(v) for v in zip(*batch.text_updates))
             self.store.set_ocr(ids, updates, records)

@@ -156,17 +156,19 @@ class Reindexer:
                report: ReindexReport) -> Batch:
         """One batch for ``Store.put``: image vectors encoded (``decoded`` given) or copied, texts embedded
         again or copied."""
-        from .indexer import embed_texts, image_vectors
+        from .indexer import embed_texts, record_vectors
 
         if decoded is not None:
             kept = [n for n, d in enumerate(decoded) if not isinstance(d, _Failure)]
             report.failed.extend((page[n][1]["path"], decoded[n].reason) for n in range(len(page)) if n not in kept)
             page = [page[n] for n in kept]
-            vectors = image_vectors(encoders, [decoded[n] for n in kept])
+            vectors, frames = record_vectors(encoders, [decoded[n] for n in kept])
             report.images_encoded += len(page)
         else:
             stored = self.source.image_vectors([i for i, _ in page])
             vectors = np.asarray([stored[i] for i, _ in page], dtype=np.float32).reshape(len(page), -1)
+            sets = self.source.frame_sets([i for i, m in page if m.get("kind") == "video"])
+            frames = [sets.get(i) for i, _ in page]
             report.images_copied += len(page)
         ids = [i for i, _ in page]
         captions = self.source.caption_sources(ids)
@@ -188,7 +190,8 @@ class Reindexer:
         count = sum(len(items) for items in pairs)
         text_vectors = iter(embedded[count:])
         records = [(ocr[i][0], next(text_vectors)) if i in ocr else None for i in ids]
-        return Batch(ids, vectors, metas, pairs, embedded[:count], records)
+        return Batch(ids, vectors, metas, pairs, embedded[:count], records,
+                     frames=frames if any(f is not None for f in frames) else None)
 
     def _carry_marks(self, target: Store, encoders: Encoders) -> int:
         """The feedback marks, their query vectors embedded by the new text model."""

@@ -3,7 +3,7 @@
 An index record names a path, but the file at that path can change after indexing: replaced by a
 symbolic link to ``/etc/shadow``, or by a hard link to the database. A file is still the indexed image
 when it is a regular file (a link is followed, and judged by what it reaches) whose first bytes are the
-signature of its image format, and whose size and modification time are those recorded, or, when the
+signature of its format (``mmsearch.media.kinds``), and whose size and modification time are those recorded, or, when the
 time differs (a touched file), whose content hash is the recorded one.
 """
 
@@ -15,21 +15,9 @@ import stat
 from collections.abc import Mapping
 from typing import Any, BinaryIO
 
-# The first bytes of each raster format the index reads, by file extension.
-SIGNATURES: dict[str, tuple[bytes, ...]] = {
-    ".jpg": (b"\xff\xd8\xff",), ".jpeg": (b"\xff\xd8\xff",), ".png": (b"\x89PNG\r\n\x1a\n",),
-    ".gif": (b"GIF87a", b"GIF89a"), ".webp": (b"RIFF",), ".bmp": (b"BM",), ".tif": (b"II*\x00", b"MM\x00*"),
-    ".tiff": (b"II*\x00", b"MM\x00*"),
-}
+from .kinds import has_signature
+
 CHUNK = 1 << 20
-
-
-def has_signature(path: str, head: bytes) -> bool:
-    """Whether ``head`` (the file's first bytes) starts as the format of ``path``'s extension does."""
-    wanted = SIGNATURES.get(os.path.splitext(path)[1].lower())
-    if not wanted or not head.startswith(wanted):
-        return False
-    return not path.lower().endswith(".webp") or head[8:12] == b"WEBP"
 
 
 def is_indexed_file(handle: BinaryIO, path: str, meta: Mapping[str, Any]) -> bool:
@@ -38,7 +26,7 @@ def is_indexed_file(handle: BinaryIO, path: str, meta: Mapping[str, Any]) -> boo
     info = os.fstat(handle.fileno())
     if not stat.S_ISREG(info.st_mode) or info.st_size != int(meta.get("size") or -1):
         return False
-    head = os.pread(handle.fileno(), 16, 0)
+    head = os.pread(handle.fileno(), 32, 0)
     if not has_signature(path, head):
         return False
     if str(info.st_mtime_ns) == str(meta.get("mtime_ns", "")):

@@ -1,6 +1,6 @@
-"""Reading one image: decode, apply EXIF orientation, flatten to RGB, read EXIF facts and embedded captions.
-
-The only module that calls Pillow.
+"""Reading one image: decode, apply EXIF orientation, flatten to RGB, read EXIF facts (date, camera, GPS)
+and embedded captions. Pillow is called here and in the media kinds (``mmsearch.media.kinds``), which
+decode the formats Pillow does not read itself.
 """
 
 from __future__ import annotations
@@ -12,16 +12,17 @@ import os
 import re
 import stat
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageReadError
 from .captions import is_boilerplate
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 MAX_PIXELS = 120_000_000  # refuse larger images (decompression bombs) before decoding them
 # A query image is decoded in the request: JPEGs at reduced scale (draft), others in full, so non-JPEG
 # queries are held to fewer pixels (40 MP = 120 MB of RGB; a 100 MP PNG cost 0.8 GB per query before).
@@ -31,7 +32,7 @@ MAX_QUERY_BYTES = 100 * 1024 * 1024
 # EXIF tags (see the EXIF 2.32 spec)
 _IMAGE_DESCRIPTION, _MAKE, _MODEL, _EXIF_IFD = 0x010E, 0x010F, 0x0110, 0x8769
 _XP_COMMENT, _DATETIME, _ORIENTATION = 0x9C9C, 0x0132, 0x0112
-_DATETIME_ORIGINAL, _USER_COMMENT = 0x9003, 0x9286
+_DATETIME_ORIGINAL, _USER_COMMENT, _GPS_IFD = 0x9003, 0x9286, 0x8825
 _PNG_CAPTION_KEYS = ("description", "title", "comment")  # the PNG text keywords that hold descriptions
 _XMP_DESCRIPTION = re.compile(rb"<dc:description>(.*?)</dc:description>", re.S)
 _XMP_ITEM = re.compile(rb"<rdf:li[^>]*>(.*?)</rdf:li>", re.S)
@@ -46,30 +47,34 @@ class ImageInfo:
     taken: datetime | None = None
     camera: str | None = None
     captions: list[str] = field(default_factory=list)
+    lat: float | None = None  # EXIF GPS, degrees north (WGS 84)
+    lon: float | None = None  # degrees east
 
 
 # Image formats met in real folders that mmsearch does not decode: reported as skipped, never silent.
 UNREAD_FORMATS = {
-    ".svg": "vector image (SVG), not a raster format", ".svgz": "vector image (SVG), not a raster format",
     ".eps": "vector image (EPS), not a raster format", ".pdf": "document (PDF), not a raster format",
-    ".heic": "HEIC/HEIF image: no decoder installed", ".heif": "HEIC/HEIF image: no decoder installed",
-    ".avif": "AVIF image: no decoder installed", ".jxl": "JPEG XL image: no decoder installed",
+    ".jxl": "JPEG XL image: no decoder installed",
     ".ico": "icon container (ICO): not indexed", ".icns": "icon container (ICNS): not indexed",
     ".xpm": "X pixmap (XPM): not indexed", ".xbm": "X bitmap (XBM): not indexed", ".psd": "Photoshop file: not indexed",
-    ".cr2": "camera RAW: not decoded", ".cr3": "camera RAW: not decoded", ".nef": "camera RAW: not decoded",
-    ".arw": "camera RAW: not decoded", ".dng": "camera RAW: not decoded", ".orf": "camera RAW: not decoded",
-    ".rw2": "camera RAW: not decoded", ".raf": "camera RAW: not decoded",
 }
 
 
 def unread_format(path: Path) -> str:
-    """Why an image-like file is not indexed (e.g. an SVG), or ``""`` for files that are not images at all."""
-    return UNREAD_FORMATS.get(path.suffix.lower(), "")
+    """Why an image-like file is not indexed (e.g. an EPS, or a HEIC without its decoder), or ``""`` for
+    files mmsearch reads and files that are not images at all."""
+    from .kinds import kind_of
+
+    kind = kind_of(path)
+    return kind.missing() if kind is not None else UNREAD_FORMATS.get(path.suffix.lower(), "")
 
 
 def is_image_path(path: Path) -> bool:
-    """Whether the file name has one of the image extensions mmsearch indexes."""
-    return path.suffix.lower() in IMAGE_EXTENSIONS
+    """Whether the file is of a kind mmsearch indexes (a photo format or a video, ``mmsearch.media.kinds``)
+    and its decoder is installed."""
+    from .kinds import readable
+
+    return readable(path)
 
 
 MAX_FILE_BYTES = 512 * 1024 * 1024  # image files larger than this are skipped unread (phone photos: 2-15 MB)
@@ -98,6 +103,29 @@ def read_capped(path: str) -> tuple[bytes, str]:
     except OSError as exc:
         raise ImageReadError(f"cannot read: {exc.strerror or exc}") from None
     return b"".join(chunks), digest.hexdigest()
+
+
+def hash_file(path: str) -> str:
+    """The sha256 of a file of any size, read in chunks (a video is never held in memory whole).
+
+    Raises:
+        ImageReadError: the file cannot be read.
+    """
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(READ_CHUNK * 4):
+                digest.update(chunk)
+    except OSError as exc:
+        raise ImageReadError(f"cannot read: {exc.strerror or exc}") from None
+    return digest.hexdigest()
+
+
+def detail(image: Image.Image) -> float:
+    """How much a picture shows: the spread of its grey levels (a black or faded frame has next to none)."""
+    from PIL import ImageStat
+
+    return float(ImageStat.Stat(image.convert("L").resize((32, 32))).stddev[0])
 
 
 def read_image(data: bytes, min_side: int | None = None, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, ImageInfo]:
@@ -135,14 +163,41 @@ def read_image(data: bytes, min_side: int | None = None, max_pixels: int = MAX_P
     return rgb, info
 
 
-def read_for_ocr(data: bytes, side: int) -> Image.Image:
+def decode_file(path: str | Path, data: bytes, min_side: int | None = None,
+                max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, ImageInfo]:
+    """The bytes of the file ``path`` decoded by its media kind (``mmsearch.media.kinds``: HEIC, RAW and
+    SVG included), or by Pillow when the name says no kind (an upload without an extension).
+
+    Raises:
+        ImageReadError: the bytes are not a readable image of that kind.
+    """
+    from .kinds import decode, kind_of
+
+    if kind_of(path) is None:
+        return read_image(data, min_side, max_pixels)
+    return decode(path, data, min_side, max_pixels)
+
+
+def pillow_reads(path: str | Path) -> bool:
+    """Whether Pillow opens this file itself (with the HEIF opener registered): not a RAW, an SVG or a video."""
+    from .kinds import kind_of
+
+    kind = kind_of(path)
+    if kind is not None and kind.name == "heif":
+        kind.missing()  # registers the opener
+    return kind is None or kind.name not in ("raw", "svg") and not kind.video
+
+
+def read_for_ocr(data: bytes, side: int, path: str | Path = "") -> Image.Image:
     """Image bytes decoded for reading the text in them: upright RGB whose long side is at least
     ``side`` (or the original size). JPEGs decode at reduced scale (``draft``) when that still gives
-    ``side`` pixels on the long side.
+    ``side`` pixels on the long side; RAW files and SVGs (``path`` says which) decode by their kind.
 
     Raises:
         ImageReadError: the bytes are not a readable image.
     """
+    if path and not pillow_reads(path):
+        return decode_file(path, data, None)[0]
     try:
         image = Image.open(io.BytesIO(data))
         _check_size(image, MAX_PIXELS)
@@ -229,42 +284,59 @@ def open_rgb(source: str | Path | Image.Image, min_side: int | None = None) -> I
         data = Path(source).read_bytes()
     except OSError as exc:
         raise ImageReadError(f"cannot read {source}: {exc.strerror or exc}") from None
-    return read_image(data, min_side, QUERY_MAX_PIXELS)[0]
+    return decode_file(source, data, min_side, QUERY_MAX_PIXELS)[0]
 
 
-def save_thumbnail(source: str | Path, dest: str | Path, size: int) -> None:
+def save_thumbnail(source: str | Path, dest: str | Path, size: int, time: float | None = None) -> None:
     """Write a copy no larger than ``size`` px on its long side (never enlarged), upright, to ``dest``
-    (atomically): a PNG keeping the transparency when ``dest`` ends in ``.png``, else a JPEG.
+    (atomically): a PNG keeping the transparency when ``dest`` ends in ``.png``, else a JPEG. Of a video,
+    the frame at ``time`` seconds (0 when None).
 
-    JPEGs are decoded at reduced scale (``draft``), so a 12 MP photo costs a fraction of a full decode.
+    JPEGs are decoded at reduced scale (``draft``), so a 12 MP photo costs a fraction of a full decode;
+    RAW files and SVGs are decoded by their kind (``mmsearch.media.kinds``).
 
     Raises:
         ImageReadError: ``source`` cannot be read or decoded.
     """
-    dest = Path(dest)
+    from .kinds import is_video
+    from .kinds.video import frame_at
+
     try:
-        with Image.open(source) as image:
-            _check_size(image)
-            image.draft("RGB", (size, size))
-            upright = ImageOps.exif_transpose(image) or image
-            keep_alpha = dest.suffix == ".png"
-            upright = upright.convert("RGBA") if keep_alpha else to_rgb(upright)
-            upright.thumbnail((size, size), Image.Resampling.LANCZOS)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            partial = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.part")
-            if keep_alpha:
-                upright.save(partial, "PNG", compress_level=3)  # optimize=True tried every filter: slow
-            else:
-                upright.save(partial, "JPEG", quality=85, optimize=True)
-            os.replace(partial, dest)
+        if pillow_reads(source):
+            with Image.open(source) as image:
+                _check_size(image)
+                image.draft("RGB", (size, size))
+                upright = ImageOps.exif_transpose(image) or image
+                upright = upright.convert("RGBA") if Path(dest).suffix == ".png" else to_rgb(upright)
+                write_thumbnail(upright, dest, size)
+        elif is_video(source):
+            write_thumbnail(frame_at(str(source), time or 0.0, size), dest, size)
+        else:
+            write_thumbnail(decode_file(source, read_capped(str(source))[0], size)[0], dest, size)
     except ImageReadError:
         raise
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"cannot make a thumbnail of {source}: {exc}") from None
 
 
+def write_thumbnail(image: Image.Image, dest: str | Path, size: int) -> None:
+    """``image`` shrunk to at most ``size`` px on its long side, written atomically to ``dest`` (PNG with
+    its alpha when ``dest`` ends in ``.png``, else JPEG)."""
+    dest = Path(dest)
+    image.thumbnail((size, size), Image.Resampling.LANCZOS)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.part")
+    if dest.suffix == ".png":
+        image.save(partial, "PNG", compress_level=3)  # optimize=True tried every filter: slow
+    else:
+        to_rgb(image).save(partial, "JPEG", quality=85, optimize=True)
+    os.replace(partial, dest)
+
+
 def has_alpha(path: str | Path) -> bool:
     """Whether an image file has transparency (read from its header)."""
+    if not pillow_reads(path):
+        return False
     try:
         with Image.open(path) as image:
             return image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
@@ -294,15 +366,47 @@ def _check_size(image: Image.Image, limit: int = MAX_PIXELS) -> None:
 
 def _read_info(image: Image.Image) -> ImageInfo:
     exif = image.getexif()
+    found = info_from_exif(exif, *image.size)
+    captions = [c for c in [*found.captions, *_png_captions(image), *_xmp_captions(image)]
+                if not is_boilerplate(c, found.camera)]
+    return replace(found, captions=_dedupe(captions))
+
+
+def info_from_exif(exif: Image.Exif, width: int = 0, height: int = 0) -> ImageInfo:
+    """The facts an EXIF block holds: date taken, camera, captions, GPS position; ``width`` x ``height`` as
+    stored, swapped when the orientation says the picture is turned by 90 degrees."""
     sub = exif.get_ifd(_EXIF_IFD) if exif else {}
     camera = " ".join(v for v in (_clean(exif.get(_MAKE)), _clean(exif.get(_MODEL))) if v) or None
-    found = _exif_captions(exif, sub) + _png_captions(image) + _xmp_captions(image)
-    captions = [c for c in found if not is_boilerplate(c, camera)]
+    captions = [c for c in _exif_captions(exif, sub) if not is_boilerplate(c, camera)]
     taken = _parse_exif_date(sub.get(_DATETIME_ORIGINAL) or exif.get(_DATETIME))
-    width, height = image.size
     if exif.get(_ORIENTATION) in (5, 6, 7, 8):  # stored rotated by 90 degrees: upright size is swapped
         width, height = height, width
-    return ImageInfo(width, height, taken, camera, _dedupe(captions))
+    lat, lon = gps_position(exif.get_ifd(_GPS_IFD) if exif else {})
+    return ImageInfo(width, height, taken, camera, _dedupe(captions), lat, lon)
+
+
+def gps_position(gps: Mapping[int, Any]) -> tuple[float | None, float | None]:
+    """(latitude, longitude) in degrees of an EXIF GPS directory, or (None, None) when it has none or it
+    is not a position on Earth (0, 0 is a camera without a fix, not a point in the Gulf of Guinea)."""
+    try:
+        lat = _degrees(gps.get(2), gps.get(1), "S")
+        lon = _degrees(gps.get(4), gps.get(3), "W")
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None, None
+    if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180) or (lat == 0 and lon == 0):
+        return None, None
+    return round(lat, 6), round(lon, 6)
+
+
+def _degrees(value: Any, ref: Any, negative: str) -> float | None:
+    if value is None:
+        return None
+    parts = [float(v) for v in (value if isinstance(value, (tuple, list)) else (value,))]
+    degrees = sum(p / 60 ** n for n, p in enumerate(parts[:3]))
+    if degrees != degrees:  # NaN (a rational with a zero denominator)
+        return None
+    ref = ref.decode("ascii", "ignore") if isinstance(ref, bytes) else str(ref or "")
+    return -degrees if ref.strip().upper().startswith(negative) else degrees
 
 
 def _exif_captions(exif: Image.Exif, sub: dict) -> list[str]:

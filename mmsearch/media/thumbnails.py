@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import ImageReadError
 from .images import has_alpha, save_thumbnail
+from .kinds import is_video
 
 SIZES = {"thumb": 384, "preview": 1280}  # gallery tiles, and the larger view of one hit
 
@@ -26,8 +27,9 @@ class ThumbnailCache:
     def __init__(self, folder: str | Path):
         self.folder = Path(folder).absolute()
 
-    def get(self, path: str | Path, kind: str = "thumb") -> Path:
-        """Path of the cached thumbnail of image ``path``, made now if missing.
+    def get(self, path: str | Path, kind: str = "thumb", time: float | None = None) -> Path:
+        """Path of the cached thumbnail of image ``path``, made now if missing; of a video, the frame at
+        ``time`` seconds (its first frame when None).
 
         Raises:
             ImageReadError: the image cannot be read (e.g. it was deleted since it was indexed).
@@ -40,14 +42,15 @@ class ThumbnailCache:
         if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block the thread that opens it
             raise ImageReadError(f"{path} is not a regular file")
         mtime = info.st_mtime_ns
-        key = hashlib.sha1(f"{os.path.abspath(path)}\0{mtime}\0{size}".encode("utf-8", "surrogateescape")).hexdigest()
+        moment = f"\0{round(float(time), 2)}" if time is not None and is_video(path) else ""
+        key = hashlib.sha1(f"{os.path.abspath(path)}\0{mtime}\0{size}{moment}".encode("utf-8", "surrogateescape")).hexdigest()
         for suffix in (".jpg", ".png"):
             dest = self.folder / key[:2] / f"{key}{suffix}"
             if _complete(dest):
                 return dest
         # Transparent sources (icons, logos) keep their alpha in a PNG; JPEG would speckle it.
         dest = self.folder / key[:2] / f"{key}{'.png' if has_alpha(path) else '.jpg'}"
-        save_thumbnail(path, dest, size)  # missing, or damaged on disk since it was made: made again
+        save_thumbnail(path, dest, size, time)  # missing, or damaged on disk since it was made: made again
         return dest
 
 

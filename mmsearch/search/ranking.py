@@ -21,6 +21,7 @@ from .fusion import DEFAULT_RULE, EPSILON, fuse, pool_size
 from .query import Query
 from .relevance import Background, combine
 from .signals import Context, Signal, rounded
+from .signals.image import best_frames
 
 if TYPE_CHECKING:
     from ..store.client import Store
@@ -47,6 +48,7 @@ class Candidates:
     vectors: dict = field(default_factory=dict)  # the candidates' image vectors (the duplicate rule's cosine)
     use_image: bool = False  # whether those are image-model vectors
     metadata: dict[str, dict] = field(default_factory=dict)
+    moments: dict[str, float] = field(default_factory=dict)  # video id -> time (s) of its best frame
 
     def read_metadata(self, store: Store, ids: list[str]) -> dict[str, dict]:
         """Metadata of ``ids`` (read once, kept for later orderings); ids deleted meanwhile are absent."""
@@ -91,7 +93,7 @@ def order(store: Store, query: Query, found: Candidates, rule: str = DEFAULT_RUL
     groups = pinned + (collapse(others, metadata, found.vectors, found.use_image) if query.collapse
                        else [(i, []) for i in others])
     return [hit(i, fused[i], scores[i], found.best_caption.get(i), metadata[i], relevance.get(i, 0.0),
-                [str(metadata[c]["path"]) for c in copies]) for i, copies in groups[:query.k]]
+                [str(metadata[c]["path"]) for c in copies], found.moments.get(i)) for i, copies in groups[:query.k]]
 
 
 def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords: KeywordIndex | None,
@@ -108,9 +110,10 @@ def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords:
     found = set(named).union(*context.found.values())
     # Vectors only (no metadata): the filter also applies to keyword and name matches; deleted ids drop out.
     context.vectors = store.image_vectors(list(found), query.where)
+    best_frames(context)
     scores = score_all(context, taking_part, list(context.vectors))
     return Candidates(scores, context.best_caption, sorted(i for i in named if i in context.vectors),
-                      relevance_of(context, taking_part, scores), context.vectors, use_image)
+                      relevance_of(context, taking_part, scores), context.vectors, use_image, moments=context.moments)
 
 
 def relevance_of(context: Context, taking_part: list[Signal], scores: dict[str, Scores]) -> dict[str, float]:
@@ -172,10 +175,10 @@ def rerank(reranker: Reranker, text: str, top: list[str], metadata: dict[str, di
 
 
 def hit(image: str, score: float, scores: Scores, best_caption: int | None, meta: dict, relevance: float = 0.0,
-        similar: list[str] | None = None) -> Hit:
+        similar: list[str] | None = None, time: float | None = None) -> Hit:
     """The public record of one ranked image."""
     captions = meta.get("captions") or []
     index = len(captions) if best_caption is None else best_caption
     return Hit(path=meta["path"], score=round(score, 6), caption=captions[index] if index < len(captions) else "",
                scores=scores, metadata={k: v for k, v in meta.items() if k not in HIDDEN_METADATA},
-               relevance=relevance, similar=similar or [])
+               relevance=relevance, similar=similar or [], time=time)

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..config import MINILM_ID, PACKAGED_MINILM
 from ..errors import IndexMismatchError, MMSearchError, StoreError, first_line
-from ..ids import NO_IMAGE_MODEL, caption_id, split_caption_id
+from ..ids import NO_IMAGE_MODEL, caption_id, frame_id, split_caption_id
 from .collections import (
     FIRST,
     HNSW,
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from ..config import Config
 
 OcrRecord = tuple[str, np.ndarray]  # a photo's text as read (mmsearch.media.ocr), and its vector in the caption space
+FrameSet = tuple[list[float], np.ndarray]  # a video's sampled frames: their times (s) and image vectors (n, dim)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -143,7 +144,7 @@ class CaptionMatch:
                     "set_metadata", "add_roots",
                     "put", "set_ocr", "set_ocr_setting", "move", "delete_images", "delete_captions", "differing",
                     "write_records"),
-            searches=("query_images", "query_captions", "query_ocr"))
+            searches=("query_images", "query_captions", "query_ocr", "query_frames"))
 class Store:
     """Chroma-backed storage of image and caption vectors.
 
@@ -179,6 +180,7 @@ class Store:
         self._images: Any = None
         self._captions: Any = None
         self._ocr: Any = None
+        self._frames: Any = None
         self._generation: str | None = None
 
     @classmethod
@@ -204,6 +206,7 @@ class Store:
         """A store on the same database that reads and writes another generation's collections."""
         other = copy.copy(self)
         other._generation, other._images, other._captions, other._ocr = generation, None, None, None
+        other._frames = None
         return other
 
     @_guarded("read")
@@ -412,6 +415,13 @@ class Store:
         return images.count() if images is not None else 0
 
     @_guarded("read")
+    def video_count(self) -> int:
+        """How many of the images are videos (the videos with sampled frames, or recorded as videos)."""
+        images = self._get_images()
+        if images is None:
+            return 0
+        return len(images.get(where={"kind": "video"}, include=[])["ids"])
+
     def caption_count(self) -> int:
         """Number of stored captions."""
         if self._captions is None and self._get_images() is not None:
@@ -446,12 +456,15 @@ class Store:
 
     @_guarded("write")
     def put(self, ids: list[str], vectors: np.ndarray, metas: list[dict], captions: list[list[tuple[str, str]]],
-            caption_vectors: np.ndarray, ocr: Sequence[OcrRecord | None] | None = None) -> None:
-        """Store images, their captions and the text read in them (``ocr``, one entry per image, None
-        where there was none); an image's old captions and text are replaced.
+            caption_vectors: np.ndarray, ocr: Sequence[OcrRecord | None] | None = None,
+            frames: Sequence[FrameSet | None] | None = None) -> None:
+        """Store images, their captions, the text read in them (``ocr``, one entry per image, None where
+        there was none) and the sampled frames of videos (``frames``, likewise); an image's old captions,
+        text and frames are replaced.
 
-        Captions and text are written before the image record, so an image record only exists once all of
-        them do: a run killed in between leaves the file looking new, and it is redone.
+        Captions, text and frames are written before the image record, so an image record only exists once
+        all of them do: a run killed in between leaves the file looking new, and it is redone (frame ids
+        are ``<image_id>@<n>``, so a redone video replaces its frames and never doubles them).
 
         Caption text is stored in three places; the image record's ``captions`` metadata is the source:
         what hits show, the keyword index reads and change detection (``Entry.captions``) compares. The
@@ -472,6 +485,7 @@ class Store:
             self._captions.upsert(ids=cap_ids, embeddings=caption_vectors, metadatas=cap_metas, documents=cap_docs)
         if ocr is not None:
             self._put_ocr(ids, metas, ocr)
+        self._put_frames(ids, metas, frames)
         self._images.upsert(ids=ids, embeddings=vectors, metadatas=metas, documents=[m["path"] for m in metas])
 
     @_guarded("write")
@@ -492,6 +506,60 @@ class Store:
             self.ocr_collection(create=True).upsert(
                 ids=[i for i, _, _ in found], embeddings=np.stack([r[1] for _, _, r in found]),
                 documents=[r[0] for _, _, r in found], metadatas=[_filter_fields(m) for _, m, _ in found])
+
+    def _put_frames(self, ids: Sequence[str], metas: Sequence[dict], frames: Sequence[FrameSet | None] | None) -> None:
+        """Replace the frames of these images (none for photos): ``<image_id>@<n>`` with its time."""
+        self._delete_frames(ids)
+        found = [(i, m, f) for i, m, f in zip(ids, metas, frames or []) if f is not None and len(f[0])]
+        if not found:
+            return
+        frame_ids = [frame_id(i, n) for i, _, (times, _) in found for n in range(len(times))]
+        frame_metas = [{"image_id": i, "time": float(t), **_filter_fields(m)} for i, m, (times, _) in found for t in times]
+        vectors = np.concatenate([np.asarray(v, dtype=np.float32) for _, _, (_, v) in found])
+        collection = self.frames_collection(create=True)
+        for start in range(0, len(frame_ids), PAGE):
+            end = start + PAGE
+            collection.upsert(ids=frame_ids[start:end], embeddings=vectors[start:end], metadatas=frame_metas[start:end])
+
+    def _delete_frames(self, ids: Sequence[str]) -> None:
+        collection = self.frames_collection(create=False)
+        if collection is not None and ids:
+            collection.delete(where={"image_id": {"$in": list(ids)}})
+
+    def frames_collection(self, create: bool = False) -> Any:
+        """The collection of videos' sampled frames, or None when no video was ever indexed and ``create``
+        is False."""
+        if self._frames is None:
+            self._frames = open_collection(self.client, self.name("frames"), create, HNSW)
+        return self._frames
+
+    @_guarded("search")
+    def query_frames(self, vector: np.ndarray, n: int, where: dict | None) -> dict[str, tuple[float, float]]:
+        """Videos whose frames are nearest to ``vector``: image id -> (cosine of its best frame, its time)."""
+        collection = self.frames_collection()
+        if collection is None:
+            return {}
+        result = collection.query(query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=max(n, 1),
+                                  where=where or None, include=["distances", "metadatas"])
+        best: dict[str, tuple[float, float]] = {}
+        for meta, distance in zip(result["metadatas"][0], result["distances"][0]):
+            owner, score = str(meta["image_id"]), 1.0 - float(distance)
+            if owner not in best or score > best[owner][0]:
+                best[owner] = (score, float(meta.get("time", 0.0)))
+        return best
+
+    @_guarded("read")
+    def frame_sets(self, ids: Sequence[str]) -> dict[str, FrameSet]:
+        """The frames of those images that are videos: times in order, and their vectors."""
+        collection = self.frames_collection()
+        if collection is None or not ids:
+            return {}
+        got = collection.get(where={"image_id": {"$in": list(ids)}}, include=["embeddings", "metadatas"])
+        rows: dict[str, list[tuple[float, np.ndarray]]] = {}
+        for meta, vector in zip(got["metadatas"], got["embeddings"]):
+            rows.setdefault(str(meta["image_id"]), []).append((float(meta.get("time", 0.0)), np.asarray(vector, np.float32)))
+        return {i: ([t for t, _ in sorted(r, key=lambda x: x[0])], np.stack([v for _, v in sorted(r, key=lambda x: x[0])]))
+                for i, r in rows.items()}
 
     def _delete_ocr(self, ids: Sequence[str]) -> None:
         collection = self.ocr_collection(create=False)
@@ -555,7 +623,8 @@ class Store:
         pairs = [(doc, m.get("source", "")) for doc, m in zip(captions["documents"], captions["metadatas"])]
         vector = np.asarray(image["embeddings"], dtype=np.float32)
         caption_vectors = np.asarray(captions["embeddings"], dtype=np.float32).reshape(len(pairs), vector.shape[1])
-        self.put([new_id], vector, [meta], [pairs], caption_vectors, [self.ocr_records([old_id]).get(old_id)])
+        self.put([new_id], vector, [meta], [pairs], caption_vectors, [self.ocr_records([old_id]).get(old_id)],
+                 [self.frame_sets([old_id]).get(old_id)])
         self.delete_images([old_id])
 
     @_guarded("write")
@@ -566,6 +635,7 @@ class Store:
             self._images.delete(ids=chunk)
             self.delete_captions(chunk)
             self._delete_ocr(chunk)
+            self._delete_frames(chunk)
 
     def delete_captions(self, image_ids: list[str]) -> None:
         """Remove all captions of these images."""
@@ -575,8 +645,8 @@ class Store:
     # -- whole-collection transfer (export / import) ------------------------------------------------
 
     def records(self, which: str) -> Iterator[tuple[list[str], np.ndarray, list[dict], list[str]]]:
-        """All records of ``"images"``, ``"captions"`` or ``"ocr"`` in pages: (ids, float32 vectors,
-        metadatas, documents)."""
+        """All records of ``"images"``, ``"captions"``, ``"ocr"`` or ``"frames"`` in pages: (ids, float32
+        vectors, metadatas, documents)."""
         collection = self._collection(which)
         offset = 0
         while collection is not None:
@@ -600,17 +670,21 @@ class Store:
         """Upsert records as they are (vectors, metadata and documents of an export)."""
         for start in range(0, len(ids), PAGE):
             end = start + PAGE
+            documents = docs[start:end] if any(d is not None for d in docs[start:end]) else None  # frames have none
             self._collection(which, create=True).upsert(ids=ids[start:end], embeddings=vectors[start:end],
-                                                        metadatas=metas[start:end], documents=docs[start:end])
+                                                        metadatas=metas[start:end], documents=documents)
 
     def _collection(self, which: str, create: bool = False) -> Any:
-        """A collection by its export name; ``create`` makes the OCR collection if the index has none yet."""
-        if which not in ("images", "captions", "ocr"):
+        """A collection by its export name; ``create`` makes the OCR or frames collection if the index has
+        none yet."""
+        if which not in ("images", "captions", "ocr", "frames"):
             raise ValueError(f"unknown collection {which!r}")
         if self._get_images() is not None:
             self._open_existing()
         if which == "ocr":
             return self.ocr_collection(create=create and self._get_images() is not None)
+        if which == "frames":
+            return self.frames_collection(create=create and self._get_images() is not None)
         return self._images if which == "images" else self._captions
 
     # -- reads ---------------------------------------------------------------------------------------

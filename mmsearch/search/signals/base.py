@@ -83,6 +83,7 @@ class Context:
     found: dict[str, Any] = field(default_factory=dict)  # signal name -> what its ``find`` returned
     vectors: dict[str, np.ndarray] = field(default_factory=dict)  # the candidates' image vectors
     best_caption: dict[str, int] = field(default_factory=dict)  # image id -> number of its best caption
+    moments: dict[str, float] = field(default_factory=dict)  # video id -> time (s) of its best frame; its vector is that frame's
     memo: dict[str, Any] = field(default_factory=dict)  # per-query work a signal reuses between find and score
 
     def __post_init__(self) -> None:

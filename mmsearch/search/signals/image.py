@@ -1,8 +1,15 @@
-"""``image``: the cosine between the query vector and the image vector (CLIP). None in the offline profile."""
+"""``image``: the cosine between the query vector and the image vector (CLIP). None in the offline profile.
+
+A video scores by its best frame: its frames are searched beside the images (``Store.query_frames``), and
+ranking gives each candidate video the vector of its frame nearest to the query (``best_frames``), whose
+moment becomes ``Hit.time``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+import numpy as np
 
 from ..relevance import against, tail
 from .base import Context, Scored, Signal, Weighing
@@ -20,13 +27,29 @@ class ImageSignal(Signal):
     def find(self, context: Context) -> dict[str, float]:
         if not context.use_image:
             return {}
-        return context.store.query_images(context.query.vector, context.pool, context.query.where)
+        near = context.store.query_images(context.query.vector, context.pool, context.query.where)
+        for video, (score, _) in context.store.query_frames(context.query.vector, context.pool, context.query.where).items():
+            near[video] = max(score, near.get(video, -1.0))
+        return near
 
     def score(self, context: Context, ids: Sequence[str]) -> Scored:
         if not context.use_image:
             return dict.fromkeys(ids)
         near, vector = context.found.get(self.name) or {}, context.query.vector
-        return {i: near[i] if i in near else float(context.vectors[i] @ vector) for i in ids}
+        return {i: near[i] if i in near and i not in context.moments else float(context.vectors[i] @ vector)
+                for i in ids}
+
+
+def best_frames(context: Context) -> None:
+    """Give each candidate video (in ``context.vectors``) the vector of its frame nearest to the query, and
+    record that frame's time in ``context.moments``."""
+    if not context.use_image or not context.vectors:
+        return
+    vector = np.asarray(context.query.vector, dtype=np.float32)
+    for video, (times, vectors) in context.store.frame_sets(list(context.vectors)).items():
+        best = int(np.argmax(vectors @ vector))
+        context.vectors[video] = vectors[best]
+        context.moments[video] = float(times[best])
 
     def relevance(self, context: Context, scores: Scored) -> dict[str, float] | None:
         if not context.use_image:
