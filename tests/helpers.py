@@ -3,9 +3,11 @@ use them are in ``conftest.py``."""
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -345,3 +347,30 @@ def write_video(path: Path, scenes: list[Image.Image], seconds: float = 4.0, fps
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def run_until(cmd: list[str], env: dict[str, str], done: int, sig: int) -> tuple[int, str]:
+    """Start an index run; once its progress bar passes ``done`` images, send ``sig``. Returns (code, stderr).
+
+    The run holds at ``done`` images until it is stopped (``MMSEARCH_HOLD_AT``), so the signal always lands
+    mid-run, however fast the machine."""
+    from mmsearch.ingest.progress import HOLD_VARIABLE
+
+    proc = subprocess.Popen(cmd, env={**env, HOLD_VARIABLE: str(done)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    seen = bytearray()
+
+    def watch() -> None:
+        sent = False
+        while chunk := proc.stderr.read1(4096):  # type: ignore[union-attr]
+            seen.extend(chunk)
+            counts = [int(m) for m in re.findall(rb"\| *(\d+)/\d+ \[", bytes(seen))]
+            if not sent and counts and max(counts) >= done:
+                proc.send_signal(sig)
+                sent = True
+
+    reader = threading.Thread(target=watch)
+    reader.start()
+    code = proc.wait(timeout=300)
+    reader.join()
+    return code, seen.decode("utf-8", "replace")

@@ -15,7 +15,7 @@ from helpers import scene_picture, write_video
 
 from mmsearch.cli import main
 from mmsearch.ids import image_id
-from mmsearch.media.images import decode_file
+from mmsearch.media.files import decode_file
 from mmsearch.store.client import Store
 
 LISBON = (38.7223, -9.1393)
@@ -259,3 +259,36 @@ def test_broken_videos_are_reported_and_a_truncated_one_keeps_its_frames(make_en
     assert report.added == 1 and report.videos == 1
     warned = dict((Path(p).name, r) for p, r in report.warnings)
     assert "cut.mp4" in warned and "frames" in warned["cut.mp4"]
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_kill_9_in_a_folder_of_videos_then_a_rerun_embeds_each_frame_once(tiny_clip, minilm, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from helpers import run_until
+
+    root = tmp_path / "videos"
+    for n in range(12):
+        write_video(root / f"clip{n:02d}.mp4", [scene_picture(10 * n + s, (96, 64)) for s in range(3)], seconds=2.0)
+    env = {**os.environ, "MMSEARCH_CLIP_MODEL": tiny_clip[0], "MMSEARCH_CLIP_PRETRAINED": tiny_clip[1],
+           "MMSEARCH_TEXT_MODEL": minilm, "MMSEARCH_DB": str(tmp_path / "db"), "MMSEARCH_BATCH_SIZE": "2"}
+    command = [sys.executable, "-m", "mmsearch", "index", str(root)]
+    code, _ = run_until(command, env, 4, signal.SIGKILL)
+    assert code == -signal.SIGKILL, "the run finished before it could be killed"
+    stored = Store(tmp_path / "db").count()
+    assert 4 <= stored < 12
+    done = subprocess.run([*command, "--json"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["unchanged"], report["added"], report["failed"]) == (stored, 12 - stored, [])
+    store = Store(tmp_path / "db")
+    frames = store.frames_collection().get(include=["metadatas"])
+    assert store.count() == 12 and len(frames["ids"]) == 12 * 3 == len(set(frames["ids"]))
+    per_video = {}
+    for meta in frames["metadatas"]:
+        per_video.setdefault(meta["image_id"], []).append(meta["time"])
+    assert len(per_video) == 12 and all(sorted(t) == [1.0, 3.0, 5.0] for t in per_video.values())

@@ -29,7 +29,7 @@ def test_index_search_stats_json(tiny_env, photos, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report == {"added": 6, "updated": 0, "unchanged": 0, "moved": 0, "removed": 0, "failed": [],
                       "interrupted": False, "warnings": [], "captions_removed": 0,
-                      "ocr_read": 0, "ocr_found": 0, "ocr_failed": []}
+                      "ocr_read": 0, "ocr_found": 0, "ocr_failed": [], "videos": 0}
 
     assert main(["search", "a kitten napping on the couch", "-k", "3", "--json"]) == 0
     close = json.loads(capsys.readouterr().out)["results"]  # by default only the close matches
@@ -37,7 +37,8 @@ def test_index_search_stats_json(tiny_env, photos, capsys):
     assert main(["search", "a kitten napping on the couch", "-k", "3", "--json", "--all"]) == 0
     results = json.loads(capsys.readouterr().out)["results"]
     assert len(results) == 3 and all(r["relevance"] < 0.5 for r in results if not r["path"].endswith("black_cat.jpg"))
-    assert set(results[0]) == {"path", "score", "relevance", "scores", "caption", "similar", "metadata"}
+    assert set(results[0]) == {"path", "score", "relevance", "scores", "caption", "similar", "time", "metadata"}
+    assert results[0]["time"] is None  # photos have no moment
     assert set(results[0]["scores"]) == {"image", "caption"}  # "on the" are stop words: no keyword matches
     best_caption = max(results, key=lambda r: r["scores"]["caption"] or -1)
     assert best_caption["path"].endswith("black_cat.jpg")

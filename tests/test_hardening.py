@@ -49,14 +49,14 @@ def test_huge_and_sparse_files_are_skipped_unread_and_out_of_memory_skips_one_fi
         handle.truncate(2 * 1024**3)  # 2 GB that take no disk space: must not be read into memory
     import mmsearch.ingest.indexer
 
-    real = mmsearch.ingest.indexer.read_image
+    real = mmsearch.ingest.indexer.decode_file
 
-    def read_image(data, *args, **kwargs):
+    def decode_file(path, data, *args, **kwargs):
         if data[:4] == b"\x89PNG":
             raise MemoryError
-        return real(data, *args, **kwargs)
+        return real(path, data, *args, **kwargs)
 
-    monkeypatch.setattr(mmsearch.ingest.indexer, "read_image", read_image)
+    monkeypatch.setattr(mmsearch.ingest.indexer, "decode_file", decode_file)
     report = make_engine().index([root])
     failed = {Path(p).name: reason for p, reason in report.failed}
     assert report.added == 1
@@ -149,16 +149,16 @@ def test_unread_formats_and_pillow_warnings_are_reported_with_their_file(make_en
     root = tmp_path / "mixed"
     save_image(root / "photo.jpg", (10, 20, 30))
     for n in range(3):
-        (root / f"icon{n}.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
+        (root / f"figure{n}.eps").write_text("%!PS-Adobe-3.0 EPSF-3.0\n")
     (root / "readme.txt").write_text("not an image at all")  # not image-like: not mentioned
     # EXIF whose ImageDescription points 99,999 bytes into a file of a few hundred: Pillow warns
     ifd = struct.pack("<2sHI", b"II", 42, 8) + struct.pack("<H", 1) + struct.pack("<HHII", 0x010E, 2, 100, 99999)
     Image.new("RGB", (16, 16), (1, 2, 3)).save(root / "corrupt-exif.jpg", "JPEG", exif=b"Exif\x00\x00" + ifd + bytes(4))
     report = make_engine().index([root])
     assert report.added == 2
-    assert sorted(Path(p).name for p, _ in report.failed) == ["icon0.svg", "icon1.svg", "icon2.svg"]
-    assert report.skipped_by_kind() == [(3, ".svg", "vector image (SVG), not a raster format")]
-    assert "skipped 3 (3 .svg: vector image (SVG), not a raster format)" in report.summary()
+    assert sorted(Path(p).name for p, _ in report.failed) == ["figure0.eps", "figure1.eps", "figure2.eps"]
+    assert report.skipped_by_kind() == [(3, ".eps", "vector image (EPS), not a raster format")]
+    assert "skipped 3 (3 .eps: vector image (EPS), not a raster format)" in report.summary()
     assert report.warnings and all(Path(p).name == "corrupt-exif.jpg" for p, _ in report.warnings)
     assert report.warnings[0][1] == "UserWarning: Truncated File Read"
 
@@ -169,7 +169,8 @@ def test_query_images_are_decoded_small_and_bounded(tmp_path):
     from PIL import Image
 
     from mmsearch.errors import ImageReadError
-    from mmsearch.media.images import QUERY_MAX_PIXELS, open_rgb
+    from mmsearch.media.files import open_rgb
+    from mmsearch.media.images import QUERY_MAX_PIXELS
 
     Image.new("RGB", (4000, 3000), (200, 100, 50)).save(tmp_path / "phone.jpg", quality=80)
     assert min(open_rgb(tmp_path / "phone.jpg", 224).size) == 224  # drafted and shrunk, never 12 MP in memory

@@ -89,7 +89,7 @@ class _RecordingStore:
         self.delay, self.fail_on = delay, fail_on
         self.log: list[object] = []
 
-    def put(self, ids, vectors, metas, captions, caption_vectors, ocr=None) -> None:
+    def put(self, ids, vectors, metas, captions, caption_vectors, ocr=None, frames=None) -> None:
         time.sleep(self.delay)
         if self.fail_on is not None and self.fail_on in ids:
             raise StoreError("cannot write the database at X: disk is full")

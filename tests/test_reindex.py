@@ -155,14 +155,14 @@ def _reindex_command(db: Path, clip: tuple[str, str], *extra: str) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_kill_9_in_the_middle_then_the_rerun_encodes_only_what_is_missing(tmp_path, clip512):
-    from test_resume import _run_until
+    from helpers import run_until
 
     root, db = folder_of_images(tmp_path / "many", 240), tmp_path / "db"
     env = {**os.environ, "MMSEARCH_DB": str(db)}
     # In another process: this one must not hold the database's writer lock.
     subprocess.run([sys.executable, "-m", "mmsearch", "index", str(root), "--offline"], env=env, check=True,
                    capture_output=True, timeout=300)
-    code, stderr = _run_until(_reindex_command(db, clip512), env, 60, signal.SIGKILL)
+    code, stderr = run_until(_reindex_command(db, clip512), env, 60, signal.SIGKILL)
     assert code == -signal.SIGKILL, f"the reindex finished before it could be killed: {stderr[-500:]}"
     store = Store(db)
     building = store.pointer()["building"]
@@ -318,8 +318,7 @@ def test_ctrl_c_on_a_handed_over_reindex_stops_the_server_after_its_batch_and_th
                                                                                                monkeypatch):
     import time
 
-    from helpers import served
-    from test_resume import _run_until
+    from helpers import run_until, served
 
     from mmsearch.ingest.handoff import STATUS
     from mmsearch.ingest.progress import HOLD_VARIABLE
@@ -329,7 +328,7 @@ def test_ctrl_c_on_a_handed_over_reindex_stops_the_server_after_its_batch_and_th
     engine = SearchEngine(db)
     with served(engine):
         monkeypatch.setenv(HOLD_VARIABLE, "60")  # the server runs the job in this process: it holds at 60 until stopped
-        code, stderr = _run_until(_reindex_command(db, clip512), dict(os.environ), 60, signal.SIGINT)
+        code, stderr = run_until(_reindex_command(db, clip512), dict(os.environ), 60, signal.SIGINT)
         monkeypatch.delenv(HOLD_VARIABLE)
         assert code == 130 and "asked the server to stop after its current batch" in stderr, stderr[-500:]
         deadline = time.monotonic() + 60

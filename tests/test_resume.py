@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
-from helpers import save_image
+from helpers import run_until, save_image
 
 from mmsearch.store.client import Store
 
@@ -45,33 +43,6 @@ def _command(root: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "mmsearch", "index", str(root), "--captions", str(root / "captions.csv"), *extra]
 
 
-def _run_until(cmd: list[str], env: dict[str, str], done: int, sig: int) -> tuple[int, str]:
-    """Start an index run; once its progress bar passes ``done`` images, send ``sig``. Returns (code, stderr).
-
-    The run holds at ``done`` images until it is stopped (``MMSEARCH_HOLD_AT``), so the signal always lands
-    mid-run, however fast the machine."""
-    from mmsearch.ingest.progress import HOLD_VARIABLE
-
-    proc = subprocess.Popen(cmd, env={**env, HOLD_VARIABLE: str(done)}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    seen = bytearray()
-
-    def watch() -> None:
-        sent = False
-        while chunk := proc.stderr.read1(4096):  # type: ignore[union-attr]
-            seen.extend(chunk)
-            counts = [int(m) for m in re.findall(rb"\| *(\d+)/\d+ \[", bytes(seen))]
-            if not sent and counts and max(counts) >= done:
-                proc.send_signal(sig)
-                sent = True
-
-    reader = threading.Thread(target=watch)
-    reader.start()
-    code = proc.wait(timeout=300)
-    reader.join()
-    return code, seen.decode("utf-8", "replace")
-
-
 def _stored(db: Path) -> tuple[int, int]:
     store = Store(db)
     return store.count(), store.caption_count()
@@ -81,7 +52,7 @@ def test_sigkill_at_several_points_then_rerun_ends_with_exactly_one_entry_per_fi
     db = tmp_path / "db"
     counts = []
     for done in (4, 120, 300):
-        code, _ = _run_until(_command(many), env, done, signal.SIGKILL)
+        code, _ = run_until(_command(many), env, done, signal.SIGKILL)
         assert code == -signal.SIGKILL, "the run finished before it could be killed"
         counts.append(_stored(db)[0])
     assert 0 < counts[0] < counts[1] < counts[2] < N
@@ -98,7 +69,7 @@ def test_sigkill_at_several_points_then_rerun_ends_with_exactly_one_entry_per_fi
 
 
 def test_ctrl_c_stops_after_the_current_batch_and_says_how_to_resume(many, env, tmp_path):
-    code, stderr = _run_until(_command(many), env, 40, signal.SIGINT)
+    code, stderr = run_until(_command(many), env, 40, signal.SIGINT)
     assert code == 130
     assert "stopping after the current batch" in stderr and "run the same command again to resume" in stderr
     assert "Traceback" not in stderr

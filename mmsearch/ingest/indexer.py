@@ -25,16 +25,15 @@ from ..encoders.sparse import pack
 from ..errors import ConfigError, ImageReadError, first_line
 from ..ids import image_id
 from ..media.captions import Manifest, load_manifest, merge_captions, sidecar_captions
+from ..media.files import decode_file, read_for_ocr
 from ..media.images import (
     ImageInfo,
-    decode_file,
     detail,
     hash_file,
     layout_vector,
     look_print,
     perceptual_hash,
     read_capped,
-    read_for_ocr,
 )
 from ..media.kinds import is_video, kind_of
 from ..media.kinds.video import read_video

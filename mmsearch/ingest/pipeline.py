@@ -47,8 +47,9 @@ class Batch:
         return cls([i for b in batches for i in b.ids], np.concatenate([b.vectors for b in batches]),
                    [m for b in batches for m in b.metas], [c for b in batches for c in b.captions],
                    np.concatenate([b.caption_vectors for b in batches]), ocr,
-                   [u for b in batches for u in b.text_updates], functools.partial(_call_all, callbacks),
-                   frames if any(f is not None for f in frames) else None)
+                   text_updates=[u for b in batches for u in b.text_updates],
+                   frames=frames if any(f is not None for f in frames) else None,
+                   stored=functools.partial(_call_all, callbacks))
 
 
 def _call_all(functions: list[Callable[[], None]]) -> None:

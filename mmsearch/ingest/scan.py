@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from ..media.images import is_image_path, unread_format
+from ..media.files import is_image_path, unread_format
 from ..paths import within_any
 
 Failed = list[tuple[str, str]]

@@ -10,7 +10,6 @@ import html
 import io
 import os
 import re
-import stat
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -49,32 +48,6 @@ class ImageInfo:
     captions: list[str] = field(default_factory=list)
     lat: float | None = None  # EXIF GPS, degrees north (WGS 84)
     lon: float | None = None  # degrees east
-
-
-# Image formats met in real folders that mmsearch does not decode: reported as skipped, never silent.
-UNREAD_FORMATS = {
-    ".eps": "vector image (EPS), not a raster format", ".pdf": "document (PDF), not a raster format",
-    ".jxl": "JPEG XL image: no decoder installed",
-    ".ico": "icon container (ICO): not indexed", ".icns": "icon container (ICNS): not indexed",
-    ".xpm": "X pixmap (XPM): not indexed", ".xbm": "X bitmap (XBM): not indexed", ".psd": "Photoshop file: not indexed",
-}
-
-
-def unread_format(path: Path) -> str:
-    """Why an image-like file is not indexed (e.g. an EPS, or a HEIC without its decoder), or ``""`` for
-    files mmsearch reads and files that are not images at all."""
-    from .kinds import kind_of
-
-    kind = kind_of(path)
-    return kind.missing() if kind is not None else UNREAD_FORMATS.get(path.suffix.lower(), "")
-
-
-def is_image_path(path: Path) -> bool:
-    """Whether the file is of a kind mmsearch indexes (a photo format or a video, ``mmsearch.media.kinds``)
-    and its decoder is installed."""
-    from .kinds import readable
-
-    return readable(path)
 
 
 MAX_FILE_BYTES = 512 * 1024 * 1024  # image files larger than this are skipped unread (phone photos: 2-15 MB)
@@ -145,7 +118,7 @@ def read_image(data: bytes, min_side: int | None = None, max_pixels: int = MAX_P
         raise ImageReadError("empty file (0 bytes)")
     try:
         image = Image.open(io.BytesIO(data))
-        _check_size(image, MAX_PIXELS if image.format == "JPEG" and min_side else max_pixels)  # from the header
+        check_size(image, MAX_PIXELS if image.format == "JPEG" and min_side else max_pixels)  # from the header
         info = _read_info(image)
         if min_side:
             image.draft("RGB", (min_side, min_side))
@@ -161,55 +134,6 @@ def read_image(data: bytes, min_side: int | None = None, max_pixels: int = MAX_P
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageReadError(f"cannot decode: {exc}") from None
     return rgb, info
-
-
-def decode_file(path: str | Path, data: bytes, min_side: int | None = None,
-                max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, ImageInfo]:
-    """The bytes of the file ``path`` decoded by its media kind (``mmsearch.media.kinds``: HEIC, RAW and
-    SVG included), or by Pillow when the name says no kind (an upload without an extension).
-
-    Raises:
-        ImageReadError: the bytes are not a readable image of that kind.
-    """
-    from .kinds import decode, kind_of
-
-    if kind_of(path) is None:
-        return read_image(data, min_side, max_pixels)
-    return decode(path, data, min_side, max_pixels)
-
-
-def pillow_reads(path: str | Path) -> bool:
-    """Whether Pillow opens this file itself (with the HEIF opener registered): not a RAW, an SVG or a video."""
-    from .kinds import kind_of
-
-    kind = kind_of(path)
-    if kind is not None and kind.name == "heif":
-        kind.missing()  # registers the opener
-    return kind is None or kind.name not in ("raw", "svg") and not kind.video
-
-
-def read_for_ocr(data: bytes, side: int, path: str | Path = "") -> Image.Image:
-    """Image bytes decoded for reading the text in them: upright RGB whose long side is at least
-    ``side`` (or the original size). JPEGs decode at reduced scale (``draft``) when that still gives
-    ``side`` pixels on the long side; RAW files and SVGs (``path`` says which) decode by their kind.
-
-    Raises:
-        ImageReadError: the bytes are not a readable image.
-    """
-    if path and not pillow_reads(path):
-        return decode_file(path, data, None)[0]
-    try:
-        image = Image.open(io.BytesIO(data))
-        _check_size(image, MAX_PIXELS)
-        width, height = image.size
-        scale = side / max(width, height, 1)
-        if scale < 1:
-            image.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
-        return to_rgb(ImageOps.exif_transpose(image) or image)
-    except ImageReadError:
-        raise
-    except Exception as exc:
-        raise ImageReadError(f"cannot decode for OCR: {type(exc).__name__}: {exc}") from None
 
 
 LAYOUT_SIDE = 8  # layout vectors: up to 8 x 8 RGB cells = 192 numbers
@@ -269,56 +193,6 @@ def shrink_to(image: Image.Image, side: int) -> Image.Image:
     return image.resize(size, Image.Resampling.BICUBIC)
 
 
-def open_rgb(source: str | Path | Image.Image, min_side: int | None = None) -> Image.Image:
-    """A query image from a path or a PIL image, prepared exactly as indexed images are (decoded at
-    reduced scale when the model needs only ``min_side`` pixels; at most ``QUERY_MAX_PIXELS`` unless a
-    JPEG, which is decoded small)."""
-    if isinstance(source, Image.Image):
-        return to_rgb(source)
-    try:
-        info = os.stat(source)
-        if not stat.S_ISREG(info.st_mode):
-            raise ImageReadError(f"cannot read {source}: not a regular file")
-        if info.st_size > MAX_QUERY_BYTES:
-            raise ImageReadError(f"cannot read {source}: {info.st_size:,} bytes is too large for a query image")
-        data = Path(source).read_bytes()
-    except OSError as exc:
-        raise ImageReadError(f"cannot read {source}: {exc.strerror or exc}") from None
-    return decode_file(source, data, min_side, QUERY_MAX_PIXELS)[0]
-
-
-def save_thumbnail(source: str | Path, dest: str | Path, size: int, time: float | None = None) -> None:
-    """Write a copy no larger than ``size`` px on its long side (never enlarged), upright, to ``dest``
-    (atomically): a PNG keeping the transparency when ``dest`` ends in ``.png``, else a JPEG. Of a video,
-    the frame at ``time`` seconds (0 when None).
-
-    JPEGs are decoded at reduced scale (``draft``), so a 12 MP photo costs a fraction of a full decode;
-    RAW files and SVGs are decoded by their kind (``mmsearch.media.kinds``).
-
-    Raises:
-        ImageReadError: ``source`` cannot be read or decoded.
-    """
-    from .kinds import is_video
-    from .kinds.video import frame_at
-
-    try:
-        if pillow_reads(source):
-            with Image.open(source) as image:
-                _check_size(image)
-                image.draft("RGB", (size, size))
-                upright = ImageOps.exif_transpose(image) or image
-                upright = upright.convert("RGBA") if Path(dest).suffix == ".png" else to_rgb(upright)
-                write_thumbnail(upright, dest, size)
-        elif is_video(source):
-            write_thumbnail(frame_at(str(source), time or 0.0, size), dest, size)
-        else:
-            write_thumbnail(decode_file(source, read_capped(str(source))[0], size)[0], dest, size)
-    except ImageReadError:
-        raise
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
-        raise ImageReadError(f"cannot make a thumbnail of {source}: {exc}") from None
-
-
 def write_thumbnail(image: Image.Image, dest: str | Path, size: int) -> None:
     """``image`` shrunk to at most ``size`` px on its long side, written atomically to ``dest`` (PNG with
     its alpha when ``dest`` ends in ``.png``, else JPEG)."""
@@ -331,17 +205,6 @@ def write_thumbnail(image: Image.Image, dest: str | Path, size: int) -> None:
     else:
         to_rgb(image).save(partial, "JPEG", quality=85, optimize=True)
     os.replace(partial, dest)
-
-
-def has_alpha(path: str | Path) -> bool:
-    """Whether an image file has transparency (read from its header)."""
-    if not pillow_reads(path):
-        return False
-    try:
-        with Image.open(path) as image:
-            return image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
-        return False
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -358,7 +221,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _check_size(image: Image.Image, limit: int = MAX_PIXELS) -> None:
+def check_size(image: Image.Image, limit: int = MAX_PIXELS) -> None:
     width, height = image.size
     if width * height > limit:
         raise ImageReadError(f"refused: {width}x{height} pixels exceeds the {limit:,} pixel limit")

@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 from ..errors import ImageReadError
-from .images import has_alpha, save_thumbnail
+from .files import has_alpha, save_thumbnail
 from .kinds import is_video
 
 SIZES = {"thumb": 384, "preview": 1280}  # gallery tiles, and the larger view of one hit

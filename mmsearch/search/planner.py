@@ -121,7 +121,7 @@ def query_vector(session: IndexSession, query: str | None, image: str | Path | I
         if encoder is None:
             raise QueryError("image queries need an image encoder; this index uses the caption-only offline "
                              "profile (set --clip-pretrained to a local checkpoint to enable image search)")
-        from ..media.images import open_rgb
+        from ..media.files import open_rgb
 
         rgb = open_rgb(image, getattr(encoder, "input_size", None))
         parts.append((1.0 - text_weight if text else 1.0, encoder.encode_images([rgb])[0]))

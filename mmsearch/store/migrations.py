@@ -103,7 +103,8 @@ class FileReaders:
 
     @classmethod
     def from_media(cls) -> FileReaders:
-        from ..media.images import decode_file, layout_vector, look_print, perceptual_hash, read_capped
+        from ..media.files import decode_file
+        from ..media.images import layout_vector, look_print, perceptual_hash, read_capped
 
         return cls(lambda path: decode_file(path, read_capped(path)[0], 64)[0], layout_vector, perceptual_hash, look_print)
 
