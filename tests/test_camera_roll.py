@@ -292,3 +292,35 @@ def test_kill_9_in_a_folder_of_videos_then_a_rerun_embeds_each_frame_once(tiny_c
     for meta in frames["metadatas"]:
         per_video.setdefault(meta["image_id"], []).append(meta["time"])
     assert len(per_video) == 12 and all(sorted(t) == [1.0, 3.0, 5.0] for t in per_video.values())
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_the_page_plays_a_video_from_its_moment_and_shows_a_heic_as_a_rendition(make_engine, videos, tmp_path):
+    import urllib.request
+
+    from helpers import served
+    from pillow_heif import register_heif_opener
+
+    from mmsearch_web.guard import original_url
+    from mmsearch_web.views import hit_record, video_player
+
+    register_heif_opener()
+    scene_picture(8).save(videos / "phone.heic")
+    engine = make_engine()
+    engine.index([videos])
+    best = engine.search(image=scene_picture(2), k=1)[0]
+    record = hit_record(best)
+    player = video_player(record)
+    assert f'src="{original_url(record["id"])}#t={best.time:.1f}"' in player and 4.0 <= best.time < 8.0
+    assert video_player(hit_record(engine.search(image=scene_picture(7), k=1)[0])) == ""  # a photo has no player
+    with served(engine) as url:
+        asked = urllib.request.Request(url + original_url(record["id"]), headers={"Range": "bytes=100-299"})
+        with urllib.request.urlopen(asked, timeout=30) as response:
+            size = (videos / "trip.mp4").stat().st_size
+            assert response.status == 206 and response.headers["Content-Type"] == "video/mp4"
+            assert response.headers["Content-Range"] == f"bytes 100-299/{size}"
+            assert response.read() == (videos / "trip.mp4").read_bytes()[100:300]
+        heic = original_url(image_id(str(videos / "phone.heic")))
+        with urllib.request.urlopen(url + heic, timeout=30) as response:
+            assert response.headers["Content-Type"] == "image/jpeg" and response.read()[:3] == b"\xff\xd8\xff"
