@@ -165,15 +165,21 @@ def test_a_hostile_svg_reads_and_fetches_nothing(make_engine, tmp_path):
                                       '<svg xmlns="http://www.w3.org/2000/svg"><text>&x;</text></svg>')
         (root / "huge.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="100000000" height="100000000">'
                                        '<rect width="100%" height="100%" fill="#00f"/></svg>')
+        (root / "graphviz.svg").write_text(  # a DOCTYPE naming the SVG DTD, sizes in pt: as Graphviz writes them
+            '<?xml version="1.0"?><!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" '
+            '"http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd"><svg xmlns="http://www.w3.org/2000/svg" '
+            'width="282pt" height="141pt" viewBox="0 0 282 141"><rect width="282" height="141" fill="#0a0"/></svg>')
         report = make_engine().index([root])
         assert _Counting.asked == []  # nothing was fetched
-        assert report.added == 3
+        assert report.added == 4
         reasons = dict((Path(p).name, r) for p, r in report.failed)
         assert set(reasons) == {"laughs.svg", "xxe.svg"} and all("DTD or entities" in r for r in reasons.values())
         local, _ = decode_file(root / "local.svg", (root / "local.svg").read_bytes(), 64)
         assert local.getpixel((32, 32)) == (255, 255, 255)  # the local file named by the SVG was not drawn
         huge, _ = decode_file(root / "huge.svg", (root / "huge.svg").read_bytes(), 224)
         assert huge.size == (224, 224) and huge.getpixel((100, 100)) == (0, 0, 255)
+        chart, info = decode_file(root / "graphviz.svg", (root / "graphviz.svg").read_bytes(), 224)
+        assert chart.size == (448, 224) and (info.width, info.height) == (376, 188) and chart.getpixel((9, 9))[1] > 150
     finally:
         server.shutdown()
 
