@@ -330,3 +330,18 @@ def test_the_page_plays_a_video_from_its_moment_and_shows_a_heic_as_a_rendition(
         heic = original_url(image_id(str(videos / "phone.heic")))
         with urllib.request.urlopen(url + heic, timeout=30) as response:
             assert response.headers["Content-Type"] == "image/jpeg" and response.read()[:3] == b"\xff\xd8\xff"
+
+
+def test_a_reindex_to_another_image_model_samples_the_videos_again(tiny_clip, minilm, clip512, videos, tmp_path):
+    from mmsearch import SearchEngine
+
+    db = tmp_path / "db"
+    first = SearchEngine(db, clip_model=tiny_clip[0], clip_pretrained=tiny_clip[1], text_model=minilm)
+    assert first.index([videos]).videos == 2
+    report = SearchEngine(db, clip_model=clip512[0], clip_pretrained=clip512[1], text_model="clip").reindex()
+    assert report.switched and report.images_encoded == 3 and report.failed == []
+    now = SearchEngine(db)
+    assert now.stats()["dim"] == 512 and now.stats()["videos"] == 2
+    assert now.store.frames_collection().count() == 12  # 6 frames of each video, in the new model's space
+    best = now.search(image=scene_picture(3), k=1)[0]
+    assert best.path.endswith("trip.mp4") and 8.0 <= best.time < 12.0
