@@ -82,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--from", dest="date_from", metavar="DATE", help="only images taken on or after YYYY-MM-DD")
     search.add_argument("--to", dest="date_to", metavar="DATE", help="only images taken on or before YYYY-MM-DD")
     search.add_argument("--camera", help="only images from this camera (as shown by stats)")
+    search.add_argument("--place", metavar="NAME",
+                        help="only photos taken in this city, region or country (any language: Lisbon, 里斯本, Portugal)")
+    search.add_argument("--near", metavar="LAT,LON", type=position, help="only photos taken near this point (with --within)")
+    search.add_argument("--within", metavar="KM", type=float, default=10.0, help="radius of --near in km (default 10)")
+    search.add_argument("--sort", choices=("best", "date", "date-asc"), default="best",
+                        help="order of the hits: best match (default), newest first, or oldest first")
+    search.add_argument("--literal", action="store_true",
+                        help="take the query as text only: no dates, places, -words or field words read in it")
     search.add_argument("--text-weight", type=share, default=0.5, help="text share in a text + image query (default 0.5)")
     search.add_argument("--like", action="append", default=[], metavar="FILE",
                         help="an indexed image that is what you want: refines the query, and is remembered; repeatable")
@@ -158,6 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-serve", action="store_true", help="index and print a sample search, do not start the web page")
     _server_args(demo)
     return parser
+
+
+def position(text: str) -> tuple[float, float]:
+    """``--near``'s LAT,LON as two numbers."""
+    try:
+        lat, lon = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not LAT,LON (e.g. 38.72,-9.14)") from None
+    return lat, lon
 
 
 def share(text: str) -> float:
@@ -466,19 +483,27 @@ def tsv_field(text: str) -> str:
 
 def cmd_search(args: argparse.Namespace) -> int:
     engine = _engine(args, existing=True)
+    understood = engine.understand(args.query) if args.query and not args.literal else None
     with _warnings_named(args.image):
         hits = engine.search(args.query, image=args.image, k=args.k, folder=args.folder, date_from=args.date_from,
                              date_to=args.date_to, camera=args.camera, text_weight=args.text_weight,
                              positive=args.like, negative=args.unlike,
-                             min_relevance=None if args.all else args.min_relevance, collapse=not args.no_collapse)
+                             min_relevance=None if args.all else args.min_relevance, collapse=not args.no_collapse,
+                             place=args.place, near=(*args.near, args.within) if args.near else None, sort=args.sort,
+                             literal=args.literal)
+    said = understood.describe(engine.places) if understood is not None and understood.parsed else ""
     if args.query and not args.no_remember:
         for path, relevant in [(p, True) for p in args.like] + [(p, False) for p in args.unlike]:
             engine.feedback(args.query, path, relevant)
     if args.json:
         signature = engine.signature
         models = {"image": signature["image_model"], "text": signature["text_model"], "caption": signature["caption_model"]}
-        print(json.dumps({"models": models, "results": [h.to_dict() for h in hits]}, ensure_ascii=False, indent=2))
-    elif not hits and not args.all:
+        print(json.dumps({"models": models, **({"understood": said} if said else {}),
+                          "results": [h.to_dict() for h in hits]}, ensure_ascii=False, indent=2))
+        return 0
+    if said:
+        print(f"understood: {said}")
+    if not hits and not args.all:
         print(_folder_hint(engine, args.folder) or no_matches(args.query or args.image or "the examples"))
     else:
         if engine.has_caption_space and hits:  # say which model the caption column comes from

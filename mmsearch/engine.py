@@ -17,7 +17,9 @@ from .ids import image_id_of
 from .lock import lock_for_writing
 from .records import Hit, IndexReport, ReindexReport
 from .search import planner
-from .search.filters import DateLike
+from .search.filters import DateLike, check_text
+from .search.places import PlaceBook
+from .search.understand import Understood, understand
 from .session import IndexSession
 
 if TYPE_CHECKING:
@@ -238,11 +240,14 @@ class SearchEngine:
                folder: str | Path | None = None, date_from: DateLike = None, date_to: DateLike = None,
                camera: str | None = None, text_weight: float = 0.5, min_score: float = 0.0,
                positive: Sequence[str | Path] = (), negative: Sequence[str | Path] = (),
-               min_relevance: float | None = None, collapse: bool = False) -> list[Hit]:
+               min_relevance: float | None = None, collapse: bool = False, place: str | None = None,
+               near: tuple[float, float, float] | None = None, sort: str = "best", literal: bool = False) -> list[Hit]:
         """Search by text (any language the text model knows), by image, or both.
 
         Args:
-            query: text query.
+            query: text query. Dates, places the index holds, ``-words`` and ``camera:``/``folder:``/``place:``
+                in it are filters (``mmsearch.search.understand``; ``understand`` shows what was read), unless
+                ``literal``. A query that is only filters ("Osaka 2019") lists what they keep, newest first.
             image: query image (path or PIL image); with ``query``, both are combined.
             k: number of hits.
             folder, date_from, date_to, camera: filters (see ``mmsearch.search.filters.build_where``).
@@ -255,6 +260,11 @@ class SearchEngine:
                 the page use 0.5); None (default) returns the nearest ``k`` whatever their relevance.
             collapse: fold copies of one photo into their best-ranked hit (``Hit.similar``), as the command
                 line and the page do; off by default, so every file is ranked.
+            place: keep photos taken in this city, region or country (a name in any language the index's
+                place data has: "Lisbon", "里斯本", "Portugal").
+            near: (latitude, longitude, km): keep photos taken inside this circle (great-circle distance).
+            sort: "best" (default), "date" (newest first) or "date-asc".
+            literal: take the query as text only, without reading filters in it.
 
         Returns:
             Hits, best first. ``Hit.scores`` holds each signal (``mmsearch.search.signals``): ``image`` is
@@ -263,12 +273,50 @@ class SearchEngine:
             ``Hit.relevance`` says how sure the match is, on one scale for every query.
         """
         def run() -> list[Hit]:
-            planned = self.plan(query, image=image, k=k, text_weight=text_weight, min_score=min_score, folder=folder,
-                                date_from=date_from, date_to=date_to, camera=camera, positive=positive,
-                                negative=negative, min_relevance=min_relevance, collapse=collapse)
+            understood = self.understand(query) if query and not literal else None
+            read = understood or Understood(query or "")
+            places = [self._place_keys(typed, keys) for typed, keys in read.places]
+            if place:
+                places.append(self._place_keys(place, self.places.lookup(place)))
+            options: dict[str, Any] = dict(
+                k=k, text_weight=text_weight, min_score=min_score, folder=folder or read.folder,
+                date_from=date_from or read.date_from, date_to=date_to or read.date_to, camera=camera or read.camera,
+                positive=positive, negative=negative, min_relevance=min_relevance, collapse=collapse, places=places,
+                near=near, excluded=read.excluded, sort=sort)
+            if understood is not None and understood.parsed and not read.text and image is None and not positive:
+                return self._browse(**options)  # only filters: nothing semantic to rank by
+            planned = self.plan(read.text if understood is not None else query, image=image, **options)
             return self.serve(planned) if planned is not None else []
 
         return self._consistently(run)
+
+    @property
+    def places(self) -> PlaceBook:
+        """The places the index holds, by name in every language its place data has (``mmsearch.search.places``)."""
+        return self.session.keyword_index().places if self.store.ready else PlaceBook()
+
+    def understand(self, query: str) -> Understood:
+        """What ``search`` reads in a query: its dates, places, ``-words`` and field words, and the text left
+        (``mmsearch.search.understand``); ``describe()`` says it in one line."""
+        return understand(check_text(query, "query"), self.places)
+
+    @staticmethod
+    def _place_keys(typed: str, keys: list[str]) -> list[str]:
+        if not keys:
+            raise QueryError(f"no photo of this index was taken in a place called {typed!r}")
+        return keys
+
+    def _browse(self, *, k: int, sort: str, places: list[list[str]], near: Any, excluded: Sequence[str],
+                **filters: Any) -> list[Hit]:
+        """Every image the filters keep, newest first (or ``sort``), each a full match (relevance 1)."""
+        from .search.filters import build_where, check_near
+        from .search.planner import check_k, check_sort
+        from .search.ranking import browse
+
+        wanted = {name: filters[name] for name in ("folder", "date_from", "date_to", "camera")}
+        where = build_where(roots=self.store.roots(), places=places, near=check_near(near), **wanted)
+        return browse(self.store, where, check_near(near), tuple(excluded), check_k(k),
+                      "date" if check_sort(sort) == "best" else sort)
 
     def _consistently(self, run: Callable[[], list[Hit]]) -> list[Hit]:
         """``run`` a search on one session: a search that overlapped a switch to new models may have mixed

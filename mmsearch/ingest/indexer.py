@@ -38,6 +38,7 @@ from ..media.images import (
 from ..media.kinds import is_video, kind_of
 from ..media.kinds.video import read_video
 from ..media.ocr import OcrEngine, OcrText
+from ..media.places import locate
 from ..paths import within_any
 from ..records import IndexReport
 from ..store.client import Entry, FrameSet, OcrRecord, Store
@@ -290,6 +291,8 @@ class Indexer:
             old = known.get(item.candidate.path)
             if item.video is not None and item.video.problem:
                 report.warnings.append((item.candidate.path, item.video.problem))
+            if item.info.gps_problem:
+                report.warnings.append((item.candidate.path, item.info.gps_problem))
             if old is not None:
                 report.updated += 1
                 report.captions_removed += len(set(old.captions) - set(item.captions))
@@ -640,6 +643,9 @@ def _metadata(item: Prepared, captions: list[str], ocr: dict[str, Any], lexical:
         meta["camera"] = info.camera
     if info.lat is not None and info.lon is not None:
         meta["lat"], meta["lon"] = info.lat, info.lon
+        place = locate(info.lat, info.lon)
+        if place is not None:
+            meta.update(place.fields())
     kind = kind_of(c.path)
     if kind is not None:
         meta["kind"] = kind.name

@@ -149,3 +149,31 @@ def has_alpha(path: str | Path) -> bool:
             return image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
         return False
+
+
+def position_of(path: str) -> tuple[float | None, float | None]:
+    """Where a file was taken, read from its metadata without decoding its pixels: EXIF GPS (photos, HEIC,
+    TIFF-based RAW), or the container's ISO 6709 position (videos); (None, None) when it has none.
+
+    Raises:
+        ImageReadError: the file cannot be read.
+    """
+    from .images import info_from_exif
+    from .kinds.raw import tiff_exif
+    from .kinds.video import container_facts
+
+    kind = kind_of(path)
+    if kind is not None and kind.video:
+        facts = container_facts(path)
+        return facts.lat, facts.lon
+    if kind is not None and kind.name == "raw":
+        info = info_from_exif(tiff_exif(read_capped(path)[0]))
+        return info.lat, info.lon
+    if kind is not None and kind.name == "svg":
+        return None, None
+    try:
+        with Image.open(path) as image:
+            info = info_from_exif(image.getexif())
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageReadError(f"cannot read {path}: {exc}") from None
+    return info.lat, info.lon

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import html
 import io
+import math
 import os
 import re
 import threading
@@ -48,6 +49,7 @@ class ImageInfo:
     captions: list[str] = field(default_factory=list)
     lat: float | None = None  # EXIF GPS, degrees north (WGS 84)
     lon: float | None = None  # degrees east
+    gps_problem: str = ""  # why a GPS position in the file was not used ("" when there was none or it was)
 
 
 MAX_FILE_BYTES = 512 * 1024 * 1024  # image files larger than this are skipped unread (phone photos: 2-15 MB)
@@ -244,21 +246,26 @@ def info_from_exif(exif: Image.Exif, width: int = 0, height: int = 0) -> ImageIn
     taken = _parse_exif_date(sub.get(_DATETIME_ORIGINAL) or exif.get(_DATETIME))
     if exif.get(_ORIENTATION) in (5, 6, 7, 8):  # stored rotated by 90 degrees: upright size is swapped
         width, height = height, width
-    lat, lon = gps_position(exif.get_ifd(_GPS_IFD) if exif else {})
-    return ImageInfo(width, height, taken, camera, _dedupe(captions), lat, lon)
+    lat, lon, problem = gps_position(exif.get_ifd(_GPS_IFD) if exif else {})
+    return ImageInfo(width, height, taken, camera, _dedupe(captions), lat, lon, problem)
 
 
-def gps_position(gps: Mapping[int, Any]) -> tuple[float | None, float | None]:
-    """(latitude, longitude) in degrees of an EXIF GPS directory, or (None, None) when it has none or it
-    is not a position on Earth (0, 0 is a camera without a fix, not a point in the Gulf of Guinea)."""
+def gps_position(gps: Mapping[int, Any]) -> tuple[float | None, float | None, str]:
+    """(latitude, longitude) in degrees of an EXIF GPS directory, and "" ; or (None, None, why) when it holds
+    a position that is none: rationals with a zero denominator, degrees out of range, or (0, 0), which is a
+    camera without a fix, not a point in the Gulf of Guinea. (None, None, "") when it holds no position."""
+    if gps.get(2) is None or gps.get(4) is None:
+        return None, None, ""
     try:
         lat = _degrees(gps.get(2), gps.get(1), "S")
         lon = _degrees(gps.get(4), gps.get(3), "W")
     except (TypeError, ValueError, ZeroDivisionError):
-        return None, None
-    if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180) or (lat == 0 and lon == 0):
-        return None, None
-    return round(lat, 6), round(lon, 6)
+        lat = lon = None
+    if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        return None, None, "GPS: the position in the EXIF data is not a valid one; the photo is indexed without a place"
+    if lat == 0 and lon == 0:
+        return None, None, ""  # no fix: nothing to report
+    return round(lat, 6), round(lon, 6), ""
 
 
 def _degrees(value: Any, ref: Any, negative: str) -> float | None:
@@ -266,7 +273,7 @@ def _degrees(value: Any, ref: Any, negative: str) -> float | None:
         return None
     parts = [float(v) for v in (value if isinstance(value, (tuple, list)) else (value,))]
     degrees = sum(p / 60 ** n for n, p in enumerate(parts[:3]))
-    if degrees != degrees:  # NaN (a rational with a zero denominator)
+    if not math.isfinite(degrees):  # NaN or infinite: a rational with a zero denominator
         return None
     ref = ref.decode("ascii", "ignore") if isinstance(ref, bytes) else str(ref or "")
     return -degrees if ref.strip().upper().startswith(negative) else degrees

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from datetime import date, datetime, time
@@ -11,10 +12,13 @@ from typing import Any
 from ..errors import QueryError
 
 DateLike = str | date | datetime | None
+Near = tuple[float, float, float]  # (latitude, longitude, radius in km)
+EARTH_KM = 6371.0088
 
 
 def build_where(folder: str | Path | None = None, date_from: DateLike = None, date_to: DateLike = None,
-                camera: str | None = None, roots: Sequence[str] = ()) -> dict[str, Any] | None:
+                camera: str | None = None, roots: Sequence[str] = (), places: Sequence[Sequence[str]] = (),
+                near: Near | None = None) -> dict[str, Any] | None:
     """A Chroma ``where`` filter; None when no filter is set.
 
     Args:
@@ -24,6 +28,10 @@ def build_where(folder: str | Path | None = None, date_from: DateLike = None, da
         date_to: ... on or before this day (the whole day counts) or time.
         camera: keep images from this camera ("Make Model" as stored).
         roots: the indexed roots, for resolving relative folders.
+        places: groups of place keys (``mmsearch.search.places.PlaceBook``: a city, a region or a country);
+            an image must be in one place of every group ("Osaka" names a city and a prefecture: one group).
+        near: keep images in the box around this circle (``near_box``); the exact great-circle cut is
+            ``within``, applied to the candidates.
     """
     clauses: list[dict[str, Any]] = []
     for name, value in (("folder", folder), ("camera", camera)):
@@ -38,6 +46,13 @@ def build_where(folder: str | Path | None = None, date_from: DateLike = None, da
         clauses.append({"date": {"$lte": _timestamp(date_to, end=True)}})
     if camera:
         clauses.append({"camera": camera})
+    for group in places:
+        wanted = [{"place_keys": {"$contains": str(key)}} for key in dict.fromkeys(group)]
+        if not wanted:
+            raise QueryError("a place filter names no place")
+        clauses.append(wanted[0] if len(wanted) == 1 else {"$or": wanted})
+    if near is not None:
+        clauses.extend(near_box(near))
     if not clauses:
         return None
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
@@ -99,3 +114,49 @@ def unknown_folder(folder: str | Path, folders: Sequence[str], roots: Sequence[s
     hint = f"; nearest: {', '.join(nearest)}" if nearest else ""
     return f"no indexed folder matches {str(folder)!r}{hint}"
 
+
+
+def check_near(near: Any) -> Near | None:
+    """``near`` as (lat, lon, km), or None.
+
+    Raises:
+        QueryError: not three numbers, a latitude or longitude out of range, or a radius not above 0.
+    """
+    if near is None:
+        return None
+    try:
+        lat, lon, km = (float(v) for v in near)
+    except (TypeError, ValueError):
+        raise QueryError(f"near is (latitude, longitude, km), got {near!r}") from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180) or not 0 < km <= 20_100 or not all(map(math.isfinite, (lat, lon, km))):
+        raise QueryError(f"near needs a latitude in -90..90, a longitude in -180..180 and a radius in km above 0, got {near!r}")
+    return lat, lon, km
+
+
+def near_box(near: Near) -> list[dict[str, Any]]:
+    """``where`` clauses of the latitude/longitude box around a circle on the sphere: the box spans the
+    antimeridian as two longitude ranges, and has no longitude bound when the circle holds a pole."""
+    lat, lon, km = near
+    angle = km / EARTH_KM
+    dlat = math.degrees(angle)
+    clauses: list[dict[str, Any]] = [{"lat": {"$gte": max(-90.0, lat - dlat)}}, {"lat": {"$lte": min(90.0, lat + dlat)}}]
+    if lat + dlat >= 90 or lat - dlat <= -90 or angle >= math.pi / 2:
+        return clauses  # a pole is inside: every longitude
+    dlon = math.degrees(math.asin(min(1.0, math.sin(angle) / math.cos(math.radians(lat)))))
+    west, east = lon - dlon, lon + dlon
+    if west < -180 or east > 180:
+        ranges = [(-180.0, east - 360 if east > 180 else east), (west + 360 if west < -180 else west, 180.0)]
+        clauses.append({"$or": [{"$and": [{"lon": {"$gte": a}}, {"lon": {"$lte": b}}]} for a, b in ranges]})
+    else:
+        clauses.extend([{"lon": {"$gte": west}}, {"lon": {"$lte": east}}])
+    return clauses
+
+
+def within(near: Near, lat: Any, lon: Any) -> bool:
+    """Whether a position lies inside the circle (great-circle distance, haversine)."""
+    if lat is None or lon is None:
+        return False
+    p1, p2 = math.radians(near[0]), math.radians(float(lat))
+    dlat, dlon = p2 - p1, math.radians(float(lon) - near[1])
+    h = math.sin(dlat / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dlon / 2) ** 2
+    return 2 * EARTH_KM * math.asin(min(1.0, math.sqrt(h))) <= near[2]

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..text import CJK
 from .lexical import LexicalIndex
+from .places import PlaceBook
 from .stopwords import is_stop_word
 
 _TOKEN = re.compile(rf"[{CJK}]+|[^\W_{CJK}]+")
@@ -58,10 +59,12 @@ def _fold(word: str) -> str:
 
 
 def image_text(meta: dict) -> str:
-    """What keyword search reads of an image: its captions, file name and the names of its folders."""
+    """What keyword search reads of an image: its captions, file name, the names of its folders, and its
+    place in English ("Nairobi, Nairobi County, Kenya"; the place's names in other languages are matched by
+    the query parser, ``mmsearch.search.places``, not added here, where 40 spellings would drown a caption)."""
     path = PurePath(meta.get("path", ""))
     folders = " ".join(path.parent.parts[-3:])
-    return " \n ".join([*(meta.get("captions") or []), path.name, folders])
+    return " \n ".join([*(meta.get("captions") or []), path.name, folders, str(meta.get("place") or "")])
 
 
 class KeywordIndex:
@@ -78,6 +81,7 @@ class KeywordIndex:
         self._positions: dict[str, int] | None = None
         self.lexical: LexicalIndex | None = None  # BGE-M3 lexical weights of the texts (``mmsearch.search.lexical``)
         self.captioned: list[str] = []  # ids of the images with captions (the caption signal's background)
+        self.places = PlaceBook()  # the places the index holds, by name (the query parser's vocabulary)
 
     @classmethod
     def from_metadata(cls, records: Iterable[tuple[str, dict]]) -> KeywordIndex:
@@ -89,6 +93,7 @@ class KeywordIndex:
         index.ocr = {i: str(meta["ocr"]) for i, meta in records if meta.get("ocr")}
         index.lexical = LexicalIndex.from_metadata(index.ids, (meta for _, meta in records))
         index.captioned = [i for i, meta in records if meta.get("captions")]
+        index.places = PlaceBook.from_metadata(meta for _, meta in records)
         return index
 
     def positions(self) -> dict[str, int]:
@@ -137,6 +142,7 @@ class KeywordIndex:
         np.savez(partial, key=np.asarray(key, dtype=np.int64), **_pack("ids", self.ids), **_pack("texts", self.texts),
                  **_pack("tokens", tokens), **_pack("names", self.names), **_pack("ocr_ids", list(self.ocr)),
                  **_pack("ocr_texts", list(self.ocr.values())), **_pack("captioned", self.captioned),
+                 **_pack("places", [self.places.to_json()]),
                  offsets=np.cumsum([0, *sizes]).astype(np.int64), lengths=self.lengths,
                  docs=np.concatenate([self.postings[t][0] for t in tokens]) if tokens else empty_i,
                  tfs=np.concatenate([self.postings[t][1] for t in tokens]) if tokens else empty_f,
@@ -166,6 +172,7 @@ class KeywordIndex:
                             dict(zip(_unpack(data, "ocr_ids"), _unpack(data, "ocr_texts"))))
                 index.lexical = LexicalIndex.from_arrays(ids, data, "lexical_")
                 index.captioned = _unpack(data, "captioned")
+                index.places = PlaceBook.from_json(_unpack(data, "places")[0])
                 return index
         except Exception:  # BadZipFile, EOFError, ValueError, KeyError, OSError, ...: rebuild
             return None

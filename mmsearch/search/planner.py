@@ -15,7 +15,7 @@ import numpy as np
 from ..encoders import l2_normalize
 from ..errors import QueryError
 from .feedback import Examples, examples, rocchio
-from .filters import build_where, check_text
+from .filters import build_where, check_near, check_text
 from .fusion import query_weights
 from .query import Query
 
@@ -45,8 +45,11 @@ def check_k(k: Any) -> int:
 def plan(session: IndexSession, query: str | None = None, *, image: str | Path | Image.Image | None = None,
          k: int = 10, text_weight: float = 0.5, min_score: float = 0.0, exclude: str | None = None,
          vector: np.ndarray | None = None, positive: Sequence[str | Path] = (), negative: Sequence[str | Path] = (),
-         min_relevance: float | None = None, collapse: bool = False, **filters: Any) -> Query | None:
-    """The ranked query a search runs (its vector encoded now); None when nothing can match."""
+         min_relevance: float | None = None, collapse: bool = False, near: Any = None, excluded: Sequence[str] = (),
+         sort: str = "best", **filters: Any) -> Query | None:
+    """The ranked query a search runs (its vector encoded now); None when nothing can match. ``excluded``
+    words are subtracted from a text query's vector and drop the hits whose texts hold them; ``near`` keeps
+    the hits inside a circle; ``sort`` orders them (``SORTS``)."""
     k = check_k(k)
     check_types(query, text_weight, min_score, positive, negative)
     store = session.store  # first: an index built by other models is refused before any model loads
@@ -62,15 +65,33 @@ def plan(session: IndexSession, query: str | None = None, *, image: str | Path |
                       examples(store, negative, session.has_image_vectors))
     if vector is None:
         vector = query_vector(session, query, image, text_weight) if text or image is not None else liked.mean()
+        if text and excluded:  # rclip's arithmetic: "a dog -grass" is "a dog" minus "grass"
+            vector = l2_normalize(vector - session.text_encoder.encode_texts(list(excluded)).mean(axis=0))[0]
     refined = rocchio(vector, liked.image, unliked.image)
     captions, lexical = caption_query(session, vector, text, liked, unliked)
     config = session.config
     weights = query_weights(config.caption_weight, config.keyword_weight, bool(text), config.feedback_weight,
                             config.ocr_weight if session.has_ocr_texts() else 0.0, config.sparse_weight if lexical else 0.0)
     marks = session.marks.signal(vector) if text and config.feedback_weight > 0 else {}
-    return Query(refined, text, k, weights, build_where(roots=store.roots(), **filters), min_score, exclude,
+    near = check_near(near)
+    return Query(refined, text, k, weights, build_where(roots=store.roots(), near=near, **filters), min_score, exclude,
                  captions, frozenset(unliked.ids), marks, shared_captions=not session.has_caption_space, lexical=lexical,
-                 min_relevance=check_relevance(min_relevance), collapse=collapse)
+                 min_relevance=check_relevance(min_relevance), collapse=collapse, near=near,
+                 excluded=tuple(check_text(w, "excluded word") for w in excluded), sort=check_sort(sort))
+
+
+SORTS = ("best", "date", "date-asc")  # relevance; newest first; oldest first
+
+
+def check_sort(sort: Any) -> str:
+    """``sort`` as one of ``SORTS``.
+
+    Raises:
+        QueryError: it is not one of them.
+    """
+    if sort not in SORTS:
+        raise QueryError(f"sort is one of {', '.join(SORTS)}, got {sort!r}")
+    return str(sort)
 
 
 def check_types(query: Any, text_weight: Any, min_score: Any, positive: Any, negative: Any) -> None:

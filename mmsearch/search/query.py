@@ -25,6 +25,9 @@ class Query:
     lexical: dict[int, float] = field(default_factory=dict)  # the text's BGE-M3 lexical weights (the sparse signal)
     min_relevance: float | None = None  # hits below this calibrated relevance are left out (None: none are)
     collapse: bool = False  # copies of one photo in the hits fold into the best one (``Hit.similar``)
+    near: tuple[float, float, float] | None = None  # (lat, lon, km): only hits inside this circle
+    excluded: tuple[str, ...] = ()  # words and phrases a hit's texts must not contain (``-word``)
+    sort: str = "best"  # "best" (relevance), "date" (newest first) or "date-asc"
 
     @property
     def captions_vector(self) -> np.ndarray | None:

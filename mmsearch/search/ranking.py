@@ -9,15 +9,21 @@ cross-encoder reading the query with the image's captions) reorders the fused to
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..records import Hit
+from ..text import CJK
 from . import signals
 from .collapse import collapse
+from .filters import within
 from .fusion import DEFAULT_RULE, EPSILON, fuse, pool_size
+from .keywords import image_text, tokenize
 from .query import Query
 from .relevance import Background, combine
 from .signals import Context, Signal, rounded
@@ -31,6 +37,7 @@ if TYPE_CHECKING:
 
 # internal fields not shown in Hit.metadata
 HIDDEN_METADATA = ("folders", "caption_sig", "manifest_captions", "ocr_sig", "lexical", "ocr_lexical", "look")
+_CJK = re.compile(f"[{CJK}]")
 PINNED = 1.0  # fused score of an exact file-name match: the top of the scale
 MAX_PINNED = 1000  # file-name matches looked at (an icon theme has one name in ~10 folders)
 Scores = dict[str, float | None]
@@ -73,7 +80,10 @@ def order(store: Store, query: Query, found: Candidates, rule: str = DEFAULT_RUL
     floor = query.min_relevance
     ranked = [i for i in sorted(fused, key=lambda i: (i in query.demoted, -fused[i], i))
               if i != query.exclude and (floor is None or relevance.get(i, 0.0) >= floor)]
-    wide = (reranker is not None and query.text) or query.collapse
+    if query.near is not None or query.excluded:  # cuts the store cannot make: read the candidates' metadata
+        found.read_metadata(store, ranked)
+        ranked = [i for i in ranked if i in found.metadata and passes(query, found.metadata[i])]
+    wide = (reranker is not None and query.text) or query.collapse or query.sort != "best"
     shown = ranked[:pool] if wide else ranked[:query.k]
     # A file-name query pins every file of that name (found by name, whatever their keyword rank), in path order.
     named = [i for i in found.exact if i != query.exclude]
@@ -92,8 +102,50 @@ def order(store: Store, query: Query, found: Candidates, rule: str = DEFAULT_RUL
     others = [i for i in kept if i not in exact]
     groups = pinned + (collapse(others, metadata, found.vectors, found.use_image) if query.collapse
                        else [(i, []) for i in others])
+    if query.sort != "best":
+        groups = by_date(groups[:query.k] if floor is None else groups, metadata, query.sort)
     return [hit(i, fused[i], scores[i], found.best_caption.get(i), metadata[i], relevance.get(i, 0.0),
                 [str(metadata[c]["path"]) for c in copies], found.moments.get(i)) for i, copies in groups[:query.k]]
+
+
+def browse(store: Store, where: dict | None, near: tuple[float, float, float] | None, excluded: tuple[str, ...],
+           k: int, sort: str) -> list[Hit]:
+    """A query with nothing to rank by but its filters ("Osaka 2019"): the images they keep, in date order
+    (``by_date``), each a full match of what was asked (relevance 1.0, no signal scores)."""
+    cut = Query(np.zeros(1, np.float32), "", k, {}, where, near=near, excluded=excluded)
+    metadata = {i: m for i, m in store.find(where) if passes(cut, m)}
+    groups = by_date([(i, []) for i in metadata], metadata, sort)[:k]
+    return [hit(i, 1.0, {"image": None, "caption": None}, None, metadata[i], 1.0) for i, _ in groups]
+
+
+def by_date(groups: list[tuple[str, list[str]]], metadata: dict[str, dict], sort: str) -> list[tuple[str, list[str]]]:
+    """Hits in the order they were taken: newest first (``date``) or oldest first (``date-asc``); ties by path."""
+    newest = sort == "date"
+    return sorted(groups, key=lambda g: ((-1 if newest else 1) * int(metadata[g[0]].get("date") or 0),
+                                         str(metadata[g[0]].get("path"))))
+
+
+def passes(query: Query, meta: dict) -> bool:
+    """Whether an image survives the query's cuts the store cannot make: inside ``near``'s circle by
+    great-circle distance, and none of the ``excluded`` words or phrases in its captions, file and folder
+    names, place or text in the photo."""
+    if query.near is not None and not within(query.near, meta.get("lat"), meta.get("lon")):
+        return False
+    if not query.excluded:
+        return True
+    text = f"{image_text(meta)} \n {meta.get('ocr') or ''}"
+    words = tokenize(text)
+    return not any(_holds(text, words, term) for term in query.excluded)
+
+
+def _holds(text: str, words: list[str], term: str) -> bool:
+    """Whether ``term`` appears in ``text``: as a run of its words (so "cat" is not in "category"), or, for
+    Chinese, Japanese or Korean written without spaces, as it is."""
+    if _CJK.search(term):
+        return term.lower() in text.lower()
+    phrase = tokenize(term)
+    size = len(phrase)
+    return bool(phrase) and any(words[n:n + size] == phrase for n in range(len(words) - size + 1))
 
 
 def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords: KeywordIndex | None,

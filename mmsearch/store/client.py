@@ -33,6 +33,7 @@ from ..config import MINILM_ID, PACKAGED_MINILM
 from ..errors import IndexMismatchError, MMSearchError, StoreError, first_line
 from ..ids import NO_IMAGE_MODEL, caption_id, frame_id, split_caption_id
 from .collections import (
+    FILTER_FIELDS,
     FIRST,
     HNSW,
     HNSW_CAPTIONS,
@@ -710,6 +711,18 @@ class Store:
                                 where=where or None, include=["distances"])
 
     @_guarded("read")
+    def find(self, where: dict | None) -> list[tuple[str, dict]]:
+        """(id, metadata) of every image a ``where`` filter keeps (all of them for None)."""
+        out: list[tuple[str, dict]] = []
+        offset = 0
+        while True:
+            page = self._images.get(where=where or None, include=["metadatas"], limit=PAGE, offset=offset)
+            out.extend(zip(page["ids"], page["metadatas"]))
+            if len(page["ids"]) < PAGE:
+                return out
+            offset += PAGE
+
+    @_guarded("read")
     def image_records(self, ids: Sequence[str], where: dict | None = None) -> dict[str, tuple[dict, np.ndarray]]:
         """Stored metadata and vector of each image id that exists (and matches ``where``)."""
         if not ids:
@@ -869,5 +882,6 @@ def _is_collection(value: Any) -> bool:
 
 
 def _filter_fields(meta: dict) -> dict:
-    """The image metadata copied onto each caption so that filters work on both collections."""
-    return {k: meta[k] for k in ("path", "folders", "date", "camera") if k in meta}
+    """The image metadata copied onto each caption, text and frame record so that filters work on every
+    collection."""
+    return {k: meta[k] for k in FILTER_FIELDS if k in meta}

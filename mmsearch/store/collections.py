@@ -29,6 +29,7 @@ FIRST = "first"  # the first generation of an index: the plain collection names
 # benchmarks/cold_start_bench.py).
 HNSW = {"space": "cosine", "ef_search": 256, "ef_construction": 200, "max_neighbors": 48, "sync_threshold": 200}
 HNSW_CAPTIONS = {**HNSW, "ef_search": 128}
+FILTER_FIELDS = ("path", "folders", "date", "camera", "place_keys", "lat", "lon")  # copied where a ``where`` looks
 PAGE = 5000  # records per get() page; below Chroma's max batch size (~5,400)
 
 

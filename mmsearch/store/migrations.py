@@ -10,8 +10,8 @@ through ``Store``, so the store's methods can change without rewriting history. 
 collection: write a step ``def _vN(handle) -> None`` that is safe to run twice, append it to ``STEPS`` and
 raise ``SCHEMA``. (After rclip's ``db.py`` and llm's ``embeddings_migrations``.)
 
-Three steps read image files (2: layout vectors, 5: perceptual hashes, 8: looks); they take their readers from
-``mmsearch.media.images``, the one Pillow entry, through ``FileReaders``.
+Four steps read image files (2: layout vectors, 5: perceptual hashes, 8: looks, 9: GPS positions); they take
+their readers from ``mmsearch.media``, through ``FileReaders``.
 """
 
 from __future__ import annotations
@@ -23,19 +23,21 @@ from typing import Any
 import numpy as np
 
 from ..errors import StoreError
-from ..ids import has_image_vectors
+from ..ids import caption_id, has_image_vectors
 from .collections import (
+    FILTER_FIELDS,
     HNSW_CAPTIONS,
     PAGE,
     POINTER,
     apply_search_settings,
     caption_sources,
+    collection_name,
     open_collection,
     pages,
     pointer_fields,
 )
 
-SCHEMA = 8
+SCHEMA = 9
 VERSION_KEY = "schema_version"  # indexes written before versions were read carry none: version 0
 
 
@@ -100,13 +102,21 @@ class FileReaders:
     layout: Callable[[Any, int], np.ndarray]
     phash: Callable[[Any], str]
     look: Callable[[Any], str]
+    position: Callable[[str], tuple[float | None, float | None]] = lambda path: (None, None)
+    place: Callable[[float, float], dict[str, Any]] = lambda lat, lon: {}
 
     @classmethod
     def from_media(cls) -> FileReaders:
-        from ..media.files import decode_file
+        from ..media.files import decode_file, position_of
         from ..media.images import layout_vector, look_print, perceptual_hash, read_capped
+        from ..media.places import locate
 
-        return cls(lambda path: decode_file(path, read_capped(path)[0], 64)[0], layout_vector, perceptual_hash, look_print)
+        def place(lat: float, lon: float) -> dict[str, Any]:
+            found = locate(lat, lon)
+            return found.fields() if found is not None else {}
+
+        return cls(lambda path: decode_file(path, read_capped(path)[0], 64)[0], layout_vector, perceptual_hash, look_print,
+                   position_of, place)
 
 
 def upgrade(handle: Handle, readers: FileReaders | None = None) -> list[int]:
@@ -210,7 +220,44 @@ def _v8_looks(handle: Handle, readers: FileReaders) -> None:
             handle.update_images(list(looks), metadatas=[{"look": look} for look in looks.values()])
 
 
+def _v9_places(handle: Handle, readers: FileReaders) -> None:
+    """``lat``, ``lon`` and the place fields (``media.places``: the nearest city, its region and country, their
+    names in many languages): read from each file's EXIF GPS or video container, without decoding pixels or
+    encoding anything. A file that cannot be read is left as it is (the next index run of a changed file
+    adds its place)."""
+    for ids, metas in handle.image_pages():
+        changes: dict[str, dict[str, Any]] = {}
+        for image, meta in zip(ids, metas):
+            if "lat" in meta:
+                continue
+            try:
+                lat, lon = readers.position(str(meta["path"]))
+            except Exception:  # gone, unmounted, unreadable
+                continue
+            if lat is not None and lon is not None:
+                changes[image] = {"lat": lat, "lon": lon, **readers.place(lat, lon)}
+        handle.update_images(list(changes), metadatas=list(changes.values()))
+        _copy_filter_fields(handle, {i: m for i, m in zip(ids, metas) if i in changes}, changes)
+
+
+def _copy_filter_fields(handle: Handle, metas: dict[str, dict], changes: dict[str, dict[str, Any]]) -> None:
+    """The new filter fields onto each changed image's caption and photo-text records (a ``where`` on a place
+    must match them as it matches the image)."""
+    fields = {i: {k: v for k, v in c.items() if k in FILTER_FIELDS} for i, c in changes.items()}
+    captions = open_collection(handle.client, handle.captions, False, HNSW_CAPTIONS)
+    rows = [(caption_id(i, n), f) for i, f in fields.items() for n in range(len(metas[i].get("captions") or []))]
+    if captions is not None and rows:
+        for start in range(0, len(rows), PAGE):
+            chunk = rows[start:start + PAGE]
+            captions.update(ids=[r for r, _ in chunk], metadatas=[f for _, f in chunk])
+    ocr = open_collection(handle.client, collection_name("ocr", handle.generation), False, HNSW_CAPTIONS)
+    if ocr is not None and fields:
+        present = set(ocr.get(ids=list(fields), include=[])["ids"])
+        if present:
+            ocr.update(ids=sorted(present), metadatas=[fields[i] for i in sorted(present)])
+
+
 STEPS: list[Callable[[Handle, FileReaders], None]] = [
     _v1_search_settings, _v2_layout_vectors, _v3_manifest_captions, _v4_sync_threshold, _v5_perceptual_hashes,
-    _v6_text_in_photos, _v7_generations, _v8_looks]
+    _v6_text_in_photos, _v7_generations, _v8_looks, _v9_places]
 assert len(STEPS) == SCHEMA

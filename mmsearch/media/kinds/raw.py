@@ -70,7 +70,7 @@ def decode(data: bytes, min_side: int | None, max_pixels: int) -> tuple[Image.Im
         raise ImageReadError(f"cannot decode this RAW file: {type(exc).__name__}: {exc}") from None
     if min_side:
         image = shrink_to(image, min_side)
-    return image, info_from_exif(_tiff_exif(data), *full)
+    return image, info_from_exif(tiff_exif(data), *full)
 
 
 def _preview(raw: object, min_side: int | None, max_pixels: int) -> Image.Image | None:
@@ -101,7 +101,7 @@ def _preview(raw: object, min_side: int | None, max_pixels: int) -> Image.Image 
     return image
 
 
-def _tiff_exif(data: bytes) -> object:
+def tiff_exif(data: bytes) -> object:
     """The EXIF of a TIFF-structured RAW file (IFD0 and its EXIF and GPS directories), or an empty one."""
     from PIL import Image
 

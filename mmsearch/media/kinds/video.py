@@ -194,6 +194,25 @@ def frame_at(path: str, time: float, side: int) -> Image.Image:
     return video.frames[0][1]
 
 
+def container_facts(path: str) -> VideoInfo:
+    """A video's facts from its container alone (no frame decoded): for schema steps that add them.
+
+    Raises:
+        ImageReadError: not a video FFmpeg reads.
+    """
+    import av
+
+    from ...errors import ImageReadError
+
+    try:
+        with av.open(path, metadata_errors="ignore") as container:
+            if not container.streams.video:
+                raise ImageReadError("no video stream in this file")
+            return _info(container, container.streams.video[0])
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise ImageReadError(f"not a video FFmpeg can read: {_reason(exc)}") from None
+
+
 def _info(container: Any, stream: Any) -> VideoInfo:
     metadata = {k.lower(): v for k, v in {**dict(stream.metadata), **dict(container.metadata)}.items()}
     duration = 0.0
