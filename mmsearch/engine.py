@@ -261,7 +261,7 @@ class SearchEngine:
             collapse: fold copies of one photo into their best-ranked hit (``Hit.similar``), as the command
                 line and the page do; off by default, so every file is ranked.
             place: keep photos taken in this city, region or country (a name in any language the index's
-                place data has: "Lisbon", "里斯本", "Portugal").
+                place data has: "Lisbon", "里斯本", "Portugal"; or a key of ``places``, as the page's facet sends).
             near: (latitude, longitude, km): keep photos taken inside this circle (great-circle distance).
             sort: "best" (default), "date" (newest first) or "date-asc".
             literal: take the query as text only, without reading filters in it.
@@ -277,7 +277,8 @@ class SearchEngine:
             read = understood or Understood(query or "")
             places = [self._place_keys(typed, keys) for typed, keys in read.places]
             if place:
-                places.append(self._place_keys(place, self.places.lookup(place)))
+                book = self.places
+                places.append(self._place_keys(place, book.lookup(place) or ([place] if place in book.labels else [])))
             options: dict[str, Any] = dict(
                 k=k, text_weight=text_weight, min_score=min_score, folder=folder or read.folder,
                 date_from=date_from or read.date_from, date_to=date_to or read.date_to, camera=camera or read.camera,

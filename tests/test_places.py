@@ -204,3 +204,25 @@ def test_parsing_a_query_reads_dates_places_negation_and_fields():
     assert understand("Sept 2020", book).date_to.isoformat() == "2020-09-30"
     assert understand("大阪的海滩", book).text == "的海滩" and understand("大阪的海滩", book).places[0][0] == "大阪"
     assert understand("new york", book).text == "new york"
+
+
+def test_the_page_filters_by_a_place_of_its_facet_orders_by_date_and_says_what_it_understood(trips, tmp_path):
+    from mmsearch.media.thumbnails import ThumbnailCache
+    from mmsearch_web.app import place_choices
+    from mmsearch_web.views import SearchForm, hit_details, run_search
+
+    engine = _offline(tmp_path / "db")
+    engine.index([trips])
+    choices = place_choices(engine.places.facet())
+    labels = dict((key, label) for label, key in choices)
+    assert labels["PT"] == "Portugal (2)" and labels["2267057"] == "    Lisbon, Portugal (2)"
+    assert [key for _, key in choices].index("PT") < [key for _, key in choices].index("2267057")
+    thumbs = ThumbnailCache(tmp_path / "thumbs")
+    oldest = run_search(engine, thumbs, SearchForm("2019 2021", place="JP", sort="oldest", min_relevance=0))
+    assert oldest.status.startswith("No close") or oldest.hits == []  # two years at once keep nothing
+    found = run_search(engine, thumbs, SearchForm("Japan", sort="oldest"))
+    assert [Path(h["file"]).name for h in found.hits] == ["c.jpg", "d.jpg"]
+    assert found.status == '2 results · understood: place Japan · text ""'
+    assert "**Place**: Osaka, Japan · 34.69370, 135.50230" in hit_details(found.hits[0])
+    by_key = run_search(engine, thumbs, SearchForm("2021", place="2267057"))
+    assert [Path(h["file"]).name for h in by_key.hits] == ["b.jpg"]

@@ -29,6 +29,7 @@ from mmsearch.present import profile_label
 from .duplicates_panel import duplicates_panel
 from .guard import LoginGate, LoginThrottle, MarkBudget, allowed_hosts, client_of, original_route, trust_proxy_headers
 from .views import (
+    SORTS,
     SearchForm,
     example_paths,
     hit_details,
@@ -147,7 +148,12 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
                                      allow_custom_value=True, elem_id="folder-filter")
                 date_from = gr.Textbox(label="From (YYYY-MM-DD)", elem_id="date-from")
                 date_to = gr.Textbox(label="To (YYYY-MM-DD)", elem_id="date-to")
-                camera = gr.Dropdown(facets["cameras"], value=None, label="Camera", allow_custom_value=True)
+                camera = gr.Dropdown(facets["cameras"], value=None, label="Camera", allow_custom_value=True,
+                                     visible=bool(facets["cameras"]))
+                places = place_choices(engine.places.facet())
+                place = gr.Dropdown(places, value=None, label="Place", allow_custom_value=True, visible=bool(places),
+                                    elem_id="place-filter")
+                order = gr.Radio(list(SORTS), value="best match", label="Order", elem_id="order")
         status = gr.Markdown(elem_id="status", label="status")
         with gr.Row():
             marks = gr.Markdown(elem_id="marks")
@@ -186,9 +192,9 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
         def search(query: str, image: str | None = None, k: float = 12, min_relevance: float = MIN_RELEVANCE,
                    text_weight: float = 0.5, folder: str | None = None, date_from: str | None = None,
                    date_to: str | None = None, camera: str | None = None, like: list[str] | None = None,
-                   unlike: list[str] | None = None) -> tuple:
+                   unlike: list[str] | None = None, place: str | None = None, order: str = "best match") -> tuple:
             form = SearchForm(query, image, k, min_relevance, text_weight, folder, date_from, date_to, camera, like,
-                              unlike)
+                              unlike, place, order)
             return run_search(engine, thumbs, form).as_outputs()
 
         budget = MarkBudget()
@@ -253,7 +259,7 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
             return (gr.Row(visible=True), gr.Image(value=large, height=height, visible=not video),
                     gr.HTML(value=video, visible=bool(video)), details, hit["file"])
 
-        search_inputs = [query, image, k, min_relevance, text_weight, *filters, like, unlike]
+        search_inputs = [query, image, k, min_relevance, text_weight, *filters, like, unlike, place, order]
         button.click(search, search_inputs, outputs, api_name="search")
         query.submit(search, search_inputs, outputs, api_visibility="private")
         refine.click(search, search_inputs, outputs, api_visibility="private")
@@ -308,10 +314,16 @@ def _index_panel(demo: gr.Blocks, engine: SearchEngine, allow_indexing: bool, fo
         facets = engine.facets()
         skipped = "".join(f"\n- `{p}`: {why}" for p, why in report.failed[:10])
         return (f"Indexed `{path}`: {report.summary()}{skipped}", stats_markdown(engine.stats(), label),
-                gr.Dropdown(choices=folder_choices(facets)), gr.Dropdown(choices=facets["cameras"]))
+                gr.Dropdown(choices=folder_choices(facets)),
+                gr.Dropdown(choices=facets["cameras"], visible=bool(facets["cameras"])))
 
     start.click(run, [target], [outcome, facts, folder, camera], api_name="index" if allow_indexing else False,
                 concurrency_limit=1, concurrency_id="index")
+
+
+def place_choices(facet: list[tuple[str, str, int]]) -> list[tuple[str, str]]:
+    """The Places facet (``PlaceBook.facet``): each country with its photo count, then its cities, indented."""
+    return [(f"{'    ' if key.isdigit() else ''}{label} ({count})", key) for key, label, count in facet]
 
 
 def folder_choices(facets: dict[str, Any]) -> list[tuple[str, str]]:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from mmsearch.media.thumbnails import ThumbnailCache
 
 THUMBNAIL_THREADS = 4
+SORTS = {"best match": "best", "newest": "date", "oldest": "date-asc"}  # the page's order toggle -> ``sort``
 PLAYER_HEIGHT = 480  # px: the player's height at most, as the preview's
 GalleryItem = tuple[str, str]  # (thumbnail path, label)
 
@@ -59,6 +60,8 @@ class SearchForm:
     camera: str | None = None
     like: list[str] | None = None  # indexed images marked relevant / not relevant for this query
     unlike: list[str] | None = None
+    place: str | None = None  # a place key of the Places facet (or a name)
+    sort: str = "best"  # "best", "date" (newest first), "date-asc"
 
     def floor(self) -> float | None:
         """The relevance floor asked for; 0 (or nothing) means none: the nearest k."""
@@ -93,13 +96,16 @@ def run_search(engine: SearchEngine, thumbs: ThumbnailCache, form: SearchForm) -
     try:
         hits = engine.search(form.query or None, image=form.image or None, k=form.k, min_relevance=form.floor(),
                              text_weight=form.text_weight, positive=example_paths(form.like),
-                             negative=example_paths(form.unlike, "unlike"), collapse=True, **form.filters())
+                             negative=example_paths(form.unlike, "unlike"), collapse=True, place=form.place or None,
+                             sort=SORTS.get(form.sort, form.sort or "best"), **form.filters())
+        understood = engine.understand(form.query) if (form.query or "").strip() else None
     except MMSearchError as exc:
         return Results(status=f"⚠️ {exc}")
+    said = f" · understood: {understood.describe(engine.places)}" if understood is not None and understood.parsed else ""
     if not hits and form.floor() is not None:
         asked = (form.query or "").strip() or "this image"
-        return Results(status=f"No close matches for {asked!r}. Set “Relevance at least” to 0 to see the nearest.")
-    return _results(hits, thumbs, "")
+        return Results(status=f"No close matches for {asked!r}{said}. Set “Relevance at least” to 0 to see the nearest.")
+    return _results(hits, thumbs, "", said)
 
 
 def run_similar(engine: SearchEngine, thumbs: ThumbnailCache, path: str, form: SearchForm) -> Results:
@@ -114,7 +120,7 @@ def run_similar(engine: SearchEngine, thumbs: ThumbnailCache, path: str, form: S
     return _results(hits, thumbs, f" like {Path(path).name}")
 
 
-def _results(hits: list[Hit], thumbs: ThumbnailCache, what: str) -> Results:
+def _results(hits: list[Hit], thumbs: ThumbnailCache, what: str, said: str = "") -> Results:
     with ThreadPoolExecutor(THUMBNAIL_THREADS) as pool:
         thumb_paths = list(pool.map(lambda h: thumbnail_of(thumbs, h.path, h.metadata, time=h.time), hits))
     shown = [(hit, thumb) for hit, thumb in zip(hits, thumb_paths) if thumb is not None]
@@ -122,6 +128,7 @@ def _results(hits: list[Hit], thumbs: ThumbnailCache, what: str) -> Results:
     status = f"{len(shown)} result{'s' if len(shown) != 1 else ''}{what}" if shown else f"No results{what}."
     if missing:
         status += f" ({missing} indexed file{'s' if missing > 1 else ''} no longer readable; re-index to drop them)"
+    status += said
     tails = distinct_tails([hit.path for hit, _ in shown])
     return Results([(thumb, hit_label(hit, tail)) for (hit, thumb), tail in zip(shown, tails)],
                    [hit_record(hit) for hit, _ in shown], status)
@@ -204,6 +211,9 @@ def hit_details(hit: dict[str, Any], query: str = "") -> str:
         rows.append(("Date", f"{datetime.fromtimestamp(int(meta['date'])):%Y-%m-%d %H:%M} ({source})"))
     if meta.get("camera"):
         rows.append(("Camera", html.escape(str(meta["camera"]))))
+    if meta.get("lat") is not None and meta.get("lon") is not None:
+        where = f"{plain(str(meta['place']))} · " if meta.get("place") else ""
+        rows.append(("Place", f"{where}{float(meta['lat']):.5f}, {float(meta['lon']):.5f}"))
     if meta.get("kind") == "video":
         moment = f", best match at {clock(float(hit['time']))}" if hit.get("time") is not None else ""
         rows.append(("Video", f"{clock(float(meta.get('duration') or 0))} long, {meta.get('frames', 0)} frames searched{moment}"))
