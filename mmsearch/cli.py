@@ -159,6 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", parents=[models], help="web search page (Gradio)")
     _server_args(serve)
+    serve.add_argument("--watch", action="store_true",
+                       help="also keep the index current: watch its folders and index what changes (the page shows it)")
+    serve.add_argument("--poll", action="store_true", help="with --watch: poll (network mounts that send no events)")
+
+    watch = sub.add_parser("watch", parents=[models],
+                           help="keep the index current: watch its folders (or PATHs) and index what changes")
+    watch.add_argument("paths", nargs="*", help="folders to watch (default: those the index holds)")
+    watch.add_argument("--poll", action="store_true", help="poll instead of waiting for events (network mounts)")
 
     demo = sub.add_parser("demo", parents=[models],
                           help="index sample_images/ and open the web page; falls back to the offline profile")
@@ -233,8 +241,10 @@ def server_options(args: argparse.Namespace) -> dict[str, Any]:
     from mmsearch_web.views import parse_auth
 
     auth = args.auth or Config.from_env().auth
+    watching = {"watch": True, "poll": args.poll} if getattr(args, "watch", False) else {}
     return {"host": args.host, "port": args.port, "auth": parse_auth(auth), "read_only": args.read_only,
-            "max_file_size": args.max_file_size, "allowed_host": args.allowed_host, "trust_proxy": args.trust_proxy}
+            "max_file_size": args.max_file_size, "allowed_host": args.allowed_host, "trust_proxy": args.trust_proxy,
+            **watching}
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -690,6 +700,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    """Catch up once (files changed while nothing watched), then index what changes until Ctrl-C or SIGTERM,
+    which stop after the batch being stored and release the lock."""
+    import signal
+    import threading
+
+    engine = _engine(args)
+    engine.lock_for_writing()
+    watcher = engine.watcher(args.paths or None, poll=args.poll,
+                             on_run=lambda report: print(f"indexed: {report.summary()}", flush=True))
+    stop = threading.Event()
+
+    def on_term(signum: int, frame: object) -> None:
+        stop.set()
+        signal.raise_signal(signal.SIGINT)  # a run under way stops after its batch, as Ctrl-C makes it
+
+    signal.signal(signal.SIGTERM, on_term)
+    present = [r for r in watcher.roots if os.path.isdir(r)]
+    try:
+        if present:
+            print(f"catching up: {engine.index(present, progress=True).summary()}", flush=True)
+        print(f"watching {', '.join(watcher.roots)} (Ctrl-C stops)", flush=True)
+        watcher.run(stop)
+    except KeyboardInterrupt:
+        pass
+    print(f"stopped watching after {watcher.status.runs} run(s)", flush=True)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -698,6 +737,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Any] = {"index": cmd_index, "reindex": cmd_reindex,
-                           "search": cmd_search, "stats": cmd_stats, "serve": cmd_serve, "demo": cmd_demo,
+                           "search": cmd_search, "stats": cmd_stats, "serve": cmd_serve, "demo": cmd_demo, "watch": cmd_watch,
                            "export": cmd_export, "import": cmd_import, "eval": cmd_eval, "duplicates": cmd_duplicates,
                            "feedback": cmd_feedback}

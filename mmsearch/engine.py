@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .duplicates import DuplicateGroup
     from .ingest.indexer import Shard
     from .ingest.progress import ProgressCallback
+    from .ingest.watch import LibraryWatcher
     from .search.feedback import Mark
     from .search.keywords import KeywordIndex
     from .search.ocr_matcher import OcrMatcher
@@ -210,6 +211,25 @@ class SearchEngine:
                 if self._follows_known:
                     self.requested = replace(requested, adopt_index_models=True, caption_model=None)
         return self._follows_known
+
+    def watcher(self, paths: Sequence[str | Path] | None = None, *, poll: bool = False,
+                on_run: Callable[[IndexReport], None] | None = None) -> LibraryWatcher:
+        """A watcher that keeps this index current with its folders (``paths``, else the index's recorded
+        roots): what changes is indexed as ``index`` would (``mmsearch.ingest.watch``). ``run(stop)`` blocks
+        until the event is set; ``status`` says what it does. ``poll`` for file systems without events.
+
+        Raises:
+            ConfigError: there is no folder to watch.
+        """
+        from .ingest.indexer import database_folders
+        from .ingest.watch import LibraryWatcher
+
+        roots = [os.path.abspath(os.path.expanduser(str(p))) for p in paths] if paths else self.store.roots()
+        if not roots:
+            raise ConfigError("nothing to watch: index a folder first (mmsearch index FOLDER), or name folders to watch")
+        hidden = any("/." in path for path in self.store.entries()) if self.store.ready else False
+        return LibraryWatcher(lambda folders: self.index(folders, hidden=hidden), roots,
+                              [*database_folders(self.config), self.config.thumbnail_dir], poll, on_run, hidden)
 
     def follow_switch(self) -> bool:
         """If a reindex (in any process, or any server sharing the Chroma server) switched the index to other

@@ -306,10 +306,9 @@ def test_the_page_plays_a_video_from_its_moment_and_shows_a_heic_as_a_rendition(
     import urllib.request
 
     from helpers import served
-    from pillow_heif import register_heif_opener
-
     from mmsearch_web.guard import original_url
     from mmsearch_web.views import hit_record, video_player
+    from pillow_heif import register_heif_opener
 
     register_heif_opener()
     scene_picture(8).save(videos / "phone.heic")

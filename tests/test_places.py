@@ -207,9 +207,10 @@ def test_parsing_a_query_reads_dates_places_negation_and_fields():
 
 
 def test_the_page_filters_by_a_place_of_its_facet_orders_by_date_and_says_what_it_understood(trips, tmp_path):
-    from mmsearch.media.thumbnails import ThumbnailCache
     from mmsearch_web.app import place_choices
     from mmsearch_web.views import SearchForm, hit_details, run_search
+
+    from mmsearch.media.thumbnails import ThumbnailCache
 
     engine = _offline(tmp_path / "db")
     engine.index([trips])

@@ -13,7 +13,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
-from typing import Any
+import threading
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 from starlette.middleware import Middleware
@@ -25,6 +26,9 @@ from mmsearch.errors import MMSearchError, QueryError
 from mmsearch.ingest.handoff import JobDesk
 from mmsearch.media.thumbnails import ThumbnailCache
 from mmsearch.present import profile_label
+
+if TYPE_CHECKING:
+    from mmsearch.ingest.watch import LibraryWatcher
 
 from .duplicates_panel import duplicates_panel
 from .guard import LoginGate, LoginThrottle, MarkBudget, allowed_hosts, client_of, original_route, trust_proxy_headers
@@ -41,6 +45,7 @@ from .views import (
     video_player,
 )
 
+WATCH_REFRESH = 3.0  # seconds between refreshes of the watcher's line in the Index panel
 MAX_FILE_SIZE = "25mb"  # largest upload accepted (query images)
 SEARCH_CONCURRENCY = 4  # searches answered at once; the rest wait in the queue
 EXAMPLES = ("a red bicycle", "一只猫", "ein Hund am Strand")
@@ -119,7 +124,7 @@ def _readable_upload_errors(component: gr.Image) -> gr.Image:
 
 
 def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, allow_indexing: bool = True,
-               title: str = "mmsearch") -> gr.Blocks:
+               title: str = "mmsearch", watcher: LibraryWatcher | None = None) -> gr.Blocks:
     """The page: query box, query image, filters, gallery, larger view with "more like this", index panel."""
     thumbs = thumbs or ThumbnailCache(engine.config.thumbnail_dir)
     facets = engine.facets()
@@ -182,7 +187,7 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
                     mark_unlike = gr.Button("👎 Not relevant", elem_id="mark-unlike", size="sm")
                 more = gr.Button("More like this", visible=has_images, elem_id="more-like-this")
         selected = gr.Textbox(visible=False)
-        _index_panel(demo, engine, allow_indexing, folder, camera)
+        _index_panel(demo, engine, allow_indexing, folder, camera, watcher)
         duplicates_panel(engine, thumbs, allow_indexing, folder)
 
         filters = [folder, date_from, date_to, camera]
@@ -289,11 +294,16 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
 
 
 def _index_panel(demo: gr.Blocks, engine: SearchEngine, allow_indexing: bool, folder: gr.Dropdown,
-                 camera: gr.Dropdown) -> None:
-    """Index facts, and (when allowed) an index run of a folder with a progress bar; searches go on meanwhile."""
+                 camera: gr.Dropdown, watcher: LibraryWatcher | None = None) -> None:
+    """Index facts, and (when allowed) an index run of a folder with a progress bar; searches go on meanwhile.
+    With a watcher, what it does, refreshed every few seconds."""
     label = profile_label(engine.signature)
     with gr.Accordion("Index", open=False):
         facts = gr.Markdown(stats_markdown(engine.stats(), label), elem_id="index-facts")
+        if watcher is not None:
+            watching = gr.Markdown(f"**Watcher**: {watcher.status.line()}", elem_id="watch-status")
+            gr.Timer(WATCH_REFRESH).tick(lambda: f"**Watcher**: {watcher.status.line()}", None, watching,
+                                         api_visibility="private", show_progress="hidden")
         demo.load(lambda: stats_markdown(engine.stats(), profile_label(engine.signature)), None, facts,
                   api_visibility="private")
         with gr.Row(visible=allow_indexing):
@@ -319,6 +329,17 @@ def _index_panel(demo: gr.Blocks, engine: SearchEngine, allow_indexing: bool, fo
 
     start.click(run, [target], [outcome, facts, folder, camera], api_name="index" if allow_indexing else False,
                 concurrency_limit=1, concurrency_id="index")
+
+
+def _keep_current(engine: SearchEngine, watcher: LibraryWatcher, stop: threading.Event) -> None:
+    """``serve --watch``: catch up with what changed while nothing watched, then watch until the page stops."""
+    present = [r for r in watcher.roots if os.path.isdir(r)]
+    if present:
+        try:
+            engine.index(present)
+        except MMSearchError as exc:
+            print(f"mmsearch serve: catching up failed: {exc}", file=sys.stderr)
+    watcher.run(stop)
 
 
 def place_choices(facet: list[tuple[str, str, int]]) -> list[tuple[str, str]]:
@@ -355,7 +376,7 @@ def allowed_paths(thumbs: ThumbnailCache) -> list[str]:
 
 def launch(engine: SearchEngine, host: str = "127.0.0.1", port: int = 7860, *, auth: list[tuple[str, str]] | None = None,
            read_only: bool = False, max_file_size: str = MAX_FILE_SIZE, allowed_host: list[str] | None = None,
-           trust_proxy: bool = False, **kwargs: Any) -> gr.Blocks:
+           trust_proxy: bool = False, watch: bool = False, poll: bool = False, **kwargs: Any) -> gr.Blocks:
     """Serve the page (blocks until stopped, unless ``prevent_thread_lock=True`` is passed on to Gradio).
 
     Args:
@@ -366,6 +387,8 @@ def launch(engine: SearchEngine, host: str = "127.0.0.1", port: int = 7860, *, a
         max_file_size: largest accepted upload, e.g. "25mb".
         allowed_host: more Host header names to answer (e.g. the name a reverse proxy forwards).
         trust_proxy: believe ``X-Forwarded-For`` from a proxy on this machine (``guard.trust_proxy_headers``).
+        watch: keep the index current with its folders (``SearchEngine.watcher``), in a thread of this
+            process, the one writer; the Index panel shows what the watcher does. ``poll``: without events.
         **kwargs: passed on to ``gr.Blocks.launch``.
 
     Returns:
@@ -379,7 +402,8 @@ def launch(engine: SearchEngine, host: str = "127.0.0.1", port: int = 7860, *, a
               "it can search these photos; indexing from the page is off", file=sys.stderr)
     allow_indexing = indexing_allowed(host, auth, read_only)
     thumbs = ThumbnailCache(engine.config.thumbnail_dir)
-    demo = build_demo(engine, thumbs, allow_indexing=allow_indexing)
+    watcher = engine.watcher(poll=poll) if watch else None
+    demo = build_demo(engine, thumbs, allow_indexing=allow_indexing, watcher=watcher)
     demo.queue(default_concurrency_limit=SEARCH_CONCURRENCY)
     blocking = not kwargs.pop("prevent_thread_lock", False)
     quiet = kwargs.pop("quiet", False)
@@ -391,6 +415,9 @@ def launch(engine: SearchEngine, host: str = "127.0.0.1", port: int = 7860, *, a
                 quiet=True, css=CSS, js=TILE_MARKS_JS, **kwargs)
     # `mmsearch reindex` elsewhere (or handed to this process, mmsearch.ingest.handoff): answer with the new models.
     watching = engine.watch_switches(on_tick=JobDesk(engine).poll)
+    if watcher is not None:
+        threading.Thread(target=_keep_current, args=(engine, watcher, watching), name="mmsearch-watch",
+                         daemon=True).start()
     close = demo.close
 
     def close_and_stop_watching(*args: Any, **options: Any) -> Any:

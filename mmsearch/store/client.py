@@ -32,6 +32,7 @@ import numpy as np
 from ..config import MINILM_ID, PACKAGED_MINILM
 from ..errors import IndexMismatchError, MMSearchError, StoreError, first_line
 from ..ids import NO_IMAGE_MODEL, caption_id, frame_id, split_caption_id
+from ..paths import within_any
 from .collections import (
     FILTER_FIELDS,
     FIRST,
@@ -396,7 +397,9 @@ class Store:
         """Remember indexed folders and the time of this run in the collection metadata."""
         # fresh: other workers add roots too
         self._images = self.client.get_collection(self.name("images"), embedding_function=None)
-        self._modify_metadata({"roots": json.dumps(sorted(set(self.roots()) | set(roots))), "updated_at": int(time.time())})
+        known = self.roots()
+        fresh = {r for r in roots if not within_any(r, known)}  # a folder inside a recorded root adds nothing
+        self._modify_metadata({"roots": json.dumps(sorted(set(known) | fresh)), "updated_at": int(time.time())})
 
     @_guarded("write")
     def touch(self) -> None:
