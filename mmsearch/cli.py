@@ -163,6 +163,30 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also keep the index current: watch its folders and index what changes (the page shows it)")
     serve.add_argument("--poll", action="store_true", help="with --watch: poll (network mounts that send no events)")
 
+    album = sub.add_parser("album", help="smart albums: saved searches that fill themselves")
+    action = album.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = action.add_parser("add", parents=[models], help="save a search as an album: album add NAME QUERY [filters]")
+    add.add_argument("name")
+    add.add_argument("query", nargs="?", default="", help="as search reads it (dates and places work)")
+    add.add_argument("--folder")
+    add.add_argument("--from", dest="date_from", metavar="DATE")
+    add.add_argument("--to", dest="date_to", metavar="DATE")
+    add.add_argument("--place", metavar="NAME")
+    add.add_argument("--camera")
+    add.add_argument("--min-relevance", type=share, default=MIN_RELEVANCE, metavar="R",
+                     help=f"photos at least this relevant join (default {MIN_RELEVANCE})")
+    listing = action.add_parser("list", parents=[models], help="the albums, with their photo counts and new photos")
+    listing.add_argument("--json", action="store_true")
+    show = action.add_parser("show", parents=[models], help="an album's photos, new ones marked (then they count as seen)")
+    show.add_argument("name")
+    show.add_argument("--json", action="store_true")
+    remove = action.add_parser("remove", parents=[models], help="delete an album (its photos stay indexed)")
+    remove.add_argument("name")
+    out = action.add_parser("export", parents=[models], help="links (or --copy copies) of its photos in a folder; safe to repeat")
+    out.add_argument("name")
+    out.add_argument("target", metavar="DIR")
+    out.add_argument("--copy", action="store_true", help="copy the files instead of linking them")
+
     watch = sub.add_parser("watch", parents=[models],
                            help="keep the index current: watch its folders (or PATHs) and index what changes")
     watch.add_argument("paths", nargs="*", help="folders to watch (default: those the index holds)")
@@ -700,6 +724,44 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_album(args: argparse.Namespace) -> int:
+    engine = _engine(args, existing=True)
+    if args.action == "add":
+        filters = {k: getattr(args, k) for k in ("folder", "date_from", "date_to", "place", "camera")}
+        album = engine.add_album(args.name, args.query, min_relevance=args.min_relevance, **filters)
+        print(f"album {album.name!r}: {len(album.photos)} photos now; it fills itself after each index or watch run")
+    elif args.action == "list":
+        albums = engine.albums
+        if args.json:
+            print(json.dumps({"albums": [a.to_dict() for a in albums]}, ensure_ascii=False, indent=2))
+        for a in albums if not args.json else []:
+            new = f", {len(a.new)} new" if a.new else ""
+            print(f"{a.name}: {len(a.photos)} photos{new}  ({a.query!r}{_album_filters(a.filters)})")
+        if not albums and not args.json:
+            print("no albums yet; mmsearch album add NAME QUERY makes one")
+    elif args.action == "show":
+        album, photos = engine.album(args.name)
+        if args.json:
+            print(json.dumps({"album": album.to_dict(), "photos": [p.to_dict() for p in photos]}, ensure_ascii=False,
+                             indent=2))
+            return 0
+        print(f"{album.name}: {len(photos)} photos, {sum(p.new for p in photos)} new since you last looked")
+        for p in photos:
+            print(f"{'new ' if p.new else '    '}{p.relevance:6.3f}  {p.path}")
+    elif args.action == "remove":
+        engine.remove_album(args.name)
+        print(f"removed album {args.name!r} (its photos stay indexed)")
+    else:
+        made, present = engine.export_album(args.name, args.target, copy=args.copy)
+        what = "copied" if args.copy else "linked"
+        print(f"{made} photos {what} into {args.target}, {present} there already")
+    return 0
+
+
+def _album_filters(filters: dict[str, str]) -> str:
+    return "".join(f", {k} {v}" for k, v in filters.items())
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
     """Catch up once (files changed while nothing watched), then index what changes until Ctrl-C or SIGTERM,
     which stop after the batch being stored and release the lock."""
@@ -737,6 +799,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Any] = {"index": cmd_index, "reindex": cmd_reindex,
-                           "search": cmd_search, "stats": cmd_stats, "serve": cmd_serve, "demo": cmd_demo, "watch": cmd_watch,
+                           "search": cmd_search, "stats": cmd_stats, "serve": cmd_serve, "demo": cmd_demo,
+                           "watch": cmd_watch, "album": cmd_album,
                            "export": cmd_export, "import": cmd_import, "eval": cmd_eval, "duplicates": cmd_duplicates,
                            "feedback": cmd_feedback}

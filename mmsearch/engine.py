@@ -3,6 +3,8 @@ generation) and the modules that do the work (``ingest``, ``search``, ``duplicat
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -10,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import MODEL_FIELDS, Config
+from .config import MIN_RELEVANCE, MODEL_FIELDS, Config
 from .encoders import Encoders
 from .errors import ConfigError, MMSearchError, QueryError
 from .ids import image_id_of
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
+    from .albums import Album, AlbumPhoto
     from .duplicates import DuplicateGroup
     from .ingest.indexer import Shard
     from .ingest.progress import ProgressCallback
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
     from .search.query import Query
     from .search.rerank import Reranker
 
+logger = logging.getLogger(__name__)
 SWITCH_CHECK = 2.0  # seconds between looks at the index's active models while serving (mmsearch reindex)
 
 
@@ -153,9 +157,12 @@ class SearchEngine:
 
         with self._index_lock:  # one run at a time per engine; searches go on meanwhile
             self.lock_for_writing()
-            return index_into(self.session, paths, captions=captions, batch_size=batch_size, prune=prune,
-                              progress=progress, hidden=hidden, on_progress=on_progress, shard=shard,
-                              forget_captions=forget_captions, workers=workers)
+            report = index_into(self.session, paths, captions=captions, batch_size=batch_size, prune=prune,
+                                progress=progress, hidden=hidden, on_progress=on_progress, shard=shard,
+                                forget_captions=forget_captions, workers=workers)
+        if not report.interrupted and (report.added or report.updated or report.moved or report.removed):
+            self.refresh_albums()  # albums fill themselves with what the run brought
+        return report
 
     def reindex(self, *, batch_size: int | None = None, workers: int | None = None, progress: bool = False,
                 allow_failed: bool = False, on_progress: ProgressCallback | None = None,
@@ -211,6 +218,128 @@ class SearchEngine:
                 if self._follows_known:
                     self.requested = replace(requested, adopt_index_models=True, caption_model=None)
         return self._follows_known
+
+    # -- smart albums ------------------------------------------------------------------------------
+
+    def add_album(self, name: str, query: str, *, min_relevance: float = MIN_RELEVANCE, **filters: Any) -> Album:
+        """Save a search as an album that fills itself (``mmsearch.albums``): ``query`` (read as ``search``
+        reads it: "beach Lisbon 2019" works), ``filters`` (folder, date_from, date_to, place, camera) and
+        the relevance floor. Its photos are computed now and after every index or watch run.
+
+        Raises:
+            QueryError: the name is taken or not a name, or the query or a filter is not valid.
+        """
+        from . import albums
+        from .store.client import AlbumStore
+
+        self.lock_for_writing()
+        meta = albums.record(name, check_text(query or "", "query").strip(), filters, float(min_relevance))
+        shelf = AlbumStore(self.store)
+        if albums.album_id(name) in shelf.all():
+            raise QueryError(f"there is an album called {name.strip()!r} already (mmsearch album remove it first)")
+        album = albums.from_record(meta)
+        albums.members(album, self.search, self.feedback_marks())  # a query or filter that cannot run is refused now, not later
+        shelf.put(albums.album_id(name), self._album_vector(album.query), meta)
+        self.refresh_albums()
+        return self.albums_by_name()[album.name.casefold()]
+
+    def _album_vector(self, query: str) -> np.ndarray:
+        """An album's record vector: its query embedded by the text model (zeros but one for a query of
+        filters only), so ``reindex`` has something to re-embed and a server something to store."""
+        import numpy as np
+
+        if query:
+            return self.session.text_encoder.encode_texts([query])[0]
+        vector = np.zeros(self.session.text_encoder.dim, np.float32)
+        vector[0] = 1.0
+        return vector
+
+    @property
+    def albums(self) -> list[Album]:
+        """The index's albums, by name."""
+        return sorted(self.albums_by_name().values(), key=lambda a: a.name.casefold())
+
+    def albums_by_name(self) -> dict[str, Album]:
+        """Case-folded name -> album."""
+        from . import albums
+        from .store.client import AlbumStore
+
+        if not self.store.ready:
+            return {}
+        found = [albums.from_record(m) for m in AlbumStore(self.store).all().values()]
+        return {a.name.casefold(): a for a in found}
+
+    def album(self, name: str, look: bool = True) -> tuple[Album, list[AlbumPhoto]]:
+        """An album and its photos now, best first, each marked ``new`` when it joined since the album was
+        last looked at; with ``look`` (as ``mmsearch album show`` does) what is shown counts as seen.
+
+        Raises:
+            QueryError: there is no album of that name.
+        """
+        from . import albums
+        from .store.client import AlbumStore
+
+        album = self._album_named(name)
+        hits = albums.members(album, self.search, self.feedback_marks())
+        previous = set(album.photos) - set(album.new)
+        ids = albums.ids_of(hits)
+        photos = [albums.AlbumPhoto(h.path, h.relevance, i not in previous) for h, i in zip(hits, ids)]
+        if look:
+            AlbumStore(self.store).update(albums.album_id(album.name), {"photos": json.dumps(ids), "seen": json.dumps(ids)})
+        return albums.Album(album.name, album.query, album.filters, album.min_relevance, album.created, ids,
+                            [i for i in ids if i not in previous]), photos
+
+    def _album_named(self, name: str) -> Album:
+        found = self.albums_by_name().get(str(name).strip().casefold())
+        if found is None:
+            known = ", ".join(a.name for a in self.albums) or "none yet"
+            raise QueryError(f"there is no album called {name!r} (albums: {known}); mmsearch album add makes one")
+        return found
+
+    def remove_album(self, name: str) -> None:
+        """Delete an album (its photos stay indexed).
+
+        Raises:
+            QueryError: there is no album of that name.
+        """
+        from . import albums
+        from .store.client import AlbumStore
+
+        self.lock_for_writing()
+        AlbumStore(self.store).delete(albums.album_id(self._album_named(name).name))
+
+    def export_album(self, name: str, target: str | Path, copy: bool = False) -> tuple[int, int]:
+        """Symbolic links (or copies) of an album's photos in ``target``: (made, already there). Safe to repeat;
+        never overwrites, never writes inside the indexed folders or the database.
+
+        Raises:
+            QueryError: there is no album of that name. ConfigError: ``target`` is inside a root or the database.
+        """
+        from . import albums
+        from .ingest.indexer import database_folders
+
+        _, photos = self.album(name, look=False)
+        return albums.export([p.path for p in photos], target, [*self.store.roots(), *database_folders(self.config)],
+                             copy)
+
+    def refresh_albums(self) -> None:
+        """Compute every album's photos again (after an index or watch run), keeping what was seen."""
+        from . import albums
+        from .store.client import AlbumStore
+
+        shelf = AlbumStore(self.store)
+        saved = shelf.all()
+        if not saved:
+            return
+        self.session.changed(now=True)  # what the run just wrote, in the keyword index and the samples too
+        marks = self.feedback_marks()
+        for album_id, meta in saved.items():
+            try:
+                ids = albums.ids_of(albums.members(albums.from_record(meta), self.search, marks))
+            except MMSearchError as exc:  # a place no photo is in any more: the album is empty for now
+                logger.info("album %s: %s", meta.get("name"), exc)
+                ids = []
+            shelf.update(album_id, {"photos": json.dumps(ids)})
 
     def watcher(self, paths: Sequence[str | Path] | None = None, *, poll: bool = False,
                 on_run: Callable[[IndexReport], None] | None = None) -> LibraryWatcher:

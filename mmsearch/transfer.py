@@ -29,7 +29,7 @@ from .store.client import Store
 from .store.collections import PAGE
 
 FORMAT, VERSION = "mmsearch-export", 1
-COLLECTIONS = ("captions", "ocr", "frames", "images")  # import order: what points to an image first, the image last
+COLLECTIONS = ("captions", "ocr", "frames", "images", "albums")  # import order: what points to an image first
 
 
 def export_index(store: Store, folder: str | Path, progress: bool = False) -> dict[str, Any]:
@@ -51,7 +51,8 @@ def export_index(store: Store, folder: str | Path, progress: bool = False) -> di
             counts[which], dims[which] = _export_collection(store, which, lines, vecs, bar)
     manifest = {"format": FORMAT, "version": VERSION, **signature, "models": store.models(), "roots": store.roots(),
                 "updated_at": store.updated_at(), "images": counts["images"], "captions": counts["captions"],
-                "ocr": counts["ocr"], "frames": counts["frames"], "ocr_engine": store.ocr_setting(),
+                "ocr": counts["ocr"], "frames": counts["frames"], "albums": counts["albums"],
+                "ocr_engine": store.ocr_setting(),
                 # Captions and photo text have the caption model's dimension when the index has one.
                 "dims": {which: dim or signature["dim"] for which, dim in dims.items()}}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -97,6 +97,7 @@ class Reindexer:
             self._carry_over(target, encoders, old, report)
             if not self.stop.is_set():
                 report.marks = self._carry_marks(target, encoders)
+                self._carry_albums(target, encoders)
                 report.final = self._final_pass(target, encoders, report)
         report.interrupted = self.stop.is_set() or (report.final is not None and report.final.interrupted)
         if not report.interrupted:
@@ -205,6 +206,18 @@ class Reindexer:
             for meta, vector in zip(marks, vectors):
                 destination.add(mark_id(str(meta["query"]), str(meta["image_id"])), vector, meta)
         return len(marks)
+
+    def _carry_albums(self, target: Store, encoders: Encoders) -> None:
+        """The albums, their queries embedded by the new text model (their photos are computed again once
+        the new models answer)."""
+        from ..store.client import AlbumStore
+
+        albums = AlbumStore(self.source).all()
+        destination = AlbumStore(target)
+        for album_id, meta in albums.items():
+            query = str(meta.get("query") or "")
+            vector = encoders.text.encode_texts([query])[0] if query else np.eye(1, encoders.dim, dtype=np.float32)[0]
+            destination.put(album_id, vector, meta)
 
     def _final_pass(self, target: Store, encoders: Encoders, report: ReindexReport) -> IndexReport:
         """Index the indexed folders into the new generation: files changed since they were last indexed

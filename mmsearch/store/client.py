@@ -649,8 +649,8 @@ class Store:
     # -- whole-collection transfer (export / import) ------------------------------------------------
 
     def records(self, which: str) -> Iterator[tuple[list[str], np.ndarray, list[dict], list[str]]]:
-        """All records of ``"images"``, ``"captions"``, ``"ocr"`` or ``"frames"`` in pages: (ids, float32
-        vectors, metadatas, documents)."""
+        """All records of ``"images"``, ``"captions"``, ``"ocr"``, ``"frames"`` or ``"albums"`` in pages: (ids,
+        float32 vectors, metadatas, documents)."""
         collection = self._collection(which)
         offset = 0
         while collection is not None:
@@ -681,7 +681,7 @@ class Store:
     def _collection(self, which: str, create: bool = False) -> Any:
         """A collection by its export name; ``create`` makes the OCR or frames collection if the index has
         none yet."""
-        if which not in ("images", "captions", "ocr", "frames"):
+        if which not in ("images", "captions", "ocr", "frames", "albums"):
             raise ValueError(f"unknown collection {which!r}")
         if self._get_images() is not None:
             self._open_existing()
@@ -689,6 +689,8 @@ class Store:
             return self.ocr_collection(create=create and self._get_images() is not None)
         if which == "frames":
             return self.frames_collection(create=create and self._get_images() is not None)
+        if which == "albums":
+            return AlbumStore(self)._get(create=create and self._get_images() is not None)
         return self._images if which == "images" else self._captions
 
     # -- reads ---------------------------------------------------------------------------------------
@@ -842,6 +844,57 @@ class FeedbackStore:
         for start in range(0, len(ids), PAGE):
             collection.delete(ids=ids[start:start + PAGE])
         return len(ids)
+
+
+class AlbumStore:
+    """Smart albums (``mmsearch.albums``) in their own collection of the index, so a Chroma server shares them:
+    one record per album, embedding = its query's text vector (re-embedded by ``reindex``), metadata = the
+    album (name, query, filters, floor) and its members as last computed."""
+
+    def __init__(self, store: Store):
+        self.store, self.path = store, store.path
+        self._collection: Any = None
+
+    def _get(self, create: bool) -> Any:
+        if self._collection is None:
+            self._collection = open_collection(self.store.client, self.store.name("albums"), create, {"space": "cosine"})
+        return self._collection
+
+    @_guarded("write albums to")
+    def put(self, album_id: str, vector: np.ndarray, meta: dict) -> None:
+        """Store (or replace) one album."""
+        self._get(create=True).upsert(ids=[album_id], embeddings=[np.asarray(vector, dtype=np.float32)], metadatas=[meta])
+
+    @_guarded("write albums to")
+    def update(self, album_id: str, changes: dict) -> None:
+        """Change fields of one album (its members, what was seen)."""
+        self._get(create=True).update(ids=[album_id], metadatas=[changes])
+
+    @_guarded("read albums from")
+    def all(self) -> dict[str, dict]:
+        """Album id -> its metadata."""
+        collection = self._get(create=False)
+        if collection is None:
+            return {}
+        return {i: m for ids, metas in Store._pages(collection) for i, m in zip(ids, metas)}
+
+    @_guarded("read albums from")
+    def vectors(self) -> dict[str, np.ndarray]:
+        """Album id -> its query vector."""
+        collection = self._get(create=False)
+        if collection is None:
+            return {}
+        got = collection.get(include=["embeddings"])
+        return {i: np.asarray(v, dtype=np.float32) for i, v in zip(got["ids"], got["embeddings"])}
+
+    @_guarded("remove albums from")
+    def delete(self, album_id: str) -> bool:
+        """Remove one album; whether it existed."""
+        collection = self._get(create=False)
+        if collection is None or not collection.get(ids=[album_id], include=[])["ids"]:
+            return False
+        collection.delete(ids=[album_id])
+        return True
 
 
 def _chain(exc: BaseException | None) -> Iterator[BaseException]:

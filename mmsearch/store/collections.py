@@ -13,7 +13,8 @@ from ..ids import split_caption_id
 
 IMAGES, CAPTIONS, FEEDBACK, OCR = "mmsearch_images", "mmsearch_captions", "mmsearch_feedback", "mmsearch_ocr"
 FRAMES = "mmsearch_frames"  # the sampled frames of videos (one record per frame), in the image space
-KINDS = {"images": IMAGES, "captions": CAPTIONS, "ocr": OCR, "feedback": FEEDBACK, "frames": FRAMES}
+ALBUMS = "mmsearch_albums"  # smart albums: saved searches (mmsearch.albums)
+KINDS = {"images": IMAGES, "captions": CAPTIONS, "ocr": OCR, "feedback": FEEDBACK, "frames": FRAMES, "albums": ALBUMS}
 POINTER = "mmsearch_index"  # metadata: the active generation, the previous one, the one being built
 FIRST = "first"  # the first generation of an index: the plain collection names
 # Measured on 20k embedding-like 512-d vectors (tests/test_recall.py), recall@10 against exact search:
