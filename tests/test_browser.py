@@ -348,3 +348,33 @@ def test_a_login_opens_the_page_and_its_live_routes(browser, tmp_path):
         assert statuses.get("heartbeat") == [200]
         assert live and all(s == 200 for s in live), statuses
         page.close()
+
+
+def test_the_current_search_is_saved_as_an_album_and_shown_with_its_new_photos(browser, tmp_path):
+    from playwright.sync_api import expect
+
+    from mmsearch import Config, SearchEngine
+
+    root = tmp_path / "lib"
+    root.mkdir()
+    from helpers import scene_picture
+
+    for n, caption in enumerate(["a tabby cat asleep on a sofa", "a black cat on a wall", "a red bicycle"]):
+        scene_picture(n, (160, 120)).save(root / f"p{n}.jpg")
+        (root / f"p{n}.jpg.txt").write_text(caption)
+    engine = SearchEngine(config=Config.offline_profile(Config(db=str(tmp_path / "db"))))
+    engine.index([root])
+    with served(engine) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(TIMEOUT)
+        page.goto(url)
+        search(page, "a cat")
+        page.get_by_text("Albums", exact=True).click()
+        page.locator("#album-name textarea").fill("Cats")
+        page.locator("#album-save").click()
+        expect(page.locator("#album-summary")).to_contain_text("Cats: 2 photos, 2 new since you last looked")
+        labels = page.locator("#album-gallery .caption-label").all_inner_texts()
+        assert len(labels) == 2 and all(label.startswith("NEW · p") for label in labels), labels
+        page.screenshot(path=str(tmp_path / "albums.png"), full_page=True)
+        page.close()
+    assert [a.name for a in engine.albums] == ["Cats"] and len(engine.albums[0].photos) == 2

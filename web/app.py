@@ -30,6 +30,7 @@ from mmsearch.present import profile_label
 if TYPE_CHECKING:
     from mmsearch.ingest.watch import LibraryWatcher
 
+from .albums_panel import albums_panel
 from .duplicates_panel import duplicates_panel
 from .guard import LoginGate, LoginThrottle, MarkBudget, allowed_hosts, client_of, original_route, trust_proxy_headers
 from .views import (
@@ -189,6 +190,7 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
         selected = gr.Textbox(visible=False)
         _index_panel(demo, engine, allow_indexing, folder, camera, watcher)
         duplicates_panel(engine, thumbs, allow_indexing, folder)
+        albums_panel(engine, thumbs, allow_indexing, query, [folder, date_from, date_to, camera])
 
         filters = [folder, date_from, date_to, camera]
         outputs = [gallery, hits, status, shown]
