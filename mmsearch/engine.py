@@ -448,6 +448,8 @@ class SearchEngine:
     def understand(self, query: str) -> Understood:
         """What ``search`` reads in a query: its dates, places, ``-words`` and field words, and the text left
         (``mmsearch.search.understand``); ``describe()`` says it in one line."""
+        if not isinstance(query, str):
+            raise QueryError(f"the query is text, got {query!r}")
         return understand(check_text(query, "query"), self.places)
 
     @staticmethod

@@ -42,7 +42,9 @@ def acquire_writer_lock(db: str | Path) -> None:
         except BlockingIOError:
             holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
             os.close(fd)
-            serving = " (index from its page's Index panel instead)" if "mmsearch serve" in holder else ""
+            serving = (" (index from its page's Index panel instead; with serve --watch it indexes new files itself)"
+                       if "mmsearch serve" in holder else
+                       " (it indexes what changes in its folders by itself)" if "mmsearch watch" in holder else "")
             raise DatabaseBusyError(
                 f"the database {db} is in use by {holder}{serving}; wait for it to finish or stop it, or share the index "
                 f"through a Chroma server (chroma run, then --chroma-url) - two processes writing one embedded "

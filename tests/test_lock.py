@@ -78,7 +78,7 @@ def test_a_writer_refused_by_a_serve_is_pointed_to_the_pages_index_panel(tmp_pat
     try:
         assert holder.stdout.readline().strip() == "locked"
         err = _index_in_other_process(db, photos).stderr.strip()
-        assert f"in use by pid {holder.pid} (mmsearch serve) (index from its page's Index panel instead)" in err
+        assert f"in use by pid {holder.pid} (mmsearch serve) (index from its page's Index panel instead; " in err
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()

@@ -202,7 +202,8 @@ def test_sigterm_stops_the_watch_and_frees_the_lock_and_kill_9_mid_batch_resumes
         assert lines and lines[0].startswith(f"catching up: added {12 - stored}, updated 0, unchanged {stored}"), lines
         busy = subprocess.run([sys.executable, "-m", "mmsearch", "index", str(root)], env=env, capture_output=True,
                               text=True, timeout=120)
-        assert busy.returncode == 1 and "in use by" in busy.stderr and "mmsearch watch" in busy.stderr
+        assert busy.returncode == 1 and "in use by" in busy.stderr and "(mmsearch watch)" in busy.stderr
+        assert "it indexes what changes in its folders by itself" in busy.stderr
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=120)
     finally:
