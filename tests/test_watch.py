@@ -214,3 +214,35 @@ def test_sigterm_stops_the_watch_and_frees_the_lock_and_kill_9_mid_batch_resumes
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr  # the lock was released
     assert Store(tmp_path / "db").count() == 12 and '"unchanged": 12' in again.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_serve_watch_finds_a_copied_photo_through_the_page_api(tmp_path):
+    from gradio_client import Client
+    from helpers import served
+
+    root = tmp_path / "library"
+    root.mkdir()
+    scene_picture(6, (96, 72)).save(root / "first.jpg")
+    (root / "first.jpg.txt").write_text("a red bicycle leaning on a wall")
+    engine = SearchEngine(config=Config.offline_profile(Config(db=str(tmp_path / "db"))))
+    engine.index([root])
+    with served(engine, watch=True) as url:
+        client = Client(url, verbose=False)
+        incoming = tmp_path / "incoming"
+        incoming.mkdir()
+        scene_picture(7, (96, 72)).save(incoming / "lighthouse.jpg")
+        (incoming / "lighthouse.jpg.txt").write_text("a white lighthouse on a rocky coast")
+        started = time.monotonic()
+        for name in ("lighthouse.jpg.txt", "lighthouse.jpg"):
+            shutil.move(incoming / name, root / name)
+        found: list = []
+        while time.monotonic() - started < WAIT:  # asks the page until the watcher has indexed it
+            _, hits, _ = client.predict("a lighthouse by the sea", k=3, min_relevance=0.5, api_name="/search")
+            found = [Path(h["file"]).name for h in hits]
+            if found == ["lighthouse.jpg"]:
+                break
+            time.sleep(0.2)
+        assert found == ["lighthouse.jpg"]
+        assert time.monotonic() - started < 10
