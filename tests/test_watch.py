@@ -239,7 +239,8 @@ def test_serve_watch_finds_a_copied_photo_through_the_page_api(tmp_path):
             shutil.move(incoming / name, root / name)
         found: list = []
         while time.monotonic() - started < WAIT:  # asks the page until the watcher has indexed it
-            _, hits, _ = client.predict("a lighthouse by the sea", k=3, min_relevance=0.5, api_name="/search")
+            # (two photos are too few to calibrate relevance on: no floor, the best first)
+            _, hits, _ = client.predict("a lighthouse by the sea", k=1, min_relevance=0, api_name="/search")
             found = [Path(h["file"]).name for h in hits]
             if found == ["lighthouse.jpg"]:
                 break
