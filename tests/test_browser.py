@@ -378,3 +378,32 @@ def test_the_current_search_is_saved_as_an_album_and_shown_with_its_new_photos(b
         page.screenshot(path=str(tmp_path / "albums.png"), full_page=True)
         page.close()
     assert [a.name for a in engine.albums] == ["Cats"] and len(engine.albums[0].photos) == 2
+
+
+def test_what_a_query_was_understood_as_shows_as_chips_and_unticking_one_searches_without_it(browser, tmp_path):
+    from helpers import scene_picture
+    from playwright.sync_api import expect
+    from test_places import SHOTS, gps_exif
+
+    from mmsearch import Config, SearchEngine
+
+    root = tmp_path / "trips"
+    root.mkdir()
+    for n, (name, (lat, lon, taken)) in enumerate(SHOTS.items()):
+        scene_picture(100 + n, (160, 120)).save(root / name, exif=gps_exif(lat, lon, taken))
+    engine = SearchEngine(config=Config.offline_profile(Config(db=str(tmp_path / "db"))))
+    engine.index([root])
+    with served(engine) as url:
+        page = browser.new_page(viewport={"width": 390, "height": 900})
+        page.set_default_timeout(TIMEOUT)
+        page.goto(url)
+        search(page, "Osaka 2019", "1 result")
+        chips = page.locator("#understood")
+        expect(chips).to_be_visible()
+        assert chips.get_by_label("place Osaka, Japan").is_checked() and chips.get_by_label("year 2019").is_checked()
+        chips.get_by_label("year 2019").uncheck()
+        expect(page.locator("#status")).to_contain_text("2 results")
+        assert page.locator("#query textarea").input_value() == "Osaka"
+        assert tiles(page) and all(label.split(" · ")[0].endswith(("c.jpg", "d.jpg")) for label in tiles(page))
+        page.screenshot(path=str(tmp_path / "chips.png"), full_page=True)
+        page.close()

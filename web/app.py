@@ -161,6 +161,8 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
                                     elem_id="place-filter")
                 order = gr.Radio(list(SORTS), value="best match", label="Order", elem_id="order")
         status = gr.Markdown(elem_id="status", label="status")
+        understood = gr.CheckboxGroup([], value=[], label="Understood (untick one to search without it)",
+                                      visible=False, elem_id="understood")
         with gr.Row():
             marks = gr.Markdown(elem_id="marks")
             # A read-only page writes nothing: marks refine the search in view, never the index.
@@ -267,9 +269,36 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
                     gr.HTML(value=video, visible=bool(video)), details, hit["file"])
 
         search_inputs = [query, image, k, min_relevance, text_weight, *filters, like, unlike, place, order]
-        button.click(search, search_inputs, outputs, api_name="search")
-        query.submit(search, search_inputs, outputs, api_visibility="private")
+        def chips(text: str) -> gr.CheckboxGroup:
+            """What the query was understood as, one removable chip each (``understand.Understood.chips``)."""
+            try:
+                found = engine.understand(text or "") if (text or "").strip() else None
+            except MMSearchError:
+                found = None
+            labels = [label for label, _ in found.chips] if found is not None else []
+            return gr.CheckboxGroup(choices=labels, value=labels, visible=bool(labels))
+
+        def drop_chips(kept: list[str], text: str) -> str:
+            """The query without the words of the chips the user unticked."""
+            from mmsearch.search.understand import without
+
+            try:
+                found = engine.understand(text or "")
+            except MMSearchError:
+                return text
+            for label, typed in found.chips:
+                if label not in (kept or []):
+                    text = without(text, typed)
+            return text
+
+        button.click(search, search_inputs, outputs, api_name="search").then(
+            chips, [query], [understood], api_visibility="private")
+        query.submit(search, search_inputs, outputs, api_visibility="private").then(
+            chips, [query], [understood], api_visibility="private")
         refine.click(search, search_inputs, outputs, api_visibility="private")
+        understood.input(drop_chips, [understood, query], [query], api_visibility="private").then(
+            search, search_inputs, outputs, api_visibility="private").then(
+            chips, [query], [understood], api_visibility="private")
         mark_inputs, mark_outputs = [query, selected, like, unlike, remember], [like, unlike, marks]
         mark_like.click(marker(True), mark_inputs, mark_outputs, api_name="like")
         mark_unlike.click(marker(False), mark_inputs, mark_outputs, api_name="unlike")

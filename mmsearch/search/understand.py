@@ -46,6 +46,7 @@ class Understood:
     camera: str | None = None
     folder: str | None = None
     understood_dates: list[str] = field(default_factory=list)  # how each date was read, for ``describe``
+    chips: list[tuple[str, str]] = field(default_factory=list)  # (what was understood, the words typed for it)
 
     @property
     def parsed(self) -> bool:
@@ -81,16 +82,20 @@ def _special(token: str, out: Understood) -> bool:
         word = token[1:].strip('"').strip()
         if word:
             out.excluded.append(word)
+            out.chips.append((f"not {word!r}", token))
         return True
     name, colon, value = token.partition(":")
     if colon and name.lower() in _FIELDS and value:
         value = value.strip('"').strip()
         if name.lower() == "camera":
             out.camera = value
+            out.chips.append((f"camera {value}", token))
         elif name.lower() == "folder":
             out.folder = value
+            out.chips.append((f"folder {value}", token))
         elif name.lower() == "place":
             out.places.append((value, []))
+            out.chips.append((f"place:{value}", token))
         else:
             span = _span(value)
             if span is None:
@@ -101,6 +106,7 @@ def _special(token: str, out: Understood) -> bool:
             else:  # after 2019: from the day after its last
                 out.date_from = span[1] + timedelta(days=1)
                 out.understood_dates.append(f"after {span[1].isoformat()}")
+            out.chips.append((out.understood_dates[-1], token))
         return True
     return _single_date(token, out)
 
@@ -110,17 +116,17 @@ def _single_date(token: str, out: Understood) -> bool:
     if match:
         first, last = _span(match.group(1)), _span(match.group(2))
         if first and last:
-            _set(out, first[0], last[1], f"from {first[0].isoformat()} to {last[1].isoformat()}")
+            _set(out, first[0], last[1], f"from {first[0].isoformat()} to {last[1].isoformat()}", token)
             return True
     cjk = _CJK_DATE.fullmatch(token)
     if cjk:
         year, month, day = (int(g) if g else None for g in cjk.groups())
-        return _month_or_year(out, year, month, day)  # type: ignore[arg-type]
+        return _month_or_year(out, year, month, day, token)  # type: ignore[arg-type]
     if _YEAR.match(token) or _YEAR_MONTH.match(token) or _DAY.match(token):
         span = _span(token)
         if span:
             kind = "year" if _YEAR.match(token) else "month" if _YEAR_MONTH.match(token) else "day"
-            _set(out, span[0], span[1], f"{kind} {token}")
+            _set(out, span[0], span[1], f"{kind} {token}", token)
             return True
     return False
 
@@ -135,18 +141,18 @@ def _dates_in_words(words: list[str], out: Understood) -> list[str]:
         following = words[n + 1] if n + 1 < len(words) else ""
         month = MONTHS.get(word.lower().strip(","))
         if month and _YEAR.match(following):
-            _month_or_year(out, int(following), month, None)
+            _month_or_year(out, int(following), month, None, f"{word} {following}")
             skip = True
             continue
         if _YEAR.match(word) and MONTHS.get(following.lower().strip(",")):
-            _month_or_year(out, int(word), MONTHS[following.lower().strip(",")], None)
+            _month_or_year(out, int(word), MONTHS[following.lower().strip(",")], None, f"{word} {following}")
             skip = True
             continue
         kept.append(word)
     return kept
 
 
-def _month_or_year(out: Understood, year: int, month: int | None, day: int | None) -> bool:
+def _month_or_year(out: Understood, year: int, month: int | None, day: int | None, typed: str) -> bool:
     try:
         if day and month:
             first = last = date(year, month, day)
@@ -158,14 +164,15 @@ def _month_or_year(out: Understood, year: int, month: int | None, day: int | Non
             first, last, label = date(year, 1, 1), date(year, 12, 31), f"year {year}"
     except ValueError:
         return False
-    _set(out, first, last, label)
+    _set(out, first, last, label, typed)
     return True
 
 
-def _set(out: Understood, first: date, last: date, label: str) -> None:
+def _set(out: Understood, first: date, last: date, label: str, typed: str) -> None:
     out.date_from = max(first, out.date_from) if out.date_from else first
     out.date_to = min(last, out.date_to) if out.date_to else last
     out.understood_dates.append(label)
+    out.chips.append((label, typed))
 
 
 def _span(text: str) -> tuple[date, date] | None:
@@ -190,6 +197,8 @@ def _places_in_words(words: list[str], book: PlaceBook, out: Understood) -> list
     filler word before it, "in Lisbon", goes with it); names inside CJK text without spaces too."""
     for n, (typed, _) in enumerate(out.places):  # place:NAME, resolved the same way
         out.places[n] = (typed, book.lookup(typed))
+        out.chips = [(f"place {book.labels.get(out.places[n][1][0], typed) if out.places[n][1] else typed}", t)
+                     if label == f"place:{typed}" else (label, t) for label, t in out.chips]
     if not book.names:
         return words
     kept: list[str] = []
@@ -200,8 +209,8 @@ def _places_in_words(words: list[str], book: PlaceBook, out: Understood) -> list
             keys = book.lookup(typed.strip(",.;"))
             if keys:
                 out.places.append((typed.strip(",.;"), keys))
-                if kept and fold(kept[-1]) in _FILLERS:
-                    kept.pop()
+                filler = kept.pop() + " " if kept and fold(kept[-1]) in _FILLERS else ""
+                out.chips.append((f"place {book.labels.get(keys[0], typed)}", filler + typed))
                 n += size
                 break
         else:
@@ -217,5 +226,15 @@ def _cjk_places(word: str, book: PlaceBook, out: Understood) -> str:
     for name, keys in book.find_in_cjk(word):
         if name in word and keys:
             out.places.append((name, keys))
+            out.chips.append((f"place {book.labels.get(keys[0], name)}", name))
             word = word.replace(name, " ")
     return word.strip()
+
+
+def without(query: str, typed: str) -> str:
+    """``query`` with the words ``typed`` for one understood part taken out (the page's removable chips)."""
+    pattern = r"(?<!\S)" + r"\s+".join(re.escape(w) for w in typed.split()) + r"(?!\S)"
+    left = re.sub(pattern, " ", query, count=1)
+    if left == query:  # written inside other text (a CJK place name)
+        left = query.replace(typed, " ", 1)
+    return " ".join(left.split())
