@@ -247,3 +247,72 @@ def test_serve_watch_finds_a_copied_photo_through_the_page_api(tmp_path):
             time.sleep(0.2)
         assert found == ["lighthouse.jpg"]
         assert time.monotonic() - started < 10
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_two_watchers_share_one_chroma_server_each_on_its_own_folder(chroma_server, tmp_path):
+    def engine_on_server() -> SearchEngine:
+        return SearchEngine(config=Config.offline_profile(Config(db=str(tmp_path / "unused"),
+                                                                 chroma_url=chroma_server.url)))
+
+    first, second = tmp_path / "alice", tmp_path / "bob"
+    for root, seed in ((first, 11), (second, 12)):
+        root.mkdir()
+        scene_picture(seed, (96, 72)).save(root / f"{root.name}.jpg")
+    mine, theirs = engine_on_server(), engine_on_server()
+    mine.index([first])
+    theirs.index([second])
+    with watching(mine, [first]) as (mine_runs, _), watching(theirs, [second]) as (their_runs, _):
+        scene_picture(13, (96, 72)).save(tmp_path / "new.jpg")
+        shutil.move(tmp_path / "new.jpg", first / "new.jpg")
+        mine_runs.wait_for(lambda: any(r.added for r in mine_runs.reports), "alice's new photo")
+        (second / "bob.jpg").unlink()
+        their_runs.wait_for(lambda: any(r.removed for r in their_runs.reports), "bob's deletion")
+    names = {Path(p).name for p in engine_on_server().store.entries()}
+    assert names == {"alice.jpg", "new.jpg"}  # each watcher pruned only under its own folder
+    assert sorted(engine_on_server().store.roots()) == sorted([str(first), str(second)])
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+@pytest.mark.server
+def test_sigterm_on_serve_watch_frees_the_lock(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from helpers import free_port
+
+    root = tmp_path / "library"
+    root.mkdir()
+    scene_picture(8, (96, 72)).save(root / "a.jpg")
+    db = tmp_path / "db"
+    env = {**os.environ, "MMSEARCH_DB": str(db)}
+    assert subprocess.run([sys.executable, "-m", "mmsearch", "index", str(root), "--offline"], env=env,
+                          capture_output=True, timeout=300).returncode == 0
+    port = free_port()
+    serve = subprocess.Popen([sys.executable, "-m", "mmsearch", "serve", "--watch", "--port", str(port)], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # until the page answers (the server is up and holds the lock)
+            assert serve.poll() is None, serve.stderr.read()  # type: ignore[union-attr]
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "serve --watch never answered"
+                time.sleep(0.2)
+        busy = subprocess.run([sys.executable, "-m", "mmsearch", "index", str(root)], env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert busy.returncode == 1 and "(mmsearch serve)" in busy.stderr
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=60)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+    again = subprocess.run([sys.executable, "-m", "mmsearch", "index", str(root)], env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert again.returncode == 0, again.stderr  # the lock went with the server
