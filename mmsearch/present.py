@@ -18,13 +18,15 @@ SIGNAL_ORDER = ("image", "caption", "keyword", "rerank")  # known signals first,
 
 
 def profile_label(signature: dict[str, Any]) -> str:
-    """One line saying which models answer, or that this is the offline profile."""
+    """One line saying what this index can do, in words (the model ids are in ``stats`` and the Index panel)."""
     caption = signature.get("caption_model") or signature["text_model"]
-    own = f"; captions and photo text by {caption}" if caption != signature["text_model"] else ""
+    own = "; captions and text in photos by a caption model of their own" if caption != signature["text_model"] else ""
     if not has_image_vectors(signature):
-        return (f"Offline profile: caption search with {signature['text_model']}; image signal unavailable "
-                f"(no image upload or 'more like this'){own}")
-    return f"Image model {signature['image_model']}, text model {signature['text_model']}{own}"
+        english = "English" if "MiniLM" in str(signature["text_model"]) else "the text model's languages"
+        return (f"Offline profile: captions, file names and text in photos only, {english} (no image search, "
+                f"no 'more like this'){own}")
+    languages = "any language" if "multilingual" in str(signature["text_model"]).lower() else "queries in text or by image"
+    return f"Image search: pictures and captions, {languages}{own}"
 
 
 def shown_signals(hits: list[Hit]) -> list[str]:
@@ -76,18 +78,19 @@ def stats_lines(stats: dict[str, Any]) -> str:
     stamp = stats["updated_at"]
     updated = datetime.fromtimestamp(stamp).isoformat(sep=" ", timespec="seconds") if stamp else "never"
     videos = f" ({stats['videos']} of them videos)" if stats.get("videos") else ""
-    return (f"database     {stats['db']}\nimages       {stats['images']}{videos}\ncaptions     {stats['captions']}\n"
-            f"image model  {stats['image_model']}\ntext model   {stats['text_model']}\n"
-            f"caption model {stats.get('caption_model') or stats['text_model']}\ndimension    {stats['dim']}\n"
-            f"schema       {stats.get('schema', '-')}\n"
-            f"models       {_generation_line(stats)}\n"
-            f"ocr          {_ocr_line(stats)}\n"
-            f"folders      {', '.join(stats['roots']) or '-'}\nupdated      {updated}")
+    rows = [("database", stats["db"]), ("images", f"{stats['images']}{videos}"), ("captions", stats["captions"]),
+            ("image model", stats["image_model"]), ("text model", stats["text_model"]),
+            ("caption model", stats.get("caption_model") or stats["text_model"]), ("dimension", stats["dim"]),
+            ("schema", stats.get("schema", "-")), ("models in use", _generation_line(stats)),
+            ("text in photos", _ocr_line(stats)), ("folders", ", ".join(stats["roots"]) or "-"), ("updated", updated)]
+    width = max(len(name) for name, _ in rows) + 2
+    return "\n".join(f"{name:<{width}}{value}" for name, value in rows)
 
 
 def _generation_line(stats: dict[str, Any]) -> str:
     """Which generation of collections answers, and what ``mmsearch reindex`` left or is building."""
-    line = f"generation {stats.get('generation') or 'first'}"
+    generation = stats.get("generation") or "first"
+    line = "the first ones" if generation == "first" else f"those of reindex {generation}"
     if stats.get("previous"):
         line += f"; previous {stats['previous']} kept (mmsearch reindex --rollback / --drop-previous)"
     if stats.get("reindexing"):

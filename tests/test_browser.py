@@ -105,7 +105,8 @@ def test_upload_an_image_then_filter_by_folder(page, site, tmp_path):
     expect(page.locator("#query-image img")).to_be_visible()
     page.locator("#search-button").click()
     expect(page.locator("#gallery .caption-label").first).to_contain_text("red_bicycle.png", timeout=TIMEOUT)
-    assert "image 1.00" in tiles(page)[0]
+    page.locator("#gallery button.thumbnail-item").first.click()
+    expect(page.locator("#details")).to_contain_text("image 1.000")  # the raw signals: in the details, not on tiles
 
     page.reload()
     show_all(page)
@@ -305,7 +306,7 @@ def test_a_reloaded_page_shows_the_models_a_reindex_switched_to(browser, tmp_pat
         SearchEngine(db, clip_model=tiny_clip[0], clip_pretrained=tiny_clip[1], text_model="clip").reindex()
         assert engine.follow_switch()  # what the server's watcher does within 2 s
         page.reload()
-        expect(page.locator("#profile")).to_contain_text("Image model open_clip:mmsearch-tiny")
+        expect(page.locator("#profile")).to_contain_text("Image search: pictures and captions")
         expect(page.locator("#query-image")).to_be_visible()
         page.get_by_text("Index", exact=True).first.click()  # the accordion with the index facts
         expect(page.locator("#index-facts")).to_contain_text("previous models kept")
@@ -406,4 +407,33 @@ def test_what_a_query_was_understood_as_shows_as_chips_and_unticking_one_searche
         assert page.locator("#query textarea").input_value() == "Osaka"
         assert tiles(page) and all(label.split(" · ")[0].endswith(("c.jpg", "d.jpg")) for label in tiles(page))
         page.screenshot(path=str(tmp_path / "chips.png"), full_page=True)
+        page.close()
+
+
+def test_text_from_a_photo_renders_literally_and_the_marks_use_no_emoji(browser, tmp_path):
+    import shutil
+
+    from playwright.sync_api import expect
+
+    from mmsearch import Config, SearchEngine
+    from mmsearch.ids import image_id
+
+    samples = Path(__file__).resolve().parent.parent / "sample_images"
+    (tmp_path / "lib").mkdir()
+    shutil.copy(samples / "rocket.jpg", tmp_path / "lib" / "rocket.jpg")
+    engine = SearchEngine(config=Config.offline_profile(Config(db=str(tmp_path / "db"))))
+    engine.index([tmp_path / "lib"])
+    read = "nodejs-foundation *bold* _under_ see https://example.org/a_b"
+    engine.store.set_metadata({image_id(str(tmp_path / "lib" / "rocket.jpg")): {"ocr": read, "ocr_confidence": 0.9}})
+    with served(engine) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(TIMEOUT)
+        page.goto(url)
+        search(page, "rocket.jpg")
+        page.locator("#gallery button.thumbnail-item").first.click()
+        text = page.locator("#details .ocr-text")
+        expect(text).to_have_text(read)  # no markdown: no bold, no escapes, no link
+        assert text.locator("a, strong, em").count() == 0
+        assert page.locator("#mark-like").inner_text() == "✓ Relevant"
+        assert page.locator("#mark-unlike").inner_text() == "✗ Not relevant"
         page.close()

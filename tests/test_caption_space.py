@@ -138,7 +138,7 @@ def test_the_command_line_says_which_model_scored_the_captions(tmp_path, clip256
     assert main(["search", "a kitten napping on the couch", "-k", "1"]) == 0
     assert "caption and ocr scores by sentence-transformers:" in capsys.readouterr().out
     assert main(["stats"]) == 0
-    assert "caption model sentence-transformers:" in capsys.readouterr().out
+    assert "caption model   sentence-transformers:" in capsys.readouterr().out
 
 
 def test_image_example_and_mixed_queries_work_across_the_two_spaces(tmp_path, settings, minilm):

@@ -17,7 +17,7 @@ def test_demo_falls_back_to_offline_profile_and_finds_the_cat(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "ViT-B-32" in err[0] and "OFFLINE PROFILE" in err[0]
     assert engine.config.db == str(tmp_path / "demo-db") + "-offline"
-    assert profile_label(engine.signature).startswith("Offline profile: caption search")
+    assert profile_label(engine.signature).startswith("Offline profile: captions, file names and text in photos only")
 
     assert run_demo(config, str(SAMPLES), serve=False) == 0
     out = capsys.readouterr().out

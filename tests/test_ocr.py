@@ -233,4 +233,5 @@ def test_text_from_a_photo_is_shown_as_text_in_the_details_never_as_markup():
            "metadata": {"ocr": "[win a prize](http://evil.example)\n<img src=x onerror=alert(1)>", "ocr_confidence": 0.9}}
     shown = hit_details(hit)
     assert "Text in photo" in shown and "(confidence 0.90)" in shown
-    assert "\\[win a prize\\]\\(http://evil.example\\)" in shown and "<img" not in shown
+    assert '<div class="ocr-text">[win a prize](http://evil.example)<br>&lt;img src=x onerror=alert(1)&gt;</div>' in shown
+    assert "<img" not in shown

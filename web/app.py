@@ -67,7 +67,7 @@ CSS = """
   font-size: 14px; box-shadow: 0 1px 2px rgba(0,0,0,.25); }
 .mm-hidden { display: none !important; }
 """
-# One-click marks on the tiles: each tile gets 👍/👎; a click writes "like:N" or "unlike:N" (N = the tile's
+# One-click marks on the tiles: each tile gets ✓/✗; a click writes "like:N" or "unlike:N" (N = the tile's
 # position) into a hidden box and presses a hidden button. The server maps N to its own hits of the session.
 TILE_MARKS_JS = """
 () => {
@@ -83,7 +83,7 @@ TILE_MARKS_JS = """
       if (!bar) {
         bar = document.createElement('div');
         bar.className = 'mm-tile-marks';
-        for (const [kind, label, title] of [['like', '✓', 'relevant (👍)'], ['unlike', '✗', 'not relevant (👎)']]) {
+        for (const [kind, label, title] of [['like', '✓', 'relevant'], ['unlike', '✗', 'not relevant']]) {
           const mark = document.createElement('span');
           mark.textContent = label; mark.title = title; mark.className = 'mm-' + kind;
           mark.addEventListener('click', (event) => {
@@ -160,10 +160,14 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
                 place = gr.Dropdown(places, value=None, label="Place", allow_custom_value=True, visible=bool(places),
                                     elem_id="place-filter")
                 order = gr.Radio(list(SORTS), value="best match", label="Order", elem_id="order")
-        status = gr.Markdown(elem_id="status", label="status")
+        hint = ("Type what you are looking for" + (" in any language, or add an image" if has_images else " in English")
+                + "; dates and places work too (“beach Lisbon 2019”).")
+        status = gr.Markdown(hint if engine.store.ready and engine.store.count() else
+                             "The index is empty: index a folder (Index panel below, or `mmsearch index FOLDER`).",
+                             elem_id="status", label="status")
         understood = gr.CheckboxGroup([], value=[], label="Understood (untick one to search without it)",
                                       visible=False, elem_id="understood")
-        with gr.Row():
+        with gr.Row(visible=False) as marks_row:  # shown once there are results to mark
             marks = gr.Markdown(elem_id="marks")
             # A read-only page writes nothing: marks refine the search in view, never the index.
             remember = gr.Checkbox(allow_indexing, label="Remember marks for later searches (kept in the index, on this "
@@ -186,8 +190,8 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
             with gr.Column(scale=2):
                 details = gr.Markdown(elem_id="details")
                 with gr.Row():
-                    mark_like = gr.Button("👍 Relevant", elem_id="mark-like", size="sm")
-                    mark_unlike = gr.Button("👎 Not relevant", elem_id="mark-unlike", size="sm")
+                    mark_like = gr.Button("✓ Relevant", elem_id="mark-like", size="sm")
+                    mark_unlike = gr.Button("✗ Not relevant", elem_id="mark-unlike", size="sm")
                 more = gr.Button("More like this", visible=has_images, elem_id="more-like-this")
         selected = gr.Textbox(visible=False)
         _index_panel(demo, engine, allow_indexing, folder, camera, watcher)
@@ -291,10 +295,13 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
                     text = without(text, typed)
             return text
 
+        def after_search(text: str) -> tuple:
+            return chips(text), gr.Row(visible=True)
+
         button.click(search, search_inputs, outputs, api_name="search").then(
-            chips, [query], [understood], api_visibility="private")
+            after_search, [query], [understood, marks_row], api_visibility="private")
         query.submit(search, search_inputs, outputs, api_visibility="private").then(
-            chips, [query], [understood], api_visibility="private")
+            after_search, [query], [understood, marks_row], api_visibility="private")
         refine.click(search, search_inputs, outputs, api_visibility="private")
         understood.input(drop_chips, [understood, query], [query], api_visibility="private").then(
             search, search_inputs, outputs, api_visibility="private").then(

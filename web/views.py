@@ -161,15 +161,14 @@ def thumbnail_of(thumbs: ThumbnailCache, path: str, meta: dict[str, Any], size: 
 
 def hit_label(hit: Hit, shown_path: str | None = None) -> str:
     """Gallery caption: the file's name with as much of its folder as tells it apart (``shown_path``, see
-    ``distinct_tails``), its relevance, the copies folded into it, the signals this hit has, then its best
-    caption. Every part is in the larger view too, where nothing is cut."""
-    scores = ", ".join(f"{name} {value:.2f}" for name, value in hit.scores.items() if value is not None)
+    ``distinct_tails``), its relevance as a word, the copies folded into it, then its best caption. The raw
+    signal scores are in the larger view (``hit_details``), where nothing is cut."""
     caption = f" — {hit.caption}" if hit.caption else ""
     name = shown_path or f"{Path(hit.path).parent.name}/{Path(hit.path).name}"
     if hit.time is not None:
         name += f" @ {clock(hit.time)}"
     similar = f" · +{len(hit.similar)} similar" if hit.similar else ""
-    return f"{name} · {relevance_word(hit.relevance)}{similar}{f' ({scores})' if scores else ''}{caption}"
+    return f"{name} · {relevance_word(hit.relevance)}{similar}{caption}"
 
 
 def relevance_word(relevance: float) -> str:
@@ -230,9 +229,10 @@ def hit_details(hit: dict[str, Any], query: str = "") -> str:
     text = "\n".join(f"- **{k}**: {v}" for k, v in rows)
     listed = "\n".join(f"- {plain(c)}" for c in captions) or "_no captions_"
     out = f"### {html.escape(Path(hit['file']).name)}\n\n{text}\n\n**Captions**\n\n{listed}"
-    if meta.get("ocr"):
-        lines = "  \n".join(plain(line) for line in str(meta["ocr"]).splitlines())
-        out += f"\n\n**Text in photo** (confidence {float(meta.get('ocr_confidence', 0)):.2f})\n\n{lines}"
+    if meta.get("ocr"):  # an HTML block: Markdown leaves it alone, so the text reads as it was read
+        lines = "<br>".join(html.escape(line, quote=False) for line in str(meta["ocr"]).splitlines())
+        out += (f"\n\n**Text in photo** (confidence {float(meta.get('ocr_confidence', 0)):.2f})\n\n"
+                f'<div class="ocr-text">{lines}</div>')
     return out
 
 
