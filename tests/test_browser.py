@@ -437,3 +437,22 @@ def test_text_from_a_photo_renders_literally_and_the_marks_use_no_emoji(browser,
         assert page.locator("#mark-like").inner_text() == "✓ Relevant"
         assert page.locator("#mark-unlike").inner_text() == "✗ Not relevant"
         page.close()
+
+
+def test_a_click_on_a_tile_brings_its_larger_view_into_the_window(browser, site, tmp_path):
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 390, "height": 800})  # a phone: the view opens screens below
+    page.set_default_timeout(TIMEOUT)
+    page.goto(site["url"])
+    show_all(page)
+    search(page, "a kitten napping on the couch")
+    page.locator("#gallery button.thumbnail-item").last.click()
+    details = page.locator("#details")
+    expect(details).to_contain_text("File")
+    page.wait_for_function("() => { const r = document.querySelector('#details').getBoundingClientRect();"
+                           " return r.top >= 0 && r.top < window.innerHeight - 100; }")
+    box = details.bounding_box()
+    assert box is not None and 0 <= box["y"] < 800 - 100, box
+    page.screenshot(path=str(tmp_path / "details-in-view.png"))
+    page.close()

@@ -46,6 +46,9 @@ from .views import (
     video_player,
 )
 
+# A click on a tile opens its larger view below the gallery: bring it to where the user looks.
+SHOW_DETAILS_JS = ("() => { const view = document.querySelector('#details');"
+                   " if (view) view.closest('.row, .form, div').scrollIntoView({block: 'start', behavior: 'instant'}); }")
 WATCH_REFRESH = 3.0  # seconds between refreshes of the watcher's line in the Index panel
 MAX_FILE_SIZE = "25mb"  # largest upload accepted (query images)
 SEARCH_CONCURRENCY = 4  # searches answered at once; the rest wait in the queue
@@ -313,7 +316,7 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
         tile_mark_button.click(mark_tile, [tile_mark, shown, query, like, unlike, remember], mark_outputs,
                                api_visibility="private")
         gallery.select(select, [shown, query, remember], [selected_row, preview, player, details, selected],
-                       api_visibility="private")
+                       api_visibility="private").then(None, None, None, js=SHOW_DETAILS_JS)
         more.click(similar, [selected, k, min_relevance, *filters], outputs, api_name="more_like_this")
         gr.api(engine.stats, api_name="stats")
 
