@@ -445,6 +445,8 @@ def test_a_click_on_a_tile_brings_its_larger_view_into_the_window(browser, site,
     page = browser.new_page(viewport={"width": 390, "height": 800})  # a phone: the view opens screens below
     page.set_default_timeout(TIMEOUT)
     page.goto(site["url"])
+    expect(page.locator("#min-relevance")).to_be_hidden()  # the filters start folded on a phone
+    page.get_by_text("Results and filters").click()
     show_all(page)
     search(page, "a kitten napping on the couch")
     page.locator("#gallery button.thumbnail-item").last.click()
@@ -456,3 +458,21 @@ def test_a_click_on_a_tile_brings_its_larger_view_into_the_window(browser, site,
     assert box is not None and 0 <= box["y"] < 800 - 100, box
     page.screenshot(path=str(tmp_path / "details-in-view.png"))
     page.close()
+
+
+def test_on_a_phone_the_filters_start_folded_and_the_query_comes_first(browser, site):
+    from playwright.sync_api import expect
+
+    for width, folded in ((390, True), (1280, False)):
+        page = browser.new_page(viewport={"width": width, "height": 800})
+        page.set_default_timeout(TIMEOUT)
+        page.goto(site["url"])
+        expect(page.locator("#query textarea")).to_be_visible()
+        results = page.locator("#min-relevance")
+        if folded:
+            expect(results).to_be_hidden()
+        else:
+            expect(results).to_be_visible()
+        box = page.locator("#query textarea").bounding_box()
+        assert box is not None and box["y"] < 800
+        page.close()

@@ -74,6 +74,13 @@ CSS = """
 # position) into a hidden box and presses a hidden button. The server maps N to its own hits of the session.
 TILE_MARKS_JS = """
 () => {
+  // On a phone the filters start folded: the query box and the results come first.
+  const fold = (tries) => {
+    const head = document.querySelector('#filters > .label-wrap, #filters button.label-wrap');
+    if (!head) { if (tries > 0) setTimeout(() => fold(tries - 1), 100); return; }
+    if (window.innerWidth < 700 && head.classList.contains('open')) head.click();
+  };
+  fold(50);
   const send = (kind, index) => {
     const box = document.querySelector('#tile-mark textarea');
     box.value = kind + ':' + index;
@@ -146,7 +153,7 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
                 image = gr.Image(label="Query image (optional: upload or paste)", type="filepath", image_mode=None,
                                  sources=["upload", "clipboard"], height=170, elem_id="query-image")
             _readable_upload_errors(image)
-        with gr.Accordion("Results and filters", open=True):
+        with gr.Accordion("Results and filters", open=True, elem_id="filters"):
             with gr.Row():
                 k = gr.Slider(1, 100, value=12, step=1, label="Results")
                 min_relevance = gr.Slider(0, 1, value=MIN_RELEVANCE, step=0.05, elem_id="min-relevance",

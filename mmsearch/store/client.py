@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
 OcrRecord = tuple[str, np.ndarray]  # a photo's text as read (mmsearch.media.ocr), and its vector in the caption space
 FrameSet = tuple[list[float], np.ndarray]  # a video's sampled frames: their times (s) and image vectors (n, dim)
+FRAMES_RECHECK = 5.0  # seconds a missing frames collection is taken as still missing
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -183,6 +184,7 @@ class Store:
         self._captions: Any = None
         self._ocr: Any = None
         self._frames: Any = None
+        self._frames_missed = -FRAMES_RECHECK  # when the frames collection was last found missing
         self._generation: str | None = None
 
     @classmethod
@@ -208,7 +210,7 @@ class Store:
         """A store on the same database that reads and writes another generation's collections."""
         other = copy.copy(self)
         other._generation, other._images, other._captions, other._ocr = generation, None, None, None
-        other._frames = None
+        other._frames, other._frames_missed = None, -FRAMES_RECHECK
         return other
 
     @_guarded("read")
@@ -532,9 +534,11 @@ class Store:
 
     def frames_collection(self, create: bool = False) -> Any:
         """The collection of videos' sampled frames, or None when no video was ever indexed and ``create``
-        is False."""
-        if self._frames is None:
+        is False. A library without videos is asked again at most every ``FRAMES_RECHECK`` seconds (every
+        search and every stored batch asks; on a server each miss is a round trip)."""
+        if self._frames is None and (create or time.monotonic() - self._frames_missed >= FRAMES_RECHECK):
             self._frames = open_collection(self.client, self.name("frames"), create, HNSW)
+            self._frames_missed = time.monotonic() if self._frames is None else 0.0
         return self._frames
 
     @_guarded("search")
