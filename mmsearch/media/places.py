@@ -63,12 +63,12 @@ class Place:
 PLACE_FIELDS = ("place", "place_keys", "place_city", "place_region", "place_country")
 
 
-def great_circle_km(lat1: float, lon1: float, lat2: Any, lon2: Any) -> Any:
-    """Great-circle distance in km (haversine); ``lat2``/``lon2`` may be arrays."""
-    p1, p2 = math.radians(lat1), np.radians(lat2)
-    dlat, dlon = p2 - p1, np.radians(lon2) - math.radians(lon1)
-    h = np.sin(dlat / 2) ** 2 + math.cos(p1) * np.cos(p2) * np.sin(dlon / 2) ** 2
-    return 2 * EARTH_KM * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
+def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance in km between two positions (haversine)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dlat, dlon = p2 - p1, math.radians(lon2 - lon1)
+    h = math.sin(dlat / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dlon / 2) ** 2
+    return 2 * EARTH_KM * math.asin(min(1.0, math.sqrt(h)))
 
 
 def unit_vectors(lat: Any, lon: Any) -> np.ndarray:

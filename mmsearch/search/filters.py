@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import QueryError
+from ..media.places import EARTH_KM, great_circle_km
 
 DateLike = str | date | datetime | None
 Near = tuple[float, float, float]  # (latitude, longitude, radius in km)
-EARTH_KM = 6371.0088
 
 
 def build_where(folder: str | Path | None = None, date_from: DateLike = None, date_to: DateLike = None,
@@ -156,7 +156,4 @@ def within(near: Near, lat: Any, lon: Any) -> bool:
     """Whether a position lies inside the circle (great-circle distance, haversine)."""
     if lat is None or lon is None:
         return False
-    p1, p2 = math.radians(near[0]), math.radians(float(lat))
-    dlat, dlon = p2 - p1, math.radians(float(lon) - near[1])
-    h = math.sin(dlat / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dlon / 2) ** 2
-    return 2 * EARTH_KM * math.asin(min(1.0, math.sqrt(h))) <= near[2]
+    return great_circle_km(near[0], near[1], float(lat), float(lon)) <= near[2]
