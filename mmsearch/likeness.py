@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -57,9 +58,10 @@ class Look:
         colour, grey = decode_look(str(meta.get("look") or ""))
         return cls(str(meta.get("sha256") or ""), phash, colour, grey)
 
-    @property
+    @cached_property
     def flat(self) -> bool:
-        """No picture to speak of: one colour (or nearly) everywhere."""
+        """No picture to speak of: one colour (or nearly) everywhere (worked out once per look: a result list
+        compares each look with many)."""
         if self.colour is None or self.grey is None:
             return self.phash == 0
         return bool(self.colour.reshape(-1, 3).std(axis=0).max() < FLAT_SPREAD and self.grey.std() < FLAT_SPREAD)

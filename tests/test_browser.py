@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -83,7 +84,10 @@ def test_type_a_query_see_the_gallery_open_a_hit_and_ask_for_more_like_it(page, 
     assert len(tiles(page)) == 7 and "a black cat sleeping on a sofa" in tiles(page)[0]
     assert all("weak" in t for t in tiles(page)[1:])
     src = page.locator("#gallery img").first.get_attribute("src") or ""
-    assert "/gradio_api/file=" in src and not src.endswith("black_cat.jpg")  # a cached thumbnail, not the original
+    assert "/gradio_api/file=" in src and not src.endswith("black_cat.jpg")  # a thumbnail, not the original
+    served_from = urllib.parse.unquote(src.split("/gradio_api/file=", 1)[1])
+    thumbnails = str(Path(site["engine"].config.thumbnail_dir).absolute())
+    assert served_from.startswith(thumbnails + "/"), served_from  # from where it is: no copy per search
 
     page.locator("#gallery button.thumbnail-item").first.click()
     expect(page.locator("#details")).to_contain_text("black_cat.jpg")

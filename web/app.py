@@ -450,6 +450,10 @@ def launch(engine: SearchEngine, host: str = "127.0.0.1", port: int = 7860, *, a
               "it can search these photos; indexing from the page is off", file=sys.stderr)
     allow_indexing = indexing_allowed(host, auth, read_only)
     thumbs = ThumbnailCache(engine.config.thumbnail_dir)
+    # Thumbnails are served from where they are, by Gradio's file route: not hashed and copied into its
+    # cache for every tile of every search (that was 40 of the page's 130 ms a search at 2,500 icons,
+    # benchmarks/page_bench.py). Thumbnails never change in place: an edited photo gets a new file.
+    gr.set_static_paths(allowed_paths(thumbs))
     watcher = engine.watcher(poll=poll) if watch else None
     demo = build_demo(engine, thumbs, allow_indexing=allow_indexing, watcher=watcher)
     demo.queue(default_concurrency_limit=SEARCH_CONCURRENCY)
