@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
 from .errors import StoreError
+from .ingest.meter import Meter
 from .store.client import Store
 from .store.collections import PAGE
 
@@ -59,7 +59,7 @@ def export_index(store: Store, folder: str | Path, progress: bool = False) -> di
     return manifest
 
 
-def _export_collection(store: Store, which: str, lines: IO[str], vecs: IO[bytes], bar: Any) -> tuple[int, int]:
+def _export_collection(store: Store, which: str, lines: IO[str], vecs: IO[bytes], bar: Meter) -> tuple[int, int]:
     """Write one collection; returns (records, their dimension or 0 when there are none)."""
     count = dim = 0
     for ids, vectors, metas, docs in store.records(which):
@@ -72,10 +72,8 @@ def _export_collection(store: Store, which: str, lines: IO[str], vecs: IO[bytes]
     return count, dim
 
 
-def _bar(what: str, progress: bool, total: int | None = None) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=what, unit=" records", file=sys.stderr, disable=not progress, leave=False)
+def _bar(what: str, progress: bool, total: int | None = None) -> Meter:
+    return Meter(what, total, unit="records", enabled=progress)
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:

@@ -3,7 +3,6 @@ use them are in ``conftest.py``."""
 
 from __future__ import annotations
 
-import re
 import socket
 import subprocess
 import sys
@@ -350,10 +349,12 @@ def write_video(path: Path, scenes: list[Image.Image], seconds: float = 4.0, fps
 
 
 def run_until(cmd: list[str], env: dict[str, str], done: int, sig: int) -> tuple[int, str]:
-    """Start an index run; once its progress bar passes ``done`` images, send ``sig``. Returns (code, stderr).
+    """Start an index run; once its progress line (``mmsearch.ingest.meter``) passes ``done`` images, send
+    ``sig``. Returns (code, stderr).
 
     The run holds at ``done`` images until it is stopped (``MMSEARCH_HOLD_AT``), so the signal always lands
     mid-run, however fast the machine."""
+    from mmsearch.ingest.meter import METER_LINE
     from mmsearch.ingest.progress import HOLD_VARIABLE
 
     proc = subprocess.Popen(cmd, env={**env, HOLD_VARIABLE: str(done)}, stdout=subprocess.DEVNULL,
@@ -364,7 +365,8 @@ def run_until(cmd: list[str], env: dict[str, str], done: int, sig: int) -> tuple
         sent = False
         while chunk := proc.stderr.read1(4096):  # type: ignore[union-attr]
             seen.extend(chunk)
-            counts = [int(m) for m in re.findall(rb"\| *(\d+)/\d+ \[", bytes(seen))]
+            text = bytes(seen).decode("utf-8", "replace").replace("\r", "\n")
+            counts = [int(m["done"].replace(",", "")) for m in METER_LINE.finditer(text) if m["total"]]
             if not sent and counts and max(counts) >= done:
                 proc.send_signal(sig)
                 sent = True

@@ -480,3 +480,102 @@ def test_on_a_phone_the_filters_start_folded_and_the_query_comes_first(browser, 
         box = page.locator("#query textarea").bounding_box()
         assert box is not None and box["y"] < 800
         page.close()
+
+
+@pytest.fixture(scope="module")
+def grid_site(tmp_path_factory):
+    """An offline-profile page over 30 photos in deep folders with long names: one query finds them all."""
+    from PIL import Image
+
+    from mmsearch import Config, SearchEngine
+
+    base = tmp_path_factory.mktemp("grid")
+    for n in range(30):
+        folder = base / "library" / "2024" / f"trip-to-the-mountains-{n % 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (320 + 40 * (n % 4), 240), (8 * n, 255 - 8 * n, 120)).save(
+            folder / f"holiday-snapshot-with-a-rather-long-name-{n:02d}.png")
+    engine = SearchEngine(config=Config.offline_profile(Config(db=str(base / "db"))))
+    engine.index([base / "library"])
+    with served(engine) as url:
+        yield {"url": url, "base": base}
+
+
+# Everything a tile's marks could collide with: whether each mark is in its tile, is the element under its own
+# centre (nothing covers it), overlaps no other control or label, and how much of the picture the marks cover.
+LAYOUT_JS = """() => {
+  const inside = (a, b) => a.left >= b.left - 0.5 && a.right <= b.right + 0.5 && a.top >= b.top - 0.5 && a.bottom <= b.bottom + 0.5;
+  const overlap = (a, b) => a.left < b.right - 0.5 && b.left < a.right - 0.5 && a.top < b.bottom - 0.5 && b.top < a.bottom - 0.5;
+  const shown = (e) => { const r = e.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
+  const controls = [...document.querySelectorAll('button, input, textarea, select, label, .mm-label, .mm-tile-marks')].filter(shown);
+  const problems = [], covered = [];
+  document.querySelectorAll('#gallery .thumbnail-item').forEach((tile, n) => {
+    const bar = tile.querySelector('.mm-tile-marks');
+    if (!bar) { problems.push(`tile ${n} has no marks`); return; }
+    const t = tile.getBoundingClientRect(), m = bar.getBoundingClientRect();
+    if (!inside(m, t)) problems.push(`the marks of tile ${n} leave it`);
+    covered.push(m.width * m.height / (t.width * t.height));
+    for (const other of controls) {
+      if (other === tile || other === bar || tile.contains(other) || other.contains(tile)) continue;
+      if (overlap(m, other.getBoundingClientRect())) problems.push(`the marks of tile ${n} overlap ${other.tagName}.${other.className}`);
+    }
+    for (const mark of bar.children) {
+      const r = mark.getBoundingClientRect(), x = (r.left + r.right) / 2, y = (r.top + r.bottom) / 2;
+      if (y < 0 || y > innerHeight) continue;
+      const top = document.elementFromPoint(x, y);
+      if (top !== mark && !mark.contains(top)) problems.push(`the ${mark.title} mark of tile ${n} is covered by ${top && top.tagName}.${top && top.className}`);
+    }
+  });
+  const tiles = [...document.querySelectorAll('#gallery .gallery-item')].map(e => e.getBoundingClientRect());
+  const wrap = document.querySelector('#gallery .grid-wrap');
+  return {problems, covered: Math.max(...covered),
+          rows: new Set(tiles.filter(r => r.top >= 0 && r.bottom <= innerHeight).map(r => Math.round(r.top))).size,
+          columns: new Set(tiles.map(r => Math.round(r.left))).size,
+          inner_scroll: wrap.scrollHeight - wrap.clientHeight};
+}"""
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_gallery_fits_the_screen_and_nothing_covers_the_marks(browser, grid_site, tmp_path, width):
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": width, "height": 800})
+    page.set_default_timeout(TIMEOUT)
+    page.goto(grid_site["url"])
+    if width < 700:
+        page.get_by_text("Results and filters").click()  # folded on a phone
+    count = page.locator("#side-column input[type=number]").first
+    count.fill("24")
+    count.press("Enter")
+    search(page, "holiday snapshot", answer="24 results")
+    expect(page.locator("#gallery .mm-label")).to_have_count(24)
+    page.evaluate("() => window.scrollTo(0, 0)")
+    shots = Path(os.environ.get("MMSEARCH_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / f"gallery-{width}.png"))
+    layout = page.evaluate(LAYOUT_JS)
+    assert layout["problems"] == [], layout["problems"][:5]
+    assert layout["inner_scroll"] <= 1, layout  # the gallery grows with its tiles: no scrolling inside it
+    if width == 1280:
+        assert layout["rows"] >= 3 and layout["columns"] >= 5, layout  # three whole rows on a laptop's screen
+    else:
+        assert layout["columns"] == 2 and layout["covered"] < 0.12, layout  # the marks leave the picture visible
+    query = page.locator("#query textarea").bounding_box()
+    first = page.locator("#gallery .gallery-item").first.bounding_box()
+    filters = page.locator("#filters").bounding_box()
+    assert query["y"] < first["y"] < 800, (query, first)  # the query, then the results, on the first screen
+    if width < 700:
+        assert filters["y"] > first["y"], (first, filters)  # the filters after the results on a phone
+    # Two lines under each tile: the name with its end kept, then how well it matches.
+    lines = page.locator("#gallery .mm-label").first.evaluate(
+        "b => [...b.children].map(d => [d.textContent, d.getBoundingClientRect().height, d.scrollWidth > d.clientWidth])")
+    assert [text for text, _, _ in lines][1].startswith("strong match"), lines
+    assert lines[0][0].endswith(".png") and all(height < 24 for _, height, _ in lines), lines
+    assert page.locator("#gallery .mm-label").first.get_attribute("title") == tiles(page)[0]  # the whole caption
+    # A click on a tile of the last row opens its larger view in the window.
+    page.locator("#gallery .mm-label").nth(23).click()
+    expect(page.locator("#details")).to_contain_text("File")
+    page.wait_for_function("() => { const r = document.querySelector('#details').getBoundingClientRect();"
+                           " return r.top >= 0 && r.top < window.innerHeight - 100; }")
+    page.screenshot(path=str(shots / f"details-{width}.png"))
+    page.close()

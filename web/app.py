@@ -47,27 +47,47 @@ from .views import (
 )
 
 # A click on a tile opens its larger view below the gallery: bring it to where the user looks.
-SHOW_DETAILS_JS = ("() => { const view = document.querySelector('#details');"
-                   " if (view) view.closest('.row, .form, div').scrollIntoView({block: 'start', behavior: 'instant'}); }")
+SHOW_DETAILS_JS = ("() => { const view = document.querySelector('#selected-row');"
+                   " if (view) view.scrollIntoView({block: 'start', behavior: 'instant'}); }")
 WATCH_REFRESH = 3.0  # seconds between refreshes of the watcher's line in the Index panel
 MAX_FILE_SIZE = "25mb"  # largest upload accepted (query images)
 SEARCH_CONCURRENCY = 4  # searches answered at once; the rest wait in the queue
 EXAMPLES = ("a red bicycle", "一只猫", "ein Hund am Strand")
 OFFLINE_EXAMPLES = ("a red bicycle", "a cat on a sofa", "IMG_0042.jpg")  # the offline text model knows English only
 PREVIEW_HEIGHT = 480  # px of the larger view; smaller images are shown at their own size, not in a huge panel
-# Tiles show an image whole and never enlarged, on a neutral chequer that shows transparency; labels wrap
-# onto two lines instead of being cut.
+# Tiles show an image whole and never enlarged, on a neutral chequer that shows transparency, at a fixed
+# size however many there are (three rows fit a 1280x800 screen, two columns a phone), with no scrolling
+# inside the gallery. Under each, two lines: the file's name (its end kept: "…/legacy/face-monkey.png") and
+# how well it matches. Gradio's own caption stays in the page (its text, for the API and tests), hidden.
 CSS = """
+#profile h1 { display: inline; font-size: 1.35rem; margin: 0 .6em 0 0; }
+#profile p { display: inline; }
 :is(#gallery, #duplicates-gallery) .thumbnail-item {
   background: repeating-conic-gradient(#f2f2f2 0% 25%, #e4e4e4 0% 50%) 50% / 16px 16px; }
 :is(#gallery, #duplicates-gallery) .thumbnail-item img { object-fit: scale-down !important; }
-:is(#gallery, #duplicates-gallery) .caption-label { white-space: normal !important; overflow: hidden;
-  display: -webkit-box; -webkit-line-clamp: 2; -webkit-box-orient: vertical; max-width: 100% !important; line-height: 1.25; }
+:is(#gallery, #duplicates-gallery) .grid-wrap { max-height: none !important; min-height: 0 !important;
+  overflow-y: visible !important; }
+#gallery .grid-container { grid-template-columns: repeat(auto-fill, minmax(140px, 1fr)) !important;
+  grid-auto-rows: auto !important; grid-template-rows: none !important; }
+#gallery .thumbnail-item { position: relative; aspect-ratio: 1 / 1; height: auto !important; width: 100%; }
+#gallery .caption-label { display: none !important; }
+#duplicates-gallery .caption-label { white-space: normal !important; overflow: hidden; display: -webkit-box;
+  -webkit-line-clamp: 2; -webkit-box-orient: vertical; max-width: 100% !important; line-height: 1.25; }
+.mm-label { font-size: 12px; line-height: 16px; padding: 3px 2px 0; cursor: pointer; }
+.mm-label div { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.mm-label .mm-name { direction: rtl; text-align: left; }
+.mm-label .mm-why { color: var(--body-text-color-subdued); }
+.mm-strong { color: #1a7f37; font-weight: 600; }
+.mm-weak { color: #9a6700; }
 #preview img { object-fit: scale-down !important; }
-#gallery .thumbnail-item { position: relative; }
 .mm-tile-marks { position: absolute; top: 4px; right: 4px; display: flex; gap: 4px; z-index: 5; }
-.mm-tile-marks span { background: rgba(255,255,255,.9); border-radius: 6px; padding: 1px 6px; cursor: pointer;
-  font-size: 14px; box-shadow: 0 1px 2px rgba(0,0,0,.25); }
+.mm-tile-marks span { background: rgba(255,255,255,.9); border-radius: 6px; padding: 0 5px; cursor: pointer;
+  font-size: 13px; line-height: 20px; box-shadow: 0 1px 2px rgba(0,0,0,.25); }
+@media (max-width: 699px) {
+  #gallery .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
+  .mm-tile-marks { top: 3px; right: 3px; gap: 3px; }
+  .mm-tile-marks span { font-size: 12px; line-height: 18px; padding: 0 4px; }
+}
 .mm-hidden { display: none !important; }
 """
 # One-click marks on the tiles: each tile gets ✓/✗; a click writes "like:N" or "unlike:N" (N = the tile's
@@ -87,15 +107,41 @@ TILE_MARKS_JS = """
     box.dispatchEvent(new Event('input', {bubbles: true}));
     setTimeout(() => document.querySelector('#tile-mark-button').click(), 50);
   };
+  // Two lines under a tile, from Gradio's caption "name · relevance · …": the name, then the rest.
+  const label = (tile) => {
+    const text = (tile.querySelector('.caption-label') || {}).textContent || '';
+    const item = tile.parentElement;
+    let box = item.querySelector(':scope > .mm-label');
+    if (box && box.dataset.text === text) return;
+    if (!box) {
+      box = document.createElement('div');
+      box.className = 'mm-label';
+      box.addEventListener('click', () => tile.click());
+      item.appendChild(box);
+    }
+    const cut = text.indexOf(' · ');
+    const name = cut < 0 ? text : text.slice(0, cut), why = cut < 0 ? '' : text.slice(cut + 3);
+    box.dataset.text = text; box.title = text; box.replaceChildren();
+    for (const [cls, line] of [['mm-name', name], ['mm-why', why]]) {
+      const div = document.createElement('div');
+      div.className = cls;
+      const words = document.createElement('bdi');  // the name reads left to right; its start is cut, not its end
+      words.textContent = line;
+      if (cls === 'mm-why') words.className = line.startsWith('strong') ? 'mm-strong' : line.startsWith('weak') ? 'mm-weak' : '';
+      div.appendChild(words);
+      box.appendChild(div);
+    }
+  };
   const decorate = () => {
     document.querySelectorAll('#gallery .thumbnail-item').forEach((tile, index) => {
+      label(tile);
       let bar = tile.querySelector('.mm-tile-marks');
       if (!bar) {
         bar = document.createElement('div');
         bar.className = 'mm-tile-marks';
-        for (const [kind, label, title] of [['like', '✓', 'relevant'], ['unlike', '✗', 'not relevant']]) {
+        for (const [kind, mark_label, title] of [['like', '✓', 'relevant'], ['unlike', '✗', 'not relevant']]) {
           const mark = document.createElement('span');
-          mark.textContent = label; mark.title = title; mark.className = 'mm-' + kind;
+          mark.textContent = mark_label; mark.title = title; mark.className = 'mm-' + kind;
           mark.addEventListener('click', (event) => {
             event.stopPropagation(); event.preventDefault();
             send(kind, [...document.querySelectorAll('#gallery .thumbnail-item')].indexOf(tile));
@@ -106,7 +152,7 @@ TILE_MARKS_JS = """
       }
     });
   };
-  new MutationObserver(decorate).observe(document.body, {childList: true, subtree: true});
+  new MutationObserver(decorate).observe(document.body, {childList: true, subtree: true, characterData: true});
 }
 """
 
@@ -145,31 +191,16 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
         with gr.Row():
             with gr.Column(scale=3):
                 examples, language = (EXAMPLES, "any language") if has_images else (OFFLINE_EXAMPLES, "English")
-                query = gr.Textbox(label=f"Query ({language})", placeholder=" · ".join(examples), elem_id="query")
-                button = gr.Button("Search", variant="primary", elem_id="search-button")
+                with gr.Row(elem_id="query-row"):
+                    query = gr.Textbox(label=f"Query ({language})", placeholder=" · ".join(examples), elem_id="query",
+                                       scale=6, min_width=200)
+                    button = gr.Button("Search", variant="primary", elem_id="search-button", scale=1, min_width=100)
             # Shown only with image vectors; a box around it, so that a reindex to an image model can show it
             # (models_now) without the image itself being an output of the page's load event.
             with gr.Column(scale=2, visible=has_images, min_width=160) as image_box:
                 image = gr.Image(label="Query image (optional: upload or paste)", type="filepath", image_mode=None,
-                                 sources=["upload", "clipboard"], height=170, elem_id="query-image")
+                                 sources=["upload", "clipboard"], height=120, elem_id="query-image")
             _readable_upload_errors(image)
-        with gr.Accordion("Results and filters", open=True, elem_id="filters"):
-            with gr.Row():
-                k = gr.Slider(1, 100, value=12, step=1, label="Results")
-                min_relevance = gr.Slider(0, 1, value=MIN_RELEVANCE, step=0.05, elem_id="min-relevance",
-                                          label="Relevance at least (0 shows the nearest, however weak)")
-                text_weight = gr.Slider(0, 1, value=0.5, step=0.05, label="Text vs image (with both)", visible=has_images)
-            with gr.Row():
-                folder = gr.Dropdown(folder_choices(facets), value=None, label="Folder (images in it and below)",
-                                     allow_custom_value=True, elem_id="folder-filter")
-                date_from = gr.Textbox(label="From (YYYY-MM-DD)", elem_id="date-from")
-                date_to = gr.Textbox(label="To (YYYY-MM-DD)", elem_id="date-to")
-                camera = gr.Dropdown(facets["cameras"], value=None, label="Camera", allow_custom_value=True,
-                                     visible=bool(facets["cameras"]))
-                places = place_choices(engine.places.facet())
-                place = gr.Dropdown(places, value=None, label="Place", allow_custom_value=True, visible=bool(places),
-                                    elem_id="place-filter")
-                order = gr.Radio(list(SORTS), value="best match", label="Order", elem_id="order")
         hint = ("Type what you are looking for" + (" in any language, or add an image" if has_images else " in English")
                 + "; dates and places work too (“beach Lisbon 2019”).")
         status = gr.Markdown(hint if engine.store.ready and engine.store.count() else
@@ -177,23 +208,47 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
                              elem_id="status", label="status")
         understood = gr.CheckboxGroup([], value=[], label="Understood (untick one to search without it)",
                                       visible=False, elem_id="understood")
-        with gr.Row(visible=False) as marks_row:  # shown once there are results to mark
-            marks = gr.Markdown(elem_id="marks")
-            # A read-only page writes nothing: marks refine the search in view, never the index.
-            remember = gr.Checkbox(allow_indexing, label="Remember marks for later searches (kept in the index, on this "
-                                   "machine)", elem_id="remember", visible=allow_indexing, interactive=allow_indexing)
-            refine = gr.Button("Refine with marks", elem_id="refine", size="sm")
-            clear = gr.Button("Clear marks", elem_id="clear-marks", size="sm")
+        # The results, with the filters and the marks beside them on a wide screen and after them on a phone
+        # (the row wraps): the query and the results come first, and three rows of tiles fit a laptop's screen.
+        with gr.Row(equal_height=False, elem_id="results-row"):
+            with gr.Column(scale=4, min_width=320, elem_id="results-column"):
+                gallery = gr.Gallery(show_label=False, columns=6, height="auto", object_fit="scale-down",
+                                     allow_preview=False, fit_columns=False, buttons=[], elem_id="gallery")
+            with gr.Column(scale=1, min_width=250, elem_id="side-column"):
+                with gr.Accordion("Results and filters", open=True, elem_id="filters"):
+                    k = gr.Slider(1, 100, value=12, step=1, label="Results")
+                    min_relevance = gr.Slider(0, 1, value=MIN_RELEVANCE, step=0.05, elem_id="min-relevance",
+                                              label="Relevance at least (0 shows the nearest, however weak)")
+                    text_weight = gr.Slider(0, 1, value=0.5, step=0.05, label="Text vs image (with both)",
+                                            visible=has_images)
+                    folder = gr.Dropdown(folder_choices(facets), value=None, label="Folder (images in it and below)",
+                                         allow_custom_value=True, elem_id="folder-filter")
+                    with gr.Row():
+                        date_from = gr.Textbox(label="From (YYYY-MM-DD)", elem_id="date-from", min_width=100)
+                        date_to = gr.Textbox(label="To (YYYY-MM-DD)", elem_id="date-to", min_width=100)
+                    camera = gr.Dropdown(facets["cameras"], value=None, label="Camera", allow_custom_value=True,
+                                         visible=bool(facets["cameras"]))
+                    places = place_choices(engine.places.facet())
+                    place = gr.Dropdown(places, value=None, label="Place", allow_custom_value=True,
+                                        visible=bool(places), elem_id="place-filter")
+                    order = gr.Radio(list(SORTS), value="best match", label="Order", elem_id="order")
+                with gr.Group(visible=False, elem_id="marks-box") as marks_row:  # shown once there are results
+                    marks = gr.Markdown(elem_id="marks", padding=True)
+                    # A read-only page writes nothing: marks refine the search in view, never the index.
+                    remember = gr.Checkbox(allow_indexing, label="Remember marks for later searches (kept in the "
+                                           "index, on this machine)", elem_id="remember", visible=allow_indexing,
+                                           interactive=allow_indexing)
+                    with gr.Row():
+                        refine = gr.Button("Refine with marks", elem_id="refine", size="sm", min_width=100)
+                        clear = gr.Button("Clear marks", elem_id="clear-marks", size="sm", min_width=100)
         like, unlike = gr.JSON([], visible=False, label="like"), gr.JSON([], visible=False, label="unlike")
         tile_mark = gr.Textbox(elem_id="tile-mark", elem_classes="mm-hidden", show_label=False, container=False)
         tile_mark_button = gr.Button("mark", elem_id="tile-mark-button", elem_classes="mm-hidden")
-        gallery = gr.Gallery(label="Gallery", columns=4, height="auto", object_fit="scale-down", allow_preview=False,
-                             elem_id="gallery")
         hits = gr.JSON(visible=False, label="hits")
         # The hits behind the gallery, kept on the server per session: a click names a position in them,
         # so no path ever comes from the browser (a forged event cannot name another file).
         shown = gr.State([])
-        with gr.Row(visible=False) as selected_row:
+        with gr.Row(visible=False, elem_id="selected-row") as selected_row:
             with gr.Column(scale=3):
                 preview = gr.Image(label="Selected", interactive=False, height=PREVIEW_HEIGHT, elem_id="preview")
                 player = gr.HTML(visible=False, elem_id="player")

@@ -19,7 +19,6 @@ import logging
 import os
 import signal
 import stat
-import sys
 import threading
 import time
 import uuid
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MMSearchError, ReindexError, first_line
+from .meter import Meter
 
 if TYPE_CHECKING:
     from ..engine import SearchEngine
@@ -139,13 +139,10 @@ def hand_over(db: str | Path, action: str, options: dict[str, Any], progress: bo
     it ended with (``state`` "done" or "failed", with ``report``/``summary`` or ``error``), or None when
     no server took the request within ``ACCEPT_SECONDS`` (the holder is not a serving mmsearch).
     Ctrl-C asks the server to stop after its current batch, then raises ``KeyboardInterrupt``."""
-    from tqdm import tqdm
-
     folder, job = Path(db), uuid.uuid4().hex
     _post(folder, {"id": job, "action": action, "options": options, "pid": os.getpid()})
     deadline = time.monotonic() + ACCEPT_SECONDS
-    bar = tqdm(unit="img", file=sys.stderr, disable=not progress or action != "reindex", desc="reindexing (by the server)",
-               leave=False)
+    bar = Meter("reindexing (by the server)", enabled=progress and action == "reindex")
     previous = _interruptible()
     try:
         while True:
@@ -157,9 +154,7 @@ def hand_over(db: str | Path, action: str, options: dict[str, Any], progress: bo
                     (folder / STATUS).unlink(missing_ok=True)
                     raise ReindexError(f"the server (pid {status.get('pid')}) stopped while it ran the {action} it "
                                        f"was handed; run the same command again: it resumes")
-                bar.total = status.get("total") or None
-                bar.n = int(status.get("done", 0))
-                bar.refresh()
+                bar.set(int(status.get("done", 0)), status.get("total") or None)
             elif time.monotonic() > deadline:
                 (folder / REQUEST).unlink(missing_ok=True)
                 return None

@@ -8,7 +8,6 @@ import logging
 import os
 import signal
 import stat
-import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -42,6 +41,7 @@ from ..media.places import locate
 from ..paths import within_any
 from ..records import IndexReport
 from ..store.client import Entry, FrameSet, OcrRecord, Store
+from .meter import Meter
 from .pipeline import Batch, Writer, run_batches
 from .progress import ProgressCallback, stored
 from .scan import scan
@@ -190,16 +190,14 @@ class Indexer:
             return self._run(paths, prune, report)
 
     def _run(self, paths: Sequence[str | Path], prune: bool, report: IndexReport) -> IndexReport:
-        from tqdm import tqdm
-
         roots = [os.path.abspath(os.path.expanduser(str(p))) for p in paths]
         self.roots = roots
         known = self.store.entries()
         seen: set[str] = set()
         todo: list[Candidate] = []
-        scanning = tqdm(unit=" files", file=sys.stderr, disable=not self.progress, desc="scanning", leave=False)
+        scanning = Meter("scanning", unit="files", enabled=self.progress)
         for path in scan(roots, report.failed, self.hidden, self.skip):
-            scanning.update()
+            scanning.update(1)
             if self.shard is not None and not self.shard.owns(str(path)):
                 continue
             seen.add(str(path))
@@ -247,23 +245,22 @@ class Indexer:
     def _encode_all(self, todo: list[Candidate], known: dict[str, Entry], moves: _MoveTable, report: IndexReport) -> None:
         """The pipeline: decode workers (read, hash, decode, shrink, preprocess) run one batch ahead of the
         model in this thread, and a writer thread stores each encoded batch while the next one is encoded."""
-        from tqdm import tqdm
-
-        # Transient (leave=False): the summary line that follows is the one that stays. tqdm shows img/s.
-        bar = tqdm(total=len(todo), unit="img", file=sys.stderr, disable=not self.progress or not todo, desc="indexing",
-                   leave=False)
+        # The rate is the decode workers' (with OCR, the slow stage); the summary line that follows stays.
+        bar = Meter("indexing", len(todo), enabled=self.progress and bool(todo))
         # Decode only the pixels the model uses; without an image model, decode small (metadata only).
         min_side, prepare = model_input(self.encoders)
         batches = [todo[i:i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
-        done = [0]  # stored so far (not bar.n: a disabled tqdm bar does not count)
 
         def decode(pool: ThreadPoolExecutor, batch: list[Candidate]) -> list[Future]:
-            return [pool.submit(_prepare, c, None if c.path in known else moves, min_side, prepare, self.ocr)
-                    for c in batch]
+            futures = [pool.submit(_prepare, c, None if c.path in known else moves, min_side, prepare, self.ocr)
+                       for c in batch]
+            for future in futures:
+                future.add_done_callback(lambda _: bar.read())
+            return futures
 
         def encode(batch: list[Candidate], ready: list[Prepared | TextOnly]) -> Batch:
             encoded = self._encode(ready)
-            encoded.stored = functools.partial(self._stored, len(batch), len(todo), bar, done)
+            encoded.stored = functools.partial(self._stored, len(batch), len(todo), bar)
             self._count(ready, known, report)
             return encoded
 
@@ -273,11 +270,10 @@ class Indexer:
         finally:
             bar.close()
 
-    def _stored(self, count: int, total: int, bar: Any, done: list[int]) -> None:
-        """After a batch is stored (in the writer thread): the progress bar and ``on_progress`` move on."""
+    def _stored(self, count: int, total: int, bar: Meter) -> None:
+        """After a batch is stored (in the writer thread): the progress line and ``on_progress`` move on."""
         bar.update(count)
-        done[0] += count
-        stored(done[0], total, self.on_progress, self.stop)
+        stored(bar.n, total, self.on_progress, self.stop, bar.show)
 
     def _count(self, ready: list[Prepared | TextOnly], known: dict[str, Entry], report: IndexReport) -> None:
         for item in ready:

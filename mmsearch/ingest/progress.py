@@ -32,13 +32,17 @@ def hold_at() -> int | None:
     return int(value) if value.isdigit() else None
 
 
-def stored(done: int, total: int, on_progress: ProgressCallback | None, stop: threading.Event) -> None:
-    """A batch is stored: ``done`` of ``total`` images. Calls ``on_progress``, then holds if asked to."""
+def stored(done: int, total: int, on_progress: ProgressCallback | None, stop: threading.Event,
+           on_hold: Callable[[], None] | None = None) -> None:
+    """A batch is stored: ``done`` of ``total`` images. Calls ``on_progress``, then holds if asked to,
+    calling ``on_hold`` first (the run's ``Meter`` writes its line: the line a test waits for)."""
     if on_progress is not None:
         on_progress(done, total)
     limit = hold_at()
     if limit is None or done < limit or stop.is_set():
         return
+    if on_hold is not None:
+        on_hold()
     logger.info("holding after %d images until the run is stopped (%s)", done, HOLD_VARIABLE)
     release = os.environ.get(RELEASE_VARIABLE)
     deadline = time.monotonic() + HOLD_SECONDS

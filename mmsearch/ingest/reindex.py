@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +34,7 @@ from ..errors import ConfigError, ImageReadError, ReindexError, first_line
 from ..ids import caption_id
 from ..paths import within_any
 from ..records import IndexReport, ReindexReport
+from .meter import Meter
 from .pipeline import Batch, run_batches
 from .progress import stored
 
@@ -110,20 +110,21 @@ class Reindexer:
     def _carry_over(self, target: Store, encoders: Encoders, old: dict[str, Any], report: ReindexReport) -> None:
         """Every image of the active generation into the new one, batch by batch, skipping those a stopped
         run already stored; the decode workers read the next batch's files while this one is encoded."""
-        from tqdm import tqdm
-
         from .indexer import decode_for_model, model_input
 
         images_changed = old["image_model"] != report.models["image_model"] or old["dim"] != report.models["dim"]
         texts_changed = old["caption_model"] != report.models["caption_model"]
         total = self.source.count()
-        bar = tqdm(total=total, unit="img", file=sys.stderr, disable=not self.progress, desc="reindexing", leave=False)
+        bar = Meter("reindexing", total, enabled=self.progress)
         advance = functools.partial(self._advance, bar, total)
         min_side, prepare = model_input(encoders)
 
         def decode(pool: ThreadPoolExecutor, page: Page) -> list[Future]:
             paths = [meta["path"] for _, meta in page] if images_changed else []
-            return [pool.submit(_decode, path, min_side, prepare, decode_for_model) for path in paths]
+            futures = [pool.submit(_decode, path, min_side, prepare, decode_for_model) for path in paths]
+            for future in futures:
+                future.add_done_callback(lambda _: bar.read())
+            return futures
 
         def encode(page: Page, decoded: list[Any] | None) -> Batch:
             batch = self._batch(page, decoded, encoders, texts_changed, report)
@@ -137,11 +138,11 @@ class Reindexer:
         finally:
             bar.close()
 
-    def _advance(self, bar: Any, total: int, count: int) -> None:
+    def _advance(self, bar: Meter, total: int, count: int) -> None:
         """``count`` more images are in the new collections (in the writer thread, after a stored batch)."""
         bar.update(count)
         self.done += count
-        stored(self.done, total, self.on_progress, self.stop)
+        stored(self.done, total, self.on_progress, self.stop, bar.show)
 
     def _missing(self, target: Store, report: ReindexReport, advance: Callable[[int], None]) -> Iterator[Page]:
         """Batches of the active generation's images that the new one lacks."""
