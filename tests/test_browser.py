@@ -504,10 +504,13 @@ def grid_site(tmp_path_factory):
 # Everything a tile's marks could collide with: whether each mark is in its tile, is the element under its own
 # centre (nothing covers it), overlaps no other control or label, and how much of the picture the marks cover.
 LAYOUT_JS = """() => {
-  const inside = (a, b) => a.left >= b.left - 0.5 && a.right <= b.right + 0.5 && a.top >= b.top - 0.5 && a.bottom <= b.bottom + 0.5;
-  const overlap = (a, b) => a.left < b.right - 0.5 && b.left < a.right - 0.5 && a.top < b.bottom - 0.5 && b.top < a.bottom - 0.5;
+  const inside = (a, b) => a.left >= b.left - 0.5 && a.right <= b.right + 0.5
+    && a.top >= b.top - 0.5 && a.bottom <= b.bottom + 0.5;
+  const overlap = (a, b) => a.left < b.right - 0.5 && b.left < a.right - 0.5
+    && a.top < b.bottom - 0.5 && b.top < a.bottom - 0.5;
   const shown = (e) => { const r = e.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
-  const controls = [...document.querySelectorAll('button, input, textarea, select, label, .mm-label, .mm-tile-marks')].filter(shown);
+  const kinds = 'button, input, textarea, select, label, .mm-label, .mm-tile-marks';
+  const controls = [...document.querySelectorAll(kinds)].filter(shown);
   const problems = [], covered = [];
   document.querySelectorAll('#gallery .thumbnail-item').forEach((tile, n) => {
     const bar = tile.querySelector('.mm-tile-marks');
@@ -517,13 +520,15 @@ LAYOUT_JS = """() => {
     covered.push(m.width * m.height / (t.width * t.height));
     for (const other of controls) {
       if (other === tile || other === bar || tile.contains(other) || other.contains(tile)) continue;
-      if (overlap(m, other.getBoundingClientRect())) problems.push(`the marks of tile ${n} overlap ${other.tagName}.${other.className}`);
+      if (overlap(m, other.getBoundingClientRect()))
+        problems.push(`the marks of tile ${n} overlap ${other.tagName}.${other.className}`);
     }
     for (const mark of bar.children) {
       const r = mark.getBoundingClientRect(), x = (r.left + r.right) / 2, y = (r.top + r.bottom) / 2;
       if (y < 0 || y > innerHeight) continue;
       const top = document.elementFromPoint(x, y);
-      if (top !== mark && !mark.contains(top)) problems.push(`the ${mark.title} mark of tile ${n} is covered by ${top && top.tagName}.${top && top.className}`);
+      if (top !== mark && !mark.contains(top))
+        problems.push(`the ${mark.title} mark of tile ${n} is covered by ${top && top.tagName}.${top && top.className}`);
     }
   });
   const tiles = [...document.querySelectorAll('#gallery .gallery-item')].map(e => e.getBoundingClientRect());
