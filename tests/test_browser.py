@@ -584,3 +584,38 @@ def test_the_gallery_fits_the_screen_and_nothing_covers_the_marks(browser, grid_
                            " return r.top >= 0 && r.top < window.innerHeight - 100; }")
     page.screenshot(path=str(shots / f"details-{width}.png"))
     page.close()
+
+
+def test_the_duplicates_panel_pages_through_its_groups(browser, tmp_path):
+    import numpy as np
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    from mmsearch import Config, SearchEngine
+    from mmsearch_web.duplicates_panel import SHOWN_TILES
+
+    library, rng = tmp_path / "lib", np.random.default_rng(7)
+    (library / "copies").mkdir(parents=True)
+    groups = SHOWN_TILES // 2 + 6  # pairs: more tiles than one page holds
+    for n in range(groups):
+        noise = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).resize((256, 256), Image.NEAREST)
+        noise.save(library / f"photo-{n:02d}.png")
+        noise.save(library / "copies" / f"photo-{n:02d}.png")
+    engine = SearchEngine(config=Config.offline_profile(Config(db=str(tmp_path / "db"))))
+    engine.index([library])
+    with served(engine) as url:
+        page = duplicates_page(browser, url)
+        expect(page.locator("#duplicates-summary")).to_contain_text(f"{groups} groups")
+        where = page.locator("#duplicates-page")
+        expect(where).to_contain_text(f"groups 1–{SHOWN_TILES // 2} of {groups} (page 1 of 2)")
+        assert page.locator("#duplicates-gallery .thumbnail-item").count() == SHOWN_TILES
+        page.locator("#duplicates-later").click()
+        expect(where).to_contain_text(f"groups {SHOWN_TILES // 2 + 1}–{groups} of {groups} (page 2 of 2)")
+        expect(page.locator("#duplicates-gallery .thumbnail-item")).to_have_count(12)
+        first = page.locator("#duplicates-gallery .caption-label").first
+        expect(first).to_contain_text(f"group {SHOWN_TILES // 2 + 1} · KEEP")
+        page.locator("#duplicates-gallery button.thumbnail-item").nth(3).click()  # the second group of this page
+        expect(page.locator("#duplicates-which input")).to_have_value(f"group {SHOWN_TILES // 2 + 2}")
+        page.locator("#duplicates-earlier").click()
+        expect(where).to_contain_text("(page 1 of 2)")
+        page.close()

@@ -162,6 +162,28 @@ def test_the_panel_shows_whole_groups_up_to_a_bound(tmp_path):
     assert "and 10 more groups" in group_summary(groups)
 
 
+def test_the_panel_pages_through_every_group(tmp_path):
+    from mmsearch_web.duplicates_panel import group_of_tile, group_tiles, page_line, pages
+
+    from mmsearch.duplicates import DuplicateGroup, Member
+    from mmsearch.media.thumbnails import ThumbnailCache
+
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(photo)
+    sizes = [3, 2, 4, 2, 2, 5, 3]  # members per group
+    groups = [DuplicateGroup(str(photo), "why", [Member(str(photo), "near", 2, None, 8, 8, 10)] * n) for n in sizes]
+    spans = pages(groups, most=6)
+    assert spans == [(0, 2), (2, 4), (4, 5), (5, 6), (6, 7)]  # whole groups; a group bigger than a page gets one
+    assert [g for first, end in spans for g in range(first, end)] == list(range(len(groups)))  # every group, once
+    thumbs = ThumbnailCache(tmp_path / "thumbs")
+    second = group_tiles(groups, thumbs, most=6, page=1)
+    assert [t[1].split(" · ")[0] for t in second] == ["group 3"] * 4 + ["group 4"] * 2  # numbered as in the summary
+    assert group_of_tile(groups, 0, most=6, page=1) == 3 and group_of_tile(groups, 5, most=6, page=1) == 4
+    assert group_of_tile(groups, 6, most=6, page=1) == 0 and group_tiles(groups, thumbs, most=6, page=9) == []
+    assert page_line(groups, 1, most=6) == "groups 3–4 of 7 (page 2 of 5)"
+    assert page_line(groups[:1], 0, most=6) == ""  # one page: nothing to say
+
+
 def battery(level: int, size: int = 48) -> Image.Image:
     """A battery icon at ``level`` % charge: the outline stays, the green fill grows."""
     from PIL import ImageDraw

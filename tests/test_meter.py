@@ -27,6 +27,7 @@ def test_loading_the_models_is_not_in_the_rate_and_the_eta_is_right_from_the_fir
         meter.read()
         clock.t += 0.1
     meter.update(32)
+    meter.show()
     line = out.getvalue().splitlines()[-1]
     assert line.startswith("indexing: 32/5,022 img · ")
     rate = meter.rate()
@@ -70,21 +71,28 @@ def test_a_terminal_gets_one_line_redrawn_and_cleared_at_the_end():
     assert text.endswith("\r") and text.split("\r")[-2].strip() == ""  # the summary line that follows stays alone
 
 
-def test_show_writes_where_a_run_holds_at_once_and_only_once():
+def test_a_short_run_writes_one_line_and_show_writes_where_a_run_holds_at_once():
     meter, out, clock = _meter(total=100)
-    meter.update(10)  # the first line is written at once
+    meter.update(10)  # too soon for a line: a run shorter than LINE_SECONDS writes one, at its end
     clock.t += 1
-    meter.update(10)  # too soon for another line
-    assert out.getvalue().count("\n") == 1
-    meter.show()
+    meter.update(10)
+    assert out.getvalue() == ""
+    meter.show()  # a run about to hold says where it is, now
     meter.show()
     lines = out.getvalue().splitlines()
-    assert len(lines) == 2 and METER_LINE.match(lines[-1])["done"] == "20"
+    assert len(lines) == 1 and METER_LINE.match(lines[-1])["done"] == "20"
+    meter.close()  # nothing new since
+    assert len(out.getvalue().splitlines()) == 1
+    short, written, _ = _meter(total=10)
+    short.update(10)
+    short.close()
+    assert written.getvalue().startswith("indexing: 10/10 img")
 
 
 def test_a_count_without_a_total_and_a_disabled_meter():
     meter, out, _ = _meter(total=None)
     meter.update(7)
+    meter.close()
     assert out.getvalue() == "indexing: 7 img\n"
     assert METER_LINE.match(out.getvalue())["total"] is None
     quiet = Meter("indexing", 10, enabled=False, stream=io.StringIO())

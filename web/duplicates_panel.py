@@ -23,25 +23,61 @@ if TYPE_CHECKING:
 
 ALL = "all groups"
 SHOWN_GROUPS = 50  # groups listed in the summary
-SHOWN_TILES = 120  # tiles made and sent per look; 727 groups of an icon theme were 4,029 thumbnails (125 s)
+SHOWN_TILES = 48  # tiles per page of the panel; 727 groups of an icon theme were 4,029 thumbnails (125 s at once)
+THUMBNAIL_THREADS = 4  # a page's missing thumbnails are made this many at a time
 
 
-def group_tiles(groups: list[DuplicateGroup], thumbs: ThumbnailCache, most: int = SHOWN_TILES) -> list[tuple[str, str]]:
-    """Gallery tiles: each group's keeper first ("KEEP"), then its copies with how they match; whole groups
-    only, up to about ``most`` tiles."""
+def pages(groups: list[DuplicateGroup], most: int = SHOWN_TILES) -> list[tuple[int, int]]:
+    """The panel's pages: (first, end) group indices, whole groups only, up to about ``most`` tiles each."""
+    out: list[tuple[int, int]] = []
+    start = tiles = 0
+    for n, group in enumerate(groups):
+        if tiles and tiles + len(group.members) > most:
+            out.append((start, n))
+            start, tiles = n, 0
+        tiles += len(group.members)
+    if start < len(groups):
+        out.append((start, len(groups)))
+    return out
+
+
+def group_tiles(groups: list[DuplicateGroup], thumbs: ThumbnailCache, most: int = SHOWN_TILES,
+                page: int = 0) -> list[tuple[str, str]]:
+    """The gallery tiles of one page (``pages``): each group's keeper first ("KEEP"), then its copies with how
+    they match, numbered as in the summary. Missing thumbnails are made a few at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    spans = pages(groups, most)
+    if not 0 <= page < len(spans):
+        return []
+    first, end = spans[page]
+    members = [(n, m) for n in range(first, end) for m in groups[n].members]
+
+    def thumb(member: Any) -> str | None:
+        try:
+            return str(thumbs.get(member.path))
+        except ImageReadError:
+            return None
+
+    with ThreadPoolExecutor(THUMBNAIL_THREADS) as pool:
+        made = list(pool.map(thumb, [m for _, m in members]))
     tiles: list[tuple[str, str]] = []
-    for n, group in enumerate(groups, 1):
-        if tiles and len(tiles) + len(group.members) > most:
-            break
-        for member in group.members:
-            try:
-                thumb = str(thumbs.get(member.path))
-            except ImageReadError:
-                continue
-            how = "KEEP" if member.kind == "keeper" else f"{member.kind}, {member.hash_distance} bits"
-            tiles.append((thumb, f"group {n} · {how} · {Path(member.path).parent.name}/{Path(member.path).name} · "
-                                 f"{member.width}×{member.height}"))
+    for (n, member), path in zip(members, made):
+        if path is None:
+            continue
+        how = "KEEP" if member.kind == "keeper" else f"{member.kind}, {member.hash_distance} bits"
+        tiles.append((path, f"group {n + 1} · {how} · {Path(member.path).parent.name}/{Path(member.path).name} · "
+                            f"{member.width}×{member.height}"))
     return tiles
+
+
+def page_line(groups: list[DuplicateGroup], page: int, most: int = SHOWN_TILES) -> str:
+    """Where the page in view is among the groups, e.g. "groups 1–12 of 727 (page 1 of 61)"."""
+    spans = pages(groups, most)
+    if len(spans) < 2:
+        return ""
+    first, end = spans[page]
+    return f"groups {first + 1}–{end} of {len(groups)} (page {page + 1} of {len(spans)})"
 
 
 def group_summary(groups: list[DuplicateGroup]) -> str:
@@ -52,20 +88,21 @@ def group_summary(groups: list[DuplicateGroup]) -> str:
     lines += [f"{n}. keep `{g.keep}`: {g.reason}; {len(g.members) - 1} other file(s)"
               for n, g in enumerate(groups[:SHOWN_GROUPS], 1)]
     if len(groups) > SHOWN_GROUPS:
-        lines.append(f"\n… and {len(groups) - SHOWN_GROUPS} more groups (the tiles show the first ones; a move of "
+        lines.append(f"\n… and {len(groups) - SHOWN_GROUPS} more groups (page through their tiles below; a move of "
                      "all groups moves every group; `mmsearch duplicates --json` lists them all)")
     return "\n".join(lines)
 
 
-def group_of_tile(groups: list[DuplicateGroup], index: int, most: int = SHOWN_TILES) -> int:
-    """The number (from 1) of the group a tile of ``group_tiles`` belongs to; 0 when none."""
+def group_of_tile(groups: list[DuplicateGroup], index: int, most: int = SHOWN_TILES, page: int = 0) -> int:
+    """The number (from 1) of the group a tile of ``group_tiles``'s ``page`` belongs to; 0 when none."""
+    spans = pages(groups, most)
+    if index < 0 or not 0 <= page < len(spans):
+        return 0
     seen = 0
-    for n, group in enumerate(groups, 1):
-        if seen and seen + len(group.members) > most:
-            break
-        seen += len(group.members)
+    for n in range(*spans[page]):
+        seen += len(groups[n].members)
         if index < seen:
-            return n
+            return n + 1
     return 0
 
 
@@ -91,7 +128,11 @@ def duplicates_panel(engine: SearchEngine, thumbs: ThumbnailCache, allow_moves: 
             find = gr.Button("Find duplicates (in the folder filter's folder, or everywhere)", elem_id="duplicates-button")
         summary = gr.Markdown(elem_id="duplicates-summary")
         tiles = gr.Gallery(label="Duplicate groups (click a tile to pick its group)", columns=6, height="auto",
-                           object_fit="scale-down", allow_preview=False, elem_id="duplicates-gallery")
+                           object_fit="scale-down", allow_preview=False, elem_id="duplicates-gallery", buttons=[])
+        with gr.Row(visible=False) as paging:
+            earlier = gr.Button("← Earlier groups", size="sm", elem_id="duplicates-earlier", min_width=100)
+            where = gr.Markdown(elem_id="duplicates-page")
+            later = gr.Button("Later groups →", size="sm", elem_id="duplicates-later", min_width=100)
         with gr.Row(visible=allow_moves):
             which = gr.Dropdown([ALL], value=None, label="Move the other files of", scale=1, elem_id="duplicates-which")
             dest = gr.Textbox(label="to this folder (on the server, outside the indexed folders)", scale=3,
@@ -105,6 +146,7 @@ def duplicates_panel(engine: SearchEngine, thumbs: ThumbnailCache, allow_moves: 
         outcome = gr.Markdown(elem_id="duplicates-outcome")
         undo = gr.Button("Undo the move", visible=False, size="sm", elem_id="duplicates-undo")
         found = gr.State([])
+        shown_page = gr.State(0)
         pending = gr.State({})  # the move asked about: {"choice", "target"}
         manifest = gr.State("")  # the last move's manifest, for Undo (never a path from the browser)
 
@@ -117,8 +159,19 @@ def duplicates_panel(engine: SearchEngine, thumbs: ThumbnailCache, allow_moves: 
         return (group_summary(groups), group_tiles(groups, thumbs), groups,
                 gr.Dropdown(choices=choices, value="group 1" if groups else None))
 
-    def pick(groups: list, evt: gr.SelectData) -> Any:  # hints Gradio can resolve: it looks for SelectData
-        number = group_of_tile(groups, evt.index if isinstance(evt.index, int) else -1)
+    def first_page(groups: list[DuplicateGroup]) -> tuple:
+        return 0, gr.Row(visible=len(pages(groups)) > 1), page_line(groups, 0)
+
+    def turn(step: int) -> Any:
+        def to(groups: list[DuplicateGroup], page: int) -> tuple:
+            page = min(max(0, int(page or 0) + step), max(0, len(pages(groups)) - 1))
+            first = pages(groups)[page][0] + 1 if groups else 0
+            return (group_tiles(groups, thumbs, page=page), page, page_line(groups, page),
+                    gr.Dropdown(value=f"group {first}") if first else gr.Dropdown())
+        return to
+
+    def pick(groups: list, page: int, evt: gr.SelectData) -> Any:  # hints Gradio can resolve: it looks for SelectData
+        number = group_of_tile(groups, evt.index if isinstance(evt.index, int) else -1, page=int(page or 0))
         return gr.Dropdown(value=f"group {number}") if number else gr.Dropdown()
 
     def ask(groups: list[DuplicateGroup], choice: str, target: str) -> tuple:
@@ -163,8 +216,11 @@ def duplicates_panel(engine: SearchEngine, thumbs: ThumbnailCache, allow_moves: 
         """After a move or an undo: the question closes; Undo shows while there is a move to undo."""
         return gr.Column(visible=False), {}, gr.Button(visible=bool(written))
 
-    find.click(look, [folder], [summary, tiles, found, which], api_name="duplicates")
-    tiles.select(pick, [found], [which], api_visibility="private")
+    find.click(look, [folder], [summary, tiles, found, which], api_name="duplicates").then(
+        first_page, [found], [shown_page, paging, where], api_visibility="private")
+    earlier.click(turn(-1), [found, shown_page], [tiles, shown_page, where, which], api_visibility="private")
+    later.click(turn(1), [found, shown_page], [tiles, shown_page, where, which], api_visibility="private")
+    tiles.select(pick, [found, shown_page], [which], api_visibility="private")
     move.click(ask, [found, which, dest], [asking, question, pending, outcome], api_visibility="private")
     cancel.click(lambda: (gr.Column(visible=False), {}), None, [asking, pending], api_visibility="private")
     confirm.click(act, [found, pending, which, dest], [outcome, manifest],

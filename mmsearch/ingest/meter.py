@@ -49,6 +49,7 @@ class Meter:
         self._now = now
         self._lock = threading.Lock()
         self._samples: deque[tuple[float, int]] = deque()  # (time, count) of the rate's source, oldest first
+        self._started = now()
         self._written_at: float | None = None
         self._written_n = -1
         self._width = 0
@@ -92,7 +93,7 @@ class Meter:
     def close(self) -> None:
         """The run is over: a terminal's line is cleared; elsewhere the last count is written if it changed."""
         with self._lock:
-            if not self.enabled or self._written_at is None:
+            if not self.enabled or (self._written_at is None and (self.interactive or not self.n)):
                 return
             if self.interactive:
                 self._emit("\r" + " " * self._width + "\r")
@@ -132,8 +133,9 @@ class Meter:
         if force:
             if self.n == self._written_n and self._written_at is not None:
                 return
-        elif self._written_at is not None and t - self._written_at < (REDRAW_SECONDS if self.interactive else LINE_SECONDS):
-            return
+        elif t - (self._written_at if self._written_at is not None else self._started) < (
+                REDRAW_SECONDS if self.interactive else LINE_SECONDS):
+            return  # a run shorter than that writes one line, when it ends
         text = self.line()
         if self.interactive:
             self._emit("\r" + text.ljust(self._width))
