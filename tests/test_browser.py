@@ -588,11 +588,11 @@ def test_the_gallery_fits_the_screen_and_nothing_covers_the_marks(browser, grid_
 
 def test_the_duplicates_panel_pages_through_its_groups(browser, tmp_path):
     import numpy as np
+    from mmsearch_web.duplicates_panel import SHOWN_TILES
     from PIL import Image
     from playwright.sync_api import expect
 
     from mmsearch import Config, SearchEngine
-    from mmsearch_web.duplicates_panel import SHOWN_TILES
 
     library, rng = tmp_path / "lib", np.random.default_rng(7)
     (library / "copies").mkdir(parents=True)
