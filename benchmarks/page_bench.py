@@ -3,6 +3,10 @@ side by side in one run, on real icons (offline profile, k=24, thumbnails alread
 
     .venv/bin/python benchmarks/page_bench.py                 # 2,500 icons from /usr/share/icons
     .venv/bin/python benchmarks/page_bench.py --images 10000 --runs 5
+    .venv/bin/python benchmarks/page_bench.py --images 100000 --work /tmp/page100k   # kept for the next run
+
+Past the icons there are (about 4,900 here), the library is filled with hard links to them under other
+names: each icon then has copies, which the page folds (``collapse``) as it does a camera roll's.
 
 - engine: ``SearchEngine.search`` with the page's arguments (copies folded, no relevance floor).
 - handler: ``web.views.run_search`` (the engine, what the query was understood as, tile labels, the
@@ -34,12 +38,22 @@ K = 24
 
 
 def library(folder: Path, n: int) -> Path:
-    """``n`` PNG icons copied into folders of 200, named apart."""
+    """``n`` PNG icons in folders of 200, named apart: copied, then hard links to them past the icons there are."""
+    import os
+
     src = folder / "icons"
-    for i, icon in enumerate(sorted(Path("/usr/share/icons").rglob("*.png"))[:n]):
-        sub = src / f"{i // 200:02d}"
-        sub.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(icon, sub / f"{i}_{icon.name}")
+    icons = sorted(Path("/usr/share/icons").rglob("*.png"))
+    made: list[Path] = []
+    for i in range(n):
+        target = src / f"{i // 200:03d}" / f"{i}_{icons[i % len(icons)].name}"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if i < len(icons):
+                shutil.copyfile(icons[i], target)
+            else:
+                os.link(made[i % len(icons)], target)
+        if i < len(icons):
+            made.append(target)
     return src
 
 
@@ -98,6 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2500)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--work", help="folder for the library and its index, kept and reused (default: a temporary one)")
     args = parser.parse_args()
     from gradio_client import Client
     from helpers import served
@@ -106,9 +121,13 @@ def main() -> None:
     from mmsearch import Config, SearchEngine
     from mmsearch.media.thumbnails import ThumbnailCache
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.work or scratch
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         engine = SearchEngine(config=Config.offline_profile(Config(db=f"{tmp}/db")))
-        engine.index([library(Path(tmp), args.images)])
+        started = time.perf_counter()
+        print(engine.index([library(Path(tmp), args.images)], progress=True).summary(),
+              f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)
         thumbs = ThumbnailCache(engine.config.thumbnail_dir)
         form = lambda q: SearchForm(q, k=K, min_relevance=0)  # noqa: E731
         for query in QUERIES:  # thumbnails made, models warm
