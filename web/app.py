@@ -233,7 +233,7 @@ def build_demo(engine: SearchEngine, thumbs: ThumbnailCache | None = None, *, al
                                         visible=bool(places), elem_id="place-filter")
                     order = gr.Radio(list(SORTS), value="best match", label="Order", elem_id="order")
                 with gr.Group(visible=False, elem_id="marks-box") as marks_row:  # shown once there are results
-                    marks = gr.Markdown(elem_id="marks", padding=True)
+                    marks = gr.Markdown(elem_id="marks")
                     # A read-only page writes nothing: marks refine the search in view, never the index.
                     remember = gr.Checkbox(allow_indexing, label="Remember marks for later searches (kept in the "
                                            "index, on this machine)", elem_id="remember", visible=allow_indexing,
