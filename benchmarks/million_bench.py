@@ -1,0 +1,217 @@
+"""A library of a million photos on one machine: fill rate, disk, memory, cold start, warm query latency
+and recall, the folder facet and the stats, in embedded Chroma (a benchmark, not a test).
+
+    .venv/bin/python benchmarks/million_bench.py                          # 1M images, 300k captions
+    .venv/bin/python benchmarks/million_bench.py --n 200000 --db /tmp/m200k  # kept; a second run reuses it
+
+Records are shaped like an index run's: 512-d embedding-like vectors (``store_bench.embedding_like``), the
+metadata ``mmsearch index`` writes (path, folders, size, dates, hashes, the look signature, captions), in
+folders of 250 under ten years, and one caption for 30 % of the images (``--captions``). Serving is measured
+in a fresh process (``--serve``), as ``mmsearch serve`` or the library would open the index:
+
+- opening: ``SearchEngine(db)`` and the first search (the keyword index is built then);
+- warm text queries end to end (``SearchEngine.search``, k=10), p50 and p99, with a query model shaped like
+  the default multilingual one (random weights, as in ``store_bench``);
+- recall@10 of the image index against exact search on a sample of queries;
+- the folder facet and ``stats`` (what the page's filters and Index panel ask for);
+- RSS: the peak of the filling process and of the serving process, sampled every 0.5 s;
+- cold start: ``mmsearch search`` from process start to its first result.
+
+Goals (issue 33): recall >= 0.98, p50 <= 60 ms, p99 <= 150 ms, RSS <= 6 GB, cold start <= 5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import mmsearch  # noqa: E402, F401, I001  first, before numpy: it sets OpenBLAS's thread timeout
+import numpy as np  # noqa: E402
+
+DIM, LATENT, BATCH = 512, 64, 1000
+WORDS = ["a bicycle", "a cat", "the sea", "a rocket", "a birthday cake", "snow", "a red car", "the mountains"]
+
+
+class PeakRss:
+    """The largest resident set of this process, sampled every 0.5 s while running."""
+
+    def __init__(self) -> None:
+        self.peak, self._stop = 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def _sample(self) -> None:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    self.peak = max(self.peak, int(line.split()[1]) * 1024)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self._sample()
+
+
+def basis() -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((LATENT, DIM)).astype(np.float32) / np.sqrt(LATENT)
+
+
+def batch_records(lo: int, hi: int, rng: np.random.Generator, share: float) -> tuple:
+    """Images ``lo``..``hi`` as an index run stores them (made a batch at a time: the filler stays small)."""
+    from store_bench import embedding_like, near
+
+    from mmsearch.ids import image_id
+
+    vectors = embedding_like(hi - lo, rng, basis())
+    ids, metas, captions = [], [], []
+    for i in range(lo, hi):
+        year = 2015 + i % 10
+        folder = f"/home/me/Pictures/{year}/{i // 250:05d}"
+        path = f"{folder}/IMG_{i:07d}.jpg"
+        meta = {"path": path, "folder": folder, "name": Path(path).name, "size": 2_000_000 + i,
+                "mtime_ns": str(1_700_000_000_000_000_000 + i), "caption_sig": "da39a3ee5e6b4b0d",
+                "sha256": f"{i:064x}", "phash": f"{(i * 2654435761) % 2**64:016x}", "look": "A" * 400, "width": 4032,
+                "height": 3024, "date": 1_420_070_400 + (year - 2015) * 31_536_000 + (i % 1000) * 30_000,
+                "date_source": "exif", "kind": "jpeg",
+                "folders": ["/", "/home", "/home/me", "/home/me/Pictures", f"/home/me/Pictures/{year}", folder]}
+        text = [(f"{WORDS[i % len(WORDS)]} on day {i % 365}", "sidecar")] if (i * 7919) % 100 < share * 100 else []
+        if text:
+            meta["captions"] = [text[0][0]]
+        ids.append(image_id(path))
+        metas.append(meta)
+        captions.append(text)
+    with_text = [n for n, c in enumerate(captions) if c]
+    caption_vectors = near(vectors[with_text], rng) if with_text else np.zeros((0, DIM), np.float32)
+    return ids, vectors, metas, captions, caption_vectors
+
+
+def fill(db: str, n: int, share: float, settings: dict) -> dict:
+    from mmsearch import SearchEngine
+    from mmsearch.ingest.meter import Meter
+
+    engine = SearchEngine(db, **settings)  # the models' signature is recorded as an index run records it
+    store = engine.store
+    store.create(engine.signature, DIM)
+    rng = np.random.default_rng(1)
+    started = time.perf_counter()
+    with PeakRss() as rss, Meter("filling", n) as meter:
+        for lo in range(0, n, BATCH):
+            ids, vectors, metas, captions, caption_vectors = batch_records(lo, min(n, lo + BATCH), rng, share)
+            store.put(ids, vectors, metas, captions, caption_vectors)
+            meter.update(len(ids))
+    store.add_roots(["/home/me/Pictures"])
+    seconds = time.perf_counter() - started
+    return {"fill_s": seconds, "fill_rate": n / seconds, "fill_rss": rss.peak, "captions": store.caption_count()}
+
+
+def serve(db: str, settings: dict, queries: int) -> dict:
+    """In a fresh process: open the index as the page would, then measure it."""
+    from store_bench import embedding_like
+
+    from mmsearch import SearchEngine
+
+    out: dict = {}
+    with PeakRss() as rss:
+        start = time.perf_counter()
+        engine = SearchEngine(db, **settings)
+        engine.search("a cat on day 3", k=10)
+        out["open_and_first_s"] = time.perf_counter() - start
+        texts = [f"{WORDS[i % len(WORDS)]} on day {i % 365}" for i in range(queries)]
+        for text in texts[:20]:
+            engine.search(text, k=10)
+        took = []
+        for text in texts:
+            start = time.perf_counter()
+            engine.search(text, k=10)
+            took.append(time.perf_counter() - start)
+        out["p50_ms"], out["p99_ms"] = (float(np.percentile(took, q) * 1000) for q in (50, 99))
+        for name, call in (("facets_s", engine.facets), ("stats_s", engine.stats)):
+            start = time.perf_counter()
+            call()
+            out[name] = time.perf_counter() - start
+    out["serve_rss"] = rss.peak  # before the exact search below reads every vector
+    out["recall10"] = recall(engine, embedding_like(100, np.random.default_rng(5), basis()))
+    return out
+
+
+def recall(engine, queries: np.ndarray) -> float:
+    """recall@10 of the image index against exact search over every stored vector."""
+    store = engine.store
+    ids, vectors = [], []
+    for page_ids, page_vectors, _, _ in store.records("images"):
+        ids.extend(page_ids)
+        vectors.append(page_vectors)
+    matrix = np.concatenate(vectors)
+    hits = 0
+    for q in queries:
+        exact = {ids[i] for i in np.argpartition(-(matrix @ q), 10)[:10]}
+        hits += len(exact & set(store.query_images(q, 10, None)))
+    return hits / (10 * len(queries))
+
+
+def disk(db: str) -> int:
+    return sum(f.stat().st_size for f in Path(db).rglob("*") if f.is_file())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--captions", type=float, default=0.3, help="share of images with a caption")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--db", help="keep the index here; a second run with the same --n reuses it")
+    parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "mmsearch-bench"))
+    parser.add_argument("--serve", help=argparse.SUPPRESS)  # internal: the serving half, in a fresh process
+    args = parser.parse_args()
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    from index_bench import checkpoint
+    from store_bench import cold_start, multilingual_shaped_text_model
+
+    ckpt, text_model = str(checkpoint(workdir)), multilingual_shaped_text_model(workdir)
+    settings = {"clip_model": "ViT-B-32", "clip_pretrained": ckpt, "text_model": text_model}
+    if args.serve:
+        print(json.dumps(serve(args.serve, settings, args.queries)))
+        return
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        db = args.db or str(Path(tmp) / "db")
+        from mmsearch.store.client import Store
+
+        have = Store(db).count() if Path(db).exists() else 0
+        filled = fill(db, args.n, args.captions, settings) if have != args.n else {"fill_rate": float("nan"), "fill_rss": 0}
+        served = json.loads(subprocess.run([sys.executable, __file__, "--serve", db, "--queries", str(args.queries),
+                                            "--workdir", str(workdir)], check=True, capture_output=True,
+                                           text=True).stdout.strip().splitlines()[-1])
+        cold = cold_start(db, ckpt, text_model)
+        size = disk(db)
+    gb = 1024 ** 3
+    print(f"\n{args.n:,} images ({DIM}-d), {filled.get('captions', 'kept')} captions, embedded Chroma, "
+          f"{os.cpu_count()} CPUs")
+    print(f"  fill: {filled['fill_rate']:.0f} images/s ({filled.get('fill_s', float('nan')):.0f} s), "
+          f"peak RSS {filled['fill_rss'] / gb:.2f} GB; on disk {size / gb:.2f} GB")
+    print(f"  open + first search {served['open_and_first_s']:.1f} s, serving peak RSS {served['serve_rss'] / gb:.2f} GB")
+    print(f"  warm text query p50 {served['p50_ms']:.1f} ms, p99 {served['p99_ms']:.1f} ms (goals 60 / 150)")
+    print(f"  recall@10 {served['recall10']:.3f} (goal 0.98)")
+    print(f"  folder facet {served['facets_s'] * 1000:.0f} ms, stats {served['stats_s'] * 1000:.0f} ms")
+    print(f"  cold start of `mmsearch search` to its first result: {cold:.1f} s (goal 5)")
+
+
+if __name__ == "__main__":
+    main()
