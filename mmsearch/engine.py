@@ -656,7 +656,7 @@ class SearchEngine:
         """
         from .info import facets
 
-        return facets(self.store)
+        return facets(self.session)
 
     def stats(self) -> dict[str, Any]:
         """What the index holds: counts, models, indexed folders, last update (unix time)."""

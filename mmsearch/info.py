@@ -9,24 +9,20 @@ from .paths import within_any
 
 if TYPE_CHECKING:
     from .session import IndexSession
-    from .store.client import Store
 
 
-def facets(store: Store) -> dict[str, Any]:
-    """Values the filters can take (``SearchEngine.facets``)."""
+def facets(session: IndexSession) -> dict[str, Any]:
+    """Values the filters can take (``SearchEngine.facets``), from the keyword index, which counts them in
+    its one pass over the metadata and keeps them on disk with it: at a million photos a pass over the
+    metadata for every facet would take a minute (``benchmarks/million_bench.py``)."""
+    store = session.store
     if not store.ready:
         return {"folders": [], "folder_counts": {}, "cameras": []}
     roots = store.roots()
-    counts: dict[str, int] = {}
-    cameras: set[str] = set()
-    for _, meta in store.all_metadata():
-        for folder in meta.get("folders") or []:
-            if within_any(folder, roots):
-                counts[folder] = counts.get(folder, 0) + 1
-        if meta.get("camera"):
-            cameras.add(str(meta["camera"]))
+    keywords = session.keyword_index(fresh=True)  # what the last run wrote, not the one before
+    counts = {f: n for f, n in keywords.folder_counts.items() if within_any(f, roots)}
     folders = sorted(f for f in counts if os.path.isdir(f))
-    return {"folders": folders, "folder_counts": {f: counts[f] for f in folders}, "cameras": sorted(cameras)}
+    return {"folders": folders, "folder_counts": {f: counts[f] for f in folders}, "cameras": list(keywords.cameras)}
 
 
 def stats(session: IndexSession) -> dict[str, Any]:

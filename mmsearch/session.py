@@ -220,22 +220,24 @@ class IndexSession:
         if now:
             self._keywords_at = 0.0
 
-    def keyword_index(self) -> KeywordIndex:
-        """BM25 over the images' captions, file and folder names.
+    def keyword_index(self, fresh: bool = False) -> KeywordIndex:
+        """BM25 over the images' captions, file and folder names (and the folder and camera facets).
 
         Kept on disk (``keywords_path``) and rebuilt when the index has changed, at most every
-        ``KEYWORD_REFRESH`` seconds while an index run is writing.
+        ``KEYWORD_REFRESH`` seconds while an index run is writing; ``fresh``: rebuilt now if the index
+        changed at all (the facets after an index run).
         """
         from .search.keywords import KeywordIndex
 
         store = self.store
         with self._lock:
             now = time.monotonic()
-            if self._keywords is not None and now - self._keywords_checked < KEYWORD_CHECK:
+            if self._keywords is not None and not fresh and now - self._keywords_checked < KEYWORD_CHECK:
                 return self._keywords  # checked a moment ago: spare the count() round trip
             self._keywords_checked = now
             key = (store.count(), store.updated_at())
-            if self._keywords is not None and (key == self._keywords_key or now - self._keywords_at < KEYWORD_REFRESH):
+            recent = not fresh and now - self._keywords_at < KEYWORD_REFRESH
+            if self._keywords is not None and (key == self._keywords_key or recent):
                 return self._keywords
             path = self.keywords_path()
             index = KeywordIndex.load(path, key)

@@ -82,6 +82,10 @@ class KeywordIndex:
         self.lexical: LexicalIndex | None = None  # BGE-M3 lexical weights of the texts (``mmsearch.search.lexical``)
         self.captioned: list[str] = []  # ids of the images with captions (the caption signal's background)
         self.places = PlaceBook()  # the places the index holds, by name (the query parser's vocabulary)
+        # The folder and camera facets, counted in the same pass over the metadata (``SearchEngine.facets``):
+        # images under each folder (at any depth), and the cameras seen.
+        self.folder_counts: dict[str, int] = {}
+        self.cameras: list[str] = []
 
     @classmethod
     def from_metadata(cls, records: Iterable[tuple[str, dict]]) -> KeywordIndex:
@@ -94,6 +98,7 @@ class KeywordIndex:
         index.lexical = LexicalIndex.from_metadata(index.ids, (meta for _, meta in records))
         index.captioned = [i for i, meta in records if meta.get("captions")]
         index.places = PlaceBook.from_metadata(meta for _, meta in records)
+        index.folder_counts, index.cameras = _facets(meta for _, meta in records)
         return index
 
     def positions(self) -> dict[str, int]:
@@ -142,7 +147,8 @@ class KeywordIndex:
         np.savez(partial, key=np.asarray(key, dtype=np.int64), **_pack("ids", self.ids), **_pack("texts", self.texts),
                  **_pack("tokens", tokens), **_pack("names", self.names), **_pack("ocr_ids", list(self.ocr)),
                  **_pack("ocr_texts", list(self.ocr.values())), **_pack("captioned", self.captioned),
-                 **_pack("places", [self.places.to_json()]),
+                 **_pack("places", [self.places.to_json()]), **_pack("facet_folders", list(self.folder_counts)),
+                 facet_counts=np.asarray(list(self.folder_counts.values()), dtype=np.int64), **_pack("cameras", self.cameras),
                  offsets=np.cumsum([0, *sizes]).astype(np.int64), lengths=self.lengths,
                  docs=np.concatenate([self.postings[t][0] for t in tokens]) if tokens else empty_i,
                  tfs=np.concatenate([self.postings[t][1] for t in tokens]) if tokens else empty_f,
@@ -173,6 +179,10 @@ class KeywordIndex:
                 index.lexical = LexicalIndex.from_arrays(ids, data, "lexical_")
                 index.captioned = _unpack(data, "captioned")
                 index.places = PlaceBook.from_json(_unpack(data, "places")[0])
+                folders, counts = _unpack(data, "facet_folders"), data["facet_counts"].tolist()
+                if len(folders) != len(counts):
+                    return None
+                index.folder_counts, index.cameras = dict(zip(folders, counts)), _unpack(data, "cameras")
                 return index
         except Exception:  # BadZipFile, EOFError, ValueError, KeyError, OSError, ...: rebuild
             return None
@@ -255,3 +265,15 @@ def quoted_phrase(query: str) -> str:
     """The first double-quoted phrase of a query, lowercased ("" when there is none)."""
     match = re.search(r'"([^"]+)"', query)
     return match.group(1).strip().lower() if match else ""
+
+
+def _facets(metas: Iterable[dict]) -> tuple[dict[str, int], list[str]]:
+    """Images under each folder (a photo counts in every folder above it: its ``folders``) and the cameras."""
+    counts: dict[str, int] = {}
+    cameras: set[str] = set()
+    for meta in metas:
+        for folder in meta.get("folders") or []:
+            counts[folder] = counts.get(folder, 0) + 1
+        if meta.get("camera"):
+            cameras.add(str(meta["camera"]))
+    return counts, sorted(cameras)
