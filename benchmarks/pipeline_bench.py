@@ -10,8 +10,12 @@ Paths (model loading excluded everywhere; weights random, as speed does not depe
   read, sha256, EXIF orientation, JPEG draft decode, shrink, perceptual hash, the model's preprocessing),
   in a thread pool of one worker per core. Nothing can index faster than this.
 - ``decode-only``: the same without the hash and preprocessing (the issue's narrower definition).
+- ``cpu-limit-processes``: the same per-file work in a process pool over all cores (each file read, hashed,
+  decoded and prepared in a worker process; the model's input comes back): the issue 33 floor.
 - ``standin-model``: a near-free stand-in model (224 px input, one tiny layer: a GPU's speed on a CPU)
-  encoding ready arrays; ``standin-index``: ``engine.index`` with it at default settings.
+  encoding ready arrays; ``standin-index``: ``engine.index`` with it at default settings;
+  ``standin-index-threads`` / ``standin-index-processes``: with ``MMSEARCH_DECODE=thread`` / ``process``.
+- ``--workers 1,2``: ``standin-index`` with each number of decode workers, threads and processes.
 - ``vit-model`` / ``vit-index`` (``--vit``): the same with the real ViT-B-32 architecture.
 
 Goals (issue 21): standin-index >= 0.85 x cpu-limit; vit-index >= 0.9 x vit-model; on CUDA,
@@ -101,6 +105,24 @@ def run_limit(folder: Path, workdir: Path, device: str, full: bool) -> float:
     return len(todo) / (time.perf_counter() - start)
 
 
+def run_limit_processes(folder: Path, workdir: Path) -> float:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from mmsearch.config import available_cores
+    from mmsearch.ingest.decoders import decode_photo
+
+    todo = candidates(folder)
+    encoder = engine_for(tempfile.mkdtemp(), "standin", workdir, "cpu").encoders.image
+    with ProcessPoolExecutor(available_cores(), mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(decode_photo, [todo[0].path] * available_cores(), [encoder.input_size] * available_cores(),
+                      [encoder.portable_prepare] * available_cores()))  # the processes started and warm
+        start = time.perf_counter()
+        list(pool.map(decode_photo, [c.path for c in todo], [encoder.input_size] * len(todo),
+                      [encoder.portable_prepare] * len(todo)))
+    return len(todo) / (time.perf_counter() - start)
+
+
 def run_model(folder: Path, workdir: Path, device: str, which: str) -> float:
     import numpy as np
 
@@ -131,16 +153,25 @@ def run_index(folder: Path, workdir: Path, device: str, which: str) -> float:
 CHILDREN = {
     "cpu-limit": lambda f, w, d: run_limit(f, w, d, True),
     "decode-only": lambda f, w, d: run_limit(f, w, d, False),
+    "cpu-limit-processes": lambda f, w, d: run_limit_processes(f, w),
     "standin-model": lambda f, w, d: run_model(f, w, d, "standin"),
     "standin-index": lambda f, w, d: run_index(f, w, d, "standin"),
+    "standin-index-threads": lambda f, w, d: run_index(f, w, d, "standin"),
+    "standin-index-processes": lambda f, w, d: run_index(f, w, d, "standin"),
     "vit-model": lambda f, w, d: run_model(f, w, d, "vit"),
     "vit-index": lambda f, w, d: run_index(f, w, d, "vit"),
 }
 
 
-def measure(name: str, folder: Path, workdir: Path, device: str) -> float:
-    out = subprocess.run([sys.executable, __file__, "--child", name, "--folder", str(folder), "--workdir", str(workdir),
-                          "--device", device], env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True)
+def measure(name: str, folder: Path, workdir: Path, device: str, workers: int | None = None) -> float:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    if name.endswith(("-threads", "-processes")):
+        env["MMSEARCH_DECODE"] = "thread" if name.endswith("-threads") else "process"
+    if workers:
+        env["MMSEARCH_WORKERS"] = str(workers)
+    child = name.split("@")[0]
+    out = subprocess.run([sys.executable, __file__, "--child", child, "--folder", str(folder), "--workdir", str(workdir),
+                          "--device", device], env=env, capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"{name} failed:\n{out.stderr[-3000:]}")
     return float(out.stdout.strip().splitlines()[-1])
@@ -152,6 +183,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="measure every path this many times, keep the best")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--vit", action="store_true", help="also measure the real ViT-B-32 architecture")
+    parser.add_argument("--workers", help="also standin-index with these numbers of decode workers, e.g. 1,2,16")
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "mmsearch-bench"))
     parser.add_argument("--child", choices=list(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
@@ -165,19 +197,28 @@ def main() -> None:
 
     folder = workdir / f"images-{args.images}"
     make_images(folder, args.images)
-    names = ["cpu-limit", "decode-only", "standin-model", "standin-index"] + (["vit-model", "vit-index"] if args.vit else [])
+    names = ["cpu-limit", "cpu-limit-processes", "decode-only", "standin-model", "standin-index-threads",
+             "standin-index-processes"] + (["vit-model", "vit-index"] if args.vit else [])
+    sweep = [int(n) for n in args.workers.split(",")] if args.workers else []
+    names += [f"standin-index-{kind}@{n}" for n in sweep for kind in ("threads", "processes")]
     best: dict[str, float] = {}
     for _ in range(args.rounds):  # interleaved, so a busy moment hits every path alike
         for name in names:
-            best[name] = max(best.get(name, 0.0), measure(name, folder, workdir, args.device))
+            workers = int(name.split("@")[1]) if "@" in name else None
+            best[name] = max(best.get(name, 0.0), measure(name, folder, workdir, args.device, workers))
     from mmsearch.config import available_cores
 
     print(f"{args.images} photos ({(args.images + 2) // 3} of them 4032x3024 JPEGs), {available_cores()} cores, "
           f"device {args.device}, best of {args.rounds}\n")
     for name in names:
-        print(f"{name:<14} {best[name]:9.1f} images/s")
+        print(f"{name:<26} {best[name]:9.1f} images/s")
     print()
-    print(f"standin-index / cpu-limit   {best['standin-index'] / best['cpu-limit']:.2f}  (goal >= 0.85)")
+    floor = best["cpu-limit-processes"]
+    for kind in ("threads", "processes"):
+        print(f"standin-index-{kind} / cpu-limit-processes  {best[f'standin-index-{kind}'] / floor:.2f}  (goal >= 0.85)")
+    for n in sweep:
+        print(f"{n} workers: threads {best[f'standin-index-threads@{n}']:.1f}, processes "
+              f"{best[f'standin-index-processes@{n}']:.1f} images/s")
     if args.vit:
         print(f"vit-index / vit-model       {best['vit-index'] / best['vit-model']:.2f}  (goal >= 0.90)")
         bound = min(best["cpu-limit"], best["vit-model"])

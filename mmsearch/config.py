@@ -38,6 +38,7 @@ ENV_VARS: dict[str, str] = {
     "MMSEARCH_TEXT_RUNTIME": "text_runtime",
     "MMSEARCH_BATCH_SIZE": "batch_size",
     "MMSEARCH_WORKERS": "workers",
+    "MMSEARCH_DECODE": "decode",
     "MMSEARCH_PRECISION": "precision",
     "MMSEARCH_OCR": "ocr",
     "MMSEARCH_OCR_ENGINE": "ocr_engine",
@@ -55,6 +56,9 @@ ENV_VARS: dict[str, str] = {
     "MMSEARCH_CHROMA_RETRY_SECONDS": "chroma_retry_seconds",
     "MMSEARCH_AUTH": "auth",
 }
+
+
+DECODE_MODES = ("auto", "thread", "process")  # ``Config.decode``
 
 
 def available_cores() -> int:
@@ -123,6 +127,8 @@ class Config:
             (``index_batch_size``).
         workers: Decode workers while indexing (read, hash, decode, shrink, preprocess); None = one per
             CPU core available to the process (``decode_workers``).
+        decode: Where the decode workers decode photos: ``"auto"`` (threads, for now), ``"thread"``, or
+            ``"process"`` (each worker hands a photo to a process of its own pool: ``mmsearch.ingest.decoders``).
         ocr: Read the text in photos while indexing (``--ocr``): True turns it on for the index, False
             off; None (default) keeps what the index records. Text is searched as the ``ocr`` signal.
         ocr_engine: ``rapidocr`` (default; PP-OCRv4 on ONNX Runtime, Chinese and English) or ``tesseract``.
@@ -163,6 +169,7 @@ class Config:
     text_runtime: str = "auto"
     batch_size: int | None = None
     workers: int | None = None
+    decode: str = "auto"
     precision: str = "auto"
     ocr: bool | None = None
     ocr_engine: str = "rapidocr"
@@ -193,6 +200,8 @@ class Config:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.ocr_engine not in OCR_ENGINES:
             raise ConfigError(f"ocr_engine must be one of {', '.join(OCR_ENGINES)}, got {self.ocr_engine!r}")
+        if self.decode not in DECODE_MODES:
+            raise ConfigError(f"decode must be one of {', '.join(DECODE_MODES)}, got {self.decode!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         for name in ("caption_weight", "keyword_weight", "sparse_weight", "feedback_weight", "ocr_weight"):

@@ -31,12 +31,14 @@ def many(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture(params=["0", "1"], ids=["", "ocr"])
+@pytest.fixture(params=["threads", "ocr", "processes"], ids=["", "ocr", "processes"])
 def env(tiny_clip, minilm, tmp_path, request) -> dict[str, str]:
-    """The environment of the index runs: with and without reading text in photos (MMSEARCH_OCR)."""
+    """The environment of the index runs: decoding in threads, with reading text in photos (MMSEARCH_OCR),
+    and decoding in worker processes (MMSEARCH_DECODE)."""
     return {**os.environ, "MMSEARCH_CLIP_MODEL": tiny_clip[0], "MMSEARCH_CLIP_PRETRAINED": tiny_clip[1],
             "MMSEARCH_TEXT_MODEL": minilm, "MMSEARCH_DB": str(tmp_path / "db"), "MMSEARCH_BATCH_SIZE": "4",
-            "MMSEARCH_OCR": request.param}
+            "MMSEARCH_OCR": "1" if request.param == "ocr" else "0",
+            "MMSEARCH_DECODE": "process" if request.param == "processes" else "thread"}
 
 
 def _command(root: Path, *extra: str) -> list[str]:

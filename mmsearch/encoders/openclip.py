@@ -99,6 +99,12 @@ class OpenClipEncoder:
         # OpenAI's weights were trained with QuickGELU; building the model without it degrades them silently.
         return {"pretrained": pretrained, "force_quick_gelu": bool(tag_cfg.get("quick_gelu", False))}
 
+    @property
+    def portable_prepare(self) -> Any:
+        """``prepare`` as an object that pickles (to run in a decode process), or None when open_clip's
+        transform has a step only torchvision runs."""
+        return self._array_transform
+
     def prepare(self, image: Image.Image) -> np.ndarray:
         """open_clip's preprocess of one RGB image as a float32 ``(3, H, W)`` array, bit-identical to its
         torchvision output. Thread-safe, and torch-free for open_clip's usual transforms, so indexing

@@ -133,7 +133,17 @@ class _CenterCrop:
 
 
 def _convert(mode: str) -> Step:
-    return lambda image: image.convert(mode)
+    return _Convert(mode)
+
+
+@dataclass(frozen=True)
+class _Convert:
+    """``image.convert(mode)`` as a step that pickles (the transform travels to decode processes)."""
+
+    mode: str
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        return image.convert(self.mode)
 
 
 def _to_array(image: Image.Image) -> np.ndarray:

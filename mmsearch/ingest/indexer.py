@@ -41,6 +41,7 @@ from ..media.places import locate
 from ..paths import within_any
 from ..records import IndexReport
 from ..store.client import Entry, FrameSet, OcrRecord, Store
+from .decoders import ProcessDecoder, use_processes
 from .meter import Meter
 from .pipeline import Batch, Writer, run_batches
 from .progress import ProgressCallback, stored
@@ -158,14 +159,17 @@ class Indexer:
             release the GIL for the heavy parts, and no worker uses torch's thread pool).
         ocr: read the text in photos with this engine (``mmsearch.media.ocr``), in the decode workers; indexed
             photos whose text no engine of this kind has read yet get it read, without re-encoding.
+        decode: ``Config.decode``; "process" hands each photo's decoding to a worker process
+            (``mmsearch.ingest.decoders``).
     """
 
     def __init__(self, store: Store, encoders: Encoders, manifest: Manifest | None = None,
                  batch_size: int = 32, progress: bool = False, hidden: bool = False,
                  on_progress: ProgressCallback | None = None, shard: Shard | None = None,
                  forget_captions: bool = False, workers: int = 2, ocr: OcrEngine | None = None,
-                 skip: Sequence[str] = ()):
+                 skip: Sequence[str] = (), decode: str = "auto"):
         self.workers = workers
+        self.decode = decode
         self.skip = list(skip)
         self.ocr = ocr
         self.forget_captions = forget_captions
@@ -250,10 +254,11 @@ class Indexer:
         # Decode only the pixels the model uses; without an image model, decode small (metadata only).
         min_side, prepare = model_input(self.encoders)
         batches = [todo[i:i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
+        decoder = self._decoder(todo, moves)
 
         def decode(pool: ThreadPoolExecutor, batch: list[Candidate]) -> list[Future]:
-            futures = [pool.submit(_prepare, c, None if c.path in known else moves, min_side, prepare, self.ocr)
-                       for c in batch]
+            futures = [pool.submit(_prepare, c, None if c.path in known else moves, min_side, prepare, self.ocr,
+                                   decoder) for c in batch]
             for future in futures:
                 future.add_done_callback(lambda _: bar.read())
             return futures
@@ -269,6 +274,20 @@ class Indexer:
                         lambda _batch, futures, writer: self._collect(futures, report, writer), encode, self.stop)
         finally:
             bar.close()
+            if decoder is not None:
+                decoder.close()
+
+    def _decoder(self, todo: list[Candidate], moves: _MoveTable) -> Decoding | None:
+        """Photos decoded in worker processes (``mmsearch.ingest.decoders``), or None: in the decode threads.
+        Not while files vanished (a rename is claimed before anything is decoded) or with OCR (it reads the
+        file in the thread, and is the slow stage anyway)."""
+        portable, prepare = portable_input(self.encoders)
+        photos = sum(not is_video(c.path) and not c.text_only for c in todo)
+        if self.ocr is not None or moves or not use_processes(self.decode, photos, portable):
+            return None
+        min_side = model_input(self.encoders)[0]
+        logger.info("decoding %d photos in %d worker processes", photos, self.workers)
+        return Decoding(ProcessDecoder(self.workers), min_side, prepare)
 
     def _stored(self, count: int, total: int, bar: Meter) -> None:
         """After a batch is stored (in the writer thread): the progress line and ``on_progress`` move on."""
@@ -416,12 +435,30 @@ class _MoveTable:
     def claimed(self, entry: Entry) -> bool:
         return entry.id in self._claimed
 
+    def __bool__(self) -> bool:
+        """Whether any vanished entry could be claimed (any file vanished with a known hash)."""
+        return bool(self._by_hash)
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """Where a run's photos are decoded when not in its threads: the processes, at the model's size, with
+    the model's preprocessing as an object that travels to them."""
+
+    pool: ProcessDecoder
+    min_side: int | None
+    prepare: Any
+
+    def close(self) -> None:
+        self.pool.close()
+
 
 def _prepare(candidate: Candidate, moves: _MoveTable | None = None, min_side: int | None = None,
-             prepare: Callable[[Any], np.ndarray] | None = None, ocr: OcrEngine | None = None
-             ) -> Prepared | Moved | TextOnly | tuple[str, str]:
+             prepare: Callable[[Any], np.ndarray] | None = None, ocr: OcrEngine | None = None,
+             decoding: Decoding | None = None) -> Prepared | Moved | TextOnly | tuple[str, str]:
     """Read, hash and decode one file (at the size the model needs), then run the model's preprocessing
-    (``prepare``) on it; a failure becomes ``(path, reason)``. Runs in a decode worker.
+    (``prepare``) on it; a failure becomes ``(path, reason)``. Runs in a decode worker; with ``decoding``,
+    a photo's CPU work is done in a worker process while this thread waits.
 
     A new file with the content and captions of a vanished entry is a rename: it is not decoded.
     """
@@ -438,6 +475,8 @@ def _prepare(candidate: Candidate, moves: _MoveTable | None = None, min_side: in
         finally:
             reading(None)
     try:
+        if decoding is not None and not candidate.text_only:
+            return _decoded_elsewhere(candidate, decoding)
         data, sha256 = read_capped(candidate.path)
         if candidate.text_only:
             return TextOnly(candidate, *_read_text(data, ocr, candidate.path))
@@ -460,6 +499,24 @@ def _prepare(candidate: Candidate, moves: _MoveTable | None = None, min_side: in
     # With the model's input made, the decoded image is not needed any more.
     return Prepared(candidate, None if pixels is not None else image, info, sha256, phash, look, pixels=pixels, ocr=text,
                     ocr_error=error)
+
+
+def _decoded_elsewhere(candidate: Candidate, decoding: Decoding) -> Prepared | tuple[str, str]:
+    """A photo decoded in a worker process; its warnings are recorded here, with its name (``reading``)."""
+    result = decoding.pool.decode(candidate.path, decoding.min_side, decoding.prepare)
+    if isinstance(result, str):
+        return candidate.path, result
+    for category, message in result.warnings:
+        warnings.showwarning(message, _warning_class(category), candidate.path, 0)
+    return Prepared(candidate, result.image, result.info, result.sha256, result.phash, result.look, pixels=result.pixels)
+
+
+def _warning_class(name: str) -> type[Warning]:
+    """The class of a warning a decode process reported by name (only its name is shown)."""
+    import builtins
+
+    found = getattr(builtins, name, None)
+    return found if isinstance(found, type) and issubclass(found, Warning) else type(name, (UserWarning,), {})
 
 
 def _prepare_video(candidate: Candidate, moves: _MoveTable | None, min_side: int | None,
@@ -502,6 +559,16 @@ def model_input(encoders: Encoders) -> tuple[int | None, Callable[[Any], np.ndar
     image = encoders.image
     min_side = getattr(image, "input_size", None) if image is not None else LAYOUT_DECODE_SIDE
     return min_side, image.prepare if isinstance(image, PreparingImageEncoder) else None
+
+
+def portable_input(encoders: Encoders) -> tuple[bool, Any]:
+    """(whether photos can be prepared in a decode process, the preprocessing that travels there: None
+    without an image model, whose layout vectors are made from the small decoded image)."""
+    image = encoders.image
+    if image is None:
+        return True, None
+    portable = getattr(image, "portable_prepare", None) if isinstance(image, PreparingImageEncoder) else None
+    return portable is not None, portable
 
 
 ENCODE_CHUNK = 256  # model inputs encoded at once (a batch of videos holds up to 32 frames each)
@@ -687,7 +754,7 @@ def index_into(session: IndexSession, paths: Sequence[str | Path] | str | Path, 
     session.check_caption_space()
     indexer = Indexer(store, encoders, manifest, batch_size or config.index_batch_size, progress, hidden,
                       on_progress, Shard.parse(shard) if isinstance(shard, str) else shard, forget_captions,
-                      workers=workers or config.decode_workers, ocr=session.ocr_for_run(store),
+                      workers=workers or config.decode_workers, ocr=session.ocr_for_run(store), decode=config.decode,
                       skip=database_folders(config))
     report = indexer.run(paths, prune=prune)
     session.changed()
