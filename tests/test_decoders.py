@@ -114,3 +114,26 @@ def test_a_file_gone_before_its_process_reads_it_is_a_reason_not_a_stop(tmp_path
         assert not isinstance(decoded, str) and decoded.image is not None and decoded.pixels is None
     finally:
         pool.close()
+
+
+def test_a_decode_process_that_dies_is_replaced_and_the_file_decoded_again(tmp_path):
+    import multiprocessing
+    import os
+    import signal
+
+    from mmsearch.ingest.decoders import ProcessDecoder
+
+    save_image(tmp_path / "ok.png", (1, 2, 3))
+    pool = ProcessDecoder(1)
+    try:
+        assert not isinstance(pool.decode(str(tmp_path / "ok.png"), 64, None), str)
+        workers = multiprocessing.active_children()
+        assert workers
+        for worker in workers:  # as a decoder's crash would end it
+            os.kill(worker.pid, signal.SIGKILL)
+            worker.join()
+        again = pool.decode(str(tmp_path / "ok.png"), 64, None)
+        assert not isinstance(again, str), again  # a new process decoded it
+        assert not isinstance(pool.decode(str(tmp_path / "ok.png"), 64, None), str)  # and the pool works again
+    finally:
+        pool.close()
