@@ -68,7 +68,9 @@ def test_processes_give_the_records_the_threads_give(make_engine, tmp_path, capl
 def test_a_run_with_renamed_files_decodes_in_threads(make_engine, tmp_path, caplog):
     library = _library(tmp_path / "library")
     engine = make_engine(decode="process")
-    engine.index([library])
+    with caplog.at_level(logging.INFO, logger="mmsearch.ingest.indexer"):
+        engine.index([library])
+    assert any("worker processes" in r.getMessage() for r in caplog.records)  # the first run used them
     (library / "d0").rename(library / "moved")  # a rename is claimed by its hash before anything is decoded
     with caplog.at_level(logging.INFO, logger="mmsearch.ingest.indexer"):
         caplog.clear()  # the first run's records (the first run did decode in processes)
