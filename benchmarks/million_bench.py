@@ -123,7 +123,7 @@ def fill(db: str, n: int, share: float, settings: dict) -> dict:
 
 def serve(db: str, settings: dict, queries: int) -> dict:
     """In a fresh process: open the index as the page would, then measure it."""
-    from store_bench import embedding_like
+    from store_bench import embedding_like, latency
 
     from mmsearch import SearchEngine
 
@@ -134,14 +134,7 @@ def serve(db: str, settings: dict, queries: int) -> dict:
         engine.search("a cat on day 3", k=10)
         out["open_and_first_s"] = time.perf_counter() - start
         texts = [f"{WORDS[i % len(WORDS)]} on day {i % 365}" for i in range(queries)]
-        for text in texts[:20]:
-            engine.search(text, k=10)
-        took = []
-        for text in texts:
-            start = time.perf_counter()
-            engine.search(text, k=10)
-            took.append(time.perf_counter() - start)
-        out["p50_ms"], out["p99_ms"] = (float(np.percentile(took, q) * 1000) for q in (50, 99))
+        out["p50_ms"], out["p99_ms"] = latency(engine, texts)
         for name, call in (("facets_s", engine.facets), ("stats_s", engine.stats)):
             start = time.perf_counter()
             call()
