@@ -47,16 +47,16 @@ def test_huge_and_sparse_files_are_skipped_unread_and_out_of_memory_skips_one_fi
     save_image(root / "oom.png", (40, 50, 60))
     with open(root / "sparse.jpg", "wb") as handle:
         handle.truncate(2 * 1024**3)  # 2 GB that take no disk space: must not be read into memory
-    import mmsearch.ingest.indexer
+    import mmsearch.media.files
 
-    real = mmsearch.ingest.indexer.decode_file
+    real = mmsearch.media.files.decode_file
 
     def decode_file(path, data, *args, **kwargs):
         if data[:4] == b"\x89PNG":
             raise MemoryError
         return real(path, data, *args, **kwargs)
 
-    monkeypatch.setattr(mmsearch.ingest.indexer, "decode_file", decode_file)
+    monkeypatch.setattr(mmsearch.media.files, "decode_file", decode_file)  # the decode workers' (decoders.decode_bytes)
     report = make_engine().index([root])
     failed = {Path(p).name: reason for p, reason in report.failed}
     assert report.added == 1

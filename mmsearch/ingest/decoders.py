@@ -62,26 +62,41 @@ class Decoded:
 def decode_photo(path: str, min_side: int | None, prepare: Any) -> Decoded | str:
     """Read, hash and decode one photo, then make the model's input; a failure is its reason. Runs in a
     worker process (and works anywhere)."""
-    from ..errors import ImageReadError
-    from ..media.files import decode_file
-    from ..media.images import look_print, perceptual_hash, read_capped
+    from ..media.images import read_capped
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             data, sha256 = read_capped(path)
-            image, info = decode_file(path, data, min_side)
-            phash, look = perceptual_hash(image), look_print(image)
-            pixels = prepare(image) if prepare is not None else None
-        except ImageReadError as exc:
-            return str(exc)
-        except MemoryError:
-            return "out of memory while reading or decoding this file"
-        except Exception as exc:  # a Pillow bug on one odd file must not stop a 50,000-file run
-            return f"cannot decode: {type(exc).__name__}: {exc}"
+            image, info, phash, look, pixels = decode_bytes(path, data, min_side, prepare)
+        except Exception as exc:
+            return failure(exc)
     said = [(w.category.__name__, str(w.message)) for w in caught
             if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning))]  # hidden in threads too
     return Decoded(sha256, info, phash, look, pixels, None if pixels is not None else image, said)
+
+
+def decode_bytes(path: str, data: bytes, min_side: int | None, prepare: Any) -> tuple[Any, Any, str, str, Any]:
+    """A photo's bytes decoded at the model's size: (image, its ``ImageInfo``, perceptual hash, look print,
+    the model's input or None without a preprocessing step). The work of a decode worker, thread or
+    process."""
+    from ..media.files import decode_file
+    from ..media.images import look_print, perceptual_hash
+
+    image, info = decode_file(path, data, min_side)
+    phash, look = perceptual_hash(image), look_print(image)  # on the already small image
+    return image, info, phash, look, prepare(image) if prepare is not None else None
+
+
+def failure(exc: Exception) -> str:
+    """Why a photo could not be read or decoded, as the run reports it: one odd file never stops a run."""
+    from ..errors import ImageReadError
+
+    if isinstance(exc, ImageReadError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return "out of memory while reading or decoding this file"
+    return f"cannot decode: {type(exc).__name__}: {exc}"  # e.g. a Pillow bug on one odd file
 
 
 PARENT_CHECK = 0.5  # seconds between a worker's checks that the run's process is still there

@@ -41,7 +41,7 @@ from ..media.places import locate
 from ..paths import within_any
 from ..records import IndexReport
 from ..store.client import Entry, FrameSet, OcrRecord, Store
-from .decoders import ProcessDecoder, use_processes
+from .decoders import ProcessDecoder, decode_bytes, failure, use_processes
 from .meter import Meter
 from .pipeline import Batch, Writer, run_batches
 from .progress import ProgressCallback, stored
@@ -254,7 +254,7 @@ class Indexer:
         # Decode only the pixels the model uses; without an image model, decode small (metadata only).
         min_side, prepare = model_input(self.encoders)
         batches = [todo[i:i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
-        decoder = self._decoder(todo, moves)
+        decoder = self._decoder(todo, moves, min_side)
 
         def decode(pool: ThreadPoolExecutor, batch: list[Candidate]) -> list[Future]:
             futures = [pool.submit(_prepare, c, None if c.path in known else moves, min_side, prepare, self.ocr,
@@ -277,7 +277,7 @@ class Indexer:
             if decoder is not None:
                 decoder.close()
 
-    def _decoder(self, todo: list[Candidate], moves: _MoveTable) -> Decoding | None:
+    def _decoder(self, todo: list[Candidate], moves: _MoveTable, min_side: int | None) -> Decoding | None:
         """Photos decoded in worker processes (``mmsearch.ingest.decoders``), or None: in the decode threads.
         Not while files vanished (a rename is claimed before anything is decoded) or with OCR (it reads the
         file in the thread, and is the slow stage anyway)."""
@@ -285,7 +285,6 @@ class Indexer:
         photos = sum(not is_video(c.path) and not c.text_only for c in todo)
         if self.ocr is not None or moves or not use_processes(self.decode, photos, portable):
             return None
-        min_side = model_input(self.encoders)[0]
         logger.info("decoding %d photos in %d worker processes", photos, self.workers)
         return Decoding(ProcessDecoder(self.workers), min_side, prepare)
 
@@ -483,17 +482,10 @@ def _prepare(candidate: Candidate, moves: _MoveTable | None = None, min_side: in
         entry = moves.claim(sha256, candidate.caption_sig) if moves is not None else None
         if entry is not None:
             return Moved(candidate, entry)
-        image, info = decode_file(candidate.path, data, min_side)
-        phash = perceptual_hash(image)  # here, in the decode thread, on the already small image
-        look = look_print(image)
-        pixels = prepare(image) if prepare is not None else None
+        image, info, phash, look, pixels = decode_bytes(candidate.path, data, min_side, prepare)
         text, error = _read_text(data, ocr, candidate.path)
-    except ImageReadError as exc:
-        return candidate.path, str(exc)
-    except MemoryError:
-        return candidate.path, "out of memory while reading or decoding this file"
-    except Exception as exc:  # a Pillow bug on one odd file must not stop a 50,000-file run
-        return candidate.path, f"cannot decode: {type(exc).__name__}: {exc}"
+    except Exception as exc:  # ImageReadError, MemoryError, a Pillow bug on one odd file of 50,000
+        return candidate.path, failure(exc)
     finally:
         reading(None)
     # With the model's input made, the decoded image is not needed any more.
