@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -39,8 +40,6 @@ K = 24
 
 def library(folder: Path, n: int) -> Path:
     """``n`` PNG icons in folders of 200, named apart: copied, then hard links to them past the icons there are."""
-    import os
-
     src = folder / "icons"
     icons = sorted(Path("/usr/share/icons").rglob("*.png"))
     made: list[Path] = []

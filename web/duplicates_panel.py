@@ -17,6 +17,8 @@ import gradio as gr
 
 from mmsearch.errors import ImageReadError, MMSearchError
 
+from .views import THUMBNAIL_THREADS
+
 if TYPE_CHECKING:
     from mmsearch import DuplicateGroup, SearchEngine
     from mmsearch.media.thumbnails import ThumbnailCache
@@ -24,7 +26,6 @@ if TYPE_CHECKING:
 ALL = "all groups"
 SHOWN_GROUPS = 50  # groups listed in the summary
 SHOWN_TILES = 48  # tiles per page of the panel; 727 groups of an icon theme were 4,029 thumbnails (125 s at once)
-THUMBNAIL_THREADS = 4  # a page's missing thumbnails are made this many at a time
 
 
 def pages(groups: list[DuplicateGroup], most: int = SHOWN_TILES) -> list[tuple[int, int]]:
@@ -44,7 +45,7 @@ def pages(groups: list[DuplicateGroup], most: int = SHOWN_TILES) -> list[tuple[i
 def group_tiles(groups: list[DuplicateGroup], thumbs: ThumbnailCache, most: int = SHOWN_TILES,
                 page: int = 0) -> list[tuple[str, str]]:
     """The gallery tiles of one page (``pages``): each group's keeper first ("KEEP"), then its copies with how
-    they match, numbered as in the summary. Missing thumbnails are made a few at a time."""
+    they match, numbered as in the summary. Missing thumbnails are made a few at a time, as the search's are."""
     from concurrent.futures import ThreadPoolExecutor
 
     spans = pages(groups, most)

@@ -257,11 +257,8 @@ class Indexer:
         decoder = self._decoder(todo, moves, min_side)
 
         def decode(pool: ThreadPoolExecutor, batch: list[Candidate]) -> list[Future]:
-            futures = [pool.submit(_prepare, c, None if c.path in known else moves, min_side, prepare, self.ocr,
-                                   decoder) for c in batch]
-            for future in futures:
-                future.add_done_callback(lambda _: bar.read())
-            return futures
+            return bar.reads_of([pool.submit(_prepare, c, None if c.path in known else moves, min_side, prepare,
+                                             self.ocr, decoder) for c in batch])
 
         def encode(batch: list[Candidate], ready: list[Prepared | TextOnly]) -> Batch:
             encoded = self._encode(ready)

@@ -20,6 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import IO
 
 from mmsearch.records import clock
@@ -67,6 +68,12 @@ class Meter:
                 self._samples.clear()
             self.reads += count
             self._sample(self.reads)
+
+    def reads_of(self, futures: list[Future]) -> list[Future]:
+        """``futures`` of the slow stage, each counted by ``read`` as it is done; returned as given."""
+        for future in futures:
+            future.add_done_callback(lambda _: self.read())
+        return futures
 
     def update(self, count: int) -> None:
         """``count`` more are stored."""

@@ -121,10 +121,7 @@ class Reindexer:
 
         def decode(pool: ThreadPoolExecutor, page: Page) -> list[Future]:
             paths = [meta["path"] for _, meta in page] if images_changed else []
-            futures = [pool.submit(_decode, path, min_side, prepare, decode_for_model) for path in paths]
-            for future in futures:
-                future.add_done_callback(lambda _: bar.read())
-            return futures
+            return bar.reads_of([pool.submit(_decode, path, min_side, prepare, decode_for_model) for path in paths])
 
         def encode(page: Page, decoded: list[Any] | None) -> Batch:
             batch = self._batch(page, decoded, encoders, texts_changed, report)
