@@ -3,13 +3,17 @@ and recall, the folder facet and the stats, in embedded Chroma (a benchmark, not
 
     .venv/bin/python benchmarks/million_bench.py                          # 1M images, 300k captions
     .venv/bin/python benchmarks/million_bench.py --n 200000 --db /tmp/m200k  # kept; a second run reuses it
+    nice .venv/bin/python benchmarks/million_bench.py --db /tmp/m1m --fill-only  # stop any time; run again to go on
 
 Records are shaped like an index run's: 512-d embedding-like vectors (``store_bench.embedding_like``), the
 metadata ``mmsearch index`` writes (path, folders, size, dates, hashes, the look signature, captions), in
 folders of 250 under ten years, and one caption for 30 % of the images (``--captions``). Serving is measured
 in a fresh process (``--serve``), as ``mmsearch serve`` or the library would open the index:
 
-- opening: ``SearchEngine(db)`` and the first search (the keyword index is built then);
+- opening: ``SearchEngine(db)`` and the first search (the keyword index is built then, or read from
+  ``keywords.npz``);
+- a live library: 1,000 records written again and the keyword index brought up to date with them (only
+  what changed is read), the ids compared (as after a removal), and ``keywords.npz`` written;
 - warm text queries end to end (``SearchEngine.search``, k=10), p50 and p99, with a query model shaped like
   the default multilingual one (random weights, as in ``store_bench``);
 - recall@10 of the image index against exact search on a sample of queries;
@@ -102,23 +106,27 @@ def batch_records(lo: int, hi: int, rng: np.random.Generator, share: float) -> t
     return ids, vectors, metas, captions, caption_vectors
 
 
-def fill(db: str, n: int, share: float, settings: dict) -> dict:
+def fill(db: str, n: int, share: float, settings: dict, start: int = 0) -> dict:
+    """Images ``start``..``n`` into ``db`` (a fill stopped part way goes on where it stopped: each batch is
+    made from its own seed)."""
     from mmsearch import SearchEngine
     from mmsearch.ingest.meter import Meter
 
     engine = SearchEngine(db, **settings)  # the models' signature is recorded as an index run records it
     store = engine.store
     store.create(engine.signature, DIM)
-    rng = np.random.default_rng(1)
+    start -= start % BATCH
     started = time.perf_counter()
-    with PeakRss() as rss, Meter("filling", n) as meter:
-        for lo in range(0, n, BATCH):
+    with PeakRss() as rss, Meter("filling", n - start) as meter:
+        for lo in range(start, n, BATCH):
+            rng = np.random.default_rng((1, lo))
             ids, vectors, metas, captions, caption_vectors = batch_records(lo, min(n, lo + BATCH), rng, share)
             store.put(ids, vectors, metas, captions, caption_vectors)
             meter.update(len(ids))
     store.add_roots(["/home/me/Pictures"])
     seconds = time.perf_counter() - started
-    return {"fill_s": seconds, "fill_rate": n / seconds, "fill_rss": rss.peak, "captions": store.caption_count()}
+    return {"fill_s": seconds, "fill_rate": (n - start) / seconds, "fill_rss": rss.peak,
+            "captions": store.caption_count()}
 
 
 def serve(db: str, settings: dict, queries: int) -> dict:
@@ -131,6 +139,9 @@ def serve(db: str, settings: dict, queries: int) -> dict:
     with PeakRss() as rss:
         start = time.perf_counter()
         engine = SearchEngine(db, **settings)
+        out["keywords_kept"] = engine.session.keywords_path().exists()
+        engine.session.keyword_index()
+        out["keywords_s"] = time.perf_counter() - start  # built from every record, or read from keywords.npz
         engine.search("a cat on day 3", k=10)
         out["open_and_first_s"] = time.perf_counter() - start
         texts = [f"{WORDS[i % len(WORDS)]} on day {i % 365}" for i in range(queries)]
@@ -139,8 +150,32 @@ def serve(db: str, settings: dict, queries: int) -> dict:
             start = time.perf_counter()
             call()
             out[name] = time.perf_counter() - start
+        out.update(changes(engine))
     out["serve_rss"] = rss.peak  # before the exact search below reads every vector
     out["recall10"] = recall(engine, embedding_like(100, np.random.default_rng(5), basis()))
+    return out
+
+
+def changes(engine) -> dict:
+    """What a live library costs the keyword index: 1,000 records written again (a numbered write, as an
+    index or watch run makes) and the index brought up to date with them; the ids compared, as after a
+    removal; keywords.npz written again."""
+    from mmsearch.session import up_to_date
+
+    store, index = engine.store, engine.session.keyword_index()
+    ids = index.live_ids()[:1000]
+    store.set_metadata({i: {"path": m["path"]} for i, m in store.image_metadata(ids).items()})
+    out, seq, count = {}, store.write_seq(), store.count()
+    start = time.perf_counter()
+    updated = up_to_date(index, store, seq, count)
+    out["update_1000_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    store.image_ids()
+    out["ids_s"] = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        updated.save(Path(tmp) / "keywords.npz", ("bench", 0))
+        out["save_s"] = time.perf_counter() - start
     return out
 
 
@@ -168,7 +203,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--captions", type=float, default=0.3, help="share of images with a caption")
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--db", help="keep the index here; a second run with the same --n reuses it")
+    parser.add_argument("--db", help="keep the index here; a second run reuses it, and fills on where one stopped")
+    parser.add_argument("--fill-only", action="store_true", help="fill --db up to --n, measure nothing else")
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "mmsearch-bench"))
     parser.add_argument("--serve", help=argparse.SUPPRESS)  # internal: the serving half, in a fresh process
     args = parser.parse_args()
@@ -188,7 +224,11 @@ def main() -> None:
         from mmsearch.store.client import Store
 
         have = Store(db).count() if Path(db).exists() else 0
-        filled = fill(db, args.n, args.captions, settings) if have != args.n else {"fill_rate": float("nan"), "fill_rss": 0}
+        filled = fill(db, args.n, args.captions, settings, have) if have < args.n else \
+            {"fill_rate": float("nan"), "fill_rss": 0}
+        if args.fill_only:
+            print(json.dumps(filled))
+            return
         served = json.loads(subprocess.run([sys.executable, __file__, "--serve", db, "--queries", str(args.queries),
                                             "--workdir", str(workdir)], check=True, capture_output=True,
                                            text=True).stdout.strip().splitlines()[-1])
@@ -199,7 +239,11 @@ def main() -> None:
           f"{os.cpu_count()} CPUs")
     print(f"  fill: {filled['fill_rate']:.0f} images/s ({filled.get('fill_s', float('nan')):.0f} s), "
           f"peak RSS {filled['fill_rss'] / gb:.2f} GB; on disk {size / gb:.2f} GB")
-    print(f"  open + first search {served['open_and_first_s']:.1f} s, serving peak RSS {served['serve_rss'] / gb:.2f} GB")
+    print(f"  open + first search {served['open_and_first_s']:.1f} s, of which the keyword index "
+          f"{served['keywords_s']:.1f} s ({'read from keywords.npz' if served['keywords_kept'] else 'built from every record'})"
+          f", serving peak RSS {served['serve_rss'] / gb:.2f} GB")
+    print(f"  keyword index after 1,000 records written again: {served['update_1000_s'] * 1000:.0f} ms; every id "
+          f"(as after a removal) {served['ids_s']:.1f} s; keywords.npz written in {served['save_s']:.1f} s")
     print(f"  warm text query p50 {served['p50_ms']:.1f} ms, p99 {served['p99_ms']:.1f} ms (goals 60 / 150)")
     print(f"  recall@10 {served['recall10']:.3f} (goal 0.98)")
     print(f"  folder facet {served['facets_s'] * 1000:.0f} ms, stats {served['stats_s'] * 1000:.0f} ms")

@@ -331,7 +331,7 @@ class SearchEngine:
         saved = shelf.all()
         if not saved:
             return
-        self.session.changed(now=True)  # what the run just wrote, in the keyword index and the samples too
+        self.session.changed()  # what the run just wrote, in the keyword index and the samples too
         marks = self.feedback_marks()
         for album_id, meta in saved.items():
             try:
@@ -644,7 +644,7 @@ class SearchEngine:
     def _moved(self) -> None:
         """Files moved with their records: the keyword index (names, folders) and the counts are stale."""
         self.store.touch()
-        self.session.changed(now=True)
+        self.session.changed()
 
     def facets(self) -> dict[str, Any]:
         """Values the filters can take.

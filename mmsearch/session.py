@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .search.relevance import Background
     from .store.client import Store
 
-KEYWORD_REFRESH = 30.0  # seconds between keyword-index rebuilds while the index keeps changing
+KEYWORD_SAVE = 30.0  # seconds between writes of keywords.npz while the index keeps changing
 KEYWORD_CHECK = 2.0  # seconds during which the keyword index is used without asking the store if it changed
 
 
@@ -48,8 +48,9 @@ class IndexSession:
         self._caption: TextEncoder | None = None  # likewise the caption model
         self._store: Store | None = None
         self._keywords: KeywordIndex | None = None
-        self._keywords_key: tuple[int, int] = (0, 0)
-        self._keywords_at = self._keywords_checked = 0.0
+        self._keywords_seen: tuple[int, int] = (-1, -1)  # (write number, count) of the store it was brought to
+        self._keywords_saved: tuple[int, float] = (-1, 0.0)  # (its ``through``, when) in keywords.npz
+        self._keywords_checked = 0.0
         self._ocr_known: tuple[bool, float] | None = None  # (has text, when checked)
         self._ocr_matcher: tuple[KeywordIndex, OcrMatcher] | None = None
         self._background: tuple[KeywordIndex, Background] | None = None
@@ -213,19 +214,16 @@ class IndexSession:
 
     # -- caches built from the store ----------------------------------------------------------------
 
-    def changed(self, now: bool = False) -> None:
-        """The index was written: the next query looks at the store again; ``now`` rebuilds the keyword
-        index then, even within ``KEYWORD_REFRESH`` of the last build (files moved: names changed)."""
+    def changed(self) -> None:
+        """The index was written: the next query asks the store what changed."""
         self._keywords_checked = 0.0
-        if now:
-            self._keywords_at = 0.0
 
     def keyword_index(self, fresh: bool = False) -> KeywordIndex:
         """BM25 over the images' captions, file and folder names (and the folder and camera facets).
 
-        Kept on disk (``keywords_path``) and rebuilt when the index has changed, at most every
-        ``KEYWORD_REFRESH`` seconds while an index run is writing; ``fresh``: rebuilt now if the index
-        changed at all (the facets after an index run).
+        Kept on disk (``keywords_path``) and brought up to date with what was written since (the store
+        numbers its writes: ``Store.written_since``), at most every ``KEYWORD_CHECK`` seconds unless
+        ``fresh`` (the facets after an index run). Only the first build reads every record.
         """
         from .search.keywords import KeywordIndex
 
@@ -233,23 +231,34 @@ class IndexSession:
         with self._lock:
             now = time.monotonic()
             if self._keywords is not None and not fresh and now - self._keywords_checked < KEYWORD_CHECK:
-                return self._keywords  # checked a moment ago: spare the count() round trip
+                return self._keywords  # checked a moment ago: spare the round trips
             self._keywords_checked = now
-            key = (store.count(), store.updated_at())
-            recent = not fresh and now - self._keywords_at < KEYWORD_REFRESH
-            if self._keywords is not None and (key == self._keywords_key or recent):
-                return self._keywords
-            path = self.keywords_path()
-            index = KeywordIndex.load(path, key)
+            seen = (store.write_seq(), store.count())  # before reading: a write in progress is read again
+            index = self._keywords
+            if index is not None and seen == self._keywords_seen:
+                return index
+            key = (store.identity(), store.schema_version())  # a schema step rewrites records unnumbered
             if index is None:
-                index = KeywordIndex.from_metadata(store.all_metadata())
-                try:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    index.save(path, key)
-                except OSError:  # a read-only database still searches
-                    pass
-            self._keywords, self._keywords_key, self._keywords_at = index, key, time.monotonic()
+                index = KeywordIndex.load(self.keywords_path(), key)
+                self._keywords_saved = (index.through if index is not None else -1, now)
+            if index is None:
+                index = KeywordIndex.from_metadata(store.all_metadata(), through=seen[0] + 1)
+            else:
+                index = up_to_date(index, store, *seen)
+            self._keywords, self._keywords_seen = index, seen
+            saved, at = self._keywords_saved
+            if index.through != saved and (fresh or saved < 0 or now - at >= KEYWORD_SAVE):
+                self._save_keywords(index, key)
             return index
+
+    def _save_keywords(self, index: KeywordIndex, key: tuple[str, int]) -> None:
+        path = self.keywords_path()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            index.save(path, key)
+        except OSError:  # a read-only database still searches
+            return
+        self._keywords_saved = (index.through, time.monotonic())
 
     def keywords_path(self) -> Path:
         """``keywords.npz`` of this generation of models (``Config.keywords_file``)."""
@@ -283,7 +292,7 @@ class IndexSession:
         keywords = self.keyword_index()
         with self._lock:
             if self._background is None or self._background[0] is not keywords:
-                sample = Background.sample(self.store, keywords.ids, keywords.captioned, self.has_image_vectors)
+                sample = Background.sample(self.store, keywords.live_ids(), keywords.captioned, self.has_image_vectors)
                 self._background = (keywords, sample)
             return self._background[1]
 
@@ -298,3 +307,15 @@ class IndexSession:
                 self._marks = Marks(self.store, lambda text: self.text_encoder.encode_texts([text])[0],
                                     lambda: lock_for_writing(config))
             return self._marks
+
+
+def up_to_date(index: KeywordIndex, store: Store, seq: int, count: int) -> KeywordIndex:
+    """``index`` with what the store's writes from ``index.through`` on changed; ``seq`` and ``count``: the
+    store's last write number and image count, read before. Images removed (or written unnumbered, by an
+    older mmsearch) show as a count that differs: then the ids are compared (no metadata read)."""
+    index = index.apply(store.written_since(index.through), through=seq + 1)
+    if len(index) != count:
+        stored, live = set(store.image_ids()), set(index.positions())
+        added = store.image_metadata(sorted(stored - live))
+        index = index.apply(added.items(), removed=live - stored)
+    return index

@@ -85,16 +85,18 @@ def test_reranker_reorders_the_top_hits_by_its_own_scores(make_engine, photos, m
     assert "rerank" not in engine.search_image(photos / "pasta.jpg", k=2)[0].scores  # text queries only
 
 
-def test_keyword_index_is_saved_and_reused_until_the_index_changes(hybrid, photos, tmp_path):
+def test_keyword_index_is_saved_and_reused_for_the_same_index(hybrid, photos, tmp_path):
     from mmsearch.search.keywords import KeywordIndex
 
     index = hybrid.keyword_index()
     path = Path(hybrid.config.db) / "keywords.npz"
-    key = (hybrid.store.count(), hybrid.store.updated_at())
+    key = (hybrid.store.identity(), hybrid.store.schema_version())
     loaded = KeywordIndex.load(path, key)
     assert loaded is not None and loaded.ids == index.ids and loaded.texts == index.texts
+    assert loaded.through == index.through == hybrid.store.write_seq() + 1
     assert loaded.search("虎斑猫 sofa", 5) == index.search("虎斑猫 sofa", 5)
-    assert KeywordIndex.load(path, (key[0] + 1, key[1])) is None  # stale: rebuilt on the next query
+    assert KeywordIndex.load(path, ("another collection", key[1])) is None  # an index made again: rebuilt
+    assert KeywordIndex.load(path, (key[0], key[1] + 1)) is None  # a schema step rewrote the records
     empty = KeywordIndex.build([])
     empty.save(tmp_path / "empty.npz", (0, 0))
     assert len(KeywordIndex.load(tmp_path / "empty.npz", (0, 0))) == 0
@@ -112,7 +114,7 @@ def test_a_damaged_keyword_file_is_rebuilt_not_fatal(hybrid, damage):
 
     fresh = SearchEngine(config=hybrid.config, encoders=hybrid.encoders)
     assert Path(fresh.search("虎斑猫", k=1)[0].path).name == "tabby.jpg"
-    key = (fresh.store.count(), fresh.store.updated_at())
+    key = (fresh.store.identity(), fresh.store.schema_version())
     from mmsearch.search.keywords import KeywordIndex
 
     assert KeywordIndex.load(path, key) is not None  # rewritten whole

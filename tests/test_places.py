@@ -185,7 +185,7 @@ def test_an_existing_index_gets_its_places_without_re_encoding_an_image(trips, m
     assert encoded == [] and embedded == []  # nothing encoded: positions come from the files' EXIF
     metas = {m["name"]: m for _, m in fresh.store.all_metadata()}
     assert metas["e.jpg"]["place"] == "Nairobi, Nairobi County, Kenya" and "place" not in metas["nogps.jpg"]
-    fresh.session.changed(now=True)
+    fresh.session.changed()
     assert set(_names(fresh.search("Kenya", k=5))) == {"e.jpg"}
 
 

@@ -38,7 +38,7 @@ from ..media.kinds import is_video, kind_of
 from ..media.kinds.video import read_video
 from ..media.ocr import OcrEngine, OcrText
 from ..media.places import locate
-from ..paths import within_any
+from ..paths import folders_of, within_any
 from ..records import IndexReport
 from ..store.client import Entry, FrameSet, OcrRecord, Store
 from .decoders import ProcessDecoder, decode_bytes, failure, use_processes
@@ -661,7 +661,7 @@ def warnings_per_file(found: list[tuple[str, str]]) -> Iterator[None]:
 def path_fields(path: str) -> dict[str, Any]:
     """Metadata that depends on the file's path only (what a move changes)."""
     where = Path(path)
-    return {"path": path, "name": where.name, "folder": str(where.parent), "folders": [str(p) for p in reversed(where.parents)]}
+    return {"path": path, "name": where.name, "folder": str(where.parent), "folders": folders_of(path)}
 
 
 def _file_fields(c: Candidate) -> dict[str, Any]:

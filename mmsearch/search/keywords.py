@@ -9,20 +9,24 @@ plurals are folded ("bicycles" -> "bicycle"). File names split on punctuation ("
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
 
+from ..paths import folders_of
 from ..text import CJK
 from .lexical import LexicalIndex
 from .places import PlaceBook
 from .stopwords import is_stop_word
+from .topk import top
 
 _TOKEN = re.compile(rf"[{CJK}]+|[^\W_{CJK}]+")
 _ISCJK = re.compile(rf"[{CJK}]")
@@ -67,96 +71,248 @@ def image_text(meta: dict) -> str:
     return " \n ".join([*(meta.get("captions") or []), path.name, folders, str(meta.get("place") or "")])
 
 
-class KeywordIndex:
-    """BM25 over one text per image id. Postings are numpy arrays, so a query touching every document
-    (a word like "of" in 100k captions) costs milliseconds."""
+FORMAT = 2  # the layout of ``keywords.npz``; a file of another layout is built again
+PACK_AT = 0.25  # the share of switched-off documents at which ``apply`` packs the index again
 
-    def __init__(self, ids: list[str], texts: list[str], postings: dict[str, tuple[np.ndarray, np.ndarray]],
-                 lengths: np.ndarray, names: list[str] | None = None, ocr: dict[str, str] | None = None):
-        self.ids, self.texts, self.postings, self.lengths = ids, texts, postings, lengths
-        self.ocr = ocr or {}  # image id -> text read in the photo (``mmsearch.search.ocr_matcher.OcrMatcher`` searches it)
-        self.names = names or [""] * len(ids)  # lowercased file names, for exact file-name queries
-        self.avg_length = float(lengths.mean()) if len(lengths) else 1.0
-        self._by_name: dict[str, list[str]] | None = None
-        self._positions: dict[str, int] | None = None
-        self.lexical: LexicalIndex | None = None  # BGE-M3 lexical weights of the texts (``mmsearch.search.lexical``)
-        self.captioned: list[str] = []  # ids of the images with captions (the caption signal's background)
-        self.places = PlaceBook()  # the places the index holds, by name (the query parser's vocabulary)
-        # The folder and camera facets, counted in the same pass over the metadata (``SearchEngine.facets``):
-        # images under each folder (at any depth), and the cameras seen.
-        self.folder_counts: dict[str, int] = {}
-        self.cameras: list[str] = []
+
+@dataclass(frozen=True)
+class Doc:
+    """One image as the keyword index holds it."""
+
+    id: str
+    text: str  # ``image_text``
+    name: str = ""  # the file name, lowercased
+    path: str = ""
+    camera: str = ""
+    places: str = ""  # its place keys, tab-separated
+    captioned: bool = False
+    ocr: str = ""
 
     @classmethod
-    def from_metadata(cls, records: Iterable[tuple[str, dict]]) -> KeywordIndex:
-        """Index (id, stored image metadata) pairs: texts from ``image_text``, and the file names."""
-        records = list(records)
-        pairs = [(i, image_text(meta), PurePath(str(meta.get("path", ""))).name.lower()) for i, meta in records]
-        index = cls.build((i, text) for i, text, _ in pairs)
-        index.names = [name for _, _, name in pairs]
-        index.ocr = {i: str(meta["ocr"]) for i, meta in records if meta.get("ocr")}
-        index.lexical = LexicalIndex.from_metadata(index.ids, (meta for _, meta in records))
-        index.captioned = [i for i, meta in records if meta.get("captions")]
-        index.places = PlaceBook.from_metadata(meta for _, meta in records)
-        index.folder_counts, index.cameras = _facets(meta for _, meta in records)
-        return index
+    def of(cls, id_: str, meta: dict) -> Doc:
+        """From an image's stored metadata."""
+        path = str(meta.get("path", ""))
+        return cls(id_, image_text(meta), PurePath(path).name.lower(), path, str(meta.get("camera") or ""),
+                   "\t".join(str(k) for k in meta.get("place_keys") or []), bool(meta.get("captions")),
+                   str(meta.get("ocr") or ""))
 
-    def positions(self) -> dict[str, int]:
-        """Image id -> its position in ``ids`` (and in every score array)."""
-        if self._positions is None:
-            self._positions = {id_: n for n, id_ in enumerate(self.ids)}
-        return self._positions
 
-    def exact(self, query: str) -> list[str]:
-        """Ids whose file name is the query, with or without its extension, in any case (``IMG_0042.jpg``,
-        ``img_0042``); every one of them, however BM25 ranks them."""
-        if self._by_name is None:
-            self._by_name = {}
-            for id_, name in zip(self.ids, self.names):
-                for key in {name, PurePath(name).stem} - {""}:
-                    self._by_name.setdefault(key, []).append(id_)
-        return list(self._by_name.get(query.strip().strip('"').lower(), []))
+class KeywordIndex:
+    """BM25 over one text per image id, and what the facets and the query parser need, kept up to date one
+    change at a time (``apply``). Postings are numpy arrays, so a query touching every document (a word like
+    "of" in 100k captions) costs milliseconds.
+
+    Documents are only ever appended: a replaced or removed image's document is switched off (``alive``)
+    and scores nothing, and BM25 counts only live documents, so the scores are those of an index built
+    afresh. When switched-off documents are ``PACK_AT`` of all, ``apply`` packs them away.
+    """
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []  # per document, as every score array is
+        self.texts: list[str] = []  # ``image_text``, lowercased (phrase queries look in it)
+        self.names: list[str] = []  # lowercased file names, for exact file-name queries
+        self.paths: list[str] = []
+        self.doc_cameras: list[str] = []
+        self.doc_places: list[str] = []
+        self.lengths = np.zeros(0, np.float32)
+        self.alive = np.zeros(0, dtype=bool)
+        self.has_caption = np.zeros(0, dtype=bool)
+        self.postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.ocr: dict[str, str] = {}  # image id -> text read in the photo (``ocr_matcher.OcrMatcher`` searches it)
+        self.lexical: LexicalIndex | None = None  # BGE-M3 lexical weights of the texts (``mmsearch.search.lexical``)
+        self.places = PlaceBook()  # the places the index holds, by name (the query parser's vocabulary)
+        # The folder and camera facets (``SearchEngine.facets``): images under each folder (at any depth), and
+        # the images of each camera.
+        self.folder_counts: dict[str, int] = {}
+        self.camera_counts: Counter = Counter()
+        self.through = 0  # the first write number (``Store.written_since``) this index may lack
+        self._positions: dict[str, int] = {}  # image id -> its live document
+        self._by_name: dict[str, tuple[str, ...]] = {}  # file name, and its stem -> image ids
+        self._dead = 0
+        self._captioned: list[str] | None = None
+
+    # -- building ------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_metadata(cls, records: Iterable[tuple[str, dict]], through: int = 0) -> KeywordIndex:
+        """Index (id, stored image metadata) pairs: texts from ``image_text``, the file names, the facets."""
+        return cls().apply(records, through=through)
 
     @classmethod
     def build(cls, records: Iterable[tuple[str, str]]) -> KeywordIndex:
         """Index (id, text) pairs."""
-        ids, texts, lengths = [], [], []
+        return cls()._added([Doc(i, text) for i, text in records], [])
+
+    def apply(self, records: Iterable[tuple[str, dict]], removed: Iterable[str] = (),
+              through: int | None = None) -> KeywordIndex:
+        """A new index with these (id, stored metadata) images added or replaced and the ``removed`` ids
+        left out; ``through``: the first write number it may then lack. This index is left as it was (a
+        search running on it goes on)."""
+        latest = dict(records)  # an id given twice: its last metadata
+        new = self._copy()
+        new._switch_off(set(removed) | set(latest))
+        new = new._added([Doc.of(i, meta) for i, meta in latest.items()], [meta for meta in latest.values()])
+        if through is not None:
+            new.through = through
+        return new._packed() if new._dead > PACK_AT * len(new.ids) else new
+
+    def _copy(self) -> KeywordIndex:
+        new = KeywordIndex()
+        for name in ("ids", "texts", "names", "paths", "doc_cameras", "doc_places"):
+            setattr(new, name, list(getattr(self, name)))
+        new.lengths, new.alive, new.has_caption = self.lengths, self.alive.copy(), self.has_caption
+        new.postings, new.ocr, new.folder_counts = dict(self.postings), dict(self.ocr), dict(self.folder_counts)
+        new.camera_counts, new.places, new.lexical = Counter(self.camera_counts), self.places.copy(), self.lexical
+        new.through, new._positions, new._by_name = self.through, dict(self._positions), dict(self._by_name)
+        new._dead = self._dead
+        return new
+
+    def _switch_off(self, ids: set[str]) -> None:
+        """Switch off the live documents of these ids and take them out of the facets (on a copy)."""
+        for id_ in ids:
+            doc = self._positions.pop(id_, None)
+            if doc is None:
+                continue
+            self.alive[doc] = False
+            self._dead += 1
+            self.ocr.pop(id_, None)
+            for folder in folders_of(self.paths[doc]) if self.paths[doc] else ():
+                self.folder_counts[folder] -= 1
+                if not self.folder_counts[folder]:
+                    del self.folder_counts[folder]
+            if self.doc_cameras[doc]:
+                self.camera_counts[self.doc_cameras[doc]] -= 1
+            if self.doc_places[doc]:
+                self.places.remove(self.doc_places[doc].split("\t"))
+            name = self.names[doc]
+            for key in {name, PurePath(name).stem} - {""}:
+                left = tuple(i for i in self._by_name.get(key, ()) if i != id_)
+                self._by_name[key] = left
+                if not left:
+                    del self._by_name[key]
+
+    def _added(self, docs: list[Doc], metas: list[dict]) -> KeywordIndex:
+        """Append these documents (``metas``: their stored metadata, for the places and lexical weights;
+        none for ``build``)."""
+        start = len(self.ids)
         lists: dict[str, tuple[list[int], list[int]]] = {}
-        for doc, (id_, text) in enumerate(records):
-            counts = Counter(tokenize(text))
-            ids.append(id_)
-            texts.append(text.lower())
+        lengths = []
+        for number, doc in enumerate(docs, start):
+            counts = Counter(tokenize(doc.text))
             lengths.append(sum(counts.values()))
             for token, tf in counts.items():
-                docs, tfs = lists.setdefault(token, ([], []))
-                docs.append(doc)
+                found, tfs = lists.setdefault(token, ([], []))
+                found.append(number)
                 tfs.append(tf)
-        postings = {t: (np.asarray(d, dtype=np.int32), np.asarray(f, dtype=np.float32)) for t, (d, f) in lists.items()}
-        return cls(ids, texts, postings, np.asarray(lengths, dtype=np.float32))
+            self._positions[doc.id] = number
+            self._count(doc)
+        for doc, meta in zip(docs, metas):
+            if doc.places:
+                self.places.add(meta, doc.places.split("\t"))
+        for name, field_ in (("ids", "id"), ("texts", "text"), ("names", "name"), ("paths", "path"),
+                             ("doc_cameras", "camera"), ("doc_places", "places")):
+            getattr(self, name).extend(getattr(doc, field_) if name != "texts" else doc.text.lower() for doc in docs)
+        self.lengths = np.concatenate([self.lengths, np.asarray(lengths, dtype=np.float32)])
+        self.alive = np.concatenate([self.alive, np.ones(len(docs), dtype=bool)])
+        self.has_caption = np.concatenate([self.has_caption, np.asarray([d.captioned for d in docs], dtype=bool)])
+        for token, (found, tfs) in lists.items():
+            new = (np.asarray(found, dtype=np.int32), np.asarray(tfs, dtype=np.float32))
+            old = self.postings.get(token)
+            self.postings[token] = new if old is None else (np.concatenate([old[0], new[0]]), np.concatenate([old[1], new[1]]))
+        if metas:
+            self.lexical = LexicalIndex.extended(self.lexical, self.ids, start, metas, self.alive)
+        elif self.lexical is not None:
+            self.lexical = self.lexical.over(self.ids, self.alive)
+        self._captioned = None
+        return self
+
+    def _count(self, doc: Doc) -> None:
+        """Add a new document to the facets, the text read in photos and the file names."""
+        if doc.ocr:
+            self.ocr[doc.id] = doc.ocr
+        for folder in folders_of(doc.path) if doc.path else ():
+            self.folder_counts[folder] = self.folder_counts.get(folder, 0) + 1
+        if doc.camera:
+            self.camera_counts[doc.camera] += 1
+        for key in {doc.name, PurePath(doc.name).stem} - {""}:
+            self._by_name[key] = (*self._by_name.get(key, ()), doc.id)
+
+    def _packed(self) -> KeywordIndex:
+        """The same index without its switched-off documents."""
+        keep = np.flatnonzero(self.alive)
+        renumber = np.full(len(self.ids), -1, dtype=np.int64)
+        renumber[keep] = np.arange(len(keep))
+        new = self._copy()
+        for name in ("ids", "texts", "names", "paths", "doc_cameras", "doc_places"):
+            values = getattr(self, name)
+            setattr(new, name, [values[d] for d in keep])
+        new.lengths, new.alive, new.has_caption = self.lengths[keep], np.ones(len(keep), bool), self.has_caption[keep]
+        new.postings = {}
+        for token, (docs, tfs) in self.postings.items():
+            live = self.alive[docs]
+            if live.any():
+                new.postings[token] = (renumber[docs[live]].astype(np.int32), tfs[live])
+        new._positions = {id_: n for n, id_ in enumerate(new.ids)}
+        new.lexical = self.lexical.packed(new.ids, renumber) if self.lexical is not None else None
+        new._dead = 0
+        return new
+
+    # -- what the rest of the search reads --------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self.ids)
+        """The number of images (live documents)."""
+        return len(self._positions)
 
-    def save(self, path: str | Path, key: Sequence[int]) -> None:
+    def positions(self) -> dict[str, int]:
+        """Image id -> its position in ``ids`` (and in every score array)."""
+        return self._positions
+
+    def live_ids(self) -> list[str]:
+        """The ids of the images the index holds."""
+        return list(self._positions)
+
+    @property
+    def captioned(self) -> list[str]:
+        """Ids of the images with captions (the caption signal's background)."""
+        if self._captioned is None:
+            self._captioned = [self.ids[d] for d in np.flatnonzero(self.alive & self.has_caption)]
+        return self._captioned
+
+    @property
+    def cameras(self) -> list[str]:
+        """The cameras of the images, sorted."""
+        return sorted(c for c, n in self.camera_counts.items() if n > 0)
+
+    def exact(self, query: str) -> list[str]:
+        """Ids whose file name is the query, with or without its extension, in any case (``IMG_0042.jpg``,
+        ``img_0042``); every one of them, however BM25 ranks them."""
+        return list(self._by_name.get(query.strip().strip('"').lower(), ()))
+
+    # -- the keyword file ----------------------------------------------------------------------------
+
+    def save(self, path: str | Path, key: Sequence[Any]) -> None:
         """Write to ``path`` (numpy ``.npz``, no pickle), tagged with ``key`` (what the index looked like)."""
         tokens = list(self.postings)
         sizes = [len(self.postings[t][0]) for t in tokens]
         empty_i, empty_f = np.zeros(0, np.int32), np.zeros(0, np.float32)
         path = Path(path)
         partial = path.with_name(f".{path.name}.{os.getpid()}.part.npz")
-        np.savez(partial, key=np.asarray(key, dtype=np.int64), **_pack("ids", self.ids), **_pack("texts", self.texts),
-                 **_pack("tokens", tokens), **_pack("names", self.names), **_pack("ocr_ids", list(self.ocr)),
-                 **_pack("ocr_texts", list(self.ocr.values())), **_pack("captioned", self.captioned),
-                 **_pack("places", [self.places.to_json()]), **_pack("facet_folders", list(self.folder_counts)),
-                 facet_counts=np.asarray(list(self.folder_counts.values()), dtype=np.int64), **_pack("cameras", self.cameras),
-                 offsets=np.cumsum([0, *sizes]).astype(np.int64), lengths=self.lengths,
+        strings = {name: getattr(self, name) for name in STRINGS}
+        np.savez(partial, **_pack("key", [json.dumps([FORMAT, *key])]), through=np.int64(self.through),
+                 **{k: v for name, values in strings.items() for k, v in _pack(name, values).items()},
+                 **_pack("tokens", tokens), **_pack("ocr_ids", list(self.ocr)),
+                 **_pack("ocr_texts", list(self.ocr.values())), **_pack("places", [self.places.to_json()]),
+                 **_pack("facet_folders", list(self.folder_counts)),
+                 facet_counts=np.asarray(list(self.folder_counts.values()), dtype=np.int64),
+                 offsets=np.cumsum([0, *sizes]).astype(np.int64), lengths=self.lengths, alive=self.alive,
+                 has_caption=self.has_caption,
                  docs=np.concatenate([self.postings[t][0] for t in tokens]) if tokens else empty_i,
                  tfs=np.concatenate([self.postings[t][1] for t in tokens]) if tokens else empty_f,
                  **(self.lexical.arrays("lexical_") if self.lexical is not None else {}))
         os.replace(partial, path)
 
     @classmethod
-    def load(cls, path: str | Path, key: Sequence[int]) -> KeywordIndex | None:
+    def load(cls, path: str | Path, key: Sequence[Any]) -> KeywordIndex | None:
         """The index saved at ``path`` if it was saved with this ``key``, else None (then it is rebuilt).
 
         Any damage (a truncated or empty file, a format from another version, counts that disagree)
@@ -164,34 +320,51 @@ class KeywordIndex:
         """
         try:
             with np.load(path, allow_pickle=False) as data:
-                if data["key"].tolist() != list(key):
+                if json.loads(_unpack(data, "key")[0]) != json.loads(json.dumps([FORMAT, *key])):
                     return None
-                tokens, offsets, docs, tfs = _unpack(data, "tokens"), data["offsets"], data["docs"], data["tfs"]
-                ids, texts, lengths = _unpack(data, "ids"), _unpack(data, "texts"), data["lengths"]
-                names = _unpack(data, "names")
-                if not len(ids) == len(texts) == len(lengths) == len(names) or len(offsets) != len(tokens) + 1 \
-                        or offsets[-1] != len(docs):
-                    return None
-                postings = {t: (docs[offsets[n]:offsets[n + 1]], tfs[offsets[n]:offsets[n + 1]])
-                            for n, t in enumerate(tokens)}
-                index = cls(ids, texts, postings, lengths, names,
-                            dict(zip(_unpack(data, "ocr_ids"), _unpack(data, "ocr_texts"))))
-                index.lexical = LexicalIndex.from_arrays(ids, data, "lexical_")
-                index.captioned = _unpack(data, "captioned")
-                index.places = PlaceBook.from_json(_unpack(data, "places")[0])
-                folders, counts = _unpack(data, "facet_folders"), data["facet_counts"].tolist()
-                if len(folders) != len(counts):
-                    return None
-                index.folder_counts, index.cameras = dict(zip(folders, counts)), _unpack(data, "cameras")
-                return index
+                return cls._from_arrays(data)
         except Exception:  # BadZipFile, EOFError, ValueError, KeyError, OSError, ...: rebuild
             return None
+
+    @classmethod
+    def _from_arrays(cls, data: Any) -> KeywordIndex | None:
+        index = cls()
+        for name in STRINGS:
+            setattr(index, name, _unpack(data, name))
+        index.lengths, index.alive, index.has_caption = data["lengths"], data["alive"].copy(), data["has_caption"]
+        tokens, offsets, docs, tfs = _unpack(data, "tokens"), data["offsets"], data["docs"], data["tfs"]
+        folders, counts = _unpack(data, "facet_folders"), data["facet_counts"].tolist()
+        if len({len(getattr(index, name)) for name in STRINGS} | {len(index.lengths), len(index.alive),
+                                                                  len(index.has_caption)}) != 1 \
+                or len(offsets) != len(tokens) + 1 or offsets[-1] != len(docs) or len(folders) != len(counts):
+            return None
+        index.postings = {t: (docs[offsets[n]:offsets[n + 1]], tfs[offsets[n]:offsets[n + 1]]) for n, t in enumerate(tokens)}
+        index.ocr = dict(zip(_unpack(data, "ocr_ids"), _unpack(data, "ocr_texts")))
+        index.places = PlaceBook.from_json(_unpack(data, "places")[0])
+        index.folder_counts = dict(zip(folders, counts))
+        index.through = int(data["through"])
+        live = np.flatnonzero(index.alive)
+        index._positions = {index.ids[d]: int(d) for d in live}
+        index._dead = len(index.ids) - len(live)
+        index.camera_counts = Counter(index.doc_cameras[d] for d in live if index.doc_cameras[d])
+        for d in live:
+            name = index.names[d]
+            for key in {name, PurePath(name).stem} - {""}:
+                index._by_name[key] = (*index._by_name.get(key, ()), index.ids[d])
+        index.lexical = LexicalIndex.from_arrays(index.ids, data, "lexical_", index.alive)
+        return index
+
+    # -- scoring ---------------------------------------------------------------------------------------
+
+    def _found(self, docs: np.ndarray) -> int:
+        """How many live documents a posting list holds."""
+        return int(self.alive[docs].sum()) if self._dead else len(docs)
 
     def idf(self, term: str) -> float:
         """BM25's IDF of a term; a term no text holds gets the largest (that of a term in no document)."""
         docs = self.postings.get(term)
-        found = 0 if docs is None else len(docs[0])
-        return math.log(1 + (len(self.ids) - found + 0.5) / (found + 0.5))
+        found = 0 if docs is None else self._found(docs[0])
+        return math.log(1 + (len(self) - found + 0.5) / (found + 0.5))
 
     def coverage(self, query: str, ids: Sequence[str]) -> dict[str, float]:
         """The IDF-weighted share of the query's terms (``query_tokens``) each image's text holds (0..1;
@@ -215,16 +388,21 @@ class KeywordIndex:
                 if share[n] > 0 and (not phrase or phrase in self.texts[rows[n]])}
 
     def score_array(self, query: str) -> np.ndarray:
-        """BM25 score of every document (0 where nothing matches)."""
+        """BM25 score of every document (0 where nothing matches, and for switched-off documents)."""
         scores = np.zeros(len(self.ids), dtype=np.float32)
-        n = len(self.ids)
+        n = len(self)
+        live_lengths = self.lengths[self.alive] if self._dead else self.lengths
+        average = float(live_lengths.mean()) if len(live_lengths) else 1.0
         for term in set(query_tokens(query)):
             docs, tfs = self.postings.get(term, (None, None))
             if docs is None:
                 continue
-            idf = math.log(1 + (n - len(docs) + 0.5) / (len(docs) + 0.5))
-            norm = tfs * (K1 + 1) / (tfs + K1 * (1 - B + B * self.lengths[docs] / self.avg_length))
+            found = self._found(docs)
+            idf = math.log(1 + (n - found + 0.5) / (found + 0.5))
+            norm = tfs * (K1 + 1) / (tfs + K1 * (1 - B + B * self.lengths[docs] / average))
             scores[docs] += idf * norm
+        if self._dead:
+            scores[~self.alive] = 0.0
         phrase = quoted_phrase(query)
         if phrase:
             for doc in np.flatnonzero(scores):
@@ -233,18 +411,18 @@ class KeywordIndex:
         return scores
 
     def search(self, query: str, n: int, allowed: Sequence[str] | None = None) -> dict[str, float]:
-        """The ``n`` best image ids for ``query`` with their scores (optionally only ids in ``allowed``)."""
+        """The ``n`` best image ids for ``query`` with their scores (optionally only ids in ``allowed``);
+        ties in the order of the ids."""
         scores = self.score_array(query)
         if allowed is not None:
             mask = np.zeros(len(self.ids), dtype=bool)
-            positions = {id_: d for d, id_ in enumerate(self.ids)}
+            positions = self.positions()
             mask[[positions[i] for i in allowed if i in positions]] = True
             scores = np.where(mask, scores, 0.0)
-        matched = np.flatnonzero(scores)
-        if len(matched) > n:
-            matched = matched[np.argpartition(-scores[matched], n - 1)[:n]]
-        best = sorted(matched, key=lambda d: (-scores[d], d))
-        return {self.ids[d]: float(scores[d]) for d in best}
+        return top(self.ids, scores, n)
+
+
+STRINGS = ("ids", "texts", "names", "paths", "doc_cameras", "doc_places")  # the per-document strings saved
 
 
 def _pack(name: str, strings: Sequence[str]) -> dict[str, np.ndarray]:
@@ -265,15 +443,3 @@ def quoted_phrase(query: str) -> str:
     """The first double-quoted phrase of a query, lowercased ("" when there is none)."""
     match = re.search(r'"([^"]+)"', query)
     return match.group(1).strip().lower() if match else ""
-
-
-def _facets(metas: Iterable[dict]) -> tuple[dict[str, int], list[str]]:
-    """Images under each folder (a photo counts in every folder above it: its ``folders``) and the cameras."""
-    counts: dict[str, int] = {}
-    cameras: set[str] = set()
-    for meta in metas:
-        for folder in meta.get("folders") or []:
-            counts[folder] = counts.get(folder, 0) + 1
-        if meta.get("camera"):
-            cameras.add(str(meta["camera"]))
-    return counts, sorted(cameras)

@@ -46,10 +46,9 @@ class PlaceBook:
         return book
 
     def add(self, meta: dict, keys: list[str]) -> None:
+        """One more photo at these place keys (country first), named as its metadata names them."""
         country = keys[0]
-        levels = {"country": country}
-        for key in keys[1:]:
-            levels["region" if "." in key else "city"] = key
+        levels = _levels(keys)
         english = {level: (meta.get(f"place_{level}") or [""])[0] for level in ("city", "region", "country")}
         for level, key in levels.items():
             self.counts[key] += 1
@@ -61,6 +60,24 @@ class PlaceBook:
                 self.labels[key] = (meta.get("place") if level == "city" else f"{english[level]}{tail}") or key
                 for name in meta.get(f"place_{level}") or []:
                     self.names.setdefault(fold(str(name)), set()).add(key)
+
+    def remove(self, keys: list[str]) -> None:
+        """One photo fewer at these place keys; a place with none left is forgotten."""
+        for key in _levels(keys).values():
+            self.counts[key] -= 1
+            if self.counts[key] > 0:
+                continue
+            for table in (self.counts, self.levels, self.labels, self.parents):
+                table.pop(key, None)
+            for name in [n for n, held in self.names.items() if key in held]:
+                self.names[name].discard(key)
+                if not self.names[name]:
+                    del self.names[name]
+
+    def copy(self) -> PlaceBook:
+        """A copy that ``add`` and ``remove`` change without changing this one."""
+        return PlaceBook(dict(self.labels), dict(self.levels), Counter(self.counts),
+                         {n: set(k) for n, k in self.names.items()}, dict(self.parents))
 
     def lookup(self, name: str) -> list[str]:
         """The keys of the places called ``name`` (any language, case and accents folded), biggest first."""
@@ -75,12 +92,16 @@ class PlaceBook:
     def facet(self) -> list[tuple[str, str, int]]:
         """(key, label, photos) of the countries, biggest first, each followed by its cities."""
         out = []
-        countries = sorted((k for k, level in self.levels.items() if level == "country"), key=lambda k: -self.counts[k])
+        countries = sorted((k for k, level in self.levels.items() if level == "country"), key=self._biggest)
         for country in countries:
             out.append((country, self.labels[country], self.counts[country]))
             cities = [k for k, p in self.parents.items() if p == country and self.levels[k] == "city"]
-            out.extend((k, self.labels[k], self.counts[k]) for k in sorted(cities, key=lambda k: -self.counts[k]))
+            out.extend((k, self.labels[k], self.counts[k]) for k in sorted(cities, key=self._biggest))
         return out
+
+    def _biggest(self, key: str) -> tuple[int, str, str]:
+        """Most photos first, then by name."""
+        return -self.counts[key], self.labels[key], key
 
     def to_json(self) -> str:
         return json.dumps({"labels": self.labels, "levels": self.levels, "counts": dict(self.counts),
@@ -92,3 +113,11 @@ class PlaceBook:
         data = json.loads(text or "{}")
         return cls(dict(data.get("labels", {})), dict(data.get("levels", {})), Counter(data.get("counts", {})),
                    {n: set(k) for n, k in data.get("names", {}).items()}, dict(data.get("parents", {})))
+
+
+def _levels(keys: list[str]) -> dict[str, str]:
+    """Level -> key of a photo's place keys: the country first, then its region ("JP.32") and city."""
+    levels = {"country": keys[0]}
+    for key in keys[1:]:
+        levels["region" if "." in key else "city"] = key
+    return levels

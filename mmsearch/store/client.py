@@ -41,6 +41,8 @@ from .collections import (
     KINDS,
     PAGE,
     POINTER,
+    SEQ,
+    WRITE_SEQ,
     caption_sources,
     collection_name,
     open_collection,
@@ -347,15 +349,54 @@ class Store:
     def set_metadata(self, changes: dict[str, dict[str, Any]]) -> None:
         """Set some metadata fields of some images (other fields stay)."""
         ids = list(changes)
-        for start in range(0, len(ids), PAGE):
-            chunk = ids[start:start + PAGE]
-            self._images.update(ids=chunk, metadatas=[changes[i] for i in chunk])
+        with self._numbered() as seq:
+            for start in range(0, len(ids), PAGE):
+                chunk = ids[start:start + PAGE]
+                self._images.update(ids=chunk, metadatas=[{**changes[i], SEQ: seq} for i in chunk])
 
     def caption_sources(self, image_ids: list[str]) -> dict[str, list[tuple[str, str]]]:
         """(text, source) of every caption of these images, in caption order."""
         if self._captions is None:
             self._open_existing()
         return caption_sources(self._captions, image_ids)
+
+    @contextmanager
+    def _numbered(self) -> Iterator[int]:
+        """One write of image records: yields the number its records carry (``SEQ``) and publishes it
+        (``WRITE_SEQ``) once the write is done. A write that fails is not published; the next one gets the
+        same number, so a reader asking from it reads both."""
+        seq = self.write_seq() + 1
+        yield seq
+        self._modify_metadata({WRITE_SEQ: seq})
+
+    @_guarded("read")
+    def write_seq(self) -> int:
+        """The number of the last write of image records done (0 if none; fresh from the store: the writer
+        may be another process)."""
+        if self._get_images() is None:
+            return 0
+        fresh = self.client.get_collection(self.name("images"), embedding_function=None)
+        return int((fresh.metadata or {}).get(WRITE_SEQ, 0))
+
+    @_guarded("read")
+    def written_since(self, seq: int) -> list[tuple[str, dict]]:
+        """(id, metadata) of the images written by write number ``seq`` or a later one (see ``SEQ``)."""
+        if self._get_images() is None:
+            return []
+        return [pair for page in pages(self._images, where={SEQ: {"$gte": seq}}) for pair in zip(page["ids"], page["metadatas"])]
+
+    @_guarded("read")
+    def image_ids(self) -> list[str]:
+        """The id of every image (no metadata: a fraction of the cost of ``pages``)."""
+        if self._get_images() is None:
+            return []
+        return [i for page in pages(self._images, include=()) for i in page["ids"]]
+
+    def identity(self) -> str:
+        """What tells this index's image collection from another one at the same place (one dropped and
+        made again): Chroma's id of it ("" when there is none yet)."""
+        images = self._get_images()
+        return str(images.id) if images is not None else ""
 
     def _modify_metadata(self, changes: dict[str, Any]) -> None:
         self._images = self.client.get_collection(self.name("images"), embedding_function=None)  # fresh: other workers write too
@@ -492,7 +533,9 @@ class Store:
         if ocr is not None:
             self._put_ocr(ids, metas, ocr)
         self._put_frames(ids, metas, frames)
-        self._images.upsert(ids=ids, embeddings=vectors, metadatas=metas, documents=[m["path"] for m in metas])
+        with self._numbered() as seq:
+            self._images.upsert(ids=ids, embeddings=vectors, metadatas=[{**m, SEQ: seq} for m in metas],
+                                documents=[m["path"] for m in metas])
 
     @_guarded("write")
     def set_ocr(self, ids: list[str], updates: list[dict], ocr: Sequence[OcrRecord | None]) -> None:
@@ -638,12 +681,13 @@ class Store:
     @_guarded("write")
     def delete_images(self, ids: list[str]) -> None:
         """Remove images and their captions."""
-        for start in range(0, len(ids), PAGE):
-            chunk = ids[start:start + PAGE]
-            self._images.delete(ids=chunk)
-            self.delete_captions(chunk)
-            self._delete_ocr(chunk)
-            self._delete_frames(chunk)
+        with self._numbered():
+            for start in range(0, len(ids), PAGE):
+                chunk = ids[start:start + PAGE]
+                self._images.delete(ids=chunk)
+                self.delete_captions(chunk)
+                self._delete_ocr(chunk)
+                self._delete_frames(chunk)
 
     def delete_captions(self, image_ids: list[str]) -> None:
         """Remove all captions of these images."""
@@ -668,14 +712,24 @@ class Store:
     def differing(self, which: str, ids: list[str], vectors: np.ndarray, metas: list[dict]) -> set[str]:
         """The ids among these records that the collection lacks or holds with other metadata or vectors."""
         got = self._collection(which, create=True).get(ids=ids, include=["metadatas", "embeddings"])
-        stored = {i: (m, np.asarray(v, dtype=np.float32)) for i, m, v in zip(got["ids"], got["metadatas"], got["embeddings"])}
+        stored = {i: ({k: x for k, x in m.items() if k != SEQ}, np.asarray(v, dtype=np.float32))
+                  for i, m, v in zip(got["ids"], got["metadatas"], got["embeddings"])}
+        metas = [{k: x for k, x in m.items() if k != SEQ} for m in metas]  # this index's own write numbers
         # Chroma hands vectors back within ~1e-8 of what it was given: compare with a tolerance.
         return {i for i, v, m in zip(ids, vectors, metas)
                 if i not in stored or stored[i][0] != m or not np.allclose(stored[i][1], v, rtol=0, atol=1e-6)}
 
     @_guarded("write")
     def write_records(self, which: str, ids: list[str], vectors: np.ndarray, metas: list[dict], docs: list[str]) -> None:
-        """Upsert records as they are (vectors, metadata and documents of an export)."""
+        """Upsert records as they are (vectors, metadata and documents of an export); image records get this
+        index's write number (``SEQ``) in place of the one they were exported with."""
+        if which != "images":
+            return self._write_pages(which, ids, vectors, metas, docs)
+        self._collection(which, create=True)
+        with self._numbered() as seq:
+            self._write_pages(which, ids, vectors, [{**m, SEQ: seq} for m in metas], docs)
+
+    def _write_pages(self, which: str, ids: list[str], vectors: np.ndarray, metas: list[dict], docs: list[str]) -> None:
         for start in range(0, len(ids), PAGE):
             end = start + PAGE
             documents = docs[start:end] if any(d is not None for d in docs[start:end]) else None  # frames have none
@@ -781,10 +835,11 @@ class Store:
     @_guarded("read")
     def image_metadata(self, ids: Sequence[str]) -> dict[str, dict]:
         """Stored metadata by image id."""
-        if not ids:
-            return {}
-        got = self._images.get(ids=list(ids), include=["metadatas"])
-        return dict(zip(got["ids"], got["metadatas"]))
+        ids, out = list(ids), {}
+        for start in range(0, len(ids), PAGE):
+            got = self._images.get(ids=ids[start:start + PAGE], include=["metadatas"])
+            out.update(zip(got["ids"], got["metadatas"]))
+        return out
 
     def all_metadata(self) -> Iterator[tuple[str, dict]]:
         """(id, metadata) of every image, page by page."""

@@ -32,6 +32,10 @@ HNSW = {"space": "cosine", "ef_search": 256, "ef_construction": 200, "max_neighb
 HNSW_CAPTIONS = {**HNSW, "ef_search": 128}
 FILTER_FIELDS = ("path", "folders", "date", "camera", "place_keys", "lat", "lon")  # copied where a ``where`` looks
 PAGE = 5000  # records per get() page; below Chroma's max batch size (~5,400)
+# Every write of image records is numbered: its records carry its number (``SEQ``) and, once it is done, the
+# images collection's metadata publishes it (``WRITE_SEQ``), so a reader asks for what changed since the last
+# number it saw (``Store.written_since``) instead of reading every record (the keyword index at a million).
+SEQ, WRITE_SEQ = "seq", "write_seq"
 
 
 def collection_name(kind: str, generation: str) -> str:
@@ -69,11 +73,12 @@ def open_collection(client: Any, name: str, create: bool, hnsw: dict) -> Any:
         return None
 
 
-def pages(collection: Any, include: Sequence[str] = ("metadatas",)) -> Iterator[dict]:
-    """Every record of a collection, ``PAGE`` at a time (Chroma's ``get`` result of each page)."""
+def pages(collection: Any, include: Sequence[str] = ("metadatas",), where: dict | None = None) -> Iterator[dict]:
+    """Every record of a collection (that ``where`` keeps), ``PAGE`` at a time (Chroma's ``get`` result of
+    each page)."""
     offset = 0
     while True:
-        page = collection.get(include=list(include), limit=PAGE, offset=offset)
+        page = collection.get(include=list(include), where=where, limit=PAGE, offset=offset)
         if not page["ids"]:
             return
         yield page

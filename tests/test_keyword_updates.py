@@ -1,0 +1,191 @@
+"""The keyword index is kept up to date a change at a time: what the store's numbered writes changed
+(``Store.written_since``), never every record again, and the result is the index a fresh build gives."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mmsearch import Config, SearchEngine
+from mmsearch.encoders.sparse import pack
+from mmsearch.search.keywords import KeywordIndex
+from mmsearch.store.client import Store
+
+WORDS = ["red", "door", "cat", "sofa", "beach", "snow", "bicycle", "一只猫", "東京", "of", "the", "sunset"]
+PLACES = [["JP", "JP.40", "1850147"], ["PT", "PT.14", "2267057"], ["JP", "JP.32", "1853909"]]
+NAMES = {"JP": "Japan", "PT": "Portugal", "JP.40": "Tokyo", "PT.14": "Lisbon", "JP.32": "Osaka",
+         "1850147": "Tokyo", "2267057": "Lisbon", "1853909": "Osaka"}
+
+
+def _meta(rng: random.Random, n: int) -> dict:
+    """An image record's metadata as an index run writes it (with some of the optional fields)."""
+    path = f"/photos/{rng.choice(['2023', '2024'])}/{rng.choice(['beach', 'home', 'trip'])}/IMG_{n:04d}.jpg"
+    meta: dict = {"path": path, "folders": ["/", "/photos", path.rsplit("/", 2)[0], path.rsplit("/", 1)[0]]}
+    if rng.random() < 0.6:
+        meta["captions"] = [" ".join(rng.choices(WORDS, k=rng.randint(1, 6))) for _ in range(rng.randint(1, 2))]
+        meta["lexical"] = [pack({rng.randint(5, 40): round(rng.random(), 3) for _ in range(3)}) for _ in meta["captions"]]
+    if rng.random() < 0.3:
+        meta["camera"] = rng.choice(["Canon EOS 5D", "Google Pixel 8"])
+    if rng.random() < 0.3:
+        keys = rng.choice(PLACES)
+        meta.update({"place_keys": keys, "place": f"{NAMES[keys[2]]}, {NAMES[keys[0]]}",
+                     "place_city": [NAMES[keys[2]]], "place_region": [NAMES[keys[1]]], "place_country": [NAMES[keys[0]]]})
+    if rng.random() < 0.2:
+        meta["ocr"] = " ".join(rng.choices(WORDS, k=3))
+    return meta
+
+
+def _same(kept: KeywordIndex, fresh: KeywordIndex) -> None:
+    """Everything a search, the facets and the query parser read is what a fresh build has."""
+    assert sorted(kept.live_ids()) == sorted(fresh.live_ids()) and len(kept) == len(fresh)
+    for query in ["red door", "cat", '"red door"', "一只猫", "img_0007", "beach sofa", "the", "snow sunset bicycle"]:
+        got, want = kept.search(query, 10), fresh.search(query, 10)
+        assert list(got) == list(want), query
+        assert np.allclose(list(got.values()), list(want.values()), rtol=1e-5), query
+        ids = fresh.live_ids()
+        assert kept.coverage(query, ids) == pytest.approx(fresh.coverage(query, ids)), query
+        assert sorted(kept.exact(query)) == sorted(fresh.exact(query)), query
+        every, positions = kept.score_array(query), kept.positions()
+        assert every[[d for d in range(len(kept.ids)) if d not in set(positions.values())]].sum() == 0.0
+    assert kept.folder_counts == fresh.folder_counts and kept.cameras == fresh.cameras
+    assert sorted(kept.captioned) == sorted(fresh.captioned) and kept.ocr == fresh.ocr
+    assert kept.places.facet() == fresh.places.facet() and kept.places.lookup("tokyo") == fresh.places.lookup("tokyo")
+    query = {7: 1.0, 12: 0.5, 30: 0.25}
+    assert (kept.lexical is None) == (fresh.lexical is None)
+    if fresh.lexical is not None:
+        got, want = kept.lexical.search(query, 10), fresh.lexical.search(query, 10)
+        assert list(got) == list(want) and np.allclose(list(got.values()), list(want.values()))
+
+
+def test_changes_applied_one_at_a_time_give_the_index_a_fresh_build_gives(tmp_path):
+    rng = random.Random(3)
+    library = {f"id{n:03d}": _meta(rng, n) for n in range(60)}
+    index = KeywordIndex.from_metadata(library.items())
+    packed_once = False
+    for step in range(40):
+        changed = {i: _meta(rng, int(i[2:])) for i in rng.sample(sorted(library), rng.randint(0, 6))}
+        new = {f"id{100 + step * 3 + k:03d}": _meta(rng, 100 + step * 3 + k) for k in range(rng.randint(0, 3))}
+        removed = set(rng.sample(sorted(library), rng.randint(0, 4))) - set(changed)
+        library.update(changed | new)
+        for i in removed:
+            del library[i]
+        before = len(index.ids)
+        index = index.apply(list((changed | new).items()), removed=removed, through=step)
+        packed_once |= len(index.ids) < before
+        assert index.through == step
+        _same(index, KeywordIndex.from_metadata(library.items()))
+    assert packed_once  # switched-off documents passed PACK_AT at least once and were packed away
+    index.save(tmp_path / "k.npz", ("store", 9))
+    loaded = KeywordIndex.load(tmp_path / "k.npz", ("store", 9))
+    assert loaded is not None and loaded.through == index.through
+    _same(loaded, KeywordIndex.from_metadata(library.items()))
+    extra, removed = _meta(rng, 999), set(sorted(library)[:2])
+    library["id999"] = extra
+    for i in removed:
+        del library[i]
+    _same(loaded.apply([("id999", extra)], removed=removed), KeywordIndex.from_metadata(library.items()))
+
+
+def test_an_applied_change_leaves_the_index_searches_run_on_as_it_was():
+    rng = random.Random(5)
+    library = {f"id{n}": _meta(rng, n) for n in range(20)}
+    library["id0"]["captions"] = ["a red door"]
+    old = KeywordIndex.from_metadata(library.items())
+    before = old.search("red door", 5)
+    new = old.apply([("id0", {"path": "/photos/x/IMG_0000.jpg", "captions": ["snow"]})], removed={"id1"})
+    assert old.search("red door", 5) == before and "id1" in old.positions() and "id0" in old.search("red door", 5)
+    assert "id0" not in new.search("red door", 5) and "id1" not in new.positions()
+
+
+def _photo(path, colour) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (64, 48), colour).save(path)
+
+
+def _engine(tmp_path) -> SearchEngine:
+    return SearchEngine(config=Config.offline_profile(Config(db=str(tmp_path / "db"))))
+
+
+def _full_build_forbidden(monkeypatch, engine: SearchEngine) -> None:
+    def every_record():
+        raise AssertionError("the keyword index read every record again")
+
+    monkeypatch.setattr(engine.store, "all_metadata", every_record)
+
+
+def test_an_engine_reads_only_what_changed_and_a_fresh_process_starts_from_the_file(tmp_path, monkeypatch):
+    library = tmp_path / "library"
+    for n in range(6):
+        _photo(library / "old" / f"p{n}.jpg", (40 * n, 10, 10))
+    engine = _engine(tmp_path)
+    engine.index([library])
+    engine.session.keyword_index(fresh=True)  # the first build reads every record, once
+    numbered = engine.store.write_seq()
+    assert numbered > 0 and all(m["seq"] <= numbered for _, m in engine.store.all_metadata())
+    _full_build_forbidden(monkeypatch, engine)
+    _photo(library / "new" / "sunset.jpg", (250, 120, 0))
+    (library / "old" / "p0.jpg").unlink()
+    (library / "old" / "p1.jpg").rename(library / "new" / "moved.jpg")
+    engine.index([library], prune=True)
+    kept = engine.session.keyword_index(fresh=True)
+    fresh = KeywordIndex.from_metadata(Store.all_metadata(engine.store))
+    _same(kept, fresh)
+    assert set(kept.exact("sunset")) and set(kept.exact("moved")) and not kept.exact("p0")
+    assert kept.folder_counts[str(library / "new")] == 2 and kept.folder_counts[str(library / "old")] == 4
+
+    later = _engine(tmp_path)  # a new process: the file, then what was written since it was saved
+    _full_build_forbidden(monkeypatch, later)
+    calls = []
+    since = Store.written_since
+    monkeypatch.setattr(Store, "written_since", lambda self, seq: calls.append(seq) or since(self, seq))
+    _same(later.keyword_index(), fresh)
+    assert calls == [kept.through]
+
+
+def test_a_write_in_progress_while_the_index_is_read_is_read_again_once_done(tmp_path, monkeypatch):
+    from chromadb.api.models.Collection import Collection
+
+    library = tmp_path / "library"
+    _photo(library / "a.jpg", (200, 10, 10))
+    engine = _engine(tmp_path)
+    engine.index([library])
+    engine.session.keyword_index(fresh=True)
+    reader = _engine(tmp_path)  # another reader of the same index, as a page or a CLI search is
+    upsert = Collection.upsert
+    seen_midway = []
+
+    def read_first(self, *args, **kwargs):
+        if any("seq" in m for m in kwargs.get("metadatas") or []) and not seen_midway:
+            # the write has its number, its records are not in yet: a reader comes now
+            seen_midway.append(reader.session.keyword_index(fresh=True).search("zebra", 5))
+        return upsert(self, *args, **kwargs)
+
+    monkeypatch.setattr(Collection, "upsert", read_first)
+    (library / "a.jpg.txt").write_text("a zebra\n")  # a new caption: the same record, written again
+    engine.index([library])
+    assert seen_midway == [{}]  # a reader ran before the record was in
+    assert list(reader.session.keyword_index(fresh=True).search("zebra", 5)) == engine.store.image_ids()
+
+
+def test_records_written_without_numbers_and_removed_ones_are_found_by_their_ids(tmp_path):
+    library = tmp_path / "library"
+    for n in range(4):
+        _photo(library / f"p{n}.jpg", (50 * n, 10, 10))
+    engine = _engine(tmp_path)
+    engine.index([library])
+    engine.session.keyword_index(fresh=True)
+    store = engine.store
+    ids = store.image_ids()
+    (first, meta), = store.image_metadata(ids[:1]).items()
+    vector = store.image_vectors([first])[first]
+    # as an older mmsearch wrote: straight to Chroma, no write number (the count shows it)
+    meta = {k: v for k, v in meta.items() if k != "seq"} | {"path": str(library / "zebra.jpg"), "name": "zebra.jpg"}
+    store.client.get_collection(store.name("images")).add(ids=["unnumbered"], embeddings=[vector], metadatas=[meta])
+    assert engine.session.keyword_index(fresh=True).exact("zebra") == ["unnumbered"]
+    store.delete_images([ids[1]])
+    updated = engine.session.keyword_index(fresh=True)
+    assert ids[1] not in updated.positions() and len(updated) == store.count() == 4
+    _same(updated, KeywordIndex.from_metadata(store.all_metadata()))
