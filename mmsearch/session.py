@@ -311,9 +311,11 @@ class IndexSession:
 
 def up_to_date(index: KeywordIndex, store: Store, seq: int, count: int) -> KeywordIndex:
     """``index`` with what the store's writes from ``index.through`` on changed; ``seq`` and ``count``: the
-    store's last write number and image count, read before. Images removed (or written unnumbered, by an
-    older mmsearch) show as a count that differs: then the ids are compared (no metadata read)."""
-    index = index.apply(store.written_since(index.through), through=seq + 1)
+    store's last write number and image count, read before. Images written unnumbered (by an older
+    mmsearch, or a run killed between its steps) show as a count that differs: then the ids are compared."""
+    written = store.written_since(index.through)
+    removed = store.removed_since(index.through) - {i for i, _ in written}  # removed, and not back since
+    index = index.apply(written, removed=removed, through=seq + 1)
     if len(index) != count:
         stored, live = set(store.image_ids()), set(index.positions())
         added = store.image_metadata(sorted(stored - live))

@@ -126,6 +126,7 @@ def test_an_engine_reads_only_what_changed_and_a_fresh_process_starts_from_the_f
     numbered = engine.store.write_seq()
     assert numbered > 0 and all(m["seq"] <= numbered for _, m in engine.store.all_metadata())
     _full_build_forbidden(monkeypatch, engine)
+    monkeypatch.setattr(Store, "image_ids", lambda self: pytest.fail("every id listed: the removals are recorded"))
     _photo(library / "new" / "sunset.jpg", (250, 120, 0))
     (library / "old" / "p0.jpg").unlink()
     (library / "old" / "p1.jpg").rename(library / "new" / "moved.jpg")
@@ -138,6 +139,7 @@ def test_an_engine_reads_only_what_changed_and_a_fresh_process_starts_from_the_f
 
     later = _engine(tmp_path)  # a new process: the file, then what was written since it was saved
     _full_build_forbidden(monkeypatch, later)
+    monkeypatch.setattr(Store, "image_ids", lambda self: pytest.fail("every id listed: the removals are recorded"))
     calls = []
     since = Store.written_since
     monkeypatch.setattr(Store, "written_since", lambda self, seq: calls.append(seq) or since(self, seq))

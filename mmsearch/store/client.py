@@ -39,6 +39,7 @@ from .collections import (
     HNSW,
     HNSW_CAPTIONS,
     KINDS,
+    MARKER,
     PAGE,
     POINTER,
     SEQ,
@@ -186,6 +187,7 @@ class Store:
         self._captions: Any = None
         self._ocr: Any = None
         self._frames: Any = None
+        self._removed: Any = None
         self._frames_missed = -FRAMES_RECHECK  # when the frames collection was last found missing
         self._generation: str | None = None
 
@@ -212,7 +214,7 @@ class Store:
         """A store on the same database that reads and writes another generation's collections."""
         other = copy.copy(self)
         other._generation, other._images, other._captions, other._ocr = generation, None, None, None
-        other._frames, other._frames_missed = None, -FRAMES_RECHECK
+        other._frames, other._frames_missed, other._removed = None, -FRAMES_RECHECK, None
         return other
 
     @_guarded("read")
@@ -384,6 +386,19 @@ class Store:
         if self._get_images() is None:
             return []
         return [pair for page in pages(self._images, where={SEQ: {"$gte": seq}}) for pair in zip(page["ids"], page["metadatas"])]
+
+    @_guarded("read")
+    def removed_since(self, seq: int) -> set[str]:
+        """The ids of the images removed by write number ``seq`` or a later one (some may be back since)."""
+        removed = self._removed_collection(create=False)
+        if removed is None:
+            return set()
+        return {i for page in pages(removed, include=(), where={SEQ: {"$gte": seq}}) for i in page["ids"]}
+
+    def _removed_collection(self, create: bool) -> Any:
+        if self._removed is None:
+            self._removed = open_collection(self.client, self.name("removed"), create, MARKER)
+        return self._removed
 
     @_guarded("read")
     def image_ids(self) -> list[str]:
@@ -681,13 +696,15 @@ class Store:
     @_guarded("write")
     def delete_images(self, ids: list[str]) -> None:
         """Remove images and their captions."""
-        with self._numbered():
+        with self._numbered() as seq:
             for start in range(0, len(ids), PAGE):
                 chunk = ids[start:start + PAGE]
                 self._images.delete(ids=chunk)
                 self.delete_captions(chunk)
                 self._delete_ocr(chunk)
                 self._delete_frames(chunk)
+                self._removed_collection(create=True).upsert(
+                    ids=chunk, embeddings=np.ones((len(chunk), 1), np.float32), metadatas=[{SEQ: seq}] * len(chunk))
 
     def delete_captions(self, image_ids: list[str]) -> None:
         """Remove all captions of these images."""
