@@ -594,7 +594,8 @@ class SearchEngine:
         """
         from .duplicates import library_groups
 
-        return library_groups(self.store, self.has_image_vectors, folder, max_bits, min_cosine, of)
+        library = self.session.keyword_index(fresh=True) if of is not None and self.store.ready else None
+        return library_groups(self.store, self.has_image_vectors, folder, max_bits, min_cosine, of, library)
 
     def move_duplicates(self, groups: list[DuplicateGroup], dest: str | Path) -> str:
         """Move every file of ``groups`` but the keepers under ``dest`` (keeping folder structure); the

@@ -51,12 +51,8 @@ class Look:
     @classmethod
     def of(cls, meta: dict) -> Look:
         """From an image's stored metadata (``sha256``, ``phash``, ``look``); a missing part is None."""
-        try:
-            phash = int(str(meta.get("phash") or "0"), 16)
-        except ValueError:
-            phash = 0
         colour, grey = decode_look(str(meta.get("look") or ""))
-        return cls(str(meta.get("sha256") or ""), phash, colour, grey)
+        return cls(str(meta.get("sha256") or ""), phash_of(meta), colour, grey)
 
     @cached_property
     def flat(self) -> bool:
@@ -65,6 +61,14 @@ class Look:
         if self.colour is None or self.grey is None:
             return self.phash == 0
         return bool(self.colour.reshape(-1, 3).std(axis=0).max() < FLAT_SPREAD and self.grey.std() < FLAT_SPREAD)
+
+
+def phash_of(meta: dict) -> int:
+    """An image's stored perceptual hash (``phash``, 16 hex digits), 0 when it has none."""
+    try:
+        return int(str(meta.get("phash") or "0"), 16)
+    except ValueError:
+        return 0
 
 
 def encode_look(colour: bytes, grey: bytes) -> str:

@@ -65,6 +65,27 @@ def test_variants_of_one_photo_form_one_group_with_the_best_keeper(library, tmp_
     assert engine.duplicates(of=[new / "rocket.jpg"]) == []
 
 
+def test_the_groups_of_new_photos_read_only_the_records_that_pair_with_them(library, tmp_path, monkeypatch):
+    from mmsearch.duplicates import library_groups
+
+    engine = _offline(tmp_path)
+    new = library / "new"
+    new.mkdir()
+    Image.open(SAMPLES / "chelsea-cat.png").convert("RGB").save(new / "cat-again.jpg", quality=70)
+    shutil.copy(library / "phone" / "coffee.png", new / "coffee-copy.png")  # the same bytes
+    engine.index([library])
+    every_record = library_groups(engine.store, False, of=[new])  # the rule over every record
+    engine.session.keyword_index(fresh=True)
+    read = []
+    metadata = type(engine.store).image_metadata
+    monkeypatch.setattr(engine.store, "all_metadata", lambda: pytest.fail("every record read"))
+    monkeypatch.setattr(type(engine.store), "image_metadata", lambda self, ids: read.extend(ids) or metadata(self, ids))
+    assert engine.duplicates(of=[new]) == every_record and len(every_record) == 2
+    assert engine.duplicates(of=[new], folder=library / "phone") == []  # the folder still bounds it
+    names = {Path(m["path"]).name for m in metadata(engine.store, read).values()}
+    assert "cat-left.png" not in names and {"cat-again.jpg", "cat.png", "coffee.png"} <= names
+
+
 def test_both_signals_must_agree_and_groups_never_chain():
     def record(n: int, phash: int, size: int) -> tuple[str, dict]:
         return f"id{n}", {"path": f"/p/{n}.jpg", "phash": f"{phash:016x}", "sha256": f"sha{n}", "width": 100,

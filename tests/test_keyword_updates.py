@@ -23,7 +23,8 @@ NAMES = {"JP": "Japan", "PT": "Portugal", "JP.40": "Tokyo", "PT.14": "Lisbon", "
 def _meta(rng: random.Random, n: int) -> dict:
     """An image record's metadata as an index run writes it (with some of the optional fields)."""
     path = f"/photos/{rng.choice(['2023', '2024'])}/{rng.choice(['beach', 'home', 'trip'])}/IMG_{n:04d}.jpg"
-    meta: dict = {"path": path, "folders": ["/", "/photos", path.rsplit("/", 2)[0], path.rsplit("/", 1)[0]]}
+    meta: dict = {"path": path, "folders": ["/", "/photos", path.rsplit("/", 2)[0], path.rsplit("/", 1)[0]],
+                  "sha256": f"{rng.getrandbits(256):064x}", "phash": f"{rng.getrandbits(64):016x}"}
     if rng.random() < 0.6:
         meta["captions"] = [" ".join(rng.choices(WORDS, k=rng.randint(1, 6))) for _ in range(rng.randint(1, 2))]
         meta["lexical"] = [pack({rng.randint(5, 40): round(rng.random(), 3) for _ in range(3)}) for _ in meta["captions"]]
@@ -52,6 +53,11 @@ def _same(kept: KeywordIndex, fresh: KeywordIndex) -> None:
         assert every[[d for d in range(len(kept.ids)) if d not in set(positions.values())]].sum() == 0.0
     assert kept.folder_counts == fresh.folder_counts and kept.cameras == fresh.cameras
     assert sorted(kept.captioned) == sorted(fresh.captioned) and kept.ocr == fresh.ocr
+
+    def hashes(index: KeywordIndex) -> dict[str, tuple[str, int, str]]:
+        return {i: (index.doc_sha256[d], int(index.phashes[d]), index.paths[d]) for i, d in index.positions().items()}
+
+    assert hashes(kept) == hashes(fresh)
     assert kept.places.facet() == fresh.places.facet() and kept.places.lookup("tokyo") == fresh.places.lookup("tokyo")
     query = {7: 1.0, 12: 0.5, 30: 0.25}
     assert (kept.lexical is None) == (fresh.lexical is None)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..likeness import phash_of
 from ..paths import folders_of
 from ..text import CJK
 from .lexical import LexicalIndex
@@ -71,7 +72,7 @@ def image_text(meta: dict) -> str:
     return " \n ".join([*(meta.get("captions") or []), path.name, folders, str(meta.get("place") or "")])
 
 
-FORMAT = 2  # the layout of ``keywords.npz``; a file of another layout is built again
+FORMAT = 3  # the layout of ``keywords.npz``; a file of another layout is built again
 PACK_AT = 0.25  # the share of switched-off documents at which ``apply`` packs the index again
 
 
@@ -87,6 +88,8 @@ class Doc:
     places: str = ""  # its place keys, tab-separated
     captioned: bool = False
     ocr: str = ""
+    sha256: str = ""
+    phash: int = 0
 
     @classmethod
     def of(cls, id_: str, meta: dict) -> Doc:
@@ -94,7 +97,7 @@ class Doc:
         path = str(meta.get("path", ""))
         return cls(id_, image_text(meta), PurePath(path).name.lower(), path, str(meta.get("camera") or ""),
                    "\t".join(str(k) for k in meta.get("place_keys") or []), bool(meta.get("captions")),
-                   str(meta.get("ocr") or ""))
+                   str(meta.get("ocr") or ""), str(meta.get("sha256") or ""), phash_of(meta))
 
 
 class KeywordIndex:
@@ -117,6 +120,10 @@ class KeywordIndex:
         self.lengths = np.zeros(0, np.float32)
         self.alive = np.zeros(0, dtype=bool)
         self.has_caption = np.zeros(0, dtype=bool)
+        # The content hashes, for finding the copies of a few photos without reading every record
+        # (``mmsearch.duplicates.library_groups`` with ``of``): sha256 and the perceptual hash (0: none).
+        self.doc_sha256: list[str] = []
+        self.phashes = np.zeros(0, dtype=np.uint64)
         self.postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.ocr: dict[str, str] = {}  # image id -> text read in the photo (``ocr_matcher.OcrMatcher`` searches it)
         self.lexical: LexicalIndex | None = None  # BGE-M3 lexical weights of the texts (``mmsearch.search.lexical``)
@@ -158,9 +165,10 @@ class KeywordIndex:
 
     def _copy(self) -> KeywordIndex:
         new = KeywordIndex()
-        for name in ("ids", "texts", "names", "paths", "doc_cameras", "doc_places"):
+        for name in STRINGS:
             setattr(new, name, list(getattr(self, name)))
         new.lengths, new.alive, new.has_caption = self.lengths, self.alive.copy(), self.has_caption
+        new.phashes = self.phashes
         new.postings, new.ocr, new.folder_counts = dict(self.postings), dict(self.ocr), dict(self.folder_counts)
         new.camera_counts, new.places, new.lexical = Counter(self.camera_counts), self.places.copy(), self.lexical
         new.through, new._positions, new._by_name = self.through, dict(self._positions), dict(self._by_name)
@@ -210,11 +218,12 @@ class KeywordIndex:
             if doc.places:
                 self.places.add(meta, doc.places.split("\t"))
         for name, field_ in (("ids", "id"), ("texts", "text"), ("names", "name"), ("paths", "path"),
-                             ("doc_cameras", "camera"), ("doc_places", "places")):
+                             ("doc_cameras", "camera"), ("doc_places", "places"), ("doc_sha256", "sha256")):
             getattr(self, name).extend(getattr(doc, field_) if name != "texts" else doc.text.lower() for doc in docs)
         self.lengths = np.concatenate([self.lengths, np.asarray(lengths, dtype=np.float32)])
         self.alive = np.concatenate([self.alive, np.ones(len(docs), dtype=bool)])
         self.has_caption = np.concatenate([self.has_caption, np.asarray([d.captioned for d in docs], dtype=bool)])
+        self.phashes = np.concatenate([self.phashes, np.asarray([d.phash for d in docs], dtype=np.uint64)])
         for token, (found, tfs) in lists.items():
             new = (np.asarray(found, dtype=np.int32), np.asarray(tfs, dtype=np.float32))
             old = self.postings.get(token)
@@ -243,10 +252,11 @@ class KeywordIndex:
         renumber = np.full(len(self.ids), -1, dtype=np.int64)
         renumber[keep] = np.arange(len(keep))
         new = self._copy()
-        for name in ("ids", "texts", "names", "paths", "doc_cameras", "doc_places"):
+        for name in STRINGS:
             values = getattr(self, name)
             setattr(new, name, [values[d] for d in keep])
         new.lengths, new.alive, new.has_caption = self.lengths[keep], np.ones(len(keep), bool), self.has_caption[keep]
+        new.phashes = self.phashes[keep]
         new.postings = {}
         for token, (docs, tfs) in self.postings.items():
             live = self.alive[docs]
@@ -305,7 +315,7 @@ class KeywordIndex:
                  **_pack("facet_folders", list(self.folder_counts)),
                  facet_counts=np.asarray(list(self.folder_counts.values()), dtype=np.int64),
                  offsets=np.cumsum([0, *sizes]).astype(np.int64), lengths=self.lengths, alive=self.alive,
-                 has_caption=self.has_caption,
+                 has_caption=self.has_caption, phashes=self.phashes,
                  docs=np.concatenate([self.postings[t][0] for t in tokens]) if tokens else empty_i,
                  tfs=np.concatenate([self.postings[t][1] for t in tokens]) if tokens else empty_f,
                  **(self.lexical.arrays("lexical_") if self.lexical is not None else {}))
@@ -332,10 +342,11 @@ class KeywordIndex:
         for name in STRINGS:
             setattr(index, name, _unpack(data, name))
         index.lengths, index.alive, index.has_caption = data["lengths"], data["alive"].copy(), data["has_caption"]
+        index.phashes = data["phashes"]
         tokens, offsets, docs, tfs = _unpack(data, "tokens"), data["offsets"], data["docs"], data["tfs"]
         folders, counts = _unpack(data, "facet_folders"), data["facet_counts"].tolist()
         if len({len(getattr(index, name)) for name in STRINGS} | {len(index.lengths), len(index.alive),
-                                                                  len(index.has_caption)}) != 1 \
+                                                                  len(index.has_caption), len(index.phashes)}) != 1 \
                 or len(offsets) != len(tokens) + 1 or offsets[-1] != len(docs) or len(folders) != len(counts):
             return None
         index.postings = {t: (docs[offsets[n]:offsets[n + 1]], tfs[offsets[n]:offsets[n + 1]]) for n, t in enumerate(tokens)}
@@ -422,7 +433,7 @@ class KeywordIndex:
         return top(self.ids, scores, n)
 
 
-STRINGS = ("ids", "texts", "names", "paths", "doc_cameras", "doc_places")  # the per-document strings saved
+STRINGS = ("ids", "texts", "names", "paths", "doc_cameras", "doc_places", "doc_sha256")  # per document, saved
 
 
 def _pack(name: str, strings: Sequence[str]) -> dict[str, np.ndarray]:
