@@ -351,6 +351,8 @@ class Store:
     def set_metadata(self, changes: dict[str, dict[str, Any]]) -> None:
         """Set some metadata fields of some images (other fields stay)."""
         ids = list(changes)
+        if not ids:
+            return
         with self._numbered() as seq:
             for start in range(0, len(ids), PAGE):
                 chunk = ids[start:start + PAGE]
@@ -696,6 +698,8 @@ class Store:
     @_guarded("write")
     def delete_images(self, ids: list[str]) -> None:
         """Remove images and their captions."""
+        if not ids:
+            return
         with self._numbered() as seq:
             for start in range(0, len(ids), PAGE):
                 chunk = ids[start:start + PAGE]
