@@ -197,3 +197,22 @@ def test_records_written_without_numbers_and_removed_ones_are_found_by_their_ids
     updated = engine.session.keyword_index(fresh=True)
     assert ids[1] not in updated.positions() and len(updated) == store.count() == 4
     _same(updated, KeywordIndex.from_metadata(store.all_metadata()))
+
+
+def test_the_runs_of_one_process_read_only_what_changed_since_the_last(tmp_path, monkeypatch):
+    library = tmp_path / "library"
+    for n in range(5):
+        _photo(library / f"p{n}.jpg", (50 * n, 10, 10))
+    engine = _engine(tmp_path)
+    engine.index([library])  # the first run reads every record
+    monkeypatch.setattr(Store, "pages", lambda self: pytest.fail("every record read again"))
+    (library / "p0.jpg").unlink()
+    _photo(library / "p1.jpg", (1, 2, 3))  # changed
+    (library / "p1.jpg.txt").write_text("a caption\n")
+    _photo(library / "p9.jpg", (9, 9, 9))
+    report = engine.index([library])
+    assert (report.added, report.updated, report.removed) == (1, 1, 1)
+    assert engine.index([library]).unchanged == 5  # and the entries say so without reading them all
+    monkeypatch.undo()
+    assert engine.store.entries() == Store(str(tmp_path / "db")).entries()
+    assert engine.store.entries()[str(library / "p1.jpg")].captions == ("a caption",)

@@ -135,6 +135,13 @@ class Entry:
     captions: tuple[str, ...] = ()  # every stored caption
     manifest_captions: tuple[str, ...] = ()  # those that came from a manifest (kept until one says otherwise)
     ocr_sig: str = ""  # the OCR engine that read the photo's text ("" = not read)
+    path: str = ""
+
+
+def _entry(image_id: str, meta: dict) -> Entry:
+    return Entry(image_id, int(meta["size"]), str(meta["mtime_ns"]), str(meta.get("caption_sig", "")),
+                 str(meta.get("sha256", "")), tuple(meta.get("captions") or ()),
+                 tuple(meta.get("manifest_captions") or ()), str(meta.get("ocr_sig", "")), str(meta["path"]))
 
 
 @dataclass(frozen=True)
@@ -188,6 +195,7 @@ class Store:
         self._ocr: Any = None
         self._frames: Any = None
         self._removed: Any = None
+        self._entries: tuple[str, int, dict[str, Entry]] | None = None  # (identity, through, by id): ``entries``
         self._frames_missed = -FRAMES_RECHECK  # when the frames collection was last found missing
         self._generation: str | None = None
 
@@ -215,6 +223,7 @@ class Store:
         other = copy.copy(self)
         other._generation, other._images, other._captions, other._ocr = generation, None, None, None
         other._frames, other._frames_missed, other._removed = None, -FRAMES_RECHECK, None
+        other._entries = None
         return other
 
     @_guarded("read")
@@ -494,17 +503,27 @@ class Store:
 
     @_guarded("read")
     def entries(self) -> dict[str, Entry]:
-        """Every indexed path with its change markers (compared as strings/ints, never floats)."""
-        out: dict[str, Entry] = {}
+        """Every indexed path with its change markers (compared as strings/ints, never floats).
+
+        Kept by this store and brought up to date by the numbered writes, so the runs of one process (a
+        watcher's, the page's) read only what changed since the last one; the first reads every record.
+        """
         if self._get_images() is None:
-            return out
-        for ids, metas in self.pages():
-            for id_, meta in zip(ids, metas):
-                out[meta["path"]] = Entry(id_, int(meta["size"]), str(meta["mtime_ns"]),
-                                          str(meta.get("caption_sig", "")), str(meta.get("sha256", "")),
-                                          tuple(meta.get("captions") or ()), tuple(meta.get("manifest_captions") or ()),
-                                          str(meta.get("ocr_sig", "")))
-        return out
+            return {}
+        seq, count, identity = self.write_seq(), self.count(), self.identity()
+        kept = self._entries
+        if kept is None or kept[0] != identity:
+            by_id = {i: _entry(i, m) for ids, metas in self.pages() for i, m in zip(ids, metas)}
+        else:
+            written = self.written_since(kept[1])
+            by_id = dict(kept[2])
+            for gone in self.removed_since(kept[1]):
+                by_id.pop(gone, None)
+            by_id.update((i, _entry(i, m)) for i, m in written)
+            if len(by_id) != count:  # written unnumbered (an older mmsearch): read them all again
+                by_id = {i: _entry(i, m) for ids, metas in self.pages() for i, m in zip(ids, metas)}
+        self._entries = (identity, seq + 1, by_id)
+        return {e.path: e for e in by_id.values()}
 
     def pages(self) -> Iterator[tuple[list[str], list[dict]]]:
         """(ids, metadatas) of every image, page by page."""
