@@ -313,8 +313,7 @@ def up_to_date(index: KeywordIndex, store: Store, seq: int, count: int) -> Keywo
     """``index`` with what the store's writes from ``index.through`` on changed; ``seq`` and ``count``: the
     store's last write number and image count, read before. Images written unnumbered (by an older
     mmsearch, or a run killed between its steps) show as a count that differs: then the ids are compared."""
-    written = store.written_since(index.through)
-    removed = store.removed_since(index.through) - {i for i, _ in written}  # removed, and not back since
+    written, removed = store.changed_since(index.through)
     index = index.apply(written, removed=removed, through=seq + 1)
     if len(index) != count:
         stored, live = set(store.image_ids()), set(index.positions())

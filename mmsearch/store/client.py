@@ -406,6 +406,12 @@ class Store:
             return set()
         return {i for page in pages(removed, include=(), where={SEQ: {"$gte": seq}}) for i in page["ids"]}
 
+    def changed_since(self, seq: int) -> tuple[list[tuple[str, dict]], set[str]]:
+        """What the writes from number ``seq`` on did: the (id, metadata) of the images they wrote, and the
+        ids of those they removed that are not back since. A cache of the records applies both."""
+        written = self.written_since(seq)
+        return written, self.removed_since(seq) - {i for i, _ in written}
+
     def _removed_collection(self, create: bool) -> Any:
         if self._removed is None:
             self._removed = open_collection(self.client, self.name("removed"), create, MARKER)
@@ -511,17 +517,12 @@ class Store:
         if self._get_images() is None:
             return {}
         seq, count, identity = self.write_seq(), self.count(), self.identity()
-        kept = self._entries
-        if kept is None or kept[0] != identity:
+        kept, by_id = self._entries, None
+        if kept is not None and kept[0] == identity:
+            written, removed = self.changed_since(kept[1])
+            by_id = {i: e for i, e in kept[2].items() if i not in removed} | {i: _entry(i, m) for i, m in written}
+        if by_id is None or len(by_id) != count:  # the first, or written unnumbered (an older mmsearch)
             by_id = {i: _entry(i, m) for ids, metas in self.pages() for i, m in zip(ids, metas)}
-        else:
-            written = self.written_since(kept[1])
-            by_id = dict(kept[2])
-            for gone in self.removed_since(kept[1]):
-                by_id.pop(gone, None)
-            by_id.update((i, _entry(i, m)) for i, m in written)
-            if len(by_id) != count:  # written unnumbered (an older mmsearch): read them all again
-                by_id = {i: _entry(i, m) for ids, metas in self.pages() for i, m in zip(ids, metas)}
         self._entries = (identity, seq + 1, by_id)
         return {e.path: e for e in by_id.values()}
 
