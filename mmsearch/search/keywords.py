@@ -16,6 +16,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -367,6 +368,13 @@ class KeywordIndex:
 
     # -- scoring ---------------------------------------------------------------------------------------
 
+    @cached_property
+    def average_length(self) -> float:
+        """BM25's average document length, over the live documents (an index is not changed once searched:
+        ``apply`` makes a new one)."""
+        live = self.lengths[self.alive] if self._dead else self.lengths
+        return float(live.mean()) if len(live) else 1.0
+
     def _found(self, docs: np.ndarray) -> int:
         """How many live documents a posting list holds."""
         return int(self.alive[docs].sum()) if self._dead else len(docs)
@@ -402,8 +410,7 @@ class KeywordIndex:
         """BM25 score of every document (0 where nothing matches, and for switched-off documents)."""
         scores = np.zeros(len(self.ids), dtype=np.float32)
         n = len(self)
-        live_lengths = self.lengths[self.alive] if self._dead else self.lengths
-        average = float(live_lengths.mean()) if len(live_lengths) else 1.0
+        average = self.average_length
         for term in set(query_tokens(query)):
             docs, tfs = self.postings.get(term, (None, None))
             if docs is None:
