@@ -52,7 +52,7 @@ class IndexSession:
         self._keywords_saved: tuple[int, float] = (-1, 0.0)  # (its ``through``, when) in keywords.npz
         self._keywords_checked = 0.0
         self._ocr_known: tuple[bool, float] | None = None  # (has text, when checked)
-        self._ocr_matcher: tuple[KeywordIndex, OcrMatcher] | None = None
+        self._ocr_matcher: tuple[dict[str, str], OcrMatcher] | None = None
         self._background: tuple[KeywordIndex, Background] | None = None
         self._marks: Marks | None = None
         self._lock = threading.RLock()  # guards lazy opening of the store, the models and the caches
@@ -275,13 +275,14 @@ class IndexSession:
         return self._ocr_known[0]
 
     def ocr_matcher(self) -> OcrMatcher:
-        """Lexical matching over the text read in photos, kept with the keyword index and rebuilt with it."""
+        """Lexical matching over the text read in photos (the keyword index's ``ocr``), built again when a
+        change touched that text."""
         from .search.ocr_matcher import OcrMatcher
 
         keywords = self.keyword_index()
         with self._lock:
-            if self._ocr_matcher is None or self._ocr_matcher[0] is not keywords:
-                self._ocr_matcher = (keywords, OcrMatcher(keywords.ocr))
+            if self._ocr_matcher is None or self._ocr_matcher[0] is not keywords.ocr:
+                self._ocr_matcher = (keywords.ocr, OcrMatcher(keywords.ocr))
             return self._ocr_matcher[1]
 
     def background(self) -> Background:

@@ -104,6 +104,13 @@ def test_an_applied_change_leaves_the_index_searches_run_on_as_it_was():
     new = old.apply([("id0", {"path": "/photos/x/IMG_0000.jpg", "captions": ["snow"]})], removed={"id1"})
     assert old.search("red door", 5) == before and "id1" in old.positions() and "id0" in old.search("red door", 5)
     assert "id0" not in new.search("red door", 5) and "id1" not in new.positions()
+    library["id2"]["ocr"] = "OPEN 24 HOURS"
+    unread = next(i for i, m in library.items() if "ocr" not in m and i not in ("id0", "id1", "id2"))
+    library[unread]["captions"] = ["a new caption"]
+    plain = new.apply([(unread, library[unread])])
+    assert plain.ocr is new.ocr  # no text read in photos changed: the OCR matcher built on it is kept
+    read = plain.apply([("id2", library["id2"])])
+    assert read.ocr["id2"] == "OPEN 24 HOURS" and "id2" not in plain.ocr and read.ocr is not plain.ocr
 
 
 def _photo(path, colour) -> None:

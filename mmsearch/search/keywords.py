@@ -138,6 +138,7 @@ class KeywordIndex:
         self._by_name: dict[str, tuple[str, ...]] = {}  # file name, and its stem -> image ids
         self._dead = 0
         self._captioned: list[str] | None = None
+        self._own_ocr = True  # whether ``ocr`` is this index's own (not shared with the one it was made from)
 
     # -- building ------------------------------------------------------------------------------------
 
@@ -170,11 +171,19 @@ class KeywordIndex:
             setattr(new, name, list(getattr(self, name)))
         new.lengths, new.alive, new.has_caption = self.lengths, self.alive.copy(), self.has_caption
         new.phashes = self.phashes
-        new.postings, new.ocr, new.folder_counts = dict(self.postings), dict(self.ocr), dict(self.folder_counts)
+        # the text read in photos is shared until a change touches it (``_ocr_changed``): the OCR matcher
+        # built on it is kept while it is the same dict
+        new.postings, new.ocr, new.folder_counts = dict(self.postings), self.ocr, dict(self.folder_counts)
         new.camera_counts, new.places, new.lexical = Counter(self.camera_counts), self.places.copy(), self.lexical
         new.through, new._positions, new._by_name = self.through, dict(self._positions), dict(self._by_name)
-        new._dead = self._dead
+        new._dead, new._own_ocr = self._dead, False
         return new
+
+    def _ocr_changed(self) -> dict[str, str]:
+        """``ocr``, made this index's own before its first change."""
+        if not self._own_ocr:
+            self.ocr, self._own_ocr = dict(self.ocr), True
+        return self.ocr
 
     def _switch_off(self, ids: set[str]) -> None:
         """Switch off the live documents of these ids and take them out of the facets (on a copy)."""
@@ -184,7 +193,8 @@ class KeywordIndex:
                 continue
             self.alive[doc] = False
             self._dead += 1
-            self.ocr.pop(id_, None)
+            if id_ in self.ocr:
+                self._ocr_changed().pop(id_)
             for folder in folders_of(self.paths[doc]) if self.paths[doc] else ():
                 self.folder_counts[folder] -= 1
                 if not self.folder_counts[folder]:
@@ -239,7 +249,7 @@ class KeywordIndex:
     def _count(self, doc: Doc) -> None:
         """Add a new document to the facets, the text read in photos and the file names."""
         if doc.ocr:
-            self.ocr[doc.id] = doc.ocr
+            self._ocr_changed()[doc.id] = doc.ocr
         for folder in folders_of(doc.path) if doc.path else ():
             self.folder_counts[folder] = self.folder_counts.get(folder, 0) + 1
         if doc.camera:
