@@ -3,7 +3,8 @@ and recall, the folder facet and the stats, in embedded Chroma (a benchmark, not
 
     .venv/bin/python benchmarks/million_bench.py                          # 1M images, 300k captions
     .venv/bin/python benchmarks/million_bench.py --n 200000 --db /tmp/m200k  # kept; a second run reuses it
-    nice .venv/bin/python benchmarks/million_bench.py --db /tmp/m1m --fill-only  # stop any time; run again to go on
+    nice .venv/bin/python benchmarks/million_bench.py --db /tmp/m1m --fill-only  # run again to go on
+    touch /tmp/m1m.stop   # ends that fill after the batch it is writing (a signal mid-write can break Chroma's index)
 
 Records are shaped like an index run's: 512-d embedding-like vectors (``store_bench.embedding_like``), the
 metadata ``mmsearch index`` writes (path, folders, size, dates, hashes, the look signature, captions), in
@@ -118,16 +119,20 @@ def fill(db: str, n: int, share: float, settings: dict, start: int = 0) -> dict:
     store = engine.store
     store.create(engine.signature, DIM)
     start -= start % BATCH
-    started = time.perf_counter()
+    started, stop, done = time.perf_counter(), Path(db + ".stop"), start
     with PeakRss() as rss, Meter("filling", n - start) as meter:
         for lo in range(start, n, BATCH):
+            if stop.exists():  # between batches: nothing is being written
+                stop.unlink()
+                break
             rng = np.random.default_rng((1, lo))
             ids, vectors, metas, captions, caption_vectors = batch_records(lo, min(n, lo + BATCH), rng, share)
             store.put(ids, vectors, metas, captions, caption_vectors)
             meter.update(len(ids))
+            done = lo + len(ids)
     store.add_roots(["/home/me/Pictures"])
     seconds = time.perf_counter() - started
-    return {"fill_s": seconds, "fill_rate": (n - start) / seconds, "fill_rss": rss.peak,
+    return {"fill_s": seconds, "fill_rate": (done - start) / max(seconds, 1e-9), "filled": done, "fill_rss": rss.peak,
             "captions": store.caption_count()}
 
 
