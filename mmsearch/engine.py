@@ -161,8 +161,18 @@ class SearchEngine:
                                 progress=progress, hidden=hidden, on_progress=on_progress, shard=shard,
                                 forget_captions=forget_captions, workers=workers)
         if not report.interrupted and (report.added or report.updated or report.moved or report.removed):
+            if shard is None:  # shards write into one server together; each would read all of it
+                self._keep_keywords()
             self.refresh_albums()  # albums fill themselves with what the run brought
         return report
+
+    def _keep_keywords(self) -> None:
+        """Bring the keyword index up to date with what the run wrote and keep it on disk, so the first
+        search after a run reads ``keywords.npz`` instead of every record (minutes at a million photos)."""
+        try:
+            self.session.keyword_index(fresh=True)
+        except MMSearchError as exc:  # the run itself is done and stored; a search builds it later
+            logger.warning("the keyword index was not brought up to date: %s", exc)
 
     def reindex(self, *, batch_size: int | None = None, workers: int | None = None, progress: bool = False,
                 allow_failed: bool = False, on_progress: ProgressCallback | None = None,

@@ -223,3 +223,17 @@ def test_the_runs_of_one_process_read_only_what_changed_since_the_last(tmp_path,
     monkeypatch.undo()
     assert engine.store.entries() == Store(str(tmp_path / "db")).entries()
     assert engine.store.entries()[str(library / "p1.jpg")].captions == ("a caption",)
+
+
+def test_an_index_run_leaves_the_keyword_index_on_disk_for_the_first_search(tmp_path, monkeypatch):
+    library = tmp_path / "library"
+    for n in range(4):
+        _photo(library / f"p{n}.jpg", (60 * n, 10, 10))
+    (library / "p2.jpg.txt").write_text("a zebra on the beach\n")
+    _engine(tmp_path).index([library])
+    later = _engine(tmp_path)  # the first search, in a new process
+    _full_build_forbidden(monkeypatch, later)
+    hits = later.search("zebra", k=2)
+    assert hits and hits[0].path == str(library / "p2.jpg")
+    zebra = [i for i, m in later.store.image_metadata(later.store.image_ids()).items() if m["path"].endswith("p2.jpg")]
+    assert list(later.keyword_index().search("zebra", 5)) == zebra
