@@ -180,9 +180,9 @@ def changes(engine) -> dict:
     start = time.perf_counter()
     store.entries()  # the next run of the same process (a watcher's)
     out["entries_again_s"] = time.perf_counter() - start
-    seq, count = store.write_seq(), store.count()
+    mark, count = store.write_mark(), store.count()
     start = time.perf_counter()
-    updated = up_to_date(index, store, seq, count)
+    updated = up_to_date(index, store, mark, count)
     out["update_1000_s"] = time.perf_counter() - start
     start = time.perf_counter()
     store.image_ids()

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .search.keywords import KeywordIndex
     from .search.ocr_matcher import OcrMatcher
     from .search.relevance import Background
-    from .store.client import Store
+    from .store.client import Store, WriteMark
 
 KEYWORD_SAVE = 30.0  # seconds between writes of keywords.npz while the index keeps changing
 KEYWORD_CHECK = 2.0  # seconds during which the keyword index is used without asking the store if it changed
@@ -233,7 +233,7 @@ class IndexSession:
             if self._keywords is not None and not fresh and now - self._keywords_checked < KEYWORD_CHECK:
                 return self._keywords  # checked a moment ago: spare the round trips
             self._keywords_checked = now
-            seen = (store.write_seq(), store.count())  # before reading: a write in progress is read again
+            seen = (store.write_mark(), store.count())  # before reading: a write in progress is read again
             index = self._keywords
             if index is not None and seen == self._keywords_seen:
                 return index
@@ -242,7 +242,7 @@ class IndexSession:
                 index = KeywordIndex.load(self.keywords_path(), key)
                 self._keywords_saved = (index.through if index is not None else -1, now)
             if index is None:
-                index = KeywordIndex.from_metadata(store.all_metadata(), through=seen[0] + 1)
+                index = KeywordIndex.from_metadata(store.all_metadata(), through=seen[0].through)
             else:
                 index = up_to_date(index, store, *seen)
             self._keywords, self._keywords_seen = index, seen
@@ -310,12 +310,12 @@ class IndexSession:
             return self._marks
 
 
-def up_to_date(index: KeywordIndex, store: Store, seq: int, count: int) -> KeywordIndex:
-    """``index`` with what the store's writes from ``index.through`` on changed; ``seq`` and ``count``: the
-    store's last write number and image count, read before. Images written unnumbered (by an older
+def up_to_date(index: KeywordIndex, store: Store, mark: WriteMark, count: int) -> KeywordIndex:
+    """``index`` with what the store's writes from ``index.through`` on changed; ``mark`` and ``count``: where
+    the store's writes stood and its image count, read before. Images written unnumbered (by an older
     mmsearch, or a run killed between its steps) show as a count that differs: then the ids are compared."""
     written, removed = store.changed_since(index.through)
-    index = index.apply(written, removed=removed, through=seq + 1)
+    index = index.apply(written, removed=removed, through=mark.through)
     if len(index) != count:
         stored, live = set(store.image_ids()), set(index.positions())
         added = store.image_metadata(sorted(stored - live))

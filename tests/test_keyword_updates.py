@@ -237,3 +237,78 @@ def test_an_index_run_leaves_the_keyword_index_on_disk_for_the_first_search(tmp_
     assert hits and hits[0].path == str(library / "p2.jpg")
     zebra = [i for i, m in later.store.image_metadata(later.store.image_ids()).items() if m["path"].endswith("p2.jpg")]
     assert list(later.keyword_index().search("zebra", 5)) == zebra
+
+
+@pytest.mark.parametrize("quick_writes", [1, 2])
+def test_a_write_that_took_its_number_before_another_finished_is_still_read(tmp_path, monkeypatch, quick_writes):
+    """Shards write into one server at once: a slow write takes the number a quicker one then publishes
+    (or an older one than the quicker ones publish), and ends after a reader has read them. The reader
+    still reads it."""
+    import threading
+
+    from chromadb.api.models.Collection import Collection
+
+    library = tmp_path / "library"
+    for n in range(3):
+        _photo(library / f"p{n}.jpg", (70 * n, 10, 10))
+    engine = _engine(tmp_path)
+    engine.index([library])
+    reader = _engine(tmp_path)
+    assert reader.session.keyword_index(fresh=True).search("zebra", 5) == {}
+    ids = sorted(engine.store.image_ids())
+    slow, quick = Store(str(tmp_path / "db")), Store(str(tmp_path / "db"))
+    inside, go = threading.Event(), threading.Event()
+    update = Collection.update
+
+    def held(self, *args, **kwargs):
+        if any("a zebra" in (m.get("captions") or []) for m in kwargs.get("metadatas") or []):
+            inside.set()
+            assert go.wait(60)
+        return update(self, *args, **kwargs)
+
+    monkeypatch.setattr(Collection, "update", held)
+    writer = threading.Thread(target=slow.set_metadata, args=({ids[0]: {"captions": ["a zebra"]}},))
+    writer.start()
+    assert inside.wait(60)  # the slow write has its number; its record is not written yet
+    for n in range(quick_writes):
+        quick.set_metadata({ids[1 + n]: {"captions": ["a giraffe"]}})
+    midway = reader.session.keyword_index(fresh=True)
+    assert len(midway.search("giraffe", 5)) == quick_writes and midway.search("zebra", 5) == {}
+    go.set()
+    writer.join(60)
+    assert list(reader.session.keyword_index(fresh=True).search("zebra", 5)) == [ids[0]]
+    assert Store(str(tmp_path / "db")).write_mark().pending is None  # every claim is dropped once done
+
+
+KILLED_MID_WRITE = """
+import os, sys
+from chromadb.api.models.Collection import Collection
+from mmsearch import Config, SearchEngine
+engine = SearchEngine(config=Config.offline_profile(Config(db=sys.argv[1])))
+engine.index([sys.argv[2]])
+Collection.update = lambda self, *a, **k: os._exit(9)  # killed while the write is in progress
+engine.store.set_metadata({engine.store.image_ids()[0]: {"captions": ["a zebra"]}})
+"""
+
+
+def test_a_writer_killed_mid_write_holds_readers_back_only_until_its_claim_lapses(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import time
+    import types
+
+    import mmsearch.store.client as client
+    from mmsearch.store.collections import CLAIM_LEASE
+
+    _photo(tmp_path / "library" / "a.jpg", (200, 10, 10))
+    run = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, str(tmp_path / "db"), str(tmp_path / "library")])
+    assert run.returncode == 9
+    store = Store(str(tmp_path / "db"))
+    mark = store.write_mark()
+    assert mark.pending == mark.seq + 1 == mark.through  # readers ask from the killed write's number
+    later = types.SimpleNamespace(time=lambda: time.time() + CLAIM_LEASE + 1, monotonic=time.monotonic)
+    with monkeypatch.context() as m:
+        m.setattr(client, "time", later)
+        assert store.write_mark().pending is None  # its claim has lapsed
+        store.set_metadata({store.image_ids()[0]: {"captions": ["a giraffe"]}})  # the next write drops it
+    assert store.write_mark().pending is None and store.write_mark().seq == mark.seq + 1

@@ -20,6 +20,7 @@ import functools
 import inspect
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from ..errors import IndexMismatchError, MMSearchError, StoreError, first_line
 from ..ids import NO_IMAGE_MODEL, caption_id, frame_id, split_caption_id
 from ..paths import within_any
 from .collections import (
+    AT,
+    CLAIM_LEASE,
     FILTER_FIELDS,
     FIRST,
     HNSW,
@@ -44,6 +47,7 @@ from .collections import (
     POINTER,
     SEQ,
     WRITE_SEQ,
+    WRITE_TOKEN,
     caption_sources,
     collection_name,
     open_collection,
@@ -138,6 +142,23 @@ class Entry:
     path: str = ""
 
 
+@dataclass(frozen=True)
+class WriteMark:
+    """Where the store's numbered writes stand, read before reading what they wrote: the last number
+    published, that publish's token (two writers can publish one number) and the smallest number of a write
+    still in progress (None when none is)."""
+
+    seq: int
+    token: str = ""
+    pending: int | None = None
+
+    @property
+    def through(self) -> int:
+        """The first write number a reader has not read all of: after the last one published, or the
+        oldest still in progress."""
+        return self.seq + 1 if self.pending is None else min(self.seq + 1, self.pending)
+
+
 def _entry(image_id: str, meta: dict) -> Entry:
     return Entry(image_id, int(meta["size"]), str(meta["mtime_ns"]), str(meta.get("caption_sig", "")),
                  str(meta.get("sha256", "")), tuple(meta.get("captions") or ()),
@@ -195,6 +216,8 @@ class Store:
         self._ocr: Any = None
         self._frames: Any = None
         self._removed: Any = None
+        self._writes: Any = None
+        self._stale_claims_dropped = False
         self._entries: tuple[str, int, dict[str, Entry]] | None = None  # (identity, through, by id): ``entries``
         self._frames_missed = -FRAMES_RECHECK  # when the frames collection was last found missing
         self._generation: str | None = None
@@ -222,7 +245,7 @@ class Store:
         """A store on the same database that reads and writes another generation's collections."""
         other = copy.copy(self)
         other._generation, other._images, other._captions, other._ocr = generation, None, None, None
-        other._frames, other._frames_missed, other._removed = None, -FRAMES_RECHECK, None
+        other._frames, other._frames_missed, other._removed, other._writes = None, -FRAMES_RECHECK, None, None
         other._entries = None
         return other
 
@@ -375,21 +398,56 @@ class Store:
 
     @contextmanager
     def _numbered(self) -> Iterator[int]:
-        """One write of image records: yields the number its records carry (``SEQ``) and publishes it
-        (``WRITE_SEQ``) once the write is done. A write that fails is not published; the next one gets the
-        same number, so a reader asking from it reads both."""
-        seq = self.write_seq() + 1
-        yield seq
-        self._modify_metadata({WRITE_SEQ: seq})
+        """One write of image records: yields the number its records carry (``SEQ``), claimed first (in
+        ``WRITES``, so readers ask from it while it is in progress) and published with a new token once the
+        write is done. A write that fails is not published; the next one gets the same number, so a reader
+        asking from it reads both."""
+        claimed, token = self.write_seq() + 1, uuid.uuid4().hex
+        writes = self._writes_collection(create=True)
+        self._drop_stale_claims(writes)
+        writes.upsert(ids=[token], embeddings=np.ones((1, 1), np.float32), metadatas=[{SEQ: claimed, AT: time.time()}])
+        try:
+            seq = max(claimed, self.write_seq() + 1)  # one published since it was read: after that (>= the claim)
+            yield seq
+            self._publish(seq, token)
+        finally:
+            writes.delete(ids=[token])
+
+    def _publish(self, seq: int, token: str) -> None:
+        """Write ``seq`` is done: the highest number published so far (a slow write keeps an older number,
+        and readers found it by its claim), with this write's token."""
+        self._modify_metadata({WRITE_SEQ: max(seq, self.write_seq()), WRITE_TOKEN: token})
+
+    def _drop_stale_claims(self, writes: Any) -> None:
+        if not self._stale_claims_dropped:  # once per store: claims of writers killed mid-write
+            writes.delete(where={AT: {"$lt": time.time() - CLAIM_LEASE}})
+            self._stale_claims_dropped = True
+
+    def _writes_collection(self, create: bool) -> Any:
+        if self._writes is None:
+            self._writes = open_collection(self.client, self.name("writes"), create, MARKER)
+        return self._writes
 
     @_guarded("read")
     def write_seq(self) -> int:
         """The number of the last write of image records done (0 if none; fresh from the store: the writer
         may be another process)."""
+        return int(self._fresh_metadata().get(WRITE_SEQ, 0)) if self._get_images() is not None else 0
+
+    @_guarded("read")
+    def write_mark(self) -> WriteMark:
+        """Where the numbered writes stand (read it before reading what they wrote; see ``WriteMark``)."""
         if self._get_images() is None:
-            return 0
-        fresh = self.client.get_collection(self.name("images"), embedding_function=None)
-        return int((fresh.metadata or {}).get(WRITE_SEQ, 0))
+            return WriteMark(0)
+        meta = self._fresh_metadata()
+        writes = self._writes_collection(create=False)
+        live = writes.get(where={AT: {"$gte": time.time() - CLAIM_LEASE}}, include=["metadatas"]) if writes else None
+        pending = [int(m[SEQ]) for m in live["metadatas"]] if live else []
+        return WriteMark(int(meta.get(WRITE_SEQ, 0)), str(meta.get(WRITE_TOKEN, "")), min(pending, default=None))
+
+    def _fresh_metadata(self) -> dict[str, Any]:
+        """The images collection's metadata as stored now (other processes write it too)."""
+        return dict(self.client.get_collection(self.name("images"), embedding_function=None).metadata or {})
 
     @_guarded("read")
     def written_since(self, seq: int) -> list[tuple[str, dict]]:
@@ -516,14 +574,14 @@ class Store:
         """
         if self._get_images() is None:
             return {}
-        seq, count, identity = self.write_seq(), self.count(), self.identity()
+        mark, count, identity = self.write_mark(), self.count(), self.identity()
         kept, by_id = self._entries, None
         if kept is not None and kept[0] == identity:
             written, removed = self.changed_since(kept[1])
             by_id = {i: e for i, e in kept[2].items() if i not in removed} | {i: _entry(i, m) for i, m in written}
         if by_id is None or len(by_id) != count:  # the first, or written unnumbered (an older mmsearch)
             by_id = {i: _entry(i, m) for ids, metas in self.pages() for i, m in zip(ids, metas)}
-        self._entries = (identity, seq + 1, by_id)
+        self._entries = (identity, mark.through, by_id)
         return {e.path: e for e in by_id.values()}
 
     def pages(self) -> Iterator[tuple[list[str], list[dict]]]:

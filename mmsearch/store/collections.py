@@ -15,8 +15,9 @@ IMAGES, CAPTIONS, FEEDBACK, OCR = "mmsearch_images", "mmsearch_captions", "mmsea
 FRAMES = "mmsearch_frames"  # the sampled frames of videos (one record per frame), in the image space
 ALBUMS = "mmsearch_albums"  # smart albums: saved searches (mmsearch.albums)
 REMOVED = "mmsearch_removed"  # one record per removed image: its id and the write that removed it (``SEQ``)
+WRITES = "mmsearch_writes"  # one record per write of image records in progress: its number (``SEQ``) and ``AT``
 KINDS = {"images": IMAGES, "captions": CAPTIONS, "ocr": OCR, "feedback": FEEDBACK, "frames": FRAMES, "albums": ALBUMS,
-         "removed": REMOVED}
+         "removed": REMOVED, "writes": WRITES}
 POINTER = "mmsearch_index"  # metadata: the active generation, the previous one, the one being built
 FIRST = "first"  # the first generation of an index: the plain collection names
 # Measured on 20k embedding-like 512-d vectors (tests/test_recall.py), recall@10 against exact search:
@@ -38,7 +39,13 @@ PAGE = 5000  # records per get() page; below Chroma's max batch size (~5,400)
 # images collection's metadata publishes it (``WRITE_SEQ``), so a reader asks for what changed since the last
 # number it saw (``Store.written_since``) instead of reading every record (the keyword index at a million).
 # A removal leaves a record in ``REMOVED`` (``Store.removed_since``): listing every id costs 8 s at 200k.
-SEQ, WRITE_SEQ = "seq", "write_seq"
+# Writers into a server run at once (shards), and a number is read before it is taken: two writes can take
+# one number, or a slow write an older one. So a write claims its number in ``WRITES`` before it writes,
+# publishes its ``WRITE_TOKEN`` with the number, and drops its claim once done; a reader asks next from the
+# oldest claim it saw (``WriteMark.through``) and reads again when the token changes. A claim older than
+# ``CLAIM_LEASE`` seconds is a killed writer's: it is ignored, and removed by the next write.
+SEQ, WRITE_SEQ, WRITE_TOKEN, AT = "seq", "write_seq", "write_token", "at"
+CLAIM_LEASE = 600.0
 MARKER = {"space": "l2", "sync_threshold": 1000}  # the removed collection's vectors: one constant [1.0] each
 
 
