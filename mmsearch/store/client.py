@@ -409,14 +409,10 @@ class Store:
         try:
             seq = max(claimed, self.write_seq() + 1)  # one published since it was read: after that (>= the claim)
             yield seq
-            self._publish(seq, token)
+            # never a lower number than the one published: a slow write keeps its older one (found by its claim)
+            self._modify_metadata({WRITE_SEQ: max(seq, self.write_seq()), WRITE_TOKEN: token})
         finally:
             writes.delete(ids=[token])
-
-    def _publish(self, seq: int, token: str) -> None:
-        """Write ``seq`` is done: the highest number published so far (a slow write keeps an older number,
-        and readers found it by its claim), with this write's token."""
-        self._modify_metadata({WRITE_SEQ: max(seq, self.write_seq()), WRITE_TOKEN: token})
 
     def _drop_stale_claims(self, writes: Any) -> None:
         if not self._stale_claims_dropped:  # once per store: claims of writers killed mid-write

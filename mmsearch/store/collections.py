@@ -46,7 +46,7 @@ PAGE = 5000  # records per get() page; below Chroma's max batch size (~5,400)
 # ``CLAIM_LEASE`` seconds is a killed writer's: it is ignored, and removed by the next write.
 SEQ, WRITE_SEQ, WRITE_TOKEN, AT = "seq", "write_seq", "write_token", "at"
 CLAIM_LEASE = 600.0
-MARKER = {"space": "l2", "sync_threshold": 1000}  # the removed collection's vectors: one constant [1.0] each
+MARKER = {"space": "l2", "sync_threshold": 1000}  # the removed and writes collections' vectors: one constant [1.0] each
 
 
 def collection_name(kind: str, generation: str) -> str:
