@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .hamming import pairs_within
 from .likeness import MAX_BITS, MIN_COSINE, Look, same_photo
 from .paths import within, within_any
 
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
     from .search.keywords import KeywordIndex
     from .store.client import Store
 
-BLOCK = 64  # hashes compared at once against all others (64 x 100k uint64 = 51 MB)
 
 
 @dataclass(frozen=True)
@@ -172,7 +172,7 @@ def _partners(store: Store, library: KeywordIndex, looked_at: Any, wanted: list[
     docs = np.asarray([d for d in library.positions().values() if looked_at(library.paths[d])], dtype=np.int64)
     mine = [n for n, d in enumerate(docs.tolist()) if within_any(library.paths[d], wanted)]
     hashes = library.phashes[docs]
-    pairs = _pairs(hashes, hashes != 0, max_bits, mine)
+    pairs = pairs_within(hashes, hashes != 0, max_bits, mine)
     involved = {*mine, *(m for found in pairs.values() for m in found)}
     shas = {library.doc_sha256[docs[n]] for n in mine} - {""}
     involved.update(n for n, d in enumerate(docs.tolist()) if library.doc_sha256[d] in shas)
@@ -209,23 +209,8 @@ def _image(image_id: str, meta: dict) -> _Image:
 def _hash_pairs(images: list[_Image], max_bits: int, rows: list[int] | None = None) -> dict[int, dict[int, int]]:
     """Every pair of images (by position) whose hashes are at most ``max_bits`` apart: n -> {m: bits},
     both ways. ``rows``: only the pairs that involve these positions."""
-    return _pairs(np.array([i.phash for i in images], dtype=np.uint64), np.array([bool(i.phash) for i in images]),
-                  max_bits, rows)
-
-
-def _pairs(hashes: np.ndarray, has: np.ndarray, max_bits: int, rows: list[int] | None) -> dict[int, dict[int, int]]:
-    """``_hash_pairs`` over hash arrays (``has``: which hashes there are)."""
-    order = np.arange(len(hashes)) if rows is None else np.asarray(rows, dtype=np.int64)
-    pairs: dict[int, dict[int, int]] = {}
-    for start in range(0, len(order), BLOCK):
-        block = order[start:start + BLOCK]
-        bits = np.bitwise_count(hashes[block][:, None] ^ hashes[None, :])
-        found_rows, cols = np.nonzero((bits <= max_bits) & has[block][:, None] & has[None, :])
-        for r, c in zip(found_rows.tolist(), cols.tolist()):
-            a = int(block[r])
-            if a != c:
-                pairs.setdefault(a, {})[c] = pairs.setdefault(c, {})[a] = int(bits[r, c])
-    return pairs
+    return pairs_within(np.array([i.phash for i in images], dtype=np.uint64), np.array([bool(i.phash) for i in images]),
+                        max_bits, rows)
 
 
 def _cosines(images: list[_Image], matches: dict[int, dict[int, int]], vectors: Any) -> dict[tuple[int, int], float]:

@@ -302,3 +302,27 @@ def test_undo_beside_a_running_serve_is_handed_to_it(library, tmp_path):
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.startswith("moved 4 files back (by the serving process, pid ")
         assert all(Path(p).exists() for p in moved) and len(engine.duplicates()[0].files) == 5
+
+
+@pytest.mark.parametrize("max_bits", [0, 1, 2, 3, 5, 6, 8])
+def test_pairs_found_by_lookup_are_exactly_the_pairs_of_comparing_every_hash(max_bits, monkeypatch):
+    """Multi-index hashing (what a large library uses) finds the pairs that comparing every pair finds:
+    random hashes, clusters of near copies 0-10 bits apart, one crowded cluster (dark photos hash alike),
+    images without a hash, and the pairs of a few photos only (``duplicates --of``)."""
+    from mmsearch.hamming import every_pair, indexed_pairs
+
+    rng = np.random.default_rng(max_bits)
+    hashes = rng.integers(0, 2**63, 3000, dtype=np.uint64) * np.uint64(2) + rng.integers(0, 2, 3000, dtype=np.uint64)
+    for n in range(0, 3000, 7):  # a near copy of the hash before it, 0 to 10 bits away
+        flips = rng.choice(64, rng.integers(0, 11), replace=False)
+        hashes[n] = hashes[n - 1] ^ np.uint64(sum(1 << int(b) for b in flips))
+    base = hashes[10]
+    for n in range(2000, 2300):  # one crowded cluster
+        hashes[n] = base ^ np.uint64(sum(1 << int(b) for b in rng.choice(64, rng.integers(0, 6), replace=False)))
+    has = rng.random(3000) > 0.05
+    brute, indexed = every_pair(hashes, has, max_bits), indexed_pairs(hashes, has, max_bits)
+    assert indexed == brute and sum(len(v) for v in brute.values()) > 0
+    rows = [5, 6, 7, 2100, 2999]
+    assert indexed_pairs(hashes, has, max_bits, rows) == every_pair(hashes, has, max_bits, rows)
+    monkeypatch.setattr("mmsearch.hamming.PIECE", 37)  # the candidates compared a few at a time
+    assert indexed_pairs(hashes, has, max_bits) == brute
