@@ -22,6 +22,11 @@ MAX_INDEXED_BITS = 8  # 2 bits per chunk: 254 probes of each; at 11 bits (3 per 
 BRUTE_LIMIT = 50_000_000  # hash comparisons below which every pair is compared (a few tens of ms)
 BLOCK = 64  # hashes compared at once against all others in the blockwise comparison (64 x 100k uint64 = 51 MB)
 PIECE = 4_000_000  # candidate pairs compared at once in the indexed lookup (bounds memory on clustered hashes)
+# A candidate costs about 3 comparisons of the blockwise pass (gathers, repeats, the sort at the end):
+# measured at 100k, 20 ns against 6.4 ns. Lookup is taken while 3 x its candidates are fewer than the
+# comparisons of every pair (crowded hashes: 330M candidates took 10.8 s, every pair 64 s).
+LOOKUP_COST = 3
+SAMPLE = 2000  # hashes whose lookups estimate the candidates
 
 Pairs = dict[int, dict[int, int]]  # position -> {position: bits}, both ways
 
@@ -38,7 +43,21 @@ def pairs_within(hashes: np.ndarray, has: np.ndarray, max_bits: int, rows: list[
     queries = len(hashes) if rows is None else len(rows)
     if max_bits > MAX_INDEXED_BITS or queries * len(hashes) <= BRUTE_LIMIT:
         return every_pair(hashes, has, max_bits, rows)
+    if candidates(hashes, has, max_bits, rows) * LOOKUP_COST > queries * len(hashes):
+        return every_pair(hashes, has, max_bits, rows)  # hashes crowded into a few slots: lookup saves nothing
     return indexed_pairs(hashes, has, max_bits, rows)
+
+
+def candidates(hashes: np.ndarray, has: np.ndarray, max_bits: int, rows: list[int] | None = None) -> float:
+    """About how many comparisons ``indexed_pairs`` would make: its lookups for a sample of ``SAMPLE``
+    of the hashes that ask, scaled up (crowded slots show in any sample; 2 % of the lookup's time)."""
+    total = 0.0
+    for values, _, queries, counts, width in _tables(hashes, has, rows):
+        asked = values[np.random.default_rng(0).choice(queries, SAMPLE, replace=False)] if len(queries) > SAMPLE \
+            else values[queries]
+        found = sum(int(counts[asked ^ flip].sum()) for flip in _flips(width, max_bits // len(SPLIT)))
+        total += found * len(queries) / max(len(asked), 1)
+    return total
 
 
 def every_pair(hashes: np.ndarray, has: np.ndarray, max_bits: int, rows: list[int] | None = None) -> Pairs:
@@ -61,13 +80,9 @@ def indexed_pairs(hashes: np.ndarray, has: np.ndarray, max_bits: int, rows: list
     if max_bits > MAX_INDEXED_BITS:
         raise ValueError(f"indexed_pairs finds pairs up to {MAX_INDEXED_BITS} bits apart, not {max_bits}")
     hashes = np.asarray(hashes, dtype=np.uint64)
-    present = np.flatnonzero(has)
-    queries = present if rows is None else np.asarray([r for r in rows if has[r]], dtype=np.int64)
     found_a, found_b = [], []
-    for first, width in SPLIT:
-        values = ((hashes >> np.uint64(first)) & np.uint64((1 << width) - 1)).astype(np.int64)
+    for values, present, queries, counts, width in _tables(hashes, has, rows):
         members = present[np.argsort(values[present], kind="stable")]  # the chunk's table, as one sorted array
-        counts = np.bincount(values[present], minlength=1 << width)
         starts = np.concatenate([[0], np.cumsum(counts)])
         asked = values[queries]
         for flip in _flips(width, max_bits // len(SPLIT)):
@@ -77,6 +92,17 @@ def indexed_pairs(hashes: np.ndarray, has: np.ndarray, max_bits: int, rows: list
             found_a.append(a[near])
             found_b.append(b[near])
     return _both_ways(hashes, np.concatenate(found_a), np.concatenate(found_b))
+
+
+def _tables(hashes: np.ndarray, has: np.ndarray, rows: list[int] | None):
+    """Per chunk: every hash's value of it, the positions with a hash, the positions that ask, how many
+    hashes hold each value, and the chunk's width."""
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    present = np.flatnonzero(has)
+    queries = present if rows is None else np.asarray([r for r in rows if has[r]], dtype=np.int64)
+    for first, width in SPLIT:
+        values = ((hashes >> np.uint64(first)) & np.uint64((1 << width) - 1)).astype(np.int64)
+        yield values, present, queries, np.bincount(values[present], minlength=1 << width), width
 
 
 def _flips(width: int, most: int) -> list[int]:
