@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from .store.client import Store
 
 
-
 @dataclass(frozen=True)
 class Member:
     """One file of a group, with how it matches the keeper."""
