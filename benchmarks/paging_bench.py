@@ -18,12 +18,15 @@ key for paging; reads by known ids grow linearly.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
-PAGE = 5000
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from mmsearch.store.collections import PAGE  # noqa: E402 - the store's own page size, the one measured
 
 
 def fill(collection, n: int) -> None:
