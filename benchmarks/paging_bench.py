@@ -40,9 +40,9 @@ def fill(collection, n: int) -> None:
         collection.add(ids=ids, embeddings=rng.standard_normal((len(ids), 8)).astype(np.float32), metadatas=metas)
 
 
-def by_offset(collection, include: list[str]) -> int:
+def by_offset(collection, include: list[str], page_size: int = PAGE) -> int:
     offset = 0
-    while page := collection.get(include=include, limit=PAGE, offset=offset)["ids"]:
+    while page := collection.get(include=include, limit=page_size, offset=offset)["ids"]:
         offset += len(page)
     return offset
 
@@ -74,13 +74,14 @@ def main() -> None:
     for include in ([], ["metadatas"]):
         times = {}
         for name, read, extra in (("offset", by_offset, ()), ("seq-ranges", by_seq, (top,)),
-                                  ("id-batches", by_ids, (ids,))):
+                                  ("id-batches", by_ids, (ids,)), ("offset-30k", by_offset, (30000,))):
             started = time.perf_counter()
             count = read(collection, include, *extra)
             times[name] = time.perf_counter() - started
             print(f"{'+'.join(include) or 'ids'}  {name:<11} {count} records in {times[name]:.1f} s")
         print(f"    seq-ranges / offset {times['seq-ranges'] / times['offset']:.2f},"
-              f" id-batches / offset {times['id-batches'] / times['offset']:.2f}")
+              f" id-batches / offset {times['id-batches'] / times['offset']:.2f},"
+              f" offset-30k / offset {times['offset-30k'] / times['offset']:.2f}")
 
 
 if __name__ == "__main__":

@@ -92,7 +92,13 @@ def test_changes_applied_one_at_a_time_give_the_index_a_fresh_build_gives(tmp_pa
     library["id999"] = extra
     for i in removed:
         del library[i]
-    _same(loaded.apply([("id999", extra)], removed=removed), KeywordIndex.from_metadata(library.items()))
+    changed = loaded.apply([("id999", extra)], removed=removed)
+    _same(changed, KeywordIndex.from_metadata(library.items()))
+    changed.save(tmp_path / "k.npz", ("store", 10))  # what the file held, with the change merged in
+    again = KeywordIndex.load(tmp_path / "k.npz", ("store", 10))
+    assert again is not None and KeywordIndex.load(tmp_path / "k.npz", ("store", 9)) is None
+    _same(again, KeywordIndex.from_metadata(library.items()))
+    assert again.apply([], removed={"no-such-id"}) is again  # nothing changed: nothing is copied
 
 
 def test_an_applied_change_leaves_the_index_searches_run_on_as_it_was():

@@ -9,6 +9,7 @@ plurals are folded ("bicycles" -> "bicycle"). File names split on punctuation ("
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..likeness import phash_of
+from ..packed import ListTable, PackedStrings, pack
 from ..paths import folders_of
 from ..text import CJK
 from .lexical import LexicalIndex
@@ -73,7 +75,7 @@ def image_text(meta: dict) -> str:
     return " \n ".join([*(meta.get("captions") or []), path.name, folders, str(meta.get("place") or "")])
 
 
-FORMAT = 3  # the layout of ``keywords.npz``; a file of another layout is built again
+FORMAT = 4  # the layout of ``keywords.npz``; a file of another layout is built again
 PACK_AT = 0.25  # the share of switched-off documents at which ``apply`` packs the index again
 
 
@@ -112,20 +114,20 @@ class KeywordIndex:
     """
 
     def __init__(self) -> None:
-        self.ids: list[str] = []  # per document, as every score array is
-        self.texts: list[str] = []  # ``image_text``, lowercased (phrase queries look in it)
-        self.names: list[str] = []  # lowercased file names, for exact file-name queries
-        self.paths: list[str] = []
-        self.doc_cameras: list[str] = []
-        self.doc_places: list[str] = []
+        self.ids = PackedStrings()  # per document, as every score array is
+        self.texts = PackedStrings()  # ``image_text``, lowercased (phrase queries look in it)
+        self.names = PackedStrings()  # lowercased file names, for exact file-name queries
+        self.paths = PackedStrings()
+        self.doc_cameras = PackedStrings()
+        self.doc_places = PackedStrings()
         self.lengths = np.zeros(0, np.float32)
         self.alive = np.zeros(0, dtype=bool)
         self.has_caption = np.zeros(0, dtype=bool)
         # The content hashes, for finding the copies of a few photos without reading every record
         # (``mmsearch.duplicates.library_groups`` with ``of``): sha256 and the perceptual hash (0: none).
-        self.doc_sha256: list[str] = []
+        self.doc_sha256 = PackedStrings()
         self.phashes = np.zeros(0, dtype=np.uint64)
-        self.postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.postings = ListTable(2)  # token -> (its documents, int32; its frequency in each, float32)
         self.ocr: dict[str, str] = {}  # image id -> text read in the photo (``ocr_matcher.OcrMatcher`` searches it)
         self.lexical: LexicalIndex | None = None  # BGE-M3 lexical weights of the texts (``mmsearch.search.lexical``)
         self.places = PlaceBook()  # the places the index holds, by name (the query parser's vocabulary)
@@ -135,7 +137,7 @@ class KeywordIndex:
         self.camera_counts: Counter = Counter()
         self.through = 0  # the first write number (``Store.written_since``) this index may lack
         self._positions: dict[str, int] = {}  # image id -> its live document
-        self._by_name: dict[str, tuple[str, ...]] = {}  # file name, and its stem -> image ids
+        self._by_name = ListTable(1)  # file name, and its stem -> documents (switched-off ones included)
         self._dead = 0
         self._captioned: list[str] | None = None
         self._own_ocr = True  # whether ``ocr`` is this index's own (not shared with the one it was made from)
@@ -158,6 +160,9 @@ class KeywordIndex:
         left out; ``through``: the first write number it may then lack. This index is left as it was (a
         search running on it goes on)."""
         latest = dict(records)  # an id given twice: its last metadata
+        removed = set(removed)
+        if not latest and not removed & self._positions.keys():
+            return self if through is None or through == self.through else self._moved_on(through)
         new = self._copy()
         new._switch_off(set(removed) | set(latest))
         new = new._added([Doc.of(i, meta) for i, meta in latest.items()], [meta for meta in latest.values()])
@@ -165,17 +170,25 @@ class KeywordIndex:
             new.through = through
         return new._packed() if new._dead > PACK_AT * len(new.ids) else new
 
+    def _moved_on(self, through: int) -> KeywordIndex:
+        """This index with another ``through`` (nothing else changed: everything is shared)."""
+        new = copy.copy(self)
+        new.through = through
+        return new
+
     def _copy(self) -> KeywordIndex:
+        """A copy to change: the per-document lists become lists of its own (read from the keyword file, they
+        are packed), the arrays are shared (a change makes new ones)."""
         new = KeywordIndex()
         for name in STRINGS:
-            setattr(new, name, list(getattr(self, name)))
+            setattr(new, name, getattr(self, name).copy())
         new.lengths, new.alive, new.has_caption = self.lengths, self.alive.copy(), self.has_caption
         new.phashes = self.phashes
         # the text read in photos is shared until a change touches it (``_ocr_changed``): the OCR matcher
         # built on it is kept while it is the same dict
-        new.postings, new.ocr, new.folder_counts = dict(self.postings), self.ocr, dict(self.folder_counts)
+        new.postings, new.ocr, new.folder_counts = self.postings.copy(), self.ocr, dict(self.folder_counts)
         new.camera_counts, new.places, new.lexical = Counter(self.camera_counts), self.places.copy(), self.lexical
-        new.through, new._positions, new._by_name = self.through, dict(self._positions), dict(self._by_name)
+        new.through, new._positions, new._by_name = self.through, dict(self._positions), self._by_name.copy()
         new._dead, new._own_ocr = self._dead, False
         return new
 
@@ -203,18 +216,13 @@ class KeywordIndex:
                 self.camera_counts[self.doc_cameras[doc]] -= 1
             if self.doc_places[doc]:
                 self.places.remove(self.doc_places[doc].split("\t"))
-            name = self.names[doc]
-            for key in {name, PurePath(name).stem} - {""}:
-                left = tuple(i for i in self._by_name.get(key, ()) if i != id_)
-                self._by_name[key] = left
-                if not left:
-                    del self._by_name[key]
 
     def _added(self, docs: list[Doc], metas: list[dict]) -> KeywordIndex:
         """Append these documents (``metas``: their stored metadata, for the places and lexical weights;
         none for ``build``)."""
         start = len(self.ids)
         lists: dict[str, tuple[list[int], list[int]]] = {}
+        named: dict[str, list[int]] = {}
         lengths = []
         for number, doc in enumerate(docs, start):
             counts = Counter(tokenize(doc.text))
@@ -224,6 +232,8 @@ class KeywordIndex:
                 found.append(number)
                 tfs.append(tf)
             self._positions[doc.id] = number
+            for key in {doc.name, stem(doc.name)} - {""}:
+                named.setdefault(key, []).append(number)
             self._count(doc)
         for doc, meta in zip(docs, metas):
             if doc.places:
@@ -239,6 +249,10 @@ class KeywordIndex:
             new = (np.asarray(found, dtype=np.int32), np.asarray(tfs, dtype=np.float32))
             old = self.postings.get(token)
             self.postings[token] = new if old is None else (np.concatenate([old[0], new[0]]), np.concatenate([old[1], new[1]]))
+        for key, found in named.items():
+            added = np.asarray(found, dtype=np.int32)
+            old = self._by_name.get(key)
+            self._by_name[key] = (added,) if old is None else (np.concatenate([old[0], added]),)
         if metas:
             self.lexical = LexicalIndex.extended(self.lexical, self.ids, start, metas, self.alive)
         elif self.lexical is not None:
@@ -254,8 +268,6 @@ class KeywordIndex:
             self.folder_counts[folder] = self.folder_counts.get(folder, 0) + 1
         if doc.camera:
             self.camera_counts[doc.camera] += 1
-        for key in {doc.name, PurePath(doc.name).stem} - {""}:
-            self._by_name[key] = (*self._by_name.get(key, ()), doc.id)
 
     def _packed(self) -> KeywordIndex:
         """The same index without its switched-off documents."""
@@ -265,14 +277,13 @@ class KeywordIndex:
         new = self._copy()
         for name in STRINGS:
             values = getattr(self, name)
-            setattr(new, name, [values[d] for d in keep])
+            setattr(new, name, PackedStrings(tail=[values[d] for d in keep.tolist()]))
         new.lengths, new.alive, new.has_caption = self.lengths[keep], np.ones(len(keep), bool), self.has_caption[keep]
         new.phashes = self.phashes[keep]
-        new.postings = {}
-        for token, (docs, tfs) in self.postings.items():
-            live = self.alive[docs]
-            if live.any():
-                new.postings[token] = (renumber[docs[live]].astype(np.int32), tfs[live])
+        new.postings = ListTable.of(2, ((token, (renumber[docs[live]].astype(np.int32), tfs[live]))
+                                        for token, (docs, tfs) in self.postings.items() if (live := self.alive[docs]).any()))
+        new._by_name = ListTable.of(1, ((key, (renumber[docs[live]].astype(np.int32),))
+                                        for key, (docs,) in self._by_name.items() if (live := self.alive[docs]).any()))
         new._positions = {id_: n for n, id_ in enumerate(new.ids)}
         new.lexical = self.lexical.packed(new.ids, renumber) if self.lexical is not None else None
         new._dead = 0
@@ -307,28 +318,25 @@ class KeywordIndex:
     def exact(self, query: str) -> list[str]:
         """Ids whose file name is the query, with or without its extension, in any case (``IMG_0042.jpg``,
         ``img_0042``); every one of them, however BM25 ranks them."""
-        return list(self._by_name.get(query.strip().strip('"').lower(), ()))
+        docs = self._by_name.get(query.strip().strip('"').lower())
+        return [] if docs is None else [self.ids[d] for d in docs[0][self.alive[docs[0]]]]
 
     # -- the keyword file ----------------------------------------------------------------------------
 
     def save(self, path: str | Path, key: Sequence[Any]) -> None:
         """Write to ``path`` (numpy ``.npz``, no pickle), tagged with ``key`` (what the index looked like)."""
-        tokens = list(self.postings)
-        sizes = [len(self.postings[t][0]) for t in tokens]
-        empty_i, empty_f = np.zeros(0, np.int32), np.zeros(0, np.float32)
         path = Path(path)
         partial = path.with_name(f".{path.name}.{os.getpid()}.part.npz")
-        strings = {name: getattr(self, name) for name in STRINGS}
-        np.savez(partial, **_pack("key", [json.dumps([FORMAT, *key])]), through=np.int64(self.through),
+        strings = {name: getattr(self, name) for name in STRINGS} | {
+            "key": [json.dumps([FORMAT, *key])], "ocr_ids": list(self.ocr), "ocr_texts": list(self.ocr.values()),
+            "places": [self.places.to_json()], "facet_folders": list(self.folder_counts),
+            "facet_cameras": list(self.camera_counts)}
+        np.savez(partial, through=np.int64(self.through),
                  **{k: v for name, values in strings.items() for k, v in _pack(name, values).items()},
-                 **_pack("tokens", tokens), **_pack("ocr_ids", list(self.ocr)),
-                 **_pack("ocr_texts", list(self.ocr.values())), **_pack("places", [self.places.to_json()]),
-                 **_pack("facet_folders", list(self.folder_counts)),
                  facet_counts=np.asarray(list(self.folder_counts.values()), dtype=np.int64),
-                 offsets=np.cumsum([0, *sizes]).astype(np.int64), lengths=self.lengths, alive=self.alive,
-                 has_caption=self.has_caption, phashes=self.phashes,
-                 docs=np.concatenate([self.postings[t][0] for t in tokens]) if tokens else empty_i,
-                 tfs=np.concatenate([self.postings[t][1] for t in tokens]) if tokens else empty_f,
+                 camera_counts=np.asarray(list(self.camera_counts.values()), dtype=np.int64),
+                 lengths=self.lengths, alive=self.alive, has_caption=self.has_caption, phashes=self.phashes,
+                 **self.postings.arrays("postings_"), **self._by_name.arrays("names_"),
                  **(self.lexical.arrays("lexical_") if self.lexical is not None else {}))
         os.replace(partial, path)
 
@@ -337,7 +345,9 @@ class KeywordIndex:
         """The index saved at ``path`` if it was saved with this ``key``, else None (then it is rebuilt).
 
         Any damage (a truncated or empty file, a format from another version, counts that disagree)
-        also gives None: the file is only a cache of what the store holds.
+        also gives None: the file is only a cache of what the store holds. The per-document strings, the
+        postings and the file names stay packed as the file holds them (``mmsearch.search.packed``): opening
+        costs a Python object per live image, not one per string and token.
         """
         try:
             with np.load(path, allow_pickle=False) as data:
@@ -354,25 +364,24 @@ class KeywordIndex:
             setattr(index, name, _unpack(data, name))
         index.lengths, index.alive, index.has_caption = data["lengths"], data["alive"].copy(), data["has_caption"]
         index.phashes = data["phashes"]
-        tokens, offsets, docs, tfs = _unpack(data, "tokens"), data["offsets"], data["docs"], data["tfs"]
+        postings = ListTable.from_arrays(data, "postings_", (np.int32, np.float32))
+        by_name = ListTable.from_arrays(data, "names_", (np.int32,))
         folders, counts = _unpack(data, "facet_folders"), data["facet_counts"].tolist()
+        cameras, camera_counts = _unpack(data, "facet_cameras"), data["camera_counts"].tolist()
         if len({len(getattr(index, name)) for name in STRINGS} | {len(index.lengths), len(index.alive),
                                                                   len(index.has_caption), len(index.phashes)}) != 1 \
-                or len(offsets) != len(tokens) + 1 or offsets[-1] != len(docs) or len(folders) != len(counts):
+                or postings is None or by_name is None or len(folders) != len(counts) \
+                or len(cameras) != len(camera_counts):
             return None
-        index.postings = {t: (docs[offsets[n]:offsets[n + 1]], tfs[offsets[n]:offsets[n + 1]]) for n, t in enumerate(tokens)}
+        index.postings, index._by_name = postings, by_name
         index.ocr = dict(zip(_unpack(data, "ocr_ids"), _unpack(data, "ocr_texts")))
         index.places = PlaceBook.from_json(_unpack(data, "places")[0])
-        index.folder_counts = dict(zip(folders, counts))
+        index.folder_counts, index.camera_counts = dict(zip(folders, counts)), Counter(dict(zip(cameras, camera_counts)))
         index.through = int(data["through"])
         live = np.flatnonzero(index.alive)
-        index._positions = {index.ids[d]: int(d) for d in live}
         index._dead = len(index.ids) - len(live)
-        index.camera_counts = Counter(index.doc_cameras[d] for d in live if index.doc_cameras[d])
-        for d in live:
-            name = index.names[d]
-            for key in {name, PurePath(name).stem} - {""}:
-                index._by_name[key] = (*index._by_name.get(key, ()), index.ids[d])
+        index._positions = dict(zip(index.ids, range(len(index.ids)))) if not index._dead else \
+            {index.ids[d]: int(d) for d in live.tolist()}
         index.lexical = LexicalIndex.from_arrays(index.ids, data, "lexical_", index.alive)
         return index
 
@@ -454,17 +463,19 @@ STRINGS = ("ids", "texts", "names", "paths", "doc_cameras", "doc_places", "doc_s
 
 
 def _pack(name: str, strings: Sequence[str]) -> dict[str, np.ndarray]:
-    """Strings as their UTF-8 bytes back to back plus the end offset of each: any character, NUL included,
-    survives the round trip."""
-    encoded = [s.encode("utf-8", "surrogatepass") for s in strings]
-    return {f"{name}_bytes": np.frombuffer(b"".join(encoded), dtype=np.uint8),
-            f"{name}_ends": np.cumsum([len(e) for e in encoded], dtype=np.int64)}
+    data, ends = strings.arrays() if isinstance(strings, PackedStrings) else pack(strings)
+    return {f"{name}_bytes": data, f"{name}_ends": ends}
 
 
-def _unpack(data: Any, name: str) -> list[str]:
-    raw, ends = data[f"{name}_bytes"].tobytes(), data[f"{name}_ends"].tolist()
-    starts = [0, *ends[:-1]]
-    return [raw[a:b].decode("utf-8", "surrogatepass") for a, b in zip(starts, ends)]
+def _unpack(data: Any, name: str) -> PackedStrings:
+    return PackedStrings(data[f"{name}_bytes"].tobytes(), data[f"{name}_ends"])
+
+
+def stem(name: str) -> str:
+    """A file name without its last extension, as ``PurePath(name).stem`` (a name starting with its only
+    dot, or ending in one, keeps it), without building a path."""
+    dot = name.rfind(".")
+    return name[:dot] if 0 < dot < len(name) - 1 else name
 
 
 def quoted_phrase(query: str) -> str:

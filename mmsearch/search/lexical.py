@@ -25,18 +25,18 @@ class LexicalIndex:
     """Postings of token ids over texts; ``text_image[t]`` is the position in ``ids`` of text ``t``'s image.
     ``alive``: the keyword index's live documents (None: all); an image switched off scores nothing."""
 
-    def __init__(self, ids: list[str], text_image: np.ndarray, tokens: np.ndarray, offsets: np.ndarray,
+    def __init__(self, ids: Sequence[str], text_image: np.ndarray, tokens: np.ndarray, offsets: np.ndarray,
                  texts: np.ndarray, weights: np.ndarray, alive: np.ndarray | None = None):
         self.ids, self.text_image, self.tokens, self.offsets = ids, text_image, tokens, offsets
         self.texts, self.weights, self.alive = texts, weights, alive
 
     @classmethod
-    def from_metadata(cls, ids: list[str], metas: Iterable[dict[str, Any]]) -> LexicalIndex | None:
+    def from_metadata(cls, ids: Sequence[str], metas: Iterable[dict[str, Any]]) -> LexicalIndex | None:
         """From the images' stored metadata, in ``ids`` order; None when no image has lexical weights."""
         return cls.extended(None, ids, 0, list(metas), None)
 
     @classmethod
-    def extended(cls, old: LexicalIndex | None, ids: list[str], start: int, metas: Sequence[dict[str, Any]],
+    def extended(cls, old: LexicalIndex | None, ids: Sequence[str], start: int, metas: Sequence[dict[str, Any]],
                  alive: np.ndarray | None) -> LexicalIndex | None:
         """``old`` (None: no index yet) with the texts of the images at ``start``, ``start + 1``, ... (their
         stored metadata) added, over ``ids``; None when no image has lexical weights."""
@@ -63,17 +63,17 @@ class LexicalIndex:
         return cls._sorted(ids, images, tokens[order], texts[order], weights[order], alive)
 
     @classmethod
-    def _sorted(cls, ids: list[str], images: np.ndarray, tokens: np.ndarray, texts: np.ndarray, weights: np.ndarray,
+    def _sorted(cls, ids: Sequence[str], images: np.ndarray, tokens: np.ndarray, texts: np.ndarray, weights: np.ndarray,
                 alive: np.ndarray | None) -> LexicalIndex:
         """From postings already in token order (one token per entry)."""
         unique, starts = np.unique(tokens, return_index=True)
         return cls(ids, images, unique, np.append(starts, len(tokens)).astype(np.int64), texts, weights, alive)
 
-    def over(self, ids: list[str], alive: np.ndarray | None) -> LexicalIndex:
+    def over(self, ids: Sequence[str], alive: np.ndarray | None) -> LexicalIndex:
         """The same texts over the keyword index's new ``ids`` and live documents."""
         return LexicalIndex(ids, self.text_image, self.tokens, self.offsets, self.texts, self.weights, alive)
 
-    def packed(self, ids: list[str], renumber: np.ndarray) -> LexicalIndex | None:
+    def packed(self, ids: Sequence[str], renumber: np.ndarray) -> LexicalIndex | None:
         """Without the texts of images ``renumber`` drops (-1), the others at their new positions."""
         images = renumber[self.text_image]
         kept = np.flatnonzero(images >= 0)
@@ -91,7 +91,7 @@ class LexicalIndex:
         return {prefix + name: getattr(self, name) for name in ARRAYS}
 
     @classmethod
-    def from_arrays(cls, ids: list[str], data: Any, prefix: str, alive: np.ndarray | None = None) -> LexicalIndex | None:
+    def from_arrays(cls, ids: Sequence[str], data: Any, prefix: str, alive: np.ndarray | None = None) -> LexicalIndex | None:
         """The inverse of ``arrays``; None when they are absent or do not fit together."""
         if prefix + "tokens" not in data:
             return None

@@ -1,0 +1,87 @@
+"""The keyword file's packed structures: strings and sorted list tables read without an object per entry,
+changed by copies, and saved again by merging what changed into the arrays they were read from."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from mmsearch.packed import ListTable, PackedStrings
+from mmsearch.search.keywords import stem
+
+ODD = ["", "a", "IMG_0042.jpg", "一只猫", "nul\x00inside", "lone \udc80 surrogate", "é", "zz" * 40]
+
+
+def test_packed_strings_read_back_every_string_and_keep_appended_ones_to_their_copy():
+    packed = PackedStrings(tail=list(ODD))
+    data, ends = packed.arrays()
+    read = PackedStrings(data.tobytes(), ends)
+    assert list(read) == ODD and [read[n] for n in range(len(ODD))] == ODD and read[-1] == ODD[-1]
+    assert read == ODD and read == packed and read != ODD[:-1]
+    assert read[1:3] == ODD[1:3] and len(read) == len(ODD)
+    with pytest.raises(IndexError):
+        read[len(ODD)]
+    grown = read.copy()
+    grown.extend(["new", "一"])
+    assert list(read) == ODD and list(grown) == [*ODD, "new", "一"] and grown[len(ODD)] == "new"
+    data, ends = grown.arrays()
+    assert list(PackedStrings(data.tobytes(), ends)) == [*ODD, "new", "一"]
+
+
+def _reread(table: ListTable, columns: int) -> ListTable:
+    arrays = table.arrays("t_")
+    reread = ListTable.from_arrays(arrays, "t_", (np.int32, np.float32)[:columns])
+    assert reread is not None
+    return reread
+
+
+def _as_dict(table: ListTable) -> dict[str, list[list[float]]]:
+    return {key: [list(map(float, column)) for column in row] for key, row in table.items()}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_list_table_saved_after_changes_is_the_table_a_dict_of_the_same_rows_gives(seed):
+    rng = random.Random(seed)
+    words = [*ODD[1:], *(f"w{n}" for n in range(60)), *(f"长{n}" for n in range(20))]
+
+    def row() -> tuple[np.ndarray, np.ndarray]:
+        size = rng.randint(0, 5)
+        return (np.asarray([rng.randrange(1000) for _ in range(size)], np.int32),
+                np.asarray([rng.random() for _ in range(size)], np.float32))
+
+    want = {w: row() for w in rng.sample(words, 30)}
+    table = _reread(ListTable.of(2, want.items()), 2)
+    for _ in range(5):
+        table = table.copy()
+        for word in rng.sample(words, rng.randint(0, 12)):  # keys the arrays hold, and new ones
+            want[word] = table[word] = row()
+        assert len(table) == len(want) and set(table) == set(want)
+        assert _as_dict(table) == _as_dict(ListTable.of(2, want.items()))
+        assert all(table.get(w) is None for w in words if w not in want)
+        table = _reread(table, 2)
+        assert _as_dict(table) == _as_dict(ListTable.of(2, want.items()))
+        assert [table[w][0].tolist() for w in sorted(want)] == [want[w][0].tolist() for w in sorted(want)]
+
+
+def test_a_copy_leaves_the_table_it_was_made_from_as_it_was():
+    table = _reread(ListTable.of(1, [("cat", (np.asarray([1, 2], np.int32),))]), 1)
+    copy = table.copy()
+    copy["cat"] = (np.asarray([9], np.int32),)
+    copy["dog"] = (np.asarray([3], np.int32),)
+    assert table["cat"][0].tolist() == [1, 2] and "dog" not in table and len(table) == 1
+    assert copy["cat"][0].tolist() == [9] and len(copy) == 2
+
+
+def test_arrays_that_do_not_fit_together_are_refused():
+    arrays = ListTable.of(1, [("a", (np.asarray([1, 2], np.int32),))]).arrays("t_")
+    arrays["t_values0"] = arrays["t_values0"][:1]
+    assert ListTable.from_arrays(arrays, "t_", (np.int32,)) is None
+
+
+@pytest.mark.parametrize("name", ["img_0042.jpg", "archive.tar.gz", ".bashrc", "trailing.", "plain", "", "a.b"])
+def test_stem_is_the_stem_pathlib_gives(name):
+    from pathlib import PurePath
+
+    assert stem(name) == (PurePath(name).stem if name else "")
