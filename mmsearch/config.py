@@ -258,13 +258,18 @@ class Config:
         return self.db if not self.chroma_url else default_cache_path()
 
     def keywords_file(self, generation: str = "") -> Path:
-        """``keywords.npz`` beside the index (``local_dir``), one per generation of models ("" = the first):
-        a later generation's lexical weights are its caption model's; with a server, one per server."""
+        """``keywords.npz`` beside the index (``local_file``): a later generation's lexical weights are its
+        caption model's."""
+        return self.local_file("keywords", generation)
+
+    def local_file(self, stem: str, generation: str = "") -> Path:
+        """``<stem>.npz`` beside the index (``local_dir``), one per generation of models ("" = the first); with a
+        server, one per server."""
         own = f"-{generation}" if generation else ""
         if not self.chroma_url:
-            return Path(self.local_dir) / f"keywords{own}.npz"
+            return Path(self.local_dir) / f"{stem}{own}.npz"
         server = hashlib.sha1(self.chroma_url.encode()).hexdigest()[:12]
-        return Path(self.local_dir) / f"keywords-{server}{own}.npz"
+        return Path(self.local_dir) / f"{stem}-{server}{own}.npz"
 
     @property
     def thumbnail_dir(self) -> str:

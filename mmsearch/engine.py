@@ -163,6 +163,7 @@ class SearchEngine:
         if not report.interrupted and (report.added or report.updated or report.moved or report.removed):
             if shard is None:  # shards write into one server together; each would read all of it
                 self._keep_keywords()
+            self._keep_entries()
             self.refresh_albums()  # albums fill themselves with what the run brought
         return report
 
@@ -173,6 +174,15 @@ class SearchEngine:
             self.session.keyword_index(fresh=True)
         except MMSearchError as exc:  # the run itself is done and stored; a search builds it later
             logger.warning("the keyword index was not brought up to date: %s", exc)
+
+    def _keep_entries(self) -> None:
+        """Keep what the run leaves indexed in the entries file, so the next run (in another process) reads
+        it and what changed since instead of every record (``Store.entries``). After ``_keep_keywords`` this
+        reads nothing more: the keyword index's read brought the entries up to date too."""
+        try:
+            self.store.keep_entries()
+        except MMSearchError as exc:
+            logger.warning("the entries file was not written: %s", exc)
 
     def reindex(self, *, batch_size: int | None = None, workers: int | None = None, progress: bool = False,
                 allow_failed: bool = False, on_progress: ProgressCallback | None = None,

@@ -185,6 +185,9 @@ def test_icons_are_shown_whole_at_their_size_with_transparency_and_told_apart(br
     assert sorted(label.split(" · ")[0] for label in labels) == ["16x16/apps/face-monkey.png", "48x48/apps/face-monkey.png"]
     assert all(" · strong match 1.00" in label for label in labels)  # pinned: the top of the scale
     images = page.locator("#gallery .thumbnail-item img")
+    # the tiles are in the page before their pictures have loaded: wait for every one to load (or fail)
+    page.wait_for_function("() => [...document.querySelectorAll('#gallery .thumbnail-item img')]"
+                           ".every(i => i.complete)")
     for n in range(images.count()):
         natural, fit = images.nth(n).evaluate("i => [i.naturalWidth, getComputedStyle(i).objectFit]")
         assert natural in (16, 48) and fit == "scale-down"  # drawn at most at its own size, whole

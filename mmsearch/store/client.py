@@ -54,6 +54,9 @@ from .collections import (
     pages,
     pointer_fields,
 )
+from .entries import Entry, entry_of
+from .entries import load as load_entries
+from .entries import save as save_entries
 from .migrations import SCHEMA, VERSION_KEY, Handle, check_readable, stored_version
 from .retry import Retrying, RetryPolicy
 
@@ -128,21 +131,6 @@ def failure_message(action: str, where: str, exc: BaseException) -> str:
 
 
 @dataclass(frozen=True)
-class Entry:
-    """What the store remembers about an indexed file to decide whether it changed."""
-
-    id: str
-    size: int
-    mtime_ns: str
-    caption_sig: str
-    sha256: str = ""
-    captions: tuple[str, ...] = ()  # every stored caption
-    manifest_captions: tuple[str, ...] = ()  # those that came from a manifest (kept until one says otherwise)
-    ocr_sig: str = ""  # the OCR engine that read the photo's text ("" = not read)
-    path: str = ""
-
-
-@dataclass(frozen=True)
 class WriteMark:
     """Where the store's numbered writes stand, read before reading what they wrote: the last number
     published, that publish's token (two writers can publish one number) and the smallest number of a write
@@ -159,10 +147,9 @@ class WriteMark:
         return self.seq + 1 if self.pending is None else min(self.seq + 1, self.pending)
 
 
-def _entry(image_id: str, meta: dict) -> Entry:
-    return Entry(image_id, int(meta["size"]), str(meta["mtime_ns"]), str(meta.get("caption_sig", "")),
-                 str(meta.get("sha256", "")), tuple(meta.get("captions") or ()),
-                 tuple(meta.get("manifest_captions") or ()), str(meta.get("ocr_sig", "")), str(meta["path"]))
+def _applied(by_id: dict[str, Entry], written: list[tuple[str, dict]], removed: set[str]) -> dict[str, Entry]:
+    """Entries by id with what some writes did applied (a new dict)."""
+    return {i: e for i, e in by_id.items() if i not in removed} | {i: entry_of(i, m) for i, m in written}
 
 
 @dataclass(frozen=True)
@@ -191,8 +178,9 @@ class Store:
     """
 
     def __init__(self, path: str | Path, url: str | None = None, headers: dict[str, str] | None = None,
-                 retry_seconds: float = 60.0):
+                 retry_seconds: float = 60.0, entries_file: Callable[[str], Path] | None = None):
         self.path = url or str(path)  # where the index lives, as shown in messages
+        self.entries_file = entries_file  # generation -> where its entries are kept (None: not kept)
         try:
             import chromadb
 
@@ -226,7 +214,8 @@ class Store:
     def from_config(cls, config: Config) -> Store:
         """The embedded database in ``config.db``, or the server at ``config.chroma_url`` (with its headers)."""
         return cls(config.db, url=config.chroma_url, headers=config.server_headers(),
-                   retry_seconds=config.chroma_retry_seconds)
+                   retry_seconds=config.chroma_retry_seconds,
+                   entries_file=lambda generation: config.local_file("entries", "" if generation == FIRST else generation))
 
     # -- generations ---------------------------------------------------------------------------------
 
@@ -350,6 +339,7 @@ class Store:
             self._images = self._captions = None
             if not self.check(signature):
                 raise StoreError(f"could not create the collections in {self.path}")
+            self._entries = (self.identity(), 1, {})  # a new collection: no entries, before the first write
         stored_dim = self.signature()["dim"]  # type: ignore[index]
         if stored_dim != dim:
             raise IndexMismatchError(f"the index at {self.path} holds {stored_dim}-d vectors, "
@@ -462,7 +452,19 @@ class Store:
 
     def changed_since(self, seq: int) -> tuple[list[tuple[str, dict]], set[str]]:
         """What the writes from number ``seq`` on did: the (id, metadata) of the images they wrote, and the
-        ids of those they removed that are not back since. A cache of the records applies both."""
+        ids of those they removed that are not back since. A cache of the records applies both.
+
+        The store's own entries (``entries``) take what was read too, when they lack nothing older: the
+        keyword index's read at the end of an index run brings them up to date as well.
+        """
+        kept = self._entries
+        mark = self.write_mark() if kept is not None and kept[1] >= seq else None
+        written, removed = self._changes(seq)
+        if mark is not None and kept is not None and kept[0] == self.identity():
+            self._entries = (kept[0], mark.through, _applied(kept[2], written, removed))
+        return written, removed
+
+    def _changes(self, seq: int) -> tuple[list[tuple[str, dict]], set[str]]:
         written = self.written_since(seq)
         return written, self.removed_since(seq) - {i for i, _ in written}
 
@@ -565,20 +567,44 @@ class Store:
     def entries(self) -> dict[str, Entry]:
         """Every indexed path with its change markers (compared as strings/ints, never floats).
 
-        Kept by this store and brought up to date by the numbered writes, so the runs of one process (a
-        watcher's, the page's) read only what changed since the last one; the first reads every record.
+        Kept by this store, and in its entries file between processes (``entries_file``), and brought up to
+        date by the numbered writes: a process reads the file and what changed since, and the runs of one
+        process (a watcher's, the page's) only what changed since the last one. Only when neither is there,
+        or the count disagrees (records written unnumbered, by an older mmsearch), is every record read.
         """
         if self._get_images() is None:
             return {}
         mark, count, identity = self.write_mark(), self.count(), self.identity()
         kept, by_id = self._entries, None
-        if kept is not None and kept[0] == identity:
-            written, removed = self.changed_since(kept[1])
-            by_id = {i: e for i, e in kept[2].items() if i not in removed} | {i: _entry(i, m) for i, m in written}
-        if by_id is None or len(by_id) != count:  # the first, or written unnumbered (an older mmsearch)
-            by_id = {i: _entry(i, m) for ids, metas in self.pages() for i, m in zip(ids, metas)}
+        if kept is None or kept[0] != identity:
+            kept = self._kept_entries(identity)
+        if kept is not None:
+            by_id = _applied(kept[2], *self._changes(kept[1]))
+        full = by_id is None or len(by_id) != count
+        if full:  # the first, or written unnumbered (an older mmsearch)
+            by_id = {i: entry_of(i, m) for i, m in self.all_metadata()}
         self._entries = (identity, mark.through, by_id)
+        if full:
+            self._save_entries()
         return {e.path: e for e in by_id.values()}
+
+    def _kept_entries(self, identity: str) -> tuple[str, int, dict[str, Entry]] | None:
+        """The entries in this generation's entries file, if it was written for this index."""
+        if self.entries_file is None:
+            return None
+        found = load_entries(self.entries_file(self.generation), (identity, self.schema_version()))
+        return None if found is None else (identity, *found)
+
+    def keep_entries(self) -> None:
+        """Bring the entries up to date and write them to the entries file (an index run does at its end),
+        so that the next process reads that file and what changed since, not every record."""
+        if self.entries_file is not None and self.entries():
+            self._save_entries()
+
+    def _save_entries(self) -> None:
+        kept = self._entries
+        if kept is not None and self.entries_file is not None:
+            save_entries(self.entries_file(self.generation), (kept[0], self.schema_version()), kept[1], kept[2])
 
     def pages(self) -> Iterator[tuple[list[str], list[dict]]]:
         """(ids, metadatas) of every image, page by page."""
@@ -937,9 +963,17 @@ class Store:
         return out
 
     def all_metadata(self) -> Iterator[tuple[str, dict]]:
-        """(id, metadata) of every image, page by page."""
+        """(id, metadata) of every image, page by page. A read to the end also brings the store's entries up
+        to date (the keyword index's first build, at the end of a first index run, is then the only read of
+        every record)."""
+        if self._get_images() is None:
+            return
+        mark, identity, by_id = self.write_mark(), self.identity(), {}
         for ids, metas in self.pages():
-            yield from zip(ids, metas)
+            for pair in zip(ids, metas):
+                by_id[pair[0]] = entry_of(*pair)
+                yield pair
+        self._entries = (identity, mark.through, by_id)
 
 
 @translated(writes=("add", "delete"), searches=("near",))

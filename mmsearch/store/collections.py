@@ -35,6 +35,11 @@ HNSW = {"space": "cosine", "ef_search": 256, "ef_construction": 200, "max_neighb
 HNSW_CAPTIONS = {**HNSW, "ef_search": 128}
 FILTER_FIELDS = ("path", "folders", "date", "camera", "place_keys", "lat", "lon")  # copied where a ``where`` looks
 PAGE = 5000  # records per get() page; below Chroma's max batch size (~5,400)
+# A page of ids only. Each get(offset=k) costs its offset, so a full listing grows faster than the library
+# (8.1 s at 500k with PAGE); pages of 30,000 ids took 0.46x the time of PAGE's at 100k
+# (benchmarks/paging_bench.py). Chroma reads a page with one SQL variable per id: above SQLite's 32,766 a
+# get fails ("too many SQL variables"), so a page stays below it.
+ID_PAGE = 30_000
 # Every write of image records is numbered: its records carry its number (``SEQ``) and, once it is done, the
 # images collection's metadata publishes it (``WRITE_SEQ``), so a reader asks for what changed since the last
 # number it saw (``Store.written_since``) instead of reading every record (the keyword index at a million).
@@ -85,11 +90,11 @@ def open_collection(client: Any, name: str, create: bool, hnsw: dict) -> Any:
 
 
 def pages(collection: Any, include: Sequence[str] = ("metadatas",), where: dict | None = None) -> Iterator[dict]:
-    """Every record of a collection (that ``where`` keeps), ``PAGE`` at a time (Chroma's ``get`` result of
-    each page)."""
-    offset = 0
+    """Every record of a collection (that ``where`` keeps), ``PAGE`` at a time, or ``ID_PAGE`` for ids only
+    (Chroma's ``get`` result of each page)."""
+    offset, size = 0, PAGE if include else ID_PAGE
     while True:
-        page = collection.get(include=list(include), where=where, limit=PAGE, offset=offset)
+        page = collection.get(include=list(include), where=where, limit=size, offset=offset)
         if not page["ids"]:
             return
         yield page

@@ -1,0 +1,115 @@
+"""The store keeps its entries (what an index run compares files against) in a file beside the index: a new
+process reads that file and what was written since, never every record, and a file that does not fit (another
+index, damaged, behind a write made without a number) is read again from the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from mmsearch import Config, SearchEngine
+from mmsearch.store.client import Store
+from mmsearch.store.entries import Entry, load, save
+
+
+def _photo(path: Path, colour: tuple[int, int, int]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (64, 48), colour).save(path)
+
+
+def _engine(tmp_path: Path) -> SearchEngine:
+    return SearchEngine(config=Config.offline_profile(Config(db=str(tmp_path / "db"))))
+
+
+def _every_record_forbidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Store, "pages", lambda self: pytest.fail("every record was read"))
+
+
+def _library(tmp_path: Path, n: int = 5) -> Path:
+    library = tmp_path / "library"
+    for k in range(n):
+        _photo(library / f"p{k}.jpg", (50 * k, 10, 10))
+    (library / "p1.jpg.txt").write_text("a red door\n")
+    return library
+
+
+def _truth(tmp_path: Path) -> dict[str, Entry]:
+    """The entries read from every record, as a store without a file reads them."""
+    return Store(str(tmp_path / "db")).entries()
+
+
+def test_every_record_is_read_once_by_the_first_run_and_never_again(tmp_path, monkeypatch):
+    library = _library(tmp_path)
+    reads, pages = [], Store.pages
+    monkeypatch.setattr(Store, "pages", lambda self: reads.append(1) or pages(self))
+    first = _engine(tmp_path).index([library])  # into a new index: no entries to read at its start
+    assert first.added == 5 and len(reads) == 1  # the keyword index's first build, which the entries share
+    _every_record_forbidden(monkeypatch)
+    entries_file = Path(tmp_path / "db" / "entries.npz")
+    assert entries_file.exists()
+    later = _engine(tmp_path)  # a new process: the file and what changed since
+    assert later.index([library]).unchanged == 5
+    (library / "p0.jpg").unlink()
+    _photo(library / "p7.jpg", (7, 7, 7))
+    (library / "p2.jpg.txt").write_text("a blue boat\n")
+    report = _engine(tmp_path).index([library])
+    assert (report.added, report.updated, report.removed, report.unchanged) == (1, 1, 1, 3)
+    assert _engine(tmp_path).index([library]).unchanged == 5
+    monkeypatch.undo()
+    kept = _engine(tmp_path).store.entries()
+    assert kept == _truth(tmp_path) and kept[str(library / "p2.jpg")].captions == ("a blue boat",)
+
+
+def test_another_processs_writes_since_the_file_was_kept_are_read(tmp_path, monkeypatch):
+    library = _library(tmp_path)
+    _engine(tmp_path).index([library])
+    reader = _engine(tmp_path)
+    reader.store.entries()  # read from the file now ...
+    (library / "p3.jpg").unlink()
+    _photo(library / "p8.jpg", (8, 8, 8))
+    writer = _engine(tmp_path)
+    writer.store.entries_file = None  # ... while a writer that keeps no file changes the index
+    assert writer.index([library]).added == 1
+    _every_record_forbidden(monkeypatch)
+    assert reader.store.entries() == _engine(tmp_path).store.entries()
+    monkeypatch.undo()
+    assert reader.store.entries() == _truth(tmp_path)
+    assert str(library / "p8.jpg") in reader.store.entries() and str(library / "p3.jpg") not in reader.store.entries()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "other index", "unnumbered write"])
+def test_a_file_that_does_not_fit_the_index_is_read_again_from_the_store(tmp_path, damage):
+    library = _library(tmp_path)
+    engine = _engine(tmp_path)
+    engine.index([library])
+    path = Path(tmp_path / "db" / "entries.npz")
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "other index":
+        through, by_id = load(path, (engine.store.identity(), engine.store.schema_version()))
+        stale = {i: Entry(i, 1, "0", "", path="/elsewhere/x.jpg") for i in by_id}
+        save(path, ("another collection", engine.store.schema_version()), through, stale)
+    else:  # a record written straight to Chroma, as an older mmsearch wrote: no number, only the count shows it
+        store = engine.store
+        (first, meta), = store.image_metadata(store.image_ids()[:1]).items()
+        vector = store.image_vectors([first])[first]
+        meta = {k: v for k, v in meta.items() if k != "seq"} | {"path": str(library / "zebra.jpg"), "name": "zebra.jpg"}
+        store.client.get_collection(store.name("images")).add(ids=["unnumbered"], embeddings=[vector], metadatas=[meta])
+    read = _engine(tmp_path).store.entries()
+    assert read == _truth(tmp_path) and len(read) == (6 if damage == "unnumbered write" else 5)
+    assert all(e.path.startswith(str(library)) for e in read.values())
+
+
+def test_the_file_keeps_every_marker_and_any_caption(tmp_path):
+    entries = {"a": Entry("a", 12, "1700000000123456789", "sig", "ff" * 32, ("一只猫", "", "nul\x00in"), ("一只猫",),
+                          "rapidocr", "/p/一只猫.jpg"),
+               "b": Entry("b", 0, "0", "", path="/p/b.jpg")}
+    save(tmp_path / "e.npz", ("id", 3), 42, entries)
+    assert load(tmp_path / "e.npz", ("id", 3)) == (42, entries)
+    assert load(tmp_path / "e.npz", ("id", 4)) is None and load(tmp_path / "missing.npz", ("id", 3)) is None
+    save(tmp_path / "e.npz", ("id", 3), 1, {})
+    assert load(tmp_path / "e.npz", ("id", 3)) == (1, {})
