@@ -968,12 +968,18 @@ class Store:
         every record)."""
         if self._get_images() is None:
             return
-        mark, identity, by_id = self.write_mark(), self.identity(), {}
+        mark, identity = self.write_mark(), self.identity()
+        by_id: dict[str, Entry] | None = {}
         for ids, metas in self.pages():
             for pair in zip(ids, metas):
-                by_id[pair[0]] = entry_of(*pair)
+                if by_id is not None:
+                    try:
+                        by_id[pair[0]] = entry_of(*pair)
+                    except (KeyError, TypeError, ValueError):  # a record no index run wrote: not an entry
+                        by_id = None
                 yield pair
-        self._entries = (identity, mark.through, by_id)
+        if by_id is not None:
+            self._entries = (identity, mark.through, by_id)
 
 
 @translated(writes=("add", "delete"), searches=("near",))
