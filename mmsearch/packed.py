@@ -133,6 +133,8 @@ class ListTable(Mapping[str, tuple[np.ndarray, ...]]):
 
     def _base(self, key: str) -> int:
         """The row of ``key`` in the arrays, or -1."""
+        if not len(self._offsets) > 1:  # no arrays (a table being built)
+            return -1
         wanted, keys = encode(key), _Keys(self._keys)
         at = bisect.bisect_left(keys, wanted)
         return at if at < len(keys) and keys[at] == wanted else -1

@@ -18,14 +18,14 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..likeness import phash_of
 from ..packed import ListTable, PackedStrings, pack
-from ..paths import folders_of
+from ..paths import folders_of, name_and_parent
 from ..text import CJK
 from .lexical import LexicalIndex
 from .places import PlaceBook
@@ -70,9 +70,8 @@ def image_text(meta: dict) -> str:
     """What keyword search reads of an image: its captions, file name, the names of its folders, and its
     place in English ("Nairobi, Nairobi County, Kenya"; the place's names in other languages are matched by
     the query parser, ``mmsearch.search.places``, not added here, where 40 spellings would drown a caption)."""
-    path = PurePath(meta.get("path", ""))
-    folders = " ".join(path.parent.parts[-3:])
-    return " \n ".join([*(meta.get("captions") or []), path.name, folders, str(meta.get("place") or "")])
+    name, parent = name_and_parent(str(meta.get("path", "")))
+    return " \n ".join([*(meta.get("captions") or []), name, " ".join(parent[-3:]), str(meta.get("place") or "")])
 
 
 FORMAT = 4  # the layout of ``keywords.npz``; a file of another layout is built again
@@ -98,7 +97,7 @@ class Doc:
     def of(cls, id_: str, meta: dict) -> Doc:
         """From an image's stored metadata."""
         path = str(meta.get("path", ""))
-        return cls(id_, image_text(meta), PurePath(path).name.lower(), path, str(meta.get("camera") or ""),
+        return cls(id_, image_text(meta), name_and_parent(path)[0].lower(), path, str(meta.get("camera") or ""),
                    "\t".join(str(k) for k in meta.get("place_keys") or []), bool(meta.get("captions")),
                    str(meta.get("ocr") or ""), str(meta.get("sha256") or ""), phash_of(meta))
 
