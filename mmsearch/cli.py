@@ -517,6 +517,7 @@ def tsv_field(text: str) -> str:
 
 def cmd_search(args: argparse.Namespace) -> int:
     engine = _engine(args, existing=True)
+    engine.warm_up()  # the vector indexes load while the keyword index and the text model do
     understood = engine.understand(args.query) if args.query and not args.literal else None
     with _warnings_named(args.image):
         hits = engine.search(args.query, image=args.image, k=args.k, folder=args.folder, date_from=args.date_from,

@@ -121,6 +121,13 @@ class SearchEngine:
                 self._reranker = Reranker(self.config.rerank_model, self.config.device)
             return self._reranker
 
+    def warm_up(self) -> None:
+        """Start loading the vector indexes in the background (``Store.warm_up``), so that a new process's
+        first search does not wait for them after the keyword index and the text model: the command line's
+        ``search`` and the page call it first. An index that does not exist yet is left alone."""
+        if self.store.count():
+            self.store.warm_up()
+
     def lock_for_writing(self) -> None:
         """Become the one process that may write this database (``mmsearch.lock.lock_for_writing``)."""
         lock_for_writing(self.config)

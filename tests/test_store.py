@@ -135,3 +135,18 @@ def test_a_damaged_collection_gives_one_line_that_says_what_to_do(store, call):
                                          r"the vector index files look damaged: `mmsearch export DIR`") as info:
         call(store)
     assert "\n" not in str(info.value)
+
+
+def test_warm_up_loads_both_vector_indexes_in_a_thread_the_process_waits_for(store, monkeypatch):
+    from chromadb.api.models.Collection import Collection
+
+    seen: list[str] = []
+    query = Collection.query
+    monkeypatch.setattr(Collection, "query", lambda self, *a, **k: seen.append(self.name) or query(self, *a, **k))
+    thread = store.warm_up()
+    thread.join()
+    assert not thread.daemon and sorted(seen) == sorted([store.name("images"), store.name("captions")])
+    store.delete_captions([image_id(p) for p in ("/photos/a.jpg", "/photos/b.jpg")])
+    seen.clear()
+    store.warm_up().join()  # an empty collection has no index to load: nothing asked, nothing raised
+    assert seen == [store.name("images")]

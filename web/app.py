@@ -498,6 +498,7 @@ def launch(engine: SearchEngine, host: str = "127.0.0.1", port: int = 7860, *, a
         The running app (``close()`` stops it).
     """
     engine.lock_for_writing()  # the page's process owns the database while it serves
+    engine.warm_up()  # the first visitor's search does not wait for the vector indexes to load
     trust_proxy_headers(trust_proxy)
     exposed = not is_loopback(host)
     if exposed and not auth:

@@ -19,6 +19,8 @@ import errno
 import functools
 import inspect
 import json
+import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -67,6 +69,7 @@ OcrRecord = tuple[str, np.ndarray]  # a photo's text as read (mmsearch.media.ocr
 FrameSet = tuple[list[float], np.ndarray]  # a video's sampled frames: their times (s) and image vectors (n, dim)
 FRAMES_RECHECK = 5.0  # seconds a missing frames collection is taken as still missing
 F = TypeVar("F", bound=Callable[..., Any])
+logger = logging.getLogger(__name__)
 
 
 def _guarded(action: str) -> Callable[[F], F]:
@@ -873,6 +876,26 @@ class Store:
         return self._images if which == "images" else self._captions
 
     # -- reads ---------------------------------------------------------------------------------------
+
+    def warm_up(self) -> threading.Thread:
+        """Load the images' and captions' vector indexes in a thread of their own, and return it: a new
+        process's first query waits for Chroma to read them (seconds at a million photos), and Chroma reads
+        them without holding the GIL, so the keyword index and the text model load meanwhile. The thread is
+        not a daemon: a process ends after it, never inside Chroma."""
+        names = [self.name("images"), self.name("captions")]
+        thread = threading.Thread(target=self._load_indexes, args=(names,), name="mmsearch-warm-up")
+        thread.start()
+        return thread
+
+    def _load_indexes(self, names: list[str]) -> None:
+        for name in names:
+            try:
+                collection = self.client.get_collection(name, embedding_function=None)
+                one = collection.get(limit=1, include=["embeddings"])["embeddings"]
+                if one is not None and len(one):
+                    collection.query(query_embeddings=[np.asarray(one[0], np.float32)], n_results=1, include=[])
+            except Exception as exc:  # only a head start: the first search reads the index itself
+                logger.debug("the vector index %s was not loaded ahead: %s", name, exc)
 
     @_guarded("search")
     def query_images(self, vector: np.ndarray, n: int, where: dict | None) -> dict[str, float]:
