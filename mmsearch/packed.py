@@ -28,6 +28,12 @@ def pack(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
             np.cumsum([len(e) for e in encoded], dtype=np.int64))
 
 
+def prefix_keys(strings: Iterable[str]) -> np.ndarray:
+    """Each string's first 8 UTF-8 bytes as a big-endian uint64 (zero-padded): the keys sort as the strings
+    do, up to strings sharing those bytes (then compare the strings themselves)."""
+    return np.frombuffer(b"".join(encode(s)[:8].ljust(8, b"\0") for s in strings), dtype=">u8").astype(np.uint64)
+
+
 class PackedStrings(Sequence[str]):
     """A sequence of strings over ``pack``'s arrays, decoding an entry when it is asked for, with the strings
     appended since (``extend``, on a ``copy``) in a list after them."""

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..likeness import phash_of
-from ..packed import ListTable, PackedStrings, pack
+from ..packed import ListTable, PackedStrings, pack, prefix_keys
 from ..paths import folders_of, name_and_parent
 from ..text import CJK
 from .lexical import LexicalIndex
@@ -126,6 +126,7 @@ class KeywordIndex:
         # (``mmsearch.duplicates.library_groups`` with ``of``): sha256 and the perceptual hash (0: none).
         self.doc_sha256 = PackedStrings()
         self.phashes = np.zeros(0, dtype=np.uint64)
+        self.id_keys = np.zeros(0, dtype=np.uint64)  # ``prefix_keys`` of the ids: ties in id order, in numpy
         self.postings = ListTable(2)  # token -> (its documents, int32; its frequency in each, float32)
         self.ocr: dict[str, str] = {}  # image id -> text read in the photo (``ocr_matcher.OcrMatcher`` searches it)
         self.lexical: LexicalIndex | None = None  # BGE-M3 lexical weights of the texts (``mmsearch.search.lexical``)
@@ -182,7 +183,7 @@ class KeywordIndex:
         for name in STRINGS:
             setattr(new, name, getattr(self, name).copy())
         new.lengths, new.alive, new.has_caption = self.lengths, self.alive.copy(), self.has_caption
-        new.phashes = self.phashes
+        new.phashes, new.id_keys = self.phashes, self.id_keys
         # the text read in photos is shared until a change touches it (``_ocr_changed``): the OCR matcher
         # built on it is kept while it is the same dict
         new.postings, new.ocr, new.folder_counts = self.postings.copy(), self.ocr, dict(self.folder_counts)
@@ -244,6 +245,7 @@ class KeywordIndex:
         self.alive = np.concatenate([self.alive, np.ones(len(docs), dtype=bool)])
         self.has_caption = np.concatenate([self.has_caption, np.asarray([d.captioned for d in docs], dtype=bool)])
         self.phashes = np.concatenate([self.phashes, np.asarray([d.phash for d in docs], dtype=np.uint64)])
+        self.id_keys = np.concatenate([self.id_keys, prefix_keys(d.id for d in docs)])
         for token, (found, tfs) in lists.items():
             new = (np.asarray(found, dtype=np.int32), np.asarray(tfs, dtype=np.float32))
             old = self.postings.get(token)
@@ -278,7 +280,7 @@ class KeywordIndex:
             values = getattr(self, name)
             setattr(new, name, PackedStrings(tail=[values[d] for d in keep.tolist()]))
         new.lengths, new.alive, new.has_caption = self.lengths[keep], np.ones(len(keep), bool), self.has_caption[keep]
-        new.phashes = self.phashes[keep]
+        new.phashes, new.id_keys = self.phashes[keep], self.id_keys[keep]
         new.postings = ListTable.of(2, ((token, (renumber[docs[live]].astype(np.int32), tfs[live]))
                                         for token, (docs, tfs) in self.postings.items() if (live := self.alive[docs]).any()))
         new._by_name = ListTable.of(1, ((key, (renumber[docs[live]].astype(np.int32),))
@@ -335,6 +337,7 @@ class KeywordIndex:
                  facet_counts=np.asarray(list(self.folder_counts.values()), dtype=np.int64),
                  camera_counts=np.asarray(list(self.camera_counts.values()), dtype=np.int64),
                  lengths=self.lengths, alive=self.alive, has_caption=self.has_caption, phashes=self.phashes,
+                 id_keys=self.id_keys,
                  **self.postings.arrays("postings_"), **self._by_name.arrays("names_"),
                  **(self.lexical.arrays("lexical_") if self.lexical is not None else {}))
         os.replace(partial, path)
@@ -362,13 +365,14 @@ class KeywordIndex:
         for name in STRINGS:
             setattr(index, name, _unpack(data, name))
         index.lengths, index.alive, index.has_caption = data["lengths"], data["alive"].copy(), data["has_caption"]
-        index.phashes = data["phashes"]
+        index.phashes, index.id_keys = data["phashes"], data["id_keys"]
         postings = ListTable.from_arrays(data, "postings_", (np.int32, np.float32))
         by_name = ListTable.from_arrays(data, "names_", (np.int32,))
         folders, counts = _unpack(data, "facet_folders"), data["facet_counts"].tolist()
         cameras, camera_counts = _unpack(data, "facet_cameras"), data["camera_counts"].tolist()
         if len({len(getattr(index, name)) for name in STRINGS} | {len(index.lengths), len(index.alive),
-                                                                  len(index.has_caption), len(index.phashes)}) != 1 \
+                                                                  len(index.has_caption), len(index.phashes),
+                                                                  len(index.id_keys)}) != 1 \
                 or postings is None or by_name is None or len(folders) != len(counts) \
                 or len(cameras) != len(camera_counts):
             return None
@@ -455,7 +459,7 @@ class KeywordIndex:
             positions = self.positions()
             mask[[positions[i] for i in allowed if i in positions]] = True
             scores = np.where(mask, scores, 0.0)
-        return top(self.ids, scores, n)
+        return top(self.ids, scores, n, self.id_keys)
 
 
 STRINGS = ("ids", "texts", "names", "paths", "doc_cameras", "doc_places", "doc_sha256")  # per document, saved
