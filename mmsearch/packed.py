@@ -80,6 +80,23 @@ class PackedStrings(Sequence[str]):
 
     __hash__ = None  # type: ignore[assignment]  # equal as a list is: not hashable
 
+    def containing(self, part: str) -> np.ndarray:
+        """The numbers of the entries that hold ``part`` (non-empty), in order: the packed ones found by
+        searching their bytes at once (a rare part is found among a million texts in milliseconds)."""
+        needle, raw, ends = encode(part), self._raw, self._ends
+        found: list[int] = []
+        at = raw.find(needle)
+        while at >= 0:
+            entry = int(np.searchsorted(ends, at, side="right"))
+            if at + len(needle) <= ends[entry]:  # within one entry: on to the next entry
+                found.append(entry)
+                at = raw.find(needle, int(ends[entry]))
+            else:
+                at = raw.find(needle, at + 1)
+        base = len(ends)
+        found.extend(base + n for n, text in enumerate(self._tail) if part in text)
+        return np.asarray(found, dtype=np.int64)
+
     def extend(self, strings: Iterable[str]) -> None:
         """Append strings (to a ``copy``: the packed part is shared)."""
         self._tail.extend(strings)

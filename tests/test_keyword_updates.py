@@ -318,3 +318,23 @@ def test_a_writer_killed_mid_write_holds_readers_back_only_until_its_claim_lapse
         assert store.write_mark().pending is None  # its claim has lapsed
         store.set_metadata({store.image_ids()[0]: {"captions": ["a giraffe"]}})  # the next write drops it
     assert store.write_mark().pending is None and store.write_mark().seq == mark.seq + 1
+
+
+@pytest.mark.parametrize("first", [3, 1000])
+def test_a_quoted_phrase_finds_what_reading_every_text_finds(tmp_path, monkeypatch, first):
+    from mmsearch.search import keywords
+    from mmsearch.search.topk import top
+
+    monkeypatch.setattr(keywords, "PHRASE_FIRST", first)  # few read best first: the search of every text decides
+    rng = random.Random(8)
+    library = {f"id{n:04d}": {"path": f"/photos/trip/IMG_{n:04d}.jpg",
+                              "captions": [" ".join(rng.choices(["red", "door", "blue", "a", "the"], k=rng.randint(2, 6)))]}
+               for n in range(1500)}
+    built = KeywordIndex.from_metadata(library.items())
+    built.save(tmp_path / "k.npz", ("s", 1))
+    loaded = KeywordIndex.load(tmp_path / "k.npz", ("s", 1))
+    for index in (built, loaded):  # texts in a list, and packed as the file holds them
+        for query in ['"red door"', '"door red" blue', '"img_0042"', '"trip img"', '"the"', '"zebra"', '"a red" door']:
+            for n in (1, 10, 400):
+                want = top(index.ids, index.score_array(query), n, index.id_keys)
+                assert index.search(query, n) == want, (query, n)

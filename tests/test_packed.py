@@ -85,3 +85,14 @@ def test_stem_is_the_stem_pathlib_gives(name):
     from pathlib import PurePath
 
     assert stem(name) == (PurePath(name).stem if name else "")
+
+
+def test_containing_finds_each_entry_holding_a_part_once_and_never_across_two():
+    texts = ["red door", "a red", "door red door", "", "reddoor", "一只猫 red door", "nul\x00red door"]
+    packed = PackedStrings(tail=texts[:4])
+    data, ends = packed.arrays()
+    read = PackedStrings(data.tobytes(), ends)
+    read.extend(texts[4:])  # three more after the packed ones
+    for part in ["red door", "red", "a redd", "door", "一只猫", "\x00r", "zzz"]:
+        assert read.containing(part).tolist() == [n for n, t in enumerate(texts) if part in t], part
+    assert read.containing("redred").tolist() == []  # "a red" + "door red door" meet as "reddoor", not a match

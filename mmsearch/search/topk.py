@@ -17,16 +17,23 @@ def top(ids: Sequence[str], scores: np.ndarray, n: int, keys: np.ndarray | None 
     ``keys`` (``mmsearch.packed.prefix_keys`` of the ids) narrow down ties in numpy: a word every file name
     holds ("img", "jpg") ties a million documents, which sorting by id took 3.2 s.
     """
-    matched = np.flatnonzero(scores)
-    if n <= 0 or not len(matched):
+    if n <= 0:
         return {}
-    if len(matched) > n:
-        values = scores[matched]
-        matched = matched[values >= _nth_largest(values, n)]  # the n best and whatever ties with the last
-        if keys is not None and len(matched) > n + FEW_TIES:
-            matched = _first_tied(matched, scores, keys, n)
-    best = sorted(matched, key=lambda d: (-scores[d], ids[d]))[:n]
+    best = sorted(best_documents(scores, np.flatnonzero(scores), n, keys), key=lambda d: (-scores[d], ids[d]))[:n]
     return {ids[d]: float(scores[d]) for d in best}
+
+
+def best_documents(scores: np.ndarray, matched: np.ndarray, n: int, keys: np.ndarray | None = None) -> np.ndarray:
+    """Of the documents ``matched``, the ``n`` best by score and whatever ties with the last of them; with
+    ``keys``, many tied ones are first narrowed to the smallest keys (and all sharing the last such key), so
+    the ``n`` best by (score, id) are among them."""
+    if len(matched) <= n:
+        return matched
+    values = scores[matched]
+    matched = matched[values >= _nth_largest(values, n)]
+    if keys is not None and len(matched) > n + FEW_TIES:
+        matched = _first_tied(matched, scores, keys, n)
+    return matched
 
 
 def _nth_largest(values: np.ndarray, n: int) -> float:
