@@ -122,11 +122,18 @@ class SearchEngine:
             return self._reranker
 
     def warm_up(self) -> None:
-        """Start loading the vector indexes in the background (``Store.warm_up``), so that a new process's
-        first search does not wait for them after the keyword index and the text model: the command line's
-        ``search`` and the page call it first. An index that does not exist yet is left alone."""
+        """Start loading the vector indexes (``Store.warm_up``) and the text model in the background, so that
+        a new process's first search does not wait for each in turn: the command line's ``search`` and the
+        page call it first. An index that does not exist yet is left alone."""
         if self.store.count():
             self.store.warm_up()
+            threading.Thread(target=self._load_text_model, name="mmsearch-text-model").start()
+
+    def _load_text_model(self) -> None:
+        try:
+            self.session.text_encoder  # noqa: B018 - loaded now, while the caller reads the keyword index
+        except Exception as exc:  # only a head start: the search that needs the model says what is wrong
+            logger.debug("the text model was not loaded ahead: %s", exc)
 
     def lock_for_writing(self) -> None:
         """Become the one process that may write this database (``mmsearch.lock.lock_for_writing``)."""

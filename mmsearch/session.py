@@ -55,7 +55,10 @@ class IndexSession:
         self._ocr_matcher: tuple[dict[str, str], OcrMatcher] | None = None
         self._background: tuple[KeywordIndex, Background] | None = None
         self._marks: Marks | None = None
-        self._lock = threading.RLock()  # guards lazy opening of the store, the models and the caches
+        self._lock = threading.RLock()  # guards lazy opening of the store and the caches
+        # guards loading the models, apart: a new process loads the text model while the keyword index loads
+        # (``SearchEngine.warm_up``). The store is opened before it is taken, never while it is held.
+        self._models = threading.RLock()
 
     # -- the store and the models -------------------------------------------------------------------
 
@@ -149,30 +152,30 @@ class IndexSession:
     @property
     def encoders(self) -> Encoders:
         """The loaded models (loaded on first access)."""
-        with self._lock:
+        self._open_for_models()
+        with self._models:
             if self._encoders is None:
-                self._open_for_models()
                 self._encoders = load_encoders(self.config, self._text, self._caption)
             return self._encoders
 
     @property
     def text_encoder(self) -> TextEncoder:
         """The text model alone: a text query does not wait for the image model to load."""
-        with self._lock:
+        self._open_for_models()
+        with self._models:
             if self._encoders is not None:
                 return self._encoders.text
             if self._text is None:
-                self._open_for_models()
                 self._text = load_text_encoder(self.config)
             return self._text if self._text is not None else self.encoders.text
 
     @property
     def caption_encoder(self) -> TextEncoder:
         """The model of captions and photo text (the caption model, else the text model), loaded alone."""
-        with self._lock:
+        self._open_for_models()
+        with self._models:
             if self._encoders is not None:
                 return self._encoders.captions
-            self._open_for_models()
             if not self.config.has_caption_model:
                 return self.text_encoder
             if self._caption is None:
