@@ -90,9 +90,21 @@ def open_collection(client: Any, name: str, create: bool, hnsw: dict) -> Any:
 
 
 def pages(collection: Any, include: Sequence[str] = ("metadatas",), where: dict | None = None) -> Iterator[dict]:
-    """Every record of a collection (that ``where`` keeps), ``PAGE`` at a time, or ``ID_PAGE`` for ids only
-    (Chroma's ``get`` result of each page)."""
-    offset, size = 0, PAGE if include else ID_PAGE
+    """Every record of a collection (that ``where`` keeps), ``PAGE`` at a time (Chroma's ``get`` result of
+    each page). Reading every record lists the ids first (``ID_PAGE`` at a time), then reads them by id: a
+    page by offset costs its offset, so offset pages of metadata grew faster than the library."""
+    if where is None and include:
+        ids = [i for page in _offset_pages(collection, (), None, ID_PAGE) for i in page["ids"]]
+        for start in range(0, len(ids), PAGE):
+            page = collection.get(ids=ids[start:start + PAGE], include=list(include))
+            if page["ids"]:
+                yield page
+        return
+    yield from _offset_pages(collection, include, where, PAGE if include else ID_PAGE)
+
+
+def _offset_pages(collection: Any, include: Sequence[str], where: dict | None, size: int) -> Iterator[dict]:
+    offset = 0
     while True:
         page = collection.get(include=list(include), where=where, limit=size, offset=offset)
         if not page["ids"]:
