@@ -81,6 +81,16 @@ def basis() -> np.ndarray:
     return np.random.default_rng(0).standard_normal((LATENT, DIM)).astype(np.float32) / np.sqrt(LATENT)
 
 
+def spread(i: int) -> int:
+    """A 64-bit hash of ``i`` whose bits all vary (splitmix64's finaliser), standing in for a photo's pHash.
+    Fills before 2026-12-06 used ``i * 2654435761 % 2**64``, whose top ~12 bits stay 0 below a million:
+    the duplicate search's lookup then crowded and fell back to comparing every pair."""
+    z = (i + 0x9E3779B97F4A7C15) % 2**64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % 2**64
+    return z ^ (z >> 31)
+
+
 def batch_records(lo: int, hi: int, rng: np.random.Generator, share: float) -> tuple:
     """Images ``lo``..``hi`` as an index run stores them (made a batch at a time: the filler stays small)."""
     from store_bench import embedding_like, near
@@ -95,7 +105,7 @@ def batch_records(lo: int, hi: int, rng: np.random.Generator, share: float) -> t
         path = f"{folder}/IMG_{i:07d}.jpg"
         meta = {"path": path, "folder": folder, "name": Path(path).name, "size": 2_000_000 + i,
                 "mtime_ns": str(1_700_000_000_000_000_000 + i), "caption_sig": "da39a3ee5e6b4b0d",
-                "sha256": f"{i:064x}", "phash": f"{(i * 2654435761) % 2**64:016x}", "look": "A" * 400, "width": 4032,
+                "sha256": f"{i:064x}", "phash": f"{spread(i):016x}", "look": "A" * 400, "width": 4032,
                 "height": 3024, "date": 1_420_070_400 + (year - 2015) * 31_536_000 + (i % 1000) * 30_000,
                 "date_source": "exif", "kind": "jpeg",
                 "folders": ["/", "/home", "/home/me", "/home/me/Pictures", f"/home/me/Pictures/{year}", folder]}
