@@ -28,6 +28,18 @@ def pack(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
             np.cumsum([len(e) for e in encoded], dtype=np.int64))
 
 
+def pack_named(name: str, strings: Sequence[str]) -> dict[str, np.ndarray]:
+    """``pack``'s arrays of ``strings`` as ``<name>_bytes`` and ``<name>_ends``, for a ``.npz`` file (packed
+    strings as they are)."""
+    data, ends = strings.arrays() if isinstance(strings, PackedStrings) else pack(strings)
+    return {f"{name}_bytes": data, f"{name}_ends": ends}
+
+
+def unpack_named(data: Any, name: str) -> PackedStrings:
+    """The strings ``pack_named`` saved under ``name``, still packed."""
+    return PackedStrings(data[f"{name}_bytes"].tobytes(), np.asarray(data[f"{name}_ends"]))
+
+
 def prefix_keys(strings: Iterable[str]) -> np.ndarray:
     """Each string's first 8 UTF-8 bytes as a big-endian uint64 (zero-padded): the keys sort as the strings
     do, up to strings sharing those bytes (then compare the strings themselves)."""
@@ -147,7 +159,7 @@ class ListTable(Mapping[str, tuple[np.ndarray, ...]]):
     @classmethod
     def from_arrays(cls, data: Any, prefix: str, dtypes: Sequence[Any]) -> ListTable | None:
         """The table ``arrays(prefix)`` saved, or None when its arrays do not fit together."""
-        keys = PackedStrings(data[f"{prefix}keys_bytes"].tobytes(), np.asarray(data[f"{prefix}keys_ends"]))
+        keys = unpack_named(data, f"{prefix}keys")
         offsets = data[f"{prefix}offsets"]
         values = [np.asarray(data[f"{prefix}values{n}"], dtype=dtype) for n, dtype in enumerate(dtypes)]
         if len(offsets) != len(keys) + 1 or any(len(v) != offsets[-1] for v in values):
@@ -183,6 +195,11 @@ class ListTable(Mapping[str, tuple[np.ndarray, ...]]):
     def __len__(self) -> int:
         return len(self._keys) + self._added
 
+    def append(self, key: str, row: tuple[np.ndarray, ...]) -> None:
+        """Set ``key``'s row to the one it has with ``row`` after it (``row`` for a new key)."""
+        old = self.get(key)
+        self[key] = row if old is None else tuple(np.concatenate([a, b]) for a, b in zip(old, row))
+
     def __iter__(self) -> Iterator[str]:
         yield from (key for key in self._keys if key not in self._set)
         yield from self._set
@@ -211,17 +228,14 @@ class ListTable(Mapping[str, tuple[np.ndarray, ...]]):
     def arrays(self, prefix: str) -> dict[str, np.ndarray]:
         """The table as sorted arrays (``from_arrays`` reads them): those it was read from with the keys set
         since merged in, copying the arrays between them in whole runs."""
-        keys, key_lengths, lengths, values = self._merged() if self._set else \
-            (self._keys.arrays()[0], None, None, self._values)
-        ends = self._keys.arrays()[1] if key_lengths is None else np.cumsum(key_lengths, dtype=np.int64)
-        offsets = self._offsets if lengths is None else np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        return {f"{prefix}keys_bytes": keys, f"{prefix}keys_ends": ends, f"{prefix}offsets": offsets,
+        keys, offsets, values = self._merged() if self._set else (self._keys, self._offsets, self._values)
+        return {**pack_named(f"{prefix}keys", keys), f"{prefix}offsets": offsets,
                 **{f"{prefix}values{n}": v for n, v in enumerate(values)}}
 
-    def _merged(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
-        """Key bytes, key lengths, row lengths and the columns of the keys of the arrays and those set since,
-        in key order (a key set since replaces the arrays' row); the arrays' rows between the keys set since
-        are copied in whole runs."""
+    def _merged(self) -> tuple[PackedStrings, np.ndarray, tuple[np.ndarray, ...]]:
+        """The keys, row offsets and columns of the keys of the arrays and those set since, in key order (a
+        key set since replaces the arrays' row); the arrays' rows between the keys set since are copied in
+        whole runs."""
         base = _Keys(self._keys)
         raw, ends = self._keys.arrays()
         starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
@@ -248,7 +262,8 @@ class ListTable(Mapping[str, tuple[np.ndarray, ...]]):
             new.append((wanted, self._set[key]))
             done = at + 1 if at < len(base) and base[at] == wanted else at
         flush(len(base))
-        return (np.concatenate([r[0] for r in runs]).astype(np.uint8),
-                np.concatenate([np.asarray(r[1], np.int64) for r in runs]),
-                np.concatenate([np.asarray(r[2], np.int64) for r in runs]),
+        keys = PackedStrings(np.concatenate([r[0] for r in runs]).astype(np.uint8).tobytes(),
+                             np.cumsum(np.concatenate([np.asarray(r[1], np.int64) for r in runs]), dtype=np.int64))
+        lengths = np.concatenate([np.asarray(r[2], np.int64) for r in runs])
+        return (keys, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
                 tuple(np.concatenate([r[3 + n] for r in runs]) for n in range(self.columns)))

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..likeness import phash_of
-from ..packed import ListTable, PackedStrings, pack, prefix_keys
+from ..packed import ListTable, PackedStrings, pack_named, prefix_keys, unpack_named
 from ..paths import folders_of, name_and_parent
 from ..text import CJK
 from .lexical import LexicalIndex
@@ -165,7 +165,7 @@ class KeywordIndex:
         if not latest and not removed & self._positions.keys():
             return self if through is None or through == self.through else self._moved_on(through)
         new = self._copy()
-        new._switch_off(set(removed) | set(latest))
+        new._switch_off(removed | set(latest))
         new = new._added([Doc.of(i, meta) for i, meta in latest.items()], [meta for meta in latest.values()])
         if through is not None:
             new.through = through
@@ -248,13 +248,9 @@ class KeywordIndex:
         self.phashes = np.concatenate([self.phashes, np.asarray([d.phash for d in docs], dtype=np.uint64)])
         self.id_keys = np.concatenate([self.id_keys, prefix_keys(d.id for d in docs)])
         for token, (found, tfs) in lists.items():
-            new = (np.asarray(found, dtype=np.int32), np.asarray(tfs, dtype=np.float32))
-            old = self.postings.get(token)
-            self.postings[token] = new if old is None else (np.concatenate([old[0], new[0]]), np.concatenate([old[1], new[1]]))
+            self.postings.append(token, (np.asarray(found, dtype=np.int32), np.asarray(tfs, dtype=np.float32)))
         for key, found in named.items():
-            added = np.asarray(found, dtype=np.int32)
-            old = self._by_name.get(key)
-            self._by_name[key] = (added,) if old is None else (np.concatenate([old[0], added]),)
+            self._by_name.append(key, (np.asarray(found, dtype=np.int32),))
         if metas:
             self.lexical = LexicalIndex.extended(self.lexical, self.ids, start, metas, self.alive)
         elif self.lexical is not None:
@@ -282,10 +278,7 @@ class KeywordIndex:
             setattr(new, name, PackedStrings(tail=[values[d] for d in keep.tolist()]))
         new.lengths, new.alive, new.has_caption = self.lengths[keep], np.ones(len(keep), bool), self.has_caption[keep]
         new.phashes, new.id_keys = self.phashes[keep], self.id_keys[keep]
-        new.postings = ListTable.of(2, ((token, (renumber[docs[live]].astype(np.int32), tfs[live]))
-                                        for token, (docs, tfs) in self.postings.items() if (live := self.alive[docs]).any()))
-        new._by_name = ListTable.of(1, ((key, (renumber[docs[live]].astype(np.int32),))
-                                        for key, (docs,) in self._by_name.items() if (live := self.alive[docs]).any()))
+        new.postings, new._by_name = (_live(table, self.alive, renumber) for table in (self.postings, self._by_name))
         new._positions = {id_: n for n, id_ in enumerate(new.ids)}
         new.lexical = self.lexical.packed(new.ids, renumber) if self.lexical is not None else None
         new._dead = 0
@@ -334,7 +327,7 @@ class KeywordIndex:
             "places": [self.places.to_json()], "facet_folders": list(self.folder_counts),
             "facet_cameras": list(self.camera_counts)}
         np.savez(partial, through=np.int64(self.through),
-                 **{k: v for name, values in strings.items() for k, v in _pack(name, values).items()},
+                 **{k: v for name, values in strings.items() for k, v in pack_named(name, values).items()},
                  facet_counts=np.asarray(list(self.folder_counts.values()), dtype=np.int64),
                  camera_counts=np.asarray(list(self.camera_counts.values()), dtype=np.int64),
                  lengths=self.lengths, alive=self.alive, has_caption=self.has_caption, phashes=self.phashes,
@@ -349,12 +342,12 @@ class KeywordIndex:
 
         Any damage (a truncated or empty file, a format from another version, counts that disagree)
         also gives None: the file is only a cache of what the store holds. The per-document strings, the
-        postings and the file names stay packed as the file holds them (``mmsearch.search.packed``): opening
+        postings and the file names stay packed as the file holds them (``mmsearch.packed``): opening
         costs a Python object per live image, not one per string and token.
         """
         try:
             with np.load(path, allow_pickle=False) as data:
-                if json.loads(_unpack(data, "key")[0]) != json.loads(json.dumps([FORMAT, *key])):
+                if json.loads(unpack_named(data, "key")[0]) != json.loads(json.dumps([FORMAT, *key])):
                     return None
                 return cls._from_arrays(data)
         except Exception:  # BadZipFile, EOFError, ValueError, KeyError, OSError, ...: rebuild
@@ -364,13 +357,13 @@ class KeywordIndex:
     def _from_arrays(cls, data: Any) -> KeywordIndex | None:
         index = cls()
         for name in STRINGS:
-            setattr(index, name, _unpack(data, name))
+            setattr(index, name, unpack_named(data, name))
         index.lengths, index.alive, index.has_caption = data["lengths"], data["alive"].copy(), data["has_caption"]
         index.phashes, index.id_keys = data["phashes"], data["id_keys"]
         postings = ListTable.from_arrays(data, "postings_", (np.int32, np.float32))
         by_name = ListTable.from_arrays(data, "names_", (np.int32,))
-        folders, counts = _unpack(data, "facet_folders"), data["facet_counts"].tolist()
-        cameras, camera_counts = _unpack(data, "facet_cameras"), data["camera_counts"].tolist()
+        folders, counts = unpack_named(data, "facet_folders"), data["facet_counts"].tolist()
+        cameras, camera_counts = unpack_named(data, "facet_cameras"), data["camera_counts"].tolist()
         if len({len(getattr(index, name)) for name in STRINGS} | {len(index.lengths), len(index.alive),
                                                                   len(index.has_caption), len(index.phashes),
                                                                   len(index.id_keys)}) != 1 \
@@ -378,8 +371,8 @@ class KeywordIndex:
                 or len(cameras) != len(camera_counts):
             return None
         index.postings, index._by_name = postings, by_name
-        index.ocr = dict(zip(_unpack(data, "ocr_ids"), _unpack(data, "ocr_texts")))
-        index.places = PlaceBook.from_json(_unpack(data, "places")[0])
+        index.ocr = dict(zip(unpack_named(data, "ocr_ids"), unpack_named(data, "ocr_texts")))
+        index.places = PlaceBook.from_json(unpack_named(data, "places")[0])
         index.folder_counts, index.camera_counts = dict(zip(folders, counts)), Counter(dict(zip(cameras, camera_counts)))
         index.through = int(data["through"])
         live = np.flatnonzero(index.alive)
@@ -499,13 +492,11 @@ class KeywordIndex:
 STRINGS = ("ids", "texts", "names", "paths", "doc_cameras", "doc_places", "doc_sha256")  # per document, saved
 
 
-def _pack(name: str, strings: Sequence[str]) -> dict[str, np.ndarray]:
-    data, ends = strings.arrays() if isinstance(strings, PackedStrings) else pack(strings)
-    return {f"{name}_bytes": data, f"{name}_ends": ends}
-
-
-def _unpack(data: Any, name: str) -> PackedStrings:
-    return PackedStrings(data[f"{name}_bytes"].tobytes(), data[f"{name}_ends"])
+def _live(table: ListTable, alive: np.ndarray, renumber: np.ndarray) -> ListTable:
+    """A table whose rows start with document numbers (postings, file names), with only the ``alive``
+    documents, numbered as ``renumber`` says."""
+    return ListTable.of(table.columns, ((key, (renumber[docs[live]].astype(np.int32), *(c[live] for c in rest)))
+                                        for key, (docs, *rest) in table.items() if (live := alive[docs]).any()))
 
 
 def stem(name: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..packed import PackedStrings, pack
+from ..packed import pack_named, unpack_named
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +58,11 @@ def save(path: Path, key: Sequence[Any], through: int, by_id: dict[str, Entry]) 
     arrays: dict[str, np.ndarray] = {"through": np.int64(through), "size": np.asarray([e.size for e in entries], np.int64)}
     for name, strings in [("key", [json.dumps([FORMAT, *key])]),
                           *((column, [getattr(e, column) for e in entries]) for column in COLUMNS)]:
-        arrays[f"{name}_bytes"], arrays[f"{name}_ends"] = pack(strings)
+        arrays |= pack_named(name, strings)
     for name in LISTS:
         lists = [getattr(e, name) for e in entries]
         arrays[f"{name}_counts"] = np.asarray([len(items) for items in lists], np.int64)
-        arrays[f"{name}_bytes"], arrays[f"{name}_ends"] = pack([s for items in lists for s in items])
+        arrays |= pack_named(name, [s for items in lists for s in items])
     partial = path.with_name(f".{path.name}.{os.getpid()}.part.npz")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,7 +78,7 @@ def load(path: Path, key: Sequence[Any]) -> tuple[int, dict[str, Entry]] | None:
     saved for another index or layout, or it is damaged (it is only a copy of what the store holds)."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            if json.loads(_strings(data, "key")[0]) != json.loads(json.dumps([FORMAT, *key])):
+            if json.loads(unpack_named(data, "key")[0]) != json.loads(json.dumps([FORMAT, *key])):
                 return None
             return int(data["through"]), _entries(data)
     except FileNotFoundError:
@@ -89,17 +89,13 @@ def load(path: Path, key: Sequence[Any]) -> tuple[int, dict[str, Entry]] | None:
 
 
 def _entries(data: Any) -> dict[str, Entry]:
-    columns = [list(_strings(data, column)) for column in COLUMNS]
+    columns = [list(unpack_named(data, column)) for column in COLUMNS]
     sizes = data["size"].tolist()
-    lists = [_split(list(_strings(data, name)), data[f"{name}_counts"].tolist()) for name in LISTS]
+    lists = [_split(list(unpack_named(data, name)), data[f"{name}_counts"].tolist()) for name in LISTS]
     if len({len(sizes), *(len(c) for c in columns), *(len(x) for x in lists)}) != 1:
         raise ValueError("columns of different lengths")
     ids, paths, mtimes, sigs, shas, ocrs = columns
     return dict(zip(ids, map(Entry._make, zip(ids, sizes, mtimes, sigs, shas, *lists, ocrs, paths))))
-
-
-def _strings(data: Any, name: str) -> PackedStrings:
-    return PackedStrings(data[f"{name}_bytes"].tobytes(), np.asarray(data[f"{name}_ends"]))
 
 
 def _split(flat: list[str], counts: list[int]) -> list[tuple[str, ...]]:
