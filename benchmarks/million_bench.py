@@ -38,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,6 +92,16 @@ def spread(i: int) -> int:
     return z ^ (z >> 31)
 
 
+def path_of(i: int) -> str:
+    """Image ``i``'s path: folders of 250 photos under ten years."""
+    return f"/home/me/Pictures/{2015 + i % 10}/{i // 250:05d}/IMG_{i:07d}.jpg"
+
+
+def batch_paths(indices: Iterable[int]) -> list[str]:
+    """The paths of these images."""
+    return [path_of(int(i)) for i in indices]
+
+
 def batch_records(lo: int, hi: int, rng: np.random.Generator, share: float) -> tuple:
     """Images ``lo``..``hi`` as an index run stores them (made a batch at a time: the filler stays small)."""
     from store_bench import embedding_like, near
@@ -101,8 +112,8 @@ def batch_records(lo: int, hi: int, rng: np.random.Generator, share: float) -> t
     ids, metas, captions = [], [], []
     for i in range(lo, hi):
         year = 2015 + i % 10
-        folder = f"/home/me/Pictures/{year}/{i // 250:05d}"
-        path = f"{folder}/IMG_{i:07d}.jpg"
+        path = path_of(i)
+        folder = str(Path(path).parent)
         meta = {"path": path, "folder": folder, "name": Path(path).name, "size": 2_000_000 + i,
                 "mtime_ns": str(1_700_000_000_000_000_000 + i), "caption_sig": "da39a3ee5e6b4b0d",
                 "sha256": f"{i:064x}", "phash": f"{spread(i):016x}", "look": "A" * 400, "width": 4032,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -220,6 +221,30 @@ class IndexSession:
     def changed(self) -> None:
         """The index was written: the next query asks the store what changed."""
         self._keywords_checked = 0.0
+
+    def follow_first_run(self) -> Callable[[], None]:
+        """Before an index run into an empty library: build its keyword index from the run's own writes
+        (``KeywordFeed``) instead of reading every record back at the end (134 s at 653k photos). Returns
+        what ends it, once the run is done: the index built becomes this session's, and the store's
+        numbered writes bring it up to date with anything the feed did not see. Only where the store is the
+        sole writer (embedded): writers into a server can take one number."""
+        from .search.keyword_feed import KeywordFeed
+
+        store = self.store
+        mark = store.write_mark() if store.sole_writer and store.count() == 0 else None
+        if mark is None or mark.pending is not None:
+            return lambda: None
+        feed = KeywordFeed(mark.through)
+        stop = store.follow_writes(feed.written)
+
+        def done() -> None:
+            stop()
+            index = feed.index()
+            with self._lock:
+                if self._store is store and (self._keywords is None or self._keywords.through < index.through):
+                    self._keywords, self._keywords_seen, self._keywords_checked = index, (-1, -1), 0.0
+
+        return done
 
     def keyword_index(self, fresh: bool = False) -> KeywordIndex:
         """BM25 over the images' captions, file and folder names (and the folder and camera facets).

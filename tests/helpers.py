@@ -376,3 +376,25 @@ def run_until(cmd: list[str], env: dict[str, str], done: int, sig: int) -> tuple
     code = proc.wait(timeout=300)
     reader.join()
     return code, seen.decode("utf-8", "replace")
+
+
+def records_read_back(monkeypatch) -> list[str]:
+    """Record the ids of the image records read back from the store from now on: by a read of every record
+    (``Store.pages``) or of what writes wrote (``Store.written_since``)."""
+    from mmsearch.store.client import Store
+
+    read, pages, written_since = [], Store.pages, Store.written_since
+
+    def every(self):
+        for ids, metas in pages(self):
+            read.extend(ids)
+            yield ids, metas
+
+    def since(self, seq):
+        found = written_since(self, seq)
+        read.extend(i for i, _ in found)
+        return found
+
+    monkeypatch.setattr(Store, "pages", every)
+    monkeypatch.setattr(Store, "written_since", since)
+    return read

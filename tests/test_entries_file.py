@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import records_read_back
 from PIL import Image
 
 from mmsearch import Config, SearchEngine
@@ -40,12 +41,16 @@ def _truth(tmp_path: Path) -> dict[str, Entry]:
     return Store(str(tmp_path / "db")).entries()
 
 
-def test_every_record_is_read_once_by_the_first_run_and_never_again(tmp_path, monkeypatch):
+def test_the_first_run_reads_no_record_back_and_later_runs_never_read_every_record(tmp_path, monkeypatch):
     library = _library(tmp_path)
-    reads, pages = [], Store.pages
-    monkeypatch.setattr(Store, "pages", lambda self: reads.append(1) or pages(self))
-    first = _engine(tmp_path).index([library])  # into a new index: no entries to read at its start
-    assert first.added == 5 and len(reads) == 1  # the keyword index's first build, which the entries share
+    read = records_read_back(monkeypatch)
+    engine = _engine(tmp_path)
+    first = engine.index([library])  # into a new index: its entries and keyword index follow its own writes
+    assert first.added == 5 and read == []
+    assert engine.search("a red door", k=1)[0].path == str(library / "p1.jpg")  # the keyword index it built
+    assert engine.facets()["folders"]  # and its facets, still without a read
+    assert read == []
+    monkeypatch.undo()
     _every_record_forbidden(monkeypatch)
     entries_file = Path(tmp_path / "db" / "entries.npz")
     assert entries_file.exists()

@@ -7,6 +7,7 @@ import random
 
 import numpy as np
 import pytest
+from helpers import records_read_back
 from PIL import Image
 
 from mmsearch import Config, SearchEngine
@@ -338,3 +339,71 @@ def test_a_quoted_phrase_finds_what_reading_every_text_finds(tmp_path, monkeypat
             for n in (1, 10, 400):
                 want = top(index.ids, index.score_array(query), n, index.id_keys)
                 assert index.search(query, n) == want, (query, n)
+
+
+def _put(store: Store, records: dict[str, dict]) -> None:
+    """Image records as an index run puts them (size and time: what its entries need)."""
+    vectors = np.random.default_rng(len(records)).standard_normal((len(records), 8)).astype(np.float32)
+    metas = [{"size": 1000 + n, "mtime_ns": str(n), **m} for n, m in enumerate(records.values())]
+    store.put(list(records), vectors / np.linalg.norm(vectors, axis=1, keepdims=True), metas,
+              [[] for _ in records], np.zeros((0, 8), np.float32))
+
+
+def _new_library(tmp_path) -> SearchEngine:
+    engine = _engine(tmp_path)
+    engine.store.create(engine.signature, 8)
+    return engine
+
+
+@pytest.mark.parametrize("chunk", [7, 20_000])
+def test_a_new_librarys_keyword_index_is_built_from_its_first_runs_own_writes(tmp_path, monkeypatch, chunk):
+    from mmsearch.search import keyword_feed
+
+    monkeypatch.setattr(keyword_feed, "CHUNK", chunk)  # 7: added to the index a few records at a time
+    engine, rng, library = _new_library(tmp_path), random.Random(11), {}
+    done = engine.session.follow_first_run()
+    read = records_read_back(monkeypatch)
+    for batch in range(6):
+        records = {f"id{batch * 5 + k:03d}": _meta(rng, batch * 5 + k) for k in range(5)}
+        if batch == 3:
+            records["id002"] = _meta(rng, 2)  # a photo written again in the same run
+        _put(engine.store, records)
+        library.update(records)
+    done()
+    kept = engine.session.keyword_index(fresh=True)
+    assert read == []  # nothing read back: not every record, not what the writes wrote
+    _same(kept, KeywordIndex.from_metadata(library.items()))
+    assert kept.through == engine.store.write_mark().through
+    entries = engine.store.entries()  # the store's own entries followed its puts too
+    assert read == [] and entries == Store(str(tmp_path / "db")).entries()
+
+
+def test_a_write_the_feed_did_not_see_stops_it_and_the_store_gives_the_rest(tmp_path, monkeypatch):
+    engine, rng = _new_library(tmp_path), random.Random(12)
+    store, done = engine.store, engine.session.follow_first_run()
+    library = {f"id{n}": _meta(rng, n) for n in range(6)}
+    _put(store, dict(list(library.items())[:3]))
+    after_first = store.write_mark().through
+    store.set_metadata({"id0": {"camera": "Canon EOS 5D"}})  # numbered, and not a put: the feed never sees it
+    library["id0"]["camera"] = "Canon EOS 5D"
+    _put(store, dict(list(library.items())[3:]))
+    done()
+    calls, since = [], Store.written_since
+    monkeypatch.setattr(Store, "written_since", lambda self, seq: calls.append(seq) or since(self, seq))
+    monkeypatch.setattr(Store, "pages", lambda self: pytest.fail("every record was read"))
+    kept = engine.session.keyword_index(fresh=True)
+    assert calls == [after_first]  # what the feed had, then every write from the one it missed on
+    _same(kept, KeywordIndex.from_metadata(library.items()))
+    assert kept.camera_counts["Canon EOS 5D"] == sum(m.get("camera") == "Canon EOS 5D" for m in library.values())
+    monkeypatch.undo()
+    assert store.entries() == Store(str(tmp_path / "db")).entries()  # the store's own entries stopped there too
+
+
+def test_writers_into_a_server_are_not_followed(tmp_path, monkeypatch):
+    engine = _new_library(tmp_path)
+    engine.store.sole_writer = False  # as for a server: two writers can take one number
+    done = engine.session.follow_first_run()
+    _put(engine.store, {"id0": _meta(random.Random(1), 0)})
+    done()
+    read = records_read_back(monkeypatch)
+    assert engine.session.keyword_index(fresh=True).live_ids() == ["id0"] and read == ["id0"]

@@ -745,7 +745,11 @@ def index_into(session: IndexSession, paths: Sequence[str | Path] | str | Path, 
                       on_progress, Shard.parse(shard) if isinstance(shard, str) else shard, forget_captions,
                       workers=workers or config.decode_workers, ocr=session.ocr_for_run(store), decode=config.decode,
                       skip=database_folders(config))
-    report = indexer.run(paths, prune=prune)
+    followed = session.follow_first_run()  # a new library: its keyword index from the run's own writes
+    try:
+        report = indexer.run(paths, prune=prune)
+    finally:
+        followed()
     session.changed()
     return report
 

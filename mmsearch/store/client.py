@@ -183,6 +183,9 @@ class Store:
     def __init__(self, path: str | Path, url: str | None = None, headers: dict[str, str] | None = None,
                  retry_seconds: float = 60.0, entries_file: Callable[[str], Path] | None = None):
         self.path = url or str(path)  # where the index lives, as shown in messages
+        # the one writer of an embedded database (``mmsearch.lock``); writers into a server run at once, and two
+        # can take one write number, so there only what the numbered writes read back is trusted
+        self.sole_writer = not url
         self.entries_file = entries_file  # generation -> where its entries are kept (None: not kept)
         try:
             import chromadb
@@ -210,8 +213,15 @@ class Store:
         self._writes: Any = None
         self._stale_claims_dropped = False
         self._entries: tuple[str, int, dict[str, Entry]] | None = None  # (identity, through, by id): ``entries``
+        self._follow()
         self._frames_missed = -FRAMES_RECHECK  # when the frames collection was last found missing
         self._generation: str | None = None
+
+    def _follow(self) -> None:
+        """What follows this store's own puts: its entries (``_written``) and the ``follow_writes`` listeners."""
+        self._entries_lock = threading.Lock()
+        self._entries_new: list[tuple[str, Entry]] = []  # this store's puts since ``_entries``, counted in its through
+        self._followers: list[Callable[[int, list[str], list[dict]], None]] = []
 
     @classmethod
     def from_config(cls, config: Config) -> Store:
@@ -239,6 +249,7 @@ class Store:
         other._generation, other._images, other._captions, other._ocr = generation, None, None, None
         other._frames, other._frames_missed, other._removed, other._writes = None, -FRAMES_RECHECK, None, None
         other._entries = None
+        other._follow()
         return other
 
     @_guarded("read")
@@ -342,7 +353,7 @@ class Store:
             self._images = self._captions = None
             if not self.check(signature):
                 raise StoreError(f"could not create the collections in {self.path}")
-            self._entries = (self.identity(), 1, {})  # a new collection: no entries, before the first write
+            self._keep((self.identity(), 1, {}))  # a new collection: no entries, before the first write
         stored_dim = self.signature()["dim"]  # type: ignore[index]
         if stored_dim != dim:
             raise IndexMismatchError(f"the index at {self.path} holds {stored_dim}-d vectors, "
@@ -460,12 +471,49 @@ class Store:
         The store's own entries (``entries``) take what was read too, when they lack nothing older: the
         keyword index's read at the end of an index run brings them up to date as well.
         """
-        kept = self._entries
+        kept = self._kept()
         mark = self.write_mark() if kept is not None and kept[1] >= seq else None
         written, removed = self._changes(seq)
         if mark is not None and kept is not None and kept[0] == self.identity():
-            self._entries = (kept[0], mark.through, _applied(kept[2], written, removed))
+            self._keep((kept[0], mark.through, _applied(kept[2], written, removed)))
         return written, removed
+
+    def _kept(self) -> tuple[str, int, dict[str, Entry]] | None:
+        """The entries, with those of this store's own puts since they were read folded in."""
+        with self._entries_lock:
+            if self._entries_new and self._entries is not None:
+                identity, through, by_id = self._entries
+                self._entries = (identity, through, {**by_id, **dict(self._entries_new)})
+            self._entries_new = []
+            return self._entries
+
+    def _keep(self, kept: tuple[str, int, dict[str, Entry]] | None) -> None:
+        """Entries read from the store or its file, as of a write mark read before: they hold whatever this
+        store's earlier puts wrote, or their ``through`` says they may lack it."""
+        with self._entries_lock:
+            self._entries, self._entries_new = kept, []
+
+    def follow_writes(self, listener: Callable[[int, list[str], list[dict]], None]) -> Callable[[], None]:
+        """Call ``listener(seq, ids, metadatas)`` after each put of image records this store makes (``seq``:
+        the write's number; the metadata as given, without it), in the writing thread. Returns what stops it.
+        Only this store's puts are told: a listener that keeps a copy checks that the numbers follow on, and
+        trusts them only where this store is the ``sole_writer``."""
+        self._followers.append(listener)
+        return lambda: self._followers.remove(listener) if listener in self._followers else None
+
+    def _written(self, seq: int, ids: list[str], metas: list[dict]) -> None:
+        """After this store's put numbered ``seq``: its entries take the records when they lack no earlier
+        write (their ``through`` is ``seq``), so an index run's end reads nothing back; then the listeners."""
+        with self._entries_lock:
+            kept = self._entries
+            if kept is not None and kept[1] == seq and self.sole_writer:
+                try:
+                    self._entries_new.extend([(i, entry_of(i, m)) for i, m in zip(ids, metas)])
+                    self._entries = (kept[0], seq + 1, kept[2])
+                except (KeyError, TypeError, ValueError):  # not what an index run writes: read back as it was
+                    pass
+        for listener in list(self._followers):
+            listener(seq, ids, metas)
 
     def _changes(self, seq: int) -> tuple[list[tuple[str, dict]], set[str]]:
         written = self.written_since(seq)
@@ -578,7 +626,7 @@ class Store:
         if self._get_images() is None:
             return {}
         mark, count, identity = self.write_mark(), self.count(), self.identity()
-        kept, by_id = self._entries, None
+        kept, by_id = self._kept(), None
         if kept is None or kept[0] != identity:
             kept = self._kept_entries(identity)
         if kept is not None:
@@ -586,7 +634,7 @@ class Store:
         full = by_id is None or len(by_id) != count
         if full:  # the first, or written unnumbered (an older mmsearch)
             by_id = {i: entry_of(i, m) for i, m in self.all_metadata()}
-        self._entries = (identity, mark.through, by_id)
+        self._keep((identity, mark.through, by_id))
         if full:
             self._save_entries()
         return {e.path: e for e in by_id.values()}
@@ -605,7 +653,7 @@ class Store:
             self._save_entries()
 
     def _save_entries(self) -> None:
-        kept = self._entries
+        kept = self._kept()
         if kept is not None and self.entries_file is not None:
             save_entries(self.entries_file(self.generation), (kept[0], self.schema_version()), kept[1], kept[2])
 
@@ -656,6 +704,7 @@ class Store:
         with self._numbered() as seq:
             self._images.upsert(ids=ids, embeddings=vectors, metadatas=[{**m, SEQ: seq} for m in metas],
                                 documents=[m["path"] for m in metas])
+        self._written(seq, ids, metas)
 
     @_guarded("write")
     def set_ocr(self, ids: list[str], updates: list[dict], ocr: Sequence[OcrRecord | None]) -> None:
@@ -1002,7 +1051,7 @@ class Store:
                         by_id = None
                 yield pair
         if by_id is not None:
-            self._entries = (identity, mark.through, by_id)
+            self._keep((identity, mark.through, by_id))
 
 
 @translated(writes=("add", "delete"), searches=("near",))
