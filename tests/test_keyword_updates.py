@@ -52,6 +52,10 @@ def _same(kept: KeywordIndex, fresh: KeywordIndex) -> None:
         assert sorted(kept.exact(query)) == sorted(fresh.exact(query)), query
         every, positions = kept.score_array(query), kept.positions()
         assert every[[d for d in range(len(kept.ids)) if d not in set(positions.values())]].sum() == 0.0
+        # a filtered search's scores: the phrase looked for in the images asked about only
+        matching = {i: float(every[d]) for i, d in positions.items() if every[d] > 0}
+        assert kept.scores_of(query, ids) == pytest.approx(matching), query
+        assert kept.scores_of(query, ids[::2]) == pytest.approx({i: matching[i] for i in ids[::2] if i in matching})
     assert kept.folder_counts == fresh.folder_counts and kept.cameras == fresh.cameras
     assert sorted(kept.captioned) == sorted(fresh.captioned) and kept.ocr == fresh.ocr
 

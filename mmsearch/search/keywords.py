@@ -445,6 +445,13 @@ class KeywordIndex:
                     scores[doc] = 0.0
         return scores
 
+    def scores_of(self, query: str, ids: Iterable[str]) -> dict[str, float]:
+        """The BM25 scores of these images where they match ``query`` (its quoted phrase included): the
+        phrase is looked for in their texts only, not in every matching text."""
+        every, positions, phrase = self.score_array(query, phrase=False), self._positions, quoted_phrase(query)
+        found = {i: float(every[d]) for i in ids if (d := positions.get(i)) is not None and every[d] > 0}
+        return {i: s for i, s in found.items() if phrase in self.texts[positions[i]]} if phrase else found
+
     def search(self, query: str, n: int, allowed: Sequence[str] | None = None) -> dict[str, float]:
         """The ``n`` best image ids for ``query`` with their scores (optionally only ids in ``allowed``);
         ties in the order of the ids."""

@@ -23,8 +23,7 @@ class KeywordSignal(Signal):
 
     def score(self, context: Context, ids: Sequence[str]) -> Scored | None:
         if context.exhaustive:
-            every, positions = context.keywords.score_array(context.query.text), context.keywords.positions()  # type: ignore[union-attr]
-            found = {i: float(every[positions[i]]) for i in ids if i in positions and every[positions[i]] > 0}
+            found = context.keywords.scores_of(context.query.text, ids)  # type: ignore[union-attr]
         else:
             found = context.found.get(self.name) or {}
         if not found:
