@@ -871,15 +871,12 @@ class Store:
 
     def records(self, which: str) -> Iterator[tuple[list[str], np.ndarray, list[dict], list[str]]]:
         """All records of ``"images"``, ``"captions"``, ``"ocr"``, ``"frames"`` or ``"albums"`` in pages: (ids,
-        float32 vectors, metadatas, documents)."""
+        float32 vectors, metadatas, documents); read by id, as ``pages`` reads (an offset costs itself)."""
         collection = self._collection(which)
-        offset = 0
-        while collection is not None:
-            page = collection.get(include=["embeddings", "metadatas", "documents"], limit=PAGE, offset=offset)
-            if not page["ids"]:
-                return
+        if collection is None:
+            return
+        for page in pages(collection, include=("embeddings", "metadatas", "documents")):
             yield (page["ids"], np.asarray(page["embeddings"], dtype=np.float32), page["metadatas"], page["documents"])
-            offset += len(page["ids"])
 
     @_guarded("write")
     def differing(self, which: str, ids: list[str], vectors: np.ndarray, metas: list[dict]) -> set[str]:
