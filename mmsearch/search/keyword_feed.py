@@ -13,7 +13,7 @@ from .keywords import KeywordIndex
 
 logger = logging.getLogger(__name__)
 
-CHUNK = 20_000  # records held before they go into the index: each addition copies the index's lists once
+CHUNK = 20_000  # records held before they go into the index (each addition concatenates its arrays once)
 
 
 class KeywordFeed:
@@ -47,7 +47,7 @@ class KeywordFeed:
             self._flush()
 
     def _flush(self) -> None:
-        self._index = self._index.apply(self._pending.items(), through=self._next)
+        self._index.extend(self._pending.items(), through=self._next)  # its own: no search reads it yet
         self._pending = {}
 
     def index(self) -> KeywordIndex:

@@ -165,11 +165,18 @@ class KeywordIndex:
         if not latest and not removed & self._positions.keys():
             return self if through is None or through == self.through else self._moved_on(through)
         new = self._copy()
-        new._switch_off(removed | set(latest))
-        new = new._added([Doc.of(i, meta) for i, meta in latest.items()], [meta for meta in latest.values()])
-        if through is not None:
-            new.through = through
+        new._switch_off(removed)
+        new.extend(latest.items(), through=through)
         return new._packed() if new._dead > PACK_AT * len(new.ids) else new
+
+    def extend(self, records: Iterable[tuple[str, dict]], through: int | None = None) -> None:
+        """``apply`` these images in place, without copying: only for an index no search reads yet (one
+        being built, ``KeywordFeed``). An id given again replaces its document."""
+        latest = dict(records)
+        self._switch_off(set(latest))
+        self._added([Doc.of(i, meta) for i, meta in latest.items()], list(latest.values()))
+        if through is not None:
+            self.through = through
 
     def _moved_on(self, through: int) -> KeywordIndex:
         """This index with another ``through`` (nothing else changed: everything is shared)."""
