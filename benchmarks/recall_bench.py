@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -70,7 +71,7 @@ def set_ef(store, ef: int) -> int:
     return had
 
 
-def probe(db: str, n: int) -> dict:
+def probe(db: str, n: int, workdir: str = "") -> dict:
     """In a fresh process: load the index, answer the queries; the ids, cosines and milliseconds of each."""
     from mmsearch.store.client import Store
 
@@ -84,7 +85,23 @@ def probe(db: str, n: int) -> dict:
         out["ms"].append((time.perf_counter() - start) * 1000)
     vectors = store.image_vectors(sorted({i for row in out["ids"] for i in row}))
     out["cos"] = [[float(vectors[i] @ q) for i in row] for row, q in zip(out["ids"], asked)]
+    if workdir:
+        out["p50"], out["p99"] = end_to_end(db, workdir, n)
     return out
+
+
+def end_to_end(db: str, workdir: str, n: int) -> tuple[float, float]:
+    """Warm text queries through ``SearchEngine.search``, k=10, as million_bench measures them."""
+    from index_bench import checkpoint
+    from million_bench import WORDS
+    from store_bench import latency, multilingual_shaped_text_model
+
+    from mmsearch import SearchEngine
+
+    folder = Path(workdir)
+    engine = SearchEngine(db, clip_model="ViT-B-32", clip_pretrained=str(checkpoint(folder)),
+                          text_model=multilingual_shaped_text_model(folder))
+    return latency(engine, [f"{WORDS[i % len(WORDS)]} on day {i % 365}" for i in range(n)])
 
 
 def main() -> None:
@@ -92,10 +109,13 @@ def main() -> None:
     parser.add_argument("--db", required=True, help="an index million_bench.py filled (--fill-only)")
     parser.add_argument("--ef", default="256,384,512", help="ef_search values, comma-separated")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--workdir", default="", help="million_bench's --workdir: also time warm text queries "
+                        "end to end (SearchEngine.search, its stand-in models)")
     parser.add_argument("--probe", help=argparse.SUPPRESS)  # internal: one value, in a fresh process
     args = parser.parse_args()
     if args.probe:
-        print(json.dumps(probe(args.probe, args.queries)))
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        print(json.dumps(probe(args.probe, args.queries, args.workdir)))
         return
     from mmsearch.store.client import Store
 
@@ -110,7 +130,8 @@ def main() -> None:
             previous = set_ef(store, ef)
             had = previous if had is None else had
             got = json.loads(subprocess.run([sys.executable, __file__, "--db", args.db, "--probe", args.db,
-                                             "--queries", str(args.queries)], check=True, capture_output=True,
+                                             "--queries", str(args.queries), "--workdir", args.workdir],
+                                            check=True, capture_output=True,
                                             text=True).stdout.strip().splitlines()[-1])
             hits = sum(len(set(row) & set(want)) for row, want in zip(got["ids"], truth))
             tied = sum(sum(1 for i, c in zip(row, cos) if i in want or c >= floor - 1e-6)
@@ -118,7 +139,8 @@ def main() -> None:
             ms = np.asarray(got["ms"])
             print(f"  ef_search {ef} (loaded as {got['ef']}): recall@{K} {hits / (K * len(truth)):.4f}, "
                   f"with ties {tied / (K * len(truth)):.4f}; query p50 {np.percentile(ms, 50):.1f} ms, "
-                  f"p99 {np.percentile(ms, 99):.1f} ms")
+                  f"p99 {np.percentile(ms, 99):.1f} ms" + (f"; text query end to end p50 {got['p50']:.1f} ms, p99 "
+                                                          f"{got['p99']:.1f} ms" if "p50" in got else ""))
     finally:
         if had is not None:
             set_ef(store, had)

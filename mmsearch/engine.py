@@ -178,6 +178,7 @@ class SearchEngine:
             if shard is None:  # shards write into one server together; each would read all of it
                 self._keep_keywords()
             self._keep_entries()
+            self._fit_search()
             self.refresh_albums()  # albums fill themselves with what the run brought
         return report
 
@@ -188,6 +189,14 @@ class SearchEngine:
             self.session.keyword_index(fresh=True)
         except MMSearchError as exc:  # the run itself is done and stored; a search builds it later
             logger.warning("the keyword index was not brought up to date: %s", exc)
+
+    def _fit_search(self) -> None:
+        """Keep recall as the library grows: the images' vector index searches wider in a larger library
+        (``Store.fit_search``), from the next process that loads it."""
+        try:
+            self.store.fit_search()
+        except MMSearchError as exc:
+            logger.warning("the vector index's search width was not updated: %s", exc)
 
     def _keep_entries(self) -> None:
         """Keep what the run leaves indexed in the entries file, so the next run (in another process) reads

@@ -150,3 +150,32 @@ def test_warm_up_loads_both_vector_indexes_in_a_thread_the_process_waits_for(sto
     seen.clear()
     store.warm_up().join()  # an empty collection has no index to load: nothing asked, nothing raised
     assert seen == [store.name("images")]
+
+
+def test_the_images_index_searches_wider_as_the_library_grows(tmp_path, monkeypatch):
+    """recall@10 falls with the library at a fixed ef_search: an index run's end sets the width its size
+    needs in the collection's configuration, which Chroma reads when a process loads the index (its effect
+    on recall is measured by benchmarks/recall_bench.py, not here)."""
+    from PIL import Image
+
+    from mmsearch import Config, SearchEngine
+    from mmsearch.store import collections
+
+    monkeypatch.setattr(collections, "EF_BY_SIZE", ((2, 256), (4, 300)))
+    monkeypatch.setattr(collections, "EF_LARGEST", 400)
+    library = tmp_path / "library"
+    library.mkdir()
+
+    def run(n: int) -> int:
+        for k in range(n):
+            Image.new("RGB", (40, 30), (40 * k, 9, 9)).save(library / f"p{k}.png")
+        for extra in sorted(library.glob("*.png"))[n:]:
+            extra.unlink()
+        engine = SearchEngine(config=Config.offline_profile(Config(db=str(tmp_path / "db"))))
+        engine.index([library])
+        later = SearchEngine(config=Config.offline_profile(Config(db=str(tmp_path / "db"))))  # a new process
+        assert later.store.count() == n
+        images = later.store.client.get_collection(later.store.name("images"))
+        return images.configuration["hnsw"]["ef_search"]
+
+    assert [run(2), run(4), run(6), run(3)] == [256, 300, 400, 300]

@@ -52,6 +52,7 @@ from .collections import (
     WRITE_TOKEN,
     caption_sources,
     collection_name,
+    images_ef,
     open_collection,
     pages,
     pointer_fields,
@@ -167,7 +168,7 @@ class CaptionMatch:
 @translated(writes=("set_pointer", "ensure_pointer", "drop_generation", "create", "upgrade", "set_schema_version",
                     "set_metadata", "add_roots",
                     "put", "set_ocr", "set_ocr_setting", "move", "delete_images", "delete_captions", "differing",
-                    "write_records"),
+                    "write_records", "fit_search"),
             searches=("query_images", "query_captions", "query_ocr", "query_frames"))
 class Store:
     """Chroma-backed storage of image and caption vectors.
@@ -832,6 +833,19 @@ class Store:
             out.update({i: (d, np.asarray(v, dtype=np.float32))
                         for i, d, v in zip(got["ids"], got["documents"], got["embeddings"])})
         return out
+
+    @_guarded("write")
+    def fit_search(self) -> int:
+        """Give the images' vector index the ``ef_search`` its size needs (``images_ef``), and return it.
+        Chroma reads the value when a process loads the index: the next process searches with it."""
+        images = self._get_images()
+        if images is None:
+            return HNSW["ef_search"]
+        wanted = images_ef(images.count())
+        current = self.client.get_collection(self.name("images"), embedding_function=None)  # another writer's change
+        if ((current.configuration or {}).get("hnsw") or {}).get("ef_search") != wanted:
+            current.modify(configuration={"hnsw": {"ef_search": wanted}})
+        return wanted
 
     @_guarded("write")
     def move(self, old_id: str, new_id: str, updates: dict) -> None:

@@ -32,6 +32,13 @@ FIRST = "first"  # the first generation of an index: the plain collection names
 # start on a 5k index; 200 costs 0.07 s, with the same indexing time (17.1 s vs 17.6 s for 5k images,
 # benchmarks/cold_start_bench.py).
 HNSW = {"space": "cosine", "ef_search": 256, "ef_construction": 200, "max_neighbors": 48, "sync_threshold": 200}
+# At a fixed ef_search recall falls as the library grows: with 256, 0.997 at 100k, 0.993 at 200k, 0.980 at
+# 400k, 0.971 at 474k and 0.954 at 653k. At 400k (benchmarks/recall_bench.py, each value in a fresh process,
+# 200 queries) 384 gave 0.992 and 512 0.9985, for 12.5 and 15.7 ms per query against 9.1 (a text query end
+# to end: p50 60.3 and 64.6 ms against 57.3). So the images' ef_search grows with the library: up to this
+# many images, this value (``images_ef``); an index run sets it at its end (``Store.fit_search``).
+EF_BY_SIZE = ((250_000, 256), (500_000, 384), (1_000_000, 512))
+EF_LARGEST = 768  # above a million: 768 gave 1.000 at 400k
 HNSW_CAPTIONS = {**HNSW, "ef_search": 128}
 FILTER_FIELDS = ("path", "folders", "date", "camera", "place_keys", "lat", "lon")  # copied where a ``where`` looks
 PAGE = 5000  # records per get() page; below Chroma's max batch size (~5,400)
@@ -52,6 +59,11 @@ ID_PAGE = 30_000
 SEQ, WRITE_SEQ, WRITE_TOKEN, AT = "seq", "write_seq", "write_token", "at"
 CLAIM_LEASE = 600.0
 MARKER = {"space": "l2", "sync_threshold": 1000}  # the removed and writes collections' vectors: one constant [1.0] each
+
+
+def images_ef(count: int) -> int:
+    """The ``ef_search`` the images' vector index needs to keep recall@10 near 0.99 at ``count`` images."""
+    return next((ef for limit, ef in EF_BY_SIZE if count <= limit), EF_LARGEST)
 
 
 def collection_name(kind: str, generation: str) -> str:
