@@ -263,21 +263,26 @@ class IndexSession:
             self._keywords_checked = now
             seen = (store.write_mark(), store.count())  # before reading: a write in progress is read again
             index = self._keywords
-            if index is not None and seen == self._keywords_seen:
-                return index
-            key = (store.identity(), store.schema_version())  # a schema step rewrites records unnumbered
-            if index is None:
-                index = KeywordIndex.load(self.keywords_path(), key)
-                self._keywords_saved = (index.through if index is not None else -1, now)
-            if index is None:
-                index = KeywordIndex.from_metadata(store.all_metadata(), through=seen[0].through)
-            else:
-                index = up_to_date(index, store, *seen)
-            self._keywords, self._keywords_seen = index, seen
+            if index is None or seen != self._keywords_seen:
+                if index is None:
+                    index = KeywordIndex.load(self.keywords_path(), self._keywords_key())
+                    self._keywords_saved = (index.through if index is not None else -1, now)
+                if index is None:
+                    index = KeywordIndex.from_metadata(store.all_metadata(), through=seen[0].through)
+                else:
+                    index = up_to_date(index, store, *seen)
+                self._keywords, self._keywords_seen = index, seen
+            # kept on disk when asked ``fresh`` (after an index run) even if brought up to date by an earlier call
             saved, at = self._keywords_saved
             if index.through != saved and (fresh or saved < 0 or now - at >= KEYWORD_SAVE):
-                self._save_keywords(index, key)
+                self._save_keywords(index, self._keywords_key())
             return index
+
+    def _keywords_key(self) -> tuple[str, int]:
+        """What ``keywords.npz`` must have been written for: this index (a schema step rewrites records
+        unnumbered, so its version too)."""
+        store = self.store
+        return store.identity(), store.schema_version()
 
     def _save_keywords(self, index: KeywordIndex, key: tuple[str, int]) -> None:
         path = self.keywords_path()

@@ -411,3 +411,25 @@ def test_writers_into_a_server_are_not_followed(tmp_path, monkeypatch):
     done()
     read = records_read_back(monkeypatch)
     assert engine.session.keyword_index(fresh=True).live_ids() == ["id0"] and read == ["id0"]
+
+
+def test_a_kept_file_brought_up_to_date_is_written_again_when_asked_fresh(tmp_path):
+    """A process that reads an old keywords.npz and brings it up to date keeps the result when asked
+    ``fresh``, even if an earlier call did the update: the next process then reads it, not the writes again."""
+    library = tmp_path / "library"
+    for n in range(3):
+        _photo(library / f"p{n}.jpg", (70 * n, 10, 10))
+    _engine(tmp_path).index([library])
+    _photo(library / "zebra.jpg", (1, 2, 3))
+    writer = _engine(tmp_path)
+    writer.store.entries_file = None
+    writer.session.keyword_index = lambda fresh=False: None  # a writer that keeps no keyword file
+    assert writer.index([library]).added == 1
+    reader = _engine(tmp_path)
+    path = reader.session.keywords_path()
+    stale = KeywordIndex.load(path, (reader.store.identity(), reader.store.schema_version()))
+    assert stale is not None and len(stale) == 3
+    assert len(reader.session.keyword_index()) == 4  # brought up to date; not written yet (every 30 s at most)
+    reader.session.keyword_index(fresh=True)
+    kept = KeywordIndex.load(path, (reader.store.identity(), reader.store.schema_version()))
+    assert kept is not None and len(kept) == 4 and kept.exact("zebra")
