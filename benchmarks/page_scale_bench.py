@@ -1,6 +1,6 @@
 """The web page on a large index, in headless Chromium: how long the page takes to open, a text query to show
-its results, the folder filter (every folder of the library) to open and narrow as one types, and a filtered
-query; screenshots at 1280 and 390 px (a benchmark, not a test).
+its answer, and the folder filter (every folder of the library) to open and narrow as one types; screenshots at
+1280 and 390 px (a benchmark, not a test). Warm query latency is million_bench's (the engine, end to end).
 
     .venv/bin/python benchmarks/page_scale_bench.py --db /tmp/m1m --workdir /tmp/mb --shots /tmp/page
 
@@ -78,16 +78,14 @@ def visit(browser, port: int, width: int, shots: Path) -> None:
         """Until the status line has the answer (here "No results": the indexed files are not on this disk,
         which the page checks for its hits after the search)."""
         page.locator("#query textarea").fill(text)
-        page.evaluate("() => { const s = document.querySelector('#status'); window.statusMoved = false;"
-                      " new MutationObserver(() => { window.statusMoved = true; })"
-                      ".observe(s, {subtree: true, childList: true, characterData: true, attributes: true}); }")
-        page.locator("#search-button").click()  # the status shows the query running, then its answer
-        page.wait_for_function("() => window.statusMoved && !document.querySelector('#status').innerText"
-                               ".includes('processing')")
+        busy = "/processing|^[0-9.]+s/.test(document.querySelector('#status').innerText.trim())"
+        page.locator("#search-button").click()
+        page.wait_for_function(f"() => {busy}")  # Gradio shows the query running (a timer) from the click on ...
+        page.wait_for_function(f"() => !{busy}")  # ... until its answer replaces it
         print(f"    status: {page.locator('#status').inner_text().strip()[:100]}")
 
     timed("page open", lambda: (page.goto(f"http://127.0.0.1:{port}"), page.locator("#query textarea").wait_for()))
-    timed("a text query to its results", lambda: query("a cat on day 3"))
+    timed("a text query to its answer (the first of a visit)", lambda: query("a cat on day 3"))
     page.screenshot(path=str(shots / f"results-{width}.png"))
     if not box.is_visible():  # a narrow screen: the filters start folded
         page.get_by_text("Results and filters").click()
@@ -100,9 +98,7 @@ def visit(browser, port: int, width: int, shots: Path) -> None:
         " return o.length > 0 && [...o].every(e => e.innerText.includes(typed)); }", arg=[typed]))
     print(f"  folder entries shown after typing: {options.count():,}")
     page.screenshot(path=str(shots / f"folders-{width}.png"))
-    options.first.click()
-    timed("a query filtered by that folder", lambda: query("a bicycle on day 7"))
-    page.screenshot(path=str(shots / f"filtered-{width}.png"))
+    options.first.click()  # picking a folder runs the query again, filtered (not timed: the page chains events)
     page.close()
 
 
