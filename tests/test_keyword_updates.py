@@ -57,6 +57,8 @@ def _same(kept: KeywordIndex, fresh: KeywordIndex) -> None:
         assert kept.scores_of(query, ids) == pytest.approx(matching), query
         assert kept.scores_of(query, ids[::2]) == pytest.approx({i: matching[i] for i in ids[::2] if i in matching})
     assert kept.folder_counts == fresh.folder_counts and kept.cameras == fresh.cameras
+    # postings stay in document order through changes, packing and the file (coverage bisects them)
+    assert all((np.diff(docs) > 0).all() for _, (docs, _) in kept.postings.items())
     assert sorted(kept.captioned) == sorted(fresh.captioned) and kept.ocr == fresh.ocr
 
     def hashes(index: KeywordIndex) -> dict[str, tuple[str, int, str]]:

@@ -423,7 +423,7 @@ class KeywordIndex:
             total += weight
             docs = self.postings.get(term)
             if docs is not None:
-                held += weight * np.isin(rows, docs[0])
+                held += weight * _holding(docs[0], rows)
         phrase = quoted_phrase(query)
         share = held / total if total > 0 else held
         return {i: float(share[n]) for n, i in enumerate(ids)
@@ -504,6 +504,16 @@ class KeywordIndex:
 
 
 STRINGS = ("ids", "texts", "names", "paths", "doc_cameras", "doc_places", "doc_sha256")  # per document, saved
+
+
+def _holding(docs: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Which of ``rows`` are in ``docs``, a posting (its document numbers, ascending: documents are only
+    appended, and packing keeps their order), by bisection: ``np.isin`` sorted the whole posting for every
+    query term (8 ms of a query at 810k photos, for a caption word in 243k texts)."""
+    at = np.searchsorted(docs, rows)
+    inside = at < len(docs)
+    inside[inside] = docs[at[inside]] == rows[inside]
+    return inside
 
 
 def _live(table: ListTable, alive: np.ndarray, renumber: np.ndarray) -> ListTable:
