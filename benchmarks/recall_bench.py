@@ -64,10 +64,11 @@ def exact(count: int, asked: np.ndarray) -> tuple[list[list[str]], np.ndarray]:
 
 def set_ef(store, ef: int) -> int:
     """Set the images collection's ef_search; returns the value it had."""
+    from mmsearch.store.collections import set_search_settings
+
     collection = store.client.get_collection(store.name("images"), embedding_function=None)
     had = int(((collection.configuration or {}).get("hnsw") or {}).get("ef_search", 0))
-    if had != ef:
-        collection.modify(configuration={"hnsw": {"ef_search": ef}})
+    set_search_settings(collection, {"ef_search": ef})
     return had
 
 

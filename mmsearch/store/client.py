@@ -56,6 +56,7 @@ from .collections import (
     open_collection,
     pages,
     pointer_fields,
+    set_search_settings,
 )
 from .entries import Entry, entry_of
 from .entries import load as load_entries
@@ -843,8 +844,7 @@ class Store:
             return HNSW["ef_search"]
         wanted = images_ef(images.count())
         current = self.client.get_collection(self.name("images"), embedding_function=None)  # another writer's change
-        if ((current.configuration or {}).get("hnsw") or {}).get("ef_search") != wanted:
-            current.modify(configuration={"hnsw": {"ef_search": wanted}})
+        set_search_settings(current, {"ef_search": wanted})
         return wanted
 
     @_guarded("write")

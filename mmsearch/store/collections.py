@@ -143,7 +143,13 @@ def apply_search_settings(client: Any, images: str, captions: str, names: Sequen
     for name, wanted in ((images, HNSW), (captions, HNSW_CAPTIONS)):
         collection = client.get_collection(name, embedding_function=None) if wanted is HNSW else \
             client.get_or_create_collection(name, configuration={"hnsw": HNSW_CAPTIONS}, embedding_function=None)
-        have = (collection.configuration or {}).get("hnsw") or {}
-        changes = {key: wanted[key] for key in names if have.get(key) != wanted[key]}
-        if changes:
-            collection.modify(configuration={"hnsw": changes})
+        set_search_settings(collection, {key: wanted[key] for key in names})
+
+
+def set_search_settings(collection: Any, wanted: dict[str, Any]) -> None:
+    """Give a collection these HNSW settings where its own differ (Chroma reads them when a process loads
+    the index)."""
+    have = (collection.configuration or {}).get("hnsw") or {}
+    changes = {key: value for key, value in wanted.items() if have.get(key) != value}
+    if changes:
+        collection.modify(configuration={"hnsw": changes})
