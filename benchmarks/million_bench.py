@@ -263,19 +263,9 @@ def recall(engine, queries: np.ndarray) -> float:
     return hits / (10 * len(queries))
 
 
-def cold_start(db: str, ckpt: str, text_model: str) -> tuple[float, int]:
-    """Seconds from starting ``mmsearch search`` to its result, and that process's peak RSS (bytes)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MMSEARCH_CLIP_MODEL": "ViT-B-32", "MMSEARCH_CLIP_PRETRAINED": ckpt,
-           "MMSEARCH_TEXT_MODEL": text_model}
-    start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "mmsearch", "search", "a red bicycle", "--db", db, "-k", "5"],
-                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - start
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode:
-        raise RuntimeError(f"mmsearch search failed ({child.returncode})")
-    return seconds, usage.ru_maxrss * 1024  # kilobytes on Linux
+def model_settings(ckpt: str, text_model: str) -> dict[str, str]:
+    """``SearchEngine`` settings of the stand-in models (``store_bench.model_env`` for a command)."""
+    return {"clip_model": "ViT-B-32", "clip_pretrained": ckpt, "text_model": text_model}
 
 
 def disk(db: str) -> int:
@@ -298,10 +288,10 @@ def main() -> None:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     from index_bench import checkpoint
-    from store_bench import multilingual_shaped_text_model
+    from store_bench import cold_search_rss, model_env, multilingual_shaped_text_model
 
     ckpt, text_model = str(checkpoint(workdir)), multilingual_shaped_text_model(workdir)
-    settings = {"clip_model": "ViT-B-32", "clip_pretrained": ckpt, "text_model": text_model}
+    settings = model_settings(ckpt, text_model)
     if args.serve:
         print(json.dumps(serve(args.serve, settings, args.queries, not args.no_full_read)))
         return
@@ -319,7 +309,7 @@ def main() -> None:
                                             *(["--no-full-read"] if args.no_full_read else []),
                                             "--workdir", str(workdir)], check=True, capture_output=True,
                                            text=True).stdout.strip().splitlines()[-1])
-        cold, cold_rss = cold_start(db, ckpt, text_model)
+        cold, cold_rss = cold_search_rss(db, model_env(ckpt, text_model))
         size = disk(db)
     gb = 1024 ** 3
     print(f"\n{args.n:,} images ({DIM}-d), {filled.get('captions', 'kept')} captions, embedded Chroma, "

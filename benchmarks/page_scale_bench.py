@@ -38,10 +38,9 @@ def free_port() -> int:
 def start(db: str, workdir: Path, port: int) -> subprocess.Popen:
     """``mmsearch serve`` on ``db``, once it answers."""
     from index_bench import checkpoint
-    from store_bench import multilingual_shaped_text_model
+    from store_bench import model_env, multilingual_shaped_text_model
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MMSEARCH_CLIP_MODEL": "ViT-B-32",
-           "MMSEARCH_CLIP_PRETRAINED": str(checkpoint(workdir)), "MMSEARCH_TEXT_MODEL": multilingual_shaped_text_model(workdir)}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **model_env(str(checkpoint(workdir)), multilingual_shaped_text_model(workdir))}
     server = subprocess.Popen([sys.executable, "-m", "mmsearch", "serve", "--db", db, "--port", str(port), "--read-only"],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in server.stdout:  # the server says when it listens

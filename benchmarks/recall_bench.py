@@ -94,14 +94,13 @@ def probe(db: str, n: int, workdir: str = "") -> dict:
 def end_to_end(db: str, workdir: str, n: int) -> tuple[float, float]:
     """Warm text queries through ``SearchEngine.search``, k=10, as million_bench measures them."""
     from index_bench import checkpoint
-    from million_bench import WORDS
+    from million_bench import WORDS, model_settings
     from store_bench import latency, multilingual_shaped_text_model
 
     from mmsearch import SearchEngine
 
     folder = Path(workdir)
-    engine = SearchEngine(db, clip_model="ViT-B-32", clip_pretrained=str(checkpoint(folder)),
-                          text_model=multilingual_shaped_text_model(folder))
+    engine = SearchEngine(db, **model_settings(str(checkpoint(folder)), multilingual_shaped_text_model(folder)))
     return latency(engine, [f"{WORDS[i % len(WORDS)]} on day {i % 365}" for i in range(n)])
 
 

@@ -129,18 +129,34 @@ def start_server(path: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit("chroma run did not start")
 
 
+def model_env(ckpt: str, text_model: str) -> dict[str, str]:
+    """The environment settings of the benchmarks' stand-in models (ViT-B-32 random, a text model shaped like
+    the default one), for an ``mmsearch`` command."""
+    return {"MMSEARCH_CLIP_MODEL": "ViT-B-32", "MMSEARCH_CLIP_PRETRAINED": ckpt, "MMSEARCH_TEXT_MODEL": text_model}
+
+
 def cold_start(db: str, ckpt: str, text_model: str) -> float:
-    return cold_search(db, {"MMSEARCH_CLIP_MODEL": "ViT-B-32", "MMSEARCH_CLIP_PRETRAINED": ckpt,
-                            "MMSEARCH_TEXT_MODEL": text_model})
+    return cold_search(db, model_env(ckpt, text_model))
 
 
 def cold_search(db: str, settings: dict[str, str]) -> float:
     """Seconds from starting ``mmsearch search`` on ``db`` (with these environment settings) to its result."""
+    return cold_search_rss(db, settings)[0]
+
+
+def cold_search_rss(db: str, settings: dict[str, str]) -> tuple[float, int]:
+    """``cold_search``'s seconds, and that process's peak RSS (bytes)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **settings}
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "mmsearch", "search", "a red bicycle", "--db", db, "-k", "5"], env=env,
-                   check=True, capture_output=True)
-    return time.perf_counter() - start
+    child = subprocess.Popen([sys.executable, "-m", "mmsearch", "search", "a red bicycle", "--db", db, "-k", "5"],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise subprocess.CalledProcessError(child.returncode, child.args, stderr=child.stderr.read())
+    child.stderr.close()
+    return seconds, usage.ru_maxrss * 1024  # kilobytes on Linux
 
 
 def main() -> None:
