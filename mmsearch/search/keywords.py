@@ -148,7 +148,9 @@ class KeywordIndex:
     @classmethod
     def from_metadata(cls, records: Iterable[tuple[str, dict]], through: int = 0) -> KeywordIndex:
         """Index (id, stored image metadata) pairs: texts from ``image_text``, the file names, the facets."""
-        return cls().apply(records, through=through)
+        index = cls()
+        index.extend(records, through=through)
+        return index
 
     @classmethod
     def build(cls, records: Iterable[tuple[str, str]]) -> KeywordIndex:
