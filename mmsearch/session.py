@@ -11,8 +11,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from .config import MODEL_FIELDS, Config
 from .encoders import Encoders, TextEncoder, load_caption_encoder, load_encoders, load_text_encoder, model_signature
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
 
 KEYWORD_SAVE = 30.0  # seconds between writes of keywords.npz while the index keeps changing
 KEYWORD_CHECK = 2.0  # seconds during which the keyword index is used without asking the store if it changed
+QUERY_TEXTS = 256  # query texts whose vectors a session keeps (``IndexSession.query_vector``)
 
 
 class IndexSession:
@@ -60,6 +64,7 @@ class IndexSession:
         # guards loading the models, apart: a new process loads the text model while the keyword index loads
         # (``SearchEngine.warm_up``). The store is opened before it is taken, never while it is held.
         self._models = threading.RLock()
+        self._query_vectors = lru_cache(QUERY_TEXTS)(self._encode_query)
 
     # -- the store and the models -------------------------------------------------------------------
 
@@ -92,6 +97,7 @@ class IndexSession:
             self._store, self._keywords, self._ocr_known, self._ocr_matcher, self._marks = store, None, None, None, None
             self._background = None
             self._keywords_checked = 0.0
+            self._query_vectors.cache_clear()
 
     def successor(self, requested: Config) -> IndexSession | None:
         """When a reindex (in any process) switched the index to other models: a new session on them, its
@@ -183,6 +189,26 @@ class IndexSession:
                 self._caption = load_caption_encoder(self.config)
             assert self._caption is not None
             return self._caption
+
+    def query_vector(self, text: str, captions: bool = False) -> tuple[np.ndarray, dict[int, float]]:
+        """``text`` embedded as a query: by the text model, or by the caption model (``captions``) with its
+        lexical weights when it gives them (else {}). The vector is read-only. The last ``QUERY_TEXTS`` texts
+        are kept, so the same text asked again is not encoded again: the page asks it again whenever a
+        filter, the order or the number of hits changes (29 ms of a 81 ms query at 810k photos)."""
+        vector, weights = self._query_vectors(text, captions)
+        return vector, dict(weights)
+
+    def _encode_query(self, text: str, captions: bool) -> tuple[np.ndarray, dict[int, float]]:
+        encoder = self.caption_encoder if captions else self.text_encoder
+        weights: dict[int, float] = {}
+        if captions and getattr(encoder, "has_lexical", False):
+            vectors, lexical = encoder.encode_with_lexical([text])  # type: ignore[attr-defined]
+            weights = lexical[0]
+        else:
+            vectors = encoder.encode_texts([text])
+        vector = np.array(vectors[0], dtype=np.float32)
+        vector.setflags(write=False)
+        return vector, weights
 
     def caption_space_mismatch(self) -> tuple[str, str] | None:
         """(the index's caption model, this session's) when they differ: ``reindex`` changes it; searches
@@ -338,7 +364,7 @@ class IndexSession:
         with self._lock:
             if self._marks is None:
                 config = self.config
-                self._marks = Marks(self.store, lambda text: self.text_encoder.encode_texts([text])[0],
+                self._marks = Marks(self.store, lambda text: self.query_vector(text)[0],
                                     lambda: lock_for_writing(config))
             return self._marks
 

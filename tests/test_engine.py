@@ -196,6 +196,25 @@ def test_filters_folder_date_and_camera(make_engine, photos):
     assert engine.search("anything", k=10, folder=photos / "nothing-here") == []
 
 
+def test_a_query_text_asked_again_is_not_encoded_again(make_engine, photos, monkeypatch):
+    # The page asks the same text again whenever a filter, the order or the number of hits changes.
+    engine = make_engine()
+    _index(engine, photos)
+    encoder, encoded = engine.session.text_encoder, []
+    encode = encoder.encode_texts
+    monkeypatch.setattr(encoder, "encode_texts", lambda texts: encoded.extend(texts) or encode(texts))
+    first = engine.search("a black cat", k=6)
+    assert encoded == ["a black cat"]
+    assert names(engine.search("a black cat", k=6, folder=photos / "holidays")) != names(first)
+    assert engine.search("a black cat", k=6) == first and names(engine.search("a black cat", k=2)) == names(first)[:2]
+    engine.search("a black cat -spaghetti", k=6)
+    engine.search("a red bicycle -spaghetti", k=6)
+    assert encoded == ["a black cat", "spaghetti", "a red bicycle"]  # each text once, an excluded word too
+    assert engine.search("a black cat", k=6) == make_engine(engine.config.db).search("a black cat", k=6)
+    with pytest.raises(ValueError):
+        engine.session.query_vector("a black cat")[0][0] = 0.0  # a kept vector is read-only
+
+
 def test_image_query_finds_the_same_image_and_combined_query_mixes_vectors(make_engine, photos):
     engine = make_engine()
     _index(engine, photos)

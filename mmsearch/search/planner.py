@@ -66,7 +66,8 @@ def plan(session: IndexSession, query: str | None = None, *, image: str | Path |
     if vector is None:
         vector = query_vector(session, query, image, text_weight) if text or image is not None else liked.mean()
         if text and excluded:  # rclip's arithmetic: "a dog -grass" is "a dog" minus "grass"
-            vector = l2_normalize(vector - session.text_encoder.encode_texts(list(excluded)).mean(axis=0))[0]
+            unwanted = np.mean([session.query_vector(word)[0] for word in excluded], axis=0)
+            vector = l2_normalize(vector - unwanted)[0]
     refined = rocchio(vector, liked.image, unliked.image)
     captions, lexical = caption_query(session, vector, text, liked, unliked)
     config = session.config
@@ -136,7 +137,7 @@ def query_vector(session: IndexSession, query: str | None, image: str | Path | I
         raise QueryError("give a text query, a query image, or both")
     parts: list[tuple[float, np.ndarray]] = []
     if text:
-        parts.append((text_weight if image is not None else 1.0, session.text_encoder.encode_texts([text])[0]))
+        parts.append((text_weight if image is not None else 1.0, session.query_vector(text)[0]))
     if image is not None:
         encoder = session.encoders.image
         if encoder is None:
@@ -159,12 +160,7 @@ def caption_query(session: IndexSession, vector: np.ndarray, text: str, liked: E
         return rocchio(vector, liked.caption, unliked.caption), {}
     lexical: dict[int, float] = {}
     if text:
-        encoder = session.caption_encoder
-        if getattr(encoder, "has_lexical", False):
-            vectors, weights = encoder.encode_with_lexical([text])  # type: ignore[attr-defined]
-            base, lexical = vectors[0], weights[0]
-        else:
-            base = encoder.encode_texts([text])[0]
+        base, lexical = session.query_vector(text, captions=True)
     elif liked.caption:
         base = l2_normalize(np.mean(liked.caption, axis=0))[0]
     else:
