@@ -65,6 +65,7 @@ class IndexSession:
         # (``SearchEngine.warm_up``). The store is opened before it is taken, never while it is held.
         self._models = threading.RLock()
         self._query_vectors = lru_cache(QUERY_TEXTS)(self._encode_query)
+        self._signature: tuple[Config, dict[str, str]] | None = None  # (the config, its model ids)
 
     # -- the store and the models -------------------------------------------------------------------
 
@@ -138,7 +139,10 @@ class IndexSession:
             image = self._encoders.image
             return {"image_model": image.model_id if image else NO_IMAGE_MODEL, "text_model": self._encoders.text.model_id,
                     "caption_model": self._encoders.captions.model_id}
-        return model_signature(self.config)
+        config = self.config  # a query asks several times: the ids of local folders are looked up on disk
+        if self._signature is None or self._signature[0] is not config:
+            self._signature = (config, model_signature(config))
+        return dict(self._signature[1])
 
     @property
     def has_image_vectors(self) -> bool:

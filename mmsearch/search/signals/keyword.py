@@ -11,6 +11,7 @@ from .base import Context, Scored, Signal, Weighing
 
 class KeywordSignal(Signal):
     name = "keyword"
+    text_only = True
 
     def weight(self, weighing: Weighing) -> float | None:
         return weighing.keyword_weight if weighing.text else None
