@@ -56,6 +56,33 @@ def test_a_real_query_keeps_its_right_answer_by_default(offline):
     assert [h.relevance < 0.5 for h in unrelated if Path(h.path).name == "coffee.png"] == [True]
 
 
+def _one_share(background: np.ndarray, x: float) -> float:
+    """The noise share of one sample as the module docstring defines it, one numpy call at a time."""
+    from scipy.special import stdtr
+
+    centre = float(np.median(background))
+    spreads = [1.4826 * float(np.median(np.abs(background - centre))), float(background.std()), 0.01]
+    if len(background) >= 100:
+        spreads.append((float(np.percentile(background, 95)) - centre) / 1.645)
+    return float(stdtr(len(background) - 1, -(x - centre) / (max(spreads) * np.sqrt(1 + 1 / len(background)))))
+
+
+@pytest.mark.parametrize("size", [4, 7, 99, 100, 512])
+def test_each_hit_is_measured_against_the_background_without_its_own_records(size):
+    rng = np.random.default_rng(size)
+    background = rng.normal(0.2, 0.05, size)
+    owners = [f"img{rng.integers(0, size // 2 + 1)}" for _ in range(size)]
+    scores = {f"img{i}": float(rng.normal(0.3, 0.1)) for i in range(size // 2 + 3)} | {"none": None}
+    got = tail(scores, background, 1000, owners)
+    expected = {}
+    for image, value in scores.items():
+        own = [row for row, owner in enumerate(owners) if owner == image]
+        if value is not None and size - len(own) >= 3:
+            expected[image] = 1 / (1 + 1000 * _one_share(np.delete(background, own), value) / ALPHA)
+    assert got.keys() == expected.keys() and any(image in owners for image in got)
+    assert all(got[i] == pytest.approx(expected[i], rel=1e-9, abs=1e-12) for i in got)
+
+
 def test_relevance_is_one_scale_not_a_rescaling_of_the_candidates(offline):
     gibberish, real = offline.search("xyzzyqwerty", k=3), offline.search("a black cat", k=3)
     assert gibberish[0].score == pytest.approx(1.0) == real[0].score  # the fused score is relative...

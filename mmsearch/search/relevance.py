@@ -7,8 +7,8 @@ query's **background**, never from the spread of the candidates:
 - **Vector signals** (``image``, ``caption``). The background is the query's score against a fixed sample
   of the library: ``SAMPLE`` image vectors and the captions of ``SAMPLE`` captioned images, taken as the
   smallest record ids (hashes of the paths, so a uniform sample, the same for every query). Its median and
-  its spread (``centre_and_spread``: the largest of a robust, a plain and a tail estimate) give a
-  predictive distribution of noise (``noise_share``: Student's t, the Gaussian from a few hundred
+  its spread (``centres_and_spreads``: the largest of a robust, a plain and a tail estimate) give a
+  predictive distribution of noise (``noise_shares``: Student's t, the Gaussian from a few hundred
   samples on). Its tail at a score, times the records that have the signal, is how many records of the
   library noise alone would score that high: ``expected``. A hit's own records are left out of the
   background it is measured against. Relevance is ``1 / (1 + expected / ALPHA)``: 0.5 where noise would put ``ALPHA`` records
@@ -27,8 +27,7 @@ A hit's relevance combines its signals' (those with a weight in the query) as in
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -97,55 +96,63 @@ def tail(scores: Mapping[str, float | None], background: np.ndarray, population:
     library, and a match must not raise the noise it stands above."""
     if len(background) < MIN_BACKGROUND or population <= 0:
         return None
-    share, out = noise_share(background), {}
     rows: dict[str, list[int]] = {}
     for row, owner in enumerate(owners):
         rows.setdefault(owner, []).append(row)
-    for image, value in scores.items():
-        if value is None:
-            continue
-        own = rows.get(image)
-        if own and len(background) - len(own) >= MIN_BACKGROUND:
-            measure = noise_share(np.delete(background, own))
-        elif own:
-            continue  # nothing left to measure against
-        else:
-            measure = share
-        out[image] = 1.0 / (1.0 + population * measure(float(value)) / ALPHA)
-    return out
+    valued = {i: float(v) for i, v in scores.items() if v is not None}
+    ids = [i for i in valued if len(background) - len(rows.get(i, ())) >= MIN_BACKGROUND]  # else nothing to measure against
+    shares = noise_shares(background, [rows.get(i, []) for i in ids], np.array([valued[i] for i in ids]))
+    return {i: 1.0 / (1.0 + population * float(share) / ALPHA) for i, share in zip(ids, shares)}
 
 
-def noise_share(background: np.ndarray) -> Callable[[float], float]:
-    """``share(x)``: the share of the library that noise alone puts at or above ``x``: the tail of the
-    background's predictive distribution, Student's t with n - 1 degrees of freedom around its median and
-    spread (``centre_and_spread``), widened by sqrt(1 + 1/n). From a few hundred samples on it is the
-    Gaussian tail; from a handful (a small library) it is as wide as so few scores can promise.
+def noise_shares(background: np.ndarray, left_out: Sequence[Sequence[int]], values: np.ndarray) -> np.ndarray:
+    """For each value, the share of the library that noise alone puts at or above it: the tail of the
+    predictive distribution of ``background`` without that value's ``left_out`` rows. That is Student's t
+    with n - 1 degrees of freedom around the sample's median and spread (``centres_and_spreads``), widened
+    by sqrt(1 + 1/n). From a few hundred samples on it is the Gaussian tail; from a handful (a small library)
+    it is as wide as so few scores can promise. Every sample is measured at once (a query's candidates in a
+    small library each leave their own records out: one at a time took 8 ms a query at 5,000 photos).
 
     An exponential tail fitted to the sample's top was measured too (``benchmarks/relevance_bench.py``): a
     sample holding a few right images (100 of 5,000 puts about 10 in it) fattened it until no right image
     was kept."""
     from scipy.special import stdtr
 
-    count = len(background)
-    centre, spread = centre_and_spread(background)
-    scale = spread * math.sqrt(1.0 + 1.0 / count)
+    kinds: dict[tuple[int, ...], int] = {}  # the rows a value leaves out -> its sample
+    which = np.array([kinds.setdefault(tuple(rows), len(kinds)) for rows in left_out], dtype=np.int64)
+    samples = np.tile(np.asarray(background, dtype=np.float64), (len(kinds), 1))
+    for number, rows in enumerate(kinds):
+        samples[number, list(rows)] = np.inf  # left out: sorted after every score
+    counts = len(background) - np.array([len(rows) for rows in kinds], dtype=np.int64)
+    centres, spreads = centres_and_spreads(samples, counts)
+    scales = spreads * np.sqrt(1.0 + 1.0 / counts)
+    return stdtr(counts[which] - 1, -(values - centres[which]) / scales[which])
 
-    def share(x: float) -> float:
-        return float(stdtr(count - 1, -(x - centre) / scale))
 
-    return share
+def centres_and_spreads(samples: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each sample's median (a row's first ``counts`` scores once sorted; the rest are ``inf``), and the
+    largest of three spreads: 1.4826 MAD (robust, but blind to a long tail), the standard deviation, and,
+    from ``TAIL_FROM`` samples on, the 95th percentile's distance from the median over 1.645. (A hit's own
+    records are left out of the background before, by ``tail``.)"""
+    ordered = np.sort(samples, axis=1)
+    centres = _quantiles(ordered, counts, 0.5)
+    deviations = np.sort(np.abs(ordered - centres[:, None]), axis=1)
+    kept = np.isfinite(ordered)
+    means = np.where(kept, ordered, 0.0).sum(axis=1) / counts
+    stds = np.sqrt(np.where(kept, (ordered - means[:, None]) ** 2, 0.0).sum(axis=1) / counts)
+    spreads = np.maximum.reduce([MAD_SIGMA * _quantiles(deviations, counts, 0.5), stds,
+                                 np.full(len(counts), MIN_SPREAD)])
+    tails = np.where(counts >= TAIL_FROM, (_quantiles(ordered, counts, TAIL_QUANTILE / 100) - centres) / TAIL_Z, 0.0)
+    return centres, np.maximum(spreads, tails)
 
 
-def centre_and_spread(background: np.ndarray) -> tuple[float, float]:
-    """The background's median, and the largest of three spreads: 1.4826 MAD (robust, but blind to a long
-    tail), the standard deviation, and, from ``TAIL_FROM`` samples on, the 95th percentile's distance from
-    the median over 1.645. (A hit's own records are left out of the background before, by ``tail``.)"""
-    values = np.asarray(background, dtype=np.float64)
-    centre = float(np.median(values))
-    spreads = [MAD_SIGMA * float(np.median(np.abs(values - centre))), float(values.std()), MIN_SPREAD]
-    if len(values) >= TAIL_FROM:
-        spreads.append((float(np.percentile(values, TAIL_QUANTILE)) - centre) / TAIL_Z)
-    return centre, max(spreads)
+def _quantiles(ordered: np.ndarray, counts: np.ndarray, q: float) -> np.ndarray:
+    """The ``q`` quantile of each row's first ``counts`` values (sorted), interpolated as numpy's default."""
+    position = q * (counts - 1)
+    low = np.floor(position).astype(np.int64)
+    high = np.minimum(low + 1, counts - 1)
+    rows = np.arange(len(ordered))
+    return ordered[rows, low] + (ordered[rows, high] - ordered[rows, low]) * (position - low)
 
 
 def lexical(coverage: float) -> float:
