@@ -548,7 +548,7 @@ class SearchEngine:
         from .search.ranking import candidates, order
 
         session, text = self.session, query.text
-        keywords = query.ahead.keywords if query.ahead is not None else planner.keyword_index(session, text, query.weights)
+        keywords = session.keyword_index() if text and query.weights.get("keyword") else None
         ocr = session.ocr_matcher() if text and query.weights.get("ocr") else None
         found = candidates(session.store, query, pool_size(query.k), session.has_image_vectors, keywords, ocr,
                            session.background())

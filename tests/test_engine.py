@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -215,21 +213,6 @@ def test_a_query_text_asked_again_is_not_encoded_again(make_engine, photos, monk
     assert engine.search("a black cat", k=6) == make_engine(engine.config.db).search("a black cat", k=6)
     with pytest.raises(ValueError):
         engine.session.query_vector("a black cat")[0][0] = 0.0  # a kept vector is read-only
-
-
-def test_the_keyword_search_runs_while_the_text_is_encoded(make_engine, photos, monkeypatch):
-    engine = make_engine()
-    _index(engine, photos)
-    index, encoder = engine.session.keyword_index(), engine.session.text_encoder
-    searched, waited = threading.Event(), []
-    search, encode = index.search, encoder.encode_texts
-    monkeypatch.setattr(index, "search", lambda *args: searched.set() or search(*args))
-    # The encoder waits for the keyword search: without it started first, this wait would end unset.
-    monkeypatch.setattr(encoder, "encode_texts", lambda texts: waited.append(searched.wait(60)) or encode(texts))
-    planned = engine.plan("a black cat", k=6)
-    assert waited == [True] and planned is not None and planned.ahead is not None
-    assert engine.serve(planned) == engine.serve(replace(planned, ahead=None))  # what it found is what ranking finds
-    assert [h.path for h in engine.search("uncaptioned.jpg", k=3)][:1] == [str(photos / "holidays" / "uncaptioned.jpg")]
 
 
 def test_image_query_finds_the_same_image_and_combined_query_mixes_vectors(make_engine, photos):

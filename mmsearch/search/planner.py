@@ -17,13 +17,12 @@ from ..errors import QueryError
 from .feedback import Examples, examples, rocchio
 from .filters import build_where, check_near, check_text
 from .fusion import query_weights
-from .query import Ahead, Query
+from .query import Query
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from ..session import IndexSession
-    from .keywords import KeywordIndex
 
 MAX_K = 10_000  # more hits than any page shows; larger k is refused with a message, not an OverflowError
 
@@ -62,8 +61,6 @@ def plan(session: IndexSession, query: str | None = None, *, image: str | Path |
         if vector is None and (text or image is not None):
             query_vector(session, query, image, text_weight)  # a bad query is still an error on an empty index
         return None
-    config = session.config
-    ahead = find_ahead(session, text, k) if text and vector is None else None
     liked, unliked = (examples(store, positive, session.has_image_vectors),
                       examples(store, negative, session.has_image_vectors))
     if vector is None:
@@ -73,6 +70,7 @@ def plan(session: IndexSession, query: str | None = None, *, image: str | Path |
             vector = l2_normalize(vector - unwanted)[0]
     refined = rocchio(vector, liked.image, unliked.image)
     captions, lexical = caption_query(session, vector, text, liked, unliked)
+    config = session.config
     weights = query_weights(config.caption_weight, config.keyword_weight, bool(text), config.feedback_weight,
                             config.ocr_weight if session.has_ocr_texts() else 0.0, config.sparse_weight if lexical else 0.0)
     marks = session.marks.signal(vector) if text and config.feedback_weight > 0 else {}
@@ -80,24 +78,7 @@ def plan(session: IndexSession, query: str | None = None, *, image: str | Path |
     return Query(refined, text, k, weights, build_where(roots=store.roots(), near=near, **filters), min_score, exclude,
                  captions, frozenset(unliked.ids), marks, shared_captions=not session.has_caption_space, lexical=lexical,
                  min_relevance=check_relevance(min_relevance), collapse=collapse, near=near,
-                 excluded=tuple(check_text(w, "excluded word") for w in excluded), sort=check_sort(sort), ahead=ahead)
-
-
-def find_ahead(session: IndexSession, text: str, k: int) -> Ahead | None:
-    """The finds that need only the text, started now, to run while it is encoded (``ranking.find_ahead``);
-    None when no signal of the query reads the keyword index."""
-    from .fusion import pool_size
-    from .ranking import find_ahead as start
-
-    config = session.config
-    weights = query_weights(config.caption_weight, config.keyword_weight, True, config.feedback_weight)
-    keywords = keyword_index(session, text, weights)
-    return start(session.store, keywords, text, pool_size(k), weights) if keywords is not None else None
-
-
-def keyword_index(session: IndexSession, text: str, weights: dict[str, float]) -> KeywordIndex | None:
-    """The keyword index a query ranks with: the session's, when it is a text query with a keyword weight."""
-    return session.keyword_index() if text and weights.get("keyword") else None
+                 excluded=tuple(check_text(w, "excluded word") for w in excluded), sort=check_sort(sort))
 
 
 SORTS = ("best", "date", "date-asc")  # relevance; newest first; oldest first

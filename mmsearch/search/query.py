@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
-
-
-@dataclass(frozen=True, eq=False)
-class Ahead:
-    """The finds of a text query that need only its text, started before its vector is encoded
-    (``ranking.find_ahead``): ranking takes them instead of starting them again."""
-
-    keywords: Any  # the ``KeywordIndex`` they ran on: ranking takes them only if it ranks with the same
-    pool: int  # candidates each find was asked for
-    found: Mapping[str, Future]  # signal name -> its ``find``
-    named: Future  # the images whose file name is the text (``KeywordIndex.exact``)
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,7 +28,6 @@ class Query:
     near: tuple[float, float, float] | None = None  # (lat, lon, km): only hits inside this circle
     excluded: tuple[str, ...] = ()  # words and phrases a hit's texts must not contain (``-word``)
     sort: str = "best"  # "best" (relevance), "date" (newest first) or "date-asc"
-    ahead: Ahead | None = None  # finds started while the text was encoded
 
     @property
     def captions_vector(self) -> np.ndarray | None:

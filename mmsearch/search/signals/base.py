@@ -100,9 +100,6 @@ class Signal:
 
     name: ClassVar[str] = ""
     additive: ClassVar[bool] = False
-    # ``find`` reads nothing but the query's text, ``pool`` and ``keywords``: it is started while the text is
-    # encoded (``ranking.find_ahead``), on a context whose query has no vector yet.
-    text_only: ClassVar[bool] = False
 
     def weight(self, weighing: Weighing) -> float | None:
         """This signal's weight in a query's fused score; None leaves it out of the weights."""

@@ -11,7 +11,6 @@ from .base import Context, Scored, Signal, Weighing
 
 class KeywordSignal(Signal):
     name = "keyword"
-    text_only = True
 
     def weight(self, weighing: Weighing) -> float | None:
         return weighing.keyword_weight if weighing.text else None
