@@ -125,7 +125,7 @@ class SearchEngine:
         """Start loading the vector indexes (``Store.warm_up``) and the text model in the background, so that
         a new process's first search does not wait for each in turn: the command line's ``search`` and the
         page call it first. An index that does not exist yet is left alone."""
-        if self.store.count():
+        if self.store.ready:  # not ``count``: Chroma counts by loading the images' vector index, in this thread
             self.store.warm_up()
             threading.Thread(target=self._load_text_model, name="mmsearch-text-model").start()
 

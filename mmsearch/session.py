@@ -291,17 +291,18 @@ class IndexSession:
             if self._keywords is not None and not fresh and now - self._keywords_checked < KEYWORD_CHECK:
                 return self._keywords  # checked a moment ago: spare the round trips
             self._keywords_checked = now
-            seen = (store.write_mark(), store.count())  # before reading: a write in progress is read again
             index = self._keywords
-            if index is None or seen != self._keywords_seen:
-                if index is None:
-                    index = KeywordIndex.load(self.keywords_path(), self._keywords_key())
-                    self._keywords_saved = (index.through if index is not None else -1, now)
-                if index is None:
-                    index = KeywordIndex.from_metadata(store.all_metadata(), through=seen[0].through)
-                else:
-                    index = up_to_date(index, store, *seen)
-                self._keywords, self._keywords_seen = index, seen
+            if index is None:  # the kept file first: a new process reads it while Chroma loads its vector indexes
+                index = KeywordIndex.load(self.keywords_path(), self._keywords_key())
+                self._keywords_saved = (index.through if index is not None else -1, now)
+            # Before reading the store: a write in progress is read again. (Chroma counts by loading the images'
+            # vector index, so in a new process this waits for ``Store.warm_up``.)
+            seen = (store.write_mark(), store.count())
+            if index is None:
+                index = KeywordIndex.from_metadata(store.all_metadata(), through=seen[0].through)
+            elif index is not self._keywords or seen != self._keywords_seen:
+                index = up_to_date(index, store, *seen)
+            self._keywords, self._keywords_seen = index, seen
             # kept on disk when asked ``fresh`` (after an index run) even if brought up to date by an earlier call
             saved, at = self._keywords_saved
             if index.through != saved and (fresh or saved < 0 or now - at >= KEYWORD_SAVE):
