@@ -84,8 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1_000_000)
     args = parser.parse_args()
-    from mmsearch.search.keyword_feed import CHUNK
-    from mmsearch.search.keywords import KeywordIndex
+    from mmsearch.search.keywords import CHUNK, KeywordIndex
 
     make_s, _ = timed(lambda: sum(1 for _ in records(args.n)))
     build_s, built = timed(lambda: KeywordIndex.from_metadata(records(args.n), through=1))

@@ -363,9 +363,9 @@ def _new_library(tmp_path) -> SearchEngine:
 
 @pytest.mark.parametrize("chunk", [7, 20_000])
 def test_a_new_librarys_keyword_index_is_built_from_its_first_runs_own_writes(tmp_path, monkeypatch, chunk):
-    from mmsearch.search import keyword_feed
+    from mmsearch.search import keywords
 
-    monkeypatch.setattr(keyword_feed, "CHUNK", chunk)  # 7: added to the index a few records at a time
+    monkeypatch.setattr(keywords, "CHUNK", chunk)  # 7: added to the index a few records at a time
     engine, rng, library = _new_library(tmp_path), random.Random(11), {}
     done = engine.session.follow_first_run()
     read = records_read_back(monkeypatch)
@@ -382,6 +382,21 @@ def test_a_new_librarys_keyword_index_is_built_from_its_first_runs_own_writes(tm
     assert kept.through == engine.store.write_mark().through
     entries = engine.store.entries()  # the store's own entries followed its puts too
     assert read == [] and entries == Store(str(tmp_path / "db")).entries()
+
+
+def test_a_build_from_every_record_adds_them_a_chunk_at_a_time(monkeypatch):
+    from mmsearch.search import keywords
+
+    rng = random.Random(13)
+    library = [(f"id{n:03d}", _meta(rng, n)) for n in range(40)] + [("id005", _meta(rng, 5))]  # one id twice
+    whole = KeywordIndex.from_metadata(iter(library), through=9)
+    monkeypatch.setattr(keywords, "CHUNK", 7)
+    held, added = [], KeywordIndex.extend
+    monkeypatch.setattr(KeywordIndex, "extend",
+                        lambda self, records, **kw: held.append(len(records)) or added(self, records, **kw))
+    chunked = KeywordIndex.from_metadata(iter(library), through=9)
+    assert held == [7, 7, 7, 7, 7, 6] and chunked.through == whole.through == 9
+    _same(chunked, whole)
 
 
 def test_a_write_the_feed_did_not_see_stops_it_and_the_store_gives_the_rest(tmp_path, monkeypatch):

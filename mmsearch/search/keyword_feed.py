@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import logging
 
+from . import keywords
 from .keywords import KeywordIndex
 
 logger = logging.getLogger(__name__)
-
-CHUNK = 20_000  # records held before they go into the index (each addition concatenates its arrays once)
 
 
 class KeywordFeed:
@@ -43,7 +42,7 @@ class KeywordFeed:
             return
         self._pending.update(zip(ids, metas))
         self._next = seq + 1
-        if len(self._pending) >= CHUNK:
+        if len(self._pending) >= keywords.CHUNK:  # records held before they go into the index
             self._flush()
 
     def _flush(self) -> None:
