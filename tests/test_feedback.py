@@ -69,6 +69,26 @@ def test_a_lasting_mark_lifts_for_similar_queries_survives_a_new_engine_and_clea
     assert names(again.search("a dog lying on a couch", k=5)) == before
 
 
+def test_a_library_without_marks_is_not_asked_for_them_at_every_query(make_engine, pets, monkeypatch):
+    from chromadb.api.client import Client
+
+    from mmsearch.store import client
+
+    engine = make_engine(caption_weight=1.0, keyword_weight=0.0)
+    engine.index([pets])
+    asked, get = [], Client.get_collection
+    monkeypatch.setattr(Client, "get_collection", lambda self, name, **kw: asked.append(name) or get(self, name, **kw))
+    for query in ("a dog lying on a couch", "a red car", "a cat"):
+        engine.search(query, k=5)
+    feedback = engine.store.name("feedback")
+    assert asked.count(feedback) == 1  # a miss is taken as still missing for a few seconds (on a server, a round trip)
+    other = make_engine(caption_weight=1.0, keyword_weight=0.0)  # another process marks a photo
+    other.feedback("a dog on a couch", pets / "dog-snow.jpg", relevant=True)
+    monkeypatch.setattr(client, "MISSING_RECHECK", 0.0)  # those seconds have passed
+    hits = engine.search("a dog lying on a couch", k=5)
+    assert names(hits)[0] == "dog-snow.jpg" and hits[0].scores["feedback"] > 0
+
+
 def test_feedback_signal_weighs_similarity_and_age():
     now = 1_000_000_000.0
     found = [({"image_id": "a", "sign": 1, "time": now}, 0.95), ({"image_id": "a", "sign": 1, "time": now - 180 * 86400}, 0.9),

@@ -69,7 +69,7 @@ if TYPE_CHECKING:
 
 OcrRecord = tuple[str, np.ndarray]  # a photo's text as read (mmsearch.media.ocr), and its vector in the caption space
 FrameSet = tuple[list[float], np.ndarray]  # a video's sampled frames: their times (s) and image vectors (n, dim)
-FRAMES_RECHECK = 5.0  # seconds a missing frames collection is taken as still missing
+MISSING_RECHECK = 5.0  # seconds a missing collection (frames, feedback) is taken as still missing
 F = TypeVar("F", bound=Callable[..., Any])
 logger = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ class Store:
         self._stale_claims_dropped = False
         self._entries: tuple[str, int, dict[str, Entry]] | None = None  # (identity, through, by id): ``entries``
         self._follow()
-        self._frames_missed = -FRAMES_RECHECK  # when the frames collection was last found missing
+        self._frames_missed = -MISSING_RECHECK  # when the frames collection was last found missing
         self._generation: str | None = None
 
     def _follow(self) -> None:
@@ -249,7 +249,7 @@ class Store:
         """A store on the same database that reads and writes another generation's collections."""
         other = copy.copy(self)
         other._generation, other._images, other._captions, other._ocr = generation, None, None, None
-        other._frames, other._frames_missed, other._removed, other._writes = None, -FRAMES_RECHECK, None, None
+        other._frames, other._frames_missed, other._removed, other._writes = None, -MISSING_RECHECK, None, None
         other._entries = None
         other._follow()
         return other
@@ -748,9 +748,9 @@ class Store:
 
     def frames_collection(self, create: bool = False) -> Any:
         """The collection of videos' sampled frames, or None when no video was ever indexed and ``create``
-        is False. A library without videos is asked again at most every ``FRAMES_RECHECK`` seconds (every
+        is False. A library without videos is asked again at most every ``MISSING_RECHECK`` seconds (every
         search and every stored batch asks; on a server each miss is a round trip)."""
-        if self._frames is None and (create or time.monotonic() - self._frames_missed >= FRAMES_RECHECK):
+        if self._frames is None and (create or time.monotonic() - self._frames_missed >= MISSING_RECHECK):
             self._frames = open_collection(self.client, self.name("frames"), create, HNSW)
             self._frames_missed = time.monotonic() if self._frames is None else 0.0
         return self._frames
@@ -1073,10 +1073,14 @@ class FeedbackStore:
     def __init__(self, store: Store):
         self.store, self.path = store, store.path
         self._collection: Any = None
+        self._missed = -MISSING_RECHECK  # when the collection was last found missing
 
     def _get(self, create: bool) -> Any:
-        if self._collection is None:
+        """The marks' collection, or None while no mark was ever made: then every text query asks, so it is
+        asked again at most every ``MISSING_RECHECK`` seconds (on a server each miss is a round trip)."""
+        if self._collection is None and (create or time.monotonic() - self._missed >= MISSING_RECHECK):
             self._collection = open_collection(self.store.client, self.store.name("feedback"), create, {"space": "cosine"})
+            self._missed = time.monotonic() if self._collection is None else 0.0
         return self._collection
 
     @_guarded("write feedback to")
