@@ -72,7 +72,7 @@ def test_a_lasting_mark_lifts_for_similar_queries_survives_a_new_engine_and_clea
 def test_a_library_without_marks_is_not_asked_for_them_at_every_query(make_engine, pets, monkeypatch):
     from chromadb.api.client import Client
 
-    from mmsearch.store import client
+    from mmsearch.store import collections
 
     engine = make_engine(caption_weight=1.0, keyword_weight=0.0)
     engine.index([pets])
@@ -84,7 +84,7 @@ def test_a_library_without_marks_is_not_asked_for_them_at_every_query(make_engin
     assert asked.count(feedback) == 1  # a miss is taken as still missing for a few seconds (on a server, a round trip)
     other = make_engine(caption_weight=1.0, keyword_weight=0.0)  # another process marks a photo
     other.feedback("a dog on a couch", pets / "dog-snow.jpg", relevant=True)
-    monkeypatch.setattr(client, "MISSING_RECHECK", 0.0)  # those seconds have passed
+    monkeypatch.setattr(collections, "MISSING_RECHECK", 0.0)  # those seconds have passed
     hits = engine.search("a dog lying on a couch", k=5)
     assert names(hits)[0] == "dog-snow.jpg" and hits[0].scores["feedback"] > 0
 

@@ -50,6 +50,7 @@ from .collections import (
     SEQ,
     WRITE_SEQ,
     WRITE_TOKEN,
+    Appearing,
     caption_sources,
     collection_name,
     images_ef,
@@ -69,7 +70,6 @@ if TYPE_CHECKING:
 
 OcrRecord = tuple[str, np.ndarray]  # a photo's text as read (mmsearch.media.ocr), and its vector in the caption space
 FrameSet = tuple[list[float], np.ndarray]  # a video's sampled frames: their times (s) and image vectors (n, dim)
-MISSING_RECHECK = 5.0  # seconds a missing collection (frames, feedback) is taken as still missing
 F = TypeVar("F", bound=Callable[..., Any])
 logger = logging.getLogger(__name__)
 
@@ -210,13 +210,12 @@ class Store:
         self._images: Any = None
         self._captions: Any = None
         self._ocr: Any = None
-        self._frames: Any = None
+        self._frames = Appearing(HNSW)  # the videos' sampled frames
         self._removed: Any = None
         self._writes: Any = None
         self._stale_claims_dropped = False
         self._entries: tuple[str, int, dict[str, Entry]] | None = None  # (identity, through, by id): ``entries``
         self._follow()
-        self._frames_missed = -MISSING_RECHECK  # when the frames collection was last found missing
         self._generation: str | None = None
 
     def _follow(self) -> None:
@@ -249,7 +248,7 @@ class Store:
         """A store on the same database that reads and writes another generation's collections."""
         other = copy.copy(self)
         other._generation, other._images, other._captions, other._ocr = generation, None, None, None
-        other._frames, other._frames_missed, other._removed, other._writes = None, -MISSING_RECHECK, None, None
+        other._frames, other._removed, other._writes = Appearing(HNSW), None, None
         other._entries = None
         other._follow()
         return other
@@ -748,12 +747,8 @@ class Store:
 
     def frames_collection(self, create: bool = False) -> Any:
         """The collection of videos' sampled frames, or None when no video was ever indexed and ``create``
-        is False. A library without videos is asked again at most every ``MISSING_RECHECK`` seconds (every
-        search and every stored batch asks; on a server each miss is a round trip)."""
-        if self._frames is None and (create or time.monotonic() - self._frames_missed >= MISSING_RECHECK):
-            self._frames = open_collection(self.client, self.name("frames"), create, HNSW)
-            self._frames_missed = time.monotonic() if self._frames is None else 0.0
-        return self._frames
+        is False (``Appearing``: every search and every stored batch asks)."""
+        return self._frames.open(self.client, self.name("frames"), create)
 
     @_guarded("search")
     def query_frames(self, vector: np.ndarray, n: int, where: dict | None) -> dict[str, tuple[float, float]]:
@@ -1072,16 +1067,11 @@ class FeedbackStore:
 
     def __init__(self, store: Store):
         self.store, self.path = store, store.path
-        self._collection: Any = None
-        self._missed = -MISSING_RECHECK  # when the collection was last found missing
+        self._collection = Appearing({"space": "cosine"})
 
     def _get(self, create: bool) -> Any:
-        """The marks' collection, or None while no mark was ever made: then every text query asks, so it is
-        asked again at most every ``MISSING_RECHECK`` seconds (on a server each miss is a round trip)."""
-        if self._collection is None and (create or time.monotonic() - self._missed >= MISSING_RECHECK):
-            self._collection = open_collection(self.store.client, self.store.name("feedback"), create, {"space": "cosine"})
-            self._missed = time.monotonic() if self._collection is None else 0.0
-        return self._collection
+        """The marks' collection, or None while no mark was ever made (``Appearing``: every text query asks)."""
+        return self._collection.open(self.store.client, self.store.name("feedback"), create)
 
     @_guarded("write feedback to")
     def add(self, mark_id: str, vector: np.ndarray, meta: dict) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -99,6 +100,27 @@ def open_collection(client: Any, name: str, create: bool, hnsw: dict) -> Any:
         if create:
             raise
         return None
+
+
+MISSING_RECHECK = 5.0  # seconds a missing collection (frames, feedback) is taken as still missing
+
+
+class Appearing:
+    """A collection that appears only when first written to (``open_collection``). While it is missing, it is
+    asked for again at most every ``MISSING_RECHECK`` seconds: every search asks, and on a server each miss
+    is a round trip (embedded, a raised and caught error)."""
+
+    def __init__(self, hnsw: dict) -> None:
+        self._hnsw = hnsw
+        self._collection: Any = None
+        self._missed = -MISSING_RECHECK  # when it was last found missing
+
+    def open(self, client: Any, name: str, create: bool = False) -> Any:
+        """The collection, created when ``create``; else None while it is missing."""
+        if self._collection is None and (create or time.monotonic() - self._missed >= MISSING_RECHECK):
+            self._collection = open_collection(client, name, create, self._hnsw)
+            self._missed = time.monotonic() if self._collection is None else 0.0
+        return self._collection
 
 
 def pages(collection: Any, include: Sequence[str] = ("metadatas",), where: dict | None = None) -> Iterator[dict]:
