@@ -78,22 +78,22 @@ def recall_at_10(store, images: np.ndarray, queries: np.ndarray) -> float:
     return hits / (10 * len(queries))
 
 
-def latency(engine, queries: list[str], **filters) -> tuple[float, float]:
+def latency(engine, queries: list[str]) -> tuple[float, float]:
     """p50 and p99 (ms) of ``queries``, each asked once, after a warm-up (models, caches, Chroma's segment
     readers) on other texts: a session keeps the vectors of texts it was asked, and a text asked again is
     the cheaper case (``again``)."""
     for q in queries[:20]:
-        engine.search(f"warm-up {q}", k=10, **filters)
-    return again(engine, queries, **filters)
+        engine.search(f"warm-up {q}", k=10)
+    return again(engine, queries)
 
 
-def again(engine, queries: list[str], **filters) -> tuple[float, float]:
+def again(engine, queries: list[str]) -> tuple[float, float]:
     """p50 and p99 (ms) of ``queries`` as asked (after ``latency``: asked again, as the page does when a
     filter or the order changes)."""
     times = []
     for q in queries:
         start = time.perf_counter()
-        engine.search(q, k=10, **filters)
+        engine.search(q, k=10)
         times.append(time.perf_counter() - start)
     return float(np.percentile(times, 50) * 1000), float(np.percentile(times, 99) * 1000)
 
@@ -156,15 +156,16 @@ def cold_search(db: str, settings: dict[str, str]) -> float:
 def cold_search_rss(db: str, settings: dict[str, str]) -> tuple[float, int]:
     """``cold_search``'s seconds, and that process's peak RSS (bytes)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **settings}
-    start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "mmsearch", "search", "a red bicycle", "--db", db, "-k", "5"],
-                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - start
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode:
-        raise subprocess.CalledProcessError(child.returncode, child.args, stderr=child.stderr.read())
-    child.stderr.close()
+    with tempfile.TemporaryFile() as errors:  # not a pipe: nothing reads it until the process ends, and a full one blocks it
+        start = time.perf_counter()
+        child = subprocess.Popen([sys.executable, "-m", "mmsearch", "search", "a red bicycle", "--db", db, "-k", "5"],
+                                 env=env, stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - start
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode:
+            errors.seek(0)
+            raise subprocess.CalledProcessError(child.returncode, child.args, stderr=errors.read().decode())
     return seconds, usage.ru_maxrss * 1024  # kilobytes on Linux
 
 
