@@ -237,6 +237,7 @@ class ListTable(Mapping[str, tuple[np.ndarray, ...]]):
         key set since replaces the arrays' row); the arrays' rows between the keys set since are copied in
         whole runs."""
         base = _Keys(self._keys)
+        size = len(base)
         raw, ends = self._keys.arrays()
         starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
         key_lengths, lengths = ends - starts, np.diff(self._offsets)
@@ -256,12 +257,12 @@ class ListTable(Mapping[str, tuple[np.ndarray, ...]]):
                              *(v[a:b] for v in self._values)))
 
         for wanted, key in sorted((encode(k), k) for k in self._set):
-            at = bisect.bisect_left(base, wanted, lo=done) if done < len(base) else done
+            at = bisect.bisect_left(base, wanted, lo=done) if done < size else done
             if at > done:
                 flush(at)
             new.append((wanted, self._set[key]))
-            done = at + 1 if at < len(base) and base[at] == wanted else at
-        flush(len(base))
+            done = at + 1 if at < size and base[at] == wanted else at
+        flush(size)
         keys = PackedStrings(np.concatenate([r[0] for r in runs]).astype(np.uint8).tobytes(),
                              np.cumsum(np.concatenate([np.asarray(r[1], np.int64) for r in runs]), dtype=np.int64))
         lengths = np.concatenate([np.asarray(r[2], np.int64) for r in runs])

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import gc
 import random
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from PIL import Image
 
 from mmsearch import Config, SearchEngine
 from mmsearch.encoders.sparse import pack
+from mmsearch.search.keyword_feed import KeywordFeed
 from mmsearch.search.keywords import KeywordIndex
 from mmsearch.store.client import Store
 
@@ -397,6 +400,48 @@ def test_a_build_from_every_record_adds_them_a_chunk_at_a_time(monkeypatch):
     chunked = KeywordIndex.from_metadata(iter(library), through=9)
     assert held == [7, 7, 7, 7, 7, 6] and chunked.through == whole.through == 9
     _same(chunked, whole)
+
+
+def _held(make) -> tuple[int, KeywordIndex]:
+    """The bytes that what ``make`` returns holds (Python objects and numpy arrays), and it."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        made = make()
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0], made
+    finally:
+        tracemalloc.stop()
+
+
+def _fed(library: list[tuple[str, dict]], through: int) -> KeywordIndex:
+    """The index a first run's writes of 500 records each give (``KeywordFeed``)."""
+    feed = KeywordFeed(through)
+    for seq, start in enumerate(range(0, len(library), 500), through):
+        feed.written(seq, [i for i, _ in library[start:start + 500]], [m for _, m in library[start:start + 500]])
+    return feed.index()
+
+
+@pytest.mark.parametrize("fed", [False, True], ids=["from every record", "fed a first run's writes"])
+def test_a_built_index_holds_its_strings_and_tables_packed_as_a_read_file_does(tmp_path, fed):
+    rng = random.Random(17)
+    library = [(f"id{n:04d}", _meta(rng, n)) for n in range(3000)] + [("id0005", _meta(rng, 5))]
+
+    def unpacked() -> KeywordIndex:  # the documents added as an index run's changes are
+        index = KeywordIndex()
+        index.extend(library)
+        return index
+
+    as_built, fresh = _held(unpacked)
+    held, built = _held(lambda: _fed(library, 4) if fed else KeywordIndex.from_metadata(iter(library), through=4))
+    assert held < 0.6 * as_built  # no Python object per string, token and file name (0.46 here)
+    _same(built, fresh)
+    assert built.through == (4 + 7 if fed else 4)  # 7 writes
+    built.save(tmp_path / "k.npz", ("x", 1))
+    read_held, read = _held(lambda: KeywordIndex.load(tmp_path / "k.npz", ("x", 1)))
+    assert read is not None and held < 1.2 * read_held
+    changed = [("id0007", _meta(rng, 7))]  # and changed as a read file is
+    _same(built.apply(changed, removed=["id0009"]), fresh.apply(changed, removed=["id0009"]))
 
 
 def test_a_write_the_feed_did_not_see_stops_it_and_the_store_gives_the_rest(tmp_path, monkeypatch):
