@@ -155,7 +155,7 @@ def library_groups(store: Store, vectors: bool, folder: str | Path | None = None
     bits = MAX_BITS if max_bits is None else max_bits
     wanted = None if of is None else [os.path.abspath(os.path.expanduser(str(p))) for p in of]
     if wanted is not None and library is not None:
-        records = _partners(store, library, looked_at, wanted, bits)
+        records = [(i, m) for i, m in _partners(store, library, roots, inside, wanted, bits) if looked_at(m["path"])]
     else:
         records = [(i, m) for i, m in store.all_metadata() if looked_at(m["path"])]
     only = None if wanted is None else {i for i, m in records if within_any(m["path"], wanted)}
@@ -165,18 +165,33 @@ def library_groups(store: Store, vectors: bool, folder: str | Path | None = None
                        MIN_COSINE if min_cosine is None else min_cosine, only)
 
 
-def _partners(store: Store, library: KeywordIndex, looked_at: Any, wanted: list[str], max_bits: int) -> list[tuple[str, dict]]:
+def _partners(store: Store, library: KeywordIndex, roots: list[str], inside: str | None, wanted: list[str],
+              max_bits: int) -> list[tuple[str, dict]]:
     """The records of the ``wanted`` images and of every image whose hashes (as the keyword index keeps
-    them) pair with one of theirs: all that ``find_groups`` with ``only`` reads of a library."""
-    docs = np.asarray([d for d in library.positions().values() if looked_at(library.paths[d])], dtype=np.int64)
-    mine = [n for n, d in enumerate(docs.tolist()) if within_any(library.paths[d], wanted)]
+    them) pair with one of theirs, among those under the ``roots`` (and ``inside``): all that ``find_groups``
+    with ``only`` reads of a library."""
+    docs = _docs_within(library, roots)
+    if inside is not None:
+        docs = np.intersect1d(docs, _docs_within(library, [inside]))
+    mine = np.flatnonzero(np.isin(docs, _docs_within(library, wanted)))  # positions in ``docs``
     hashes = library.phashes[docs]
-    pairs = pairs_within(hashes, hashes != 0, max_bits, mine)
-    involved = {*mine, *(m for found in pairs.values() for m in found)}
-    shas = {library.doc_sha256[docs[n]] for n in mine} - {""}
-    involved.update(n for n, d in enumerate(docs.tolist()) if library.doc_sha256[d] in shas)
-    ids = [library.ids[docs[n]] for n in sorted(involved)]
-    return [(i, m) for i, m in store.image_metadata(ids).items() if looked_at(m["path"])]
+    pairs = pairs_within(hashes, hashes != 0, max_bits, mine.tolist())
+    involved = {*mine.tolist(), *(m for found in pairs.values() for m in found)}
+    shas = {library.doc_sha256[int(d)] for d in docs[mine]} - {""}
+    involved.update(np.flatnonzero(np.isin(docs, library.doc_sha256.equal_to_any(shas))).tolist())
+    ids = [library.ids[int(docs[n])] for n in sorted(involved)]
+    return list(store.image_metadata(ids).items())
+
+
+def _docs_within(library: KeywordIndex, folders: Sequence[str]) -> np.ndarray:
+    """The live documents of the keyword index whose paths are one of ``folders`` or inside one
+    (``within_any``), sorted: found in the packed paths by their start, so the cost follows the photos found."""
+    live = library.alive
+    if any(library.folder_counts.get(folder.rstrip(os.sep) or os.sep) == len(library) for folder in folders):
+        return np.flatnonzero(live)  # a folder holding every photo (a library's one root)
+    found = {int(d) for folder in folders for d in library.paths.starting_with(folder)
+             if live[d] and within(library.paths[int(d)], folder)}
+    return np.asarray(sorted(found), dtype=np.int64)
 
 
 def follower(store: Store) -> Any:

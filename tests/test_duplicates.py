@@ -75,6 +75,11 @@ def test_the_groups_of_new_photos_read_only_the_records_that_pair_with_them(libr
     shutil.copy(library / "phone" / "coffee.png", new / "coffee-copy.png")  # the same bytes
     engine.index([library])
     every_record = library_groups(engine.store, False, of=[new])  # the rule over every record
+    # files and folders, a name that only starts a folder's ("ph"), the whole library, within a folder
+    cases = [([new / "cat-again.jpg"], None), ([library / "ph"], None), ([new / "coffee-copy.png", library / "backup"], None),
+             ([library], library / "backup"), ([library / "backup"], library), ([library / "phone"], library / "phone")]
+    wants = [library_groups(engine.store, False, folder, of=of) for of, folder in cases]
+    assert [len(w) for w in wants] == [1, 0, 2, 1, 1, 0]
     engine.session.keyword_index(fresh=True)
     read = []
     metadata = type(engine.store).image_metadata
@@ -84,6 +89,7 @@ def test_the_groups_of_new_photos_read_only_the_records_that_pair_with_them(libr
     assert engine.duplicates(of=[new], folder=library / "phone") == []  # the folder still bounds it
     names = {Path(m["path"]).name for m in metadata(engine.store, read).values()}
     assert "cat-left.png" not in names and {"cat-again.jpg", "cat.png", "coffee.png"} <= names
+    assert [engine.duplicates(of=of, folder=folder) for of, folder in cases] == wants
 
 
 def test_both_signals_must_agree_and_groups_never_chain():

@@ -96,3 +96,20 @@ def test_containing_finds_each_entry_holding_a_part_once_and_never_across_two():
     for part in ["red door", "red", "a redd", "door", "一只猫", "\x00r", "zzz"]:
         assert read.containing(part).tolist() == [n for n, t in enumerate(texts) if part in t], part
     assert read.containing("redred").tolist() == []  # "a red" + "door red door" meet as "reddoor", not a match
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_entries_starting_with_or_equal_to_a_string_are_those_python_finds(seed):
+    rng = random.Random(seed)
+    parts = ["/a", "/a/b", "/ab", "é", "一", "\x00", "x", "/"]
+    strings = [*ODD, *("".join(rng.choices(parts, k=rng.randint(0, 5))) for _ in range(300))]
+    data, ends = PackedStrings(tail=strings[:250]).arrays()
+    packed = PackedStrings(data.tobytes(), ends)
+    packed.extend(strings[250:])  # and appended ones, held as strings
+    assert list(packed) == strings
+    for prefix in [*parts, "/a/", "/a/b/", "/ab/", "zz" * 40, "nul\x00", "lone \udc80"]:
+        want = [n for n, text in enumerate(strings) if text.startswith(prefix)]
+        assert packed.starting_with(prefix).tolist() == want, prefix
+    for values in [set(), {""}, {"/a"}, {"/a/b", "一只猫", "zz" * 40}, set(rng.sample(strings, 20)), {"absent"}]:
+        want = [n for n, text in enumerate(strings) if text in values]
+        assert packed.equal_to_any(values).tolist() == want, values
