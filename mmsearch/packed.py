@@ -156,6 +156,19 @@ class PackedStrings(Sequence[str]):
             keys[at:at + rows] = mixed ^ (size.ravel().astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F))
         return keys
 
+    def packed(self) -> PackedStrings:
+        """The same strings, every one packed (none held as a Python object): those appended since after the
+        others."""
+        if not self._tail:
+            return self
+        more, ends = pack(self._tail)
+        return PackedStrings(self._raw + more.tobytes(), np.concatenate([self._ends, ends + len(self._raw)]))
+
+    def encoded(self) -> list[bytes]:
+        """Every entry's bytes (``encode``), in order."""
+        raw, ends = self._raw, self._ends.tolist()
+        return [raw[a:b] for a, b in zip([0, *ends[:-1]], ends)] + [encode(text) for text in self._tail]
+
     def extend(self, strings: Iterable[str]) -> None:
         """Append strings (to a ``copy``: the packed part is shared)."""
         self._tail.extend(strings)
@@ -271,6 +284,34 @@ class ListTable(Mapping[str, tuple[np.ndarray, ...]]):
             table._set[key] = value
         table._added = len(table._set)
         return table
+
+    def packed(self) -> ListTable:
+        """The same table with every row in its sorted arrays (none in the dict)."""
+        return ListTable(self.columns, *self._merged()) if self._set else self
+
+    @classmethod
+    def joined(cls, columns: int, tables: Sequence[ListTable]) -> ListTable:
+        """One table of the rows of ``tables``, a key's rows one after another in the tables' order (a build's
+        chunks: a token's documents stay in order), made by one sort of every key."""
+        tables = [table.packed() for table in tables if len(table)]
+        if not tables:
+            return cls(columns)
+        keys = [key for table in tables for key in table._keys.encoded()]
+        starts, lengths, base = [], [], 0
+        for table in tables:
+            starts.append(table._offsets[:-1] + base)
+            lengths.append(np.diff(table._offsets))
+            base += int(table._offsets[-1])
+        order = np.asarray(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)  # stable: table order
+        start, length = np.concatenate(starts)[order], np.concatenate(lengths)[order]
+        gather = np.repeat(start - (np.cumsum(length) - length), length) + np.arange(int(length.sum()))
+        values = tuple(np.concatenate([table._values[n] for table in tables])[gather] for n in range(columns))
+        ordered = [keys[n] for n in order.tolist()]
+        first = np.flatnonzero([True, *(a != b for a, b in zip(ordered, ordered[1:]))])
+        unique = [ordered[n] for n in first.tolist()]
+        offsets = np.concatenate([[0], np.cumsum(np.add.reduceat(length, first))]).astype(np.int64)
+        return cls(columns, PackedStrings(b"".join(unique), np.cumsum([len(k) for k in unique], dtype=np.int64)),
+                   offsets, values)
 
     def arrays(self, prefix: str) -> dict[str, np.ndarray]:
         """The table as sorted arrays (``from_arrays`` reads them): those it was read from with the keys set

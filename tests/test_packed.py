@@ -113,3 +113,28 @@ def test_entries_starting_with_or_equal_to_a_string_are_those_python_finds(seed)
     for values in [set(), {""}, {"/a"}, {"/a/b", "一只猫", "zz" * 40}, set(rng.sample(strings, 20)), {"absent"}]:
         want = [n for n, text in enumerate(strings) if text in values]
         assert packed.equal_to_any(values).tolist() == want, values
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_tables_joined_give_each_key_its_rows_one_after_another_in_the_tables_order(seed):
+    rng = random.Random(seed)
+    words = [*ODD, *(f"w{n}" for n in range(30)), *(f"长{n}" for n in range(10))]
+    tables, want = [], {}
+    for part in range(rng.randint(0, 5)):
+        rows = {w: (np.asarray([part * 1000 + rng.randrange(1000) for _ in range(rng.randint(0, 4))], np.int32),)
+                for w in rng.sample(words, rng.randint(0, 20))}
+        for w, (docs,) in rows.items():
+            want[w] = [*want.get(w, []), *docs.tolist()]
+        table = ListTable.of(1, rows.items())
+        tables.append(_reread(table, 1) if part % 2 else table)  # packed ones and ones held in a dict
+    joined = ListTable.joined(1, tables)
+    assert {key: docs.tolist() for key, (docs,) in joined.items()} == want
+    assert all(joined[w][0].tolist() == docs for w, docs in want.items()) and len(joined) == len(want)
+    assert _as_dict(_reread(joined, 1)) == _as_dict(joined)
+
+
+def test_packing_strings_keeps_every_string_in_its_place():
+    packed = PackedStrings(tail=ODD[:3])
+    packed = packed.packed()
+    packed.extend(ODD[3:])
+    assert packed.packed() == ODD and packed.packed().encoded() == [s.encode("utf-8", "surrogatepass") for s in ODD]

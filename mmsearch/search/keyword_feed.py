@@ -26,11 +26,10 @@ class KeywordFeed:
     """
 
     def __init__(self, through: int) -> None:
-        self._index = KeywordIndex()
+        self._index = KeywordIndex.for_building()
         self._index.through = through
         self._next = through  # the number the next write it can take must carry
         self._pending: dict[str, dict] = {}
-        self._packed = False
         self.stopped = False
 
     def written(self, seq: int, ids: list[str], metas: list[dict]) -> None:
@@ -54,8 +53,5 @@ class KeywordFeed:
         """The index of everything taken, exact for the writes before its ``through``."""
         if self._pending:
             self._flush()
-        if not self._packed:  # packed as a read file is, before any search reads it
-            arrays = self._index.arrays()
-            self._index = KeywordIndex()  # the built index's objects are freed before the packed one is made
-            self._index, self._packed = KeywordIndex.from_arrays(arrays), True
+        self._index.finish()  # before any search reads it
         return self._index

@@ -146,21 +146,37 @@ class KeywordIndex:
         self._dead = 0
         self._captioned: list[str] | None = None
         self._own_ocr = True  # whether ``ocr`` is this index's own (not shared with the one it was made from)
+        self._chunks: list[tuple[ListTable, ListTable]] | None = None  # a build's tables, one pair per chunk
 
     # -- building ------------------------------------------------------------------------------------
 
     @classmethod
     def from_metadata(cls, records: Iterable[tuple[str, dict]], through: int = 0) -> KeywordIndex:
         """Index (id, stored image metadata) pairs: texts from ``image_text``, the file names, the facets.
-        ``CHUNK`` records at a time, so the metadata of every record is never held at once. The index comes
-        back packed, as ``load`` reads it (``from_arrays``)."""
-        index, pairs = cls(), iter(records)
+        ``CHUNK`` records at a time, so the metadata of every record is never held at once, each chunk packed
+        as it is added (``for_building``)."""
+        index, pairs = cls.for_building(), iter(records)
         while chunk := list(islice(pairs, CHUNK)):
             index.extend(chunk)
         index.through = through
-        arrays = index.arrays()
-        del index  # its objects are freed before the packed index is made of the arrays
-        return cls.from_arrays(arrays)
+        index.finish()
+        return index
+
+    @classmethod
+    def for_building(cls) -> KeywordIndex:
+        """An empty index to ``extend`` a chunk at a time, then ``finish``. Each chunk is packed as it is added,
+        as ``load`` reads the file: a build held a Python object per string, token and file name (1.7 GB at a
+        million photos)."""
+        index = cls()
+        index._chunks = []
+        return index
+
+    def finish(self) -> None:
+        """Join the tables of the chunks a build added (``for_building``) into one; searches read it after."""
+        if self._chunks is not None:
+            chunks, self._chunks = self._chunks, None
+            self.postings = ListTable.joined(2, [self.postings, *(postings for postings, _ in chunks)])
+            self._by_name = ListTable.joined(1, [self._by_name, *(names for _, names in chunks)])
 
     @classmethod
     def build(cls, records: Iterable[tuple[str, str]]) -> KeywordIndex:
@@ -266,10 +282,18 @@ class KeywordIndex:
         self.has_caption = np.concatenate([self.has_caption, np.asarray([d.captioned for d in docs], dtype=bool)])
         self.phashes = np.concatenate([self.phashes, np.asarray([d.phash for d in docs], dtype=np.uint64)])
         self.id_keys = np.concatenate([self.id_keys, prefix_keys(d.id for d in docs)])
-        for token, (found, tfs) in lists.items():
-            self.postings.append(token, (np.asarray(found, dtype=np.int32), np.asarray(tfs, dtype=np.float32)))
-        for key, found in named.items():
-            self._by_name.append(key, (np.asarray(found, dtype=np.int32),))
+        postings = ((token, (np.asarray(found, dtype=np.int32), np.asarray(tfs, dtype=np.float32)))
+                    for token, (found, tfs) in lists.items())
+        names = ((key, (np.asarray(found, dtype=np.int32),)) for key, found in named.items())
+        if self._chunks is not None:  # a build: this chunk packed, joined with the others at its end
+            self._chunks.append((ListTable.of(2, postings).packed(), ListTable.of(1, names).packed()))
+            for name in STRINGS:
+                setattr(self, name, getattr(self, name).packed())
+        else:
+            for token, row in postings:
+                self.postings.append(token, row)
+            for key, row in names:
+                self._by_name.append(key, row)
         if metas:
             self.lexical = LexicalIndex.extended(self.lexical, self.ids, start, metas, self.alive)
         elif self.lexical is not None:
@@ -341,23 +365,19 @@ class KeywordIndex:
         """Write to ``path`` (numpy ``.npz``, no pickle), tagged with ``key`` (what the index looked like)."""
         path = Path(path)
         partial = path.with_name(f".{path.name}.{os.getpid()}.part.npz")
-        np.savez(partial, **pack_named("key", [json.dumps([FORMAT, *key])]), **self.arrays())
-        os.replace(partial, path)
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The index as the named arrays ``save`` writes (less its key) and ``from_arrays`` reads."""
         strings = {name: getattr(self, name) for name in STRINGS} | {
-            "ocr_ids": list(self.ocr), "ocr_texts": list(self.ocr.values()),
+            "key": [json.dumps([FORMAT, *key])], "ocr_ids": list(self.ocr), "ocr_texts": list(self.ocr.values()),
             "places": [self.places.to_json()], "facet_folders": list(self.folder_counts),
             "facet_cameras": list(self.camera_counts)}
-        return dict(through=np.int64(self.through),
-                    **{k: v for name, values in strings.items() for k, v in pack_named(name, values).items()},
-                    facet_counts=np.asarray(list(self.folder_counts.values()), dtype=np.int64),
-                    camera_counts=np.asarray(list(self.camera_counts.values()), dtype=np.int64),
-                    lengths=self.lengths, alive=self.alive, has_caption=self.has_caption, phashes=self.phashes,
-                    id_keys=self.id_keys,
-                    **self.postings.arrays("postings_"), **self._by_name.arrays("names_"),
-                    **(self.lexical.arrays("lexical_") if self.lexical is not None else {}))
+        np.savez(partial, through=np.int64(self.through),
+                 **{k: v for name, values in strings.items() for k, v in pack_named(name, values).items()},
+                 facet_counts=np.asarray(list(self.folder_counts.values()), dtype=np.int64),
+                 camera_counts=np.asarray(list(self.camera_counts.values()), dtype=np.int64),
+                 lengths=self.lengths, alive=self.alive, has_caption=self.has_caption, phashes=self.phashes,
+                 id_keys=self.id_keys,
+                 **self.postings.arrays("postings_"), **self._by_name.arrays("names_"),
+                 **(self.lexical.arrays("lexical_") if self.lexical is not None else {}))
+        os.replace(partial, path)
 
     @classmethod
     def load(cls, path: str | Path, key: Sequence[Any]) -> KeywordIndex | None:
@@ -375,15 +395,6 @@ class KeywordIndex:
                 return cls._from_arrays(data)
         except Exception:  # BadZipFile, EOFError, ValueError, KeyError, OSError, ...: rebuild
             return None
-
-    @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> KeywordIndex:
-        """The index an index's ``arrays`` hold, packed as ``load`` reads it: no Python object per string, token
-        and file name. A build holds one (1.7 GB at a million photos; 1.0 GB packed)."""
-        index = cls._from_arrays(arrays)
-        if index is None:
-            raise ValueError("these arrays are not one keyword index's: make them with KeywordIndex.arrays")
-        return index
 
     @classmethod
     def _from_arrays(cls, data: Any) -> KeywordIndex | None:
