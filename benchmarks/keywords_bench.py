@@ -99,7 +99,8 @@ def main() -> None:
         fed_save_s, _ = timed(fed.save, path, ("bench", 1))  # what the run's end then does
         del fed
         print(f"  fed from the run's own writes (batches of {RUN_BATCH}, chunks of {CHUNK:,}): {fed_s:.1f} s spread "
-              f"over the run; at its end {end_s:.2f} s (joining its chunks), then {fed_save_s:.2f} s saving it; same index {same}")
+              f"over the run; at its end {end_s:.2f} s (joining its chunks), then {fed_save_s:.2f} s saving it; "
+              f"same index {same}")
         save_s, _ = timed(built.save, path, ("bench", 1))
         del built
         open_s, index = timed(KeywordIndex.load, path, ("bench", 1))
