@@ -141,9 +141,8 @@ class NumpyBert:
         prefix = self.layout.layers.format(index)
         (wq, bq), (wk, bk), (wv, bv), (wo, bo), norm1, (w1, b1), (w2, b2), norm2 = (
             (self._get(f"{prefix}{name}.weight"), self._get(f"{prefix}{name}.bias")) for name in self.layout.names)
-        return Block(qkv=_input_major(np.concatenate([wq, wk, wv])), qkv_bias=np.concatenate([bq, bk, bv]),
-                     out=_input_major(wo), out_bias=bo, norm1=norm1, ffn_in=_input_major(w1), ffn_in_bias=b1,
-                     ffn_out=_input_major(w2), ffn_out_bias=b2, norm2=norm2)
+        return Block(qkv=np.concatenate([wq, wk, wv]), qkv_bias=np.concatenate([bq, bk, bv]), out=wo, out_bias=bo,
+                     norm1=norm1, ffn_in=w1, ffn_in_bias=b1, ffn_out=w2, ffn_out_bias=b2, norm2=norm2)
 
     def embed(self, ids: np.ndarray) -> np.ndarray:
         """Token + position (+ token type 0) embeddings, layer-normed."""
@@ -167,18 +166,19 @@ class NumpyBert:
     def _block(self, x: np.ndarray, bias: np.ndarray, block: Block, batch: int) -> np.ndarray:
         rows, width = x.shape
         head = width // self.heads
-        q, k, v = (x @ block.qkv + block.qkv_bias).reshape(batch, rows // batch, 3, self.heads, head).transpose(
+        q, k, v = (linear(x, block.qkv) + block.qkv_bias).reshape(batch, rows // batch, 3, self.heads, head).transpose(
             2, 0, 3, 1, 4)
         attention = softmax(q @ k.transpose(0, 1, 3, 2) / math.sqrt(head) + bias)
         context = (attention @ v).transpose(0, 2, 1, 3).reshape(rows, width)
-        x = layer_norm(x + context @ block.out + block.out_bias, *block.norm1, self.eps)
-        hidden = self.activation(x @ block.ffn_in + block.ffn_in_bias)
-        return layer_norm(x + hidden @ block.ffn_out + block.ffn_out_bias, *block.norm2, self.eps)
+        x = layer_norm(x + linear(context, block.out) + block.out_bias, *block.norm1, self.eps)
+        hidden = self.activation(linear(x, block.ffn_in) + block.ffn_in_bias)
+        return layer_norm(x + linear(hidden, block.ffn_out) + block.ffn_out_bias, *block.norm2, self.eps)
 
 
 @dataclass(frozen=True)
 class Block:
-    """One encoder layer; matrices are stored input-major (``x @ W``), query/key/value fused into one."""
+    """One encoder layer; matrices are torch ``Linear`` weights ``(out, in)`` (the checkpoint's own, memory-mapped
+    where they are float32), query/key/value fused into one."""
 
     qkv: np.ndarray
     qkv_bias: np.ndarray
@@ -192,9 +192,13 @@ class Block:
     norm2: tuple[np.ndarray, np.ndarray]
 
 
-def _input_major(weight: np.ndarray) -> np.ndarray:
-    """A torch ``Linear`` weight ``(out, in)`` as a contiguous ``(in, out)`` array: faster for few-token GEMMs."""
-    return np.ascontiguousarray(weight.T)
+FEW_ROWS = 128  # up to this many token rows (a query), ``W @ x.T`` is the faster product
+
+
+def linear(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """``x @ weight.T`` for a torch ``Linear`` weight ``(out, in)``. For a few rows OpenBLAS is faster with the
+    weight as the left operand; for many, with it transposed on the right."""
+    return (weight @ x.T).T if len(x) <= FEW_ROWS else x @ weight.T
 
 
 def _strip_prefix(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
