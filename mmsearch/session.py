@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 KEYWORD_SAVE = 30.0  # seconds between writes of keywords.npz while the index keeps changing
 KEYWORD_CHECK = 2.0  # seconds during which the keyword index is used without asking the store if it changed
+# Seconds between counts of the images. Only the count shows images written unnumbered (by an older mmsearch),
+# and at a million images Chroma counts in 50-60 ms holding the GIL: every 2 s it was the p99 of a search.
+KEYWORD_RECOUNT = 60.0
 QUERY_TEXTS = 256  # query texts whose vectors a session keeps (``IndexSession.query_vector``)
 
 
@@ -53,9 +56,10 @@ class IndexSession:
         self._caption: TextEncoder | None = None  # likewise the caption model
         self._store: Store | None = None
         self._keywords: KeywordIndex | None = None
-        self._keywords_seen: tuple[int, int] = (-1, -1)  # (write number, count) of the store it was brought to
+        self._keywords_mark: WriteMark | None = None  # where the store's writes stood when it was brought up to date
         self._keywords_saved: tuple[int, float] = (-1, 0.0)  # (its ``through``, when) in keywords.npz
         self._keywords_checked = 0.0
+        self._keywords_counted = 0.0  # when the images were last counted for it (``KEYWORD_RECOUNT``)
         self._ocr_known: tuple[bool, float] | None = None  # (has text, when checked)
         self._ocr_matcher: tuple[dict[str, str], OcrMatcher] | None = None
         self._background: tuple[KeywordIndex, Background] | None = None
@@ -272,7 +276,8 @@ class IndexSession:
             index = feed.index()
             with self._lock:
                 if self._store is store and (self._keywords is None or self._keywords.through < index.through):
-                    self._keywords, self._keywords_seen, self._keywords_checked = index, (-1, -1), 0.0
+                    self._keywords, self._keywords_mark, self._keywords_checked = index, None, 0.0
+                    self._keywords_counted = 0.0
 
         return done
 
@@ -281,7 +286,9 @@ class IndexSession:
 
         Kept on disk (``keywords_path``) and brought up to date with what was written since (the store
         numbers its writes: ``Store.written_since``), at most every ``KEYWORD_CHECK`` seconds unless
-        ``fresh`` (the facets after an index run). Only the first build reads every record.
+        ``fresh`` (the facets after an index run). Images written unnumbered show in the count, which is read
+        when ``fresh`` and otherwise at most every ``KEYWORD_RECOUNT`` seconds. Only the first build reads
+        every record.
         """
         from .search.keywords import KeywordIndex
 
@@ -297,12 +304,14 @@ class IndexSession:
                 self._keywords_saved = (index.through if index is not None else -1, now)
             # Before reading the store: a write in progress is read again. (Chroma counts by loading the images'
             # vector index, so in a new process this waits for ``Store.warm_up``.)
-            seen = (store.write_mark(), store.count())
+            mark, count = store.write_mark(), None
+            if fresh or index is not self._keywords or now - self._keywords_counted >= KEYWORD_RECOUNT:
+                count, self._keywords_counted = store.count(), now
             if index is None:
-                index = KeywordIndex.from_metadata(store.all_metadata(), through=seen[0].through)
-            elif index is not self._keywords or seen != self._keywords_seen:
-                index = up_to_date(index, store, *seen)
-            self._keywords, self._keywords_seen = index, seen
+                index = KeywordIndex.from_metadata(store.all_metadata(), through=mark.through)
+            elif index is not self._keywords or mark != self._keywords_mark or count not in (None, len(index)):
+                index = up_to_date(index, store, mark, count)
+            self._keywords, self._keywords_mark = index, mark
             # kept on disk when asked ``fresh`` (after an index run) even if brought up to date by an earlier call
             saved, at = self._keywords_saved
             if index.through != saved and (fresh or saved < 0 or now - at >= KEYWORD_SAVE):
@@ -374,13 +383,14 @@ class IndexSession:
             return self._marks
 
 
-def up_to_date(index: KeywordIndex, store: Store, mark: WriteMark, count: int) -> KeywordIndex:
+def up_to_date(index: KeywordIndex, store: Store, mark: WriteMark, count: int | None) -> KeywordIndex:
     """``index`` with what the store's writes from ``index.through`` on changed; ``mark`` and ``count``: where
-    the store's writes stood and its image count, read before. Images written unnumbered (by an older
-    mmsearch, or a run killed between its steps) show as a count that differs: then the ids are compared."""
+    the store's writes stood and its image count, read before (None: not counted this time). Images written
+    unnumbered (by an older mmsearch, or a run killed between its steps) show as a count that differs: then
+    the ids are compared."""
     written, removed = store.changed_since(index.through)
     index = index.apply(written, removed=removed, through=mark.through)
-    if len(index) != count:
+    if count is not None and len(index) != count:
         stored, live = set(store.image_ids()), set(index.positions())
         added = store.image_metadata(sorted(stored - live))
         index = index.apply(added.items(), removed=live - stored)

@@ -222,6 +222,36 @@ def test_records_written_without_numbers_and_removed_ones_are_found_by_their_ids
     _same(updated, KeywordIndex.from_metadata(store.all_metadata()))
 
 
+def test_between_recounts_a_check_reads_the_write_mark_only_and_a_recount_finds_unnumbered_records(
+        tmp_path, monkeypatch):
+    import mmsearch.session as session_module
+
+    library = tmp_path / "library"
+    for n in range(3):
+        _photo(library / f"p{n}.jpg", (60 * n, 10, 10))
+    engine = _engine(tmp_path)
+    engine.index([library])
+    session, store = engine.session, engine.store
+    session.keyword_index(fresh=True)
+    counts: list[int] = []
+    counting = Store.count
+    monkeypatch.setattr(Store, "count", lambda self: counts.append(1) or counting(self))
+    monkeypatch.setattr(session_module, "KEYWORD_CHECK", 0.0)  # every call checks the store
+    ids = store.image_ids()
+    (first, meta), = store.image_metadata(ids[:1]).items()
+    meta = {k: v for k, v in meta.items() if k != "seq"} | {"path": str(library / "zebra.jpg"), "name": "zebra.jpg"}
+    store.client.get_collection(store.name("images")).add(
+        ids=["unnumbered"], embeddings=[store.image_vectors([first])[first]], metadatas=[meta])
+    store.delete_images([ids[1]])  # a numbered write: found by the write mark alone
+    for _ in range(3):
+        index = session.keyword_index()
+        assert ids[1] not in index.positions() and index.exact("zebra") == []
+    assert counts == []  # the images are not counted on every check
+    monkeypatch.setattr(session_module, "KEYWORD_RECOUNT", 0.0)
+    assert session.keyword_index().exact("zebra") == ["unnumbered"] and counts == [1]
+    _same(session.keyword_index(), KeywordIndex.from_metadata(store.all_metadata()))
+
+
 def test_the_runs_of_one_process_read_only_what_changed_since_the_last(tmp_path, monkeypatch):
     library = tmp_path / "library"
     for n in range(5):
