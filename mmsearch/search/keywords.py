@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -31,11 +31,17 @@ from ..text import CJK
 from .lexical import LexicalIndex
 from .places import PlaceBook
 from .stopwords import is_stop_word
-from .topk import best_documents, top
+from .topk import best_documents, top, top_of
 
 _TOKEN = re.compile(rf"[{CJK}]+|[^\W_{CJK}]+")
 _ISCJK = re.compile(rf"[{CJK}]")
 K1, B = 1.2, 0.75
+SEED = 4  # ``KeywordIndex.candidates``: the rarest terms' documents scored first, until this many per hit wanted
+# Documents are scored one by one (a bisection per term) while documents x terms stay within 1 / SPARSE of all
+# documents; else a score array of every document is as quick (2 cores: ~90 ns per document and term one by
+# one, ~5 ns per document in the array).
+SPARSE = 16
+BOUND_SLACK = 1e-4  # float32 sums of parts may round above the sum of their largest parts
 
 
 def tokenize(text: str, stop: bool = False) -> list[str]:
@@ -105,6 +111,15 @@ class Doc:
         return cls(id_, image_text(meta), name_and_parent(path)[0].lower(), path, str(meta.get("camera") or ""),
                    "\t".join(str(k) for k in meta.get("place_keys") or []), bool(meta.get("captions")),
                    str(meta.get("ocr") or ""), str(meta.get("sha256") or ""), phash_of(meta))
+
+
+class Term(NamedTuple):
+    """A query term's posting, its number of live documents, and the largest part of a score it gives."""
+
+    docs: np.ndarray
+    tfs: np.ndarray
+    found: int
+    bound: float
 
 
 class KeywordIndex:
@@ -438,6 +453,45 @@ class KeywordIndex:
         """How many live documents a posting list holds."""
         return int(self.alive[docs].sum()) if self._dead else len(docs)
 
+    @cached_property
+    def _term_stats(self) -> dict[str, tuple[int, float]]:
+        """Per term searched: (live documents holding it, its largest contribution to a score), worked out
+        once (an index is not changed once searched)."""
+        return {}
+
+    def _terms(self, query: str) -> list[Term]:
+        """Each distinct query term the index holds, in the one order every scorer adds their parts up (float32
+        sums depend on it)."""
+        out = []
+        for word in set(query_tokens(query)):
+            docs, tfs = self.postings.get(word, (None, None))
+            if docs is not None:
+                found, bound = self._term_stats.get(word) or self._stats(word, docs, tfs)
+                out.append(Term(docs, tfs, found, bound))
+        return out
+
+    def _stats(self, word: str, docs: np.ndarray, tfs: np.ndarray) -> tuple[int, float]:
+        found = self._found(docs)
+        stats = self._term_stats[word] = (found, float(self._contribution(docs, tfs, found).max()))
+        return stats
+
+    def _contribution(self, docs: np.ndarray, tfs: np.ndarray, found: int) -> np.ndarray:
+        """A term's BM25 part of the scores of ``docs`` (holding it ``tfs`` times), the term being in
+        ``found`` live documents."""
+        idf = math.log(1 + (len(self) - found + 0.5) / (found + 0.5))
+        return idf * (tfs * (K1 + 1) / (tfs + K1 * (1 - B + B * self.lengths[docs] / self.average_length)))
+
+    def _scores_at(self, terms: list[Term], rows: np.ndarray) -> np.ndarray:
+        """The BM25 scores of the documents ``rows`` (``score_array``'s, bit for bit), each term's part found
+        by bisection in its posting."""
+        total = np.zeros(len(rows), dtype=np.float32)
+        for docs, tfs, found, _ in terms:
+            held, at = _located(docs, rows)
+            part = np.zeros(len(rows), dtype=np.float32)
+            part[held] = self._contribution(rows[held], tfs[at[held]], found)
+            total += part
+        return total
+
     def idf(self, term: str) -> float:
         """BM25's IDF of a term; a term no text holds gets the largest (that of a term in no document)."""
         docs = self.postings.get(term)
@@ -469,16 +523,8 @@ class KeywordIndex:
         """BM25 score of every document (0 where nothing matches, and for switched-off documents; with
         ``phrase``, also where the query's quoted phrase is not in the text)."""
         scores = np.zeros(len(self.ids), dtype=np.float32)
-        n = len(self)
-        average = self.average_length
-        for term in set(query_tokens(query)):
-            docs, tfs = self.postings.get(term, (None, None))
-            if docs is None:
-                continue
-            found = self._found(docs)
-            idf = math.log(1 + (n - found + 0.5) / (found + 0.5))
-            norm = tfs * (K1 + 1) / (tfs + K1 * (1 - B + B * self.lengths[docs] / average))
-            scores[docs] += idf * norm
+        for docs, tfs, found, _ in self._terms(query):
+            scores[docs] += self._contribution(docs, tfs, found)
         if self._dead:
             scores[~self.alive] = 0.0
         wanted = quoted_phrase(query) if phrase else ""
@@ -491,21 +537,73 @@ class KeywordIndex:
     def scores_of(self, query: str, ids: Iterable[str]) -> dict[str, float]:
         """The BM25 scores of these images where they match ``query`` (its quoted phrase included): the
         phrase is looked for in their texts only, not in every matching text."""
-        every, positions, phrase = self.score_array(query, phrase=False), self._positions, quoted_phrase(query)
-        found = {i: float(every[d]) for i in ids if (d := positions.get(i)) is not None and every[d] > 0}
+        positions, phrase = self._positions, quoted_phrase(query)
+        known = [(i, d) for i in ids if (d := positions.get(i)) is not None]
+        scores = self._scores_at(self._terms(query), np.asarray([d for _, d in known], dtype=np.int64))
+        found = {i: float(score) for (i, _), score in zip(known, scores.tolist()) if score > 0}
         return {i: s for i, s in found.items() if phrase in self.texts[positions[i]]} if phrase else found
 
     def search(self, query: str, n: int, allowed: Sequence[str] | None = None) -> dict[str, float]:
         """The ``n`` best image ids for ``query`` with their scores (optionally only ids in ``allowed``);
         ties in the order of the ids."""
+        phrase = quoted_phrase(query)
+        if allowed is None and not phrase and (few := self.candidates(query, n)) is not None:
+            rows, scores = few
+            return top_of(self.ids, rows, scores, n, self.id_keys)
         scores = self.score_array(query, phrase=False)
         if allowed is not None:
             mask = np.zeros(len(self.ids), dtype=bool)
             positions = self.positions()
             mask[[positions[i] for i in allowed if i in positions]] = True
             scores = np.where(mask, scores, 0.0)
-        phrase = quoted_phrase(query)
         return top(self.ids, self._with_phrase(scores, phrase, n) if phrase else scores, n, self.id_keys)
+
+    def candidates(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The documents that can rank among the ``n`` best for ``query`` (its quoted phrase aside), with their
+        scores (``score_array``'s), without scoring every document; None where that would not save work.
+
+        MaxScore: the documents of the rarest terms, fully scored, give a score ``n`` of them reach. Terms
+        whose largest parts add up to less can be skipped: a document holding only those scores less than
+        ``n`` others. Only the documents of the other terms are scored, every term's part found by bisection.
+        "snow day 5" at a million photos scores the ~800 documents holding "5", not the 300,000 holding "day".
+        """
+        terms = self._terms(query)
+        if not terms:
+            return None
+        reached = self._reached(terms, n)
+        if reached is None:
+            return None
+        kept = sorted(terms, key=lambda term: term.bound)
+        skipped = 0.0
+        while kept and (skipped + kept[0].bound) * (1 + BOUND_SLACK) < reached:
+            skipped += kept.pop(0).bound
+        rows = self._live_rows([term.docs for term in kept], len(terms))
+        return None if rows is None else (rows, self._scores_at(terms, rows))
+
+    def _reached(self, terms: list[Term], n: int) -> float | None:
+        """A score ``n`` live documents reach: the ``n``-th best of the rarest terms' documents (-inf when they
+        are fewer); None when those are too many to score one by one."""
+        by_size = sorted(terms, key=lambda term: len(term.docs))[:-1]  # every term but the commonest
+        held = 0
+        for count, term in enumerate(by_size, 1):
+            held += len(term.docs)
+            if held >= SEED * n:
+                by_size = by_size[:count]
+                break
+        rows = self._live_rows([term.docs for term in by_size], len(terms))
+        if rows is None:
+            return None
+        if len(rows) < n:
+            return -math.inf
+        return float(-np.partition(-self._scores_at(terms, rows), n - 1)[n - 1])
+
+    def _live_rows(self, postings: list[np.ndarray], terms: int) -> np.ndarray | None:
+        """The live documents of these postings, ascending; None when there are too many to score one by one
+        on ``terms`` terms (``SPARSE``)."""
+        if sum(map(len, postings)) * terms * SPARSE > len(self.ids):
+            return None
+        rows = np.unique(np.concatenate(postings)) if postings else np.zeros(0, dtype=np.int64)
+        return rows[self.alive[rows]] if self._dead else rows
 
     def _with_phrase(self, scores: np.ndarray, phrase: str, n: int) -> np.ndarray:
         """The scores of the documents holding ``phrase``. A phrase of common words is in most of a million
@@ -546,10 +644,15 @@ def _holding(docs: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Which of ``rows`` are in ``docs``, a posting (its document numbers, ascending: documents are only
     appended, and packing keeps their order), by bisection: ``np.isin`` sorted the whole posting for every
     query term (8 ms of a query at 810k photos, for a caption word in 243k texts)."""
+    return _located(docs, rows)[0]
+
+
+def _located(docs: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which of ``rows`` are in the posting ``docs`` (``_holding``), and where each is or would be in it."""
     at = np.searchsorted(docs, rows)
     inside = at < len(docs)
     inside[inside] = docs[at[inside]] == rows[inside]
-    return inside
+    return inside, at
 
 
 def _live(table: ListTable, alive: np.ndarray, renumber: np.ndarray) -> ListTable:

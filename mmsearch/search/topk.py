@@ -23,6 +23,16 @@ def top(ids: Sequence[str], scores: np.ndarray, n: int, keys: np.ndarray | None 
     return {ids[d]: float(scores[d]) for d in best}
 
 
+def top_of(ids: Sequence[str], rows: np.ndarray, scores: np.ndarray, n: int,
+           keys: np.ndarray | None = None) -> dict[str, float]:
+    """``top`` of the documents ``rows`` (ascending), scoring ``scores``; every other document scores 0."""
+    if n <= 0:
+        return {}
+    picked = best_documents(scores, np.flatnonzero(scores), n, None if keys is None else keys[rows])
+    best = sorted(picked.tolist(), key=lambda p: (-scores[p], ids[rows[p]]))[:n]
+    return {ids[rows[p]]: float(scores[p]) for p in best}
+
+
 def best_documents(scores: np.ndarray, matched: np.ndarray, n: int, keys: np.ndarray | None = None) -> np.ndarray:
     """Of the documents ``matched``, the ``n`` best by score and whatever ties with the last of them; with
     ``keys``, many tied ones are first narrowed to the smallest keys (and all sharing the last such key), so
