@@ -466,20 +466,24 @@ class KeywordIndex:
         for word in set(query_tokens(query)):
             docs, tfs = self.postings.get(word, (None, None))
             if docs is not None:
-                found, bound = self._term_stats.get(word) or self._stats(word, docs, tfs)
-                out.append(Term(docs, tfs, found, bound))
+                out.append(Term(docs, tfs, *self._stats(word, docs, tfs)))
         return out
 
     def _stats(self, word: str, docs: np.ndarray, tfs: np.ndarray) -> tuple[int, float]:
-        found = self._found(docs)
-        stats = self._term_stats[word] = (found, float(self._contribution(docs, tfs, found).max()))
+        stats = self._term_stats.get(word)
+        if stats is None:
+            found = self._found(docs)
+            stats = self._term_stats[word] = (found, float(self._contribution(docs, tfs, found).max()))
         return stats
+
+    def _idf(self, found: int) -> float:
+        """BM25's IDF of a term in ``found`` live documents."""
+        return math.log(1 + (len(self) - found + 0.5) / (found + 0.5))
 
     def _contribution(self, docs: np.ndarray, tfs: np.ndarray, found: int) -> np.ndarray:
         """A term's BM25 part of the scores of ``docs`` (holding it ``tfs`` times), the term being in
         ``found`` live documents."""
-        idf = math.log(1 + (len(self) - found + 0.5) / (found + 0.5))
-        return idf * (tfs * (K1 + 1) / (tfs + K1 * (1 - B + B * self.lengths[docs] / self.average_length)))
+        return self._idf(found) * (tfs * (K1 + 1) / (tfs + K1 * (1 - B + B * self.lengths[docs] / self.average_length)))
 
     def _scores_at(self, terms: list[Term], rows: np.ndarray) -> np.ndarray:
         """The BM25 scores of the documents ``rows`` (``score_array``'s, bit for bit), each term's part found
@@ -494,9 +498,8 @@ class KeywordIndex:
 
     def idf(self, term: str) -> float:
         """BM25's IDF of a term; a term no text holds gets the largest (that of a term in no document)."""
-        docs = self.postings.get(term)
-        found = 0 if docs is None else self._found(docs[0])
-        return math.log(1 + (len(self) - found + 0.5) / (found + 0.5))
+        posting = self.postings.get(term)
+        return self._idf(0 if posting is None else self._stats(term, *posting)[0])
 
     def coverage(self, query: str, ids: Sequence[str]) -> dict[str, float]:
         """The IDF-weighted share of the query's terms (``query_tokens``) each image's text holds (0..1;
