@@ -138,3 +138,14 @@ def test_packing_strings_keeps_every_string_in_its_place():
     packed = packed.packed()
     packed.extend(ODD[3:])
     assert packed.packed() == ODD and packed.packed().encoded() == [s.encode("utf-8", "surrogatepass") for s in ODD]
+
+
+def test_entries_at_rows_are_those_asked_one_by_one():
+    packed = PackedStrings(tail=ODD).packed()
+    rng = random.Random(3)
+    for rows in ([], [0], [len(ODD) - 1, 0, 0], rng.choices(range(len(ODD)), k=50), list(range(len(ODD)))):
+        assert packed.at(rows) == [packed[n] for n in rows] == [ODD[n] for n in rows]
+        assert packed.at(np.asarray(rows, dtype=np.int64)) == [ODD[n] for n in rows]
+    grown = packed.copy()
+    grown.extend(["appended", "猫"])
+    assert grown.at([len(ODD) + 1, 0, len(ODD)]) == ["猫", ODD[0], "appended"]

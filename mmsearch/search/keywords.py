@@ -333,7 +333,7 @@ class KeywordIndex:
         new = self._copy()
         for name in STRINGS:
             values = getattr(self, name)
-            setattr(new, name, PackedStrings(tail=[values[d] for d in keep.tolist()]))
+            setattr(new, name, PackedStrings(tail=values.at(keep)))
         new.lengths, new.alive, new.has_caption = self.lengths[keep], np.ones(len(keep), bool), self.has_caption[keep]
         new.phashes, new.id_keys = self.phashes[keep], self.id_keys[keep]
         new.postings, new._by_name = (_live(table, self.alive, renumber) for table in (self.postings, self._by_name))
@@ -360,7 +360,7 @@ class KeywordIndex:
     def captioned(self) -> list[str]:
         """Ids of the images with captions (the caption signal's background)."""
         if self._captioned is None:
-            self._captioned = [self.ids[d] for d in np.flatnonzero(self.alive & self.has_caption)]
+            self._captioned = self.ids.at(np.flatnonzero(self.alive & self.has_caption))
         return self._captioned
 
     @property
@@ -372,7 +372,7 @@ class KeywordIndex:
         """Ids whose file name is the query, with or without its extension, in any case (``IMG_0042.jpg``,
         ``img_0042``); every one of them, however BM25 ranks them."""
         docs = self._by_name.get(query.strip().strip('"').lower())
-        return [] if docs is None else [self.ids[d] for d in docs[0][self.alive[docs[0]]]]
+        return [] if docs is None else self.ids.at(docs[0][self.alive[docs[0]]])
 
     # -- the keyword file ----------------------------------------------------------------------------
 
@@ -436,7 +436,7 @@ class KeywordIndex:
         live = np.flatnonzero(index.alive)
         index._dead = len(index.ids) - len(live)
         index._positions = dict(zip(index.ids, range(len(index.ids)))) if not index._dead else \
-            {index.ids[d]: int(d) for d in live.tolist()}
+            dict(zip(index.ids.at(live), live.tolist()))
         index.lexical = LexicalIndex.from_arrays(index.ids, data, "lexical_", index.alive)
         return index
 
