@@ -1,8 +1,6 @@
 """``python -m mmsearch``."""
 
-import sys
-
-from .cli import main
+from .cli import run
 
 if __name__ == "__main__":  # not when a decode process (spawn) imports the main module again
-    sys.exit(main())
+    run()

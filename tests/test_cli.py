@@ -86,3 +86,25 @@ def test_serve_rejects_malformed_auth_before_loading_anything(tiny_env, capsys):
     assert main(["serve", "--auth", "no-password-here"]) == 1
     err = capsys.readouterr().err
     assert "--auth takes user:password" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.subprocess
+def test_a_search_or_stats_program_leaves_without_tearing_down_with_its_output_whole(tiny_env, photos, capsys):
+    assert main(["index", str(photos), "--captions", str(photos / "captions.csv")]) == 0
+    capsys.readouterr()
+    code = ("import atexit, sys\nfrom mmsearch.cli import run\n"
+            "atexit.register(lambda: print('torn down', file=sys.stderr))\nrun(sys.argv[1:])")
+
+    def program(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+
+    searched = program("search", "a kitten napping on the couch", "-k", "3", "--json", "--all")
+    assert searched.returncode == 0 and "torn down" not in searched.stderr
+    assert len(json.loads(searched.stdout)["results"]) == 3  # piped and whole: flushed before leaving
+    stats = program("stats", "--json")
+    assert stats.returncode == 0 and json.loads(stats.stdout)["images"] == 6 and "torn down" not in stats.stderr
+    missing = program("search", "cat", "--db", str(tiny_env.parent / "no-such-db"))
+    assert missing.returncode == 1 and "mmsearch: error:" in missing.stderr and "torn down" not in missing.stderr
+    indexed = program("index", str(photos), "--db", str(tiny_env.parent / "other-db"), "--json")
+    assert indexed.returncode == 0 and json.loads(indexed.stdout)["added"] == 6  # a command that writes ends
+    assert "torn down" in indexed.stderr  # the usual way
