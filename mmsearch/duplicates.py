@@ -189,8 +189,11 @@ def _docs_within(library: KeywordIndex, folders: Sequence[str]) -> np.ndarray:
     live = library.alive
     if any(library.folder_counts.get(folder.rstrip(os.sep) or os.sep) == len(library) for folder in folders):
         return np.flatnonzero(live)  # a folder holding every photo (a library's one root)
-    found = {int(d) for folder in folders for d in library.paths.starting_with(folder)
-             if live[d] and within(library.paths[int(d)], folder)}
+    found: set[int] = set()
+    for folder in folders:
+        docs = library.paths.starting_with(folder)
+        docs = docs[live[docs]]
+        found.update(d for d, path in zip(docs.tolist(), library.paths.at(docs)) if within(path, folder))
     return np.asarray(sorted(found), dtype=np.int64)
 
 

@@ -104,17 +104,8 @@ class PackedStrings(Sequence[str]):
     def containing(self, part: str) -> np.ndarray:
         """The numbers of the entries that hold ``part`` (non-empty), in order: the packed ones found by
         searching their bytes at once (a rare part is found among a million texts in milliseconds)."""
-        needle, raw, ends = encode(part), self._raw, self._ends
-        found: list[int] = []
-        at = raw.find(needle)
-        while at >= 0:
-            entry = int(np.searchsorted(ends, at, side="right"))
-            if at + len(needle) <= ends[entry]:  # within one entry: on to the next entry
-                found.append(entry)
-                at = raw.find(needle, int(ends[entry]))
-            else:
-                at = raw.find(needle, at + 1)
-        base = len(ends)
+        found = self._found(encode(part), at_start=False)
+        base = len(self._ends)
         found.extend(base + n for n, text in enumerate(self._tail) if part in text)
         return np.asarray(found, dtype=np.int64)
 
@@ -122,18 +113,25 @@ class PackedStrings(Sequence[str]):
         """The numbers of the entries that start with ``prefix`` (non-empty), in order: the packed ones found by
         searching their bytes at once, so the cost follows the entries found (a folder's photos among a
         million paths in milliseconds)."""
-        needle, raw, ends = encode(prefix), self._raw, self._ends
+        found = self._found(encode(prefix), at_start=True)
+        base = len(self._ends)
+        found.extend(base + n for n, text in enumerate(self._tail) if text.startswith(prefix))
+        return np.asarray(found, dtype=np.int64)
+
+    def _found(self, needle: bytes, at_start: bool) -> list[int]:
+        """The numbers of the packed entries holding ``needle`` (at their start only, with ``at_start``), found
+        by searching their bytes at once: each match is placed in its entry, and the search goes on from the
+        next entry (or, for a match across two entries, from the next byte)."""
+        raw, ends = self._raw, self._ends
         found: list[int] = []
         at = raw.find(needle)
         while at >= 0:
             entry = int(np.searchsorted(ends, at, side="right"))
-            start = int(ends[entry - 1]) if entry else 0
-            if at == start and at + len(needle) <= ends[entry]:
+            inside = at + len(needle) <= ends[entry]
+            if inside and (not at_start or at == (int(ends[entry - 1]) if entry else 0)):
                 found.append(entry)
-            at = raw.find(needle, int(ends[entry]))  # on to the next entry
-        base = len(ends)
-        found.extend(base + n for n, text in enumerate(self._tail) if text.startswith(prefix))
-        return np.asarray(found, dtype=np.int64)
+            at = raw.find(needle, int(ends[entry]) if inside or at_start else at + 1)
+        return found
 
     def equal_to_any(self, values: Iterable[str]) -> np.ndarray:
         """The numbers of the entries equal to one of ``values``, in order: the packed ones picked by their
@@ -141,8 +139,8 @@ class PackedStrings(Sequence[str]):
         wanted = {encode(v) for v in values}
         if not wanted:
             return np.zeros(0, dtype=np.int64)
-        data, ends = pack([w.decode(*_ENCODING) for w in wanted])
-        keys = PackedStrings(data.tobytes(), ends)._edge_keys()
+        listed = list(wanted)
+        keys = PackedStrings(b"".join(listed), np.cumsum([len(w) for w in listed], dtype=np.int64))._edge_keys()
         found = [n for n in np.flatnonzero(np.isin(self._edge_keys(), keys)).tolist() if self.raw(n) in wanted]
         base = len(self._ends)
         found.extend(base + n for n, text in enumerate(self._tail) if encode(text) in wanted)
