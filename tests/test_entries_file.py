@@ -118,3 +118,22 @@ def test_the_file_keeps_every_marker_and_any_caption(tmp_path):
     assert load(tmp_path / "e.npz", ("id", 4)) is None and load(tmp_path / "missing.npz", ("id", 3)) is None
     save(tmp_path / "e.npz", ("id", 3), 1, {})
     assert load(tmp_path / "e.npz", ("id", 3)) == (1, {})
+
+
+def test_a_read_of_every_record_keeps_the_entries_only_where_no_file_holds_them(tmp_path, monkeypatch):
+    import mmsearch.store.client as client
+
+    library = _library(tmp_path)
+    _engine(tmp_path).index([library])
+    truth = _truth(tmp_path)
+    made: list[str] = []
+    entry_of = client.entry_of
+    monkeypatch.setattr(client, "entry_of", lambda image_id, meta: made.append(image_id) or entry_of(image_id, meta))
+    store = _engine(tmp_path).store  # a new process, the entries file beside the index
+    assert len(list(store.all_metadata())) == 5 and made == []  # (a keyword build from every record)
+    assert store.entries() == truth and made == []  # read from the file
+    (tmp_path / "db" / "entries.npz").unlink()
+    store = _engine(tmp_path).store
+    assert len(list(store.all_metadata())) == 5 and len(made) == 5  # no file: kept from this read
+    _every_record_forbidden(monkeypatch)
+    assert store.entries() == truth
