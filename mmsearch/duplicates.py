@@ -179,7 +179,7 @@ def _partners(store: Store, library: KeywordIndex, roots: list[str], inside: str
     involved = {*mine.tolist(), *(m for found in pairs.values() for m in found)}
     shas = {library.doc_sha256[int(d)] for d in docs[mine]} - {""}
     involved.update(np.flatnonzero(np.isin(docs, library.doc_sha256.equal_to_any(shas))).tolist())
-    ids = [library.ids[int(docs[n])] for n in sorted(involved)]
+    ids = library.ids.at(docs[sorted(involved)])
     return list(store.image_metadata(ids).items())
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -19,8 +19,7 @@ def top(ids: Sequence[str], scores: np.ndarray, n: int, keys: np.ndarray | None 
     """
     if n <= 0:
         return {}
-    best = sorted(best_documents(scores, np.flatnonzero(scores), n, keys), key=lambda d: (-scores[d], ids[d]))[:n]
-    return {ids[d]: float(scores[d]) for d in best}
+    return _ranked(best_documents(scores, np.flatnonzero(scores), n, keys), scores, ids.__getitem__, n)
 
 
 def top_of(ids: Sequence[str], rows: np.ndarray, scores: np.ndarray, n: int,
@@ -29,8 +28,13 @@ def top_of(ids: Sequence[str], rows: np.ndarray, scores: np.ndarray, n: int,
     if n <= 0:
         return {}
     picked = best_documents(scores, np.flatnonzero(scores), n, None if keys is None else keys[rows])
-    best = sorted(picked.tolist(), key=lambda p: (-scores[p], ids[rows[p]]))[:n]
-    return {ids[rows[p]]: float(scores[p]) for p in best}
+    return _ranked(picked, scores, lambda p: ids[rows[p]], n)
+
+
+def _ranked(picked: np.ndarray, scores: np.ndarray, id_of: Callable[[int], str], n: int) -> dict[str, float]:
+    """The ``n`` best of the ``picked`` positions by score, ties by id (``id_of`` a position), with their scores."""
+    best = sorted(picked.tolist(), key=lambda p: (-scores[p], id_of(p)))[:n]
+    return {id_of(p): float(scores[p]) for p in best}
 
 
 def best_documents(scores: np.ndarray, matched: np.ndarray, n: int, keys: np.ndarray | None = None) -> np.ndarray:
