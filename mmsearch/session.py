@@ -308,7 +308,7 @@ class IndexSession:
             if fresh or index is not self._keywords or now - self._keywords_counted >= KEYWORD_RECOUNT:
                 count, self._keywords_counted = store.count(), now
             if index is None:
-                index = self._build_keywords(store, mark, count)
+                index = KeywordIndex.from_metadata(store.all_metadata(), through=mark.through)
             elif index is not self._keywords or mark != self._keywords_mark or count not in (None, len(index)):
                 index = up_to_date(index, store, mark, count)
             self._keywords, self._keywords_mark = index, mark
@@ -317,22 +317,6 @@ class IndexSession:
             if index.through != saved and (fresh or saved < 0 or now - at >= KEYWORD_SAVE):
                 self._save_keywords(index, self._keywords_key())
             return index
-
-    def _build_keywords(self, store: Store, mark: WriteMark, count: int | None) -> KeywordIndex:
-        """The keyword index from every record: for a large embedded library in a child process, which
-        writes ``keywords.npz`` for this process to read (``mmsearch.search.keyword_child``), else here."""
-        from .search import keyword_child
-        from .search.keywords import KeywordIndex
-
-        if store.sole_writer and (store.count() if count is None else count) >= keyword_child.APART_FROM:
-            path, key = self.keywords_path(), self._keywords_key()
-            entries = store.entries_file(store.generation) if store.entries_file is not None else None
-            job = keyword_child.Job(store.path, store.generation, str(path), list(key),
-                                    str(entries) if entries is not None else None)
-            if keyword_child.build_apart(job) and (index := KeywordIndex.load(path, key)) is not None:
-                self._keywords_saved = (index.through, time.monotonic())
-                return index  # as of the child's write mark, read after ``mark``: the next check goes on from it
-        return KeywordIndex.from_metadata(store.all_metadata(), through=mark.through)
 
     def _keywords_key(self) -> tuple[str, int]:
         """What ``keywords.npz`` must have been written for: this index (a schema step rewrites records

@@ -637,7 +637,7 @@ class Store:
             by_id = {i: entry_of(i, m) for i, m in self.all_metadata()}
         self._keep((identity, mark.through, by_id))
         if full:
-            self.write_entries()
+            self._save_entries()
         return {e.path: e for e in by_id.values()}
 
     def _entries_known(self, identity: str) -> bool:
@@ -660,11 +660,9 @@ class Store:
         """Bring the entries up to date and write them to the entries file (an index run does at its end),
         so that the next process reads that file and what changed since, not every record."""
         if self.entries_file is not None and self.entries():
-            self.write_entries()
+            self._save_entries()
 
-    def write_entries(self) -> None:
-        """Write the entries this store keeps to its entries file (nothing when it keeps none: after a read of
-        every record, ``all_metadata`` keeps them unless they were known)."""
+    def _save_entries(self) -> None:
         kept = self._kept()
         if kept is not None and self.entries_file is not None:
             save_entries(self.entries_file(self.generation), (kept[0], self.schema_version()), kept[1], kept[2])
