@@ -20,6 +20,7 @@ import numpy as np
 from .config import MODEL_FIELDS, Config
 from .encoders import Encoders, TextEncoder, load_caption_encoder, load_encoders, load_text_encoder, model_signature
 from .errors import IndexMismatchError
+from .heap import trim
 from .ids import NO_IMAGE_MODEL, has_image_vectors
 from .lock import lock_for_writing
 
@@ -309,6 +310,7 @@ class IndexSession:
                 count, self._keywords_counted = store.count(), now
             if index is None:
                 index = KeywordIndex.from_metadata(store.all_metadata(), through=mark.through)
+                trim()  # the build's freed holes, 0.64 GB at a million photos (``mmsearch.heap``)
             elif index is not self._keywords or mark != self._keywords_mark or count not in (None, len(index)):
                 index = up_to_date(index, store, mark, count)
             self._keywords, self._keywords_mark = index, mark
