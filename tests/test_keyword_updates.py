@@ -467,6 +467,10 @@ def test_a_built_index_holds_its_strings_and_tables_packed_as_a_read_file_does(t
     assert held < 0.6 * as_built  # no Python object per string, token and file name (0.46 here)
     _same(built, fresh)
     assert built.through == (4 + 7 if fed else 4)  # 7 writes
+    # Its id map is made again from the packed ids: it keeps none of the records' own strings, which would
+    # keep the allocator's pools they sit in, among the build's freed objects, half empty (``_live_positions``).
+    given = {i: i for i, _ in library}
+    assert built.positions() == fresh.positions() and all(key is not given[key] for key in built.positions())
     built.save(tmp_path / "k.npz", ("x", 1))
     read_held, read = _held(lambda: KeywordIndex.load(tmp_path / "k.npz", ("x", 1)))
     assert read is not None and held < 1.2 * read_held
