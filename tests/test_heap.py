@@ -12,7 +12,6 @@ import pytest
 # pymalloc's size, so glibc's), frees all but every 16th (whose blocks pin the heap's top), and prints its
 # resident anonymous memory before and after ``trim``.
 FRAGMENTED = """
-import sys
 from mmsearch import heap
 def anon():
     return int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("RssAnon"))) * 1024
