@@ -318,9 +318,9 @@ LEAVE_AT_ONCE = frozenset({"search", "stats"})
 def run(argv: Sequence[str] | None = None) -> NoReturn:
     """The ``mmsearch`` program: ``main``, then its exit code; after ``LEAVE_AT_ONCE`` commands, once the
     output and the logs are flushed, without tearing down the interpreter."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    code = main(argv)
-    if build_parser().parse_known_args(argv)[0].command in LEAVE_AT_ONCE:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    code = _main(args)
+    if args.command in LEAVE_AT_ONCE:
         try:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -333,7 +333,11 @@ def run(argv: Sequence[str] | None = None) -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 error, 130 interrupted)."""
-    args = build_parser().parse_args(argv)
+    return _main(build_parser().parse_args(argv))
+
+
+def _main(args: argparse.Namespace) -> int:
+    """``main`` once the command line is parsed."""
     configure_logging()
     try:
         return COMMANDS[args.command](args)
