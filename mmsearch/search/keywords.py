@@ -350,9 +350,9 @@ class KeywordIndex:
         new.lengths, new.alive, new.has_caption = self.lengths[keep], np.ones(len(keep), bool), self.has_caption[keep]
         new.phashes, new.id_keys = self.phashes[keep], self.id_keys[keep]
         new.postings, new._by_name = (_live(table, self.alive, renumber) for table in (self.postings, self._by_name))
-        new._positions = {id_: n for n, id_ in enumerate(new.ids)}
-        new.lexical = self.lexical.packed(new.ids, renumber) if self.lexical is not None else None
         new._dead = 0
+        new._positions = new._live_positions()
+        new.lexical = self.lexical.packed(new.ids, renumber) if self.lexical is not None else None
         return new
 
     # -- what the rest of the search reads --------------------------------------------------------------
