@@ -155,6 +155,41 @@ def test_four_copies_of_a_photo_show_as_one_hit_naming_the_other_three(copies, t
     assert not any(h.similar for h in folded if h is not head)  # the other photos stay apart
 
 
+def test_copies_the_image_query_found_fold_by_their_stored_vectors(copies, tmp_path, tiny_config, tiny_encoders,
+                                                                    monkeypatch):
+    """The image query's own finds are scored from its distances, not read back; the duplicate rule still gets
+    their stored vectors' cosine (None would mean "no image model" and skip that check)."""
+    import mmsearch.search.collapse as collapse_module
+    from mmsearch.store.client import Store
+
+    engine = SearchEngine(tmp_path / "db", config=tiny_config, encoders=tiny_encoders)
+    engine.index([copies])
+    stored = engine.store.image_vectors(engine.store.image_ids())
+    paths = {i: Path(m["path"]).name for i, m in engine.store.image_metadata(list(stored)).items()}
+    engine.search("a first search", k=7)  # loads what every search shares (the library sample)
+    reads, cosines, real_read, real_rule = [], {}, Store.image_vectors, collapse_module.same_photo
+
+    def read(store, ids, where=None):
+        reads.append(list(ids))
+        return real_read(store, ids, where)
+
+    def rule(a, b, cosine=None, **kwargs):
+        cosines[(a.sha256, b.sha256)] = cosine
+        return real_rule(a, b, cosine, **kwargs)
+
+    monkeypatch.setattr(Store, "image_vectors", read)
+    monkeypatch.setattr(collapse_module, "same_photo", rule)
+    plain = engine.search("rocket launch", k=7)
+    assert len(plain) == 7 and reads and not any(reads)  # every photo came from the image query: none read back
+    folded = engine.search("rocket launch", k=7, collapse=True)
+    assert len(folded) == 4 and sorted(Path(p).name for h in folded for p in [h.path, *h.similar]) == sorted(paths.values())
+    assert cosines and None not in cosines.values()
+    by_hash = {engine.store.image_metadata([i])[i]["sha256"]: v for i, v in stored.items()}
+    for (a, b), cosine in cosines.items():
+        if a != b:
+            assert cosine == pytest.approx(float(by_hash[a] @ by_hash[b]), abs=1e-6)
+
+
 def test_the_command_line_folds_copies_unless_told_not_to(copies, tmp_path, capsys):
     db = str(tmp_path / "db")
     assert main(["index", str(copies), "--db", db, "--offline"]) == 0

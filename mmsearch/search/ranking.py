@@ -10,6 +10,7 @@ cross-encoder reading the query with the image's captions) reorders the fused to
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import PurePath
@@ -52,7 +53,7 @@ class Candidates:
     best_caption: dict[str, int]
     exact: list[str]  # images whose file name is the query (pinned first)
     relevance: dict[str, float] = field(default_factory=dict)  # calibrated, 0..1 (``mmsearch.search.relevance``)
-    vectors: dict = field(default_factory=dict)  # the candidates' image vectors (the duplicate rule's cosine)
+    vectors: dict = field(default_factory=dict)  # image vectors read so far (``vectors_of``: the duplicate rule's cosine)
     use_image: bool = False  # whether those are image-model vectors
     metadata: dict[str, dict] = field(default_factory=dict)
     moments: dict[str, float] = field(default_factory=dict)  # video id -> time (s) of its best frame
@@ -62,6 +63,12 @@ class Candidates:
         missing = [i for i in ids if i not in self.metadata]
         self.metadata.update(store.image_metadata(missing))
         return self.metadata
+
+    def vectors_of(self, store: Store, ids: list[str]) -> Mapping[str, np.ndarray]:
+        """Image vectors of ``ids``. Those not read with the candidates (the image signal's own finds) are read
+        in one go when one of them is first asked for, and kept: the duplicate rule needs a cosine only for
+        pairs that already look alike, so most searches read none."""
+        return _OnDemand(self.vectors, store, [i for i in ids if i not in self.vectors])
 
 
 def order(store: Store, query: Query, found: Candidates, rule: str = DEFAULT_RULE,
@@ -100,7 +107,7 @@ def order(store: Store, query: Query, found: Candidates, rule: str = DEFAULT_RUL
     # Files named as typed are each listed (the user asked for them by name); the rest fold their copies.
     pinned = [(i, []) for i in kept if i in exact]
     others = [i for i in kept if i not in exact]
-    groups = pinned + (collapse(others, metadata, found.vectors, found.use_image) if query.collapse
+    groups = pinned + (collapse(others, metadata, found.vectors_of(store, others), found.use_image) if query.collapse
                        else [(i, []) for i in others])
     if query.sort != "best":
         groups = by_date(groups[:query.k] if floor is None else groups, metadata, query.sort)
@@ -123,6 +130,25 @@ def by_date(groups: list[tuple[str, list[str]]], metadata: dict[str, dict], sort
     newest = sort == "date"
     return sorted(groups, key=lambda g: ((-1 if newest else 1) * int(metadata[g[0]].get("date") or 0),
                                          str(metadata[g[0]].get("path"))))
+
+
+class _OnDemand(Mapping[str, np.ndarray]):
+    """``known`` vectors, and those of ``unread`` ids read from the store into ``known`` on first need."""
+
+    def __init__(self, known: dict[str, np.ndarray], store: Store, unread: list[str]):
+        self._known, self._store, self._unread = known, store, unread
+
+    def __getitem__(self, image: str) -> np.ndarray:
+        if image not in self._known and self._unread and image in self._unread:
+            self._known.update(self._store.image_vectors(self._unread))
+            self._unread = []
+        return self._known[image]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys([*self._known, *self._unread]))
+
+    def __len__(self) -> int:
+        return len(dict.fromkeys([*self._known, *self._unread]))
 
 
 def passes(query: Query, meta: dict) -> bool:
@@ -160,11 +186,15 @@ def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords:
     named = keywords.exact(query.text)[:MAX_PINNED] if keywords is not None and query.text else []
     context.found = {name: future.result() for name, future in finding.items()}
     found = set(named).union(*context.found.values())
-    # Vectors only (no metadata): the filter also applies to keyword and name matches; deleted ids drop out.
-    context.vectors = store.image_vectors(list(found), query.where)
+    # The image signal's finds come from vector queries under the filter, with their exact image scores: they
+    # exist and pass it. The others' vectors are read (no metadata): the filter also applies to keyword and
+    # name matches, deleted ids drop out, and their image scores need the vectors.
+    near = context.found.get("image") or {}
+    context.vectors = store.image_vectors([i for i in found if i not in near], query.where)
+    context.candidates = [*near, *context.vectors]
     best_frames(context)
-    scores = score_all(context, taking_part, list(context.vectors))
-    return Candidates(scores, context.best_caption, sorted(i for i in named if i in context.vectors),
+    scores = score_all(context, taking_part, context.candidates)
+    return Candidates(scores, context.best_caption, sorted(i for i in named if i in scores),
                       relevance_of(context, taking_part, scores), context.vectors, use_image, moments=context.moments)
 
 

@@ -81,7 +81,8 @@ class Context:
     background: Background = field(default_factory=Background.empty)  # the library sample relevance is measured on
     exhaustive: bool = False
     found: dict[str, Any] = field(default_factory=dict)  # signal name -> what its ``find`` returned
-    vectors: dict[str, np.ndarray] = field(default_factory=dict)  # the candidates' image vectors
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)  # image vectors of candidates the image signal did not score
+    candidates: list[str] = field(default_factory=list)  # the ids scored: they exist and pass the query's filter
     best_caption: dict[str, int] = field(default_factory=dict)  # image id -> number of its best caption
     moments: dict[str, float] = field(default_factory=dict)  # video id -> time (s) of its best frame; its vector is that frame's
     memo: dict[str, Any] = field(default_factory=dict)  # per-query work a signal reuses between find and score
@@ -114,8 +115,9 @@ class Signal:
         return ()
 
     def score(self, context: Context, ids: Sequence[str]) -> Scored | None:
-        """Exact scores of ``ids`` (all with image vectors in ``context.vectors``); None when the signal has
-        nothing to say for this query (then it is left out of the hits' scores)."""
+        """Exact scores of ``ids`` (each with its image vector in ``context.vectors``, unless the image signal found
+        it with its score); None when the signal has nothing to say for this query (then it is left out of the
+        hits' scores)."""
         raise NotImplementedError
 
     def relevance(self, context: Context, scores: Scored) -> dict[str, float] | None:

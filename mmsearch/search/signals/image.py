@@ -41,12 +41,12 @@ class ImageSignal(Signal):
 
 
 def best_frames(context: Context) -> None:
-    """Give each candidate video (in ``context.vectors``) the vector of its frame nearest to the query, and
-    record that frame's time in ``context.moments``."""
-    if not context.use_image or not context.vectors:
+    """Give each candidate video (``context.candidates``) the vector of its frame nearest to the query, in
+    ``context.vectors``, and record that frame's time in ``context.moments``."""
+    if not context.use_image or not context.candidates:
         return
     vector = np.asarray(context.query.vector, dtype=np.float32)
-    for video, (times, vectors) in context.store.frame_sets(list(context.vectors)).items():
+    for video, (times, vectors) in context.store.frame_sets(context.candidates).items():
         best = int(np.argmax(vectors @ vector))
         context.vectors[video] = vectors[best]
         context.moments[video] = float(times[best])
