@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import mmsearch  # noqa: E402, F401, I001  first, before numpy (OpenBLAS thread timeout)
 import numpy as np  # noqa: E402
+from host import machine  # noqa: E402
 
 QUERIES = ["a red bicycle", "一只在沙发上睡觉的猫", "ein Hund am Strand", "receipt from the bakery", "出口",
            "snowy mountains at dawn", "a plate of pasta", "the gate for boarding"]
@@ -96,7 +97,7 @@ def main() -> None:
             engine.keyword_index()  # built once (and cached in keywords.npz) before the clock
             results[weight] = latency(engine, queries), cold_search(db, {"MMSEARCH_SPARSE_WEIGHT": str(weight)})
     print(f"{args.n:,} images, one caption each; filled in {filled:.0f} s; {len(queries)} queries, "
-          f"{os.cpu_count()} CPUs\n")
+          f"{machine()}\n")
     print(f"{'text query':<44} {'warm p50 ms':>12} {'p99 ms':>8} {'cold start s':>13}")
     for weight, label in ((0.25, "text model + BGE-M3 dense + sparse"), (0.0, "text model + BGE-M3 dense only")):
         (p50, p99), start = results[weight]

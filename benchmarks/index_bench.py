@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from host import machine
+
 ROOT = Path(__file__).resolve().parent.parent
 PHONE, SMALL = (4032, 3024), (640, 480)
 
@@ -145,7 +147,7 @@ def main() -> None:
             sys.exit(f"{name} failed:\n{out.stderr[-3000:]}")
         results[name] = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"{args.images} images ({args.images // 3 + (args.images % 3 > 0)} of them 4032x3024 JPEGs), "
-          f"ViT-B-32 fp32, {os.cpu_count()} CPUs, torch threads {args.threads or 'default'}\n")
+          f"ViT-B-32 fp32, {machine()}, torch threads {args.threads or 'default'}\n")
     print(f"{'path':<10} {'images/s':>9} {'vs chroma':>10} {'vs model':>9} {'peak RSS MB':>12}")
     for name, r in results.items():
         vs_chroma = r["rate"] / results["chroma"]["rate"] if "chroma" in results else float("nan")

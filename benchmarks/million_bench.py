@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import mmsearch  # noqa: E402, F401, I001  first, before numpy: it sets OpenBLAS's thread timeout
 import numpy as np  # noqa: E402
+from host import machine  # noqa: E402
 
 DIM, LATENT, BATCH = 512, 64, 1000
 WORDS = ["a bicycle", "a cat", "the sea", "a rocket", "a birthday cake", "snow", "a red car", "the mountains"]
@@ -317,7 +318,7 @@ def main() -> None:
         size = disk(db)
     gb = 1024 ** 3
     print(f"\n{args.n:,} images ({DIM}-d), {filled.get('captions', 'kept')} captions, embedded Chroma, "
-          f"{os.cpu_count()} CPUs")
+          f"{machine()}")
     print(f"  fill: {filled['fill_rate']:.0f} images/s ({filled.get('fill_s', float('nan')):.0f} s), "
           f"peak RSS {filled['fill_rss'] / gb:.2f} GB; on disk {size / gb:.2f} GB")
     how = "read from keywords.npz" if served["keywords_kept"] else "built from every record, as the end of an index run does"

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import mmsearch  # noqa: E402, F401, I001  first, before numpy: it sets OpenBLAS's thread timeout (see mmsearch/__init__)
 import numpy as np  # noqa: E402
+from host import machine  # noqa: E402
 
 DIM, LATENT, BATCH = 512, 64, 1000
 
@@ -228,7 +229,7 @@ def main() -> None:
                 server.terminate()
                 server.wait(timeout=60)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\n{args.n} images + {args.n} captions, {DIM}-d, {args.queries} queries, {os.cpu_count()} CPUs\n")
+    print(f"\n{args.n} images + {args.n} captions, {DIM}-d, {args.queries} queries, {machine()}\n")
     print(f"{'store':<10} {'ingest img/s':>13} {'recall@10':>10} {'p50 ms':>8} {'p99 ms':>8}")
     for name, rate, recall, p50, p99 in rows:
         print(f"{name:<10} {rate:13.0f} {recall:10.3f} {p50:8.1f} {p99:8.1f}")
