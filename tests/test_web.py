@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from helpers import CAMERA, free_port, names, served
-from mmsearch_web.app import indexing_allowed, is_loopback, launch
+from mmsearch_web.app import folder_choices, indexing_allowed, is_loopback, launch
 from mmsearch_web.views import SearchForm, hit_details, parse_auth, run_search
 from PIL import Image
 
@@ -352,3 +352,17 @@ def test_a_decompression_bomb_upload_gets_a_sentence(site, client):
                      + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
     with pytest.raises(AppError, match="too many pixels|exceeds the"):
         client.predict("", handle_file(str(bomb)), api_name="/search")
+
+
+def test_a_library_with_more_folders_than_the_page_lists_offers_its_largest():
+    """At a million photos, listing every folder made each search on the page take seconds: past the limit the
+    page lists the folders holding the most photos (the years before the days), still in path order."""
+    years = ["/p/2019", "/p/2020"]
+    days = [f"{year}/{day:03d}" for year in years for day in range(300)]
+    counts = {**dict.fromkeys(years, 300), **{day: 2 if day.endswith("7") else 1 for day in days}}
+    facets = {"folders": sorted(years + days), "folder_counts": counts}
+    assert [value for _, value in folder_choices(facets, limit=1000)] == sorted(years + days)
+    shown = [value for _, value in folder_choices(facets, limit=50)]
+    assert len(shown) == 50 and shown == sorted(shown) and set(years) <= set(shown)
+    assert all(counts[folder] == 2 for folder in shown if folder not in years)
+    assert folder_choices(facets, limit=50)[0] == ("/p/2019 (300)", "/p/2019")
