@@ -81,7 +81,8 @@ class Context:
     background: Background = field(default_factory=Background.empty)  # the library sample relevance is measured on
     exhaustive: bool = False
     found: dict[str, Any] = field(default_factory=dict)  # signal name -> what its ``find`` returned
-    vectors: dict[str, np.ndarray] = field(default_factory=dict)  # image vectors of candidates the image signal did not score
+    # image vectors read for the candidates the image signal did not find, and each candidate video's best frame
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
     candidates: list[str] = field(default_factory=list)  # the ids scored: they exist and pass the query's filter
     best_caption: dict[str, int] = field(default_factory=dict)  # image id -> number of its best caption
     moments: dict[str, float] = field(default_factory=dict)  # video id -> time (s) of its best frame; its vector is that frame's
