@@ -28,7 +28,7 @@ from .keywords import image_text, tokenize
 from .query import Query
 from .relevance import Background, combine
 from .signals import Context, Signal, rounded
-from .signals.image import best_frames
+from .signals.image import ImageSignal, best_frames
 
 if TYPE_CHECKING:
     from ..store.client import Store
@@ -189,7 +189,7 @@ def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords:
     # The image signal's finds come from vector queries under the filter, with their exact image scores: they
     # exist and pass it. The others' vectors are read (no metadata): the filter also applies to keyword and
     # name matches, deleted ids drop out, and their image scores need the vectors.
-    near = context.found.get("image") or {}
+    near = context.found.get(ImageSignal.name) or {}
     context.vectors = store.image_vectors([i for i in found if i not in near], query.where)
     context.candidates = [*near, *context.vectors]
     best_frames(context)
