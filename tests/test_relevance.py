@@ -165,7 +165,7 @@ def test_copies_the_image_query_found_fold_by_their_stored_vectors(copies, tmp_p
     engine = SearchEngine(tmp_path / "db", config=tiny_config, encoders=tiny_encoders)
     engine.index([copies])
     stored = engine.store.image_vectors(engine.store.image_ids())
-    paths = {i: Path(m["path"]).name for i, m in engine.store.image_metadata(list(stored)).items()}
+    metadata = engine.store.image_metadata(list(stored))
     engine.search("a first search", k=7)  # loads what every search shares (the library sample)
     reads, cosines, real_read, real_rule = [], {}, Store.image_vectors, collapse_module.same_photo
 
@@ -182,9 +182,10 @@ def test_copies_the_image_query_found_fold_by_their_stored_vectors(copies, tmp_p
     plain = engine.search("rocket launch", k=7)
     assert len(plain) == 7 and reads and not any(reads)  # every photo came from the image query: none read back
     folded = engine.search("rocket launch", k=7, collapse=True)
-    assert len(folded) == 4 and sorted(Path(p).name for h in folded for p in [h.path, *h.similar]) == sorted(paths.values())
+    names = sorted(Path(m["path"]).name for m in metadata.values())
+    assert len(folded) == 4 and sorted(Path(p).name for h in folded for p in [h.path, *h.similar]) == names
     assert cosines and None not in cosines.values()
-    by_hash = {engine.store.image_metadata([i])[i]["sha256"]: v for i, v in stored.items()}
+    by_hash = {metadata[i]["sha256"]: v for i, v in stored.items()}
     for (a, b), cosine in cosines.items():
         if a != b:
             assert cosine == pytest.approx(float(by_hash[a] @ by_hash[b]), abs=1e-6)
