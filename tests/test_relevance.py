@@ -4,6 +4,7 @@ nothing, and copies of one photo folded into one hit."""
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from PIL import Image
 
 from mmsearch import Config, SearchEngine
 from mmsearch.cli import main
+from mmsearch.ids import image_id
 from mmsearch.search.keywords import KeywordIndex, query_tokens
 from mmsearch.search.ocr_matcher import OcrMatcher
 from mmsearch.search.relevance import ALPHA, combine, lexical, tail
@@ -170,7 +172,8 @@ def test_copies_the_image_query_found_fold_by_their_stored_vectors(copies, tmp_p
     reads, cosines, real_read, real_rule = [], {}, Store.image_vectors, collapse_module.same_photo
 
     def read(store, ids, where=None):
-        reads.append(list(ids))
+        if not threading.current_thread().name.startswith("mmsearch-query"):  # not a find's own read
+            reads.append(list(ids))
         return real_read(store, ids, where)
 
     def rule(a, b, cosine=None, **kwargs):
@@ -189,6 +192,41 @@ def test_copies_the_image_query_found_fold_by_their_stored_vectors(copies, tmp_p
     for (a, b), cosine in cosines.items():
         if a != b:
             assert cosine == pytest.approx(float(by_hash[a] @ by_hash[b]), abs=1e-6)
+
+
+def test_the_other_finds_vectors_are_read_while_the_image_query_runs(copies, tmp_path, tiny_config, tiny_encoders,
+                                                                     monkeypatch):
+    """A keyword find's vector is read on its own query thread before the image query (the slowest find) is done;
+    that read applies the filter, so a name match outside the asked folder is no candidate."""
+    from mmsearch.store.client import Store
+
+    (copies / "kept").mkdir()
+    for name in ("coffee.png", "flower.jpg"):
+        shutil.move(copies / name, copies / "kept" / name)
+    engine = SearchEngine(tmp_path / "db", config=tiny_config, encoders=tiny_encoders)
+    engine.index([copies])
+    engine.search("a first search", k=7)  # loads what every search shares (the library sample)
+    rocket = image_id(str(copies / "rocket.jpg"))
+    read_on_a_find = threading.Event()
+    waits, real_query, real_read = [], Store.query_images, Store.image_vectors
+
+    def read(store, ids, where=None):
+        if rocket in ids and threading.current_thread().name.startswith("mmsearch-query"):
+            read_on_a_find.set()
+        return real_read(store, ids, where)
+
+    def query(store, vector, n, where):
+        waits.append(read_on_a_find.wait(timeout=60))  # set at once by the keyword find's thread
+        return real_query(store, vector, n, where)
+
+    monkeypatch.setattr(Store, "image_vectors", read)
+    monkeypatch.setattr(Store, "query_images", query)
+    everywhere = engine.search("rocket", k=7, collapse=False)
+    assert waits == [True] and rocket in {image_id(h.path) for h in everywhere}
+    assert any(h.scores.get("keyword") for h in everywhere)  # the keyword signal found the rockets by name
+    read_on_a_find.clear()
+    kept = engine.search("rocket", k=7, folder=copies / "kept", collapse=False)
+    assert waits == [True, True] and sorted(Path(h.path).name for h in kept) == ["coffee.png", "flower.jpg"]
 
 
 def test_the_command_line_folds_copies_unless_told_not_to(copies, tmp_path, capsys):

@@ -10,7 +10,7 @@ cross-encoder reading the query with the image's captions) reorders the fused to
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import PurePath
@@ -182,20 +182,41 @@ def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords:
     context = Context(store, query, pool, use_image, keywords, ocr, background=background or Background.empty())
     taking_part = [s for s in signals.registered() if s.takes_part(context)]
     # The finds run at once: vector queries release the GIL (Chroma), the keyword search runs meanwhile.
-    finding = {s.name: _executor().submit(s.find, context) for s in taking_part}
+    finding = {s.name: _executor().submit(_find, s, context) for s in taking_part}
     named = keywords.exact(query.text)[:MAX_PINNED] if keywords is not None and query.text else []
-    context.found = {name: future.result() for name, future in finding.items()}
-    found = set(named).union(*context.found.values())
-    # The image signal's finds come from vector queries under the filter, with their exact image scores: they
-    # exist and pass it. The others' vectors are read (no metadata): the filter also applies to keyword and
-    # name matches, deleted ids drop out, and their image scores need the vectors.
+    results = {name: future.result() for name, future in finding.items()}
+    context.found = {name: result.found for name, result in results.items()}
     near = context.found.get(ImageSignal.name) or {}
-    context.vectors = store.image_vectors([i for i in found if i not in near], query.where)
+    asked = {i for result in results.values() for i in result.asked}
+    read = {i: v for result in results.values() for i, v in result.vectors.items() if i not in near}
+    rest = [i for i in set(named).union(*context.found.values()) if i not in near and i not in asked]
+    context.vectors = {**read, **store.image_vectors(rest, query.where)}
     context.candidates = [*near, *context.vectors]
     best_frames(context)
     scores = score_all(context, taking_part, context.candidates)
     return Candidates(scores, context.best_caption, sorted(i for i in named if i in scores),
                       relevance_of(context, taking_part, scores), context.vectors, use_image, moments=context.moments)
+
+
+@dataclass(frozen=True)
+class _Found:
+    """One signal's finds, and the vectors of those ``asked`` for (the ids that exist and pass the filter)."""
+
+    found: Iterable[str]
+    asked: list[str]
+    vectors: dict[str, np.ndarray]
+
+
+def _find(signal: Signal, context: Context) -> _Found:
+    """A signal's finds, on a query thread. The image signal's come from vector queries under the filter, with
+    their exact image scores: they exist and pass it. Any other signal's finds get their vectors read here (no
+    metadata), while the images' vector query, the slowest find, still runs: the filter also applies to keyword
+    and name matches, deleted ids drop out, and their image scores need the vectors."""
+    found = signal.find(context)
+    if signal.name == ImageSignal.name:
+        return _Found(found, [], {})
+    asked = list(found)
+    return _Found(found, asked, context.store.image_vectors(asked, context.query.where))
 
 
 def relevance_of(context: Context, taking_part: list[Signal], scores: dict[str, Scores]) -> dict[str, float]:
