@@ -194,6 +194,26 @@ def test_copies_the_image_query_found_fold_by_their_stored_vectors(copies, tmp_p
             assert cosine == pytest.approx(float(by_hash[a] @ by_hash[b]), abs=1e-6)
 
 
+def test_vectors_of_reads_the_missing_ones_once_and_lists_only_those_that_exist():
+    from mmsearch.search.ranking import Candidates
+
+    class Store:
+        reads: list[list[str]] = []
+
+        def image_vectors(self, ids, where=None):
+            self.reads.append(list(ids))
+            return {i: np.full(2, float(n)) for n, i in enumerate(ids) if i != "deleted"}
+
+    store = Store()
+    vectors = Candidates({}, {}, [], vectors={"a": np.ones(2), "other": np.ones(2)}).vectors_of(store, ["a", "b", "deleted"])
+    assert vectors.get("a") is not None and vectors.get("other") is None and store.reads == []  # known, or not asked for
+    assert vectors.get("b") is not None and store.reads == [["b", "deleted"]]  # the missing ones, in one read
+    assert vectors.get("deleted") is None and store.reads == [["b", "deleted"]]  # not read again
+    assert list(vectors) == ["a", "b"] and len(vectors) == 2
+    fresh = Candidates({}, {}, [], vectors={}).vectors_of(store, ["deleted", "c"])
+    assert list(fresh) == ["c"] and store.reads[-1] == ["deleted", "c"]  # listing reads first
+
+
 def test_the_other_finds_vectors_are_read_while_the_image_query_runs(copies, tmp_path, tiny_config, tiny_encoders,
                                                                      monkeypatch):
     """A keyword find's vector is read on its own query thread before the image query (the slowest find) is done;

@@ -68,7 +68,7 @@ class Candidates:
         """Image vectors of ``ids``. Those not read with the candidates (the image signal's own finds) are read
         in one go when one of them is first asked for, and kept: the duplicate rule needs a cosine only for
         pairs that already look alike, so most searches read none."""
-        return _OnDemand(self.vectors, store, [i for i in ids if i not in self.vectors])
+        return _OnDemand(self.vectors, store, ids)
 
 
 def order(store: Store, query: Query, found: Candidates, rule: str = DEFAULT_RULE,
@@ -133,22 +133,31 @@ def by_date(groups: list[tuple[str, list[str]]], metadata: dict[str, dict], sort
 
 
 class _OnDemand(Mapping[str, np.ndarray]):
-    """``known`` vectors, and those of ``unread`` ids read from the store into ``known`` on first need."""
+    """The vectors of ``ids`` that exist: those in ``known``, and the others read from the store into ``known``, all
+    in one read, when one of them is first asked for (or the mapping is listed)."""
 
-    def __init__(self, known: dict[str, np.ndarray], store: Store, unread: list[str]):
-        self._known, self._store, self._unread = known, store, unread
+    def __init__(self, known: dict[str, np.ndarray], store: Store, ids: list[str]):
+        self._known, self._store, self._ids = known, store, list(dict.fromkeys(ids))
+        self._wanted, self._unread = set(self._ids), [i for i in self._ids if i not in known]
 
     def __getitem__(self, image: str) -> np.ndarray:
-        if image not in self._known and self._unread and image in self._unread:
-            self._known.update(self._store.image_vectors(self._unread))
-            self._unread = []
+        if image not in self._wanted:
+            raise KeyError(image)
+        if image not in self._known:
+            self._read()
         return self._known[image]
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(dict.fromkeys([*self._known, *self._unread]))
+    def __iter__(self) -> Iterator[str]:  # an unread id may have been deleted meanwhile: read first
+        self._read()
+        return iter([i for i in self._ids if i in self._known])
 
     def __len__(self) -> int:
-        return len(dict.fromkeys([*self._known, *self._unread]))
+        return sum(1 for _ in self)
+
+    def _read(self) -> None:
+        if self._unread:
+            self._known.update(self._store.image_vectors(self._unread))
+            self._unread = []
 
 
 def passes(query: Query, meta: dict) -> bool:
