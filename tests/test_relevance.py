@@ -198,7 +198,8 @@ def test_vectors_of_reads_the_missing_ones_once_and_lists_only_those_that_exist(
     from mmsearch.search.ranking import Candidates
 
     class Store:
-        reads: list[list[str]] = []
+        def __init__(self):
+            self.reads: list[list[str]] = []
 
         def image_vectors(self, ids, where=None):
             self.reads.append(list(ids))
