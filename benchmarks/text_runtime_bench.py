@@ -1,6 +1,7 @@
-"""Query text encoding, side by side in one run: the numpy runtime (``mmsearch/encoders/lean.py``), ONNX
-Runtime on an export of the same sentence-transformers model (plain and with ORT's transformer
-fusions), and SentenceTransformer itself.
+"""Query text encoding, side by side in one run: the torch-free runtime (``mmsearch/encoders/lean.py``) as
+``auto`` runs it (its layers in one ONNX Runtime graph, ``mmsearch/encoders/ort_layers.py``) and with its
+layers in numpy, ONNX Runtime on an export of the same sentence-transformers model (plain and with ORT's
+transformer fusions), and SentenceTransformer itself.
 
     .venv/bin/pip install onnx          # the exporter needs it; mmsearch does not
     .venv/bin/python benchmarks/text_runtime_bench.py                     # packaged MiniLM + a model shaped
@@ -28,7 +29,7 @@ import json, os, sys, time
 kind, model, onnx_path = sys.argv[1:4]
 os.environ["HF_HUB_OFFLINE"] = "1"
 start = time.perf_counter()
-if kind == "numpy" or kind == "torch":
+if kind in ("auto", "numpy", "torch"):
     from mmsearch.encoders.sentence import SentenceEncoder
     encode = SentenceEncoder(model, runtime=kind).encode_texts
 else:
@@ -119,8 +120,10 @@ def main() -> None:
         plain, fused = export(model, work)
         print(f"\n{title}")
         print(f"{'runtime':<22} {'load s':>7} {'first ms':>9} {'p50 ms':>7} {'p90 ms':>7} {'RSS MB':>7}")
-        for kind, path in (("numpy", ""), ("onnx", str(plain)), ("onnx-fused", str(fused)), ("torch", "")):
-            r = measure("onnx" if kind.startswith("onnx") else kind, model, path)
+        runners = (("auto: layers in ORT", "auto", ""), ("numpy", "numpy", ""), ("onnx export", "onnx", str(plain)),
+                   ("onnx export, fused", "onnx", str(fused)), ("torch", "torch", ""))
+        for kind, runner, path in runners:
+            r = measure(runner, model, path)
             print(f"{kind:<22} {r['load']:>7.2f} {r['first'] * 1000:>9.1f} {r['p50'] * 1000:>7.1f} "
                   f"{r['p90'] * 1000:>7.1f} {r['rss']:>7.0f}")
 

@@ -212,10 +212,10 @@ def render_text_photo(path: Path, lines: list[str], *, size: tuple[int, int] = (
 
 
 def tiny_sentence_model(folder: Path, minilm: str, arch: str, pooling: str, dense: dict | None = None,
-                        hidden: int = 64, normalize: bool = False) -> Path:
+                        hidden: int = 64, normalize: bool = False, activation: str = "gelu") -> Path:
     """A small sentence-transformers folder with random weights: ``arch`` ``bert`` (M3E-shaped with mean
     pooling), ``distilbert`` or ``xlmr`` (BGE-M3-shaped with CLS pooling and ``normalize``), the MiniLM
-    tokenizer, ``pooling`` mode, optional Dense layer (to 32 dims)."""
+    tokenizer, ``pooling`` mode, optional Dense layer (to 32 dims), the layers' ``activation``."""
     import torch
     from sentence_transformers import SentenceTransformer, models
     from transformers import (
@@ -233,13 +233,15 @@ def tiny_sentence_model(folder: Path, minilm: str, arch: str, pooling: str, dens
     vocab = 30522  # the MiniLM tokenizer's
     if arch == "bert":
         model = BertModel(BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=2, num_attention_heads=4,
-                                     intermediate_size=128), add_pooling_layer=False)
+                                     intermediate_size=128, hidden_act=activation), add_pooling_layer=False)
     elif arch == "distilbert":
-        model = DistilBertModel(DistilBertConfig(vocab_size=vocab, dim=hidden, n_layers=2, n_heads=4, hidden_dim=128))
+        model = DistilBertModel(DistilBertConfig(vocab_size=vocab, dim=hidden, n_layers=2, n_heads=4, hidden_dim=128,
+                                                 activation=activation))
     else:
         model = XLMRobertaModel(XLMRobertaConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=2,
                                                  num_attention_heads=4, intermediate_size=128, pad_token_id=0,
-                                                 max_position_embeddings=80), add_pooling_layer=False)
+                                                 max_position_embeddings=80, hidden_act=activation),
+                                add_pooling_layer=False)
     with torch.no_grad():  # random LayerNorm and bias values, so that a wrong parameter shows
         for name, param in model.named_parameters():
             if "LayerNorm" in name or "layer_norm" in name or name.endswith("bias"):

@@ -1,4 +1,5 @@
-"""The numpy text runtime gives sentence-transformers' own vectors, and falls back to it for anything else."""
+"""The torch-free text runtime (layers in onnxruntime or numpy) gives sentence-transformers' own vectors, and
+falls back to it for anything else."""
 
 from __future__ import annotations
 
@@ -32,28 +33,29 @@ def _assert_same(got: np.ndarray, want: np.ndarray) -> None:
     assert np.sum(got * want, axis=1).min() >= 0.9999
 
 
-def test_packaged_minilm_runs_in_numpy_with_sentence_transformers_vectors(minilm):
+def test_packaged_minilm_runs_without_torch_with_sentence_transformers_vectors(minilm):
     encoder = SentenceEncoder(minilm)
-    assert encoder.runtime == "numpy" and encoder.dim == 384
+    assert encoder.runtime == "onnxruntime" and encoder.dim == 384
     _assert_same(encoder.encode_texts(TEXTS), _reference(minilm, TEXTS))
     # batching and the length sort do not change a text's vector
     alone = np.vstack([encoder.encode_texts([t]) for t in TEXTS])
     np.testing.assert_allclose(alone, encoder.encode_texts(TEXTS), atol=1e-5)
 
 
+@pytest.mark.parametrize("runtime", ["numpy", "auto"])
 @pytest.mark.parametrize(("arch", "pooling", "dense"), [
     ("bert", "cls", {"bias": True}),  # Dense with the default tanh
     ("distilbert", "mean", {"bias": False, "activation_function": "identity"}),  # the shape of the default model
     ("xlm-roberta", "max", None),  # positions offset past the padding index
 ])
-def test_bert_family_folders_give_sentence_transformers_vectors(minilm, tmp_path, arch, pooling, dense):
+def test_bert_family_folders_give_sentence_transformers_vectors(minilm, tmp_path, arch, pooling, dense, runtime):
     if dense and dense.get("activation_function") == "identity":
         import torch
 
         dense["activation_function"] = torch.nn.Identity()
     folder = tiny_sentence_model(tmp_path, minilm, arch, pooling, dense)
-    encoder = SentenceEncoder(str(folder), runtime="numpy")
-    assert encoder.runtime == "numpy" and encoder.dim == (32 if dense else 64)
+    encoder = SentenceEncoder(str(folder), runtime=runtime)
+    assert encoder.runtime == {"numpy": "numpy", "auto": "onnxruntime"}[runtime] and encoder.dim == (32 if dense else 64)
     _assert_same(encoder.encode_texts(TEXTS), _reference(folder, TEXTS))
 
 
@@ -101,7 +103,7 @@ def test_a_text_query_imports_neither_torch_nor_sentence_transformers(make_engin
     assert loaded == "[]"
 
 
-def test_a_hub_id_already_in_the_cache_runs_in_numpy_without_network(minilm, tmp_path, monkeypatch):
+def test_a_hub_id_already_in_the_cache_runs_without_torch_or_network(minilm, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     snapshot = tmp_path / "hub" / "models--someone--caption-model" / "snapshots" / "0123abcd"
     shutil.copytree(minilm, snapshot)
@@ -110,5 +112,5 @@ def test_a_hub_id_already_in_the_cache_runs_in_numpy_without_network(minilm, tmp
 
     encoder = SentenceEncoder("someone/caption-model", cache_dir=str(tmp_path / "hub"))
 
-    assert encoder.runtime == "numpy" and encoder.model_id == "sentence-transformers:someone/caption-model"
+    assert encoder.runtime == "onnxruntime" and encoder.model_id == "sentence-transformers:someone/caption-model"
     _assert_same(encoder.encode_texts(TEXTS), _reference(minilm, TEXTS))

@@ -41,10 +41,10 @@ def test_the_head_is_read_without_torch_as_torch_saved_it(tmp_path):
         assert np.array_equal(read[name], tensor.float().contiguous().numpy()), name
 
 
-@pytest.mark.parametrize("runtime", ["numpy", "torch"])
+@pytest.mark.parametrize("runtime", ["auto", "numpy", "torch"])
 def test_lexical_weights_equal_flagembeddings(bge_m3, reference, runtime):
     encoder = SentenceEncoder(bge_m3, runtime=runtime)
-    assert encoder.runtime == runtime and encoder.has_lexical
+    assert encoder.runtime == {"auto": "onnxruntime"}.get(runtime, runtime) and encoder.has_lexical
     vectors, got = encoder.encode_with_lexical(TEXTS)
     want = reference.encode(TEXTS, return_dense=True, return_sparse=True)
     assert np.abs(vectors - want["dense_vecs"]).max() < 1e-5

@@ -1,9 +1,10 @@
 """Run a sentence-transformers model folder without importing sentence-transformers or torch.
 
 Reads ``modules.json`` (Transformer → Pooling → Dense* → Normalize), tokenizes with the Rust ``tokenizers``
-library and runs the encoder with :mod:`.numpy_bert`. A query then starts in about a second instead of
-the five or more that importing sentence-transformers (scikit-learn, scipy, pandas, torch, transformers)
-takes. Folders using anything else raise :class:`Unsupported`; the caller then loads SentenceTransformer.
+library and runs the encoder with :mod:`.numpy_bert` (its layers in onnxruntime where it takes them). A
+query then starts in about a second instead of the five or more that importing sentence-transformers
+(scikit-learn, scipy, pandas, torch, transformers) takes. Folders using anything else raise
+:class:`Unsupported`; the caller then loads SentenceTransformer.
 """
 
 from __future__ import annotations
@@ -112,9 +113,10 @@ def max_length(folder: Path, config: dict[str, Any]) -> int:
 
 
 class LeanSentenceModel:
-    """A sentence-transformers folder run in numpy; ``encode`` returns unnormalised sentence vectors."""
+    """A sentence-transformers folder run without torch; ``encode`` returns unnormalised sentence vectors.
+    ``accelerate``: the encoder's layers in onnxruntime where it takes them (``NumpyBert``)."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, accelerate: bool = True):
         steps = [(entry["type"].rsplit(".", 1)[-1], folder / entry.get("path", ""))
                  for entry in json.loads((folder / "modules.json").read_text(encoding="utf-8"))]
         kinds = [kind for kind, _ in steps]
@@ -124,7 +126,7 @@ class LeanSentenceModel:
             raise Unsupported("a default prompt")
         transformer = steps[0][1]
         config = _json(transformer / "config.json")
-        self.encoder = NumpyBert(transformer)
+        self.encoder = NumpyBert(transformer, accelerate)
         if _json(transformer / "sentence_bert_config.json").get("do_lower_case"):
             # sentence-transformers versions differ here (str.lower() vs the tokenizer's own lowercasing,
             # which may also strip accents): leave such models to it.

@@ -54,7 +54,9 @@ class SentenceEncoder:
     """Embeds texts with a sentence-transformers model.
 
     On the CPU, BERT-family folders (BERT, DistilBERT, XLM-R; mean/CLS/max pooling; Dense; Normalize) run
-    in numpy (:mod:`.lean`) unless ``runtime`` is ``"torch"``; ``runtime`` reports which one loaded.
+    without torch (:mod:`.lean`) unless ``runtime`` is ``"torch"``: their layers in onnxruntime, or in
+    numpy where it refuses them or ``runtime`` is ``"numpy"``. ``runtime`` reports which one loaded:
+    ``"onnxruntime"``, ``"numpy"`` or ``"torch"``.
 
     Args:
         text_model: model id on the hub, a local model folder, or ``"minilm"`` (packaged MiniLM).
@@ -74,9 +76,10 @@ class SentenceEncoder:
         self.lean: LeanSentenceModel | None = None
         folder = cached_folder(source, cache_dir)
         if runtime != "torch" and device == "cpu":
-            self.lean = _load_lean(source, folder, strict=runtime == "numpy")
+            self.lean = _load_lean(source, folder, strict=runtime == "numpy", accelerate=runtime == "auto")
         if self.lean is not None:
-            self.runtime, self.dim = "numpy", self.lean.dim
+            self.runtime = "onnxruntime" if self.lean.encoder.accelerated else "numpy"
+            self.dim = self.lean.dim
         else:
             self.runtime = "torch"
             self._load_sentence_transformer(text_model, source, device, cache_dir)
@@ -155,13 +158,13 @@ def cached_folder(source: str, cache_dir: str | None) -> Path | None:
     return None
 
 
-def _load_lean(source: str, folder: Path | None, strict: bool) -> LeanSentenceModel | None:
-    """The numpy runtime for ``source`` (in ``folder``, ``cached_folder``'s answer), or None (with ``strict``,
-    an error) when it does not apply."""
+def _load_lean(source: str, folder: Path | None, strict: bool, accelerate: bool) -> LeanSentenceModel | None:
+    """The torch-free runtime for ``source`` (in ``folder``, ``cached_folder``'s answer), or None (with
+    ``strict``, an error) when it does not apply."""
     try:
         if folder is None:
             raise Unsupported("not downloaded yet")
-        return LeanSentenceModel(folder)
+        return LeanSentenceModel(folder, accelerate)
     except (Unsupported, OSError, ValueError, KeyError) as exc:
         if strict:
             raise ModelLoadError(f"text model {source!r} cannot run with text_runtime 'numpy': {first_line(exc)}; "
