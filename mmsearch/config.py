@@ -122,7 +122,7 @@ class Config:
         device: torch device.
         text_runtime: How the text model runs on the CPU: ``"auto"`` runs BERT-family sentence-transformers
             folders without torch (a query starts in about a second, same vectors to 1e-6), their layers in
-            onnxruntime (0.4x numpy's time for a query) or else in numpy, and anything else with
+            onnxruntime (under half numpy's time for a query) or else in numpy, and anything else with
             sentence-transformers; ``"numpy"`` insists on the torch-free runtime with its layers in numpy
             (the reference), ``"torch"`` on sentence-transformers.
         batch_size: Images encoded per batch while indexing; None = 32 on the CPU, 256 on CUDA

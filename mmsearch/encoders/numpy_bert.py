@@ -143,7 +143,7 @@ def softmax(x: np.ndarray) -> np.ndarray:
 class NumpyBert:
     """A BERT-family encoder; ``__call__`` returns the last hidden states ``(batch, tokens, width)``.
 
-    The layers run in one onnxruntime session (:mod:`.ort_layers`, 0.41x the time for a query) unless
+    The layers run in one onnxruntime session (:mod:`.ort_layers`, under half the time for a query) unless
     ``accelerate`` is false or onnxruntime refuses them; ``accelerated`` says which. The embeddings, a
     lookup, stay in numpy either way.
     """

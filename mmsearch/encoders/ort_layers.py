@@ -1,11 +1,11 @@
 """A BERT-family encoder's layers as one onnxruntime graph: the same arithmetic as :mod:`.numpy_bert`'s
-numpy loop, at 0.41x its time for a query (7.1 against 17.4 ms for the default text model's shape, 9 tokens,
+numpy loop, at under half its time for a query (11.2 against 23.3 ms for the default text model's shape,
 2 cores; ``benchmarks/text_runtime_bench.py``).
 
 A query's few token rows make every product a matrix-vector one, bound by reading the weights: OpenBLAS reads
 them at 11.5 GB/s here, onnxruntime's MLAS, on the weights it packs once, at 25 GB/s. onnxruntime is
 installed with Chroma. The graph is written with :mod:`.onnx_proto` and the weights are handed to the session
-(``add_external_initializers``), so nothing is written to disk and nothing is read twice.
+(``add_external_initializers``), so nothing is written to disk; ``NumpyBert`` then drops its own copy.
 """
 
 from __future__ import annotations
