@@ -312,7 +312,11 @@ def test_candidates_missing_from_the_caption_search_get_the_same_caption_scores(
 
     got = {h.path: (h.scores, h.caption) for h in engine.search("a cat sleeping on a sofa", k=12)}
 
-    assert got == want and any(caption for _, caption in got.values())
+    # Chroma's distance and numpy's product of the same float32 vectors differ in the last bits, which a
+    # score rounded to 6 places can show
+    assert got.keys() == want.keys() and any(caption for _, caption in got.values())
+    for path, (scores, caption) in got.items():
+        assert caption == want[path][1] and scores == pytest.approx(want[path][0], abs=2e-6)
 
 
 def test_progress_callback_counts_stored_images_without_a_progress_bar(make_engine, photos):

@@ -15,7 +15,8 @@ from helpers import tiny_sentence_model
 from mmsearch.encoders import onnx_proto as proto
 from mmsearch.encoders.lean import LeanSentenceModel
 from mmsearch.encoders.numpy_bert import NumpyBert, read_safetensors, release
-from mmsearch.encoders.ort_layers import Graph
+from mmsearch.encoders import ort_layers
+from mmsearch.encoders.ort_layers import Graph, groups
 from mmsearch.encoders.sentence import SentenceEncoder
 
 onnx = pytest.importorskip("onnx")
@@ -122,3 +123,33 @@ def test_released_weights_leave_memory_and_read_back_the_same(tmp_path):
     assert release([tensors["w"], tensors["small"], want]) >= 2 * 1024 * 1024 - 2 * 4096  # whole pages only
     assert _resident_kb(path) < before - 1900
     np.testing.assert_array_equal(tensors["w"], want)  # read from the file again
+
+
+def test_layers_are_grouped_by_their_weights_bytes():
+    assert groups([3, 3, 3, 3], 6) == [[0, 1], [2, 3]]
+    assert groups([5, 2, 9, 1, 1], 6) == [[0], [1], [2], [3, 4]]  # a layer larger than the budget: alone
+    assert groups([], 6) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux's /proc")
+def test_a_session_per_layer_gives_the_same_states_and_the_layers_file_pages_are_handed_back(minilm, tmp_path,
+                                                                                             monkeypatch):
+    folder = tiny_sentence_model(tmp_path, minilm, "distilbert", "mean", hidden=256)
+    reference = NumpyBert(folder, accelerate=False)
+    ids, mask = LeanSentenceModel(folder, accelerate=False).tokenizer(TEXTS, reference.pad_id)
+    want = reference(ids, mask)  # reads every layer's weights: their pages are resident
+    layer_kb = sum(a.nbytes for n, a in reference.weights.items() if n.startswith("transformer.layer.")) // 1024
+    assert layer_kb > 2000 and _resident_kb(folder / "model.safetensors") > layer_kb
+
+    monkeypatch.setattr(ort_layers, "GROUP_BYTES", 1)
+    fast = NumpyBert(folder)
+
+    assert fast.accelerated and len(fast.ort.sessions) == 2
+    np.testing.assert_allclose(fast(ids, mask), want, atol=2e-5)
+    # this process maps the file twice now; the layers of both are handed back (the numpy loop's too: the
+    # pages are the file's, and ``fast`` released their range in its own mapping only)
+    del reference
+    import gc
+
+    gc.collect()
+    assert _resident_kb(folder / "model.safetensors") < layer_kb // 2
