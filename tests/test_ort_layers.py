@@ -13,9 +13,9 @@ import pytest
 from helpers import tiny_sentence_model
 
 from mmsearch.encoders import onnx_proto as proto
+from mmsearch.encoders import ort_layers
 from mmsearch.encoders.lean import LeanSentenceModel
 from mmsearch.encoders.numpy_bert import NumpyBert, read_safetensors, release
-from mmsearch.encoders import ort_layers
 from mmsearch.encoders.ort_layers import Graph, groups
 from mmsearch.encoders.sentence import SentenceEncoder
 
