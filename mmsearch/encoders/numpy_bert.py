@@ -71,6 +71,8 @@ def release(arrays: Iterable[np.ndarray]) -> int:
     """Drop the resident pages of memory-mapped weights (``read_safetensors``) that a copy now stands in for,
     as they count in the process's memory; they are read from the file again if used. Returns the bytes."""
     released = 0
+    if not hasattr(mmap, "MADV_DONTNEED"):  # Windows: the pages stay until the map is closed
+        return released
     for array in arrays:
         mapping = _mapping(array)
         if mapping is None:
@@ -143,7 +145,7 @@ def softmax(x: np.ndarray) -> np.ndarray:
 class NumpyBert:
     """A BERT-family encoder; ``__call__`` returns the last hidden states ``(batch, tokens, width)``.
 
-    The layers run in one onnxruntime session (:mod:`.ort_layers`, under half the time for a query) unless
+    The layers run in onnxruntime (:mod:`.ort_layers`, under half the time for a query) unless
     ``accelerate`` is false or onnxruntime refuses them; ``accelerated`` says which. The embeddings, a
     lookup, stay in numpy either way.
     """
