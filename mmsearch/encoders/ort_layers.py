@@ -1,6 +1,6 @@
-"""A BERT-family encoder's layers as one onnxruntime graph: the same arithmetic as :mod:`.numpy_bert`'s
-numpy loop, at under half its time for a query (11.2 against 23.3 ms for the default text model's shape,
-2 cores; ``benchmarks/text_runtime_bench.py``).
+"""A BERT-family encoder's layers in onnxruntime (one graph per few layers, ``GROUP_BYTES``): the same
+arithmetic as :mod:`.numpy_bert`'s numpy loop, at under half its time for a query (11.2 against 23.3 ms
+for the default text model's shape, 2 cores; ``benchmarks/text_runtime_bench.py``).
 
 A query's few token rows make every product a matrix-vector one, bound by reading the weights: OpenBLAS reads
 them at 11.5 GB/s here, onnxruntime's MLAS, on the weights it packs once, at 25 GB/s. onnxruntime is
