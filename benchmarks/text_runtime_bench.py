@@ -1,5 +1,5 @@
 """Query text encoding, side by side in one run: the torch-free runtime (``mmsearch/encoders/lean.py``) as
-``auto`` runs it (its layers in one ONNX Runtime graph, ``mmsearch/encoders/ort_layers.py``) and with its
+``auto`` runs it (its layers in ONNX Runtime, ``mmsearch/encoders/ort_layers.py``) and with its
 layers in numpy, ONNX Runtime on an export of the same sentence-transformers model (plain and with ORT's
 transformer fusions), and SentenceTransformer itself.
 
