@@ -13,12 +13,15 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..config import available_cores
 from . import onnx_proto as proto
+
+if TYPE_CHECKING:  # numpy_bert imports this module when it makes its layers
+    from .numpy_bert import Block
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ class Graph:
         return self.add("LayerNormalization", [x, self.weight(f"{name}.g", norm[0]), self.weight(f"{name}.b", norm[1])],
                         name, axis=-1, epsilon=self.eps)
 
-    def layer(self, x: str, block: Any, n: int) -> str:
+    def layer(self, x: str, block: Block, n: int) -> str:
         """One post-norm encoder layer (``numpy_bert.NumpyBert._block``) on the 2-D rows ``x``."""
         p = f"l{n}."
         qkv = self.add("Reshape", [self.linear(x, block.qkv, block.qkv_bias, p + "qkv"), "qkv_shape"], p + "qkv5")
@@ -68,7 +71,7 @@ class Graph:
         out = self.linear(hidden, block.ffn_out, block.ffn_out_bias, p + "ffn_out")
         return self.norm(self.add("Add", [x, out], p + "residual2"), block.norm2, p + "norm2")
 
-    def model(self, blocks: Sequence[Any]) -> bytes:
+    def model(self, blocks: Sequence[Block]) -> bytes:
         """The serialized model: rows ``x`` (tokens × width), the additive attention mask ``bias``
         (batch, 1, 1, tokens) and ``qkv_shape`` (batch, tokens, 3, heads, head width) in, the last layer's
         rows out."""
@@ -99,7 +102,7 @@ class OrtLayers:
     another; ``__call__`` takes and returns the 2-D rows. ``built(indices)`` is told each group's layer
     indices once its session holds their weights."""
 
-    def __init__(self, blocks: Sequence[Any], heads: int, eps: float, activation: str,
+    def __init__(self, blocks: Sequence[Block], heads: int, eps: float, activation: str,
                  built: Callable[[list[int]], None] = lambda indices: None):
         self.heads, self.width = heads, blocks[0].out.shape[0]
         self.sessions = []
@@ -107,7 +110,7 @@ class OrtLayers:
             self.sessions.append(self._session([blocks[i] for i in indices], eps, GELU[activation]))
             built(indices)
 
-    def _session(self, blocks: Sequence[Any], eps: float, approximate: str) -> Any:
+    def _session(self, blocks: Sequence[Block], eps: float, approximate: str) -> Any:
         import onnxruntime as ort
 
         graph = Graph(self.width, self.heads, eps, approximate)
@@ -144,11 +147,11 @@ def groups(sizes: Sequence[int], budget: int) -> list[list[int]]:
     return out
 
 
-def _bytes(block: Any) -> int:
+def _bytes(block: Block) -> int:
     return sum(value.nbytes for value in vars(block).values() if isinstance(value, np.ndarray))
 
 
-def ort_layers(blocks: Sequence[Any], heads: int, eps: float, activation: str,
+def ort_layers(blocks: Sequence[Block], heads: int, eps: float, activation: str,
                built: Callable[[list[int]], None] = lambda indices: None) -> OrtLayers | None:
     """The layers in onnxruntime, or None (the numpy loop runs them) where it is missing or refuses them."""
     if activation not in GELU:
