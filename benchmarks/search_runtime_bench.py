@@ -30,6 +30,7 @@ from pathlib import Path
 sys.path[:0] = [sys.argv[4], os.path.join(sys.argv[4], "benchmarks")]
 import mmsearch  # first, before numpy: it sets OpenBLAS's thread timeout
 from index_bench import checkpoint
+from memory_bench import rss_mb
 from million_bench import WORDS, model_settings
 from store_bench import again, latency, multilingual_shaped_text_model
 db, runtime, n, workdir = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[5])
@@ -49,8 +50,7 @@ for thread in threads:
 for thread in threads:
     thread.join()
 rate = len(more) / (time.perf_counter() - start)
-rss = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS")) / 1024
-print(json.dumps({"p50": p50, "p99": p99, "again": again50, "two_threads": rate, "rss_mb": rss}))
+print(json.dumps({"p50": p50, "p99": p99, "again": again50, "two_threads": rate, "rss_mb": rss_mb()}))
 """
 
 
