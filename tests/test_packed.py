@@ -149,3 +149,9 @@ def test_entries_at_rows_are_those_asked_one_by_one():
     grown = packed.copy()
     grown.extend(["appended", "猫"])
     assert grown.at([len(ODD) + 1, 0, len(ODD)]) == ["猫", ODD[0], "appended"]
+    everything = [*ODD, "appended", "猫"]
+    for rows in ([len(ODD)], [len(ODD) + 1, len(ODD)], rng.choices(range(len(everything)), k=200)):
+        assert grown.at(rows) == [grown[n] for n in rows] == [everything[n] for n in rows]
+    ends_in_nul = PackedStrings(tail=["packed\x00"]).packed()
+    ends_in_nul.extend(["appended\x00"])
+    assert ends_in_nul.at([1, 0]) == ["appended\x00", "packed\x00"]
