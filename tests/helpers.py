@@ -393,9 +393,9 @@ def records_read_back(monkeypatch) -> list[str]:
             yield ids, metas
 
     def since(self, seq):
-        found = written_since(self, seq)
-        read.extend(i for i, _ in found)
-        return found
+        for i, meta in written_since(self, seq):
+            read.append(i)
+            yield i, meta
 
     monkeypatch.setattr(Store, "pages", every)
     monkeypatch.setattr(Store, "written_since", since)

@@ -76,6 +76,38 @@ def _same(kept: KeywordIndex, fresh: KeywordIndex) -> None:
         assert list(got) == list(want) and np.allclose(list(got.values()), list(want.values()))
 
 
+def test_changes_read_a_chunk_at_a_time_give_the_index_a_fresh_build_gives(monkeypatch):
+    """A catch-up adds what it reads ``CHUNK`` records at a time, never holding every record's metadata: an id
+    given twice (in two chunks) keeps its last metadata, and one removed and written back since is kept."""
+    import mmsearch.search.keywords as keywords
+
+    monkeypatch.setattr(keywords, "CHUNK", 3)
+    rng = random.Random(5)
+    library = {f"id{n:03d}": _meta(rng, n) for n in range(30)}
+    index = KeywordIndex.from_metadata(library.items())
+    back, gone = "id004", {"id001", "id002"}
+    written = [(i, _meta(rng, int(i[2:]))) for i in ["id010", "id011", "id012", "id013", back]]
+    written += [("id010", _meta(rng, 10)), ("id040", _meta(rng, 40)), ("id041", _meta(rng, 41))]
+    pulled, added = [], []
+    extend = KeywordIndex.extend
+    monkeypatch.setattr(KeywordIndex, "extend", lambda self, records, through=None: (
+        added.append(len(pulled)), extend(self, records, through))[1])
+
+    def reading():
+        for pair in written:
+            pulled.append(pair[0])
+            yield pair
+
+    updated = index.apply(reading(), removed=gone | {back}, through=7)
+    library.update(written)  # the last metadata of id010
+    for i in gone:
+        del library[i]
+    assert added == [3, 6, 8]  # each chunk added as it was read, the next not yet pulled
+    assert updated.through == 7 and back in updated.positions()
+    _same(updated, KeywordIndex.from_metadata(library.items()))
+    assert len(index) == 30 and "id040" not in index.positions()  # the index it was applied to is as it was
+
+
 def test_changes_applied_one_at_a_time_give_the_index_a_fresh_build_gives(tmp_path):
     rng = random.Random(3)
     library = {f"id{n:03d}": _meta(rng, n) for n in range(60)}
