@@ -125,16 +125,17 @@ class Appearing:
 
 def pages(collection: Any, include: Sequence[str] = ("metadatas",), where: dict | None = None) -> Iterator[dict]:
     """Every record of a collection (that ``where`` keeps), ``PAGE`` at a time (Chroma's ``get`` result of
-    each page). Reading every record lists the ids first (``ID_PAGE`` at a time), then reads them by id: a
-    page by offset costs its offset, so offset pages of metadata grew faster than the library."""
-    if where is None and include:
-        ids = [i for page in _offset_pages(collection, (), None, ID_PAGE) for i in page["ids"]]
+    each page). Reading records lists their ids first (``ID_PAGE`` at a time), then reads them by id: a
+    page by offset costs its offset, so offset pages of metadata grew faster than the library (at a million,
+    100,000 records written since a write number: 28.5 s by offset, 18.0 s listed first; 1,000: 0.4 s both)."""
+    if include:
+        ids = [i for page in _offset_pages(collection, (), where, ID_PAGE) for i in page["ids"]]
         for start in range(0, len(ids), PAGE):
             page = collection.get(ids=ids[start:start + PAGE], include=list(include))
             if page["ids"]:
                 yield page
         return
-    yield from _offset_pages(collection, include, where, PAGE if include else ID_PAGE)
+    yield from _offset_pages(collection, (), where, ID_PAGE)
 
 
 def _offset_pages(collection: Any, include: Sequence[str], where: dict | None, size: int) -> Iterator[dict]:
