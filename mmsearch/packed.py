@@ -16,13 +16,6 @@ import numpy as np
 _ENCODING = ("utf-8", "surrogatepass")  # any str, lone surrogates and NUL included, survives the round trip
 
 
-def _objects(strings: list[str]) -> np.ndarray:
-    """Strings as an object array, each kept as it is (numpy's own string type would drop trailing NULs)."""
-    found = np.empty(len(strings), dtype=object)
-    found[:] = strings
-    return found
-
-
 def encode(text: str) -> bytes:
     """A string as the packed arrays hold it (their sort order is that of these bytes)."""
     return text.encode(*_ENCODING)
@@ -98,11 +91,8 @@ class PackedStrings(Sequence[str]):
         rows = np.asarray(rows, dtype=np.int64)
         base = len(self._ends)
         if rows.size and int(rows.max()) >= base:  # some were appended since
-            found = np.empty(rows.size, dtype=object)
-            appended = rows >= base
-            found[~appended] = _objects(self.at(rows[~appended]))
-            found[appended] = _objects([self._tail[n - base] for n in rows[appended].tolist()])
-            return found.tolist()
+            packed = iter(self.at(rows[rows < base]))
+            return [self._tail[n - base] if n >= base else next(packed) for n in rows.tolist()]
         starts = np.where(rows > 0, self._ends[np.maximum(rows - 1, 0)], 0) if rows.size else rows
         raw = self._raw
         return [raw[a:b].decode(*_ENCODING) for a, b in zip(starts.tolist(), self._ends[rows].tolist())]
