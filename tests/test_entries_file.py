@@ -4,6 +4,7 @@ index, damaged, behind a write made without a number) is read again from the sto
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from PIL import Image
 
 from mmsearch import Config, SearchEngine
 from mmsearch.store.client import Store
-from mmsearch.store.entries import Entry, load, save
+from mmsearch.store.entries import Entries, Entry, load, save
 
 
 def _photo(path: Path, colour: tuple[int, int, int]) -> None:
@@ -137,3 +138,47 @@ def test_a_read_of_every_record_keeps_the_entries_only_where_no_file_holds_them(
     assert len(list(store.all_metadata())) == 5 and len(made) == 5  # no file: kept from this read
     _every_record_forbidden(monkeypatch)
     assert store.entries() == truth
+
+
+def _entry(rng: random.Random, image_id: str) -> Entry:
+    captions = tuple(rng.choice(["a cat", "一只猫", "", "nul\x00in"]) for _ in range(rng.randrange(3)))
+    return Entry(image_id, rng.randrange(10**12), str(rng.randrange(10**19)), rng.choice(["", "sig"]),
+                 rng.choice(["", "ab" * 32]), captions, captions[:1], rng.choice(["", "rapidocr"]),
+                 f"/p/{rng.choice(['x', '一'])}/{image_id}.jpg")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_packed_entries_changed_by_copies_are_the_dict_the_same_changes_give(tmp_path, seed):
+    """The packed entries (read from the file, then written over and removed from, by copies) answer as
+    a dict given the same changes does: by id and by path, saved and read back, and the copies they were
+    made from stay as they were."""
+    rng = random.Random(seed)
+    truth = {f"i{n}": _entry(rng, f"i{n}") for n in range(60)}
+    save(tmp_path / "e.npz", ("id", 1), 7, truth)
+    _, entries = load(tmp_path / "e.npz", ("id", 1))
+    assert isinstance(entries, Entries)
+    generations = [(entries, dict(truth))]
+    for _ in range(4):
+        entries, truth = entries.copy(), dict(truth)
+        for _ in range(25):
+            image_id = f"i{rng.randrange(80)}"
+            if rng.random() < 0.4:
+                entries.discard([image_id])
+                truth.pop(image_id, None)
+            else:
+                entries[image_id] = truth[image_id] = _entry(rng, image_id)
+        generations.append((entries, dict(truth)))
+        if rng.random() < 0.5:
+            entries = entries.packed()
+    for kept, expected in generations:
+        assert kept == expected and len(kept) == len(expected) and sorted(kept) == sorted(expected)
+        assert dict(kept.items()) == expected and all(kept.get(i) == expected.get(i) for i in map("i{}".format, range(80)))
+        by_path = {e.path: e for e in expected.values()}
+        view = kept.by_path()
+        assert view == by_path and sorted(view) == sorted(by_path) and len(view) == len(by_path)
+        paths = [f"/p/{folder}/i{n}.jpg" for folder in ("x", "一") for n in range(80)]  # those gone or moved too
+        assert [view.get(p) for p in paths] == [by_path.get(p) for p in paths]
+        save(tmp_path / "again.npz", ("id", 1), 8, kept)
+        assert load(tmp_path / "again.npz", ("id", 1)) == (8, expected)
+    with pytest.raises(KeyError):
+        del generations[-1][0]["absent"]

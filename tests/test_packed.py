@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from mmsearch.packed import ListTable, PackedStrings
+from mmsearch.packed import ListTable, PackedStrings, RowFinder
 from mmsearch.search.keywords import stem
 
 ODD = ["", "a", "IMG_0042.jpg", "一只猫", "nul\x00inside", "lone \udc80 surrogate", "é", "zz" * 40]
@@ -155,3 +155,28 @@ def test_entries_at_rows_are_those_asked_one_by_one():
     ends_in_nul = PackedStrings(tail=["packed\x00"]).packed()
     ends_in_nul.extend(["appended\x00"])
     assert ends_in_nul.at([1, 0]) == ["appended\x00", "packed\x00"]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_strings_kept_joined_and_found_by_row_are_those_a_list_gives(seed):
+    rng = random.Random(seed)
+    strings = [rng.choice(ODD) + str(rng.randrange(30)) for _ in range(200)]
+    packed = PackedStrings(tail=strings[:150]).packed()
+    packed.extend(strings[150:])  # a tail too: kept and joined pack it first
+    keep = np.asarray([rng.random() < 0.5 for _ in strings])
+    assert list(packed.kept(keep)) == [s for s, k in zip(strings, keep) if k]
+    assert list(packed.kept(np.zeros(len(strings), bool))) == []
+    assert list(packed.joined(PackedStrings(tail=["x", "一"]))) == [*strings, "x", "一"]
+    finder = RowFinder(packed.packed())
+    assert all(finder.row(s) == strings.index(s) for s in strings)  # a repeated string: its first row
+    assert finder.row("absent") == -1 and RowFinder(PackedStrings()).row("") == -1
+
+
+def test_a_row_found_by_a_hash_many_strings_share_is_still_the_string_asked(monkeypatch):
+    import mmsearch.packed as packed_module
+
+    monkeypatch.setattr(packed_module, "hash", len, raising=False)  # every string of one length collides
+    strings = ["ab", "cd", "ef", "abc", "一"]
+    finder = RowFinder(PackedStrings(tail=strings).packed())
+    assert [finder.row(s) for s in strings] == [0, 1, 2, 3, 4]
+    assert finder.row("gh") == -1 and finder.row("xyz") == -1

@@ -10,7 +10,7 @@ import signal
 import stat
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -218,7 +218,7 @@ class Indexer:
         scanning.close()
         # Only under roots that exist: an unmounted drive must not empty the index.
         present = [r for r in roots if os.path.exists(r)]
-        gone = {p: e for p, e in known.items()
+        gone = {p: known[p] for p in known  # paths first: the entries of the few gone only
                 if p not in seen and within_any(p, present) and (self.shard is None or self.shard.owns(p))} if prune else {}
         moves = _MoveTable(gone.values())
         self._encode_all(todo, known, moves, report)
@@ -246,7 +246,7 @@ class Indexer:
         sig = hashlib.sha1("\n".join(t for t, _ in captions).encode("utf-8", "surrogatepass")).hexdigest()[:16]
         return Candidate(str(path), info.st_size, info.st_mtime_ns, captions, sig)
 
-    def _encode_all(self, todo: list[Candidate], known: dict[str, Entry], moves: _MoveTable, report: IndexReport) -> None:
+    def _encode_all(self, todo: list[Candidate], known: Mapping[str, Entry], moves: _MoveTable, report: IndexReport) -> None:
         """The pipeline: decode workers (read, hash, decode, shrink, preprocess) run one batch ahead of the
         model in this thread, and a writer thread stores each encoded batch while the next one is encoded."""
         # The rate is the decode workers' (with OCR, the slow stage); the summary line that follows stays.
@@ -290,7 +290,7 @@ class Indexer:
         bar.update(count)
         stored(bar.n, total, self.on_progress, self.stop, bar.show)
 
-    def _count(self, ready: list[Prepared | TextOnly], known: dict[str, Entry], report: IndexReport) -> None:
+    def _count(self, ready: list[Prepared | TextOnly], known: Mapping[str, Entry], report: IndexReport) -> None:
         for item in ready:
             if self.ocr is not None:
                 report.ocr_read += not item.ocr_error

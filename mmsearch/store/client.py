@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +59,7 @@ from .collections import (
     pointer_fields,
     set_search_settings,
 )
-from .entries import Entry, entry_of
+from .entries import Entries, Entry, entry_of
 from .entries import load as load_entries
 from .entries import save as save_entries
 from .migrations import SCHEMA, VERSION_KEY, Handle, check_readable, stored_version
@@ -152,9 +152,21 @@ class WriteMark:
         return self.seq + 1 if self.pending is None else min(self.seq + 1, self.pending)
 
 
-def _applied(by_id: dict[str, Entry], written: Iterable[tuple[str, dict]], removed: set[str]) -> dict[str, Entry]:
-    """Entries by id with what some writes did applied (a new dict): the removals, then the writes."""
-    return {i: e for i, e in by_id.items() if i not in removed} | {i: entry_of(i, m) for i, m in written}
+def _applying(by_id: Entries, written: Iterable[tuple[str, dict]], removed: set[str]) -> Iterator[tuple[str, dict]]:
+    """``written`` as it is read, with what the writes did applied to the entries ``by_id``: the removals
+    first, then each record as it passes (an id removed and written back since is in both)."""
+    by_id.discard(removed)
+    for image_id, meta in written:
+        by_id[image_id] = entry_of(image_id, meta)
+        yield image_id, meta
+
+
+def _applied(kept: Entries, written: Iterable[tuple[str, dict]], removed: set[str]) -> Entries:
+    """A copy of the entries ``kept`` with what some writes did applied (``_applying``)."""
+    by_id = kept.copy()
+    for _ in _applying(by_id, written, removed):
+        pass
+    return by_id
 
 
 @dataclass(frozen=True)
@@ -214,7 +226,7 @@ class Store:
         self._removed: Any = None
         self._writes: Any = None
         self._stale_claims_dropped = False
-        self._entries: tuple[str, int, dict[str, Entry]] | None = None  # (identity, through, by id): ``entries``
+        self._entries: tuple[str, int, Entries] | None = None  # (identity, through, by id): ``entries``
         self._follow()
         self._generation: str | None = None
 
@@ -354,7 +366,7 @@ class Store:
             self._images = self._captions = None
             if not self.check(signature):
                 raise StoreError(f"could not create the collections in {self.path}")
-            self._keep((self.identity(), 1, {}))  # a new collection: no entries, before the first write
+            self._keep((self.identity(), 1, Entries()))  # a new collection: no entries, before the first write
         stored_dim = self.signature()["dim"]  # type: ignore[index]
         if stored_dim != dim:
             raise IndexMismatchError(f"the index at {self.path} holds {stored_dim}-d vectors, "
@@ -485,25 +497,25 @@ class Store:
         return written, removed
 
     def _folded(self, written: Iterator[tuple[str, dict]], removed: set[str],
-                kept: tuple[str, int, dict[str, Entry]]) -> Iterator[tuple[str, dict]]:
-        """``written`` as it is read, each record also folded into a copy of the entries ``kept``, which this
-        store keeps once the last is read."""
-        by_id = {i: e for i, e in kept[2].items() if i not in removed}
-        for i, meta in written:
-            by_id[i] = entry_of(i, meta)
-            yield i, meta
+                kept: tuple[str, int, Entries]) -> Iterator[tuple[str, dict]]:
+        """``written`` as it is read, each record also applied to a copy of the entries ``kept`` (``_applying``),
+        which this store keeps once the last is read."""
+        by_id = kept[2].copy()
+        yield from _applying(by_id, written, removed)
         self._keep((kept[0], kept[1], by_id))
 
-    def _kept(self) -> tuple[str, int, dict[str, Entry]] | None:
+    def _kept(self) -> tuple[str, int, Entries] | None:
         """The entries, with those of this store's own puts since they were read folded in."""
         with self._entries_lock:
             if self._entries_new and self._entries is not None:
                 identity, through, by_id = self._entries
-                self._entries = (identity, through, {**by_id, **dict(self._entries_new)})
+                by_id = by_id.copy()
+                by_id.update(self._entries_new)
+                self._entries = (identity, through, by_id)
             self._entries_new = []
             return self._entries
 
-    def _keep(self, kept: tuple[str, int, dict[str, Entry]] | None) -> None:
+    def _keep(self, kept: tuple[str, int, Entries] | None) -> None:
         """Entries read from the store or its file, as of a write mark read before: they hold whatever this
         store's earlier puts wrote, or their ``through`` says they may lack it."""
         with self._entries_lock:
@@ -630,7 +642,7 @@ class Store:
         return self._captions.count() if self._captions is not None else 0
 
     @_guarded("read")
-    def entries(self) -> dict[str, Entry]:
+    def entries(self) -> Mapping[str, Entry]:
         """Every indexed path with its change markers (compared as strings/ints, never floats).
 
         Kept by this store, and in its entries file between processes (``entries_file``), and brought up to
@@ -639,7 +651,7 @@ class Store:
         or the count disagrees (records written unnumbered, by an older mmsearch), is every record read.
         """
         if self._get_images() is None:
-            return {}
+            return Entries().by_path()
         mark, count, identity = self.write_mark(), self.count(), self.identity()
         kept, by_id = self._kept(), None
         if kept is None or kept[0] != identity:
@@ -648,11 +660,11 @@ class Store:
             by_id = _applied(kept[2], *self._changes(kept[1]))
         full = by_id is None or len(by_id) != count
         if full:  # the first, or written unnumbered (an older mmsearch)
-            by_id = {i: entry_of(i, m) for i, m in self.all_metadata()}
+            by_id = Entries.of(entry_of(i, m) for i, m in self.all_metadata())
         self._keep((identity, mark.through, by_id))
         if full:
             self._save_entries()
-        return {e.path: e for e in by_id.values()}
+        return by_id.by_path()
 
     def _entries_known(self, identity: str) -> bool:
         """Whether the entries need no read of every record: this store keeps them, or its entries file is
@@ -663,7 +675,7 @@ class Store:
             return True
         return self.entries_file is not None and self.entries_file(self.generation).exists()
 
-    def _kept_entries(self, identity: str) -> tuple[str, int, dict[str, Entry]] | None:
+    def _kept_entries(self, identity: str) -> tuple[str, int, Entries] | None:
         """The entries in this generation's entries file, if it was written for this index."""
         if self.entries_file is None:
             return None
@@ -677,9 +689,16 @@ class Store:
             self._save_entries()
 
     def _save_entries(self) -> None:
+        """Write the entries to their file, and keep them packed as written: those applied since they were
+        read (a catch-up's, this store's puts) stop costing an object each."""
         kept = self._kept()
-        if kept is not None and self.entries_file is not None:
-            save_entries(self.entries_file(self.generation), (kept[0], self.schema_version()), kept[1], kept[2])
+        if kept is None or self.entries_file is None:
+            return
+        packed = kept[2].packed()
+        save_entries(self.entries_file(self.generation), (kept[0], self.schema_version()), kept[1], packed)
+        with self._entries_lock:
+            if self._entries is not None and self._entries[2] is kept[2]:  # nothing applied meanwhile but puts
+                self._entries = (*self._entries[:2], packed)
 
     def pages(self) -> Iterator[tuple[list[str], list[dict]]]:
         """(ids, metadatas) of every image, page by page."""
@@ -1070,17 +1089,17 @@ class Store:
         if self._get_images() is None:
             return
         mark, identity = self.write_mark(), self.identity()
-        by_id: dict[str, Entry] | None = None if self._entries_known(identity) else {}
+        read: list[Entry] | None = None if self._entries_known(identity) else []
         for ids, metas in self.pages():
             for pair in zip(ids, metas):
-                if by_id is not None:
+                if read is not None:
                     try:
-                        by_id[pair[0]] = entry_of(*pair)
+                        read.append(entry_of(*pair))
                     except (KeyError, TypeError, ValueError):  # a record no index run wrote: not an entry
-                        by_id = None
+                        read = None
                 yield pair
-        if by_id is not None:
-            self._keep((identity, mark.through, by_id))
+        if read is not None:
+            self._keep((identity, mark.through, Entries.of(read)))
 
 
 @translated(writes=("add", "delete"), searches=("near",))
