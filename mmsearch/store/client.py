@@ -34,6 +34,7 @@ import numpy as np
 
 from ..config import MINILM_ID, PACKAGED_MINILM
 from ..errors import IndexMismatchError, MMSearchError, StoreError, first_line
+from ..heap import trim
 from ..ids import NO_IMAGE_MODEL, caption_id, frame_id, split_caption_id
 from ..paths import within_any
 from .collections import (
@@ -687,6 +688,7 @@ class Store:
         so that the next process reads that file and what changed since, not every record."""
         if self.entries_file is not None and self.entries():
             self._save_entries()
+            trim()  # the holes a catch-up and the packing leave: 0.35 GB at a million photos (``mmsearch.heap``)
 
     def _save_entries(self) -> None:
         """Write the entries to their file, and keep them packed as written: those applied since they were
