@@ -29,8 +29,9 @@ LISTS = ("captions", "manifest_captions")  # the fields holding a few strings ea
 
 
 class Entry(NamedTuple):
-    """What the store remembers about an indexed file to decide whether it changed (a named tuple: a million
-    of them are made from the entries file in a fraction of a frozen dataclass's time)."""
+    """What the store remembers about an indexed file to decide whether it changed (a named tuple: one is
+    made from the packed rows for each file an index run looks up, in a fraction of a frozen dataclass's
+    time)."""
 
     id: str
     size: int
