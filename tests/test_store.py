@@ -179,3 +179,33 @@ def test_the_images_index_searches_wider_as_the_library_grows(tmp_path, monkeypa
         return images.configuration["hnsw"]["ef_search"]
 
     assert [run(2), run(4), run(6), run(3)] == [256, 300, 400, 300]
+
+
+@pytest.mark.parametrize("way", ["exact", "among the listed ids", "under the filter again"])
+def test_a_filtered_query_gives_the_nearest_of_the_images_the_filter_keeps(tmp_path, monkeypatch, way):
+    """However a filtered query is answered (few kept: scored exactly; more: searched among the listed ids; a
+    listed image removed meanwhile: under the filter again), it gives the nearest images the filter keeps."""
+    import mmsearch.store.client as client
+
+    store = Store(tmp_path / "db")
+    store.create(SIGNATURE, DIM)
+    rng = np.random.default_rng(3)
+    paths = [f"/p/f{n % 6}/{n}.jpg" for n in range(120)]
+    vectors = unit(*rng.standard_normal((120, DIM)).tolist())
+    store.put([image_id(p) for p in paths], vectors,
+              [meta(p, []) | {"folders": ["/p", p.rsplit("/", 1)[0]]} for p in paths], [[] for _ in paths],
+              np.zeros((0, DIM), np.float32))
+    if way == "exact":
+        monkeypatch.setattr(client, "EXACT_SHARE", 1)
+    images = store._get_images()
+    if way == "under the filter again":  # the listing names an image gone since: Chroma refuses the ids
+        listed = type(images).get
+        monkeypatch.setattr(type(images), "get", lambda self, *a, **k: (got := listed(self, *a, **k)) | (
+            {"ids": [*got["ids"], "gone"]} if k.get("where") else {}))
+    query = unit(rng.standard_normal(DIM).tolist())[0]
+    for folder, n in [("/p/f1", 5), ("/p/f2", 30), ("/p", 7), ("/nowhere", 5)]:
+        kept = [k for k, p in enumerate(paths) if p.startswith(folder + "/")]
+        truth = sorted(kept, key=lambda k: -float(vectors[k] @ query))[:n]
+        found = store.query_images(query, n, {"folders": {"$contains": folder}})
+        assert list(found) == [image_id(paths[k]) for k in truth]
+        assert np.allclose(list(found.values()), [float(vectors[k] @ query) for k in truth], atol=1e-5)

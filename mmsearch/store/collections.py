@@ -48,6 +48,12 @@ PAGE = 5000  # records per get() page; below Chroma's max batch size (~5,400)
 # (benchmarks/paging_bench.py). Chroma reads a page with one SQL variable per id: above SQLite's 32,766 a
 # get fails ("too many SQL variables"), so a page stays below it.
 ID_PAGE = 30_000
+# A vector query under a filter that keeps at most EXACT_MAX records, and at most one in EXACT_SHARE of the
+# collection, scores them exactly from their vectors read by id (``Store._query``). Chroma's graph search under
+# such a filter walks most of the graph: at a million, 25 kept took 8.9 s, 1,000 5.6 s, 20,000 0.45 s; reading
+# vectors by id costs about 70 us each (9,000 in 0.56 s), so exact wins up to about 10,000.
+EXACT_MAX = 10_000
+EXACT_SHARE = 20
 # Every write of image records is numbered: its records carry its number (``SEQ``) and, once it is done, the
 # images collection's metadata publishes it (``WRITE_SEQ``), so a reader asks for what changed since the last
 # number it saw (``Store.written_since``) instead of reading every record (the keyword index at a million).
