@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from itertools import chain
 from typing import Any, overload
 
 import numpy as np
@@ -92,9 +91,7 @@ class PackedStrings(Sequence[str]):
             n += len(self)
         if not 0 <= n < len(self):
             raise IndexError(n)
-        if n >= len(self._ends):
-            return self._tail[n - len(self._ends)]
-        return self.raw(n).decode(*_ENCODING)
+        return self.text(n)
 
     def __iter__(self) -> Iterator[str]:
         raw, ends = self._raw, self._ends.tolist()
@@ -209,14 +206,16 @@ class PackedStrings(Sequence[str]):
 
     def hashes(self) -> np.ndarray:
         """Python's ``hash`` of each entry's bytes (int64; valid in this process only)."""
-        raw, ends = self._raw, self._ends.tolist()
-        packed = (hash(raw[a:b]) for a, b in zip([0, *ends[:-1]], ends))
-        return np.fromiter(chain(packed, (hash(encode(text)) for text in self._tail)), np.int64, count=len(self))
+        return np.fromiter(map(hash, self._each_encoded()), np.int64, count=len(self))
 
     def encoded(self) -> list[bytes]:
         """Every entry's bytes (``encode``), in order."""
+        return list(self._each_encoded())
+
+    def _each_encoded(self) -> Iterator[bytes]:
         raw, ends = self._raw, self._ends.tolist()
-        return [raw[a:b] for a, b in zip([0, *ends[:-1]], ends)] + [encode(text) for text in self._tail]
+        yield from (raw[a:b] for a, b in zip([0, *ends[:-1]], ends))
+        yield from (encode(text) for text in self._tail)
 
     def extend(self, strings: Iterable[str]) -> None:
         """Append strings (to a ``copy``: the packed part is shared)."""

@@ -60,7 +60,9 @@ from .collections import (
     open_collection,
     pages,
     pointer_fields,
+    records,
     set_search_settings,
+    vectors_by_id,
 )
 from .entries import Entries, Entry, entry_of
 from .entries import load as load_entries
@@ -158,16 +160,11 @@ class WriteMark:
 def _nearest(collection: Any, ids: Sequence[str], vector: np.ndarray, n: int) -> dict:
     """The ``n`` of these records nearest ``vector`` by cosine, scored exactly from their vectors read by id
     (those removed meanwhile are left out), in the shape of Chroma's query result."""
-    found, scores = [], []
-    for start in range(0, len(ids), PAGE):
-        got = collection.get(ids=list(ids[start:start + PAGE]), include=["embeddings"])
-        if len(got["ids"]):
-            matrix = np.asarray(got["embeddings"], dtype=np.float32)
-            found.extend(got["ids"])
-            scores.append(matrix @ vector / np.maximum(np.linalg.norm(matrix, axis=1) * np.linalg.norm(vector), 1e-12))
-    if not found:
+    read = vectors_by_id(collection, ids)
+    if not read:
         return {"ids": [[]], "distances": [[]]}
-    similarity = np.concatenate(scores)
+    found, matrix = list(read), np.stack(list(read.values()))
+    similarity = matrix @ vector / np.maximum(np.linalg.norm(matrix, axis=1) * np.linalg.norm(vector), 1e-12)
     order = np.argsort(-similarity, kind="stable")[:n]
     return {"ids": [[found[i] for i in order.tolist()]], "distances": [(1.0 - similarity[order]).tolist()]}
 
@@ -489,8 +486,7 @@ class Store:
         (1.4 GB more at a million photos)."""
         if self._get_images() is None:
             return
-        for page in pages(self._images, where={SEQ: {"$gte": seq}}):
-            yield from zip(page["ids"], page["metadatas"])
+        yield from records(self._images, {SEQ: {"$gte": seq}})
 
     @_guarded("read")
     def removed_since(self, seq: int) -> set[str]:
@@ -1057,7 +1053,7 @@ class Store:
         reads: the ids listed first, then read by id (offset pages under a filter re-run it for every page:
         a year's 100,000 photos among a million took 406 s by offset, 70 s listed first, both with tests
         running beside them)."""
-        return [pair for page in pages(self._images, where=where or None) for pair in zip(page["ids"], page["metadatas"])]
+        return list(records(self._images, where or None))
 
     @_guarded("read")
     def image_records(self, ids: Sequence[str], where: dict | None = None) -> dict[str, tuple[dict, np.ndarray]]:
@@ -1093,11 +1089,7 @@ class Store:
     @_guarded("read")
     def image_vectors(self, ids: Sequence[str], where: dict | None = None) -> dict[str, np.ndarray]:
         """Stored vectors of the image ids that exist (and match ``where``), asked for ``PAGE`` ids at a time."""
-        ids, out = list(ids), {}
-        for start in range(0, len(ids), PAGE):
-            got = self._images.get(ids=ids[start:start + PAGE], where=where or None, include=["embeddings"])
-            out.update({i: np.asarray(v, dtype=np.float32) for i, v in zip(got["ids"], got["embeddings"])})
-        return out
+        return vectors_by_id(self._images, ids, where)
 
     @_guarded("read")
     def existing(self, ids: Sequence[str]) -> set[str]:

@@ -10,6 +10,8 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
+
 from ..ids import split_caption_id
 
 IMAGES, CAPTIONS, FEEDBACK, OCR = "mmsearch_images", "mmsearch_captions", "mmsearch_feedback", "mmsearch_ocr"
@@ -142,6 +144,21 @@ def pages(collection: Any, include: Sequence[str] = ("metadatas",), where: dict 
                 yield page
         return
     yield from _id_pages(collection, where)
+
+
+def records(collection: Any, where: dict | None) -> Iterator[tuple[str, dict]]:
+    """(id, metadata) of every record ``where`` keeps, read as ``pages`` reads them."""
+    for page in pages(collection, where=where):
+        yield from zip(page["ids"], page["metadatas"])
+
+
+def vectors_by_id(collection: Any, ids: Sequence[str], where: dict | None = None) -> dict[str, np.ndarray]:
+    """The stored vectors of those ``ids`` that exist (and that ``where`` keeps), ``PAGE`` ids at a time."""
+    ids, out = list(ids), {}
+    for start in range(0, len(ids), PAGE):
+        got = collection.get(ids=ids[start:start + PAGE], where=where or None, include=["embeddings"])
+        out.update({i: np.asarray(v, dtype=np.float32) for i, v in zip(got["ids"], got["embeddings"])})
+    return out
 
 
 def _id_pages(collection: Any, where: dict | None) -> Iterator[dict]:

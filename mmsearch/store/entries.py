@@ -119,9 +119,12 @@ class Entries(MutableMapping[str, Entry]):
     def _shown_rows(self) -> Iterator[int]:
         return (row for row, hidden in enumerate(self._hidden.tolist()) if not hidden)
 
+    def _shown_values(self, column: str) -> Iterator[str]:
+        """The packed rows' ``column`` (one of ``COLUMNS``), those removed or written again since left out."""
+        return (value for value, hidden in zip(self._rows.strings[column], self._hidden.tolist()) if not hidden)
+
     def __iter__(self) -> Iterator[str]:
-        ids = self._rows.strings["id"]
-        yield from (image_id for image_id, hidden in zip(ids, self._hidden.tolist()) if not hidden)
+        yield from self._shown_values("id")
         yield from self._new
 
     def items(self) -> Iterator[tuple[str, Entry]]:  # type: ignore[override]
@@ -172,10 +175,8 @@ class _ByPath(Mapping[str, Entry]):
         return len(self._entries)
 
     def __iter__(self) -> Iterator[str]:
-        entries = self._entries
-        paths = entries._rows.strings["path"]
-        yield from (path for path, hidden in zip(paths, entries._hidden.tolist()) if not hidden)
-        yield from entries._new_paths
+        yield from self._entries._shown_values("path")
+        yield from self._entries._new_paths
 
     def items(self) -> Iterator[tuple[str, Entry]]:  # type: ignore[override]
         return ((entry.path, entry) for _, entry in self._entries.items())
