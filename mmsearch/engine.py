@@ -511,7 +511,8 @@ class SearchEngine:
         wanted = {name: filters[name] for name in ("folder", "date_from", "date_to", "camera")}
         where = build_where(roots=self.store.roots(), places=places, near=check_near(near), **wanted)
         return browse(self.store, where, check_near(near), tuple(excluded), check_k(k),
-                      "date" if check_sort(sort) == "best" else sort)
+                      "date" if check_sort(sort) == "best" else sort,
+                      self.session.keyword_index() if self.store.ready else None)
 
     def _consistently(self, run: Callable[[], list[Hit]]) -> list[Hit]:
         """``run`` a search on one session: a search that overlapped a switch to new models may have mixed

@@ -40,6 +40,12 @@ def split_caption_id(value: str) -> tuple[str, int]:
     return image, int(index)
 
 
+def split_frame_id(value: str) -> tuple[str, int]:
+    """(image id, frame index) of a frame record id."""
+    image, _, index = value.rpartition("@")
+    return image, int(index)
+
+
 def caption_ids(image: str, meta: Mapping[str, Any]) -> list[str]:
     """Record ids of all captions of an image, from its metadata's ``captions`` list."""
     return [caption_id(image, n) for n in range(len(meta.get("captions") or []))]

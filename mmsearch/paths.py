@@ -45,3 +45,11 @@ def _posix(path: str) -> tuple[str, list[str]]:
     """The root of a POSIX path ("", "/", or "//", which POSIX leaves to the system) and its other parts."""
     root = "" if not path.startswith("/") else "//" if path.startswith("//") and not path.startswith("///") else "/"
     return root, [part for part in path.split("/") if part and part != "."]
+
+
+def plain(path: str) -> bool:
+    """Whether a path's folders (``folders_of``) are its text up to each separator, so that it is inside a
+    folder exactly when it starts with the folder and a separator: its deepest folder is its text up to its
+    last separator, or its root (not ``/a//b.jpg``, ``/a/./b.jpg`` or ``///x.jpg``; on POSIX only)."""
+    deepest = folders_of(path)[-1:] if os.sep == "/" else []
+    return bool(deepest) and deepest[0] == (path[:path.rfind(os.sep)] or os.sep)

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..likeness import phash_of
 from ..packed import ListTable, PackedStrings, pack_named, prefix_keys, unpack_named
-from ..paths import folders_of, name_and_parent
+from ..paths import folders_of, name_and_parent, plain
 from ..text import CJK
 from .lexical import LexicalIndex
 from .places import PlaceBook
@@ -81,7 +81,7 @@ def image_text(meta: dict) -> str:
     return " \n ".join([*(meta.get("captions") or []), name, " ".join(parent[-3:]), str(meta.get("place") or "")])
 
 
-FORMAT = 4  # the layout of ``keywords.npz``; a file of another layout is built again
+FORMAT = 5  # the layout of ``keywords.npz``; a file of another layout is built again
 PHRASE_FIRST = 1000  # documents read for a quoted phrase, best first, before every text is searched at once
 PACK_AT = 0.25  # the share of switched-off documents at which ``apply`` packs the index again
 # records added at once while an index is built or brought up to date (each addition concatenates its arrays
@@ -100,18 +100,35 @@ class Doc:
     path: str = ""
     camera: str = ""
     places: str = ""  # its place keys, tab-separated
-    captioned: bool = False
     ocr: str = ""
     sha256: str = ""
     phash: int = 0
+    # What filters compare (``mmsearch.search.selection``), NaN where the record has no such number; and how
+    # many caption and frame records the image has (their ids are ``<id>:<n>`` and ``<id>@<n>``).
+    date: float = math.nan
+    lat: float = math.nan
+    lon: float = math.nan
+    captions: int = 0
+    frames: int = 0
+    plain: bool = False  # ``mmsearch.paths.plain`` of its path: a folder filter finds it by its path's start
 
     @classmethod
     def of(cls, id_: str, meta: dict) -> Doc:
         """From an image's stored metadata."""
         path = str(meta.get("path", ""))
+        captions = meta.get("captions") or ()
         return cls(id_, image_text(meta), name_and_parent(path)[0].lower(), path, str(meta.get("camera") or ""),
-                   "\t".join(str(k) for k in meta.get("place_keys") or []), bool(meta.get("captions")),
-                   str(meta.get("ocr") or ""), str(meta.get("sha256") or ""), phash_of(meta))
+                   "\t".join(str(k) for k in meta.get("place_keys") or []),
+                   str(meta.get("ocr") or ""), str(meta.get("sha256") or ""), phash_of(meta),
+                   _number(meta.get("date")), _number(meta.get("lat")), _number(meta.get("lon")),
+                   len(captions), int(_number(meta.get("frames"), 0.0)), plain(path))
+
+
+def _number(value: Any, missing: float = math.nan) -> float:
+    """A metadata number as a float (Chroma compares ints and floats alike); ``missing`` for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return missing
+    return float(value)
 
 
 class Term(NamedTuple):
@@ -142,7 +159,9 @@ class KeywordIndex:
         self.doc_places = PackedStrings()
         self.lengths = np.zeros(0, np.float32)
         self.alive = np.zeros(0, dtype=bool)
-        self.has_caption = np.zeros(0, dtype=bool)
+        # per document, the numbers of ``NUMBERS`` (a ``Doc`` field -> its array): what filters compare, and the
+        # counts of caption and frame records
+        self.numbers = {name: np.zeros(0, dtype) for name, dtype in NUMBERS.items()}
         # The content hashes, for finding the copies of a few photos without reading every record
         # (``mmsearch.duplicates.library_groups`` with ``of``): sha256 and the perceptual hash (0: none).
         self.doc_sha256 = PackedStrings()
@@ -254,7 +273,7 @@ class KeywordIndex:
         new = KeywordIndex()
         for name in STRINGS:
             setattr(new, name, getattr(self, name).copy())
-        new.lengths, new.alive, new.has_caption = self.lengths, self.alive.copy(), self.has_caption
+        new.lengths, new.alive, new.numbers = self.lengths, self.alive.copy(), dict(self.numbers)
         new.phashes, new.id_keys = self.phashes, self.id_keys
         # the text read in photos is shared until a change touches it (``_ocr_changed``): the OCR matcher
         # built on it is kept while it is the same dict
@@ -315,7 +334,8 @@ class KeywordIndex:
             getattr(self, name).extend(getattr(doc, field_) if name != "texts" else doc.text.lower() for doc in docs)
         self.lengths = np.concatenate([self.lengths, np.asarray(lengths, dtype=np.float32)])
         self.alive = np.concatenate([self.alive, np.ones(len(docs), dtype=bool)])
-        self.has_caption = np.concatenate([self.has_caption, np.asarray([d.captioned for d in docs], dtype=bool)])
+        for name, dtype in NUMBERS.items():
+            self.numbers[name] = np.concatenate([self.numbers[name], np.asarray([getattr(d, name) for d in docs], dtype)])
         self.phashes = np.concatenate([self.phashes, np.asarray([d.phash for d in docs], dtype=np.uint64)])
         self.id_keys = np.concatenate([self.id_keys, prefix_keys(d.id for d in docs)])
         postings = ((token, (np.asarray(found, dtype=np.int32), np.asarray(tfs, dtype=np.float32)))
@@ -355,7 +375,8 @@ class KeywordIndex:
         for name in STRINGS:
             values = getattr(self, name)
             setattr(new, name, PackedStrings(tail=values.at(keep)))
-        new.lengths, new.alive, new.has_caption = self.lengths[keep], np.ones(len(keep), bool), self.has_caption[keep]
+        new.lengths, new.alive = self.lengths[keep], np.ones(len(keep), bool)
+        new.numbers = {name: values[keep] for name, values in self.numbers.items()}
         new.phashes, new.id_keys = self.phashes[keep], self.id_keys[keep]
         new.postings, new._by_name = (_live(table, self.alive, renumber) for table in (self.postings, self._by_name))
         new._dead = 0
@@ -381,7 +402,7 @@ class KeywordIndex:
     def captioned(self) -> list[str]:
         """Ids of the images with captions (the caption signal's background)."""
         if self._captioned is None:
-            self._captioned = self.ids.at(np.flatnonzero(self.alive & self.has_caption))
+            self._captioned = self.ids.at(np.flatnonzero(self.alive & (self.numbers["captions"] > 0)))
         return self._captioned
 
     @property
@@ -409,7 +430,8 @@ class KeywordIndex:
                  **{k: v for name, values in strings.items() for k, v in pack_named(name, values).items()},
                  facet_counts=np.asarray(list(self.folder_counts.values()), dtype=np.int64),
                  camera_counts=np.asarray(list(self.camera_counts.values()), dtype=np.int64),
-                 lengths=self.lengths, alive=self.alive, has_caption=self.has_caption, phashes=self.phashes,
+                 lengths=self.lengths, alive=self.alive, phashes=self.phashes,
+                 **{f"number_{name}": values for name, values in self.numbers.items()},
                  id_keys=self.id_keys,
                  **self.postings.arrays("postings_"), **self._by_name.arrays("names_"),
                  **(self.lexical.arrays("lexical_") if self.lexical is not None else {}))
@@ -437,15 +459,16 @@ class KeywordIndex:
         index = cls()
         for name in STRINGS:
             setattr(index, name, unpack_named(data, name))
-        index.lengths, index.alive, index.has_caption = data["lengths"], data["alive"].copy(), data["has_caption"]
+        index.lengths, index.alive = data["lengths"], data["alive"].copy()
+        index.numbers = {name: data[f"number_{name}"] for name in NUMBERS}
         index.phashes, index.id_keys = data["phashes"], data["id_keys"]
         postings = ListTable.from_arrays(data, "postings_", (np.int32, np.float32))
         by_name = ListTable.from_arrays(data, "names_", (np.int32,))
         folders, counts = unpack_named(data, "facet_folders"), data["facet_counts"].tolist()
         cameras, camera_counts = unpack_named(data, "facet_cameras"), data["camera_counts"].tolist()
         if len({len(getattr(index, name)) for name in STRINGS} | {len(index.lengths), len(index.alive),
-                                                                  len(index.has_caption), len(index.phashes),
-                                                                  len(index.id_keys)}) != 1 \
+                                                                  len(index.phashes), len(index.id_keys)}
+               | {len(values) for values in index.numbers.values()}) != 1 \
                 or postings is None or by_name is None or len(folders) != len(counts) \
                 or len(cameras) != len(camera_counts):
             return None
@@ -660,6 +683,8 @@ class KeywordIndex:
 
 
 STRINGS = ("ids", "texts", "names", "paths", "doc_cameras", "doc_places", "doc_sha256")  # per document, saved
+NUMBERS = {"date": np.float64, "lat": np.float64, "lon": np.float64, "captions": np.int32, "frames": np.int32,
+           "plain": np.bool_}
 
 
 def _holding(docs: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ from .feedback import Examples, examples, rocchio
 from .filters import build_where, check_near, check_text
 from .fusion import query_weights
 from .query import Query
+from .selection import select
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -75,10 +76,12 @@ def plan(session: IndexSession, query: str | None = None, *, image: str | Path |
                             config.ocr_weight if session.has_ocr_texts() else 0.0, config.sparse_weight if lexical else 0.0)
     marks = session.marks.signal(vector) if text and config.feedback_weight > 0 else {}
     near = check_near(near)
-    return Query(refined, text, k, weights, build_where(roots=store.roots(), near=near, **filters), min_score, exclude,
+    where = build_where(roots=store.roots(), near=near, **filters)
+    return Query(refined, text, k, weights, where, min_score, exclude,
                  captions, frozenset(unliked.ids), marks, shared_captions=not session.has_caption_space, lexical=lexical,
                  min_relevance=check_relevance(min_relevance), collapse=collapse, near=near,
-                 excluded=tuple(check_text(w, "excluded word") for w in excluded), sort=check_sort(sort))
+                 excluded=tuple(check_text(w, "excluded word") for w in excluded), sort=check_sort(sort),
+                 kept=select(session.keyword_index(), where) if where else None)
 
 
 SORTS = ("best", "date", "date-asc")  # relevance; newest first; oldest first

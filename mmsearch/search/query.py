@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .selection import Kept
 
 
 @dataclass(frozen=True, eq=False)
@@ -28,6 +32,17 @@ class Query:
     near: tuple[float, float, float] | None = None  # (lat, lon, km): only hits inside this circle
     excluded: tuple[str, ...] = ()  # words and phrases a hit's texts must not contain (``-word``)
     sort: str = "best"  # "best" (relevance), "date" (newest first) or "date-asc"
+    kept: Kept | None = None  # what ``where`` keeps, evaluated in memory (``mmsearch.search.selection``); None: not
+
+    def listed(self, records: str) -> list[str] | None:
+        """The ids of the ``records`` ("images", "captions", "frames" or "texts") the filter keeps, where it
+        was evaluated in memory; None otherwise (then the store lists them under ``where``)."""
+        return None if self.kept is None else getattr(self.kept, records)
+
+    def allowed(self, ids: list[str]) -> tuple[list[str], dict | None]:
+        """``ids``, and the ``where`` a read of them must still apply: those the filter keeps and no
+        ``where``, where it was evaluated in memory."""
+        return (ids, self.where) if self.kept is None else (self.kept.among(ids), None)
 
     @property
     def captions_vector(self) -> np.ndarray | None:

@@ -27,6 +27,7 @@ from .fusion import DEFAULT_RULE, EPSILON, fuse, pool_size
 from .keywords import image_text, tokenize
 from .query import Query
 from .relevance import Background, combine
+from .selection import date_order, kept_rows
 from .signals import Context, Signal, rounded
 from .signals.image import ImageSignal, best_frames
 
@@ -41,6 +42,7 @@ HIDDEN_METADATA = ("folders", "seq", "caption_sig", "manifest_captions", "ocr_si
 _CJK = re.compile(f"[{CJK}]")
 PINNED = 1.0  # fused score of an exact file-name match: the top of the scale
 MAX_PINNED = 1000  # file-name matches looked at (an icon theme has one name in ~10 folders)
+BROWSE_CHUNK = 100  # records read at a time by ``browse``, in date order, until k pass its cuts
 Scores = dict[str, float | None]
 
 
@@ -116,11 +118,24 @@ def order(store: Store, query: Query, found: Candidates, rule: str = DEFAULT_RUL
 
 
 def browse(store: Store, where: dict | None, near: tuple[float, float, float] | None, excluded: tuple[str, ...],
-           k: int, sort: str) -> list[Hit]:
+           k: int, sort: str, keywords: KeywordIndex | None = None) -> list[Hit]:
     """A query with nothing to rank by but its filters ("Osaka 2019"): the images they keep, in date order
-    (``by_date``), each a full match of what was asked (relevance 1.0, no signal scores)."""
+    (``by_date``), each a full match of what was asked (relevance 1.0, no signal scores).
+
+    With the keyword index, the filter is evaluated there (``mmsearch.search.selection``) and the images it
+    keeps are put in date order in memory; only the first ones' records are read, until ``k`` pass the cuts
+    the index cannot make. Else every record the filter keeps is read (a year among a million: 70 s)."""
     cut = Query(np.zeros(1, np.float32), "", k, {}, where, near=near, excluded=excluded)
-    metadata = {i: m for i, m in store.find(where) if passes(cut, m)}
+    rows = None if keywords is None else np.flatnonzero(keywords.alive) if not where else kept_rows(keywords, where)
+    if rows is None:
+        metadata = {i: m for i, m in store.find(where) if passes(cut, m)}
+    else:
+        metadata = {}
+        for part in date_order(keywords, rows, sort == "date", max(k, BROWSE_CHUNK)):  # type: ignore[arg-type]
+            read = store.image_metadata(keywords.ids.at(part))  # type: ignore[union-attr]
+            metadata.update((i, m) for i, m in read.items() if passes(cut, m))
+            if len(metadata) >= k:
+                break
     groups = by_date([(i, []) for i in metadata], metadata, sort)[:k]
     return [hit(i, 1.0, {"image": None, "caption": None}, None, metadata[i], 1.0) for i, _ in groups]
 
@@ -199,7 +214,7 @@ def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords:
     asked = {i for result in results.values() for i in result.asked}
     read = {i: v for result in results.values() for i, v in result.vectors.items() if i not in near}
     rest = [i for i in set(named).union(*context.found.values()) if i not in near and i not in asked]
-    context.vectors = {**read, **store.image_vectors(rest, query.where)}
+    context.vectors = {**read, **store.image_vectors(*query.allowed(rest))}
     context.candidates = [*near, *context.vectors]
     best_frames(context)
     scores = score_all(context, taking_part, context.candidates)
@@ -225,7 +240,7 @@ def _find(signal: Signal, context: Context) -> _Found:
     if signal.name == ImageSignal.name:
         return _Found(found, [], {})
     asked = list(found)
-    return _Found(found, asked, context.store.image_vectors(asked, context.query.where))
+    return _Found(found, asked, context.store.image_vectors(*context.query.allowed(asked)))
 
 
 def relevance_of(context: Context, taking_part: list[Signal], scores: dict[str, Scores]) -> dict[str, float]:

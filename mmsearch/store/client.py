@@ -35,7 +35,7 @@ import numpy as np
 from ..config import MINILM_ID, PACKAGED_MINILM
 from ..errors import IndexMismatchError, MMSearchError, StoreError, first_line
 from ..heap import trim
-from ..ids import NO_IMAGE_MODEL, caption_id, frame_id, split_caption_id
+from ..ids import NO_IMAGE_MODEL, caption_id, frame_id, split_caption_id, split_frame_id
 from ..paths import within_any
 from .collections import (
     AT,
@@ -810,18 +810,18 @@ class Store:
         return self._frames.open(self.client, self.name("frames"), create)
 
     @_guarded("search")
-    def query_frames(self, vector: np.ndarray, n: int, where: dict | None) -> dict[str, tuple[float, float]]:
-        """Videos whose frames are nearest to ``vector``: image id -> (cosine of its best frame, its time)."""
+    def query_frames(self, vector: np.ndarray, n: int, where: dict | None,
+                     among: Sequence[str] | None = None) -> dict[str, float]:
+        """Videos whose frames are nearest to ``vector``: image id -> cosine of its best frame (``frame_sets``
+        has the frames' times); ``among`` as ``query_images``, frame ids."""
         collection = self.frames_collection()
         if collection is None:
             return {}
-        result = collection.query(query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=max(n, 1),
-                                  where=where or None, include=["distances", "metadatas"])
-        best: dict[str, tuple[float, float]] = {}
-        for meta, distance in zip(result["metadatas"][0], result["distances"][0]):
-            owner, score = str(meta["image_id"]), 1.0 - float(distance)
-            if owner not in best or score > best[owner][0]:
-                best[owner] = (score, float(meta.get("time", 0.0)))
+        result = self._query(collection, vector, max(n, 1), where, among)
+        best: dict[str, float] = {}
+        for frame, distance in zip(result["ids"][0], result["distances"][0]):
+            owner = split_frame_id(frame)[0]
+            best[owner] = max(best.get(owner, -1.0), 1.0 - float(distance))
         return best
 
     @_guarded("read")
@@ -867,12 +867,14 @@ class Store:
         self._modify_metadata({"ocr": engine})
 
     @_guarded("search")
-    def query_ocr(self, vector: np.ndarray, n: int, where: dict | None) -> dict[str, float]:
-        """Photos whose text is nearest to ``vector`` (caption space): image id -> cosine similarity."""
+    def query_ocr(self, vector: np.ndarray, n: int, where: dict | None,
+                  among: Sequence[str] | None = None) -> dict[str, float]:
+        """Photos whose text is nearest to ``vector`` (caption space): image id -> cosine similarity; ``among``
+        as ``query_images``."""
         collection = self.ocr_collection()
         if collection is None:
             return {}
-        result = self._query(collection, vector, n, where)
+        result = self._query(collection, vector, n, where, among)
         return dict(zip(result["ids"][0], (1.0 - float(d) for d in result["distances"][0])))
 
     @_guarded("read")
@@ -1012,36 +1014,42 @@ class Store:
                 logger.debug("the vector index %s was not loaded ahead: %s", name, exc)
 
     @_guarded("search")
-    def query_images(self, vector: np.ndarray, n: int, where: dict | None) -> dict[str, float]:
-        """Nearest images to ``vector``: image id -> cosine similarity."""
-        result = self._query(self._images, vector, n, where)
+    def query_images(self, vector: np.ndarray, n: int, where: dict | None,
+                     among: Sequence[str] | None = None) -> dict[str, float]:
+        """Nearest images to ``vector``: image id -> cosine similarity. ``among``: the ids ``where`` keeps,
+        where the caller knows them (``mmsearch.search.selection``); Chroma lists them otherwise."""
+        result = self._query(self._images, vector, n, where, among)
         return dict(zip(result["ids"][0], (1.0 - float(d) for d in result["distances"][0])))
 
     @_guarded("search")
-    def query_captions(self, vector: np.ndarray, n: int, where: dict | None) -> list[CaptionMatch]:
-        """Nearest captions to ``vector``, best first (ids and distances only: the fastest query)."""
-        result = self._query(self._captions, vector, n, where)
+    def query_captions(self, vector: np.ndarray, n: int, where: dict | None,
+                       among: Sequence[str] | None = None) -> list[CaptionMatch]:
+        """Nearest captions to ``vector``, best first (ids and distances only: the fastest query); ``among``
+        as ``query_images``, caption ids."""
+        result = self._query(self._captions, vector, n, where, among)
         return [CaptionMatch(*split_caption_id(i), 1.0 - float(d)) for i, d in zip(result["ids"][0], result["distances"][0])]
 
     @staticmethod
-    def _query(collection: Any, vector: np.ndarray, n: int, where: dict | None) -> dict:
-        """The ``n`` records nearest ``vector`` (ids and cosine distances, Chroma's shape) that ``where`` keeps.
+    def _query(collection: Any, vector: np.ndarray, n: int, where: dict | None,
+               among: Sequence[str] | None = None) -> dict:
+        """The ``n`` records nearest ``vector`` (ids and cosine distances, Chroma's shape) that ``where`` keeps:
+        those ``among`` where given (the ids ``where`` keeps, evaluated by the caller), else listed first.
 
-        Under a filter, the records it keeps are listed first. Chroma's graph search under a filter that
-        keeps a small share of a large collection walks most of the graph before ``n`` pass (a folder of 25
-        photos among a million: 8.9 s), so those are scored exactly, their vectors read by id (3 ms). The
-        others are searched among the listed ids, which spares Chroma a second pass of the filter
-        (``benchmarks/filter_bench.py``).
+        Chroma's graph search under a filter that keeps a small share of a large collection walks most of
+        the graph before ``n`` pass (a folder of 25 photos among a million: 8.9 s), so those are scored
+        exactly, their vectors read by id (3 ms). The others are searched among the listed ids, which spares
+        Chroma a second pass of the filter (``benchmarks/filter_bench.py``).
         """
         if n <= 0:
             return {"ids": [[]], "distances": [[]]}
         vector = np.asarray(vector, dtype=np.float32)
-        if where:
-            kept = collection.get(where=where, include=[])["ids"]
-            if len(kept) <= n or (len(kept) <= EXACT_MAX and len(kept) * EXACT_SHARE <= collection.count()):
-                return _nearest(collection, kept, vector, n)
+        if where and among is None:
+            among = collection.get(where=where, include=[])["ids"]
+        if among is not None:
+            if len(among) <= n or (len(among) <= EXACT_MAX and len(among) * EXACT_SHARE <= collection.count()):
+                return _nearest(collection, among, vector, n)
             try:
-                return collection.query(query_embeddings=[vector], ids=kept, n_results=n, include=["distances"])
+                return collection.query(query_embeddings=[vector], ids=list(among), n_results=n, include=["distances"])
             except Exception as exc:  # a listed record was removed meanwhile (Chroma: "Error finding id")
                 logger.debug("searching the listed records failed (%s); searching under the filter", exc)
         # n may exceed the collection's size: Chroma then returns all records (no count() round trip).

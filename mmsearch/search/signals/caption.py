@@ -22,7 +22,8 @@ class CaptionSignal(Signal):
         vector, best = context.query.captions_vector, {}
         if vector is None:
             return {}
-        for match in context.store.query_captions(vector, 2 * context.pool, context.query.where):
+        for match in context.store.query_captions(vector, 2 * context.pool, context.query.where,
+                                                   context.query.listed("captions")):
             if match.image_id not in best or match.score > best[match.image_id][0]:
                 best[match.image_id] = (match.score, match.index)
         return best

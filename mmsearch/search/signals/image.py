@@ -27,8 +27,9 @@ class ImageSignal(Signal):
     def find(self, context: Context) -> dict[str, float]:
         if not context.use_image:
             return {}
-        near = context.store.query_images(context.query.vector, context.pool, context.query.where)
-        for video, (score, _) in context.store.query_frames(context.query.vector, context.pool, context.query.where).items():
+        query, store = context.query, context.store
+        near = store.query_images(query.vector, context.pool, query.where, query.listed("images"))
+        for video, score in store.query_frames(query.vector, context.pool, query.where, query.listed("frames")).items():
             near[video] = max(score, near.get(video, -1.0))
         return near
 

@@ -45,7 +45,8 @@ class OcrSignal(Signal):
 
     def find(self, context: Context) -> set[str]:
         shares = self._shares(context)
-        near = context.store.query_ocr(context.query.captions_vector, context.pool, context.query.where)
+        near = context.store.query_ocr(context.query.captions_vector, context.pool, context.query.where,
+                                       context.query.listed("texts"))
         return set(sorted(shares, key=lambda i: -shares[i])[:context.pool]) | set(near)
 
     def score(self, context: Context, ids: Sequence[str]) -> Scored:

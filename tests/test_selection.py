@@ -1,0 +1,134 @@
+"""Filters evaluated in memory (``mmsearch.search.selection``) keep exactly what Chroma keeps, in every
+collection, and a filter-only query lists what Chroma's reading would list, in the same order."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from mmsearch.ids import image_id
+from mmsearch.paths import folders_of
+from mmsearch.search import ranking
+from mmsearch.search.filters import build_where
+from mmsearch.search.keywords import KeywordIndex
+from mmsearch.search.selection import select
+from mmsearch.store import Store
+
+SIGNATURE = {"image_model": "open_clip:test/none", "text_model": "sentence-transformers:test", "caption_model": ""}
+DIM = 4
+FOLDERS = ["/p", "/p/a", "/p/a/b", "/p/ab", "/q", "/"]
+ODD = ["/p//a/x{}.jpg", "//h/x{}.jpg", "/p/./a/y{}.jpg", "///z{}.jpg", "/p/a/b/.{}.jpg"]  # folders by splitting
+LAST = {1: "/p/a/b/.", 2: "/p/ab/"}  # a path that starts with a folder and a separator, yet is not inside it
+CAMERAS = ["Canon EOS", "Canon EOS 5D", "Pixel 7"]
+PLACES = ["jp", "jp/13", "jp/13/tokyo", "pt", "pt/lisbon"]
+FIRST = datetime(2019, 1, 1)
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def record(rng: np.random.Generator, n: int) -> tuple[dict, list[str], bool, int]:
+    """Metadata as the indexer writes it (no key for what is missing), its captions, whether it has text
+    read in it, and its frames (a video's)."""
+    path = LAST.get(n) or ODD[n % len(ODD)].format(n) if n % 9 == 0 or n in LAST else f"{FOLDERS[int(rng.integers(len(FOLDERS)))].rstrip('/')}/{n}.jpg"
+    meta: dict = {"path": path, "folders": folders_of(path), "size": 1, "mtime_ns": "1", "caption_sig": "s"}
+    if rng.random() < 0.9:  # a few share a day, so ties in date order are path order
+        meta["date"] = int((FIRST + timedelta(days=int(rng.integers(0, 60)), hours=int(rng.integers(0, 2)))).timestamp())
+    if rng.random() < 0.7:
+        meta["camera"] = CAMERAS[int(rng.integers(len(CAMERAS)))]
+    if rng.random() < 0.6:
+        meta["place_keys"] = sorted({PLACES[int(i)] for i in rng.integers(0, len(PLACES), 2)})
+    if rng.random() < 0.8:  # near the poles and the antimeridian too
+        meta["lat"] = float(rng.choice([rng.uniform(-90, 90), rng.uniform(85, 90), rng.uniform(-5, 5)]))
+        meta["lon"] = float(rng.choice([rng.uniform(-180, 180), rng.uniform(175, 180), rng.uniform(-180, -175)]))
+    captions = [f"caption {n} {c}" for c in range(int(rng.integers(0, 4)))]
+    if captions:
+        meta["captions"] = captions
+    frames = int(rng.integers(1, 4)) if n % 7 == 0 else 0
+    if frames:
+        meta.update(kind="video", frames=frames)
+    return meta, captions, rng.random() < 0.3, frames
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory) -> tuple[Store, KeywordIndex]:
+    rng = np.random.default_rng(5)
+    store = Store(tmp_path_factory.mktemp("selection") / "db")
+    store.create(SIGNATURE, DIM)
+    made = [record(rng, n) for n in range(400)]
+    ids = [image_id(meta["path"]) for meta, *_ in made]
+    captions = [[(text, "sidecar") for text in texts] for _, texts, _, _ in made]
+    metas = [meta | ({"ocr": f"text {n}"} if has_text else {}) for n, (meta, _, has_text, _) in enumerate(made)]
+    store.put(ids, unit(rng.standard_normal((len(ids), DIM))), metas, captions,
+              unit(rng.standard_normal((sum(map(len, captions)), DIM))),
+              ocr=[(f"text {n}", unit(rng.standard_normal((1, DIM)))[0]) if has_text else None
+                   for n, (_, _, has_text, _) in enumerate(made)],
+              frames=[([float(t) for t in range(f)], unit(rng.standard_normal((f, DIM)))) if f else None
+                      for _, _, _, f in made])
+    return store, KeywordIndex.from_metadata(store.all_metadata())
+
+
+def filters(rng: np.random.Generator) -> dict:
+    """One to three random filters of every kind ``build_where`` makes."""
+    day = lambda: date(2019, 1, 1) + timedelta(days=int(rng.integers(-3, 64)))  # noqa: E731
+    kinds = {
+        "folder": lambda: str(rng.choice(FOLDERS + ["//h", "/p/a/b/", "/nowhere", "/p/a//"])),
+        "date_from": day, "date_to": day,
+        "camera": lambda: str(rng.choice(CAMERAS + ["Canon"])),
+        "places": lambda: [list(rng.choice(PLACES, int(rng.integers(1, 3)), replace=False)) for _ in range(int(rng.integers(1, 3)))],
+        "near": lambda: (float(rng.choice([88.0, 0.0, -45.0])), float(rng.choice([179.0, -179.5, 10.0])),
+                         float(rng.choice([50.0, 900.0, 3000.0]))),
+    }
+    chosen = rng.choice(list(kinds), int(rng.integers(1, 4)), replace=False)
+    return {str(name): kinds[str(name)]() for name in chosen}
+
+
+def chroma_keeps(collection, where: dict) -> set[str]:
+    return set(collection.get(where=where, include=[])["ids"]) if collection is not None else set()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_filter_evaluated_in_memory_keeps_in_every_collection_what_chroma_keeps(library, seed):
+    store, index = library
+    rng = np.random.default_rng(seed)
+    collections = {"images": store._get_images(), "captions": store._captions, "texts": store.ocr_collection(),
+                   "frames": store.frames_collection()}
+    seen = set()
+    for _ in range(40):
+        where = build_where(**filters(rng))
+        kept = select(index, where)
+        assert kept is not None, where
+        for name, collection in collections.items():
+            assert set(getattr(kept, name)) == chroma_keeps(collection, where), (name, where)
+        seen.add(len(kept.images))
+    assert len(seen) > 10 and 0 in seen  # the filters were of every size, none among them
+
+
+def test_a_filter_of_another_shape_is_left_to_chroma(library):
+    _, index = library
+    for where in ({"camera": {"$ne": "Pixel 7"}}, {"date": {"$in": [1, 2]}}, {"$or": []}, {"size": 1},
+                  {"$and": [{"camera": "Pixel 7"}, {"kind": {"$eq": "video"}}]}, {"camera": "Pixel 7", "size": 1}):
+        assert select(index, where) is None, where
+    assert select(index, None) is None
+
+
+@pytest.mark.parametrize("sort", ["date", "date-asc"])
+def test_a_filter_only_query_lists_from_memory_what_reading_every_record_lists(library, monkeypatch, sort):
+    store, index = library
+    monkeypatch.setattr(ranking, "BROWSE_CHUNK", 3)  # many chunks, each cut inside a run of one date
+    rng = np.random.default_rng(11)
+    for _ in range(25):
+        chosen = filters(rng)
+        near = chosen.pop("near", None)
+        where = build_where(near=near, **chosen)
+        excluded = tuple(rng.choice(["caption", "3", "x", "nothing"], int(rng.integers(0, 2)), replace=False))
+        k = int(rng.integers(1, 40))
+        listed = ranking.browse(store, where, near, excluded, k, sort, index)
+        read = ranking.browse(store, where, near, excluded, k, sort)
+        assert [h.path for h in listed] == [h.path for h in read], (where, excluded, k)
+    everything = ranking.browse(store, None, None, (), 400, sort, index)
+    assert [h.path for h in everything] == [h.path for h in ranking.browse(store, None, None, (), 400, sort)]
+    assert len(everything) == 400
