@@ -33,7 +33,8 @@ def unit(rows: np.ndarray) -> np.ndarray:
 def record(rng: np.random.Generator, n: int) -> tuple[dict, list[str], bool, int]:
     """Metadata as the indexer writes it (no key for what is missing), its captions, whether it has text
     read in it, and its frames (a video's)."""
-    path = LAST.get(n) or ODD[n % len(ODD)].format(n) if n % 9 == 0 or n in LAST else f"{FOLDERS[int(rng.integers(len(FOLDERS)))].rstrip('/')}/{n}.jpg"
+    folder = FOLDERS[int(rng.integers(len(FOLDERS)))].rstrip("/")
+    path = LAST.get(n) or ODD[n % len(ODD)].format(n) if n % 9 == 0 or n in LAST else f"{folder}/{n}.jpg"
     meta: dict = {"path": path, "folders": folders_of(path), "size": 1, "mtime_ns": "1", "caption_sig": "s"}
     if rng.random() < 0.9:  # a few share a day, so ties in date order are path order
         meta["date"] = int((FIRST + timedelta(days=int(rng.integers(0, 60)), hours=int(rng.integers(0, 2)))).timestamp())
@@ -78,7 +79,8 @@ def filters(rng: np.random.Generator) -> dict:
         "folder": lambda: str(rng.choice(FOLDERS + ["//h", "/p/a/b/", "/nowhere", "/p/a//"])),
         "date_from": day, "date_to": day,
         "camera": lambda: str(rng.choice(CAMERAS + ["Canon"])),
-        "places": lambda: [list(rng.choice(PLACES, int(rng.integers(1, 3)), replace=False)) for _ in range(int(rng.integers(1, 3)))],
+        "places": lambda: [list(rng.choice(PLACES, int(rng.integers(1, 3)), replace=False))
+                           for _ in range(int(rng.integers(1, 3)))],
         "near": lambda: (float(rng.choice([88.0, 0.0, -45.0])), float(rng.choice([179.0, -179.5, 10.0])),
                          float(rng.choice([50.0, 900.0, 3000.0]))),
     }
