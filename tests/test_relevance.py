@@ -218,7 +218,8 @@ def test_vectors_of_reads_the_missing_ones_once_and_lists_only_those_that_exist(
 def test_the_other_finds_vectors_are_read_while_the_image_query_runs(copies, tmp_path, tiny_config, tiny_encoders,
                                                                      monkeypatch):
     """A keyword find's vector is read on its own query thread before the image query (the slowest find) is done;
-    that read applies the filter, so a name match outside the asked folder is no candidate."""
+    the filter applies to it, so a name match outside the asked folder is no candidate (and its vector is not
+    read: the filter was evaluated in memory)."""
     from mmsearch.store.client import Store
 
     (copies / "kept").mkdir()
@@ -229,16 +230,17 @@ def test_the_other_finds_vectors_are_read_while_the_image_query_runs(copies, tmp
     engine.search("a first search", k=7)  # loads what every search shares (the library sample)
     rocket = image_id(str(copies / "rocket.jpg"))
     read_on_a_find = threading.Event()
-    waits, real_query, real_read = [], Store.query_images, Store.image_vectors
+    waits, asked, real_query, real_read = [], [], Store.query_images, Store.image_vectors
 
     def read(store, ids, where=None):
-        if rocket in ids and threading.current_thread().name.startswith("mmsearch-query"):
+        if threading.current_thread().name.startswith("mmsearch-query"):
             read_on_a_find.set()
+            asked.append(set(ids))
         return real_read(store, ids, where)
 
-    def query(store, vector, n, where):
+    def query(store, vector, n, where, among=None):
         waits.append(read_on_a_find.wait(timeout=60))  # set at once by the keyword find's thread
-        return real_query(store, vector, n, where)
+        return real_query(store, vector, n, where, among)
 
     monkeypatch.setattr(Store, "image_vectors", read)
     monkeypatch.setattr(Store, "query_images", query)
@@ -246,8 +248,10 @@ def test_the_other_finds_vectors_are_read_while_the_image_query_runs(copies, tmp
     assert waits == [True] and rocket in {image_id(h.path) for h in everywhere}
     assert any(h.scores.get("keyword") for h in everywhere)  # the keyword signal found the rockets by name
     read_on_a_find.clear()
+    unfiltered = len(asked)
     kept = engine.search("rocket", k=7, folder=copies / "kept", collapse=False)
     assert waits == [True, True] and sorted(Path(h.path).name for h in kept) == ["coffee.png", "flower.jpg"]
+    assert rocket in set().union(*asked[:unfiltered]) and not any(rocket in ids for ids in asked[unfiltered:])
 
 
 def test_the_command_line_folds_copies_unless_told_not_to(copies, tmp_path, capsys):

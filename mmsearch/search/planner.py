@@ -18,7 +18,7 @@ from .feedback import Examples, examples, rocchio
 from .filters import build_where, check_near, check_text
 from .fusion import query_weights
 from .query import Query
-from .selection import select
+from .selection import Kept, select
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -76,12 +76,22 @@ def plan(session: IndexSession, query: str | None = None, *, image: str | Path |
                             config.ocr_weight if session.has_ocr_texts() else 0.0, config.sparse_weight if lexical else 0.0)
     marks = session.marks.signal(vector) if text and config.feedback_weight > 0 else {}
     near = check_near(near)
-    where = build_where(roots=store.roots(), near=near, **filters)
+    where, kept = selected(session, build_where(roots=store.roots(), near=near, **filters))
     return Query(refined, text, k, weights, where, min_score, exclude,
                  captions, frozenset(unliked.ids), marks, shared_captions=not session.has_caption_space, lexical=lexical,
                  min_relevance=check_relevance(min_relevance), collapse=collapse, near=near,
                  excluded=tuple(check_text(w, "excluded word") for w in excluded), sort=check_sort(sort),
-                 kept=select(session.keyword_index(), where) if where else None)
+                 kept=kept)
+
+
+def selected(session: IndexSession, where: dict | None) -> tuple[dict | None, Kept | None]:
+    """The filter, and what it keeps where the keyword index can say (``mmsearch.search.selection``); no
+    filter at all when it keeps every image (a library's root folder: Chroma's graph search unfiltered took
+    19 ms at a million, among a million listed ids 1.1 s)."""
+    kept = select(session.keyword_index(), where) if where else None
+    if kept is not None and len(kept.images) == len(session.keyword_index()) > 0:
+        return None, None
+    return where, kept
 
 
 SORTS = ("best", "date", "date-asc")  # relevance; newest first; oldest first

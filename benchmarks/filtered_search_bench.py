@@ -1,0 +1,122 @@
+"""Filtered searches end to end (``SearchEngine``), the filter evaluated by Chroma or in memory, side by side in
+one process, on an index ``million_bench.py`` filled:
+
+- ``chroma``: the planned query served with ``kept=None``, as before 2026-12-07: each filtered read (the
+  images', captions' and text queries, the vectors of the keyword finds) has Chroma evaluate the filter;
+- ``memory``: as ``search`` serves it now: the filter evaluated once in the keyword index
+  (``mmsearch.search.selection``, its time shown as ``select``), the reads handed the kept ids;
+- ``browse``: a query of filters only ("2019"), newest first: every record the filter keeps read from Chroma
+  (``store.find``), against the kept images put in date order in memory and the first ``k`` read.
+
+Every way must give the same hits; the run says so.
+
+    .venv/bin/python benchmarks/filtered_search_bench.py --db /tmp/m200
+
+Measured at 200,000 images and 60,000 captions (2026-12-07, 2-core AMD EPYC, AVX2, nothing else running), one
+run, medians of 3 texts, k 10: see the README's "Filtered searches at a million".
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import mmsearch  # noqa: E402, F401, I001  first, before numpy: it sets OpenBLAS's thread timeout
+from host import machine  # noqa: E402
+
+YEAR = 31_536_000
+FIRST = 1_420_070_400  # million_bench's first date (2015-01-01); image i is of year 2015 + i % 10
+TEXTS = ["a cat on day 3", "the sea on day 40", "a red car on day 200"]
+
+
+def filters() -> dict[str, dict[str, Any]]:
+    """``search`` filters over million_bench's records, from a folder of 25 photos to every photo."""
+    y2019 = FIRST + 4 * YEAR
+    return {"a folder of 25": {"folder": "/home/me/Pictures/2019/00009"},
+            "a month (date range)": {"date_from": datetime.fromtimestamp(y2019),
+                                     "date_to": datetime.fromtimestamp(y2019 + 2_600_000)},
+            "a year's folder": {"folder": "/home/me/Pictures/2019"},
+            "every photo": {"folder": "/home/me/Pictures"},
+            "a camera never seen": {"camera": "no such camera"}}
+
+
+def timed(call: Any) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = call()
+    return time.perf_counter() - started, result
+
+
+def searches(engine: Any, wanted: dict[str, Any]) -> tuple[list[float], list[float], list[float], bool]:
+    """Seconds of each text's search both ways, of its ``select``, and whether both gave the same hits."""
+    from mmsearch.search.selection import select
+
+    chroma, memory, selecting, same = [], [], [], True
+    for text in TEXTS:
+        query = engine.plan(text, k=10, **wanted)
+        seconds, old = timed(lambda q=query: engine.serve(dataclasses.replace(q, kept=None)))
+        chroma.append(seconds)
+        selecting.append(timed(lambda q=query: select(engine.keyword_index(), q.where))[0])
+        seconds, new = timed(lambda q=query: engine.serve(q))
+        memory.append(seconds + selecting[-1])
+        same &= [h.path for h in old] == [h.path for h in new]
+    return chroma, memory, selecting, same
+
+
+def browsing(engine: Any, wanted: dict[str, Any], k: int) -> tuple[float, float, bool]:
+    """Seconds of a filter-only query read from Chroma and listed from memory, and whether both agree."""
+    from mmsearch.search.filters import build_where
+    from mmsearch.search.ranking import browse
+
+    where = build_where(roots=engine.store.roots(), **wanted)
+    old_s, old = timed(lambda: browse(engine.store, where, None, (), k, "date"))
+    new_s, new = timed(lambda: browse(engine.store, where, None, (), k, "date", engine.keyword_index()))
+    return old_s, new_s, [h.path for h in old] == [h.path for h in new]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", default="/tmp/m200", help="an index million_bench.py filled")
+    parser.add_argument("--k", type=int, default=50, help="hits of a filter-only query")
+    parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "mmsearch-bench"))
+    args = parser.parse_args()
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from index_bench import checkpoint
+    from million_bench import model_settings
+    from store_bench import multilingual_shaped_text_model
+
+    from mmsearch import SearchEngine
+
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    engine = SearchEngine(args.db, **model_settings(str(checkpoint(workdir)), multilingual_shaped_text_model(workdir)))
+    seconds, index = timed(engine.keyword_index)
+    print(f"{engine.store.count():,} images in {args.db}, {machine()}; keyword index {seconds:.1f} s")
+    engine.search(TEXTS[0], k=10)  # the models and the vector index loaded
+    print(f"unfiltered: {statistics.median(timed(lambda t=t: engine.search(t, k=10))[0] for t in TEXTS) * 1000:.0f} ms")
+    print(f"{'filter':22} {'kept':>9} {'chroma':>10} {'memory':>10} {'select':>8}  same  "
+          f"{'browse: chroma':>14} {'memory':>8}  same")
+    from mmsearch.search.selection import select
+
+    for name, wanted in filters().items():
+        kept = select(index, engine.plan(TEXTS[0], k=10, **wanted).where)
+        chroma, memory, selecting, same = searches(engine, wanted)
+        old_s, new_s, agree = browsing(engine, wanted, args.k)
+        ms = lambda values: f"{statistics.median(values) * 1000:8.0f}ms"  # noqa: E731
+        print(f"{name:22} {len(kept.images) if kept else -1:>9,} {ms(chroma)} {ms(memory)} {ms(selecting)[2:]}  "
+              f"{'yes' if same else 'NO':4}  {old_s * 1000:12.0f}ms {new_s * 1000:6.0f}ms  {'yes' if agree else 'NO'}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
