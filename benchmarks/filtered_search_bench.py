@@ -59,26 +59,33 @@ def timed(call: Any) -> tuple[float, Any]:
 
 def searches(engine: Any, wanted: dict[str, Any]) -> tuple[list[float], list[float], list[float], bool]:
     """Seconds of each text's search both ways, of its ``select``, and whether both gave the same hits."""
-    from mmsearch.search.selection import select
+    from mmsearch.search.planner import selected
 
+    where = filtered(engine, wanted)
     chroma, memory, selecting, same = [], [], [], True
     for text in TEXTS:
         query = engine.plan(text, k=10, **wanted)
-        seconds, old = timed(lambda q=query: engine.serve(dataclasses.replace(q, kept=None)))
+        seconds, old = timed(lambda q=query: engine.serve(dataclasses.replace(q, where=where, kept=None)))
         chroma.append(seconds)
-        selecting.append(timed(lambda q=query: select(engine.keyword_index(), q.where))[0])
+        selecting.append(timed(lambda: selected(engine.session, where))[0])
         seconds, new = timed(lambda q=query: engine.serve(q))
         memory.append(seconds + selecting[-1])
         same &= [h.path for h in old] == [h.path for h in new]
     return chroma, memory, selecting, same
 
 
+def filtered(engine: Any, wanted: dict[str, Any]) -> dict:
+    """The ``where`` of these filters, as Chroma evaluates it."""
+    from mmsearch.search.filters import build_where
+
+    return build_where(roots=engine.store.roots(), **wanted)  # type: ignore[return-value]
+
+
 def browsing(engine: Any, wanted: dict[str, Any], k: int) -> tuple[float, float, bool]:
     """Seconds of a filter-only query read from Chroma and listed from memory, and whether both agree."""
-    from mmsearch.search.filters import build_where
     from mmsearch.search.ranking import browse
 
-    where = build_where(roots=engine.store.roots(), **wanted)
+    where = filtered(engine, wanted)
     old_s, old = timed(lambda: browse(engine.store, where, None, (), k, "date"))
     new_s, new = timed(lambda: browse(engine.store, where, None, (), k, "date", engine.keyword_index()))
     return old_s, new_s, [h.path for h in old] == [h.path for h in new]
@@ -109,11 +116,12 @@ def main() -> None:
     from mmsearch.search.selection import select
 
     for name, wanted in filters().items():
-        kept = select(index, engine.plan(TEXTS[0], k=10, **wanted).where)
+        kept = select(index, filtered(engine, wanted))
         chroma, memory, selecting, same = searches(engine, wanted)
         old_s, new_s, agree = browsing(engine, wanted, args.k)
         ms = lambda values: f"{statistics.median(values) * 1000:8.0f}ms"  # noqa: E731
-        print(f"{name:22} {len(kept.images) if kept else -1:>9,} {ms(chroma)} {ms(memory)} {ms(selecting)[2:]}  "
+        count = f"{len(kept.images):,}" if kept else "?"
+        print(f"{name:22} {count:>9} {ms(chroma)} {ms(memory)} {ms(selecting)[2:]}  "
               f"{'yes' if same else 'NO':4}  {old_s * 1000:12.0f}ms {new_s * 1000:6.0f}ms  {'yes' if agree else 'NO'}",
               flush=True)
 

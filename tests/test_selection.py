@@ -4,6 +4,7 @@ collection, and a filter-only query lists what Chroma's reading would list, in t
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,3 +135,30 @@ def test_a_filter_only_query_lists_from_memory_what_reading_every_record_lists(l
     everything = ranking.browse(store, None, None, (), 400, sort, index)
     assert [h.path for h in everything] == [h.path for h in ranking.browse(store, None, None, (), 400, sort)]
     assert len(everything) == 400
+
+
+def test_a_filtered_search_never_asks_chroma_to_evaluate_its_filter(tmp_path, make_engine, monkeypatch):
+    """Every read of a filtered search (and of a query of filters only) is by id: the filter was evaluated once,
+    in memory. A filter that keeps every photo (the library's one root) is no filter at all."""
+    import shutil
+
+    from chromadb.api.models.Collection import Collection
+
+    samples = Path(__file__).resolve().parent.parent / "sample_images"
+    root = tmp_path / "photos"
+    for n, name in enumerate(sorted(p.name for p in samples.iterdir() if p.suffix in (".png", ".jpg"))[:8]):
+        (root / ("inside" if n % 2 else "outside")).mkdir(parents=True, exist_ok=True)
+        shutil.copy(samples / name, root / ("inside" if n % 2 else "outside") / name)
+    engine = make_engine()
+    engine.index([root])
+    asked: list[dict] = []
+    for method in ("get", "query"):
+        real = getattr(Collection, method)
+        monkeypatch.setattr(Collection, method, lambda self, *a, real=real, **k: (
+            asked.append(k["where"]) if k.get("where") else None, real(self, *a, **k))[1])
+    inside = engine.search("a photo", k=8, folder=root / "inside")
+    assert sorted(Path(h.path).parent.name for h in inside) == ["inside"] * 4
+    assert engine.plan("a photo", k=8, folder=root).where is None
+    assert [h.path for h in engine.search("a photo", k=8, folder=root)] == [h.path for h in engine.search("a photo", k=8)]
+    assert len(engine.search(f"folder:{root / 'outside'}", k=8)) == 4  # filters only: listed in date order
+    assert not [where for where in asked if "folders" in str(where)], asked

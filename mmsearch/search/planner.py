@@ -18,7 +18,7 @@ from .feedback import Examples, examples, rocchio
 from .filters import build_where, check_near, check_text
 from .fusion import query_weights
 from .query import Query
-from .selection import Kept, select
+from .selection import Kept, kept_of, kept_rows
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -88,10 +88,13 @@ def selected(session: IndexSession, where: dict | None) -> tuple[dict | None, Ke
     """The filter, and what it keeps where the keyword index can say (``mmsearch.search.selection``); no
     filter at all when it keeps every image (a library's root folder: Chroma's graph search unfiltered took
     19 ms at a million, among a million listed ids 1.1 s)."""
-    kept = select(session.keyword_index(), where) if where else None
-    if kept is not None and len(kept.images) == len(session.keyword_index()) > 0:
+    index = session.keyword_index() if where else None
+    rows = kept_rows(index, where) if index is not None else None
+    if rows is None:
+        return where, None
+    if len(rows) == len(index) > 0:  # type: ignore[arg-type]
         return None, None
-    return where, kept
+    return where, kept_of(index, rows)  # type: ignore[arg-type]
 
 
 SORTS = ("best", "date", "date-asc")  # relevance; newest first; oldest first
