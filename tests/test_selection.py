@@ -162,3 +162,45 @@ def test_a_filtered_search_never_asks_chroma_to_evaluate_its_filter(tmp_path, ma
     assert [h.path for h in engine.search("a photo", k=8, folder=root)] == [h.path for h in engine.search("a photo", k=8)]
     assert len(engine.search(f"folder:{root / 'outside'}", k=8)) == 4  # filters only: listed in date order
     assert not [where for where in asked if "folders" in str(where)], asked
+
+
+def test_a_folders_keyword_matches_are_not_crowded_out_by_better_ones_outside_it(tmp_path, make_engine):
+    """The keyword find searches among the images the filter keeps: 35 better matches outside the folder (more
+    than the pool of 30) no longer leave its own matches unscored."""
+    from PIL import Image
+
+    for n in range(37):
+        folder = tmp_path / "photos" / ("inside" if n < 2 else "outside")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (32, 32), (7 * n, 255 - 7 * n, 90)).save(
+            folder / (f"battery-{n}.png" if n < 2 else f"battery-battery-{n}.png"))
+    engine = make_engine()
+    engine.index([tmp_path / "photos"])
+    hits = engine.search("battery", k=2, folder=tmp_path / "photos" / "inside")
+    assert sorted(Path(h.path).name for h in hits) == ["battery-0.png", "battery-1.png"]
+    assert all(h.scores["keyword"] for h in hits), [h.scores for h in hits]
+
+
+def test_the_text_in_photos_and_the_lexical_weights_find_among_what_the_filter_keeps():
+    """The ``ocr`` and ``sparse`` finds, like the keyword one, rank only the images the filter keeps."""
+    from types import SimpleNamespace
+
+    from mmsearch.search.query import Query
+    from mmsearch.search.selection import Kept
+    from mmsearch.search.signals.base import Context
+    from mmsearch.search.signals.ocr import OcrSignal
+    from mmsearch.search.signals.sparse import SparseSignal
+    from mmsearch.search.topk import top
+
+    ids = [f"img{n}" for n in range(6)]
+    index = KeywordIndex.build([(i, "exit sign") for i in ids])
+    best_outside = np.asarray([9.0, 8.0, 7.0, 1.0, 0.5, 0.0])  # img0-img2 outside the filter, img3-img5 inside
+    index.lexical = SimpleNamespace(score_array=lambda weights: best_outside, top=lambda s, n: top(index.ids, s, n))
+    store = SimpleNamespace(query_ocr=lambda vector, n, where, among: {})  # the text's meaning finds nothing
+    ocr = SimpleNamespace(scores=lambda text: dict(zip(ids, best_outside.tolist())))
+    inside = Kept(ids[3:], [], [], ids[3:])
+    for kept, wanted in ((inside, {"img3", "img4"}), (None, {"img0", "img1"})):
+        query = Query(np.ones(4, np.float32), "exit", 2, {}, {"camera": "x"}, lexical={1: 1.0}, kept=kept)
+        context = Context(store, query, 2, False, index, ocr)  # type: ignore[arg-type]
+        assert set(SparseSignal().find(context)) == wanted
+        assert OcrSignal().find(context) == wanted

@@ -597,11 +597,15 @@ class KeywordIndex:
             return top_of(self.ids, rows, scores, n, self.id_keys)
         scores = self.score_array(query, phrase=False)
         if allowed is not None:
-            mask = np.zeros(len(self.ids), dtype=bool)
-            positions = self.positions()
-            mask[[positions[i] for i in allowed if i in positions]] = True
-            scores = np.where(mask, scores, 0.0)
+            scores = np.where(self.mask_of(allowed), scores, 0.0)
         return top(self.ids, self._with_phrase(scores, phrase, n) if phrase else scores, n, self.id_keys)
+
+    def mask_of(self, ids: Iterable[str]) -> np.ndarray:
+        """A bool per document: whether it is the live document of one of ``ids``."""
+        mask = np.zeros(len(self.ids), dtype=bool)
+        positions = self._positions
+        mask[[d for i in ids if (d := positions.get(i)) is not None]] = True
+        return mask
 
     def candidates(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The documents that can rank among the ``n`` best for ``query`` (its quoted phrase aside), with their

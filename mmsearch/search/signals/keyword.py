@@ -19,7 +19,10 @@ class KeywordSignal(Signal):
         return bool(context.query.text) and context.keywords is not None and super().takes_part(context)
 
     def find(self, context: Context) -> dict[str, float]:
-        return context.keywords.search(context.query.text, context.pool)  # type: ignore[union-attr]
+        """The best BM25 matches among the images the filter keeps, where it was evaluated in memory (else
+        among all: the filter then drops those outside it, and a folder's matches may be crowded out)."""
+        return context.keywords.search(context.query.text, context.pool,  # type: ignore[union-attr]
+                                       context.query.listed("images"))
 
     def score(self, context: Context, ids: Sequence[str]) -> Scored | None:
         if context.exhaustive:

@@ -44,7 +44,9 @@ class OcrSignal(Signal):
         return context.memo[self.name]
 
     def find(self, context: Context) -> set[str]:
-        shares = self._shares(context)
+        shares, kept = self._shares(context), context.query.kept
+        if kept is not None:  # among the photos the filter keeps (``KeywordSignal.find``)
+            shares = {i: shares[i] for i in kept.among(shares)}
         near = context.store.query_ocr(context.query.captions_vector, context.pool, context.query.where,
                                        context.query.listed("texts"))
         return set(sorted(shares, key=lambda i: -shares[i])[:context.pool]) | set(near)

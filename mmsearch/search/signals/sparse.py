@@ -28,7 +28,10 @@ class SparseSignal(Signal):
         return context.memo[self.name]
 
     def find(self, context: Context) -> dict[str, float]:
-        return context.keywords.lexical.top(self._every(context), context.pool)  # type: ignore[union-attr]
+        every, kept = self._every(context), context.query.listed("images")
+        if kept is not None:  # among the images the filter keeps (``KeywordSignal.find``)
+            every = np.where(context.keywords.mask_of(kept), every, 0.0)  # type: ignore[union-attr]
+        return context.keywords.lexical.top(every, context.pool)  # type: ignore[union-attr]
 
     def score(self, context: Context, ids: Sequence[str]) -> Scored | None:
         every = self._every(context)
