@@ -70,7 +70,15 @@ def library(tmp_path_factory) -> tuple[Store, KeywordIndex]:
                    for n, (_, _, has_text, _) in enumerate(made)],
               frames=[([float(t) for t in range(f)], unit(rng.standard_normal((f, DIM)))) if f else None
                       for _, _, _, f in made])
-    return store, KeywordIndex.from_metadata(store.all_metadata())
+    records = list(store.all_metadata())
+    built = KeywordIndex.from_metadata(records[:250]).apply(records[250:])  # built, then brought up to date
+    path = tmp_path_factory.mktemp("keywords") / "keywords.npz"
+    built.save(path, ("test",))
+    loaded = KeywordIndex.load(path, ("test",))
+    assert loaded is not None and loaded.numbers.keys() == built.numbers.keys()
+    for name, values in built.numbers.items():
+        np.testing.assert_array_equal(loaded.numbers[name], values)
+    return store, loaded
 
 
 def filters(rng: np.random.Generator) -> dict:
