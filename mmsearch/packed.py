@@ -120,33 +120,42 @@ class PackedStrings(Sequence[str]):
     def containing(self, part: str) -> np.ndarray:
         """The numbers of the entries that hold ``part`` (non-empty), in order: the packed ones found by
         searching their bytes at once (a rare part is found among a million texts in milliseconds)."""
-        found = self._found(encode(part), at_start=False)
+        found = self._found(encode(part))
         base = len(self._ends)
         found.extend(base + n for n, text in enumerate(self._tail) if part in text)
         return np.asarray(found, dtype=np.int64)
 
     def starting_with(self, prefix: str) -> np.ndarray:
-        """The numbers of the entries that start with ``prefix`` (non-empty), in order: the packed ones found by
-        searching their bytes at once, so the cost follows the entries found (a folder's photos among a
-        million paths in milliseconds)."""
-        found = self._found(encode(prefix), at_start=True)
-        base = len(self._ends)
-        found.extend(base + n for n, text in enumerate(self._tail) if text.startswith(prefix))
-        return np.asarray(found, dtype=np.int64)
+        """The numbers of the entries that start with ``prefix`` (non-empty), in order: the packed ones by
+        comparing the prefix's bytes from its last, each over the entries still in the running, in numpy (a
+        million paths: a folder of 25 in ~20 ms, a year's 100,000 in ~60 ms, where finding each match in the
+        bytes took 11 and 250 ms, every path 0.15 against 2.4 s)."""
+        needle = encode(prefix)
+        ends = self._ends
+        starts = np.concatenate([np.zeros(1, np.int64), ends[:-1]])[:len(ends)]
+        rows = np.flatnonzero(ends - starts >= len(needle))
+        at = starts[rows]
+        raw = np.frombuffer(self._raw, dtype=np.uint8)
+        for n in range(len(needle) - 1, -1, -1):  # a path's last folder tells paths apart soonest
+            same = raw[at + n] == needle[n]
+            rows, at = rows[same], at[same]
+        base = len(ends)
+        return np.concatenate([rows, np.asarray([base + n for n, text in enumerate(self._tail) if text.startswith(prefix)],
+                                                dtype=np.int64)])
 
-    def _found(self, needle: bytes, at_start: bool) -> list[int]:
-        """The numbers of the packed entries holding ``needle`` (at their start only, with ``at_start``), found
-        by searching their bytes at once: each match is placed in its entry, and the search goes on from the
-        next entry (or, for a match across two entries, from the next byte)."""
+    def _found(self, needle: bytes) -> list[int]:
+        """The numbers of the packed entries holding ``needle``, found by searching their bytes at once: each
+        match is placed in its entry, and the search goes on from the next entry (or, for a match across two
+        entries, from the next byte)."""
         raw, ends = self._raw, self._ends
         found: list[int] = []
         at = raw.find(needle)
         while at >= 0:
             entry = int(np.searchsorted(ends, at, side="right"))
             inside = at + len(needle) <= ends[entry]
-            if inside and (not at_start or at == (int(ends[entry - 1]) if entry else 0)):
+            if inside:
                 found.append(entry)
-            at = raw.find(needle, int(ends[entry]) if inside or at_start else at + 1)
+            at = raw.find(needle, int(ends[entry]) if inside else at + 1)
         return found
 
     def equal_to_any(self, values: Iterable[str]) -> np.ndarray:

@@ -112,7 +112,7 @@ def in_folder(index: KeywordIndex, folder: str) -> np.ndarray:
 
     A folder the facet counts for every image (a library's one root) holds them all. Otherwise, a path
     whose folders are its text up to each separator (``plain``: nearly all) is inside ``folder`` when it
-    starts with ``folder`` and a separator, found by searching the packed paths' bytes at once; the others
+    starts with ``folder`` and a separator, found by comparing the packed paths' starts in numpy; the others
     (``/a//b.jpg``, ``//host/x.jpg``) are each split as ``folders_of`` splits them."""
     if index.folder_counts.get(folder) == len(index):
         return index.alive.copy()
