@@ -143,6 +143,29 @@ class PackedStrings(Sequence[str]):
         return np.concatenate([rows, np.asarray([base + n for n, text in enumerate(self._tail) if text.startswith(prefix)],
                                                 dtype=np.int64)])
 
+    def with_field(self, value: str, sep: str = "\t") -> np.ndarray:
+        """The numbers of the entries of which ``value`` (non-empty) is a field, ``sep`` (one byte) separating
+        the fields, in order: the packed ones by comparing the bytes of every field of its length at once, in
+        numpy (a country's key in two thirds of a million entries of place keys: 80 ms, where finding each match
+        and splitting its entry took 1.5 s; a city's 2,000 photos: 50 ms against 14)."""
+        needle, mark = encode(value), encode(sep)
+        ends = self._ends
+        raw = np.frombuffer(self._raw, dtype=np.uint8)
+        marks = np.flatnonzero(raw == mark[0])
+        starts = np.concatenate([np.zeros(1, np.int64), ends[:-1]])[:len(ends)]
+        # every field's first byte and the byte after its last, in order (each field ends before the next starts);
+        # each is two sorted runs, which a stable sort merges in one pass
+        firsts = np.sort(np.concatenate([starts, marks + 1]), kind="stable")
+        lasts = np.sort(np.concatenate([marks, ends]), kind="stable")
+        at = firsts[lasts - firsts == len(needle)]
+        for n in range(len(needle) - 1, -1, -1):
+            at = at[raw[at + n] == needle[n]]
+        rows = np.searchsorted(ends, at, side="right")  # in order: an entry holding it twice is listed once
+        rows = rows[np.concatenate([rows[:1] >= 0, rows[1:] != rows[:-1]])]
+        base = len(ends)
+        return np.concatenate([rows, np.asarray([base + n for n, text in enumerate(self._tail) if value in text.split(sep)],
+                                                dtype=np.int64)])
+
     def _found(self, needle: bytes) -> list[int]:
         """The numbers of the packed entries holding ``needle``, found by searching their bytes at once: each
         match is placed in its entry, and the search goes on from the next entry (or, for a match across two

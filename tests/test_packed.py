@@ -116,6 +116,21 @@ def test_entries_starting_with_or_equal_to_a_string_are_those_python_finds(seed)
 
 
 @pytest.mark.parametrize("seed", range(4))
+def test_entries_holding_a_field_are_those_python_splits(seed):
+    """Fields of tab-separated entries: empty entries and fields, a field twice, at either end, multi-byte."""
+    rng = random.Random(seed)
+    fields = ["JP", "JP.13", "1850013", "P", "日本", "", "JPX"]
+    strings = ["\t".join(rng.choices(fields, k=rng.randint(0, 4))) for _ in range(400)] + ["", "\t", "JP\t", "\tJP"]
+    rng.shuffle(strings)
+    data, ends = PackedStrings(tail=strings[:300]).arrays()
+    packed = PackedStrings(data.tobytes(), ends)
+    packed.extend(strings[300:])
+    for value in ["JP", "JP.13", "1850013", "P", "日本", "JPX", "J", "absent", "JP\tJP"]:
+        want = [n for n, text in enumerate(strings) if value in text.split("\t")]
+        assert packed.with_field(value).tolist() == want, value
+
+
+@pytest.mark.parametrize("seed", range(4))
 def test_tables_joined_give_each_key_its_rows_one_after_another_in_the_tables_order(seed):
     rng = random.Random(seed)
     words = [*ODD, *(f"w{n}" for n in range(30)), *(f"长{n}" for n in range(10))]

@@ -99,9 +99,7 @@ def _text_clause(index: KeywordIndex, field: str, operator: str, operand: str) -
     if field == "folders" and operator == "$contains":
         return in_folder(index, operand)
     if field == "place_keys" and operator == "$contains":
-        found = index.doc_places.containing(operand)
-        return _mask(len(index.ids), [d for d, keys in zip(found.tolist(), index.doc_places.at(found))
-                                      if operand in keys.split("\t")])
+        return _mask(len(index.ids), index.doc_places.with_field(operand))  # its place keys, tab-separated
     if field == "camera" and operator == "$eq":
         return _mask(len(index.ids), index.doc_cameras.equal_to_any([operand]))
     return None
