@@ -101,6 +101,8 @@ def _text_clause(index: KeywordIndex, field: str, operator: str, operand: str) -
     if field == "place_keys" and operator == "$contains":
         return _mask(len(index.ids), index.doc_places.with_field(operand))  # its place keys, tab-separated
     if field == "camera" and operator == "$eq":
+        if not index.camera_counts.get(operand):  # the facet counts every live image's camera: none has it
+            return np.zeros(len(index.ids), dtype=bool)
         return _mask(len(index.ids), index.doc_cameras.equal_to_any([operand]))
     return None
 
@@ -108,12 +110,16 @@ def _text_clause(index: KeywordIndex, field: str, operator: str, operand: str) -
 def in_folder(index: KeywordIndex, folder: str) -> np.ndarray:
     """Whether each document's ``folders`` (``mmsearch.paths.folders_of`` of its path) hold ``folder``.
 
-    A folder the facet counts for every image (a library's one root) holds them all. Otherwise, a path
+    A folder the facet counts for every image (a library's one root) holds them all, one it does not count
+    none. Otherwise, a path
     whose folders are its text up to each separator (``plain``: nearly all) is inside ``folder`` when it
     starts with ``folder`` and a separator, found by comparing the packed paths' starts in numpy; the others
     (``/a//b.jpg``, ``//host/x.jpg``) are each split as ``folders_of`` splits them."""
-    if index.folder_counts.get(folder) == len(index):
+    count = index.folder_counts.get(folder)
+    if count == len(index):
         return index.alive.copy()
+    if not count:  # the facet counts every live image's folders: none is inside this one
+        return np.zeros(len(index.ids), dtype=bool)
     prefix = folder if folder.endswith(os.sep) else folder + os.sep
     mask = _mask(len(index.ids), index.paths.starting_with(prefix))
     if folder.endswith(os.sep):  # a root: not the paths of a longer one ("//x" is not in "/")
