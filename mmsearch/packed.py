@@ -8,7 +8,7 @@ Opening a million-photo keyword index used to build a tuple per token and a dict
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, overload
 
 import numpy as np
@@ -130,40 +130,44 @@ class PackedStrings(Sequence[str]):
         comparing the prefix's bytes from its last, each over the entries still in the running, in numpy (a
         million paths: a folder of 25 in ~20 ms, a year's 100,000 in ~60 ms, where finding each match in the
         bytes took 11 and 250 ms, every path 0.15 against 2.4 s)."""
-        needle = encode(prefix)
-        ends = self._ends
-        starts = np.concatenate([np.zeros(1, np.int64), ends[:-1]])[:len(ends)]
-        rows = np.flatnonzero(ends - starts >= len(needle))
-        at = starts[rows]
-        raw = np.frombuffer(self._raw, dtype=np.uint8)
-        for n in range(len(needle) - 1, -1, -1):  # a path's last folder tells paths apart soonest
-            same = raw[at + n] == needle[n]
-            rows, at = rows[same], at[same]
-        base = len(ends)
-        return np.concatenate([rows, np.asarray([base + n for n, text in enumerate(self._tail) if text.startswith(prefix)],
-                                                dtype=np.int64)])
+        needle, starts = encode(prefix), self._starts()
+        at = self._holding(starts[self._ends - starts >= len(needle)], needle)
+        rows = np.searchsorted(self._ends, at, side="right")  # each start is its (non-empty) entry's
+        return self._and_appended(rows, lambda text: text.startswith(prefix))
 
     def with_field(self, value: str, sep: str = "\t") -> np.ndarray:
         """The numbers of the entries of which ``value`` (non-empty) is a field, ``sep`` (one byte) separating
         the fields, in order: the packed ones by comparing the bytes of every field of its length at once, in
         numpy (a country's key in two thirds of a million entries of place keys: 80 ms, where finding each match
         and splitting its entry took 1.5 s; a city's 2,000 photos: 50 ms against 14)."""
-        needle, mark = encode(value), encode(sep)
-        ends = self._ends
-        raw = np.frombuffer(self._raw, dtype=np.uint8)
-        marks = np.flatnonzero(raw == mark[0])
-        starts = np.concatenate([np.zeros(1, np.int64), ends[:-1]])[:len(ends)]
+        needle, ends = encode(value), self._ends
+        marks = np.flatnonzero(np.frombuffer(self._raw, dtype=np.uint8) == encode(sep)[0])
         # every field's first byte and the byte after its last, in order (each field ends before the next starts);
         # each is two sorted runs, which a stable sort merges in one pass
-        firsts = np.sort(np.concatenate([starts, marks + 1]), kind="stable")
+        firsts = np.sort(np.concatenate([self._starts(), marks + 1]), kind="stable")
         lasts = np.sort(np.concatenate([marks, ends]), kind="stable")
-        at = firsts[lasts - firsts == len(needle)]
-        for n in range(len(needle) - 1, -1, -1):
-            at = at[raw[at + n] == needle[n]]
+        at = self._holding(firsts[lasts - firsts == len(needle)], needle)
         rows = np.searchsorted(ends, at, side="right")  # in order: an entry holding it twice is listed once
         rows = rows[np.concatenate([rows[:1] >= 0, rows[1:] != rows[:-1]])]
-        base = len(ends)
-        return np.concatenate([rows, np.asarray([base + n for n, text in enumerate(self._tail) if value in text.split(sep)],
+        return self._and_appended(rows, lambda text: value in text.split(sep))
+
+    def _starts(self) -> np.ndarray:
+        """Where each packed entry starts in the bytes (int64)."""
+        return np.concatenate([np.zeros(1, np.int64), self._ends[:-1]])[:len(self._ends)]
+
+    def _holding(self, at: np.ndarray, needle: bytes) -> np.ndarray:
+        """Those of the byte positions ``at`` (each with ``len(needle)`` bytes of its entry after it) where the
+        packed bytes read ``needle``: compared a byte at a time from its last, over the positions still in the
+        running (a path's last folder tells paths apart soonest)."""
+        raw = np.frombuffer(self._raw, dtype=np.uint8)
+        for n in range(len(needle) - 1, -1, -1):
+            at = at[raw[at + n] == needle[n]]
+        return at
+
+    def _and_appended(self, rows: np.ndarray, test: Callable[[str], bool]) -> np.ndarray:
+        """The packed entries ``rows``, then the numbers of the strings appended since that pass ``test``."""
+        base = len(self._ends)
+        return np.concatenate([rows, np.asarray([base + n for n, text in enumerate(self._tail) if test(text)],
                                                 dtype=np.int64)])
 
     def _found(self, needle: bytes) -> list[int]:
@@ -197,8 +201,7 @@ class PackedStrings(Sequence[str]):
     def _edge_keys(self, rows: int = 1 << 16) -> np.ndarray:
         """A uint64 per packed entry from its length and its first and last 8 bytes (equal entries have equal
         keys; hex digests that share a prefix, or paths a suffix, still differ), gathered ``rows`` at a time."""
-        ends = self._ends
-        starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
+        ends, starts = self._ends, self._starts()
         raw = np.frombuffer(b"\0" * 8 + self._raw + b"\0" * 8, dtype=np.uint8)
         offsets = np.arange(8, dtype=np.int64)
         keys = np.empty(len(ends), dtype=np.uint64)
