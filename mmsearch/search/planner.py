@@ -88,13 +88,15 @@ def selected(session: IndexSession, where: dict | None) -> tuple[dict | None, Ke
     """The filter, and what it keeps where the keyword index can say (``mmsearch.search.selection``); no
     filter at all when it keeps every image (a library's root folder: Chroma's graph search unfiltered took
     19 ms at a million, among a million listed ids 1.1 s)."""
-    index = session.keyword_index() if where else None
-    rows = kept_rows(index, where) if index is not None else None
+    if not where:
+        return where, None
+    index = session.keyword_index()
+    rows = kept_rows(index, where)
     if rows is None:
         return where, None
-    if len(rows) == len(index) > 0:  # type: ignore[arg-type]
+    if len(rows) == len(index) > 0:
         return None, None
-    return where, kept_of(index, rows)  # type: ignore[arg-type]
+    return where, kept_of(index, rows)
 
 
 SORTS = ("best", "date", "date-asc")  # relevance; newest first; oldest first

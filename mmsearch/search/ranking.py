@@ -126,18 +126,27 @@ def browse(store: Store, where: dict | None, near: tuple[float, float, float] | 
     keeps are put in date order in memory; only the first ones' records are read, until ``k`` pass the cuts
     the index cannot make. Else every record the filter keeps is read (a year among a million: 70 s)."""
     cut = Query(np.zeros(1, np.float32), "", k, {}, where, near=near, excluded=excluded)
-    rows = None if keywords is None else np.flatnonzero(keywords.alive) if not where else kept_rows(keywords, where)
-    if rows is None:
+    rows = None
+    if keywords is not None:
+        rows = kept_rows(keywords, where) if where else np.flatnonzero(keywords.alive)
+    if rows is None or keywords is None:
         metadata = {i: m for i, m in store.find(where) if passes(cut, m)}
     else:
-        metadata = {}
-        for part in date_order(keywords, rows, sort == "date", max(k, BROWSE_CHUNK)):  # type: ignore[arg-type]
-            read = store.image_metadata(keywords.ids.at(part))  # type: ignore[union-attr]
-            metadata.update((i, m) for i, m in read.items() if passes(cut, m))
-            if len(metadata) >= k:
-                break
+        metadata = _first_passing(store, keywords, rows, cut, sort)
     groups = by_date([(i, []) for i in metadata], metadata, sort)[:k]
     return [hit(i, 1.0, {"image": None, "caption": None}, None, metadata[i], 1.0) for i, _ in groups]
+
+
+def _first_passing(store: Store, keywords: KeywordIndex, rows: np.ndarray, cut: Query, sort: str) -> dict[str, dict]:
+    """The metadata of the first ``cut.k`` of these documents (and the rest of their chunk) in ``sort``'s date
+    order that pass ``cut``, read ``BROWSE_CHUNK`` (or k) records at a time."""
+    metadata: dict[str, dict] = {}
+    for part in date_order(keywords, rows, sort == "date", max(cut.k, BROWSE_CHUNK)):
+        read = store.image_metadata(keywords.ids.at(part))
+        metadata.update((i, m) for i, m in read.items() if passes(cut, m))
+        if len(metadata) >= cut.k:
+            break
+    return metadata
 
 
 def by_date(groups: list[tuple[str, list[str]]], metadata: dict[str, dict], sort: str) -> list[tuple[str, list[str]]]:
