@@ -269,7 +269,7 @@ class IndexSession:
         mark = store.write_mark() if store.sole_writer and store.count() == 0 else None
         if mark is None or mark.pending is not None:
             return lambda: None
-        feed = KeywordFeed(mark.through)
+        feed = KeywordFeed(mark.through, vectors=self.has_image_vectors)
         stop = store.follow_writes(feed.written)
 
         def done() -> None:
@@ -309,10 +309,11 @@ class IndexSession:
             if fresh or index is not self._keywords or now - self._keywords_counted >= KEYWORD_RECOUNT:
                 count, self._keywords_counted = store.count(), now
             if index is None:
-                index = KeywordIndex.from_metadata(store.all_metadata(), through=mark.through)
+                index = KeywordIndex.from_metadata(store.all_metadata(vectors=self.has_image_vectors),
+                                                   through=mark.through)
                 trim()  # the build's freed holes, 0.64 GB at a million photos (``mmsearch.heap``)
             elif index is not self._keywords or mark != self._keywords_mark or count not in (None, len(index)):
-                index = up_to_date(index, store, mark, count)
+                index = up_to_date(index, store, mark, count, self.has_image_vectors)
             self._keywords, self._keywords_mark = index, mark
             # kept on disk when asked ``fresh`` (after an index run) even if brought up to date by an earlier call
             saved, at = self._keywords_saved
@@ -368,7 +369,8 @@ class IndexSession:
         keywords = self.keyword_index()
         with self._lock:
             if self._background is None or self._background[0] is not keywords:
-                sample = Background.sample(self.store, keywords.live_ids(), keywords.captioned, self.has_image_vectors)
+                sample = Background.sample(self.store, keywords.live_ids(), keywords.captioned, self.has_image_vectors,
+                                           keywords)
                 self._background = (keywords, sample)
             return self._background[1]
 
@@ -385,15 +387,16 @@ class IndexSession:
             return self._marks
 
 
-def up_to_date(index: KeywordIndex, store: Store, mark: WriteMark, count: int | None) -> KeywordIndex:
+def up_to_date(index: KeywordIndex, store: Store, mark: WriteMark, count: int | None,
+               vectors: bool = False) -> KeywordIndex:
     """``index`` with what the store's writes from ``index.through`` on changed; ``mark`` and ``count``: where
     the store's writes stood and its image count, read before (None: not counted this time). Images written
     unnumbered (by an older mmsearch, or a run killed between its steps) show as a count that differs: then
-    the ids are compared."""
-    written, removed = store.changed_since(index.through)
+    the ids are compared. ``vectors``: read the images' vectors too (``KeywordIndex.vectors``)."""
+    written, removed = store.changed_since(index.through, vectors)
     index = index.apply(written, removed=removed, through=mark.through)
     if count is not None and len(index) != count:
         stored, live = set(store.image_ids()), set(index.positions())
-        added = store.image_metadata(sorted(stored - live))
+        added = store.image_metadata(sorted(stored - live), vectors)
         index = index.apply(added.items(), removed=live - stored)
     return index

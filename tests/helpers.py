@@ -387,13 +387,13 @@ def records_read_back(monkeypatch) -> list[str]:
 
     read, pages, written_since = [], Store.pages, Store.written_since
 
-    def every(self):
-        for ids, metas in pages(self):
+    def every(self, vectors=False):
+        for ids, metas in pages(self, vectors):
             read.extend(ids)
             yield ids, metas
 
-    def since(self, seq):
-        for i, meta in written_since(self, seq):
+    def since(self, seq, vectors=False):
+        for i, meta in written_since(self, seq, vectors):
             read.append(i)
             yield i, meta
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from ..store.collections import VECTOR
 from . import keywords
 from .keywords import KeywordIndex
 
@@ -22,14 +23,16 @@ class KeywordFeed:
     Each write must carry the next number (a failed write is never told, and the next write takes its
     number). A number skipped is a write the feed did not see (a removal, a metadata update, another
     writer): it stops there, and what it built is still exact up to it, as its ``through`` says; the
-    store's numbered writes give the rest (``Store.changed_since``).
+    store's numbered writes give the rest (``Store.changed_since``). ``vectors``: keep the images' vectors the
+    writes carry (``KeywordIndex.vectors``), where the index has image vectors.
     """
 
-    def __init__(self, through: int) -> None:
+    def __init__(self, through: int, vectors: bool = True) -> None:
         self._index = KeywordIndex.for_building()
         self._index.through = through
         self._next = through  # the number the next write it can take must carry
         self._pending: dict[str, dict] = {}
+        self._vectors = vectors
         self.stopped = False
 
     def written(self, seq: int, ids: list[str], metas: list[dict]) -> None:
@@ -40,7 +43,8 @@ class KeywordFeed:
             logger.debug("keyword feed: write %d after %d; the rest is read from the store", seq, self._next - 1)
             self.stopped = True
             return
-        self._pending.update(zip(ids, metas))
+        self._pending.update(zip(ids, metas if self._vectors else
+                                 ({k: v for k, v in meta.items() if k != VECTOR} for meta in metas)))
         self._next = seq + 1
         if len(self._pending) >= keywords.CHUNK:  # records held before they go into the index
             self._flush()

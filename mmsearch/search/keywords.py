@@ -27,11 +27,13 @@ import numpy as np
 from ..likeness import phash_of
 from ..packed import ListTable, PackedStrings, pack_named, prefix_keys, unpack_named
 from ..paths import folders_of, name_and_parent, plain
+from ..store.collections import VECTOR
 from ..text import CJK
 from .lexical import LexicalIndex
 from .places import PlaceBook
 from .stopwords import is_stop_word
 from .topk import best_documents, top, top_of
+from .vector_rows import VectorRows
 
 _TOKEN = re.compile(rf"[{CJK}]+|[^\W_{CJK}]+")
 _ISCJK = re.compile(rf"[{CJK}]")
@@ -81,7 +83,7 @@ def image_text(meta: dict) -> str:
     return " \n ".join([*(meta.get("captions") or []), name, " ".join(parent[-3:]), str(meta.get("place") or "")])
 
 
-FORMAT = 5  # the layout of ``keywords.npz``; a file of another layout is built again
+FORMAT = 6  # the layout of ``keywords.npz``; a file of another layout is built again
 PHRASE_FIRST = 1000  # documents read for a quoted phrase, best first, before every text is searched at once
 PACK_AT = 0.25  # the share of switched-off documents at which ``apply`` packs the index again
 # records added at once while an index is built or brought up to date (each addition concatenates its arrays
@@ -167,6 +169,9 @@ class KeywordIndex:
         self.doc_sha256 = PackedStrings()
         self.phashes = np.zeros(0, dtype=np.uint64)
         self.id_keys = np.zeros(0, dtype=np.uint64)  # ``prefix_keys`` of the ids: ties in id order, in numpy
+        # per document, its image vector where the metadata it was added from carried one (``VECTOR``): a filtered
+        # search scores the images it keeps from here (``mmsearch.search.vector_rows``)
+        self.vectors = VectorRows()
         self.postings = ListTable(2)  # token -> (its documents, int32; its frequency in each, float32)
         self.ocr: dict[str, str] = {}  # image id -> text read in the photo (``ocr_matcher.OcrMatcher`` searches it)
         self.lexical: LexicalIndex | None = None  # BGE-M3 lexical weights of the texts (``mmsearch.search.lexical``)
@@ -274,7 +279,7 @@ class KeywordIndex:
         for name in STRINGS:
             setattr(new, name, getattr(self, name).copy())
         new.lengths, new.alive, new.numbers = self.lengths, self.alive.copy(), dict(self.numbers)
-        new.phashes, new.id_keys = self.phashes, self.id_keys
+        new.phashes, new.id_keys, new.vectors = self.phashes, self.id_keys, self.vectors
         # the text read in photos is shared until a change touches it (``_ocr_changed``): the OCR matcher
         # built on it is kept while it is the same dict
         new.postings, new.ocr, new.folder_counts = self.postings.copy(), self.ocr, dict(self.folder_counts)
@@ -338,6 +343,7 @@ class KeywordIndex:
             self.numbers[name] = np.concatenate([self.numbers[name], np.asarray([getattr(d, name) for d in docs], dtype)])
         self.phashes = np.concatenate([self.phashes, np.asarray([d.phash for d in docs], dtype=np.uint64)])
         self.id_keys = np.concatenate([self.id_keys, prefix_keys(d.id for d in docs)])
+        self.vectors = self.vectors.appended([meta.get(VECTOR) for meta in metas] if metas else [None] * len(docs))
         postings = ((token, (np.asarray(found, dtype=np.int32), np.asarray(tfs, dtype=np.float32)))
                     for token, (found, tfs) in lists.items())
         names = ((key, (np.asarray(found, dtype=np.int32),)) for key, found in named.items())
@@ -377,7 +383,7 @@ class KeywordIndex:
             setattr(new, name, PackedStrings(tail=values.at(keep)))
         new.lengths, new.alive = self.lengths[keep], np.ones(len(keep), bool)
         new.numbers = {name: values[keep] for name, values in self.numbers.items()}
-        new.phashes, new.id_keys = self.phashes[keep], self.id_keys[keep]
+        new.phashes, new.id_keys, new.vectors = self.phashes[keep], self.id_keys[keep], self.vectors.packed(keep)
         new.postings, new._by_name = (_live(table, self.alive, renumber) for table in (self.postings, self._by_name))
         new._dead = 0
         new._positions = new._live_positions()
@@ -397,6 +403,11 @@ class KeywordIndex:
     def live_ids(self) -> list[str]:
         """The ids of the images the index holds."""
         return list(self._positions)
+
+    def vectors_of(self, ids: Sequence[str]) -> dict[str, np.ndarray] | None:
+        """The image vectors of these ids (each a live image), from ``vectors``; None where one is not held."""
+        rows = np.asarray([self._positions[i] for i in ids], dtype=np.int64)
+        return dict(zip(ids, self.vectors.of(rows))) if self.vectors.held[rows].all() else None
 
     @property
     def captioned(self) -> list[str]:
@@ -432,9 +443,10 @@ class KeywordIndex:
                  camera_counts=np.asarray(list(self.camera_counts.values()), dtype=np.int64),
                  lengths=self.lengths, alive=self.alive, phashes=self.phashes,
                  **{f"number_{name}": values for name, values in self.numbers.items()},
-                 id_keys=self.id_keys,
+                 id_keys=self.id_keys, vector_held=self.vectors.held,
                  **self.postings.arrays("postings_"), **self._by_name.arrays("names_"),
                  **(self.lexical.arrays("lexical_") if self.lexical is not None else {}))
+        self.vectors.write_into(partial)
         os.replace(partial, path)
 
     @classmethod
@@ -444,13 +456,18 @@ class KeywordIndex:
         Any damage (a truncated or empty file, a format from another version, counts that disagree)
         also gives None: the file is only a cache of what the store holds. The per-document strings, the
         postings and the file names stay packed as the file holds them (``mmsearch.packed``): opening
-        costs a Python object per live image, not one per string and token.
+        costs a Python object per live image, not one per string and token. The image vectors are mapped
+        from the file, not read (``VectorRows.mapped``).
         """
         try:
             with np.load(path, allow_pickle=False) as data:
                 if json.loads(unpack_named(data, "key")[0]) != json.loads(json.dumps([FORMAT, *key])):
                     return None
-                return cls._from_arrays(data)
+                index = cls._from_arrays(data)
+            if index is None or (vectors := VectorRows.mapped(path, index.vectors.held)) is None:
+                return None
+            index.vectors = vectors
+            return index
         except Exception:  # BadZipFile, EOFError, ValueError, KeyError, OSError, ...: rebuild
             return None
 
@@ -462,12 +479,14 @@ class KeywordIndex:
         index.lengths, index.alive = data["lengths"], data["alive"].copy()
         index.numbers = {name: data[f"number_{name}"] for name in NUMBERS}
         index.phashes, index.id_keys = data["phashes"], data["id_keys"]
+        index.vectors = VectorRows(held=data["vector_held"])  # the rows themselves are mapped by ``load``
         postings = ListTable.from_arrays(data, "postings_", (np.int32, np.float32))
         by_name = ListTable.from_arrays(data, "names_", (np.int32,))
         folders, counts = unpack_named(data, "facet_folders"), data["facet_counts"].tolist()
         cameras, camera_counts = unpack_named(data, "facet_cameras"), data["camera_counts"].tolist()
         if len({len(getattr(index, name)) for name in STRINGS} | {len(index.lengths), len(index.alive),
-                                                                  len(index.phashes), len(index.id_keys)}
+                                                                  len(index.phashes), len(index.id_keys),
+                                                                  len(index.vectors)}
                | {len(values) for values in index.numbers.values()}) != 1 \
                 or postings is None or by_name is None or len(folders) != len(counts) \
                 or len(cameras) != len(camera_counts):

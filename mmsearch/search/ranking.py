@@ -223,7 +223,7 @@ def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords:
     asked = {i for result in results.values() for i in result.asked}
     read = {i: v for result in results.values() for i, v in result.vectors.items() if i not in near}
     rest = [i for i in set(named).union(*context.found.values()) if i not in near and i not in asked]
-    context.vectors = {**read, **store.image_vectors(*query.allowed(rest))}
+    context.vectors = {**read, **image_vectors(store, query, rest)}
     context.candidates = [*near, *context.vectors]
     best_frames(context)
     scores = score_all(context, taking_part, context.candidates)
@@ -249,7 +249,15 @@ def _find(signal: Signal, context: Context) -> _Found:
     if signal.name == ImageSignal.name:
         return _Found(found, [], {})
     asked = list(found)
-    return _Found(found, asked, context.store.image_vectors(*context.query.allowed(asked)))
+    return _Found(found, asked, image_vectors(context.store, context.query, asked))
+
+
+def image_vectors(store: Store, query: Query, ids: list[str]) -> dict[str, np.ndarray]:
+    """The vectors of those of ``ids`` that exist and that the query's filter keeps: under a filter evaluated
+    in memory, from the keyword index's vectors where it holds them all (``Kept.vectors_of``), else read."""
+    kept = query.kept
+    vectors = kept.vectors_of(ids) if kept is not None else None
+    return store.image_vectors(*query.allowed(ids)) if vectors is None else vectors
 
 
 def relevance_of(context: Context, taking_part: list[Signal], scores: dict[str, Scores]) -> dict[str, float]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 RANGES = {"$gte": np.greater_equal, "$gt": np.greater, "$lte": np.less_equal, "$lt": np.less}
 NUMBERED = ("date", "lat", "lon")  # the fields a range compares, each a column of ``KeywordIndex.numbers``
+EXACT_ROWS = 200_000  # ``Kept.nearest``: at most this many kept images are scored from the keyword index's vectors
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,26 @@ class Kept:
     captions: list[str]
     frames: list[str]
     texts: list[str]
+    # where evaluated in the keyword index: the documents of ``images`` there, and that index (its vectors)
+    rows: np.ndarray | None = field(default=None, compare=False, repr=False)
+    index: KeywordIndex | None = field(default=None, compare=False, repr=False)
 
     @cached_property
     def image_set(self) -> frozenset[str]:
         """``images`` as a set."""
         return frozenset(self.images)
+
+    def nearest(self, vector: np.ndarray, n: int) -> dict[str, float] | None:
+        """The ``n`` kept images nearest ``vector`` (image id -> cosine, best first), scored exactly from the
+        keyword index's vectors (``KeywordIndex.vectors``); None where it lacks one of them, or they are more
+        than ``EXACT_ROWS`` (then the store is asked)."""
+        if self.index is None or self.rows is None or len(self.rows) > EXACT_ROWS:
+            return None
+        return self.index.vectors.nearest(self.images, self.rows, vector, n)
+
+    def vectors_of(self, ids: Iterable[str]) -> dict[str, np.ndarray] | None:
+        """The vectors of those of ``ids`` the filter keeps, from the keyword index; None where it lacks one."""
+        return None if self.index is None else self.index.vectors_of(self.among(ids))
 
     def among(self, ids: Iterable[str]) -> list[str]:
         """Those of ``ids`` the filter keeps, in their order."""
@@ -74,7 +90,7 @@ def kept_of(index: KeywordIndex, rows: np.ndarray) -> Kept:
     counts = {name: index.numbers[name][rows].tolist() for name in ("captions", "frames")}
     return Kept(ids, [caption_id(i, n) for i, c in zip(ids, counts["captions"]) for n in range(c)],
                 [frame_id(i, n) for i, c in zip(ids, counts["frames"]) for n in range(c)],
-                [i for i in ids if i in index.ocr])
+                [i for i in ids if i in index.ocr], rows, index)
 
 
 def _evaluated(index: KeywordIndex, where: dict) -> np.ndarray | None:

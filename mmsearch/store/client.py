@@ -51,6 +51,7 @@ from .collections import (
     PAGE,
     POINTER,
     SEQ,
+    VECTOR,
     WRITE_SEQ,
     WRITE_TOKEN,
     Appearing,
@@ -63,6 +64,7 @@ from .collections import (
     records,
     set_search_settings,
     vectors_by_id,
+    with_vectors,
 )
 from .entries import Entries, Entry, entry_of
 from .entries import load as load_entries
@@ -480,13 +482,13 @@ class Store:
         return dict(self.client.get_collection(self.name("images"), embedding_function=None).metadata or {})
 
     @_guarded("read")
-    def written_since(self, seq: int) -> Iterator[tuple[str, dict]]:
+    def written_since(self, seq: int, vectors: bool = False) -> Iterator[tuple[str, dict]]:
         """(id, metadata) of the images written by write number ``seq`` or a later one (see ``SEQ``), read a
         page at a time as they are iterated: a process catching up 187,000 records held them all at once
-        (1.4 GB more at a million photos)."""
+        (1.4 GB more at a million photos). With ``vectors``, each metadata carries its vector (``VECTOR``)."""
         if self._get_images() is None:
             return
-        yield from records(self._images, {SEQ: {"$gte": seq}})
+        yield from records(self._images, {SEQ: {"$gte": seq}}, vectors)
 
     @_guarded("read")
     def removed_since(self, seq: int) -> set[str]:
@@ -496,18 +498,18 @@ class Store:
             return set()
         return {i for page in pages(removed, include=(), where={SEQ: {"$gte": seq}}) for i in page["ids"]}
 
-    def changed_since(self, seq: int) -> tuple[Iterator[tuple[str, dict]], set[str]]:
+    def changed_since(self, seq: int, vectors: bool = False) -> tuple[Iterator[tuple[str, dict]], set[str]]:
         """What the writes from number ``seq`` on did: the (id, metadata) of the images they wrote, read as
         they are iterated (``written_since``), and the ids of those they removed. A cache of the records
         applies the removals first, then the writes: an id removed and written back since is in both.
 
         The store's own entries (``entries``) take what was read too, when they lack nothing older and the
         writes are read to their end: the keyword index's read at the end of an index run brings them up
-        to date as well.
+        to date as well. With ``vectors``, each metadata read carries its vector (``VECTOR``).
         """
         kept = self._kept()
         mark = self.write_mark() if kept is not None and kept[1] >= seq else None
-        written, removed = self._changes(seq)
+        written, removed = self._changes(seq, vectors)
         if mark is not None and kept is not None and kept[0] == self.identity():
             return self._folded(written, removed, (kept[0], mark.through, kept[2])), removed
         return written, removed
@@ -539,13 +541,14 @@ class Store:
 
     def follow_writes(self, listener: Callable[[int, list[str], list[dict]], None]) -> Callable[[], None]:
         """Call ``listener(seq, ids, metadatas)`` after each put of image records this store makes (``seq``:
-        the write's number; the metadata as given, without it), in the writing thread. Returns what stops it.
+        the write's number; the metadata as given, without it, each carrying its vector as ``VECTOR``), in the
+        writing thread. Returns what stops it.
         Only this store's puts are told: a listener that keeps a copy checks that the numbers follow on, and
         trusts them only where this store is the ``sole_writer``."""
         self._followers.append(listener)
         return lambda: self._followers.remove(listener) if listener in self._followers else None
 
-    def _written(self, seq: int, ids: list[str], metas: list[dict]) -> None:
+    def _written(self, seq: int, ids: list[str], metas: list[dict], vectors: np.ndarray) -> None:
         """After this store's put numbered ``seq``: its entries take the records when they lack no earlier
         write (their ``through`` is ``seq``), so an index run's end reads nothing back; then the listeners."""
         with self._entries_lock:
@@ -556,11 +559,15 @@ class Store:
                     self._entries = (kept[0], seq + 1, kept[2])
                 except (KeyError, TypeError, ValueError):  # not what an index run writes: read back as it was
                     pass
-        for listener in list(self._followers):
+        followers = list(self._followers)
+        if followers:
+            rows = np.asarray(vectors, dtype=np.float32)
+            metas = [{**meta, VECTOR: row} for meta, row in zip(metas, rows)]
+        for listener in followers:
             listener(seq, ids, metas)
 
-    def _changes(self, seq: int) -> tuple[Iterator[tuple[str, dict]], set[str]]:
-        return self.written_since(seq), self.removed_since(seq)
+    def _changes(self, seq: int, vectors: bool = False) -> tuple[Iterator[tuple[str, dict]], set[str]]:
+        return self.written_since(seq, vectors), self.removed_since(seq)
 
     def _removed_collection(self, create: bool) -> Any:
         if self._removed is None:
@@ -717,15 +724,16 @@ class Store:
             if self._entries is not None and self._entries[2] is kept[2]:  # nothing applied meanwhile but puts
                 self._entries = (*self._entries[:2], packed)
 
-    def pages(self) -> Iterator[tuple[list[str], list[dict]]]:
-        """(ids, metadatas) of every image, page by page."""
+    def pages(self, vectors: bool = False) -> Iterator[tuple[list[str], list[dict]]]:
+        """(ids, metadatas) of every image, page by page; with ``vectors``, each metadata carries its vector
+        (``VECTOR``)."""
         if self._get_images() is not None:
-            yield from self._pages(self._images)
+            yield from self._pages(self._images, vectors)
 
     @staticmethod
-    def _pages(collection: Any) -> Iterator[tuple[list[str], list[dict]]]:
-        for page in pages(collection):
-            yield page["ids"], page["metadatas"]
+    def _pages(collection: Any, vectors: bool = False) -> Iterator[tuple[list[str], list[dict]]]:
+        for page in pages(collection, include=("metadatas", "embeddings") if vectors else ("metadatas",)):
+            yield page["ids"], with_vectors(page) if vectors else page["metadatas"]
 
     # -- writes --------------------------------------------------------------------------------------
 
@@ -764,7 +772,7 @@ class Store:
         with self._numbered() as seq:
             self._images.upsert(ids=ids, embeddings=vectors, metadatas=[{**m, SEQ: seq} for m in metas],
                                 documents=[m["path"] for m in metas])
-        self._written(seq, ids, metas)
+        self._written(seq, ids, metas, vectors)
 
     @_guarded("write")
     def set_ocr(self, ids: list[str], updates: list[dict], ocr: Sequence[OcrRecord | None]) -> None:
@@ -1107,23 +1115,25 @@ class Store:
         return set(self._images.get(ids=list(ids), include=[])["ids"])
 
     @_guarded("read")
-    def image_metadata(self, ids: Sequence[str]) -> dict[str, dict]:
-        """Stored metadata by image id."""
+    def image_metadata(self, ids: Sequence[str], vectors: bool = False) -> dict[str, dict]:
+        """Stored metadata by image id; with ``vectors``, each carries its vector (``VECTOR``)."""
         ids, out = list(ids), {}
         for start in range(0, len(ids), PAGE):
-            got = self._images.get(ids=ids[start:start + PAGE], include=["metadatas"])
-            out.update(zip(got["ids"], got["metadatas"]))
+            got = self._images.get(ids=ids[start:start + PAGE], include=["metadatas", "embeddings"] if vectors
+                                   else ["metadatas"])
+            out.update(zip(got["ids"], with_vectors(got) if vectors else got["metadatas"]))
         return out
 
-    def all_metadata(self) -> Iterator[tuple[str, dict]]:
-        """(id, metadata) of every image, page by page. A read to the end also brings the store's entries up
-        to date, unless they are kept or in their file already (``_entries_known``), so that a keyword index
-        built from every record (its file gone) is the only read of every record."""
+    def all_metadata(self, vectors: bool = False) -> Iterator[tuple[str, dict]]:
+        """(id, metadata) of every image, page by page; with ``vectors``, each carries its vector (``VECTOR``).
+        A read to the end also brings the store's entries up to date, unless they are kept or in their file
+        already (``_entries_known``), so that a keyword index built from every record (its file gone) is the
+        only read of every record."""
         if self._get_images() is None:
             return
         mark, identity = self.write_mark(), self.identity()
         read: list[Entry] | None = None if self._entries_known(identity) else []
-        for ids, metas in self.pages():
+        for ids, metas in self.pages(vectors):
             for pair in zip(ids, metas):
                 if read is not None:
                     try:

@@ -66,6 +66,10 @@ EXACT_SHARE = 20
 # oldest claim it saw (``WriteMark.through``) and reads again when the token changes. A claim older than
 # ``CLAIM_LEASE`` seconds is a killed writer's: it is ignored, and removed by the next write.
 SEQ, WRITE_SEQ, WRITE_TOKEN, AT = "seq", "write_seq", "write_token", "at"
+# Where a read asked for them (``Store.all_metadata``, ``written_since``, ``image_metadata`` with ``vectors``, and
+# ``follow_writes``), each image's metadata dict also carries its stored vector under this key. Never stored:
+# the keyword index takes it (``mmsearch.search.vector_rows``), and no metadata field starts with "_".
+VECTOR = "_vector"
 CLAIM_LEASE = 600.0
 MARKER = {"space": "l2", "sync_threshold": 1000}  # the removed and writes collections' vectors: one constant [1.0] each
 
@@ -146,10 +150,17 @@ def pages(collection: Any, include: Sequence[str] = ("metadatas",), where: dict 
     yield from _id_pages(collection, where)
 
 
-def records(collection: Any, where: dict | None) -> Iterator[tuple[str, dict]]:
-    """(id, metadata) of every record ``where`` keeps, read as ``pages`` reads them."""
-    for page in pages(collection, where=where):
-        yield from zip(page["ids"], page["metadatas"])
+def records(collection: Any, where: dict | None, vectors: bool = False) -> Iterator[tuple[str, dict]]:
+    """(id, metadata) of every record ``where`` keeps, read as ``pages`` reads them; with ``vectors``, each
+    metadata also carries its record's vector (``VECTOR``)."""
+    for page in pages(collection, include=("metadatas", "embeddings") if vectors else ("metadatas",), where=where):
+        yield from zip(page["ids"], with_vectors(page) if vectors else page["metadatas"])
+
+
+def with_vectors(page: dict) -> list[dict]:
+    """A ``get`` result's metadatas, each carrying its record's vector (``VECTOR``, float32)."""
+    rows = np.asarray(page["embeddings"], dtype=np.float32)
+    return [{**(meta or {}), VECTOR: row} for meta, row in zip(page["metadatas"], rows)]
 
 
 def vectors_by_id(collection: Any, ids: Sequence[str], where: dict | None = None) -> dict[str, np.ndarray]:

@@ -28,7 +28,9 @@ class ImageSignal(Signal):
         if not context.use_image:
             return {}
         query, store = context.query, context.store
-        near = store.query_images(query.vector, context.pool, query.where, query.listed("images"))
+        near = query.kept.nearest(query.vector, context.pool) if query.kept is not None else None
+        if near is None:
+            near = store.query_images(query.vector, context.pool, query.where, query.listed("images"))
         for video, score in store.query_frames(query.vector, context.pool, query.where, query.listed("frames")).items():
             near[video] = max(score, near.get(video, -1.0))
         return near

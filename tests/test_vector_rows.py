@@ -1,0 +1,181 @@
+"""The images' vectors beside the keyword index (``mmsearch.search.vector_rows``): what goes in comes out, row
+for row, through appends, packing and the keyword file; the index built from the store holds each image's
+vector as stored, and a filtered search scores the images it keeps from there, never reading Chroma."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mmsearch.search import vector_rows
+from mmsearch.search.keywords import KeywordIndex
+from mmsearch.search.vector_rows import VectorRows
+from mmsearch.store import Store
+from mmsearch.store.collections import VECTOR
+
+
+def _block(rng: np.random.Generator, size: int, dim: int = 6) -> list[np.ndarray | None]:
+    """``size`` vectors, a third of them missing (a block of 3: all of them)."""
+    return [None if (rng.random() < 0.33 or size == 3) else rng.standard_normal(dim).astype(np.float32)
+            for _ in range(size)]
+
+
+def _rows(rng: np.random.Generator, sizes: list[int]) -> tuple[VectorRows, list[np.ndarray | None]]:
+    """Rows appended in blocks of ``sizes``."""
+    rows, given = VectorRows(), []
+    for size in sizes:
+        block = _block(rng, size)
+        rows, given = rows.appended(block), given + block
+    return rows, given
+
+
+def _check(rows: VectorRows, given: list[np.ndarray | None]) -> None:
+    assert len(rows) == len(given)
+    np.testing.assert_array_equal(rows.held, [v is not None for v in given])
+    order = np.random.default_rng(1).permutation(len(given))
+    got = rows.of(order)
+    for n, row in zip(order.tolist(), got):
+        np.testing.assert_array_equal(row, given[n] if given[n] is not None else np.zeros(rows.dim, np.float32))
+
+
+def test_rows_come_back_as_given_through_appends_joins_and_packing(monkeypatch):
+    monkeypatch.setattr(vector_rows, "MAX_BLOCKS", 4)  # joined twice on the way
+    rng = np.random.default_rng(0)
+    first, given = _rows(rng, [3, 5])  # the first block holds no vector: the rows' length comes later
+    rows, every = first, list(given)
+    for size in [7, 1, 4, 2, 9, 3, 6]:
+        block = _block(rng, size)
+        rows, every = rows.appended(block), every + block
+        assert len(rows.blocks) <= 4
+    _check(rows, every)
+    _check(first, given)  # appending left the rows it started from as they were
+    keep = np.flatnonzero(np.random.default_rng(2).random(len(rows)) < 0.6)
+    _check(rows.packed(keep), [every[n] for n in keep.tolist()])
+    assert not rows.appended([np.zeros(4, np.float32)]).held[-1]  # a vector of another length is not held
+
+
+def test_rows_written_into_a_keyword_file_are_mapped_back(tmp_path):
+    rng = np.random.default_rng(3)
+    rows, given = _rows(rng, [3, 40, 2, 70])
+    path = tmp_path / "k.npz"
+    np.savez(path, other=np.arange(5))
+    rows.write_into(path)
+    mapped = VectorRows.mapped(path, rows.held)
+    assert mapped is not None and isinstance(mapped.blocks[0], np.memmap)
+    _check(mapped, given)
+    with np.load(path) as data:  # still an ordinary .npz
+        np.testing.assert_array_equal(data["other"], np.arange(5))
+        np.testing.assert_array_equal(data[Path(vector_rows.MEMBER).stem], rows.of(np.arange(len(rows))))
+    assert VectorRows.mapped(path, rows.held[:-1]) is None  # counts that disagree: the file is built again
+    empty = tmp_path / "e.npz"
+    np.savez(empty, other=np.arange(1))
+    VectorRows().appended([None, None]).write_into(empty)
+    unheld = VectorRows.mapped(empty, np.zeros(2, bool))
+    assert unheld is not None and len(unheld) == 2 and not unheld.held.any()
+
+
+def test_the_nearest_rows_are_the_exact_cosine_order_and_none_where_one_is_missing():
+    rng = np.random.default_rng(4)
+    vectors = rng.standard_normal((50, 8)).astype(np.float32)
+    rows = VectorRows().appended(list(vectors[:20])).appended([*vectors[20:], None])
+    picked = np.asarray(sorted(rng.choice(50, 30, replace=False).tolist()))
+    ids = [f"i{n}" for n in picked.tolist()]
+    query = rng.standard_normal(8).astype(np.float32)
+    found = rows.nearest(ids, picked, query, 7)
+    cosine = vectors[picked] @ query / (np.linalg.norm(vectors[picked], axis=1) * np.linalg.norm(query))
+    best = np.argsort(-cosine)[:7]
+    assert found is not None and list(found) == [ids[n] for n in best.tolist()]
+    np.testing.assert_allclose(list(found.values()), cosine[best], rtol=1e-5)
+    assert rows.nearest(["i50"], np.asarray([50]), query, 1) is None
+
+
+def _stored_vectors(store: Store, index: KeywordIndex) -> None:
+    """Every live document of ``index`` holds its image's vector as the store holds it (the first run's feed has
+    the vectors as given to Chroma, which may hand them back renormalised: 1e-8 apart)."""
+    ids = index.live_ids()
+    rows = np.asarray([index.positions()[i] for i in ids])
+    assert ids and index.vectors.held[rows].all()
+    stored = store.image_vectors(ids)
+    np.testing.assert_allclose(index.vectors.of(rows), np.stack([stored[i] for i in ids]), rtol=0, atol=1e-6)
+
+
+def test_the_keyword_index_holds_each_images_vector_as_stored_fed_caught_up_and_read_back(tmp_path, make_engine):
+    """Built from the first run's writes (``KeywordFeed``), brought up to date from the store's numbered writes
+    after a file changed, one was removed and two were added, and read back from ``keywords.npz`` by a new
+    process's engine, mapped."""
+    from PIL import Image
+
+    samples = Path(__file__).resolve().parent.parent / "sample_images"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in sorted(p.name for p in samples.iterdir() if p.suffix in (".png", ".jpg"))[:5]:
+        shutil.copy(samples / name, photos / name)
+    engine = make_engine()
+    engine.index([photos])
+    _stored_vectors(engine.store, engine.keyword_index())
+    changed = sorted(photos.iterdir())[0]
+    Image.open(changed).convert("RGB").rotate(90).save(changed)
+    sorted(photos.iterdir())[1].unlink()
+    for n in range(2):
+        Image.new("RGB", (40, 30), (200, 60 * n, 10)).save(photos / f"new-{n}.png")
+    engine.index([photos])
+    caught_up = engine.keyword_index()
+    assert len(caught_up) == 6
+    _stored_vectors(engine.store, caught_up)
+    engine.session.keyword_index(fresh=True)  # kept on disk
+    again = make_engine()
+    loaded = again.keyword_index()
+    assert isinstance(loaded.vectors.blocks[0], np.memmap)
+    _stored_vectors(again.store, loaded)
+
+
+def test_a_filtered_search_scores_what_it_keeps_from_memory_as_reading_chroma_would(tmp_path, make_engine, monkeypatch):
+    """The image find and the other finds' vectors under a filter come from the keyword index: no vector is
+    read from Chroma, and the hits and their scores are those of the way that reads them."""
+    from mmsearch.search import selection
+
+    samples = Path(__file__).resolve().parent.parent / "sample_images"
+    photos = tmp_path / "photos"
+    for n, name in enumerate(sorted(p.name for p in samples.iterdir() if p.suffix in (".png", ".jpg"))):
+        folder = photos / ("inside" if n % 3 else "outside")
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(samples / name, folder / name)
+    engine = make_engine()
+    engine.index([photos])
+    queries = [("a photo", {"folder": photos / "inside"}), ("cat", {"folder": photos / "inside"}),
+               ("rocket", {"folder": photos / "outside"})]
+    read: list[str] = []
+
+    for name in ("image_vectors", "query_images"):
+        real = getattr(Store, name)
+        monkeypatch.setattr(Store, name, lambda self, *a, real=real, name=name, **k: (read.append(name),
+                                                                                     real(self, *a, **k))[1])
+    from_memory = [[(h.path, h.scores) for h in engine.search(text, k=6, **where)] for text, where in queries]
+    assert not read and all(from_memory), (read, from_memory)
+    monkeypatch.setattr(selection.Kept, "nearest", lambda self, vector, n: None)
+    monkeypatch.setattr(selection.Kept, "vectors_of", lambda self, ids: None)
+    from_chroma = [[(h.path, h.scores) for h in engine.search(text, k=6, **where)] for text, where in queries]
+    assert "query_images" in read
+    for memory, chroma in zip(from_memory, from_chroma):
+        assert [p for p, _ in memory] == [p for p, _ in chroma]
+        for (_, a), (_, b) in zip(memory, chroma):
+            assert a.keys() == b.keys() and all(a[s] == pytest.approx(b[s], abs=2e-6) for s in a if a[s] is not None), (a, b)
+
+
+def test_rows_not_held_or_too_many_leave_the_search_to_chroma(monkeypatch):
+    from mmsearch.search import selection
+    from mmsearch.search.selection import kept_of
+
+    ids = [f"img{n}" for n in range(6)]
+    index = KeywordIndex.from_metadata([(i, {"path": f"/p/{i}.jpg", VECTOR: np.ones(3, np.float32)})
+                                        for n, i in enumerate(ids)])
+    kept = kept_of(index, np.arange(2, 6))
+    assert list(kept.nearest(np.ones(3, np.float32), 2) or {}) == ["img2", "img3"]  # all alike: ties in order
+    assert set(kept.vectors_of(["img0", "img3"]) or {}) == {"img3"}  # only what the filter keeps
+    monkeypatch.setattr(selection, "EXACT_ROWS", 3)
+    assert kept.nearest(np.ones(3, np.float32), 2) is None
+    texts = kept_of(KeywordIndex.build([(i, "a text") for i in ids]), np.arange(2, 6))
+    assert texts.nearest(np.ones(3, np.float32), 2) is None and texts.vectors_of(["img3"]) is None
