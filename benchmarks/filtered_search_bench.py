@@ -3,8 +3,12 @@ one process, on an index ``million_bench.py`` filled:
 
 - ``chroma``: the planned query served with ``kept=None``, as before 2026-12-07: each filtered read (the
   images', captions' and text queries, the vectors of the keyword finds) has Chroma evaluate the filter;
-- ``memory``: as ``search`` serves it now: the filter evaluated once in the keyword index
-  (``mmsearch.search.selection``, its time shown as ``select``), the reads handed the kept ids;
+- ``read``: the filter evaluated once in the keyword index (``mmsearch.search.selection``, its time shown as
+  ``select``), the reads handed the kept ids, and the kept images' vectors read from Chroma by id (or
+  searched there among the listed ids), as from 2026-12-07 (f73af43);
+- ``rows``: as ``search`` serves it now: the same, with the kept images scored from the keyword index's own
+  copy of their vectors (``KeywordIndex.vectors``), as are the other finds' vectors (``same``: the hits of
+  ``read`` and ``rows`` agree, scores within 2e-6);
 - ``browse``: a query of filters only ("2019"), newest first: every record the filter keeps read from Chroma
   (``store.find``), against the kept images put in date order in memory and the first ``k`` read.
 
@@ -14,7 +18,8 @@ was outside it (a folder's own matches crowded out). The run shows how many of t
 each way, and checks every hit of the new way against Chroma's own evaluation of the filter (``in``). A
 filter-only query must give the same list both ways (``same``).
 
-    .venv/bin/python benchmarks/filtered_search_bench.py --db /tmp/m200
+    .venv/bin/python benchmarks/filtered_search_bench.py --db /tmp/m200             # all three ways
+    .venv/bin/python benchmarks/filtered_search_bench.py --db /tmp/m200 --no-chroma # read and rows only
 
 Measured at 200,000 and 500,000 images (2026-12-07, 2-core AMD EPYC family 25 model 17, nothing else running),
 one run each, medians of 3 texts, k 10: see the README's "Filters evaluated in memory".
@@ -61,26 +66,46 @@ def timed(call: Any) -> tuple[float, Any]:
     return time.perf_counter() - started, result
 
 
-def searches(engine: Any, wanted: dict[str, Any]) -> tuple[list[float], list[float], list[float], str, bool]:
-    """Seconds of each text's search both ways and of its ``select``; the hits with a keyword score, each way;
-    and whether Chroma's evaluation of the filter keeps every hit of the new way."""
+class Timings:
+    """Seconds of each text's search each way, of its ``select``; the hits with a keyword score (chroma/rows);
+    whether Chroma's evaluation of the filter keeps every hit of the new way; whether ``read`` and ``rows`` agree."""
+
+    def __init__(self) -> None:
+        self.ways: dict[str, list[float]] = {"chroma": [], "read": [], "rows": []}
+        self.selecting: list[float] = []
+        self.scored, self.inside, self.same = [0, 0], True, True
+
+
+def searches(engine: Any, wanted: dict[str, Any], chroma: bool) -> Timings:
+    """Each text searched every way (``chroma`` or not) under these filters."""
     from mmsearch.ids import image_id
+    from mmsearch.search import selection
     from mmsearch.search.planner import selected
 
-    where = filtered(engine, wanted)
-    chroma, memory, selecting, scored, inside = [], [], [], [0, 0], True
+    where, out = filtered(engine, wanted), Timings()
     for text in TEXTS:
         query = engine.plan(text, k=10, **wanted)
-        seconds, old = timed(lambda q=query: engine.serve(dataclasses.replace(q, where=where, kept=None)))
-        chroma.append(seconds)
-        selecting.append(timed(lambda: selected(engine.session, where))[0])
+        if chroma:
+            seconds, old = timed(lambda q=query: engine.serve(dataclasses.replace(q, where=where, kept=None)))
+            out.ways["chroma"].append(seconds)
+            out.scored[0] += sum(1 for h in old if h.scores.get("keyword"))
+        out.selecting.append(timed(lambda: selected(engine.session, where))[0])
+        nearest, vectors_of = selection.Kept.nearest, selection.Kept.vectors_of
+        selection.Kept.nearest = lambda self, vector, n: None  # type: ignore[method-assign]
+        selection.Kept.vectors_of = lambda self, ids: None  # type: ignore[method-assign]
+        try:
+            seconds, read = timed(lambda q=query: engine.serve(q))
+        finally:
+            selection.Kept.nearest, selection.Kept.vectors_of = nearest, vectors_of  # type: ignore[method-assign]
+        out.ways["read"].append(seconds + out.selecting[-1])
         seconds, new = timed(lambda q=query: engine.serve(q))
-        memory.append(seconds + selecting[-1])
-        for n, hits in enumerate((old, new)):
-            scored[n] += sum(1 for h in hits if h.scores.get("keyword"))
+        out.ways["rows"].append(seconds + out.selecting[-1])
+        out.scored[1] += sum(1 for h in new if h.scores.get("keyword"))
         ids = [image_id(h.path) for h in new]
-        inside &= len(engine.store.image_records(ids, where)) == len(ids)
-    return chroma, memory, selecting, f"{scored[0]}/{scored[1]}", inside
+        out.inside &= len(engine.store.image_records(ids, where)) == len(ids)
+        out.same &= [h.path for h in read] == [h.path for h in new] and all(
+            abs((a.scores.get(s) or 0) - (b.scores.get(s) or 0)) <= 2e-6 for a, b in zip(read, new) for s in a.scores)
+    return out
 
 
 def filtered(engine: Any, wanted: dict[str, Any]) -> dict:
@@ -104,6 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", default="/tmp/m200", help="an index million_bench.py filled")
     parser.add_argument("--k", type=int, default=50, help="hits of a filter-only query")
+    parser.add_argument("--no-chroma", action="store_true", help="leave out the way of Chroma evaluating filters")
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "mmsearch-bench"))
     args = parser.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -120,19 +146,20 @@ def main() -> None:
     print(f"{engine.store.count():,} images in {args.db}, {machine()}; keyword index {seconds:.1f} s")
     engine.search(TEXTS[0], k=10)  # the models and the vector index loaded
     print(f"unfiltered: {statistics.median(timed(lambda t=t: engine.search(t, k=10))[0] for t in TEXTS) * 1000:.0f} ms")
-    print(f"{'filter':22} {'kept':>9} {'chroma':>10} {'memory':>10} {'select':>8}  keyword  in   "
+    print(f"{'filter':22} {'kept':>9} {'chroma':>10} {'read':>10} {'rows':>10} {'select':>8}  keyword  in   same  "
           f"{'browse: chroma':>14} {'memory':>8}  same")
     from mmsearch.search.selection import select
 
     for name, wanted in filters().items():
         kept = select(index, filtered(engine, wanted))
-        chroma, memory, selecting, scored, inside = searches(engine, wanted)
-        old_s, new_s, agree = browsing(engine, wanted, args.k)
-        ms = lambda values: f"{statistics.median(values) * 1000:8.0f}ms"  # noqa: E731
+        got = searches(engine, wanted, not args.no_chroma)
+        old_s, new_s, agree = browsing(engine, wanted, args.k) if not args.no_chroma else (0.0, 0.0, True)
+        ms = lambda values: f"{statistics.median(values) * 1000:8.0f}ms" if values else f"{'-':>10}"  # noqa: E731
         count = f"{len(kept.images):,}" if kept else "?"
-        print(f"{name:22} {count:>9} {ms(chroma)} {ms(memory)} {ms(selecting)[2:]}  {scored:>7}  "
-              f"{'yes' if inside else 'NO':4} {old_s * 1000:12.0f}ms {new_s * 1000:6.0f}ms  {'yes' if agree else 'NO'}",
-              flush=True)
+        yes = lambda flag: "yes" if flag else "NO"  # noqa: E731
+        print(f"{name:22} {count:>9} {ms(got.ways['chroma'])} {ms(got.ways['read'])} {ms(got.ways['rows'])} "
+              f"{ms(got.selecting)[2:]}  {got.scored[0]:>3}/{got.scored[1]:<3}  {yes(got.inside):4} {yes(got.same):4}  "
+              f"{old_s * 1000:12.0f}ms {new_s * 1000:6.0f}ms  {yes(agree)}", flush=True)
 
 
 if __name__ == "__main__":

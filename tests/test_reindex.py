@@ -53,7 +53,10 @@ def test_a_text_model_change_copies_the_image_vectors_and_encodes_no_image(tmp_p
     assert names(later.search("a black cat sleeping on a sofa", k=1)) == ["black_cat.jpg"]
 
 
-def test_a_dimension_change_rollback_and_drop_previous(offline_index, clip512):
+def test_a_dimension_change_rollback_and_drop_previous(offline_index, clip512, monkeypatch):
+    from mmsearch.search import vector_rows
+
+    monkeypatch.setattr(vector_rows, "TAIL_MAX", 0)  # each keyword file's image vectors in a base file beside it
     db, photos = offline_index
     old = SearchEngine(db)
     old_answers = {q: names(old.search(q, k=6)) for q in ("a cat on a couch", "the sea", "noodles")}
@@ -70,6 +73,7 @@ def test_a_dimension_change_rollback_and_drop_previous(offline_index, clip512):
     assert hit.path.endswith("black_cat.jpg") and hit.scores["image"] == pytest.approx(1.0, abs=1e-4)
     stats = SearchEngine(db).stats()
     assert (stats["dim"], stats["images"], stats["captions"], stats["previous"]) == (512, 6, 5, "first")
+    assert len(list(Path(db).glob(f"keywords-{report.generation}*"))) == 2  # the keyword file and its vectors
 
     assert main(["reindex", "--db", str(db), "--rollback"]) == 0
     back = SearchEngine(db)
@@ -79,6 +83,7 @@ def test_a_dimension_change_rollback_and_drop_previous(offline_index, clip512):
     assert main(["reindex", "--db", str(db), "--drop-previous"]) == 0
     collections = Store(db).collection_names()
     assert not any(report.generation in name for name in collections) and "mmsearch_images" in collections
+    assert not list(Path(db).glob(f"*{report.generation}*"))  # nor its keyword file and its vectors' base
     with pytest.raises(ReindexError, match="no previous models"):
         from mmsearch.ingest.reindex import rollback
         rollback(Store(db))

@@ -42,14 +42,15 @@ def _check(rows: VectorRows, given: list[np.ndarray | None]) -> None:
 
 
 def test_rows_come_back_as_given_through_appends_joins_and_packing(monkeypatch):
-    monkeypatch.setattr(vector_rows, "MAX_BLOCKS", 4)  # joined twice on the way
+    monkeypatch.setattr(vector_rows, "JOIN_BELOW", 8)  # small blocks are joined, large ones left apart
     rng = np.random.default_rng(0)
     first, given = _rows(rng, [3, 5])  # the first block holds no vector: the rows' length comes later
     rows, every = first, list(given)
-    for size in [7, 1, 4, 2, 9, 3, 6]:
+    for size in [7, 1, 4, 2, 9, 3, 6, 12]:
         block = _block(rng, size)
         rows, every = rows.appended(block), every + block
-        assert len(rows.blocks) <= 4
+    sizes = [len(b) for b in rows.tail]
+    assert len(sizes) < 8 and all(max(a, b) >= 8 for a, b in zip(sizes, sizes[1:])), sizes  # no two small ones
     _check(rows, every)
     _check(first, given)  # appending left the rows it started from as they were
     keep = np.flatnonzero(np.random.default_rng(2).random(len(rows)) < 0.6)
@@ -57,24 +58,39 @@ def test_rows_come_back_as_given_through_appends_joins_and_packing(monkeypatch):
     assert not rows.appended([np.zeros(4, np.float32)]).held[-1]  # a vector of another length is not held
 
 
-def test_rows_written_into_a_keyword_file_are_mapped_back(tmp_path):
+def _saved(rows: VectorRows, folder: Path) -> VectorRows | None:
+    """``rows`` saved as ``KeywordIndex.save`` saves them, and read back."""
+    saved = rows.saving(folder, "k")
+    np.savez(folder / "k.npz", **saved.arrays())
+    saved.retire(folder, rows)
+    with np.load(folder / "k.npz") as data:
+        return VectorRows.from_arrays(data, folder)
+
+
+def test_rows_saved_come_back_from_the_keyword_file_and_a_base_file_written_past_the_tail(tmp_path, monkeypatch):
+    monkeypatch.setattr(vector_rows, "TAIL_MAX", 60)
     rng = np.random.default_rng(3)
-    rows, given = _rows(rng, [3, 40, 2, 70])
-    path = tmp_path / "k.npz"
-    np.savez(path, other=np.arange(5))
-    rows.write_into(path)
-    mapped = VectorRows.mapped(path, rows.held)
-    assert mapped is not None and isinstance(mapped.blocks[0], np.memmap)
-    _check(mapped, given)
-    with np.load(path) as data:  # still an ordinary .npz
-        np.testing.assert_array_equal(data["other"], np.arange(5))
-        np.testing.assert_array_equal(data[Path(vector_rows.MEMBER).stem], rows.of(np.arange(len(rows))))
-    assert VectorRows.mapped(path, rows.held[:-1]) is None  # counts that disagree: the file is built again
-    empty = tmp_path / "e.npz"
-    np.savez(empty, other=np.arange(1))
-    VectorRows().appended([None, None]).write_into(empty)
-    unheld = VectorRows.mapped(empty, np.zeros(2, bool))
-    assert unheld is not None and len(unheld) == 2 and not unheld.held.any()
+    rows, given = _rows(rng, [3, 40])
+    small = _saved(rows, tmp_path)  # a tail of 60 rows at most: in the .npz, no base file
+    assert small is not None and not small.base_file and not list(tmp_path.glob("*.npy"))
+    _check(small, given)
+    more, added = _rows(rng, [70])
+    rows = small.appended(added)
+    big = _saved(rows, tmp_path)  # past the tail's room: every held row into a base file, mapped
+    assert big is not None and isinstance(big.base, np.memmap) and big.tail_rows == 0
+    assert [p.name for p in tmp_path.glob("*.npy")] == [big.base_file]
+    _check(big, given + added)
+    keep = np.flatnonzero(np.random.default_rng(2).random(len(big)) < 0.3)
+    later = big.packed(keep).appended(more := _block(rng, 9))
+    monkeypatch.setattr(vector_rows, "TAIL_MAX", 10)
+    again = _saved(later, tmp_path)  # most of the base no document's any more: written again, the old one deleted
+    assert again is not None and again.base_file != big.base_file and len(again.base) == int(later.held.sum())
+    assert [p.name for p in tmp_path.glob("*.npy")] == [again.base_file]
+    _check(again, [(given + added)[n] for n in keep.tolist()] + more)
+    (tmp_path / again.base_file).unlink()
+    with np.load(tmp_path / "k.npz") as data:
+        assert VectorRows.from_arrays(data, tmp_path) is None  # its base gone: the keyword index is built again
+    assert _saved(again, tmp_path) is not None  # a process whose base was deleted writes one of its own
 
 
 def test_the_nearest_rows_are_the_exact_cosine_order_and_none_where_one_is_missing():
@@ -102,11 +118,14 @@ def _stored_vectors(store: Store, index: KeywordIndex) -> None:
     np.testing.assert_allclose(index.vectors.of(rows), np.stack([stored[i] for i in ids]), rtol=0, atol=1e-6)
 
 
-def test_the_keyword_index_holds_each_images_vector_as_stored_fed_caught_up_and_read_back(tmp_path, make_engine):
+def test_the_keyword_index_holds_each_images_vector_as_stored_fed_caught_up_and_read_back(tmp_path, make_engine,
+                                                                                         monkeypatch):
     """Built from the first run's writes (``KeywordFeed``), brought up to date from the store's numbered writes
-    after a file changed, one was removed and two were added, and read back from ``keywords.npz`` by a new
-    process's engine, mapped."""
+    after a file changed, one was removed and two were added, and read back from ``keywords.npz`` and its base
+    file by a new process's engine, mapped."""
     from PIL import Image
+
+    monkeypatch.setattr(vector_rows, "TAIL_MAX", 2)  # saved into a base file
 
     samples = Path(__file__).resolve().parent.parent / "sample_images"
     photos = tmp_path / "photos"
@@ -125,10 +144,12 @@ def test_the_keyword_index_holds_each_images_vector_as_stored_fed_caught_up_and_
     caught_up = engine.keyword_index()
     assert len(caught_up) == 6
     _stored_vectors(engine.store, caught_up)
-    engine.session.keyword_index(fresh=True)  # kept on disk
+    saved = engine.session.keyword_index(fresh=True)  # kept on disk, and its vectors mapped from there since
+    assert isinstance(saved.vectors.base, np.memmap) and not saved.vectors.tail
+    _stored_vectors(engine.store, saved)
     again = make_engine()
     loaded = again.keyword_index()
-    assert isinstance(loaded.vectors.blocks[0], np.memmap)
+    assert isinstance(loaded.vectors.base, np.memmap)
     _stored_vectors(again.store, loaded)
 
 
@@ -179,3 +200,25 @@ def test_rows_not_held_or_too_many_leave_the_search_to_chroma(monkeypatch):
     assert kept.nearest(np.ones(3, np.float32), 2) is None
     texts = kept_of(KeywordIndex.build([(i, "a text") for i in ids]), np.arange(2, 6))
     assert texts.nearest(np.ones(3, np.float32), 2) is None and texts.vectors_of(["img3"]) is None
+
+
+def test_a_base_no_keyword_file_names_is_deleted_once_old(tmp_path, monkeypatch):
+    """A keyword file deleted and built again, or a process that ended, leaves a base behind: the next base
+    written deletes those an hour old that ``keywords.npz`` does not name, and keeps the one it names."""
+    import os
+    import time
+
+    monkeypatch.setattr(vector_rows, "TAIL_MAX", 0)
+    rng = np.random.default_rng(6)
+    rows, given = _rows(rng, [20])
+    named = _saved(rows, tmp_path)
+    assert named is not None and named.base_file
+    hour_ago = time.time() - 3700
+    orphan, fresh = tmp_path / "k.vectors.0ld.npy", tmp_path / "k.vectors.fr35h.npy"
+    for path in (orphan, fresh):
+        np.save(path, np.zeros((1, 6), np.float32))
+    os.utime(orphan, (hour_ago, hour_ago))
+    os.utime(tmp_path / named.base_file, (hour_ago, hour_ago))
+    other = VectorRows().appended(_block(rng, 5))  # another process's rows: a base of its own, the file's untouched
+    written = other.saving(tmp_path, "k")
+    assert {p.name for p in tmp_path.glob("*.npy")} == {named.base_file, fresh.name, written.base_file}

@@ -332,6 +332,7 @@ def drop_previous(store: Store, config: Config | None = None) -> list[str]:
     for generation in dropped:
         store.drop_generation(generation)
         if config is not None:
-            config.keywords_file("" if generation == FIRST else generation).unlink(missing_ok=True)
+            for path in config.keyword_files("" if generation == FIRST else generation):
+                path.unlink(missing_ok=True)
     store.set_pointer(previous="", building="")
     return sorted(dropped)

@@ -407,7 +407,7 @@ class KeywordIndex:
     def vectors_of(self, ids: Sequence[str]) -> dict[str, np.ndarray] | None:
         """The image vectors of these ids (each a live image), from ``vectors``; None where one is not held."""
         rows = np.asarray([self._positions[i] for i in ids], dtype=np.int64)
-        return dict(zip(ids, self.vectors.of(rows))) if self.vectors.held[rows].all() else None
+        return dict(zip(ids, self.vectors.of(rows))) if self.vectors.holds(rows) else None
 
     @property
     def captioned(self) -> list[str]:
@@ -430,9 +430,12 @@ class KeywordIndex:
     # -- the keyword file ----------------------------------------------------------------------------
 
     def save(self, path: str | Path, key: Sequence[Any]) -> None:
-        """Write to ``path`` (numpy ``.npz``, no pickle), tagged with ``key`` (what the index looked like)."""
+        """Write to ``path`` (numpy ``.npz``, no pickle), tagged with ``key`` (what the index looked like). The
+        image vectors go into a base file beside it where they do not fit in the file (``VectorRows.saving``),
+        which the index then maps instead of holding them in memory."""
         path = Path(path)
         partial = path.with_name(f".{path.name}.{os.getpid()}.part.npz")
+        vectors = self.vectors.saving(path.parent, path.stem)
         strings = {name: getattr(self, name) for name in STRINGS} | {
             "key": [json.dumps([FORMAT, *key])], "ocr_ids": list(self.ocr), "ocr_texts": list(self.ocr.values()),
             "places": [self.places.to_json()], "facet_folders": list(self.folder_counts),
@@ -443,11 +446,12 @@ class KeywordIndex:
                  camera_counts=np.asarray(list(self.camera_counts.values()), dtype=np.int64),
                  lengths=self.lengths, alive=self.alive, phashes=self.phashes,
                  **{f"number_{name}": values for name, values in self.numbers.items()},
-                 id_keys=self.id_keys, vector_held=self.vectors.held,
+                 id_keys=self.id_keys, **vectors.arrays(),
                  **self.postings.arrays("postings_"), **self._by_name.arrays("names_"),
                  **(self.lexical.arrays("lexical_") if self.lexical is not None else {}))
-        self.vectors.write_into(partial)
         os.replace(partial, path)
+        vectors.retire(path.parent, self.vectors)
+        self.vectors = vectors  # the same values; where a base was written, mapped from it, the copy in memory dropped
 
     @classmethod
     def load(cls, path: str | Path, key: Sequence[Any]) -> KeywordIndex | None:
@@ -456,30 +460,29 @@ class KeywordIndex:
         Any damage (a truncated or empty file, a format from another version, counts that disagree)
         also gives None: the file is only a cache of what the store holds. The per-document strings, the
         postings and the file names stay packed as the file holds them (``mmsearch.packed``): opening
-        costs a Python object per live image, not one per string and token. The image vectors are mapped
-        from the file, not read (``VectorRows.mapped``).
+        costs a Python object per live image, not one per string and token. The image vectors' base file is
+        mapped, not read (``VectorRows.from_arrays``).
         """
         try:
             with np.load(path, allow_pickle=False) as data:
                 if json.loads(unpack_named(data, "key")[0]) != json.loads(json.dumps([FORMAT, *key])):
                     return None
-                index = cls._from_arrays(data)
-            if index is None or (vectors := VectorRows.mapped(path, index.vectors.held)) is None:
-                return None
-            index.vectors = vectors
-            return index
+                return cls._from_arrays(data, Path(path).parent)
         except Exception:  # BadZipFile, EOFError, ValueError, KeyError, OSError, ...: rebuild
             return None
 
     @classmethod
-    def _from_arrays(cls, data: Any) -> KeywordIndex | None:
+    def _from_arrays(cls, data: Any, folder: Path) -> KeywordIndex | None:
         index = cls()
         for name in STRINGS:
             setattr(index, name, unpack_named(data, name))
         index.lengths, index.alive = data["lengths"], data["alive"].copy()
         index.numbers = {name: data[f"number_{name}"] for name in NUMBERS}
         index.phashes, index.id_keys = data["phashes"], data["id_keys"]
-        index.vectors = VectorRows(held=data["vector_held"])  # the rows themselves are mapped by ``load``
+        vectors = VectorRows.from_arrays(data, folder)
+        if vectors is None:
+            return None
+        index.vectors = vectors
         postings = ListTable.from_arrays(data, "postings_", (np.int32, np.float32))
         by_name = ListTable.from_arrays(data, "names_", (np.int32,))
         folders, counts = unpack_named(data, "facet_folders"), data["facet_counts"].tolist()

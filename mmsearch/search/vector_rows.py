@@ -5,134 +5,180 @@ A filtered search scores the images its filter keeps exactly. Read from Chroma b
 graph search among the listed ids. The keyword index already lists the kept images (``mmsearch.search.selection``);
 with their vectors in its rows, the exact scores are one gather and one product.
 
-Rows are only appended, as documents are: a block per addition, sharing the blocks before it, so an index
-brought up to date shares its vectors with the one it came from. ``keywords.npz`` holds them as one array
-member, stored uncompressed, that a new process maps from the file instead of reading (a million 512-d
-float32 vectors are 2 GB; a search touches only the rows it scores). A row whose vector was not given (an
-index built from texts, a record read without its vector) is not ``held``: searches over it read Chroma.
+Where the rows are:
+- **the base**: a ``.npy`` file beside ``keywords.npz``, written once and never changed, mapped by every process
+  that reads the index (a million 512-d float32 vectors are 2 GB; a search touches only the rows it scores);
+- **the tail**: the rows added since the base was written, in memory and in ``keywords.npz`` (``TAIL_MAX`` at
+  most when saved: past that the live rows are written into a new base, and the old one is deleted).
+
+Each document points at its row (``where``), so packing switched-off documents away and appending copy no
+vector. A row whose vector was not given (an index built from texts, a record read without its vector) is not
+``held``: searches over it read Chroma.
 """
 
 from __future__ import annotations
 
 import logging
-import struct
-import zipfile
+import os
+import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from ..config import VECTOR_BASE
+
 logger = logging.getLogger(__name__)
 
-MEMBER = "vector_rows.npy"  # the rows' member of ``keywords.npz``
-MAX_BLOCKS = 32  # blocks beyond the first are joined into one past this many (catch-ups add one each)
-_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # a zip member's local header (its name and extra field follow)
+# An appended block joins the last one when both are smaller than this many rows: catch-ups add a few rows every
+# few seconds, and a gather loops over the blocks it touches; a build's chunks (``keywords.CHUNK``) stay apart.
+JOIN_BELOW = 8192
+TAIL_MAX = 20_000  # rows saved in ``keywords.npz`` past the base, at most (40 MB of 512-d): past it, a new base
+WRITE_ROWS = 65_536  # rows gathered at a time while a base is written
+ORPHAN_AGE = 3600.0  # seconds after which a base file no keyword file names is deleted (``_sweep``)
 
 
 class VectorRows:
     """Per document, its image vector (float32, as stored), and whether it is known (``held``)."""
 
-    def __init__(self, blocks: tuple[np.ndarray | int, ...] = (), held: np.ndarray | None = None, dim: int = 0):
-        # each block: an (m, dim) float32 array (rows not held are zeros), or m rows none of which is held
-        self.blocks = blocks
-        self.held = np.zeros(0, dtype=bool) if held is None else held
+    def __init__(self, where: np.ndarray | None = None, base: np.ndarray | None = None, base_file: str = "",
+                 tail: tuple[np.ndarray, ...] = (), dim: int = 0):
+        self.where = np.zeros(0, np.int64) if where is None else where  # per document: its row, -1 if none
         self.dim = dim
-        sizes = [b if isinstance(b, int) else len(b) for b in blocks]
-        self.starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
+        self.base = np.zeros((0, dim), np.float32) if base is None else base  # rows 0 .. len(base) - 1
+        self.base_file = base_file  # its file's name, in the folder of ``keywords.npz`` ("": none yet)
+        self.tail = tail  # the rows after the base, in blocks
+        self.tail_starts = len(self.base) + np.concatenate([[0], np.cumsum([len(b) for b in tail])]).astype(np.int64)
 
     def __len__(self) -> int:
-        return len(self.held)
+        return len(self.where)
+
+    @property
+    def held(self) -> np.ndarray:
+        """A bool per document: whether its vector is known."""
+        return self.where >= 0
+
+    @property
+    def tail_rows(self) -> int:
+        return int(self.tail_starts[-1] - len(self.base))
+
+    def holds(self, docs: np.ndarray) -> bool:
+        """Whether the vectors of all these documents are known."""
+        return bool((self.where[docs] >= 0).all())
 
     def appended(self, vectors: Sequence[np.ndarray | None]) -> VectorRows:
-        """These rows with one more per vector (None: a row whose vector is not known); this one is left as it
-        was. A vector of another length than the rows' is not held."""
+        """These rows with one more document per vector (None: one whose vector is not known); this one is left
+        as it was. A vector of another length than the rows' is not held."""
         dim = self.dim or next((len(v) for v in vectors if v is not None), 0)
         held = np.asarray([v is not None and len(v) == dim for v in vectors], dtype=bool)
-        block: np.ndarray | int = len(vectors)
+        where = np.full(len(vectors), -1, np.int64)
+        where[held] = self.tail_starts[-1] + np.arange(int(held.sum()))
+        tail = self.tail
         if held.any():
-            block = np.zeros((len(vectors), dim), dtype=np.float32)
-            block[held] = np.stack([np.asarray(v, dtype=np.float32) for v, h in zip(vectors, held) if h])
-        rows = VectorRows((*self.blocks, block), np.concatenate([self.held, held]), dim)
-        return rows._joined() if len(rows.blocks) > MAX_BLOCKS else rows
-
-    def _joined(self) -> VectorRows:
-        """The same rows with every block after the first joined into one (in memory)."""
-        first, rest = self.blocks[0], np.arange(self.starts[1], len(self))
-        return VectorRows((first, self._gathered(rest)), self.held, self.dim)
-
-    def of(self, rows: np.ndarray) -> np.ndarray:
-        """The vectors of these rows, (len(rows), dim) float32 (zeros where not ``held``)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        out = np.zeros((len(rows), self.dim), dtype=np.float32)
-        at = np.searchsorted(self.starts, rows, side="right") - 1
-        for number in np.unique(at).tolist():
-            block = self.blocks[number]
-            if isinstance(block, int):
-                continue
-            inside = at == number
-            out[inside] = block[rows[inside] - self.starts[number]]
-        return out
-
-    def _gathered(self, rows: np.ndarray) -> np.ndarray | int:
-        """``rows`` as one block."""
-        return self.of(rows) if self.held[rows].any() else len(rows)
+            tail = (*tail, np.stack([np.asarray(v, dtype=np.float32) for v, h in zip(vectors, held) if h]))
+            if len(tail) > 1 and max(len(tail[-1]), len(tail[-2])) < JOIN_BELOW:
+                tail = (*tail[:-2], np.concatenate(tail[-2:]))
+        base = self.base if self.dim else np.zeros((0, dim), np.float32)
+        return VectorRows(np.concatenate([self.where, where]), base, self.base_file, tail, dim)
 
     def packed(self, keep: np.ndarray) -> VectorRows:
-        """Only the rows ``keep`` (ascending), in one block."""
-        return VectorRows((self._gathered(keep),), self.held[keep], self.dim) if len(keep) else \
-            VectorRows((), np.zeros(0, bool), self.dim)
+        """Only the documents ``keep`` (ascending); their rows stay where they are."""
+        return VectorRows(self.where[keep], self.base, self.base_file, self.tail, self.dim)
 
-    def nearest(self, ids: Sequence[str], rows: np.ndarray, vector: np.ndarray, n: int) -> dict[str, float] | None:
+    def of(self, docs: np.ndarray) -> np.ndarray:
+        """The vectors of these documents, (len(docs), dim) float32 (zeros where not ``held``)."""
+        return self._rows(self.where[np.asarray(docs, dtype=np.int64)])
+
+    def _rows(self, rows: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(rows), self.dim), dtype=np.float32)
+        in_base = (rows >= 0) & (rows < len(self.base))
+        out[in_base] = self.base[rows[in_base]]
+        in_tail = rows >= len(self.base)
+        if in_tail.any():
+            at = np.searchsorted(self.tail_starts, rows, side="right") - 1
+            for number in np.unique(at[in_tail]).tolist():
+                inside = in_tail & (at == number)
+                out[inside] = self.tail[number][rows[inside] - self.tail_starts[number]]
+        return out
+
+    def nearest(self, ids: Sequence[str], docs: np.ndarray, vector: np.ndarray, n: int) -> dict[str, float] | None:
         """The ``n`` of these documents (``ids``: theirs) nearest ``vector`` by cosine, best first, ties in their
         order; None when any of them is not ``held`` (then the store is asked)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        if not self.held[rows].all():
+        docs = np.asarray(docs, dtype=np.int64)
+        if not self.holds(docs):
             return None
-        matrix = self.of(rows)
+        matrix = self.of(docs)
         vector = np.asarray(vector, dtype=np.float32)
         similarity = matrix @ vector / np.maximum(np.linalg.norm(matrix, axis=1) * np.linalg.norm(vector), 1e-12)
         best = np.argsort(-similarity, kind="stable")[:n]
         return {ids[i]: float(s) for i, s in zip(best.tolist(), similarity[best].tolist())}
 
-    # -- the keyword file ----------------------------------------------------------------------------
+    # -- on disk -------------------------------------------------------------------------------------
 
-    def write_into(self, path: str | Path) -> None:
-        """Add the rows to the zip file ``path`` (an ``.npz`` being written) as the member ``MEMBER``, stored
-        uncompressed, a block at a time (never all of them in memory at once), so that ``mapped`` can map it."""
-        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
-                  "shape": (len(self), self.dim)}
-        with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_STORED, allowZip64=True) as archive, \
-                archive.open(MEMBER, "w", force_zip64=True) as out:
-            np.lib.format.write_array_header_2_0(out, header)
-            for block in self.blocks:
-                if isinstance(block, int):
-                    out.write(bytes(4 * block * self.dim))
-                else:
-                    for start in range(0, len(block), 65536):
-                        out.write(np.ascontiguousarray(block[start:start + 65536], dtype=np.float32).tobytes())
+    def saving(self, folder: Path, stem: str) -> VectorRows:
+        """These rows as ``keywords.npz`` in ``folder`` will hold them: the same, or, where the tail is past
+        ``TAIL_MAX``, the base's file is gone, or most of the base's rows are no document's any more, every held
+        row written into a new base file (mapped), whose name starts with ``stem``. ``arrays`` gives what the
+        ``.npz`` holds; ``retire`` deletes the old base."""
+        held = int(np.count_nonzero(self.held))
+        if self.tail_rows <= TAIL_MAX and len(self.base) <= 2 * max(held, TAIL_MAX) \
+                and (not self.base_file or (folder / self.base_file).exists()):
+            return self
+        name = VECTOR_BASE.format(stem=stem, token=uuid.uuid4().hex[:12])
+        docs = np.flatnonzero(self.held)
+        partial = folder / f".{name}.{os.getpid()}.part"
+        out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(docs), self.dim))
+        for start in range(0, len(docs), WRITE_ROWS):
+            out[start:start + WRITE_ROWS] = self.of(docs[start:start + WRITE_ROWS])
+        out.flush()
+        del out
+        os.replace(partial, folder / name)
+        _sweep(folder, stem, name)
+        where = np.full(len(self), -1, np.int64)
+        where[docs] = np.arange(len(docs))
+        return VectorRows(where, np.load(folder / name, mmap_mode="r"), name, (), self.dim)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What ``keywords.npz`` holds of the rows: where each document's is, the tail, the base's name."""
+        tail = np.concatenate(self.tail) if self.tail else np.zeros((0, self.dim), np.float32)
+        return {"vector_where": self.where, "vector_tail": tail,
+                "vector_base": np.asarray([self.base_file, str(len(self.base))])}
+
+    def retire(self, folder: Path, old: VectorRows) -> None:
+        """Delete ``old``'s base file where it is not this one's (a process that maps it keeps its pages; on its
+        next save it finds the file gone and writes a base of its own). Only a base this process replaced is
+        deleted at once: two processes deleting each other's would each write a new one on every save."""
+        if old.base_file and old.base_file != self.base_file:
+            (folder / old.base_file).unlink(missing_ok=True)
 
     @classmethod
-    def mapped(cls, path: str | Path, held: np.ndarray) -> VectorRows | None:
-        """The rows ``write_into`` added to ``path``, mapped from the file (read-only), with their ``held``;
-        None when the member is missing, compressed or of another size."""
-        with zipfile.ZipFile(path) as archive:
-            info = archive.getinfo(MEMBER)
-        if info.compress_type != zipfile.ZIP_STORED:
-            return None
-        with open(path, "rb") as file:
-            file.seek(info.header_offset)
-            fields = _LOCAL_HEADER.unpack(file.read(_LOCAL_HEADER.size))
-            if fields[0] != b"PK\x03\x04":
+    def from_arrays(cls, data: object, folder: Path) -> VectorRows | None:
+        """The rows ``arrays`` wrote into a ``.npz`` (``data``), the base mapped from ``folder``; None when the
+        base file is missing or does not fit them (then the index is built again)."""
+        where, tail = data["vector_where"], data["vector_tail"]  # type: ignore[index]
+        base_file, count = (str(v) for v in data["vector_base"])  # type: ignore[index]
+        base = np.zeros((0, tail.shape[1]), np.float32)
+        if base_file:
+            path = folder / base_file
+            if not path.exists():
                 return None
-            file.seek(info.header_offset + _LOCAL_HEADER.size + fields[-2] + fields[-1])
-            version = np.lib.format.read_magic(file)
-            if version not in ((1, 0), (2, 0)):
-                return None
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = read(file)
-            offset = file.tell()
-        if fortran or dtype != np.float32 or len(shape) != 2 or shape[0] != len(held):
+            base = np.load(path, mmap_mode="r")
+        if base.dtype != np.float32 or base.ndim != 2 or len(base) != int(count) or tail.shape[1] != base.shape[1] \
+                or (len(where) and where.max() >= len(base) + len(tail)):
             return None
-        if not shape[0] or not shape[1]:
-            return cls((shape[0],) if shape[0] else (), held, shape[1])
-        return cls((np.memmap(path, np.float32, "r", offset, shape),), held, shape[1])
+        return cls(where, base, base_file, (tail,) if len(tail) else (), base.shape[1])
+
+
+def _sweep(folder: Path, stem: str, written: str) -> None:
+    """Delete the base files of ``<stem>.npz`` left behind (the file deleted and built again, a process that
+    ended after writing one): those older than ``ORPHAN_AGE`` that ``<stem>.npz`` does not name."""
+    try:
+        with np.load(folder / f"{stem}.npz") as data:
+            named = str(data["vector_base"][0])
+    except Exception:  # none yet, or damaged: it names no base
+        named = ""
+    old = time.time() - ORPHAN_AGE
+    for path in folder.glob(VECTOR_BASE.format(stem=stem, token="*")):
+        if path.name not in (written, named) and path.stat().st_mtime < old:
+            path.unlink(missing_ok=True)
