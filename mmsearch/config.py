@@ -13,7 +13,7 @@ from .errors import ConfigError
 from .ids import NO_IMAGE_MODEL  # clip_model value that disables the image encoder (offline profile)
 
 # The image vectors of a keyword file ``<stem>.npz``, written once each (``mmsearch.search.vector_rows``)
-VECTOR_BASE = "{stem}.vectors.{token}.npy"
+VECTOR_BASE = "{stem}.vectors.{token}.f32"
 
 FUSION_RULES = ("mean", "shrink", "low", "skip", "rrf")  # how signals are fused: mmsearch.search.fusion
 MIN_RELEVANCE = 0.5  # the relevance floor of the command line and the page (mmsearch.search.relevance)

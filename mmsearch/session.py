@@ -7,6 +7,7 @@ one step, so a search sees either the old store, models and caches, or the new o
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -269,7 +270,7 @@ class IndexSession:
         mark = store.write_mark() if store.sole_writer and store.count() == 0 else None
         if mark is None or mark.pending is not None:
             return lambda: None
-        feed = KeywordFeed(mark.through, vectors=self.has_image_vectors)
+        feed = KeywordFeed(mark.through, vectors=self.has_image_vectors, spill_to=self._spill_to())
         stop = store.follow_writes(feed.written)
 
         def done() -> None:
@@ -309,8 +310,9 @@ class IndexSession:
             if fresh or index is not self._keywords or now - self._keywords_counted >= KEYWORD_RECOUNT:
                 count, self._keywords_counted = store.count(), now
             if index is None:
-                index = KeywordIndex.from_metadata(store.all_metadata(vectors=self.has_image_vectors),
-                                                   through=mark.through)
+                vectors = self.has_image_vectors
+                index = KeywordIndex.from_metadata(store.all_metadata(vectors=vectors), through=mark.through,
+                                                   spill_to=self._spill_to() if vectors else None)
                 trim()  # the build's freed holes, 0.64 GB at a million photos (``mmsearch.heap``)
             elif index is not self._keywords or mark != self._keywords_mark or count not in (None, len(index)):
                 index = up_to_date(index, store, mark, count, self.has_image_vectors)
@@ -320,6 +322,16 @@ class IndexSession:
             if index.through != saved and (fresh or saved < 0 or now - at >= KEYWORD_SAVE):
                 self._save_keywords(index, self._keywords_key())
             return index
+
+    def _spill_to(self) -> Path | None:
+        """The keyword file a build writes its image vectors beside (``KeywordIndex.for_building``), where that
+        folder can be written; None: the build keeps them in memory."""
+        path = self.keywords_path()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return None
+        return path if os.access(path.parent, os.W_OK) else None
 
     def _keywords_key(self) -> tuple[str, int]:
         """What ``keywords.npz`` must have been written for: this index (a schema step rewrites records

@@ -72,20 +72,20 @@ def test_rows_saved_come_back_from_the_keyword_file_and_a_base_file_written_past
     rng = np.random.default_rng(3)
     rows, given = _rows(rng, [3, 40])
     small = _saved(rows, tmp_path)  # a tail of 60 rows at most: in the .npz, no base file
-    assert small is not None and not small.base_file and not list(tmp_path.glob("*.npy"))
+    assert small is not None and not small.base_file and not list(tmp_path.glob("*.f32"))
     _check(small, given)
     more, added = _rows(rng, [70])
     rows = small.appended(added)
     big = _saved(rows, tmp_path)  # past the tail's room: every held row into a base file, mapped
     assert big is not None and isinstance(big.base, np.memmap) and big.tail_rows == 0
-    assert [p.name for p in tmp_path.glob("*.npy")] == [big.base_file]
+    assert [p.name for p in tmp_path.glob("*.f32")] == [big.base_file]
     _check(big, given + added)
     keep = np.flatnonzero(np.random.default_rng(2).random(len(big)) < 0.3)
     later = big.packed(keep).appended(more := _block(rng, 9))
     monkeypatch.setattr(vector_rows, "TAIL_MAX", 10)
     again = _saved(later, tmp_path)  # most of the base no document's any more: written again, the old one deleted
     assert again is not None and again.base_file != big.base_file and len(again.base) == int(later.held.sum())
-    assert [p.name for p in tmp_path.glob("*.npy")] == [again.base_file]
+    assert [p.name for p in tmp_path.glob("*.f32")] == [again.base_file]
     _check(again, [(given + added)[n] for n in keep.tolist()] + more)
     (tmp_path / again.base_file).unlink()
     with np.load(tmp_path / "k.npz") as data:
@@ -214,11 +214,35 @@ def test_a_base_no_keyword_file_names_is_deleted_once_old(tmp_path, monkeypatch)
     named = _saved(rows, tmp_path)
     assert named is not None and named.base_file
     hour_ago = time.time() - 3700
-    orphan, fresh = tmp_path / "k.vectors.0ld.npy", tmp_path / "k.vectors.fr35h.npy"
+    orphan, fresh = tmp_path / "k.vectors.0ld.f32", tmp_path / "k.vectors.fr35h.f32"
     for path in (orphan, fresh):
-        np.save(path, np.zeros((1, 6), np.float32))
+        path.write_bytes(bytes(24))
     os.utime(orphan, (hour_ago, hour_ago))
     os.utime(tmp_path / named.base_file, (hour_ago, hour_ago))
     other = VectorRows().appended(_block(rng, 5))  # another process's rows: a base of its own, the file's untouched
     written = other.saving(tmp_path, "k")
-    assert {p.name for p in tmp_path.glob("*.npy")} == {named.base_file, fresh.name, written.base_file}
+    assert {p.name for p in tmp_path.glob("*.f32")} == {named.base_file, fresh.name, written.base_file}
+
+
+def test_a_build_writes_its_rows_into_a_base_file_as_they_come(tmp_path, monkeypatch):
+    """A build from every record with ``spill_to`` holds no vector in memory: each chunk's rows go into the base
+    file beside the keyword file, mapped once the build is done; saved, the keyword file names it."""
+    from mmsearch.search import keywords
+
+    monkeypatch.setattr(keywords, "CHUNK", 7)
+    rng = np.random.default_rng(8)
+    vectors = _block(rng, 30)
+    records = [(f"i{n}", {"path": f"/p/{n}.jpg", **({VECTOR: v} if v is not None else {})})
+               for n, v in enumerate(vectors)]
+    spilled, written = [], vector_rows.Spill.write
+    monkeypatch.setattr(vector_rows.Spill, "write", lambda self, rows: (spilled.append(len(rows)), written(self, rows)))
+    index = KeywordIndex.from_metadata(records, spill_to=tmp_path / "keywords.npz")
+    rows = index.vectors
+    assert len(spilled) >= 4 and sum(spilled) == sum(v is not None for v in vectors)  # a write per chunk held
+    assert isinstance(rows.base, np.memmap) and not rows.tail and rows.base_file
+    _check(rows, vectors)
+    index.save(tmp_path / "keywords.npz", ("k",))
+    assert index.vectors.base_file == rows.base_file and [p.name for p in tmp_path.glob("*.f32")] == [rows.base_file]
+    loaded = KeywordIndex.load(tmp_path / "keywords.npz", ("k",))
+    assert loaded is not None
+    _check(loaded.vectors, vectors)

@@ -8,6 +8,7 @@ it Chroma handing the records back. The feed takes each write's records as the s
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from ..store.collections import VECTOR
 from . import keywords
@@ -24,11 +25,12 @@ class KeywordFeed:
     number). A number skipped is a write the feed did not see (a removal, a metadata update, another
     writer): it stops there, and what it built is still exact up to it, as its ``through`` says; the
     store's numbered writes give the rest (``Store.changed_since``). ``vectors``: keep the images' vectors the
-    writes carry (``KeywordIndex.vectors``), where the index has image vectors.
+    writes carry (``KeywordIndex.vectors``), where the index has image vectors, written as they come into a
+    base file beside the keyword file ``spill_to`` (``KeywordIndex.for_building``).
     """
 
-    def __init__(self, through: int, vectors: bool = True) -> None:
-        self._index = KeywordIndex.for_building()
+    def __init__(self, through: int, vectors: bool = True, spill_to: Path | None = None) -> None:
+        self._index = KeywordIndex.for_building(spill_to if vectors else None)
         self._index.through = through
         self._next = through  # the number the next write it can take must carry
         self._pending: dict[str, dict] = {}

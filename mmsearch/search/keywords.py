@@ -191,11 +191,12 @@ class KeywordIndex:
     # -- building ------------------------------------------------------------------------------------
 
     @classmethod
-    def from_metadata(cls, records: Iterable[tuple[str, dict]], through: int = 0) -> KeywordIndex:
+    def from_metadata(cls, records: Iterable[tuple[str, dict]], through: int = 0,
+                      spill_to: Path | None = None) -> KeywordIndex:
         """Index (id, stored image metadata) pairs: texts from ``image_text``, the file names, the facets.
         ``CHUNK`` records at a time, so the metadata of every record is never held at once, each chunk packed
-        as it is added (``for_building``)."""
-        index, pairs = cls.for_building(), iter(records)
+        as it is added (``for_building``; ``spill_to`` as there)."""
+        index, pairs = cls.for_building(spill_to), iter(records)
         while chunk := list(islice(pairs, CHUNK)):
             index.extend(chunk)
         index.through = through
@@ -203,12 +204,15 @@ class KeywordIndex:
         return index
 
     @classmethod
-    def for_building(cls) -> KeywordIndex:
+    def for_building(cls, spill_to: Path | None = None) -> KeywordIndex:
         """An empty index to ``extend`` a chunk at a time, then ``finish``. Each chunk is packed as it is added,
         as ``load`` reads the file: a build held a Python object per string, token and file name (1.7 GB at a
-        million photos)."""
+        million photos). With ``spill_to`` (the keyword file it will be saved as), the image vectors go into a
+        base file beside it as they come (``VectorRows.spilling``), not into memory (2 GB at a million)."""
         index = cls()
         index._chunks = []
+        if spill_to is not None:
+            index.vectors = VectorRows.spilling(Path(spill_to))
         return index
 
     def _live_positions(self) -> dict[str, int]:
@@ -224,6 +228,7 @@ class KeywordIndex:
 
     def finish(self) -> None:
         """Join the tables of the chunks a build added (``for_building``) into one; searches read it after."""
+        self.vectors = self.vectors.finished()
         if self._chunks is not None:
             chunks, self._chunks = self._chunks, None
             self.postings = ListTable.joined(2, [self.postings, *(postings for postings, _ in chunks)])

@@ -6,8 +6,10 @@ graph search among the listed ids. The keyword index already lists the kept imag
 with their vectors in its rows, the exact scores are one gather and one product.
 
 Where the rows are:
-- **the base**: a ``.npy`` file beside ``keywords.npz``, written once and never changed, mapped by every process
-  that reads the index (a million 512-d float32 vectors are 2 GB; a search touches only the rows it scores);
+- **the base**: a file of raw float32 rows beside ``keywords.npz``, written once and never changed, mapped by
+  every process that reads the index (a million 512-d vectors are 2 GB; a search touches only the rows it
+  scores). A build from every record (or from a first index run's writes) writes its rows there as they come
+  (``spilling``), so it never holds them all;
 - **the tail**: the rows added since the base was written, in memory and in ``keywords.npz`` (``TAIL_MAX`` at
   most when saved: past that the live rows are written into a new base, and the old one is deleted).
 
@@ -24,6 +26,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -39,17 +42,51 @@ WRITE_ROWS = 65_536  # rows gathered at a time while a base is written
 ORPHAN_AGE = 3600.0  # seconds after which a base file no keyword file names is deleted (``_sweep``)
 
 
+class Spill:
+    """A base file being written by a build: rows appended as they come, mapped once it is done."""
+
+    def __init__(self, path: Path):
+        self.path, self.rows = path, 0
+        self.file: BinaryIO | None = open(path, "wb")  # noqa: SIM115  closed by ``done``
+
+    def write(self, rows: np.ndarray) -> None:
+        assert self.file is not None, "a finished build's base takes no more rows"
+        self.file.write(np.ascontiguousarray(rows, dtype=np.float32).tobytes())
+        self.rows += len(rows)
+
+    def done(self, dim: int) -> np.ndarray:
+        """The rows written, mapped."""
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        return _mapped(self.path, self.rows, dim)
+
+
 class VectorRows:
     """Per document, its image vector (float32, as stored), and whether it is known (``held``)."""
 
     def __init__(self, where: np.ndarray | None = None, base: np.ndarray | None = None, base_file: str = "",
-                 tail: tuple[np.ndarray, ...] = (), dim: int = 0):
+                 tail: tuple[np.ndarray, ...] = (), dim: int = 0, spill: Spill | None = None):
         self.where = np.zeros(0, np.int64) if where is None else where  # per document: its row, -1 if none
         self.dim = dim
         self.base = np.zeros((0, dim), np.float32) if base is None else base  # rows 0 .. len(base) - 1
         self.base_file = base_file  # its file's name, in the folder of ``keywords.npz`` ("": none yet)
         self.tail = tail  # the rows after the base, in blocks
         self.tail_starts = len(self.base) + np.concatenate([[0], np.cumsum([len(b) for b in tail])]).astype(np.int64)
+        self.spill = spill  # a build's base being written (``spilling``): rows go there until ``finished``
+
+    @classmethod
+    def spilling(cls, keywords: Path) -> VectorRows:
+        """Empty rows for a build that writes its rows into a new base file beside the keyword file ``keywords``,
+        as they are appended; ``finished`` maps it."""
+        name = VECTOR_BASE.format(stem=keywords.stem, token=uuid.uuid4().hex[:12])
+        return cls(base_file=name, spill=Spill(keywords.parent / name))
+
+    def finished(self) -> VectorRows:
+        """A build's rows, its base file mapped (these rows, where not ``spilling``)."""
+        if self.spill is None:
+            return self
+        return VectorRows(self.where, self.spill.done(self.dim), self.base_file, (), self.dim)
 
     def __len__(self) -> int:
         return len(self.where)
@@ -73,6 +110,11 @@ class VectorRows:
         dim = self.dim or next((len(v) for v in vectors if v is not None), 0)
         held = np.asarray([v is not None and len(v) == dim for v in vectors], dtype=bool)
         where = np.full(len(vectors), -1, np.int64)
+        if self.spill is not None:
+            where[held] = self.spill.rows + np.arange(int(held.sum()))
+            if held.any():
+                self.spill.write(np.stack([v for v, h in zip(vectors, held) if h]))
+            return VectorRows(np.concatenate([self.where, where]), None, self.base_file, (), dim, self.spill)
         where[held] = self.tail_starts[-1] + np.arange(int(held.sum()))
         tail = self.tail
         if held.any():
@@ -91,6 +133,8 @@ class VectorRows:
         return self._rows(self.where[np.asarray(docs, dtype=np.int64)])
 
     def _rows(self, rows: np.ndarray) -> np.ndarray:
+        if len(rows) and rows.min() >= 0 and rows.max() < len(self.base):  # all in the base: one gather
+            return np.asarray(self.base[rows])
         out = np.zeros((len(rows), self.dim), dtype=np.float32)
         in_base = (rows >= 0) & (rows < len(self.base))
         out[in_base] = self.base[rows[in_base]]
@@ -110,8 +154,10 @@ class VectorRows:
             return None
         matrix = self.of(docs)
         vector = np.asarray(vector, dtype=np.float32)
-        similarity = matrix @ vector / np.maximum(np.linalg.norm(matrix, axis=1) * np.linalg.norm(vector), 1e-12)
-        best = np.argsort(-similarity, kind="stable")[:n]
+        norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix)) * np.float32(np.linalg.norm(vector))
+        similarity = matrix @ vector / np.maximum(norms, 1e-12)
+        best = np.argpartition(-similarity, n - 1)[:n] if 0 < n < len(similarity) else np.arange(len(similarity))[:n]
+        best = best[np.lexsort((best, -similarity[best]))]  # best first, ties in their order
         return {ids[i]: float(s) for i, s in zip(best.tolist(), similarity[best].tolist())}
 
     # -- on disk -------------------------------------------------------------------------------------
@@ -128,22 +174,21 @@ class VectorRows:
         name = VECTOR_BASE.format(stem=stem, token=uuid.uuid4().hex[:12])
         docs = np.flatnonzero(self.held)
         partial = folder / f".{name}.{os.getpid()}.part"
-        out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(docs), self.dim))
-        for start in range(0, len(docs), WRITE_ROWS):
-            out[start:start + WRITE_ROWS] = self.of(docs[start:start + WRITE_ROWS])
-        out.flush()
-        del out
+        with open(partial, "wb") as out:  # written, not mapped: the written pages never count in this process
+            for start in range(0, len(docs), WRITE_ROWS):
+                out.write(self.of(docs[start:start + WRITE_ROWS]).tobytes())
         os.replace(partial, folder / name)
         _sweep(folder, stem, name)
         where = np.full(len(self), -1, np.int64)
         where[docs] = np.arange(len(docs))
-        return VectorRows(where, np.load(folder / name, mmap_mode="r"), name, (), self.dim)
+        return VectorRows(where, _mapped(folder / name, len(docs), self.dim), name, (), self.dim)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """What ``keywords.npz`` holds of the rows: where each document's is, the tail, the base's name."""
         tail = np.concatenate(self.tail) if self.tail else np.zeros((0, self.dim), np.float32)
         return {"vector_where": self.where, "vector_tail": tail,
-                "vector_base": np.asarray([self.base_file, str(len(self.base))])}
+                "vector_base": np.asarray([self.base_file, str(len(self.base))]),
+                "vector_dim": np.int64(self.dim)}
 
     def retire(self, folder: Path, old: VectorRows) -> None:
         """Delete ``old``'s base file where it is not this one's (a process that maps it keeps its pages; on its
@@ -158,16 +203,22 @@ class VectorRows:
         base file is missing or does not fit them (then the index is built again)."""
         where, tail = data["vector_where"], data["vector_tail"]  # type: ignore[index]
         base_file, count = (str(v) for v in data["vector_base"])  # type: ignore[index]
-        base = np.zeros((0, tail.shape[1]), np.float32)
-        if base_file:
-            path = folder / base_file
-            if not path.exists():
-                return None
-            base = np.load(path, mmap_mode="r")
-        if base.dtype != np.float32 or base.ndim != 2 or len(base) != int(count) or tail.shape[1] != base.shape[1] \
+        dim, path = int(data["vector_dim"]), folder / base_file  # type: ignore[index]
+        if base_file and (not path.exists() or path.stat().st_size != 4 * int(count) * dim):
+            return None
+        base = _mapped(path, int(count), dim) if base_file else np.zeros((0, dim), np.float32)
+        if tail.dtype != np.float32 or tail.ndim != 2 or tail.shape[1] != dim \
                 or (len(where) and where.max() >= len(base) + len(tail)):
             return None
-        return cls(where, base, base_file, (tail,) if len(tail) else (), base.shape[1])
+        return cls(where, base, base_file, (tail,) if len(tail) else (), dim)
+
+
+def _mapped(path: Path, rows: int, dim: int) -> np.ndarray:
+    """A base file's ``rows`` rows of ``dim`` float32, mapped read-only (an empty array for none: a file of no
+    bytes cannot be mapped)."""
+    if not rows or not dim:
+        return np.zeros((rows, dim), np.float32)
+    return np.memmap(path, np.float32, "r", shape=(rows, dim))
 
 
 def _sweep(folder: Path, stem: str, written: str) -> None:
