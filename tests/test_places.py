@@ -228,3 +228,29 @@ def test_the_page_filters_by_a_place_of_its_facet_orders_by_date_and_says_what_i
     assert "**Place**: Osaka, Japan · 34.69370, 135.50230" in hit_details(found.hits[0])
     by_key = run_search(engine, thumbs, SearchForm("2021", place="2267057"))
     assert [Path(h["file"]).name for h in by_key.hits] == ["b.jpg"]
+
+
+def test_a_photo_saved_again_without_its_position_camera_and_caption_loses_them(tmp_path):
+    """Chroma merges the metadata of a record it replaces: the fields a re-indexed photo no longer has are
+    deleted, not kept from before (a stripped photo was still found by its old place, camera and caption)."""
+    from PIL import Image
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    exif = Image.Exif()
+    exif.load(gps_exif(38.7223, -9.1393, "2019:05:05 10:00:00"))
+    exif[0x0110] = "Pixel 7"
+    scene_picture(5, (96, 72)).save(root / "trip.jpg", exif=exif.tobytes())
+    (root / "trip.jpg.txt").write_text("a tram in the old town\n")
+    engine = _offline(tmp_path / "db")
+    engine.index([root])
+    (before,) = [m for _, m in engine.store.all_metadata()]
+    assert before["place"] == "Lisbon, Portugal" and before["camera"] == "Pixel 7" and before["captions"]
+    scene_picture(6, (96, 72)).save(root / "trip.jpg")  # stripped: no EXIF at all
+    (root / "trip.jpg.txt").unlink()
+    engine.index([root])
+    (after,) = [m for _, m in engine.store.all_metadata()]
+    assert not {"place", "place_keys", "lat", "lon", "camera", "captions", "taken"} & after.keys(), after
+    assert engine.store.caption_count() == 0
+    assert engine.search("tram", k=5, min_relevance=0.5) == [] and engine.search("Lisbon", k=5) == []
+    assert engine.search("photo", camera="Pixel 7", k=5) == []

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
@@ -39,6 +40,7 @@ from ..ids import NO_IMAGE_MODEL, caption_id, frame_id, split_caption_id, split_
 from ..paths import within_any
 from .collections import (
     AT,
+    CAPTION_VECTORS,
     CLAIM_LEASE,
     EXACT_MAX,
     EXACT_SHARE,
@@ -488,7 +490,8 @@ class Store:
         (1.4 GB more at a million photos). With ``vectors``, each metadata carries its vector (``VECTOR``)."""
         if self._get_images() is None:
             return
-        yield from records(self._images, {SEQ: {"$gte": seq}}, vectors)
+        written = records(self._images, {SEQ: {"$gte": seq}}, vectors)
+        yield from self._with_captions(written) if vectors else written
 
     @_guarded("read")
     def removed_since(self, seq: int) -> set[str]:
@@ -548,7 +551,8 @@ class Store:
         self._followers.append(listener)
         return lambda: self._followers.remove(listener) if listener in self._followers else None
 
-    def _written(self, seq: int, ids: list[str], metas: list[dict], vectors: np.ndarray) -> None:
+    def _written(self, seq: int, ids: list[str], metas: list[dict], vectors: np.ndarray,
+                 captions: list[list[tuple[str, str]]], caption_vectors: np.ndarray) -> None:
         """After this store's put numbered ``seq``: its entries take the records when they lack no earlier
         write (their ``through`` is ``seq``), so an index run's end reads nothing back; then the listeners."""
         with self._entries_lock:
@@ -561,8 +565,10 @@ class Store:
                     pass
         followers = list(self._followers)
         if followers:
-            rows = np.asarray(vectors, dtype=np.float32)
-            metas = [{**meta, VECTOR: row} for meta, row in zip(metas, rows)]
+            rows, caption_rows = np.asarray(vectors, dtype=np.float32), np.asarray(caption_vectors, dtype=np.float32)
+            ends = np.cumsum([len(items) for items in captions]).tolist()
+            metas = [{**meta, VECTOR: row, CAPTION_VECTORS: caption_rows[end - len(items):end]}
+                     for meta, row, items, end in zip(metas, rows, captions, ends)]
         for listener in followers:
             listener(seq, ids, metas)
 
@@ -728,7 +734,23 @@ class Store:
         """(ids, metadatas) of every image, page by page; with ``vectors``, each metadata carries its vector
         (``VECTOR``)."""
         if self._get_images() is not None:
-            yield from self._pages(self._images, vectors)
+            for ids, metas in self._pages(self._images, vectors):
+                yield ids, [m for _, m in self._with_captions(zip(ids, metas))] if vectors else metas
+
+    def _with_captions(self, records: Iterable[tuple[str, dict]]) -> Iterator[tuple[str, dict]]:
+        """These (id, metadata) records, each metadata also carrying its caption records' vectors
+        (``CAPTION_VECTORS``), read ``PAGE`` at a time by id."""
+        pairs = iter(records)
+        while page := list(islice(pairs, PAGE)):
+            wanted = [caption_id(i, n) for i, meta in page for n in range(len(meta.get("captions") or ()))]
+            if wanted and self._captions is None:
+                self._open_existing()
+            found = vectors_by_id(self._captions, wanted) if wanted else {}
+            for i, meta in page:
+                ids = [caption_id(i, n) for n in range(len(meta.get("captions") or ()))]
+                meta[CAPTION_VECTORS] = np.stack([found[c] for c in ids]) if all(c in found for c in ids) and ids \
+                    else (None if ids else np.zeros((0, 0), np.float32))
+                yield i, meta
 
     @staticmethod
     def _pages(collection: Any, vectors: bool = False) -> Iterator[tuple[list[str], list[dict]]]:
@@ -770,9 +792,17 @@ class Store:
             self._put_ocr(ids, metas, ocr)
         self._put_frames(ids, metas, frames)
         with self._numbered() as seq:
-            self._images.upsert(ids=ids, embeddings=vectors, metadatas=[{**m, SEQ: seq} for m in metas],
+            self._images.upsert(ids=ids, embeddings=vectors, metadatas=self._replacing(ids, metas, seq),
                                 documents=[m["path"] for m in metas])
-        self._written(seq, ids, metas, vectors)
+        self._written(seq, ids, metas, vectors, captions, caption_vectors)
+
+    def _replacing(self, ids: list[str], metas: list[dict], seq: int) -> list[dict]:
+        """``metas`` numbered ``seq``, each with the fields its image's stored record has and it lacks set to None.
+        Chroma's upsert merges metadata into a record it replaces: a photo re-indexed without the captions,
+        camera or position it had kept the old ones (hits, keyword search and filters saw them, while its
+        caption records were gone); None deletes a field."""
+        stale = self.image_metadata(ids)
+        return [{**dict.fromkeys(stale.get(i, {}).keys() - m.keys()), **m, SEQ: seq} for i, m in zip(ids, metas)]
 
     @_guarded("write")
     def set_ocr(self, ids: list[str], updates: list[dict], ocr: Sequence[OcrRecord | None]) -> None:
@@ -975,7 +1005,7 @@ class Store:
             return self._write_pages(which, ids, vectors, metas, docs)
         self._collection(which, create=True)
         with self._numbered() as seq:
-            self._write_pages(which, ids, vectors, [{**m, SEQ: seq} for m in metas], docs)
+            self._write_pages(which, ids, vectors, self._replacing(ids, metas, seq), docs)
 
     def _write_pages(self, which: str, ids: list[str], vectors: np.ndarray, metas: list[dict], docs: list[str]) -> None:
         for start in range(0, len(ids), PAGE):
@@ -1121,7 +1151,8 @@ class Store:
         for start in range(0, len(ids), PAGE):
             got = self._images.get(ids=ids[start:start + PAGE], include=["metadatas", "embeddings"] if vectors
                                    else ["metadatas"])
-            out.update(zip(got["ids"], with_vectors(got) if vectors else got["metadatas"]))
+            pairs = zip(got["ids"], with_vectors(got) if vectors else got["metadatas"])
+            out.update(self._with_captions(pairs) if vectors else pairs)
         return out
 
     def all_metadata(self, vectors: bool = False) -> Iterator[tuple[str, dict]]:
