@@ -12,8 +12,9 @@ from typing import Any
 from .errors import ConfigError
 from .ids import NO_IMAGE_MODEL  # clip_model value that disables the image encoder (offline profile)
 
-# The image vectors of a keyword file ``<stem>.npz``, written once each (``mmsearch.search.vector_rows``)
-VECTOR_BASE = "{stem}.vectors.{token}.f32"
+# The image and caption vectors of a keyword file ``<stem>.npz`` (``kind``: "image", "caption"), written once
+# each (``mmsearch.search.vector_rows``)
+VECTOR_BASE = "{stem}.{kind}.{token}.f32"
 
 FUSION_RULES = ("mean", "shrink", "low", "skip", "rrf")  # how signals are fused: mmsearch.search.fusion
 MIN_RELEVANCE = 0.5  # the relevance floor of the command line and the page (mmsearch.search.relevance)
@@ -270,7 +271,7 @@ class Config:
     def keyword_files(self, generation: str = "") -> list[Path]:
         """``keywords_file`` and the image vectors' base files beside it (``VECTOR_BASE``) that exist."""
         path = self.keywords_file(generation)
-        return [p for p in [path, *path.parent.glob(VECTOR_BASE.format(stem=path.stem, token="*"))] if p.exists()]
+        return [p for p in [path, *path.parent.glob(VECTOR_BASE.format(stem=path.stem, kind="*", token="*"))] if p.exists()]
 
     def local_file(self, stem: str, generation: str = "") -> Path:
         """``<stem>.npz`` beside the index (``local_dir``), one per generation of models ("" = the first); with a

@@ -70,7 +70,7 @@ def library(tmp_path_factory) -> tuple[Store, KeywordIndex]:
                    for n, (_, _, has_text, _) in enumerate(made)],
               frames=[([float(t) for t in range(f)], unit(rng.standard_normal((f, DIM)))) if f else None
                       for _, _, _, f in made])
-    records = list(store.all_metadata())
+    records = list(store.all_metadata(vectors=True))  # with the images' and their captions' vectors
     built = KeywordIndex.from_metadata(records[:250]).apply(records[250:])  # built, then brought up to date
     path = tmp_path_factory.mktemp("keywords") / "keywords.npz"
     built.save(path, ("test",))
@@ -115,7 +115,40 @@ def test_a_filter_evaluated_in_memory_keeps_in_every_collection_what_chroma_keep
         for name, collection in collections.items():
             assert set(getattr(kept, name)) == chroma_keeps(collection, where), (name, where)
         seen.add(len(kept.images))
+        exact_from_memory(store, kept, rng)
     assert len(seen) > 10 and 0 in seen  # the filters were of every size, none among them
+
+
+def exact_from_memory(store: Store, kept, rng: np.random.Generator) -> None:
+    """The kept images and captions nearest a vector, scored from the keyword index's vectors, are those scored
+    from the vectors Chroma holds; so are the captions of some of the kept images."""
+    from mmsearch.store.collections import vectors_by_id
+
+    vector = unit(rng.standard_normal((1, DIM)))[0]
+    for found, stored in ((kept.nearest(vector, 7), store.image_vectors(kept.images)),
+                          ({(m.image_id, m.index): m.score for m in kept.caption_nearest(vector, 7) or []},
+                           vectors_by_id(store._captions, kept.captions))):
+        assert found is not None
+        ids = list(stored)
+        scores = np.stack([stored[i] for i in ids]) @ vector if ids else np.zeros(0)
+        best = sorted(range(len(ids)), key=lambda n: -scores[n])[:7]
+        assert len(found) == len(best) and np.allclose(sorted(found.values(), reverse=True), scores[best], atol=1e-6)
+    some = kept.images[::3]
+    held, stored = kept.captions_of(some), _by_image(store, some)
+    assert held is not None and held.keys() == stored.keys()
+    for image, rows in held.items():
+        assert [n for n, _ in rows] == list(range(len(stored[image])))
+        np.testing.assert_allclose(np.stack([row for _, row in rows]), np.stack(stored[image]), atol=1e-6)
+
+
+def _by_image(store: Store, ids: list[str]) -> dict[str, list[np.ndarray]]:
+    """Every caption vector of these images that Chroma holds, in caption order."""
+    from mmsearch.ids import split_caption_id
+
+    out: dict[str, list[np.ndarray]] = {}
+    for cid, vector in sorted(store.caption_vectors_of(ids).items(), key=lambda pair: split_caption_id(pair[0])):
+        out.setdefault(split_caption_id(cid)[0], []).append(vector)
+    return out
 
 
 def test_a_filter_of_another_shape_is_left_to_chroma(library):

@@ -1,6 +1,7 @@
-"""The images' vectors beside the keyword index (``mmsearch.search.vector_rows``): what goes in comes out, row
-for row, through appends, packing and the keyword file; the index built from the store holds each image's
-vector as stored, and a filtered search scores the images it keeps from there, never reading Chroma."""
+"""The images' and captions' vectors beside the keyword index (``mmsearch.search.vector_rows``): what goes in
+comes out, row for row, through appends, packing and the keyword file; the index built from the store holds
+each image's vectors as stored, and a filtered search scores the images it keeps from there, never reading
+Chroma."""
 
 from __future__ import annotations
 
@@ -109,13 +110,19 @@ def test_the_nearest_rows_are_the_exact_cosine_order_and_none_where_one_is_missi
 
 
 def _stored_vectors(store: Store, index: KeywordIndex) -> None:
-    """Every live document of ``index`` holds its image's vector as the store holds it (the first run's feed has
-    the vectors as given to Chroma, which may hand them back renormalised: 1e-8 apart)."""
+    """Every live document of ``index`` holds its image's vector and its captions' as the store holds them (the
+    first run's feed has the vectors as given to Chroma, which may hand them back renormalised: 1e-8 apart)."""
     ids = index.live_ids()
     rows = np.asarray([index.positions()[i] for i in ids])
     assert ids and index.vectors.held[rows].all()
     stored = store.image_vectors(ids)
     np.testing.assert_allclose(index.vectors.of(rows), np.stack([stored[i] for i in ids]), rtol=0, atol=1e-6)
+    captions, held = store.caption_vectors_of(ids), index.captions_of(ids)
+    assert captions and held is not None
+    assert {f"{i}:{n}" for i, pairs in held.items() for n, _ in pairs} == set(captions)
+    for image, pairs in held.items():
+        for n, vector in pairs:
+            np.testing.assert_allclose(vector, captions[f"{image}:{n}"], rtol=0, atol=1e-6)
 
 
 def test_the_keyword_index_holds_each_images_vector_as_stored_fed_caught_up_and_read_back(tmp_path, make_engine,
@@ -130,14 +137,16 @@ def test_the_keyword_index_holds_each_images_vector_as_stored_fed_caught_up_and_
     samples = Path(__file__).resolve().parent.parent / "sample_images"
     photos = tmp_path / "photos"
     photos.mkdir()
-    for name in sorted(p.name for p in samples.iterdir() if p.suffix in (".png", ".jpg"))[:5]:
+    for n, name in enumerate(sorted(p.name for p in samples.iterdir() if p.suffix in (".png", ".jpg"))[:5]):
         shutil.copy(samples / name, photos / name)
+        (photos / f"{name}.txt").write_text("".join(f"caption {c} of {name}\n" for c in range(n % 3)))
     engine = make_engine()
     engine.index([photos])
     _stored_vectors(engine.store, engine.keyword_index())
-    changed = sorted(photos.iterdir())[0]
-    Image.open(changed).convert("RGB").rotate(90).save(changed)
-    sorted(photos.iterdir())[1].unlink()
+    images = sorted(p for p in photos.iterdir() if p.suffix != ".txt")
+    Image.open(images[0]).convert("RGB").rotate(90).save(images[0])  # changed
+    images[1].unlink()
+    (photos / f"{images[2].name}.txt").write_text("a caption added\n")
     for n in range(2):
         Image.new("RGB", (40, 30), (200, 60 * n, 10)).save(photos / f"new-{n}.png")
     engine.index([photos])
@@ -164,22 +173,26 @@ def test_a_filtered_search_scores_what_it_keeps_from_memory_as_reading_chroma_wo
         folder = photos / ("inside" if n % 3 else "outside")
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copy(samples / name, folder / name)
+        (folder / f"{name}.txt").write_text("".join(f"a photo, caption {c}\n" for c in range(n % 3)))
     engine = make_engine()
     engine.index([photos])
     queries = [("a photo", {"folder": photos / "inside"}), ("cat", {"folder": photos / "inside"}),
                ("rocket", {"folder": photos / "outside"})]
     read: list[str] = []
 
-    for name in ("image_vectors", "query_images"):
+    for name in ("image_vectors", "query_images", "query_captions", "caption_vectors_of", "caption_vectors_by_id"):
         real = getattr(Store, name)
         monkeypatch.setattr(Store, name, lambda self, *a, real=real, name=name, **k: (read.append(name),
                                                                                      real(self, *a, **k))[1])
     from_memory = [[(h.path, h.scores) for h in engine.search(text, k=6, **where)] for text, where in queries]
     assert not read and all(from_memory), (read, from_memory)
-    monkeypatch.setattr(selection.Kept, "nearest", lambda self, vector, n: None)
-    monkeypatch.setattr(selection.Kept, "vectors_of", lambda self, ids: None)
+    for method in ("nearest", "caption_nearest"):
+        monkeypatch.setattr(selection.Kept, method, lambda self, vector, n: None)
+    for method in ("vectors_of", "captions_of"):
+        monkeypatch.setattr(selection.Kept, method, lambda self, ids: None)
     from_chroma = [[(h.path, h.scores) for h in engine.search(text, k=6, **where)] for text, where in queries]
-    assert "query_images" in read
+    assert {"query_images", "query_captions"} <= set(read)
+    assert any(s.get("caption") for hits in from_memory for _, s in hits)  # captions took part
     for memory, chroma in zip(from_memory, from_chroma):
         assert [p for p, _ in memory] == [p for p, _ in chroma]
         for (_, a), (_, b) in zip(memory, chroma):
@@ -214,7 +227,7 @@ def test_a_base_no_keyword_file_names_is_deleted_once_old(tmp_path, monkeypatch)
     named = _saved(rows, tmp_path)
     assert named is not None and named.base_file
     hour_ago = time.time() - 3700
-    orphan, fresh = tmp_path / "k.vectors.0ld.f32", tmp_path / "k.vectors.fr35h.f32"
+    orphan, fresh = tmp_path / "k.image.0ld.f32", tmp_path / "k.image.fr35h.f32"
     for path in (orphan, fresh):
         path.write_bytes(bytes(24))
     os.utime(orphan, (hour_ago, hour_ago))

@@ -27,7 +27,7 @@ import numpy as np
 from ..likeness import phash_of
 from ..packed import ListTable, PackedStrings, pack_named, prefix_keys, unpack_named
 from ..paths import folders_of, name_and_parent, plain
-from ..store.collections import VECTOR
+from ..store.collections import CAPTION_VECTORS, VECTOR
 from ..text import CJK
 from .lexical import LexicalIndex
 from .places import PlaceBook
@@ -172,6 +172,9 @@ class KeywordIndex:
         # per document, its image vector where the metadata it was added from carried one (``VECTOR``): a filtered
         # search scores the images it keeps from here (``mmsearch.search.vector_rows``)
         self.vectors = VectorRows()
+        # per caption record (a document's ``numbers["captions"]`` in a row, in document order), its vector
+        self.caption_vectors = VectorRows(kind="caption")
+        self._caption_first: np.ndarray | None = None  # per document, its first caption's row (``caption_rows``)
         self.postings = ListTable(2)  # token -> (its documents, int32; its frequency in each, float32)
         self.ocr: dict[str, str] = {}  # image id -> text read in the photo (``ocr_matcher.OcrMatcher`` searches it)
         self.lexical: LexicalIndex | None = None  # BGE-M3 lexical weights of the texts (``mmsearch.search.lexical``)
@@ -213,6 +216,7 @@ class KeywordIndex:
         index._chunks = []
         if spill_to is not None:
             index.vectors = VectorRows.spilling(Path(spill_to))
+            index.caption_vectors = VectorRows.spilling(Path(spill_to), "caption")
         return index
 
     def _live_positions(self) -> dict[str, int]:
@@ -228,7 +232,7 @@ class KeywordIndex:
 
     def finish(self) -> None:
         """Join the tables of the chunks a build added (``for_building``) into one; searches read it after."""
-        self.vectors = self.vectors.finished()
+        self.vectors, self.caption_vectors = self.vectors.finished(), self.caption_vectors.finished()
         if self._chunks is not None:
             chunks, self._chunks = self._chunks, None
             self.postings = ListTable.joined(2, [self.postings, *(postings for postings, _ in chunks)])
@@ -285,6 +289,7 @@ class KeywordIndex:
             setattr(new, name, getattr(self, name).copy())
         new.lengths, new.alive, new.numbers = self.lengths, self.alive.copy(), dict(self.numbers)
         new.phashes, new.id_keys, new.vectors = self.phashes, self.id_keys, self.vectors
+        new.caption_vectors = self.caption_vectors
         # the text read in photos is shared until a change touches it (``_ocr_changed``): the OCR matcher
         # built on it is kept while it is the same dict
         new.postings, new.ocr, new.folder_counts = self.postings.copy(), self.ocr, dict(self.folder_counts)
@@ -349,6 +354,11 @@ class KeywordIndex:
         self.phashes = np.concatenate([self.phashes, np.asarray([d.phash for d in docs], dtype=np.uint64)])
         self.id_keys = np.concatenate([self.id_keys, prefix_keys(d.id for d in docs)])
         self.vectors = self.vectors.appended([meta.get(VECTOR) for meta in metas] if metas else [None] * len(docs))
+        captions: list[np.ndarray | None] = []
+        for doc, meta in zip(docs, metas or [{}] * len(docs)):
+            rows = meta.get(CAPTION_VECTORS)
+            captions += list(rows) if rows is not None and len(rows) == doc.captions else [None] * doc.captions
+        self.caption_vectors, self._caption_first = self.caption_vectors.appended(captions), None
         postings = ((token, (np.asarray(found, dtype=np.int32), np.asarray(tfs, dtype=np.float32)))
                     for token, (found, tfs) in lists.items())
         names = ((key, (np.asarray(found, dtype=np.int32),)) for key, found in named.items())
@@ -389,6 +399,7 @@ class KeywordIndex:
         new.lengths, new.alive = self.lengths[keep], np.ones(len(keep), bool)
         new.numbers = {name: values[keep] for name, values in self.numbers.items()}
         new.phashes, new.id_keys, new.vectors = self.phashes[keep], self.id_keys[keep], self.vectors.packed(keep)
+        new.caption_vectors = self.caption_vectors.packed(self.caption_rows(keep))
         new.postings, new._by_name = (_live(table, self.alive, renumber) for table in (self.postings, self._by_name))
         new._dead = 0
         new._positions = new._live_positions()
@@ -408,6 +419,30 @@ class KeywordIndex:
     def live_ids(self) -> list[str]:
         """The ids of the images the index holds."""
         return list(self._positions)
+
+    def caption_rows(self, docs: np.ndarray) -> np.ndarray:
+        """The rows of ``caption_vectors`` of these documents' captions: each document's in caption order."""
+        counts = self.numbers["captions"]
+        if self._caption_first is None:
+            self._caption_first = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)[:-1]]).astype(np.int64)
+        docs = np.asarray(docs, dtype=np.int64)
+        wanted = counts[docs].astype(np.int64)
+        ends = np.cumsum(wanted)
+        return np.repeat(self._caption_first[docs] - (ends - wanted), wanted) + np.arange(int(ends[-1]) if len(ends) else 0)
+
+    def captions_of(self, ids: Sequence[str]) -> dict[str, list[tuple[int, np.ndarray]]] | None:
+        """(caption number, vector) of every caption of these images (each a live image; those without captions
+        are absent), from ``caption_vectors``; None where one is not held."""
+        docs = np.asarray([self._positions[i] for i in ids], dtype=np.int64)
+        rows = self.caption_rows(docs)
+        if not self.caption_vectors.holds(rows):
+            return None
+        vectors, counts, out, at = self.caption_vectors.of(rows), self.numbers["captions"][docs].tolist(), {}, 0
+        for image, count in zip(ids, counts):
+            if count:
+                out[image] = [(n, vectors[at + n]) for n in range(count)]
+            at += count
+        return out
 
     def vectors_of(self, ids: Sequence[str]) -> dict[str, np.ndarray] | None:
         """The image vectors of these ids (each a live image), from ``vectors``; None where one is not held."""
@@ -441,6 +476,7 @@ class KeywordIndex:
         path = Path(path)
         partial = path.with_name(f".{path.name}.{os.getpid()}.part.npz")
         vectors = self.vectors.saving(path.parent, path.stem)
+        captions = self.caption_vectors.saving(path.parent, path.stem)
         strings = {name: getattr(self, name) for name in STRINGS} | {
             "key": [json.dumps([FORMAT, *key])], "ocr_ids": list(self.ocr), "ocr_texts": list(self.ocr.values()),
             "places": [self.places.to_json()], "facet_folders": list(self.folder_counts),
@@ -451,12 +487,14 @@ class KeywordIndex:
                  camera_counts=np.asarray(list(self.camera_counts.values()), dtype=np.int64),
                  lengths=self.lengths, alive=self.alive, phashes=self.phashes,
                  **{f"number_{name}": values for name, values in self.numbers.items()},
-                 id_keys=self.id_keys, **vectors.arrays(),
+                 id_keys=self.id_keys, **vectors.arrays(), **captions.arrays(),
                  **self.postings.arrays("postings_"), **self._by_name.arrays("names_"),
                  **(self.lexical.arrays("lexical_") if self.lexical is not None else {}))
         os.replace(partial, path)
         vectors.retire(path.parent, self.vectors)
-        self.vectors = vectors  # the same values; where a base was written, mapped from it, the copy in memory dropped
+        captions.retire(path.parent, self.caption_vectors)
+        # the same values; where a base was written, mapped from it, the copy in memory dropped
+        self.vectors, self.caption_vectors = vectors, captions
 
     @classmethod
     def load(cls, path: str | Path, key: Sequence[Any]) -> KeywordIndex | None:
@@ -484,10 +522,10 @@ class KeywordIndex:
         index.lengths, index.alive = data["lengths"], data["alive"].copy()
         index.numbers = {name: data[f"number_{name}"] for name in NUMBERS}
         index.phashes, index.id_keys = data["phashes"], data["id_keys"]
-        vectors = VectorRows.from_arrays(data, folder)
-        if vectors is None:
+        vectors, captions = VectorRows.from_arrays(data, folder), VectorRows.from_arrays(data, folder, "caption")
+        if vectors is None or captions is None or len(captions) != int(index.numbers["captions"].sum()):
             return None
-        index.vectors = vectors
+        index.vectors, index.caption_vectors = vectors, captions
         postings = ListTable.from_arrays(data, "postings_", (np.int32, np.float32))
         by_name = ListTable.from_arrays(data, "names_", (np.int32,))
         folders, counts = unpack_named(data, "facet_folders"), data["facet_counts"].tolist()

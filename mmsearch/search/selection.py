@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..ids import caption_id, frame_id
+from ..ids import caption_id, frame_id, split_caption_id
 from ..paths import folders_of
+from ..store import CaptionMatch
 
 if TYPE_CHECKING:
     from .keywords import KeywordIndex
@@ -58,6 +59,20 @@ class Kept:
         if self.index is None or self.rows is None or len(self.rows) > EXACT_ROWS:
             return None
         return self.index.vectors.nearest(self.images, self.rows, vector, n)
+
+    def caption_nearest(self, vector: np.ndarray, n: int) -> list[CaptionMatch] | None:
+        """The ``n`` kept captions nearest ``vector``, best first, scored exactly from the keyword index's caption
+        vectors (``KeywordIndex.caption_vectors``); None as ``nearest``."""
+        if self.index is None or self.rows is None or len(self.captions) > EXACT_ROWS:
+            return None
+        rows = self.index.caption_rows(self.rows)
+        found = self.index.caption_vectors.nearest(self.captions, rows, vector, n)
+        return None if found is None else [CaptionMatch(*split_caption_id(c), s) for c, s in found.items()]
+
+    def captions_of(self, ids: Iterable[str]) -> dict[str, list[tuple[int, np.ndarray]]] | None:
+        """(caption number, vector) of every caption of those of ``ids`` the filter keeps, from the keyword index;
+        None where it lacks one."""
+        return None if self.index is None else self.index.captions_of(self.among(ids))
 
     def vectors_of(self, ids: Iterable[str]) -> dict[str, np.ndarray] | None:
         """The vectors of those of ``ids`` the filter keeps, from the keyword index; None where it lacks one."""

@@ -47,10 +47,11 @@ class Spill:
 
     def __init__(self, path: Path):
         self.path, self.rows = path, 0
-        self.file: BinaryIO | None = open(path, "wb")  # noqa: SIM115  closed by ``done``
+        self.file: BinaryIO | None = None  # opened by the first rows, closed by ``done``
 
     def write(self, rows: np.ndarray) -> None:
-        assert self.file is not None, "a finished build's base takes no more rows"
+        if self.file is None:
+            self.file = open(self.path, "wb")  # noqa: SIM115
         self.file.write(np.ascontiguousarray(rows, dtype=np.float32).tobytes())
         self.rows += len(rows)
 
@@ -66,7 +67,7 @@ class VectorRows:
     """Per document, its image vector (float32, as stored), and whether it is known (``held``)."""
 
     def __init__(self, where: np.ndarray | None = None, base: np.ndarray | None = None, base_file: str = "",
-                 tail: tuple[np.ndarray, ...] = (), dim: int = 0, spill: Spill | None = None):
+                 tail: tuple[np.ndarray, ...] = (), dim: int = 0, spill: Spill | None = None, kind: str = "image"):
         self.where = np.zeros(0, np.int64) if where is None else where  # per document: its row, -1 if none
         self.dim = dim
         self.base = np.zeros((0, dim), np.float32) if base is None else base  # rows 0 .. len(base) - 1
@@ -74,19 +75,21 @@ class VectorRows:
         self.tail = tail  # the rows after the base, in blocks
         self.tail_starts = len(self.base) + np.concatenate([[0], np.cumsum([len(b) for b in tail])]).astype(np.int64)
         self.spill = spill  # a build's base being written (``spilling``): rows go there until ``finished``
+        self.kind = kind  # what the rows are ("image", "caption"): the names of its arrays and base files
 
     @classmethod
-    def spilling(cls, keywords: Path) -> VectorRows:
+    def spilling(cls, keywords: Path, kind: str = "image") -> VectorRows:
         """Empty rows for a build that writes its rows into a new base file beside the keyword file ``keywords``,
         as they are appended; ``finished`` maps it."""
-        name = VECTOR_BASE.format(stem=keywords.stem, token=uuid.uuid4().hex[:12])
-        return cls(base_file=name, spill=Spill(keywords.parent / name))
+        name = VECTOR_BASE.format(stem=keywords.stem, kind=kind, token=uuid.uuid4().hex[:12])
+        return cls(base_file=name, spill=Spill(keywords.parent / name), kind=kind)
 
     def finished(self) -> VectorRows:
         """A build's rows, its base file mapped (these rows, where not ``spilling``)."""
         if self.spill is None:
             return self
-        return VectorRows(self.where, self.spill.done(self.dim), self.base_file, (), self.dim)
+        base = self.spill.done(self.dim)
+        return VectorRows(self.where, base, self.base_file if len(base) else "", (), self.dim, kind=self.kind)
 
     def __len__(self) -> int:
         return len(self.where)
@@ -114,7 +117,7 @@ class VectorRows:
             where[held] = self.spill.rows + np.arange(int(held.sum()))
             if held.any():
                 self.spill.write(np.stack([v for v, h in zip(vectors, held) if h]))
-            return VectorRows(np.concatenate([self.where, where]), None, self.base_file, (), dim, self.spill)
+            return VectorRows(np.concatenate([self.where, where]), None, self.base_file, (), dim, self.spill, self.kind)
         where[held] = self.tail_starts[-1] + np.arange(int(held.sum()))
         tail = self.tail
         if held.any():
@@ -122,11 +125,11 @@ class VectorRows:
             if len(tail) > 1 and max(len(tail[-1]), len(tail[-2])) < JOIN_BELOW:
                 tail = (*tail[:-2], np.concatenate(tail[-2:]))
         base = self.base if self.dim else np.zeros((0, dim), np.float32)
-        return VectorRows(np.concatenate([self.where, where]), base, self.base_file, tail, dim)
+        return VectorRows(np.concatenate([self.where, where]), base, self.base_file, tail, dim, kind=self.kind)
 
     def packed(self, keep: np.ndarray) -> VectorRows:
         """Only the documents ``keep`` (ascending); their rows stay where they are."""
-        return VectorRows(self.where[keep], self.base, self.base_file, self.tail, self.dim)
+        return VectorRows(self.where[keep], self.base, self.base_file, self.tail, self.dim, kind=self.kind)
 
     def of(self, docs: np.ndarray) -> np.ndarray:
         """The vectors of these documents, (len(docs), dim) float32 (zeros where not ``held``)."""
@@ -150,7 +153,9 @@ class VectorRows:
         """The ``n`` of these documents (``ids``: theirs) nearest ``vector`` by cosine, best first, ties in their
         order; None when any of them is not ``held`` (then the store is asked)."""
         docs = np.asarray(docs, dtype=np.int64)
-        if not self.holds(docs):
+        if not len(docs):
+            return {}
+        if not self.holds(docs) or self.dim != len(vector):
             return None
         matrix = self.of(docs)
         vector = np.asarray(vector, dtype=np.float32)
@@ -171,24 +176,24 @@ class VectorRows:
         if self.tail_rows <= TAIL_MAX and len(self.base) <= 2 * max(held, TAIL_MAX) \
                 and (not self.base_file or (folder / self.base_file).exists()):
             return self
-        name = VECTOR_BASE.format(stem=stem, token=uuid.uuid4().hex[:12])
+        name = VECTOR_BASE.format(stem=stem, kind=self.kind, token=uuid.uuid4().hex[:12])
         docs = np.flatnonzero(self.held)
         partial = folder / f".{name}.{os.getpid()}.part"
         with open(partial, "wb") as out:  # written, not mapped: the written pages never count in this process
             for start in range(0, len(docs), WRITE_ROWS):
                 out.write(self.of(docs[start:start + WRITE_ROWS]).tobytes())
         os.replace(partial, folder / name)
-        _sweep(folder, stem, name)
+        _sweep(folder, stem, self.kind, name)
         where = np.full(len(self), -1, np.int64)
         where[docs] = np.arange(len(docs))
-        return VectorRows(where, _mapped(folder / name, len(docs), self.dim), name, (), self.dim)
+        return VectorRows(where, _mapped(folder / name, len(docs), self.dim), name, (), self.dim, kind=self.kind)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """What ``keywords.npz`` holds of the rows: where each document's is, the tail, the base's name."""
         tail = np.concatenate(self.tail) if self.tail else np.zeros((0, self.dim), np.float32)
-        return {"vector_where": self.where, "vector_tail": tail,
-                "vector_base": np.asarray([self.base_file, str(len(self.base))]),
-                "vector_dim": np.int64(self.dim)}
+        kind = self.kind
+        return {f"{kind}_where": self.where, f"{kind}_tail": tail,
+                f"{kind}_base": np.asarray([self.base_file, str(len(self.base))]), f"{kind}_dim": np.int64(self.dim)}
 
     def retire(self, folder: Path, old: VectorRows) -> None:
         """Delete ``old``'s base file where it is not this one's (a process that maps it keeps its pages; on its
@@ -198,19 +203,19 @@ class VectorRows:
             (folder / old.base_file).unlink(missing_ok=True)
 
     @classmethod
-    def from_arrays(cls, data: object, folder: Path) -> VectorRows | None:
+    def from_arrays(cls, data: object, folder: Path, kind: str = "image") -> VectorRows | None:
         """The rows ``arrays`` wrote into a ``.npz`` (``data``), the base mapped from ``folder``; None when the
         base file is missing or does not fit them (then the index is built again)."""
-        where, tail = data["vector_where"], data["vector_tail"]  # type: ignore[index]
-        base_file, count = (str(v) for v in data["vector_base"])  # type: ignore[index]
-        dim, path = int(data["vector_dim"]), folder / base_file  # type: ignore[index]
+        where, tail = data[f"{kind}_where"], data[f"{kind}_tail"]  # type: ignore[index]
+        base_file, count = (str(v) for v in data[f"{kind}_base"])  # type: ignore[index]
+        dim, path = int(data[f"{kind}_dim"]), folder / base_file  # type: ignore[index]
         if base_file and (not path.exists() or path.stat().st_size != 4 * int(count) * dim):
             return None
         base = _mapped(path, int(count), dim) if base_file else np.zeros((0, dim), np.float32)
         if tail.dtype != np.float32 or tail.ndim != 2 or tail.shape[1] != dim \
                 or (len(where) and where.max() >= len(base) + len(tail)):
             return None
-        return cls(where, base, base_file, (tail,) if len(tail) else (), dim)
+        return cls(where, base, base_file, (tail,) if len(tail) else (), dim, kind=kind)
 
 
 def _mapped(path: Path, rows: int, dim: int) -> np.ndarray:
@@ -221,15 +226,15 @@ def _mapped(path: Path, rows: int, dim: int) -> np.ndarray:
     return np.memmap(path, np.float32, "r", shape=(rows, dim))
 
 
-def _sweep(folder: Path, stem: str, written: str) -> None:
-    """Delete the base files of ``<stem>.npz`` left behind (the file deleted and built again, a process that
-    ended after writing one): those older than ``ORPHAN_AGE`` that ``<stem>.npz`` does not name."""
+def _sweep(folder: Path, stem: str, kind: str, written: str) -> None:
+    """Delete the base files of ``<stem>.npz``'s rows of this ``kind`` left behind (the file deleted and built
+    again, a process that ended after writing one): those older than ``ORPHAN_AGE`` that it does not name."""
     try:
         with np.load(folder / f"{stem}.npz") as data:
-            named = str(data["vector_base"][0])
+            named = str(data[f"{kind}_base"][0])
     except Exception:  # none yet, or damaged: it names no base
         named = ""
     old = time.time() - ORPHAN_AGE
-    for path in folder.glob(VECTOR_BASE.format(stem=stem, token="*")):
+    for path in folder.glob(VECTOR_BASE.format(stem=stem, kind=kind, token="*")):
         if path.name not in (written, named) and path.stat().st_mtime < old:
             path.unlink(missing_ok=True)

@@ -68,8 +68,10 @@ EXACT_SHARE = 20
 SEQ, WRITE_SEQ, WRITE_TOKEN, AT = "seq", "write_seq", "write_token", "at"
 # Where a read asked for them (``Store.all_metadata``, ``written_since``, ``image_metadata`` with ``vectors``, and
 # ``follow_writes``), each image's metadata dict also carries its stored vector under this key. Never stored:
-# the keyword index takes it (``mmsearch.search.vector_rows``), and no metadata field starts with "_".
+# the keyword index takes it (``mmsearch.search.vector_rows``), and no metadata field starts with "_". An image
+# whose caption records are not all there carries None for them.
 VECTOR = "_vector"
+CAPTION_VECTORS = "_caption_vectors"  # beside it, the vectors of the image's caption records, in caption order
 CLAIM_LEASE = 600.0
 MARKER = {"space": "l2", "sync_threshold": 1000}  # the removed and writes collections' vectors: one constant [1.0] each
 

@@ -19,11 +19,14 @@ class CaptionSignal(Signal):
 
     def find(self, context: Context) -> dict[str, tuple[float, int]]:
         """Nearest captions (twice the pool: an image may have several): image id -> (score, caption number)."""
-        vector, best = context.query.captions_vector, {}
+        vector, best, kept = context.query.captions_vector, {}, context.query.kept
         if vector is None:
             return {}
-        for match in context.store.query_captions(vector, 2 * context.pool, context.query.where,
-                                                   context.query.listed("captions")):
+        matches = kept.caption_nearest(vector, 2 * context.pool) if kept is not None else None
+        if matches is None:
+            matches = context.store.query_captions(vector, 2 * context.pool, context.query.where,
+                                                   context.query.listed("captions"))
+        for match in matches:
             if match.image_id not in best or match.score > best[match.image_id][0]:
                 best[match.image_id] = (match.score, match.index)
         return best
@@ -33,8 +36,9 @@ class CaptionSignal(Signal):
         if vector is None:
             return dict.fromkeys(ids)
         best = dict(context.found.get(self.name) or {})
-        missing = [i for i in ids if i not in best]
-        for image, captions in context.reads.captions_of(missing).items():  # type: ignore[union-attr]
+        missing, kept = [i for i in ids if i not in best], context.query.kept
+        read = kept.captions_of(missing) if kept is not None else None  # under a filter: the keyword index's
+        for image, captions in (context.reads.captions_of(missing) if read is None else read).items():  # type: ignore[union-attr]
             for index, caption in captions:
                 value = float(caption @ vector)
                 if image not in best or value > best[image][0]:
