@@ -310,18 +310,22 @@ class IndexSession:
             if fresh or index is not self._keywords or now - self._keywords_counted >= KEYWORD_RECOUNT:
                 count, self._keywords_counted = store.count(), now
             if index is None:
-                vectors = self.has_image_vectors
-                index = KeywordIndex.from_metadata(store.all_metadata(vectors=vectors), through=mark.through,
-                                                   spill_to=self._spill_to() if vectors else None)
+                index = KeywordIndex.from_metadata(store.all_metadata(self._vector_kinds()), through=mark.through,
+                                                   spill_to=self._spill_to())
                 trim()  # the build's freed holes, 0.64 GB at a million photos (``mmsearch.heap``)
             elif index is not self._keywords or mark != self._keywords_mark or count not in (None, len(index)):
-                index = up_to_date(index, store, mark, count, self.has_image_vectors)
+                index = up_to_date(index, store, mark, count, self._vector_kinds())
             self._keywords, self._keywords_mark = index, mark
             # kept on disk when asked ``fresh`` (after an index run) even if brought up to date by an earlier call
             saved, at = self._keywords_saved
             if index.through != saved and (fresh or saved < 0 or now - at >= KEYWORD_SAVE):
                 self._save_keywords(index, self._keywords_key())
             return index
+
+    def _vector_kinds(self) -> tuple[str, ...]:
+        """The vectors the keyword index keeps (``KeywordIndex.vectors``, ``caption_vectors``): the captions',
+        and the images' where the index has image vectors (the offline profile's are never searched)."""
+        return ("image", "caption") if self.has_image_vectors else ("caption",)
 
     def _spill_to(self) -> Path | None:
         """The keyword file a build writes its image vectors beside (``KeywordIndex.for_building``), where that
@@ -400,11 +404,11 @@ class IndexSession:
 
 
 def up_to_date(index: KeywordIndex, store: Store, mark: WriteMark, count: int | None,
-               vectors: bool = False) -> KeywordIndex:
+               vectors: tuple[str, ...] = ()) -> KeywordIndex:
     """``index`` with what the store's writes from ``index.through`` on changed; ``mark`` and ``count``: where
     the store's writes stood and its image count, read before (None: not counted this time). Images written
     unnumbered (by an older mmsearch, or a run killed between its steps) show as a count that differs: then
-    the ids are compared. ``vectors``: read the images' vectors too (``KeywordIndex.vectors``)."""
+    the ids are compared. ``vectors``: the kinds of vectors read too (``Store.written_since``)."""
     written, removed = store.changed_since(index.through, vectors)
     index = index.apply(written, removed=removed, through=mark.through)
     if count is not None and len(index) != count:

@@ -387,12 +387,12 @@ def records_read_back(monkeypatch) -> list[str]:
 
     read, pages, written_since = [], Store.pages, Store.written_since
 
-    def every(self, vectors=False):
+    def every(self, vectors=()):
         for ids, metas in pages(self, vectors):
             read.extend(ids)
             yield ids, metas
 
-    def since(self, seq, vectors=False):
+    def since(self, seq, vectors=()):
         for i, meta in written_since(self, seq, vectors):
             read.append(i)
             yield i, meta

@@ -26,7 +26,7 @@ def _engine(tmp_path: Path) -> SearchEngine:
 
 
 def _every_record_forbidden(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Store, "pages", lambda self, vectors=False: pytest.fail("every record was read"))
+    monkeypatch.setattr(Store, "pages", lambda self, vectors=(): pytest.fail("every record was read"))
 
 
 def _library(tmp_path: Path, n: int = 5) -> Path:

@@ -203,7 +203,7 @@ def test_an_engine_reads_only_what_changed_and_a_fresh_process_starts_from_the_f
     monkeypatch.setattr(Store, "image_ids", lambda self: pytest.fail("every id listed: the removals are recorded"))
     calls = []
     since = Store.written_since
-    monkeypatch.setattr(Store, "written_since", lambda self, seq, vectors=False: calls.append(seq) or since(self, seq, vectors))
+    monkeypatch.setattr(Store, "written_since", lambda self, seq, vectors=(): calls.append(seq) or since(self, seq, vectors))
     _same(later.keyword_index(), fresh)
     assert calls == [kept.through]
 
@@ -290,7 +290,7 @@ def test_the_runs_of_one_process_read_only_what_changed_since_the_last(tmp_path,
         _photo(library / f"p{n}.jpg", (50 * n, 10, 10))
     engine = _engine(tmp_path)
     engine.index([library])  # the first run reads every record
-    monkeypatch.setattr(Store, "pages", lambda self, vectors=False: pytest.fail("every record read again"))
+    monkeypatch.setattr(Store, "pages", lambda self, vectors=(): pytest.fail("every record read again"))
     (library / "p0.jpg").unlink()
     _photo(library / "p1.jpg", (1, 2, 3))  # changed
     (library / "p1.jpg.txt").write_text("a caption\n")
@@ -521,8 +521,8 @@ def test_a_write_the_feed_did_not_see_stops_it_and_the_store_gives_the_rest(tmp_
     _put(store, dict(list(library.items())[3:]))
     done()
     calls, since = [], Store.written_since
-    monkeypatch.setattr(Store, "written_since", lambda self, seq, vectors=False: calls.append(seq) or since(self, seq, vectors))
-    monkeypatch.setattr(Store, "pages", lambda self, vectors=False: pytest.fail("every record was read"))
+    monkeypatch.setattr(Store, "written_since", lambda self, seq, vectors=(): calls.append(seq) or since(self, seq, vectors))
+    monkeypatch.setattr(Store, "pages", lambda self, vectors=(): pytest.fail("every record was read"))
     kept = engine.session.keyword_index(fresh=True)
     assert calls == [after_first]  # what the feed had, then every write from the one it missed on
     _same(kept, KeywordIndex.from_metadata(library.items()))

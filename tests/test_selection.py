@@ -70,7 +70,7 @@ def library(tmp_path_factory) -> tuple[Store, KeywordIndex]:
                    for n, (_, _, has_text, _) in enumerate(made)],
               frames=[([float(t) for t in range(f)], unit(rng.standard_normal((f, DIM)))) if f else None
                       for _, _, _, f in made])
-    records = list(store.all_metadata(vectors=True))  # with the images' and their captions' vectors
+    records = list(store.all_metadata(vectors=("image", "caption")))  # with the images' and their captions' vectors
     built = KeywordIndex.from_metadata(records[:250]).apply(records[250:])  # built, then brought up to date
     path = tmp_path_factory.mktemp("keywords") / "keywords.npz"
     built.save(path, ("test",))

@@ -259,3 +259,26 @@ def test_a_build_writes_its_rows_into_a_base_file_as_they_come(tmp_path, monkeyp
     loaded = KeywordIndex.load(tmp_path / "keywords.npz", ("k",))
     assert loaded is not None
     _check(loaded.vectors, vectors)
+
+
+def test_the_offline_profile_keeps_the_captions_vectors_and_not_the_layout_ones(tmp_path):
+    """Without an image model the image records hold layout vectors no search compares: the keyword index keeps
+    none of them, and keeps the captions' (the offline profile's main signal), fed and built from the store."""
+    from mmsearch import Config, SearchEngine
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    samples = Path(__file__).resolve().parent.parent / "sample_images"
+    for n, name in enumerate(["chelsea-cat.png", "rocket.jpg", "coffee.png"]):
+        shutil.copy(samples / name, photos / name)
+        (photos / f"{name}.txt").write_text("".join(f"a caption {c} of {name}\n" for c in range(n + 1)))
+    engine = SearchEngine(config=Config.offline_profile(Config(db=str(tmp_path / "db"))))
+    engine.index([photos])
+    for index in (engine.keyword_index(), KeywordIndex.from_metadata(engine.store.all_metadata(("caption",)))):
+        ids = index.live_ids()
+        assert not index.vectors.held.any() and len(index.caption_vectors) == 6
+        held = index.captions_of(ids)
+        stored = engine.store.caption_vectors_of(ids)
+        assert held is not None and {f"{i}:{n}" for i, pairs in held.items() for n, _ in pairs} == set(stored)
+    hits = engine.search("a caption", k=3, folder=photos)
+    assert len(hits) == 3 and all(h.scores["caption"] for h in hits)

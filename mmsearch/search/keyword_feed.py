@@ -24,13 +24,14 @@ class KeywordFeed:
     Each write must carry the next number (a failed write is never told, and the next write takes its
     number). A number skipped is a write the feed did not see (a removal, a metadata update, another
     writer): it stops there, and what it built is still exact up to it, as its ``through`` says; the
-    store's numbered writes give the rest (``Store.changed_since``). ``vectors``: keep the images' vectors the
-    writes carry (``KeywordIndex.vectors``), where the index has image vectors, written as they come into a
-    base file beside the keyword file ``spill_to`` (``KeywordIndex.for_building``).
+    store's numbered writes give the rest (``Store.changed_since``). The images' captions' vectors the writes
+    carry are kept (``KeywordIndex.caption_vectors``), and with ``vectors`` the images' own (where the index has
+    image vectors), written as they come into base files beside the keyword file ``spill_to``
+    (``KeywordIndex.for_building``).
     """
 
     def __init__(self, through: int, vectors: bool = True, spill_to: Path | None = None) -> None:
-        self._index = KeywordIndex.for_building(spill_to if vectors else None)
+        self._index = KeywordIndex.for_building(spill_to)
         self._index.through = through
         self._next = through  # the number the next write it can take must carry
         self._pending: dict[str, dict] = {}

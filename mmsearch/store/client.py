@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
@@ -484,14 +484,15 @@ class Store:
         return dict(self.client.get_collection(self.name("images"), embedding_function=None).metadata or {})
 
     @_guarded("read")
-    def written_since(self, seq: int, vectors: bool = False) -> Iterator[tuple[str, dict]]:
+    def written_since(self, seq: int, vectors: Collection[str] = ()) -> Iterator[tuple[str, dict]]:
         """(id, metadata) of the images written by write number ``seq`` or a later one (see ``SEQ``), read a
         page at a time as they are iterated: a process catching up 187,000 records held them all at once
-        (1.4 GB more at a million photos). With ``vectors``, each metadata carries its vector (``VECTOR``)."""
+        (1.4 GB more at a million photos). ``vectors``: the kinds of vectors each metadata also carries ("image":
+        its vector as ``VECTOR``, "caption": its captions' as ``CAPTION_VECTORS``)."""
         if self._get_images() is None:
             return
-        written = records(self._images, {SEQ: {"$gte": seq}}, vectors)
-        yield from self._with_captions(written) if vectors else written
+        written = records(self._images, {SEQ: {"$gte": seq}}, "image" in vectors)
+        yield from self._with_captions(written) if "caption" in vectors else written
 
     @_guarded("read")
     def removed_since(self, seq: int) -> set[str]:
@@ -501,14 +502,14 @@ class Store:
             return set()
         return {i for page in pages(removed, include=(), where={SEQ: {"$gte": seq}}) for i in page["ids"]}
 
-    def changed_since(self, seq: int, vectors: bool = False) -> tuple[Iterator[tuple[str, dict]], set[str]]:
+    def changed_since(self, seq: int, vectors: Collection[str] = ()) -> tuple[Iterator[tuple[str, dict]], set[str]]:
         """What the writes from number ``seq`` on did: the (id, metadata) of the images they wrote, read as
         they are iterated (``written_since``), and the ids of those they removed. A cache of the records
         applies the removals first, then the writes: an id removed and written back since is in both.
 
         The store's own entries (``entries``) take what was read too, when they lack nothing older and the
         writes are read to their end: the keyword index's read at the end of an index run brings them up
-        to date as well. With ``vectors``, each metadata read carries its vector (``VECTOR``).
+        to date as well. ``vectors`` as ``written_since``.
         """
         kept = self._kept()
         mark = self.write_mark() if kept is not None and kept[1] >= seq else None
@@ -572,7 +573,7 @@ class Store:
         for listener in followers:
             listener(seq, ids, metas)
 
-    def _changes(self, seq: int, vectors: bool = False) -> tuple[Iterator[tuple[str, dict]], set[str]]:
+    def _changes(self, seq: int, vectors: Collection[str] = ()) -> tuple[Iterator[tuple[str, dict]], set[str]]:
         return self.written_since(seq, vectors), self.removed_since(seq)
 
     def _removed_collection(self, create: bool) -> Any:
@@ -730,12 +731,11 @@ class Store:
             if self._entries is not None and self._entries[2] is kept[2]:  # nothing applied meanwhile but puts
                 self._entries = (*self._entries[:2], packed)
 
-    def pages(self, vectors: bool = False) -> Iterator[tuple[list[str], list[dict]]]:
-        """(ids, metadatas) of every image, page by page; with ``vectors``, each metadata carries its vector
-        (``VECTOR``)."""
+    def pages(self, vectors: Collection[str] = ()) -> Iterator[tuple[list[str], list[dict]]]:
+        """(ids, metadatas) of every image, page by page; ``vectors`` as ``written_since``."""
         if self._get_images() is not None:
-            for ids, metas in self._pages(self._images, vectors):
-                yield ids, [m for _, m in self._with_captions(zip(ids, metas))] if vectors else metas
+            for ids, metas in self._pages(self._images, "image" in vectors):
+                yield ids, [m for _, m in self._with_captions(zip(ids, metas))] if "caption" in vectors else metas
 
     def _with_captions(self, records: Iterable[tuple[str, dict]]) -> Iterator[tuple[str, dict]]:
         """These (id, metadata) records, each metadata also carrying its caption records' vectors
@@ -1145,18 +1145,18 @@ class Store:
         return set(self._images.get(ids=list(ids), include=[])["ids"])
 
     @_guarded("read")
-    def image_metadata(self, ids: Sequence[str], vectors: bool = False) -> dict[str, dict]:
-        """Stored metadata by image id; with ``vectors``, each carries its vector (``VECTOR``)."""
-        ids, out = list(ids), {}
+    def image_metadata(self, ids: Sequence[str], vectors: Collection[str] = ()) -> dict[str, dict]:
+        """Stored metadata by image id; ``vectors`` as ``written_since``."""
+        ids, out, image = list(ids), {}, "image" in vectors
         for start in range(0, len(ids), PAGE):
-            got = self._images.get(ids=ids[start:start + PAGE], include=["metadatas", "embeddings"] if vectors
+            got = self._images.get(ids=ids[start:start + PAGE], include=["metadatas", "embeddings"] if image
                                    else ["metadatas"])
-            pairs = zip(got["ids"], with_vectors(got) if vectors else got["metadatas"])
-            out.update(self._with_captions(pairs) if vectors else pairs)
+            pairs = zip(got["ids"], with_vectors(got) if image else got["metadatas"])
+            out.update(self._with_captions(pairs) if "caption" in vectors else pairs)
         return out
 
-    def all_metadata(self, vectors: bool = False) -> Iterator[tuple[str, dict]]:
-        """(id, metadata) of every image, page by page; with ``vectors``, each carries its vector (``VECTOR``).
+    def all_metadata(self, vectors: Collection[str] = ()) -> Iterator[tuple[str, dict]]:
+        """(id, metadata) of every image, page by page; ``vectors`` as ``written_since``.
         A read to the end also brings the store's entries up to date, unless they are kept or in their file
         already (``_entries_known``), so that a keyword index built from every record (its file gone) is the
         only read of every record."""
