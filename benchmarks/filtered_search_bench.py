@@ -6,9 +6,9 @@ one process, on an index ``million_bench.py`` filled:
 - ``read``: the filter evaluated once in the keyword index (``mmsearch.search.selection``, its time shown as
   ``select``), the reads handed the kept ids, and the kept images' vectors read from Chroma by id (or
   searched there among the listed ids), as from 2026-12-07 (f73af43);
-- ``rows``: as ``search`` serves it now: the same, with the kept images scored from the keyword index's own
-  copy of their vectors (``KeywordIndex.vectors``), as are the other finds' vectors (``same``: the hits of
-  ``read`` and ``rows`` agree, scores within 2e-6);
+- ``rows``: as ``search`` serves it now: the same, with the kept images and captions scored from the keyword
+  index's own copy of their vectors (``KeywordIndex.vectors``, ``caption_vectors``), as are the other finds'
+  vectors (``same``: the hits of ``read`` and ``rows`` agree, scores within 2e-6);
 - ``browse``: a query of filters only ("2019"), newest first: every record the filter keeps read from Chroma
   (``store.find``), against the kept images put in date order in memory and the first ``k`` read.
 
@@ -47,6 +47,7 @@ from host import machine  # noqa: E402
 YEAR = 31_536_000
 FIRST = 1_420_070_400  # million_bench's first date (2015-01-01); image i is of year 2015 + i % 10
 TEXTS = ["a cat on day 3", "the sea on day 40", "a red car on day 200"]
+MEMORY = ("nearest", "caption_nearest", "vectors_of", "captions_of")  # ``Kept``'s reads of the keyword index's vectors
 
 
 def filters() -> dict[str, dict[str, Any]]:
@@ -90,13 +91,14 @@ def searches(engine: Any, wanted: dict[str, Any], chroma: bool) -> Timings:
             out.ways["chroma"].append(seconds)
             out.scored[0] += sum(1 for h in old if h.scores.get("keyword"))
         out.selecting.append(timed(lambda: selected(engine.session, where))[0])
-        nearest, vectors_of = selection.Kept.nearest, selection.Kept.vectors_of
-        selection.Kept.nearest = lambda self, vector, n: None  # type: ignore[method-assign]
-        selection.Kept.vectors_of = lambda self, ids: None  # type: ignore[method-assign]
+        memory = {name: getattr(selection.Kept, name) for name in MEMORY}
+        for name in MEMORY:  # the kept records' vectors read from Chroma, as before
+            setattr(selection.Kept, name, lambda self, *args: None)
         try:
             seconds, read = timed(lambda q=query: engine.serve(q))
         finally:
-            selection.Kept.nearest, selection.Kept.vectors_of = nearest, vectors_of  # type: ignore[method-assign]
+            for name, method in memory.items():
+                setattr(selection.Kept, name, method)
         out.ways["read"].append(seconds + out.selecting[-1])
         seconds, new = timed(lambda q=query: engine.serve(q))
         out.ways["rows"].append(seconds + out.selecting[-1])
