@@ -1,9 +1,9 @@
-"""The images' vectors beside the keyword index, one row per document (``VectorRows``).
+"""Vectors beside the keyword index (``VectorRows``): one row per image, and one per caption record.
 
-A filtered search scores the images its filter keeps exactly. Read from Chroma by id, a vector costs about
-70 us (a month's 4,500 photos among 500,000: 0.31 s of a 0.38 s search), and a larger share went to Chroma's
-graph search among the listed ids. The keyword index already lists the kept images (``mmsearch.search.selection``);
-with their vectors in its rows, the exact scores are one gather and one product.
+A filtered search scores the images and captions its filter keeps exactly. Read from Chroma by id, a vector
+costs about 65 us (a month's 4,500 photos among 500,000: 0.31 s of a 0.38 s search), and a larger share went to
+Chroma's graph search among the listed ids. The keyword index already lists the kept images
+(``mmsearch.search.selection``); with their vectors in its rows, the exact scores are one gather and one product.
 
 Where the rows are:
 - **the base**: a file of raw float32 rows beside ``keywords.npz``, written once and never changed, mapped by
@@ -179,10 +179,15 @@ class VectorRows:
         name = VECTOR_BASE.format(stem=stem, kind=self.kind, token=uuid.uuid4().hex[:12])
         docs = np.flatnonzero(self.held)
         partial = folder / f".{name}.{os.getpid()}.part"
-        with open(partial, "wb") as out:  # written, not mapped: the written pages never count in this process
-            for start in range(0, len(docs), WRITE_ROWS):
-                out.write(self.of(docs[start:start + WRITE_ROWS]).tobytes())
-        os.replace(partial, folder / name)
+        try:
+            with open(partial, "wb") as out:  # written, not mapped: the written pages never count in this process
+                for start in range(0, len(docs), WRITE_ROWS):
+                    out.write(self.of(docs[start:start + WRITE_ROWS]).tobytes())
+            os.replace(partial, folder / name)
+        except OSError:  # a full disk: nothing half written is left
+            partial.unlink(missing_ok=True)
+            raise
+        logger.debug("%s vectors: %d rows written into %s", self.kind, len(docs), name)
         _sweep(folder, stem, self.kind, name)
         where = np.full(len(self), -1, np.int64)
         where[docs] = np.arange(len(docs))
