@@ -210,8 +210,9 @@ class KeywordIndex:
     def for_building(cls, spill_to: Path | None = None) -> KeywordIndex:
         """An empty index to ``extend`` a chunk at a time, then ``finish``. Each chunk is packed as it is added,
         as ``load`` reads the file: a build held a Python object per string, token and file name (1.7 GB at a
-        million photos). With ``spill_to`` (the keyword file it will be saved as), the image vectors go into a
-        base file beside it as they come (``VectorRows.spilling``), not into memory (2 GB at a million)."""
+        million photos). With ``spill_to`` (the keyword file it will be saved as), the image and caption vectors
+        go into base files beside it as they come (``VectorRows.spilling``), not into memory (2.6 GB at a
+        million photos and 300,000 captions)."""
         index = cls()
         index._chunks = []
         if spill_to is not None:
@@ -471,7 +472,7 @@ class KeywordIndex:
 
     def save(self, path: str | Path, key: Sequence[Any]) -> None:
         """Write to ``path`` (numpy ``.npz``, no pickle), tagged with ``key`` (what the index looked like). The
-        image vectors go into a base file beside it where they do not fit in the file (``VectorRows.saving``),
+        image and caption vectors go into base files beside it where they do not fit in it (``VectorRows.saving``),
         which the index then maps instead of holding them in memory."""
         path = Path(path)
         partial = path.with_name(f".{path.name}.{os.getpid()}.part.npz")
@@ -503,8 +504,8 @@ class KeywordIndex:
         Any damage (a truncated or empty file, a format from another version, counts that disagree)
         also gives None: the file is only a cache of what the store holds. The per-document strings, the
         postings and the file names stay packed as the file holds them (``mmsearch.packed``): opening
-        costs a Python object per live image, not one per string and token. The image vectors' base file is
-        mapped, not read (``VectorRows.from_arrays``).
+        costs a Python object per live image, not one per string and token. The vectors' base files are mapped,
+        not read (``VectorRows.from_arrays``).
         """
         try:
             with np.load(path, allow_pickle=False) as data:
