@@ -269,7 +269,8 @@ class Config:
         return self.local_file("keywords", generation)
 
     def keyword_files(self, generation: str = "") -> list[Path]:
-        """``keywords_file`` and the image vectors' base files beside it (``VECTOR_BASE``) that exist."""
+        """``keywords_file`` and the base files of its image and caption vectors beside it (``VECTOR_BASE``) that
+        exist."""
         path = self.keywords_file(generation)
         return [p for p in [path, *path.parent.glob(VECTOR_BASE.format(stem=path.stem, kind="*", token="*"))] if p.exists()]
 

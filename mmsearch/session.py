@@ -328,8 +328,8 @@ class IndexSession:
         return ("image", "caption") if self.has_image_vectors else ("caption",)
 
     def _spill_to(self) -> Path | None:
-        """The keyword file a build writes its image vectors beside (``KeywordIndex.for_building``), where that
-        folder can be written; None: the build keeps them in memory."""
+        """The keyword file a build writes its vectors beside (``KeywordIndex.for_building``), where that folder
+        can be written; None: the build keeps them in memory."""
         path = self.keywords_path()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

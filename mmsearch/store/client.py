@@ -545,8 +545,8 @@ class Store:
 
     def follow_writes(self, listener: Callable[[int, list[str], list[dict]], None]) -> Callable[[], None]:
         """Call ``listener(seq, ids, metadatas)`` after each put of image records this store makes (``seq``:
-        the write's number; the metadata as given, without it, each carrying its vector as ``VECTOR``), in the
-        writing thread. Returns what stops it.
+        the write's number; the metadata as given, without it, each carrying its vector as ``VECTOR`` and its
+        captions' as ``CAPTION_VECTORS``), in the writing thread. Returns what stops it.
         Only this store's puts are told: a listener that keeps a copy checks that the numbers follow on, and
         trusts them only where this store is the ``sole_writer``."""
         self._followers.append(listener)
