@@ -157,6 +157,7 @@ BOILERPLATE_PATTERNS = tuple(re.compile(p) for p in (
     r"^created with (the )?gimp\b",  # GIMP's default PNG comment
     r"^(generated|created|made|edited|processed|optimi[sz]ed|exported|cropped) (by|with|using) ",
     r"^(inkscape|adobe (photoshop|imageready|illustrator)|paint\.net|picasa|pngcrush|optipng)\b",
+    r"^file (written|created|saved) (by|with) ",  # Photoshop 5's PNG comment ("File written by Adobe Photoshop? 5.0")
     r"^(https?://|www\.)\S+$",  # a bare link
     r"^(copyright|\(c\)|©)",  # rights, not a description
     r"^based (on|of) .*\bwork\b",  # credits ("Based of Jakub Steiner work")
