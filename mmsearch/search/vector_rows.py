@@ -31,6 +31,7 @@ from typing import BinaryIO
 import numpy as np
 
 from ..config import VECTOR_BASE
+from ..store.collections import nearest_rows
 
 logger = logging.getLogger(__name__)
 
@@ -157,13 +158,8 @@ class VectorRows:
             return {}
         if not self.holds(docs) or self.dim != len(vector):
             return None
-        matrix = self.of(docs)
-        vector = np.asarray(vector, dtype=np.float32)
-        norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix)) * np.float32(np.linalg.norm(vector))
-        similarity = matrix @ vector / np.maximum(norms, 1e-12)
-        best = np.argpartition(-similarity, n - 1)[:n] if 0 < n < len(similarity) else np.arange(len(similarity))[:n]
-        best = best[np.lexsort((best, -similarity[best]))]  # best first, ties in their order
-        return {ids[i]: float(s) for i, s in zip(best.tolist(), similarity[best].tolist())}
+        best, similarity = nearest_rows(self.of(docs), vector, n)
+        return {ids[i]: float(s) for i, s in zip(best.tolist(), similarity.tolist())}
 
     # -- on disk -------------------------------------------------------------------------------------
 

@@ -60,6 +60,7 @@ from .collections import (
     caption_sources,
     collection_name,
     images_ef,
+    nearest_rows,
     open_collection,
     pages,
     pointer_fields,
@@ -167,10 +168,9 @@ def _nearest(collection: Any, ids: Sequence[str], vector: np.ndarray, n: int) ->
     read = vectors_by_id(collection, ids)
     if not read:
         return {"ids": [[]], "distances": [[]]}
-    found, matrix = list(read), np.stack(list(read.values()))
-    similarity = matrix @ vector / np.maximum(np.linalg.norm(matrix, axis=1) * np.linalg.norm(vector), 1e-12)
-    order = np.argsort(-similarity, kind="stable")[:n]
-    return {"ids": [[found[i] for i in order.tolist()]], "distances": [(1.0 - similarity[order]).tolist()]}
+    found = list(read)
+    order, similarity = nearest_rows(np.stack(list(read.values())), vector, n)
+    return {"ids": [[found[i] for i in order.tolist()]], "distances": [(1.0 - similarity).tolist()]}
 
 
 def _applying(by_id: Entries, written: Iterable[tuple[str, dict]], removed: set[str]) -> Iterator[tuple[str, dict]]:

@@ -165,6 +165,18 @@ def with_vectors(page: dict) -> list[dict]:
     return [{**(meta or {}), VECTOR: row} for meta, row in zip(page["metadatas"], rows)]
 
 
+def nearest_rows(matrix: np.ndarray, vector: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` rows of ``matrix`` nearest ``vector`` by cosine, best first (ties in row order), and their
+    cosines: the exact scoring of a few records, whether their vectors were read from Chroma or are the keyword
+    index's own (``mmsearch.search.vector_rows``)."""
+    vector = np.asarray(vector, dtype=np.float32)
+    norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix)) * np.float32(np.linalg.norm(vector))
+    similarity = matrix @ vector / np.maximum(norms, 1e-12)
+    best = np.argpartition(-similarity, n - 1)[:n] if 0 < n < len(similarity) else np.arange(len(similarity))[:n]
+    best = best[np.lexsort((best, -similarity[best]))]
+    return best, similarity[best]
+
+
 def vectors_by_id(collection: Any, ids: Sequence[str], where: dict | None = None) -> dict[str, np.ndarray]:
     """The stored vectors of those ``ids`` that exist (and that ``where`` keeps), ``PAGE`` ids at a time."""
     ids, out = list(ids), {}
