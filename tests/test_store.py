@@ -209,3 +209,24 @@ def test_a_filtered_query_gives_the_nearest_of_the_images_the_filter_keeps(tmp_p
         found = store.query_images(query, n, {"folders": {"$contains": folder}})
         assert list(found) == [image_id(paths[k]) for k in truth]
         assert np.allclose(list(found.values()), [float(vectors[k] @ query) for k in truth], atol=1e-5)
+
+
+
+def test_a_record_written_again_loses_the_fields_it_no_longer_has(store, tmp_path):
+    """Chroma merges a replaced record's metadata; a put drops the fields the record it replaces had and the new
+    one lacks, whether this store wrote that record (in this run) or another writer did."""
+    d, e = image_id("/photos/d.jpg"), image_id("/photos/e.jpg")
+    store.entries()  # as an index run starts
+
+    def put(ids: list[str], fields: list[dict], into: Store = store) -> None:
+        into.put(ids, unit(*([[1, 1, 0, 0]] * len(ids))), fields, [[] for _ in ids], np.zeros((0, DIM), np.float32))
+
+    put([d], [{**meta("/photos/d.jpg", []), "camera": "X"}])
+    put([d], [meta("/photos/d.jpg", [])])
+    other = Store(tmp_path / "db")
+    other.create(SIGNATURE, DIM)
+    put([e], [{**meta("/photos/e.jpg", []), "camera": "Y"}], other)
+    put([e], [meta("/photos/e.jpg", [])])
+    found = store.image_metadata([d, e])
+    assert found[d]["path"] == "/photos/d.jpg" and found[e]["path"] == "/photos/e.jpg"
+    assert "camera" not in found[d] and "camera" not in found[e]
