@@ -94,7 +94,9 @@ def test_rows_saved_come_back_from_the_keyword_file_and_a_base_file_written_past
     assert _saved(again, tmp_path) is not None  # a process whose base was deleted writes one of its own
 
 
-def test_the_nearest_rows_are_the_exact_cosine_order_and_none_where_one_is_missing():
+@pytest.mark.parametrize("block", [7, vector_rows.SCORE_ROWS])  # scored a few rows at a time, or all at once
+def test_the_nearest_rows_are_the_exact_cosine_order_and_none_where_one_is_missing(monkeypatch, block):
+    monkeypatch.setattr(vector_rows, "SCORE_ROWS", block)
     rng = np.random.default_rng(4)
     vectors = rng.standard_normal((50, 8)).astype(np.float32)
     rows = VectorRows().appended(list(vectors[:20])).appended([*vectors[20:], None])

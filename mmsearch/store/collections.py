@@ -168,10 +168,19 @@ def with_vectors(page: dict) -> list[dict]:
 def nearest_rows(matrix: np.ndarray, vector: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``n`` rows of ``matrix`` nearest ``vector`` by cosine, best first (ties in row order), and their
     cosines: the exact scoring of a few records, whether their vectors were read from Chroma or are the keyword
-    index's own (``mmsearch.search.vector_rows``)."""
+    index's own (``mmsearch.search.vector_rows``, which scores its rows ``cosines`` a block at a time)."""
+    return best_of(cosines(matrix, vector), n)
+
+
+def cosines(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """The cosine of each row of ``matrix`` with ``vector`` (float32; 0 for a zero row)."""
     vector = np.asarray(vector, dtype=np.float32)
     norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix)) * np.float32(np.linalg.norm(vector))
-    similarity = matrix @ vector / np.maximum(norms, 1e-12)
+    return matrix @ vector / np.maximum(norms, 1e-12)
+
+
+def best_of(similarity: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The positions of the ``n`` largest of ``similarity``, largest first (ties in position order), and those values."""
     best = np.argpartition(-similarity, n - 1)[:n] if 0 < n < len(similarity) else np.arange(len(similarity))[:n]
     best = best[np.lexsort((best, -similarity[best]))]
     return best, similarity[best]
