@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmsearch.ids import image_id
+from mmsearch.ids import image_id, split_caption_id
 from mmsearch.paths import folders_of
 from mmsearch.search import ranking
 from mmsearch.search.filters import build_where
@@ -125,14 +125,15 @@ def exact_from_memory(store: Store, kept, rng: np.random.Generator) -> None:
     from mmsearch.store.collections import vectors_by_id
 
     vector = unit(rng.standard_normal((1, DIM)))[0]
-    for found, stored in ((kept.nearest(vector, 7), store.image_vectors(kept.images)),
-                          ({(m.image_id, m.index): m.score for m in kept.caption_nearest(vector, 7) or []},
-                           vectors_by_id(store._captions, kept.captions))):
+    for found, stored, key in ((kept.nearest(vector, 7), store.image_vectors(kept.images), str),
+                               ({(m.image_id, m.index): m.score for m in kept.caption_nearest(vector, 7) or []},
+                                vectors_by_id(store._captions, kept.captions), split_caption_id)):
         assert found is not None
         ids = list(stored)
         scores = np.stack([stored[i] for i in ids]) @ vector if ids else np.zeros(0)
         best = sorted(range(len(ids)), key=lambda n: -scores[n])[:7]
-        assert len(found) == len(best) and np.allclose(sorted(found.values(), reverse=True), scores[best], atol=1e-6)
+        assert list(found) == [key(ids[n]) for n in best]  # which records, best first
+        assert np.allclose(list(found.values()), scores[best], atol=1e-6)
     some = kept.images[::3]
     held, stored = kept.captions_of(some), _by_image(store, some)
     assert held is not None and held.keys() == stored.keys()
@@ -227,7 +228,7 @@ def test_the_text_in_photos_and_the_lexical_weights_find_among_what_the_filter_k
     from types import SimpleNamespace
 
     from mmsearch.search.query import Query
-    from mmsearch.search.selection import Kept
+    from mmsearch.search.selection import kept_of
     from mmsearch.search.signals.base import Context
     from mmsearch.search.signals.ocr import OcrSignal
     from mmsearch.search.signals.sparse import SparseSignal
@@ -239,9 +240,23 @@ def test_the_text_in_photos_and_the_lexical_weights_find_among_what_the_filter_k
     index.lexical = SimpleNamespace(score_array=lambda weights: best_outside, top=lambda s, n: top(index.ids, s, n))
     store = SimpleNamespace(query_ocr=lambda vector, n, where, among: {})  # the text's meaning finds nothing
     ocr = SimpleNamespace(scores=lambda text: dict(zip(ids, best_outside.tolist())))
-    inside = Kept(ids[3:], [], [], ids[3:])
+    inside = kept_of(index, np.arange(3, 6))
     for kept, wanted in ((inside, {"img3", "img4"}), (None, {"img0", "img1"})):
         query = Query(np.ones(4, np.float32), "exit", 2, {}, {"camera": "x"}, lexical={1: 1.0}, kept=kept)
         context = Context(store, query, 2, False, index, ocr)  # type: ignore[arg-type]
         assert set(SparseSignal().find(context)) == wanted
         assert OcrSignal().find(context) == wanted
+
+
+def test_what_a_filter_keeps_is_marked_in_a_keyword_index_caught_up_since():
+    """The keyword and lexical finds take a bool per document of the index they search; one made since the
+    filter was evaluated (a catch-up) has other documents, and gets its own marks of the same images."""
+    from mmsearch.search.selection import kept_of
+
+    ids = [f"img{n}" for n in range(6)]
+    before = KeywordIndex.build([(i, "a text") for i in ids])
+    kept = kept_of(before, np.arange(3, 6))
+    after = KeywordIndex.build([(i, "a text") for i in ["new", *reversed(ids)]])
+    assert kept.mask_in(before) is kept.mask and np.flatnonzero(kept.mask).tolist() == [3, 4, 5]
+    assert after.ids.at(np.flatnonzero(kept.mask_in(after))) == ["img5", "img4", "img3"]
+    assert kept.among(["img4", "new", "img0", "img3"]) == ["img4", "img3"]

@@ -101,14 +101,13 @@ def test_the_nearest_rows_are_the_exact_cosine_order_and_none_where_one_is_missi
     vectors = rng.standard_normal((50, 8)).astype(np.float32)
     rows = VectorRows().appended(list(vectors[:20])).appended([*vectors[20:], None])
     picked = np.asarray(sorted(rng.choice(50, 30, replace=False).tolist()))
-    ids = [f"i{n}" for n in picked.tolist()]
     query = rng.standard_normal(8).astype(np.float32)
-    found = rows.nearest(ids, picked, query, 7)
+    found = rows.nearest(picked, query, 7)  # positions in ``picked``, cosines
     cosine = vectors[picked] @ query / (np.linalg.norm(vectors[picked], axis=1) * np.linalg.norm(query))
     best = np.argsort(-cosine)[:7]
-    assert found is not None and list(found) == [ids[n] for n in best.tolist()]
-    np.testing.assert_allclose(list(found.values()), cosine[best], rtol=1e-5)
-    assert rows.nearest(["i50"], np.asarray([50]), query, 1) is None
+    assert found is not None and found[0].tolist() == best.tolist()
+    np.testing.assert_allclose(found[1], cosine[best], rtol=1e-5)
+    assert rows.nearest(np.asarray([50]), query, 1) is None
 
 
 def _stored_vectors(store: Store, index: KeywordIndex) -> None:

@@ -654,16 +654,19 @@ class KeywordIndex:
         found = {i: float(score) for (i, _), score in zip(known, scores.tolist()) if score > 0}
         return {i: s for i, s in found.items() if phrase in self.texts[positions[i]]} if phrase else found
 
-    def search(self, query: str, n: int, allowed: Sequence[str] | None = None) -> dict[str, float]:
-        """The ``n`` best image ids for ``query`` with their scores (optionally only ids in ``allowed``);
-        ties in the order of the ids."""
+    def search(self, query: str, n: int, allowed: Sequence[str] | None = None,
+               mask: np.ndarray | None = None) -> dict[str, float]:
+        """The ``n`` best image ids for ``query`` with their scores (optionally only ids in ``allowed``, or only the
+        documents ``mask`` marks); ties in the order of the ids."""
         phrase = quoted_phrase(query)
-        if allowed is None and not phrase and (few := self.candidates(query, n)) is not None:
+        if allowed is not None:
+            mask = self.mask_of(allowed)
+        if mask is None and not phrase and (few := self.candidates(query, n)) is not None:
             rows, scores = few
             return top_of(self.ids, rows, scores, n, self.id_keys)
         scores = self.score_array(query, phrase=False)
-        if allowed is not None:
-            scores = np.where(self.mask_of(allowed), scores, 0.0)
+        if mask is not None:
+            scores = np.where(mask, scores, 0.0)
         return top(self.ids, self._with_phrase(scores, phrase, n) if phrase else scores, n, self.id_keys)
 
     def mask_of(self, ids: Iterable[str]) -> np.ndarray:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from .keywords import KeywordIndex
     from .selection import Kept
 
 
@@ -38,6 +39,11 @@ class Query:
         """The ids of the ``records`` ("images", "captions", "frames" or "texts") the filter keeps, where it
         was evaluated in memory; None otherwise (then the store lists them under ``where``)."""
         return None if self.kept is None else getattr(self.kept, records)
+
+    def kept_mask(self, index: KeywordIndex) -> np.ndarray | None:
+        """A bool per document of ``index``: whether the filter keeps it, where it was evaluated in memory; None
+        otherwise."""
+        return None if self.kept is None else self.kept.mask_in(index)
 
     def allowed(self, ids: list[str]) -> tuple[list[str], dict | None]:
         """``ids``, and the ``where`` a read of them must still apply: those the filter keeps and no

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..ids import caption_id, frame_id, split_caption_id
+from ..ids import caption_id, frame_id
 from ..paths import folders_of
 from ..store import CaptionMatch
 
@@ -34,54 +34,98 @@ NUMBERED = ("date", "lat", "lon")  # the fields a range compares, each a column 
 EXACT_ROWS = 200_000  # ``Kept.nearest``: at most this many kept images are scored from the keyword index's vectors
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Kept:
-    """The records a filter keeps, by collection: the images, their captions, their videos' frames and the
-    text read in them (the ids of the OCR records, one per photo with text)."""
+    """The images a filter keeps, evaluated in the keyword index: their documents there (``rows``, ascending).
 
-    images: list[str]
-    captions: list[str]
-    frames: list[str]
-    texts: list[str]
-    # where evaluated in the keyword index: the documents of ``images`` there, and that index (its vectors)
-    rows: np.ndarray | None = field(default=None, compare=False, repr=False)
-    index: KeywordIndex | None = field(default=None, compare=False, repr=False)
+    The ids of their records in each collection (``images``, their ``captions``, their videos' ``frames`` and
+    the ``texts`` read in them) are listed only when a read of Chroma is handed them: a search scored from the
+    keyword index (``nearest``, ``caption_nearest``; the keyword and lexical finds by ``mask_in``) lists none:
+    listing a year's 50,000 photos and their 15,000 captions took ~26 ms, and the keyword and lexical finds
+    then looked each id up again."""
+
+    index: KeywordIndex
+    rows: np.ndarray
 
     @cached_property
-    def image_set(self) -> frozenset[str]:
-        """``images`` as a set."""
-        return frozenset(self.images)
+    def images(self) -> list[str]:
+        """The kept images' ids, in document order."""
+        return self.index.ids.at(self.rows)
+
+    @cached_property
+    def captions(self) -> list[str]:
+        """The ids of their caption records."""
+        owners, numbers = self._caption_owners()
+        return [caption_id(i, n) for i, n in zip(self.index.ids.at(self.rows[owners]), numbers.tolist())]
+
+    @cached_property
+    def frames(self) -> list[str]:
+        """The ids of their videos' frame records."""
+        counts = self.index.numbers["frames"][self.rows]
+        videos = np.flatnonzero(counts > 0)
+        return [frame_id(i, n) for i, c in zip(self.index.ids.at(self.rows[videos]), counts[videos].tolist())
+                for n in range(int(c))]
+
+    @cached_property
+    def texts(self) -> list[str]:
+        """The ids of the records of the text read in them (one per photo with text)."""
+        ocr = self.index.ocr
+        return [i for i in self.images if i in ocr] if ocr else []
+
+    @cached_property
+    def mask(self) -> np.ndarray:
+        """A bool per document of ``index``: whether the filter keeps it."""
+        return _mask(len(self.index.ids), self.rows)
+
+    def mask_in(self, index: KeywordIndex) -> np.ndarray:
+        """``mask`` for ``index``: this one's, or (an index caught up since) made from the ids."""
+        return self.mask if index is self.index else index.mask_of(self.images)
 
     def nearest(self, vector: np.ndarray, n: int) -> dict[str, float] | None:
         """The ``n`` kept images nearest ``vector`` (image id -> cosine, best first), scored exactly from the
         keyword index's vectors (``KeywordIndex.vectors``); None where it lacks one of them, or they are more
         than ``EXACT_ROWS`` (then the store is asked)."""
-        if self.index is None or self.rows is None or len(self.rows) > EXACT_ROWS:
+        if len(self.rows) > EXACT_ROWS:
             return None
-        return self.index.vectors.nearest(self.images, self.rows, vector, n)
+        found = self.index.vectors.nearest(self.rows, vector, n)
+        if found is None:
+            return None
+        best, similarity = found
+        return dict(zip(self.index.ids.at(self.rows[best]), similarity.tolist()))
 
     def caption_nearest(self, vector: np.ndarray, n: int) -> list[CaptionMatch] | None:
         """The ``n`` kept captions nearest ``vector``, best first, scored exactly from the keyword index's caption
         vectors (``KeywordIndex.caption_vectors``); None as ``nearest``."""
-        if self.index is None or self.rows is None or len(self.captions) > EXACT_ROWS:
-            return None
         rows = self.index.caption_rows(self.rows)
-        found = self.index.caption_vectors.nearest(self.captions, rows, vector, n)
-        return None if found is None else [CaptionMatch(*split_caption_id(c), s) for c, s in found.items()]
+        if len(rows) > EXACT_ROWS:
+            return None
+        found = self.index.caption_vectors.nearest(rows, vector, n)
+        if found is None:
+            return None
+        best, similarity = found
+        owners, numbers = self._caption_owners()
+        images = self.index.ids.at(self.rows[owners[best]])
+        return [CaptionMatch(i, c, s) for i, c, s in zip(images, numbers[best].tolist(), similarity.tolist())]
+
+    def _caption_owners(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per kept caption, in ``caption_rows`` order: its image's position in ``rows``, and its number."""
+        counts = self.index.numbers["captions"][self.rows].astype(np.int64)
+        owners = np.repeat(np.arange(len(self.rows)), counts)
+        return owners, np.arange(len(owners)) - np.repeat(np.cumsum(counts) - counts, counts)
 
     def captions_of(self, ids: Iterable[str]) -> dict[str, list[tuple[int, np.ndarray]]] | None:
         """(caption number, vector) of every caption of those of ``ids`` the filter keeps, from the keyword index;
         None where it lacks one."""
-        return None if self.index is None else self.index.captions_of(self.among(ids))
+        return self.index.captions_of(self.among(ids))
 
     def vectors_of(self, ids: Iterable[str]) -> dict[str, np.ndarray] | None:
         """The vectors of those of ``ids`` the filter keeps, from the keyword index; None where it lacks one."""
-        return None if self.index is None else self.index.vectors_of(self.among(ids))
+        return self.index.vectors_of(self.among(ids))
 
     def among(self, ids: Iterable[str]) -> list[str]:
         """Those of ``ids`` the filter keeps, in their order."""
-        kept = self.image_set
-        return [i for i in ids if i in kept]
+        positions, mask = self.index.positions(), self.mask
+        return [i for i in ids if (d := positions.get(i)) is not None and mask[d]]
 
 
 def select(index: KeywordIndex, where: dict | None) -> Kept | None:
@@ -100,12 +144,8 @@ def kept_rows(index: KeywordIndex, where: dict | None) -> np.ndarray | None:
 
 
 def kept_of(index: KeywordIndex, rows: np.ndarray) -> Kept:
-    """The ids of the records of these documents in every collection."""
-    ids = index.ids.at(rows)
-    counts = {name: index.numbers[name][rows].tolist() for name in ("captions", "frames")}
-    return Kept(ids, [caption_id(i, n) for i, c in zip(ids, counts["captions"]) for n in range(c)],
-                [frame_id(i, n) for i, c in zip(ids, counts["frames"]) for n in range(c)],
-                [i for i in ids if i in index.ocr], rows, index)
+    """What a filter keeping these documents keeps (their records' ids listed as reads need them)."""
+    return Kept(index, rows)
 
 
 def _evaluated(index: KeywordIndex, where: dict) -> np.ndarray | None:

@@ -151,18 +151,17 @@ class VectorRows:
                 out[inside] = self.tail[number][rows[inside] - self.tail_starts[number]]
         return out
 
-    def nearest(self, ids: Sequence[str], docs: np.ndarray, vector: np.ndarray, n: int) -> dict[str, float] | None:
-        """The ``n`` of these documents (``ids``: theirs) nearest ``vector`` by cosine, best first, ties in their
-        order; None when any of them is not ``held`` (then the store is asked)."""
+    def nearest(self, docs: np.ndarray, vector: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The positions in ``docs`` of the ``n`` documents nearest ``vector`` by cosine, best first (ties in their
+        order), and those cosines; None when any of them is not ``held`` (then the store is asked)."""
         docs = np.asarray(docs, dtype=np.int64)
         if not len(docs):
-            return {}
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
         if not self.holds(docs) or self.dim != len(vector):
             return None
         similarity = np.concatenate([cosines(self.of(docs[start:start + SCORE_ROWS]), vector)
                                      for start in range(0, len(docs), SCORE_ROWS)])
-        best, similarity = best_of(similarity, n)
-        return {ids[i]: float(s) for i, s in zip(best.tolist(), similarity.tolist())}
+        return best_of(similarity, n)
 
     # -- on disk -------------------------------------------------------------------------------------
 

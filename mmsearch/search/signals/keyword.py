@@ -21,8 +21,9 @@ class KeywordSignal(Signal):
     def find(self, context: Context) -> dict[str, float]:
         """The best BM25 matches among the images the filter keeps, where it was evaluated in memory (else
         among all: the filter then drops those outside it, and a folder's matches may be crowded out)."""
-        return context.keywords.search(context.query.text, context.pool,  # type: ignore[union-attr]
-                                       context.query.listed("images"))
+        keywords = context.keywords
+        return keywords.search(context.query.text, context.pool,  # type: ignore[union-attr]
+                               mask=context.query.kept_mask(keywords))  # type: ignore[arg-type]
 
     def score(self, context: Context, ids: Sequence[str]) -> Scored | None:
         if context.exhaustive:

@@ -28,9 +28,9 @@ class SparseSignal(Signal):
         return context.memo[self.name]
 
     def find(self, context: Context) -> dict[str, float]:
-        every, kept = self._every(context), context.query.listed("images")
+        every, kept = self._every(context), context.query.kept_mask(context.keywords)  # type: ignore[arg-type]
         if kept is not None:  # among the images the filter keeps (``KeywordSignal.find``)
-            every = np.where(context.keywords.mask_of(kept), every, 0.0)  # type: ignore[union-attr]
+            every = np.where(kept, every, 0.0)
         return context.keywords.lexical.top(every, context.pool)  # type: ignore[union-attr]
 
     def score(self, context: Context, ids: Sequence[str]) -> Scored | None:
