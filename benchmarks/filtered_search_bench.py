@@ -127,6 +127,16 @@ def browsing(engine: Any, wanted: dict[str, Any], k: int) -> tuple[float, float,
     return old_s, new_s, [h.path for h in old] == [h.path for h in new]
 
 
+def resident() -> str:
+    """This process's resident memory: all of it, and of it the pages mapped from files (the keyword index's
+    vector bases among them: the page cache's, given back under memory pressure)."""
+    with open("/proc/self/status") as status:
+        gb = {k: int(v.split()[0]) / 2**20 for k, v in (line.split(":", 1) for line in status)
+              if k.startswith(("VmRSS", "Rss"))}
+    return (f"RSS {gb['VmRSS']:.2f} GB (anonymous {gb['RssAnon']:.2f}, files {gb['RssFile']:.2f}, "
+            f"shared {gb['RssShmem']:.2f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", default="/tmp/m200", help="an index million_bench.py filled")
@@ -145,9 +155,10 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     engine = SearchEngine(args.db, **model_settings(str(checkpoint(workdir)), multilingual_shaped_text_model(workdir)))
     seconds, index = timed(engine.keyword_index)
-    print(f"{engine.store.count():,} images in {args.db}, {machine()}; keyword index {seconds:.1f} s")
+    print(f"{engine.store.count():,} images in {args.db}, {machine()}; keyword index {seconds:.1f} s; {resident()}")
     engine.search(TEXTS[0], k=10)  # the models and the vector index loaded
-    print(f"unfiltered: {statistics.median(timed(lambda t=t: engine.search(t, k=10))[0] for t in TEXTS) * 1000:.0f} ms")
+    print(f"unfiltered: {statistics.median(timed(lambda t=t: engine.search(t, k=10))[0] for t in TEXTS) * 1000:.0f} ms; "
+          f"{resident()}")
     print(f"{'filter':22} {'kept':>9} {'chroma':>10} {'read':>10} {'rows':>10} {'select':>8}  keyword  in   same  "
           f"{'browse: chroma':>14} {'memory':>8}  same")
     from mmsearch.search.selection import select
@@ -157,11 +168,12 @@ def main() -> None:
         got = searches(engine, wanted, not args.no_chroma)
         old_s, new_s, agree = browsing(engine, wanted, args.k) if not args.no_chroma else (0.0, 0.0, True)
         ms = lambda values: f"{statistics.median(values) * 1000:8.0f}ms" if values else f"{'-':>10}"  # noqa: E731
-        count = f"{len(kept.images):,}" if kept else "?"
+        count = f"{len(kept.rows):,}" if kept else "?"
         yes = lambda flag: "yes" if flag else "NO"  # noqa: E731
         print(f"{name:22} {count:>9} {ms(got.ways['chroma'])} {ms(got.ways['read'])} {ms(got.ways['rows'])} "
               f"{ms(got.selecting)[2:]}  {got.scored[0]:>3}/{got.scored[1]:<3}  {yes(got.inside):4} {yes(got.same):4}  "
               f"{old_s * 1000:12.0f}ms {new_s * 1000:6.0f}ms  {yes(agree)}", flush=True)
+    print(resident())
 
 
 if __name__ == "__main__":
