@@ -283,3 +283,56 @@ def test_the_offline_profile_keeps_the_captions_vectors_and_not_the_layout_ones(
         assert held is not None and {f"{i}:{n}" for i, pairs in held.items() for n, _ in pairs} == set(stored)
     hits = engine.search("a caption", k=3, folder=photos)
     assert len(hits) == 3 and all(h.scores["caption"] for h in hits)
+
+
+@pytest.mark.parametrize("filtered", [True, False])
+def test_a_photo_another_process_removed_gives_its_place_in_the_hits(tmp_path, make_engine, monkeypatch, filtered):
+    """Until the keyword index sees a removal (``KEYWORD_CHECK``), its rows still score the photo (the filter's
+    kept images; with no filter, the keyword find's); the hits' read of the records finds it gone, and the next
+    photo takes its place: still k hits."""
+    from mmsearch import session
+    from mmsearch.ids import image_id
+
+    monkeypatch.setattr(session, "KEYWORD_CHECK", 1e9)  # this engine never looks again
+    samples = Path(__file__).resolve().parent.parent / "sample_images"
+    photos, outside = tmp_path / "photos" / "inside", tmp_path / "photos" / "outside"
+    for n, name in enumerate(sorted(p.name for p in samples.iterdir() if p.suffix in (".png", ".jpg"))[:9]):
+        (photos if n % 3 else outside).mkdir(parents=True, exist_ok=True)
+        shutil.copy(samples / name, (photos if n % 3 else outside) / name)
+        ((photos if n % 3 else outside) / f"{name}.txt").write_text(f"a photo, number {n}\n")
+    engine = make_engine()
+    engine.index([photos.parent])
+    where = {"folder": photos} if filtered else {}
+    before = [h.path for h in engine.search("a photo", k=3, **where)]
+    assert len(before) == 3 and (not filtered or all(p.startswith(str(photos)) for p in before))
+    make_engine().store.delete_images([image_id(before[0])])  # another process's removal
+    after = [h.path for h in engine.search("a photo", k=3, **where)]
+    assert after[:2] == before[1:] and len(after) == 3 and before[0] not in after
+
+
+def test_an_unfiltered_search_takes_the_other_finds_vectors_from_the_keyword_index(tmp_path, make_engine, monkeypatch):
+    """The keyword and caption finds' image vectors come from the keyword index where it holds them: none is read
+    from Chroma, and the hits and scores are those of reading them."""
+    from mmsearch.search.keywords import KeywordIndex as Index
+
+    samples = Path(__file__).resolve().parent.parent / "sample_images"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for n, name in enumerate(sorted(p.name for p in samples.iterdir() if p.suffix in (".png", ".jpg"))):
+        shutil.copy(samples / name, photos / name)
+        (photos / f"{name}.txt").write_text(f"a photo of {name.split('.')[0].replace('-', ' ')}, number {n}\n")
+    engine = make_engine()
+    engine.index([photos])
+    texts = ["a photo of coffee", "rocket", "number 3"]
+    asked: list[list[str]] = []
+    real = Store.image_vectors
+    monkeypatch.setattr(Store, "image_vectors", lambda self, ids, *a: (asked.append(list(ids)), real(self, ids, *a))[1])
+    from_index = [[(h.path, h.scores) for h in engine.search(text, k=5)] for text in texts]
+    assert not asked and all(from_index)
+    monkeypatch.setattr(Index, "held_vectors", lambda self, ids: {})
+    from_chroma = [[(h.path, h.scores) for h in engine.search(text, k=5)] for text in texts]
+    assert asked and any(s.get("keyword") for hits in from_index for _, s in hits)
+    for index, chroma in zip(from_index, from_chroma):
+        assert [p for p, _ in index] == [p for p, _ in chroma]
+        for (_, a), (_, b) in zip(index, chroma):
+            assert a.keys() == b.keys() and all(a[s] == pytest.approx(b[s], abs=2e-6) for s in a if a[s] is not None)

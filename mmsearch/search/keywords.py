@@ -450,6 +450,13 @@ class KeywordIndex:
         rows = np.asarray([self._positions[i] for i in ids], dtype=np.int64)
         return dict(zip(ids, self.vectors.of(rows))) if self.vectors.holds(rows) else None
 
+    def held_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The image vectors of those of ``ids`` that are live images whose vector ``vectors`` holds."""
+        known = [(i, d) for i in ids if (d := self._positions.get(i)) is not None]
+        rows = np.asarray([d for _, d in known], dtype=np.int64)
+        held = self.vectors.held_of(rows)
+        return dict(zip([i for (i, _), h in zip(known, held.tolist()) if h], self.vectors.of(rows[held])))
+
     @property
     def captioned(self) -> list[str]:
         """Ids of the images with captions (the caption signal's background)."""

@@ -93,10 +93,10 @@ def order(store: Store, query: Query, found: Candidates, rule: str = DEFAULT_RUL
         found.read_metadata(store, ranked)
         ranked = [i for i in ranked if i in found.metadata and passes(query, found.metadata[i])]
     wide = (reranker is not None and query.text) or query.collapse or query.sort != "best"
-    shown = ranked[:pool] if wide else ranked[:query.k]
     # A file-name query pins every file of that name (found by name, whatever their keyword rank), in path order.
     named = [i for i in found.exact if i != query.exclude]
-    metadata = found.read_metadata(store, list(dict.fromkeys(named + shown)))
+    shown = existing(store, found, ranked, pool if wide else query.k, named)
+    metadata = found.metadata
     exact = sorted((i for i in named if i in metadata), key=lambda i: str(metadata[i].get("path")))[:query.k] \
         or exact_matches(query.text, {i: metadata[i] for i in shown if i in metadata})
     rest = [i for i in shown if i in metadata and i not in exact]
@@ -115,6 +115,20 @@ def order(store: Store, query: Query, found: Candidates, rule: str = DEFAULT_RUL
         groups = by_date(groups[:query.k] if floor is None else groups, metadata, query.sort)
     return [hit(i, fused[i], scores[i], found.best_caption.get(i), metadata[i], relevance.get(i, 0.0),
                 [str(metadata[c]["path"]) for c in copies], found.moments.get(i)) for i, copies in groups[:query.k]]
+
+
+def existing(store: Store, found: Candidates, ranked: list[str], count: int, named: list[str]) -> list[str]:
+    """The first ``count`` of ``ranked`` whose records still exist, their metadata read (with that of ``named``,
+    in the same read). A record removed since its candidate was found (by another process, which the keyword
+    index sees within ``KEYWORD_CHECK`` seconds, and its vectors with it) gives its place to the next one."""
+    part, start, shown = ranked[:count], count, []
+    metadata = found.read_metadata(store, list(dict.fromkeys(named + part)))
+    while True:
+        shown += [i for i in part if i in metadata]
+        if len(shown) >= count or start >= len(ranked):
+            return shown
+        part, start = ranked[start:start + count - len(shown)], start + count - len(shown)
+        metadata = found.read_metadata(store, part)
 
 
 def browse(store: Store, where: dict | None, near: tuple[float, float, float] | None, excluded: tuple[str, ...],
@@ -223,7 +237,7 @@ def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords:
     asked = {i for result in results.values() for i in result.asked}
     read = {i: v for result in results.values() for i, v in result.vectors.items() if i not in near}
     rest = [i for i in set(named).union(*context.found.values()) if i not in near and i not in asked]
-    context.vectors = {**read, **image_vectors(store, query, rest)}
+    context.vectors = {**read, **image_vectors(store, query, rest, keywords)}
     context.candidates = [*near, *context.vectors]
     best_frames(context)
     scores = score_all(context, taking_part, context.candidates)
@@ -242,22 +256,32 @@ class _Found:
 
 def _find(signal: Signal, context: Context) -> _Found:
     """A signal's finds, on a query thread. The image signal's come from vector queries under the filter, with
-    their exact image scores: they exist and pass it. Any other signal's finds get their vectors read here (no
+    their exact image scores: they exist and pass it. Any other signal's finds get their vectors here (no
     metadata), while the images' vector query, the slowest find, still runs: the filter also applies to keyword
-    and name matches, deleted ids drop out, and their image scores need the vectors."""
+    and name matches, and their image scores need the vectors."""
     found = signal.find(context)
     if signal.name == ImageSignal.name:
         return _Found(found, [], {})
     asked = list(found)
-    return _Found(found, asked, image_vectors(context.store, context.query, asked))
+    return _Found(found, asked, image_vectors(context.store, context.query, asked, context.keywords))
 
 
-def image_vectors(store: Store, query: Query, ids: list[str]) -> dict[str, np.ndarray]:
-    """The vectors of those of ``ids`` that exist and that the query's filter keeps: under a filter evaluated
-    in memory, from the keyword index's vectors where it holds them all (``Kept.vectors_of``), else read."""
+def image_vectors(store: Store, query: Query, ids: list[str], keywords: KeywordIndex | None = None
+                  ) -> dict[str, np.ndarray]:
+    """The vectors of those of ``ids`` that exist and that the query's filter keeps, from the keyword index's
+    vectors where it holds them (``KeywordIndex.vectors``), else read: under a filter evaluated in memory, where
+    it holds them all (``Kept.vectors_of``); with no filter, those it holds (``held_vectors``) and the rest read.
+    A record another process removed in the last ``KEYWORD_CHECK`` seconds may still be given: the hits' read of
+    the records skips it (``existing``)."""
     kept = query.kept
-    vectors = kept.vectors_of(ids) if kept is not None else None
-    return store.image_vectors(*query.allowed(ids)) if vectors is None else vectors
+    if kept is not None:
+        vectors = kept.vectors_of(ids)
+        return store.image_vectors(*query.allowed(ids)) if vectors is None else vectors
+    if query.where is None and keywords is not None:
+        held = keywords.held_vectors(ids)
+        rest = [i for i in ids if i not in held]
+        return {**held, **store.image_vectors(rest)} if rest else held
+    return store.image_vectors(*query.allowed(ids))
 
 
 def relevance_of(context: Context, taking_part: list[Signal], scores: dict[str, Scores]) -> dict[str, float]:

@@ -107,7 +107,11 @@ class VectorRows:
 
     def holds(self, docs: np.ndarray) -> bool:
         """Whether the vectors of all these documents are known."""
-        return bool((self.where[docs] >= 0).all())
+        return bool(self.held_of(docs).all())
+
+    def held_of(self, docs: np.ndarray) -> np.ndarray:
+        """A bool per one of these documents: whether its vector is known."""
+        return self.where[docs] >= 0 if len(self.where) else np.zeros(len(docs), dtype=bool)
 
     def appended(self, vectors: Sequence[np.ndarray | None]) -> VectorRows:
         """These rows with one more document per vector (None: one whose vector is not known); this one is left
