@@ -336,3 +336,33 @@ def test_an_unfiltered_search_takes_the_other_finds_vectors_from_the_keyword_ind
         assert [p for p, _ in index] == [p for p, _ in chroma]
         for (_, a), (_, b) in zip(index, chroma):
             assert a.keys() == b.keys() and all(a[s] == pytest.approx(b[s], abs=2e-6) for s in a if a[s] is not None)
+
+
+def _mapped_kb(path: Path) -> int:
+    """How much of ``path`` is mapped into this process (kB of ``Rss`` in /proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if line[:1].isalnum() and "-" in line.split(" ", 1)[0] and ":" not in line.split(" ", 1)[0]:
+            inside = line.rstrip().endswith(str(path))  # a mapping's first line: addresses, ..., its file
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="reads /proc/self/smaps (Linux)")
+def test_a_gather_leaves_no_page_of_the_base_mapped(tmp_path, monkeypatch):
+    """Scattered rows map whole large folios of a base file; after a gather none of it stays counted in the
+    process (the page cache keeps it), and the rows come back right."""
+    monkeypatch.setattr(vector_rows, "TAIL_MAX", 0)
+    rng = np.random.default_rng(7)
+    rows, given = _rows(rng, [4000])
+    saved = _saved(rows, tmp_path)
+    assert saved is not None and isinstance(saved.base, np.memmap)
+    base = tmp_path / saved.base_file
+    picked = np.arange(0, len(saved), 7)
+    got = saved.of(picked)
+    assert _mapped_kb(base) == 0
+    np.testing.assert_array_equal(got, saved.of(picked))
+    _check(saved, given)
+    np.asarray(saved.base[np.arange(0, len(saved.base), 7)])  # read without releasing: mapped (the check sees it)
+    assert _mapped_kb(base) > 0

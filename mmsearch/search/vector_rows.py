@@ -21,6 +21,7 @@ vector. A row whose vector was not given (an index built from texts, a record re
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import time
 import uuid
@@ -142,6 +143,12 @@ class VectorRows:
         return self._rows(self.where[np.asarray(docs, dtype=np.int64)])
 
     def _rows(self, rows: np.ndarray) -> np.ndarray:
+        try:
+            return self._gathered(rows)
+        finally:
+            _release(self.base)
+
+    def _gathered(self, rows: np.ndarray) -> np.ndarray:
         if len(rows) and rows.min() >= 0 and rows.max() < len(self.base):  # all in the base: one gather
             return np.asarray(self.base[rows])
         out = np.zeros((len(rows), self.dim), dtype=np.float32)
@@ -231,6 +238,15 @@ def _mapped(path: Path, rows: int, dim: int) -> np.ndarray:
     if not rows or not dim:
         return np.zeros((rows, dim), np.float32)
     return np.memmap(path, np.float32, "r", shape=(rows, dim))
+
+
+def _release(base: np.ndarray) -> None:
+    """Take a mapped base's pages out of this process (the page cache keeps them). A few scattered rows map whole
+    large folios of the file: at 789,000 photos, 10,000 random rows of the 1.6 GB image base left 1.5 GB of it
+    counted in the process's RSS. Mapped again on the next gather: 0.1 ms more for 100 rows, 4 ms for 80,000."""
+    mapping = getattr(base, "_mmap", None)  # numpy's ``memmap`` keeps its ``mmap.mmap`` there
+    if mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
+        mapping.madvise(mmap.MADV_DONTNEED)
 
 
 def _sweep(folder: Path, stem: str, kind: str, written: str) -> None:
