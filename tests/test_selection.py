@@ -228,7 +228,7 @@ def test_the_text_in_photos_and_the_lexical_weights_find_among_what_the_filter_k
     from types import SimpleNamespace
 
     from mmsearch.search.query import Query
-    from mmsearch.search.selection import kept_of
+    from mmsearch.search.selection import Kept
     from mmsearch.search.signals.base import Context
     from mmsearch.search.signals.ocr import OcrSignal
     from mmsearch.search.signals.sparse import SparseSignal
@@ -240,7 +240,7 @@ def test_the_text_in_photos_and_the_lexical_weights_find_among_what_the_filter_k
     index.lexical = SimpleNamespace(score_array=lambda weights: best_outside, top=lambda s, n: top(index.ids, s, n))
     store = SimpleNamespace(query_ocr=lambda vector, n, where, among: {})  # the text's meaning finds nothing
     ocr = SimpleNamespace(scores=lambda text: dict(zip(ids, best_outside.tolist())))
-    inside = kept_of(index, np.arange(3, 6))
+    inside = Kept(index, np.arange(3, 6))
     for kept, wanted in ((inside, {"img3", "img4"}), (None, {"img0", "img1"})):
         query = Query(np.ones(4, np.float32), "exit", 2, {}, {"camera": "x"}, lexical={1: 1.0}, kept=kept)
         context = Context(store, query, 2, False, index, ocr)  # type: ignore[arg-type]
@@ -251,11 +251,11 @@ def test_the_text_in_photos_and_the_lexical_weights_find_among_what_the_filter_k
 def test_what_a_filter_keeps_is_marked_in_a_keyword_index_caught_up_since():
     """The keyword and lexical finds take a bool per document of the index they search; one made since the
     filter was evaluated (a catch-up) has other documents, and gets its own marks of the same images."""
-    from mmsearch.search.selection import kept_of
+    from mmsearch.search.selection import Kept
 
     ids = [f"img{n}" for n in range(6)]
     before = KeywordIndex.build([(i, "a text") for i in ids])
-    kept = kept_of(before, np.arange(3, 6))
+    kept = Kept(before, np.arange(3, 6))
     after = KeywordIndex.build([(i, "a text") for i in ["new", *reversed(ids)]])
     assert kept.mask_in(before) is kept.mask and np.flatnonzero(kept.mask).tolist() == [3, 4, 5]
     assert after.ids.at(np.flatnonzero(kept.mask_in(after))) == ["img5", "img4", "img3"]

@@ -202,17 +202,17 @@ def test_a_filtered_search_scores_what_it_keeps_from_memory_as_reading_chroma_wo
 
 def test_rows_not_held_or_too_many_leave_the_search_to_chroma(monkeypatch):
     from mmsearch.search import selection
-    from mmsearch.search.selection import kept_of
+    from mmsearch.search.selection import Kept
 
     ids = [f"img{n}" for n in range(6)]
     index = KeywordIndex.from_metadata([(i, {"path": f"/p/{i}.jpg", VECTOR: np.ones(3, np.float32)})
                                         for n, i in enumerate(ids)])
-    kept = kept_of(index, np.arange(2, 6))
+    kept = Kept(index, np.arange(2, 6))
     assert list(kept.nearest(np.ones(3, np.float32), 2) or {}) == ["img2", "img3"]  # all alike: ties in order
     assert set(kept.vectors_of(["img0", "img3"]) or {}) == {"img3"}  # only what the filter keeps
     monkeypatch.setattr(selection, "EXACT_ROWS", 3)
     assert kept.nearest(np.ones(3, np.float32), 2) is None
-    texts = kept_of(KeywordIndex.build([(i, "a text") for i in ids]), np.arange(2, 6))
+    texts = Kept(KeywordIndex.build([(i, "a text") for i in ids]), np.arange(2, 6))
     assert texts.nearest(np.ones(3, np.float32), 2) is None and texts.vectors_of(["img3"]) is None
 
 

@@ -447,8 +447,8 @@ class KeywordIndex:
 
     def vectors_of(self, ids: Sequence[str]) -> dict[str, np.ndarray] | None:
         """The image vectors of these ids (each a live image), from ``vectors``; None where one is not held."""
-        rows = np.asarray([self._positions[i] for i in ids], dtype=np.int64)
-        return dict(zip(ids, self.vectors.of(rows))) if self.vectors.holds(rows) else None
+        held = self.held_vectors(ids)
+        return held if len(held) == len(set(ids)) else None
 
     def held_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """The image vectors of those of ``ids`` that are live images whose vector ``vectors`` holds."""
@@ -661,13 +661,10 @@ class KeywordIndex:
         found = {i: float(score) for (i, _), score in zip(known, scores.tolist()) if score > 0}
         return {i: s for i, s in found.items() if phrase in self.texts[positions[i]]} if phrase else found
 
-    def search(self, query: str, n: int, allowed: Sequence[str] | None = None,
-               mask: np.ndarray | None = None) -> dict[str, float]:
-        """The ``n`` best image ids for ``query`` with their scores (optionally only ids in ``allowed``, or only the
-        documents ``mask`` marks); ties in the order of the ids."""
+    def search(self, query: str, n: int, mask: np.ndarray | None = None) -> dict[str, float]:
+        """The ``n`` best image ids for ``query`` with their scores (optionally only among the documents ``mask``
+        marks: ``mask_of`` some ids); ties in the order of the ids."""
         phrase = quoted_phrase(query)
-        if allowed is not None:
-            mask = self.mask_of(allowed)
         if mask is None and not phrase and (few := self.candidates(query, n)) is not None:
             rows, scores = few
             return top_of(self.ids, rows, scores, n, self.id_keys)

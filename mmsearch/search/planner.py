@@ -18,7 +18,7 @@ from .feedback import Examples, examples, rocchio
 from .filters import build_where, check_near, check_text
 from .fusion import query_weights
 from .query import Query
-from .selection import Kept, kept_of, kept_rows
+from .selection import Kept, kept_rows
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -96,7 +96,7 @@ def selected(session: IndexSession, where: dict | None) -> tuple[dict | None, Ke
         return where, None
     if len(rows) == len(index) > 0:
         return None, None
-    return where, kept_of(index, rows)
+    return where, Kept(index, rows)
 
 
 SORTS = ("best", "date", "date-asc")  # relevance; newest first; oldest first

@@ -132,7 +132,7 @@ def select(index: KeywordIndex, where: dict | None) -> Kept | None:
     """What ``where`` keeps among the images ``index`` holds; None when it has a clause this module does not
     evaluate (or there is no filter)."""
     rows = kept_rows(index, where)
-    return None if rows is None else kept_of(index, rows)
+    return None if rows is None else Kept(index, rows)
 
 
 def kept_rows(index: KeywordIndex, where: dict | None) -> np.ndarray | None:
@@ -141,11 +141,6 @@ def kept_rows(index: KeywordIndex, where: dict | None) -> np.ndarray | None:
         return None
     mask = _evaluated(index, where)
     return None if mask is None else np.flatnonzero(mask & index.alive)
-
-
-def kept_of(index: KeywordIndex, rows: np.ndarray) -> Kept:
-    """What a filter keeping these documents keeps (their records' ids listed as reads need them)."""
-    return Kept(index, rows)
 
 
 def _evaluated(index: KeywordIndex, where: dict) -> np.ndarray | None:
