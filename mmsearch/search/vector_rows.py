@@ -140,15 +140,12 @@ class VectorRows:
 
     def of(self, docs: np.ndarray) -> np.ndarray:
         """The vectors of these documents, (len(docs), dim) float32 (zeros where not ``held``)."""
-        return self._rows(self.where[np.asarray(docs, dtype=np.int64)])
-
-    def _rows(self, rows: np.ndarray) -> np.ndarray:
         try:
-            return self._gathered(rows)
+            return self._rows(self.where[np.asarray(docs, dtype=np.int64)])
         finally:
             _release(self.base)
 
-    def _gathered(self, rows: np.ndarray) -> np.ndarray:
+    def _rows(self, rows: np.ndarray) -> np.ndarray:
         if len(rows) and rows.min() >= 0 and rows.max() < len(self.base):  # all in the base: one gather
             return np.asarray(self.base[rows])
         out = np.zeros((len(rows), self.dim), dtype=np.float32)
@@ -170,8 +167,11 @@ class VectorRows:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         if not self.holds(docs) or self.dim != len(vector):
             return None
-        similarity = np.concatenate([cosines(self.of(docs[start:start + SCORE_ROWS]), vector)
-                                     for start in range(0, len(docs), SCORE_ROWS)])
+        try:  # the mapped pages given back once, not after each block (the next one may need the same pages)
+            similarity = np.concatenate([cosines(self._rows(self.where[docs[start:start + SCORE_ROWS]]), vector)
+                                         for start in range(0, len(docs), SCORE_ROWS)])
+        finally:
+            _release(self.base)
         return best_of(similarity, n)
 
     # -- on disk -------------------------------------------------------------------------------------
