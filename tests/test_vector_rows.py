@@ -78,7 +78,7 @@ def test_rows_saved_come_back_from_the_keyword_file_and_a_base_file_written_past
     more, added = _rows(rng, [70])
     rows = small.appended(added)
     big = _saved(rows, tmp_path)  # past the tail's room: every held row into a base file, mapped
-    assert big is not None and isinstance(big.base, np.memmap) and big.tail_rows == 0
+    assert big is not None and isinstance(big.base.mapping, np.memmap) and big.tail_rows == 0
     assert [p.name for p in tmp_path.glob("*.f32")] == [big.base_file]
     _check(big, given + added)
     keep = np.flatnonzero(np.random.default_rng(2).random(len(big)) < 0.3)
@@ -155,11 +155,11 @@ def test_the_keyword_index_holds_each_images_vector_as_stored_fed_caught_up_and_
     assert len(caught_up) == 6
     _stored_vectors(engine.store, caught_up)
     saved = engine.session.keyword_index(fresh=True)  # kept on disk, and its vectors mapped from there since
-    assert isinstance(saved.vectors.base, np.memmap) and not saved.vectors.tail
+    assert isinstance(saved.vectors.base.mapping, np.memmap) and not saved.vectors.tail
     _stored_vectors(engine.store, saved)
     again = make_engine()
     loaded = again.keyword_index()
-    assert isinstance(loaded.vectors.base, np.memmap)
+    assert isinstance(loaded.vectors.base.mapping, np.memmap)
     _stored_vectors(again.store, loaded)
 
 
@@ -253,7 +253,7 @@ def test_a_build_writes_its_rows_into_a_base_file_as_they_come(tmp_path, monkeyp
     index = KeywordIndex.from_metadata(records, spill_to=tmp_path / "keywords.npz")
     rows = index.vectors
     assert len(spilled) >= 4 and sum(spilled) == sum(v is not None for v in vectors)  # a write per chunk held
-    assert isinstance(rows.base, np.memmap) and not rows.tail and rows.base_file
+    assert isinstance(rows.base.mapping, np.memmap) and not rows.tail and rows.base_file
     _check(rows, vectors)
     index.save(tmp_path / "keywords.npz", ("k",))
     assert index.vectors.base_file == rows.base_file and [p.name for p in tmp_path.glob("*.f32")] == [rows.base_file]
@@ -350,19 +350,22 @@ def _mapped_kb(path: Path) -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="reads /proc/self/smaps (Linux)")
-def test_a_gather_leaves_no_page_of_the_base_mapped(tmp_path, monkeypatch):
-    """Scattered rows map whole large folios of a base file; after a gather none of it stays counted in the
-    process (the page cache keeps it), and the rows come back right."""
+def test_a_few_rows_are_read_from_the_base_file_mapping_none_and_many_through_its_mapping(tmp_path, monkeypatch):
+    """Scattered rows map whole large folios of a base file: a gather of a few (a search's candidates, the
+    relevance sample) reads them from the file and leaves none of it counted in the process; a large one (a
+    filter's scoring) goes through the mapping. Both give the rows as they went in, in any order."""
     monkeypatch.setattr(vector_rows, "TAIL_MAX", 0)
     rng = np.random.default_rng(7)
     rows, given = _rows(rng, [4000])
     saved = _saved(rows, tmp_path)
-    assert saved is not None and isinstance(saved.base, np.memmap)
+    assert saved is not None and isinstance(saved.base.mapping, np.memmap) and not saved.tail
     base = tmp_path / saved.base_file
-    picked = np.arange(0, len(saved), 7)
-    got = saved.of(picked)
-    assert _mapped_kb(base) == 0
-    np.testing.assert_array_equal(got, saved.of(picked))
-    _check(saved, given)
-    np.asarray(saved.base[np.arange(0, len(saved.base), 7)])  # read without releasing: mapped (the check sees it)
+    few = rng.permutation(len(saved))[:vector_rows.READ_ROWS]
+    got = saved.of(few)
+    near = saved.nearest(np.flatnonzero(saved.held)[:200], given[int(np.flatnonzero(saved.held)[0])], 5)
+    assert _mapped_kb(base) == 0 and near is not None
+    for n, row in zip(few.tolist(), got):
+        np.testing.assert_array_equal(row, given[n] if given[n] is not None else np.zeros(saved.dim, np.float32))
+    _check(saved, given)  # every row, more than READ_ROWS: through the mapping
     assert _mapped_kb(base) > 0
+    np.testing.assert_array_equal(saved.of(few), got)

@@ -6,10 +6,10 @@ Chroma's graph search among the listed ids. The keyword index already lists the 
 (``mmsearch.search.selection``); with their vectors in its rows, the exact scores are one gather and one product.
 
 Where the rows are:
-- **the base**: a file of raw float32 rows beside ``keywords.npz``, written once and never changed, mapped by
-  every process that reads the index (a million 512-d vectors are 2 GB; a search touches only the rows it
-  scores). A build from every record (or from a first index run's writes) writes its rows there as they come
-  (``spilling``), so it never holds them all;
+- **the base** (``Base``): a file of raw float32 rows beside ``keywords.npz``, written once and never changed,
+  read by every process that reads the index (a million 512-d vectors are 2 GB; a search touches only the rows
+  it scores: a few read from the file, many through its mapping). A build from every record (or from a first
+  index run's writes) writes its rows there as they come (``spilling``), so it never holds them all;
 - **the tail**: the rows added since the base was written, in memory and in ``keywords.npz`` (``TAIL_MAX`` at
   most when saved: past that the live rows are written into a new base, and the old one is deleted).
 
@@ -21,10 +21,10 @@ vector. A row whose vector was not given (an index built from texts, a record re
 from __future__ import annotations
 
 import logging
-import mmap
 import os
 import time
 import uuid
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 JOIN_BELOW = 8192
 TAIL_MAX = 20_000  # rows saved in ``keywords.npz`` past the base, at most (40 MB of 512-d): past it, a new base
 WRITE_ROWS = 65_536  # rows gathered at a time while a base is written
+READ_ROWS = 1024  # a gather of at most this many base rows reads them from the file, mapping none (``Base``)
 SCORE_ROWS = 8192  # rows gathered at a time while scored (``nearest``): 16 MB of 512-d, where 200,000 at once took 0.4 GB
 ORPHAN_AGE = 3600.0  # seconds after which a base file no keyword file names is deleted (``_sweep``)
 
@@ -63,17 +64,56 @@ class Spill:
         if self.file is not None:
             self.file.close()
             self.file = None
-        return _mapped(self.path, self.rows, dim)
+        return Base(self.path, self.rows, dim)
+
+
+class Base:
+    """A base file's rows, float32 ``(rows, dim)``, never changed: a gather of at most ``READ_ROWS`` reads them
+    from the file (``os.preadv``, a row at a time), a larger one goes through the file's mapping, which stays.
+
+    Mapped, a few scattered rows count whole large folios of the file in the process: at 789,000 photos, 10,000
+    random rows of the 1.6 GB image base left 1.5 GB of it in the RSS. Giving those pages back after each gather
+    (``madvise(MADV_DONTNEED)``) cost a large filter more than its search did: 78,900 rows scattered through a
+    500,000-row base took 26 ms mapped and warm, against 79 ms mapped again plus 36 ms for the madvise. Read,
+    100 rows take 0.1 ms and 512 rows 0.8 ms, and map nothing: a process serving unfiltered searches counts none
+    of the base, and a large filter's scoring maps the rows it touches, the file at most."""
+
+    def __init__(self, path: Path | None = None, rows: int = 0, dim: int = 0):
+        self.path, self.shape = path, (rows, dim)
+        self.fd = -1  # open while this is alive: the file may be deleted (``retire``), its rows stay readable
+        if path is None or not rows or not dim:  # none (a file of no bytes cannot be mapped)
+            self.mapping: np.ndarray = np.zeros((rows, dim), np.float32)
+            return
+        self.mapping = np.memmap(path, np.float32, "r", shape=(rows, dim))
+        if hasattr(os, "preadv"):  # not on Windows: there every gather goes through the mapping
+            self.fd = os.open(path, os.O_RDONLY)
+            weakref.finalize(self, os.close, self.fd)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def gather(self, rows: np.ndarray, mapped: bool = False) -> np.ndarray:
+        """These rows (each ``0 <= row < len(self)``), read from the file where they are few, else (or where
+        ``mapped``) through the mapping."""
+        if mapped or self.fd < 0 or len(rows) > READ_ROWS:
+            return np.asarray(self.mapping[rows])
+        out = np.empty((len(rows), self.shape[1]), np.float32)
+        size, view = 4 * self.shape[1], memoryview(out).cast("B")
+        got = sum(os.preadv(self.fd, [view[at * size:(at + 1) * size]], row * size)
+                  for at, row in enumerate(rows.tolist()))
+        if got != out.nbytes:  # a base file is never changed: only a damaged disk reads short
+            raise OSError(f"{self.path}: read {got} of {out.nbytes} bytes")
+        return out
 
 
 class VectorRows:
     """Per document, its image vector (float32, as stored), and whether it is known (``held``)."""
 
-    def __init__(self, where: np.ndarray | None = None, base: np.ndarray | None = None, base_file: str = "",
+    def __init__(self, where: np.ndarray | None = None, base: Base | None = None, base_file: str = "",
                  tail: tuple[np.ndarray, ...] = (), dim: int = 0, spill: Spill | None = None, kind: str = "image"):
         self.where = np.zeros(0, np.int64) if where is None else where  # per document: its row, -1 if none
         self.dim = dim
-        self.base = np.zeros((0, dim), np.float32) if base is None else base  # rows 0 .. len(base) - 1
+        self.base = Base(None, 0, dim) if base is None else base  # rows 0 .. len(base) - 1
         self.base_file = base_file  # its file's name, in the folder of ``keywords.npz`` ("": none yet)
         self.tail = tail  # the rows after the base, in blocks
         self.tail_starts = len(self.base) + np.concatenate([[0], np.cumsum([len(b) for b in tail])]).astype(np.int64)
@@ -131,7 +171,7 @@ class VectorRows:
             tail = (*tail, np.stack([np.asarray(v, dtype=np.float32) for v, h in zip(vectors, held) if h]))
             if len(tail) > 1 and max(len(tail[-1]), len(tail[-2])) < JOIN_BELOW:
                 tail = (*tail[:-2], np.concatenate(tail[-2:]))
-        base = self.base if self.dim else np.zeros((0, dim), np.float32)
+        base = self.base if self.dim else Base(None, 0, dim)
         return VectorRows(np.concatenate([self.where, where]), base, self.base_file, tail, dim, kind=self.kind)
 
     def packed(self, keep: np.ndarray) -> VectorRows:
@@ -140,17 +180,15 @@ class VectorRows:
 
     def of(self, docs: np.ndarray) -> np.ndarray:
         """The vectors of these documents, (len(docs), dim) float32 (zeros where not ``held``)."""
-        try:
-            return self._rows(self.where[np.asarray(docs, dtype=np.int64)])
-        finally:
-            _release(self.base)
+        return self._rows(self.where[np.asarray(docs, dtype=np.int64)])
 
-    def _rows(self, rows: np.ndarray) -> np.ndarray:
+    def _rows(self, rows: np.ndarray, mapped: bool = False) -> np.ndarray:
         if len(rows) and rows.min() >= 0 and rows.max() < len(self.base):  # all in the base: one gather
-            return np.asarray(self.base[rows])
+            return self.base.gather(rows, mapped)
         out = np.zeros((len(rows), self.dim), dtype=np.float32)
         in_base = (rows >= 0) & (rows < len(self.base))
-        out[in_base] = self.base[rows[in_base]]
+        if in_base.any():
+            out[in_base] = self.base.gather(rows[in_base], mapped)
         in_tail = rows >= len(self.base)
         if in_tail.any():
             at = np.searchsorted(self.tail_starts, rows, side="right") - 1
@@ -167,11 +205,9 @@ class VectorRows:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         if not self.holds(docs) or self.dim != len(vector):
             return None
-        try:  # the mapped pages given back once, not after each block (the next one may need the same pages)
-            similarity = np.concatenate([cosines(self._rows(self.where[docs[start:start + SCORE_ROWS]]), vector)
-                                         for start in range(0, len(docs), SCORE_ROWS)])
-        finally:
-            _release(self.base)
+        mapped = len(docs) > READ_ROWS  # every block through the mapping, the last one too
+        similarity = np.concatenate([cosines(self._rows(self.where[docs[start:start + SCORE_ROWS]], mapped), vector)
+                                     for start in range(0, len(docs), SCORE_ROWS)])
         return best_of(similarity, n)
 
     # -- on disk -------------------------------------------------------------------------------------
@@ -200,7 +236,7 @@ class VectorRows:
         _sweep(folder, stem, self.kind, name)
         where = np.full(len(self), -1, np.int64)
         where[docs] = np.arange(len(docs))
-        return VectorRows(where, _mapped(folder / name, len(docs), self.dim), name, (), self.dim, kind=self.kind)
+        return VectorRows(where, Base(folder / name, len(docs), self.dim), name, (), self.dim, kind=self.kind)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """What ``keywords.npz`` holds of the rows: where each document's is, the tail, the base's name."""
@@ -225,28 +261,11 @@ class VectorRows:
         dim, path = int(data[f"{kind}_dim"]), folder / base_file  # type: ignore[index]
         if base_file and (not path.exists() or path.stat().st_size != 4 * int(count) * dim):
             return None
-        base = _mapped(path, int(count), dim) if base_file else np.zeros((0, dim), np.float32)
+        base = Base(path if base_file else None, int(count), dim)
         if tail.dtype != np.float32 or tail.ndim != 2 or tail.shape[1] != dim \
                 or (len(where) and where.max() >= len(base) + len(tail)):
             return None
         return cls(where, base, base_file, (tail,) if len(tail) else (), dim, kind=kind)
-
-
-def _mapped(path: Path, rows: int, dim: int) -> np.ndarray:
-    """A base file's ``rows`` rows of ``dim`` float32, mapped read-only (an empty array for none: a file of no
-    bytes cannot be mapped)."""
-    if not rows or not dim:
-        return np.zeros((rows, dim), np.float32)
-    return np.memmap(path, np.float32, "r", shape=(rows, dim))
-
-
-def _release(base: np.ndarray) -> None:
-    """Take a mapped base's pages out of this process (the page cache keeps them). A few scattered rows map whole
-    large folios of the file: at 789,000 photos, 10,000 random rows of the 1.6 GB image base left 1.5 GB of it
-    counted in the process's RSS. Mapped again on the next gather: 0.1 ms more for 100 rows, 4 ms for 80,000."""
-    mapping = getattr(base, "_mmap", None)  # numpy's ``memmap`` keeps its ``mmap.mmap`` there
-    if mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
-        mapping.madvise(mmap.MADV_DONTNEED)
 
 
 def _sweep(folder: Path, stem: str, kind: str, written: str) -> None:
