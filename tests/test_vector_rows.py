@@ -95,11 +95,15 @@ def test_rows_saved_come_back_from_the_keyword_file_and_a_base_file_written_past
 
 
 @pytest.mark.parametrize("block", [7, vector_rows.SCORE_ROWS])  # scored a few rows at a time, or all at once
-def test_the_nearest_rows_are_the_exact_cosine_order_and_none_where_one_is_missing(monkeypatch, block):
+@pytest.mark.parametrize("held", ["tail", "read", "mapped"])  # in memory; in a base file, read or mapped
+def test_the_nearest_rows_are_the_exact_cosine_order_and_none_where_one_is_missing(tmp_path, monkeypatch, block, held):
     monkeypatch.setattr(vector_rows, "SCORE_ROWS", block)
+    monkeypatch.setattr(vector_rows, "READ_ROWS", 0 if held == "mapped" else 1000)
+    monkeypatch.setattr(vector_rows, "TAIL_MAX", 1000 if held == "tail" else 0)
     rng = np.random.default_rng(4)
     vectors = rng.standard_normal((50, 8)).astype(np.float32)
-    rows = VectorRows().appended(list(vectors[:20])).appended([*vectors[20:], None])
+    rows = _saved(VectorRows().appended(list(vectors[:20])).appended([*vectors[20:], None]), tmp_path)
+    assert rows is not None and (held == "tail") == (not rows.base_file)
     picked = np.asarray(sorted(rng.choice(50, 30, replace=False).tolist()))
     query = rng.standard_normal(8).astype(np.float32)
     found = rows.nearest(picked, query, 7)  # positions in ``picked``, cosines
