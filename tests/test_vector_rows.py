@@ -356,8 +356,9 @@ def _mapped_kb(path: Path) -> int:
 @pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="reads /proc/self/smaps (Linux)")
 def test_a_few_rows_are_read_from_the_base_file_mapping_none_and_many_through_its_mapping(tmp_path, monkeypatch):
     """Scattered rows map whole large folios of a base file: a gather of a few (a search's candidates, the
-    relevance sample) reads them from the file and leaves none of it counted in the process; a large one (a
-    filter's scoring) goes through the mapping. Both give the rows as they went in, in any order."""
+    relevance sample) reads them from the file and leaves none of it counted in the process, as does a copy of
+    every row into a new base; a large one (a filter's scoring) goes through the mapping. All give the rows as
+    they went in, in any order."""
     monkeypatch.setattr(vector_rows, "TAIL_MAX", 0)
     rng = np.random.default_rng(7)
     rows, given = _rows(rng, [4000])
@@ -367,9 +368,13 @@ def test_a_few_rows_are_read_from_the_base_file_mapping_none_and_many_through_it
     few = rng.permutation(len(saved))[:vector_rows.READ_ROWS]
     got = saved.of(few)
     near = saved.nearest(np.flatnonzero(saved.held)[:200], given[int(np.flatnonzero(saved.held)[0])], 5)
+    (tmp_path / "copy").mkdir()
+    copied = _saved(saved, tmp_path / "copy")  # every row copied into a base file of its own, read, not mapped
+    assert copied is not None and copied.base_file and not (tmp_path / "copy" / saved.base_file).exists()
     assert _mapped_kb(base) == 0 and near is not None
     for n, row in zip(few.tolist(), got):
         np.testing.assert_array_equal(row, given[n] if given[n] is not None else np.zeros(saved.dim, np.float32))
+    _check(copied, given)
     _check(saved, given)  # every row, more than READ_ROWS: through the mapping
     assert _mapped_kb(base) > 0
     np.testing.assert_array_equal(saved.of(few), got)
