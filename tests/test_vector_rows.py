@@ -98,7 +98,7 @@ def test_rows_saved_come_back_from_the_keyword_file_and_a_base_file_written_past
 @pytest.mark.parametrize("held", ["tail", "read", "mapped"])  # in memory; in a base file, read or mapped
 def test_the_nearest_rows_are_the_exact_cosine_order_and_none_where_one_is_missing(tmp_path, monkeypatch, block, held):
     monkeypatch.setattr(vector_rows, "SCORE_ROWS", block)
-    monkeypatch.setattr(vector_rows, "READ_ROWS", 0 if held == "mapped" else 1000)
+    monkeypatch.setattr(vector_rows, "READ_RUNS", 0 if held == "mapped" else 1000)
     monkeypatch.setattr(vector_rows, "TAIL_MAX", 1000 if held == "tail" else 0)
     rng = np.random.default_rng(4)
     vectors = rng.standard_normal((50, 8)).astype(np.float32)
@@ -354,27 +354,30 @@ def _mapped_kb(path: Path) -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="reads /proc/self/smaps (Linux)")
-def test_a_few_rows_are_read_from_the_base_file_mapping_none_and_many_through_its_mapping(tmp_path, monkeypatch):
+def test_rows_in_few_runs_are_read_from_the_base_file_mapping_none_and_many_scattered_through_its_mapping(
+        tmp_path, monkeypatch):
     """Scattered rows map whole large folios of a base file: a gather of a few (a search's candidates, the
-    relevance sample) reads them from the file and leaves none of it counted in the process, as does a copy of
-    every row into a new base; a large one (a filter's scoring) goes through the mapping. All give the rows as
-    they went in, in any order."""
+    relevance sample), or of many in few runs (a folder's photos), reads them from the file and leaves none of it
+    counted in the process, as does a copy of every row into a new base; many scattered rows (a filter that keeps
+    every tenth photo) go through the mapping. All give the rows as they went in, in any order."""
     monkeypatch.setattr(vector_rows, "TAIL_MAX", 0)
     rng = np.random.default_rng(7)
     rows, given = _rows(rng, [4000])
     saved = _saved(rows, tmp_path)
     assert saved is not None and isinstance(saved.base.mapping, np.memmap) and not saved.tail
     base = tmp_path / saved.base_file
-    few = rng.permutation(len(saved))[:vector_rows.READ_ROWS]
+    few = rng.permutation(len(saved))[:vector_rows.READ_RUNS]
     got = saved.of(few)
     near = saved.nearest(np.flatnonzero(saved.held)[:200], given[int(np.flatnonzero(saved.held)[0])], 5)
     (tmp_path / "copy").mkdir()
     copied = _saved(saved, tmp_path / "copy")  # every row copied into a base file of its own, read, not mapped
     assert copied is not None and copied.base_file and not (tmp_path / "copy" / saved.base_file).exists()
+    in_order = saved.of(np.arange(len(saved)))  # 4,000 rows, every held one in a single run
     assert _mapped_kb(base) == 0 and near is not None
+    np.testing.assert_array_equal(in_order, [v if v is not None else np.zeros(saved.dim, np.float32) for v in given])
     for n, row in zip(few.tolist(), got):
         np.testing.assert_array_equal(row, given[n] if given[n] is not None else np.zeros(saved.dim, np.float32))
     _check(copied, given)
-    _check(saved, given)  # every row, more than READ_ROWS: through the mapping
+    _check(saved, given)  # every row, scattered in more than READ_RUNS runs: through the mapping
     assert _mapped_kb(base) > 0
     np.testing.assert_array_equal(saved.of(few), got)

@@ -8,8 +8,9 @@ Chroma's graph search among the listed ids. The keyword index already lists the 
 Where the rows are:
 - **the base** (``Base``): a file of raw float32 rows beside ``keywords.npz``, written once and never changed,
   read by every process that reads the index (a million 512-d vectors are 2 GB; a search touches only the rows
-  it scores: a few read from the file, many through its mapping). A build from every record (or from a first
-  index run's writes) writes its rows there as they come (``spilling``), so it never holds them all;
+  it scores: rows in few runs read from the file, many scattered ones through its mapping). A build from every
+  record (or from a first index run's writes) writes its rows there as they come (``spilling``), so it never
+  holds them all;
 - **the tail**: the rows added since the base was written, in memory and in ``keywords.npz`` (``TAIL_MAX`` at
   most when saved: past that the live rows are written into a new base, and the old one is deleted).
 
@@ -41,7 +42,7 @@ logger = logging.getLogger(__name__)
 JOIN_BELOW = 8192
 TAIL_MAX = 20_000  # rows saved in ``keywords.npz`` past the base, at most (40 MB of 512-d): past it, a new base
 WRITE_ROWS = 65_536  # rows gathered at a time while a base is written
-READ_ROWS = 1024  # a gather of at most this many base rows reads them from the file, mapping none (``Base``)
+READ_RUNS = 1024  # a gather of base rows in at most this many runs of consecutive rows reads them from the file (``Base``)
 SCORE_ROWS = 8192  # rows gathered at a time while scored (``nearest``): 16 MB of 512-d, where 200,000 at once took 0.4 GB
 ORPHAN_AGE = 3600.0  # seconds after which a base file no keyword file names is deleted (``_sweep``)
 
@@ -68,18 +69,21 @@ class Spill:
 
 
 class Base:
-    """A base file's rows, float32 ``(rows, dim)``, never changed: a gather of at most ``READ_ROWS`` reads them
-    from the file (``os.preadv``, one call per run of consecutive rows), a larger one goes through the file's
-    mapping, which stays; a copy of every row (``VectorRows.saving``) reads them all from the file.
+    """A base file's rows, float32 ``(rows, dim)``, never changed. A gather whose rows form at most ``READ_RUNS``
+    runs of consecutive rows reads them from the file (``os.preadv``, one call per run) and maps nothing; one of
+    more (many scattered rows: a filter that keeps every tenth photo) goes through the file's mapping, which
+    stays; a copy of every row (``VectorRows.saving``) reads them all.
 
     Mapped, a few scattered rows count whole large folios of the file in the process: at 789,000 photos, 10,000
     random rows of the 1.6 GB image base left 1.5 GB of it in the RSS. Giving those pages back after each gather
     (``madvise(MADV_DONTNEED)``) cost a large filter more than its search did: 78,900 rows scattered through a
-    500,000-row base took 26 ms mapped and warm, against 79 ms mapped again plus 36 ms for the madvise. Read,
-    100 rows take 0.1 ms and 512 rows 0.8 ms, and map nothing: a process serving unfiltered searches counts none
-    of the base, and a large filter's scoring maps the rows it touches, the file at most. Copied through the
-    mapping, a million photos' bases stayed mapped in the process that wrote the new ones: +1.8 GiB of RSS, and
-    9.0 s against 5.1 s read."""
+    500,000-row base took 26 ms mapped and warm, against 79 ms mapped again plus 36 ms for the madvise, and 110 ms
+    read a row at a time. Read, 100 scattered rows take 0.1 ms and 512 take 0.8 ms, and 79,000 rows in 316 runs
+    23 ms (24 ms mapped and warm): a process serving unfiltered searches, or filters whose photos sit together
+    (a folder, the days of a trip: an index run writes a folder's photos one after another), counts none of the
+    bases.
+    Copied through the mapping, a million photos' bases stayed mapped in the process that wrote the new ones:
+    +1.8 GiB of RSS, and 9.0 s against 5.1 s read."""
 
     def __init__(self, path: Path | None = None, rows: int = 0, dim: int = 0):
         self.path, self.shape = path, (rows, dim)
@@ -95,14 +99,17 @@ class Base:
     def __len__(self) -> int:
         return self.shape[0]
 
-    def gather(self, rows: np.ndarray, many: bool | None = None) -> np.ndarray:
-        """These rows (each ``0 <= row < len(self)``): through the mapping where ``many`` (None: more than
-        ``READ_ROWS``), else read from the file."""
-        if self.fd < 0 or not len(rows) or (len(rows) > READ_ROWS if many is None else many):
+    def gather(self, rows: np.ndarray, mapped: bool | None = None) -> np.ndarray:
+        """These rows (each ``0 <= row < len(self)``): through the mapping where ``mapped`` (None: where they
+        form more than ``READ_RUNS`` runs of consecutive rows), else read from the file."""
+        if self.fd < 0 or not len(rows) or mapped:
+            return np.asarray(self.mapping[rows])
+        starts = np.flatnonzero(np.diff(rows) != 1) + 1
+        if mapped is None and len(starts) >= READ_RUNS:
             return np.asarray(self.mapping[rows])
         out = np.empty((len(rows), self.shape[1]), np.float32)
         size, view = 4 * self.shape[1], memoryview(out).cast("B")
-        cuts = [0, *(np.flatnonzero(np.diff(rows) != 1) + 1).tolist(), len(rows)]  # runs of consecutive rows
+        cuts = [0, *starts.tolist(), len(rows)]
         got = sum(os.preadv(self.fd, [view[start * size:end * size]], int(rows[start]) * size)
                   for start, end in zip(cuts, cuts[1:]))
         if got != out.nbytes:  # a base file is never changed: only a damaged disk reads short
@@ -182,18 +189,18 @@ class VectorRows:
         """Only the documents ``keep`` (ascending); their rows stay where they are."""
         return VectorRows(self.where[keep], self.base, self.base_file, self.tail, self.dim, kind=self.kind)
 
-    def of(self, docs: np.ndarray, many: bool | None = None) -> np.ndarray:
-        """The vectors of these documents, (len(docs), dim) float32 (zeros where not ``held``); ``many`` as
+    def of(self, docs: np.ndarray, mapped: bool | None = None) -> np.ndarray:
+        """The vectors of these documents, (len(docs), dim) float32 (zeros where not ``held``); ``mapped`` as
         ``Base.gather``."""
-        return self._rows(self.where[np.asarray(docs, dtype=np.int64)], many)
+        return self._rows(self.where[np.asarray(docs, dtype=np.int64)], mapped)
 
-    def _rows(self, rows: np.ndarray, many: bool | None = None) -> np.ndarray:
+    def _rows(self, rows: np.ndarray, mapped: bool | None = None) -> np.ndarray:
         if len(rows) and rows.min() >= 0 and rows.max() < len(self.base):  # all in the base: one gather
-            return self.base.gather(rows, many)
+            return self.base.gather(rows, mapped)
         out = np.zeros((len(rows), self.dim), dtype=np.float32)
         in_base = (rows >= 0) & (rows < len(self.base))
         if in_base.any():
-            out[in_base] = self.base.gather(rows[in_base], many)
+            out[in_base] = self.base.gather(rows[in_base], mapped)
         in_tail = rows >= len(self.base)
         if in_tail.any():
             at = np.searchsorted(self.tail_starts, rows, side="right") - 1
@@ -210,8 +217,7 @@ class VectorRows:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         if not self.holds(docs) or self.dim != len(vector):
             return None
-        many = len(docs) > READ_ROWS  # every block through the mapping, the last one too
-        similarity = np.concatenate([cosines(self._rows(self.where[docs[start:start + SCORE_ROWS]], many), vector)
+        similarity = np.concatenate([cosines(self._rows(self.where[docs[start:start + SCORE_ROWS]]), vector)
                                      for start in range(0, len(docs), SCORE_ROWS)])
         return best_of(similarity, n)
 
@@ -232,7 +238,7 @@ class VectorRows:
         try:
             with open(partial, "wb") as out:  # read and written, not mapped: no page counts in this process
                 for start in range(0, len(docs), WRITE_ROWS):
-                    out.write(self.of(docs[start:start + WRITE_ROWS], many=False).tobytes())
+                    out.write(self.of(docs[start:start + WRITE_ROWS], mapped=False).tobytes())
             os.replace(partial, folder / name)
         except OSError:  # a full disk: nothing half written is left
             partial.unlink(missing_ok=True)
