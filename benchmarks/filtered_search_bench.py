@@ -133,7 +133,7 @@ def resident() -> str:
     with open("/proc/self/status") as status:
         gb = {k: int(v.split()[0]) / 2**20 for k, v in (line.split(":", 1) for line in status)
               if k.startswith(("VmRSS", "Rss"))}
-    return (f"RSS {gb['VmRSS']:.2f} GB (anonymous {gb['RssAnon']:.2f}, files {gb['RssFile']:.2f}, "
+    return (f"RSS {gb['VmRSS']:.2f} GiB (anonymous {gb['RssAnon']:.2f}, files {gb['RssFile']:.2f}, "
             f"shared {gb['RssShmem']:.2f})")
 
 

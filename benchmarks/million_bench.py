@@ -320,11 +320,11 @@ def main() -> None:
     print(f"\n{args.n:,} images ({DIM}-d), {filled.get('captions', 'kept')} captions, embedded Chroma, "
           f"{machine()}")
     print(f"  fill: {filled['fill_rate']:.0f} images/s ({filled.get('fill_s', float('nan')):.0f} s), "
-          f"peak RSS {filled['fill_rss'] / gb:.2f} GB; on disk {size / gb:.2f} GB")
+          f"peak RSS {filled['fill_rss'] / gb:.2f} GiB; on disk {size / gb:.2f} GiB")
     how = "read from keywords.npz" if served["keywords_kept"] else "built from every record, as the end of an index run does"
     print(f"  open + first search {served['open_and_first_s']:.1f} s, of which the keyword index "
           f"{served['keywords_s']:.1f} s ({how})"
-          f"; keywords.npz read in {served['keywords_load_s']:.1f} s; serving peak RSS {served['serve_rss'] / gb:.2f} GB")
+          f"; keywords.npz read in {served['keywords_load_s']:.1f} s; serving peak RSS {served['serve_rss'] / gb:.2f} GiB")
     print(f"  keyword index after 1,000 records written again: {served['update_1000_s'] * 1000:.0f} ms; every id "
           f"(as after a removal) {served['ids_s']:.1f} s; keywords.npz written in {served['save_s']:.1f} s")
     print(f"  warm text query p50 {served['p50_ms']:.1f} ms, p99 {served['p99_ms']:.1f} ms (goals 60 / 150); "
@@ -339,7 +339,7 @@ def main() -> None:
           f"later, {served['entries_again_s']:.2f} s")
     print(f"  cold start of `mmsearch search` to its first result: {', '.join(f'{s:.1f}' for s, _ in colds)} s "
           f"(goal 5); its peak RSS "
-          f"{cold_rss / gb:.2f} GB (it reads keywords.npz, as every process after an index run does)")
+          f"{cold_rss / gb:.2f} GiB (it reads keywords.npz, as every process after an index run does)")
 
 
 if __name__ == "__main__":
