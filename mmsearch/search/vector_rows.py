@@ -81,9 +81,8 @@ class Base:
     read a row at a time. Read, 100 scattered rows take 0.1 ms and 512 take 0.8 ms, and 79,000 rows in 316 runs
     23 ms (24 ms mapped and warm): a process serving unfiltered searches, or filters whose photos sit together
     (a folder, the days of a trip: an index run writes a folder's photos one after another), counts none of the
-    bases.
-    Copied through the mapping, a million photos' bases stayed mapped in the process that wrote the new ones:
-    +1.8 GiB of RSS, and 9.0 s against 5.1 s read."""
+    bases. Copied through the mapping, a million photos' bases stayed mapped in the process that wrote the new
+    ones: +1.8 GiB of RSS, and 9.0 s against 5.1 s read."""
 
     def __init__(self, path: Path | None = None, rows: int = 0, dim: int = 0):
         self.path, self.shape = path, (rows, dim)
