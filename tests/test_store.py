@@ -4,6 +4,7 @@ chromadb exception leaves a public method)."""
 from __future__ import annotations
 
 import inspect
+import threading
 
 import numpy as np
 import pytest
@@ -150,6 +151,30 @@ def test_warm_up_loads_both_vector_indexes_in_a_thread_the_process_waits_for(sto
     seen.clear()
     store.warm_up().join()  # an empty collection has no index to load: nothing asked, nothing raised
     assert seen == [store.name("images")]
+
+
+def test_a_collection_is_warming_while_its_index_loads_and_not_after(store, monkeypatch):
+    """``warming`` says which vector index ``warm_up`` is still loading (the first search scores captions from the
+    keyword index meanwhile): the captions' while the images' load is held, neither once the thread is done."""
+    from chromadb.api.models.Collection import Collection
+
+    assert not store.warming("images") and not store.warming("captions")
+    entered, release = threading.Event(), threading.Event()
+    query = Collection.query
+
+    def held(self, *a, **k):
+        if self.name == store.name("images"):
+            entered.set()
+            release.wait()
+        return query(self, *a, **k)
+
+    monkeypatch.setattr(Collection, "query", held)
+    thread = store.warm_up()
+    entered.wait()
+    assert store.warming("images") and store.warming("captions")
+    release.set()
+    thread.join()
+    assert not store.warming("images") and not store.warming("captions")
 
 
 def test_the_images_index_searches_wider_as_the_library_grows(tmp_path, monkeypatch):

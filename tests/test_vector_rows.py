@@ -342,6 +342,39 @@ def test_an_unfiltered_search_takes_the_other_finds_vectors_from_the_keyword_ind
             assert a.keys() == b.keys() and all(a[s] == pytest.approx(b[s], abs=2e-6) for s in a if a[s] is not None)
 
 
+
+def test_a_first_search_while_chroma_loads_the_captions_index_reads_no_caption_there(tmp_path, make_engine,
+                                                                                      monkeypatch):
+    """With no filter, while Chroma loads the captions' vector index (``Store.warming``: a new process's first
+    search, where any read of that collection waits for the load), every caption is scored from the keyword
+    index's own vectors and counted there: nothing of the captions' collection is read, and the hits and scores
+    are those of asking Chroma once its index is loaded."""
+    samples = Path(__file__).resolve().parent.parent / "sample_images"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for n, name in enumerate(sorted(p.name for p in samples.iterdir() if p.suffix in (".png", ".jpg"))):
+        shutil.copy(samples / name, photos / name)
+        (photos / f"{name}.txt").write_text(f"a photo of {name.split('.')[0].replace('-', ' ')}, number {n}\n")
+    make_engine().index([photos])
+    texts = ["a photo of coffee", "rocket", "number 3"]
+    loaded = [[(h.path, h.scores) for h in make_engine().search(text, k=5)] for text in texts]
+    assert any(s.get("caption") for hits in loaded for _, s in hits)
+    asked: list[str] = []
+    for name in ("query_captions", "caption_vectors_of", "caption_count"):
+        real = getattr(Store, name)
+        monkeypatch.setattr(Store, name, lambda self, *a, _real=real, _name=name, **k: (asked.append(_name),
+                                                                                         _real(self, *a, **k))[1])
+    monkeypatch.setattr(Store, "warming", lambda self, kind: kind == "captions")
+    loading = [[(h.path, h.scores) for h in make_engine().search(text, k=5)] for text in texts]  # new processes
+    assert not asked
+    for ours, chroma in zip(loading, loaded):
+        assert [p for p, _ in ours] == [p for p, _ in chroma]
+        for (_, a), (_, b) in zip(ours, chroma):
+            assert a.keys() == b.keys() and all(a[s] == pytest.approx(b[s], abs=2e-6) for s in a if a[s] is not None)
+    monkeypatch.setattr(Store, "warming", lambda self, kind: False)
+    assert [[h.path for h in make_engine().search(text, k=5)] for text in texts] == [[p for p, _ in h] for h in loaded]
+    assert "query_captions" in asked  # the index loaded: Chroma's captions are asked again
+
 def _mapped_kb(path: Path) -> int:
     """How much of ``path`` is mapped into this process (kB of ``Rss`` in /proc/self/smaps)."""
     total, inside = 0, False

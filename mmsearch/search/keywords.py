@@ -432,9 +432,12 @@ class KeywordIndex:
         return np.repeat(self._caption_first[docs] - (ends - wanted), wanted) + np.arange(int(ends[-1]) if len(ends) else 0)
 
     def captions_of(self, ids: Sequence[str]) -> dict[str, list[tuple[int, np.ndarray]]] | None:
-        """(caption number, vector) of every caption of these images (each a live image; those without captions
-        are absent), from ``caption_vectors``; None where one is not held."""
-        docs = np.asarray([self._positions[i] for i in ids], dtype=np.int64)
+        """(caption number, vector) of every caption of these images (those without captions are absent), from
+        ``caption_vectors``; None where one is not a live image here or its captions are not held."""
+        positions = [self._positions.get(i) for i in ids]
+        if None in positions:
+            return None
+        docs = np.asarray(positions, dtype=np.int64)
         rows = self.caption_rows(docs)
         if not self.caption_vectors.holds(rows):
             return None
@@ -463,6 +466,11 @@ class KeywordIndex:
         if self._captioned is None:
             self._captioned = self.ids.at(np.flatnonzero(self.alive & (self.numbers["captions"] > 0)))
         return self._captioned
+
+    def caption_count(self) -> int:
+        """How many caption records the live images have (``Store.caption_count`` without asking Chroma, which
+        counts a collection by loading its vector index)."""
+        return int(self.numbers["captions"][self.alive].sum())
 
     @property
     def cameras(self) -> list[str]:

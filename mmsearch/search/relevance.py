@@ -75,8 +75,8 @@ class Background:
         held = index.captions_of(with_captions) if index is not None and with_captions else None
         captions = {caption_id(i, n): v for i, rows in held.items() for n, v in rows} if held is not None else \
             store.caption_vectors_of(with_captions) if with_captions else {}
-        return cls(_matrix(list(images.values())), _matrix(list(captions.values())), len(ids),
-                   store.caption_count() if captioned else 0, tuple(images),
+        count = (index.caption_count() if index is not None else store.caption_count()) if captioned else 0
+        return cls(_matrix(list(images.values())), _matrix(list(captions.values())), len(ids), count, tuple(images),
                    tuple(split_caption_id(c)[0] for c in captions))
 
     @classmethod

@@ -93,11 +93,11 @@ class Kept:
         best, similarity = found
         return dict(zip(self.index.ids.at(self.rows[best]), similarity.tolist()))
 
-    def caption_nearest(self, vector: np.ndarray, n: int) -> list[CaptionMatch] | None:
+    def caption_nearest(self, vector: np.ndarray, n: int, most: float = EXACT_ROWS) -> list[CaptionMatch] | None:
         """The ``n`` kept captions nearest ``vector``, best first, scored exactly from the keyword index's caption
-        vectors (``KeywordIndex.caption_vectors``); None as ``nearest``."""
+        vectors (``KeywordIndex.caption_vectors``); None as ``nearest``, with ``most`` in place of ``EXACT_ROWS``."""
         rows = self.index.caption_rows(self.rows)
-        if len(rows) > EXACT_ROWS:
+        if len(rows) > most:
             return None
         found = self.index.caption_vectors.nearest(rows, vector, n)
         if found is None:

@@ -243,6 +243,7 @@ class Store:
         self._images: Any = None
         self._captions: Any = None
         self._ocr: Any = None
+        self._warming: set[str] = set()  # collections whose vector index ``warm_up`` is loading now
         self._frames = Appearing(HNSW)  # the videos' sampled frames
         self._removed: Any = None
         self._writes: Any = None
@@ -1037,9 +1038,15 @@ class Store:
         them without holding the GIL, so the keyword index and the text model load meanwhile. The thread is
         not a daemon: a process ends after it, never inside Chroma."""
         names = [self.name("images"), self.name("captions")]
+        self._warming.update(names)
         thread = threading.Thread(target=self._load_indexes, args=(names,), name="mmsearch-warm-up")
         thread.start()
         return thread
+
+    def warming(self, kind: str) -> bool:
+        """Whether ``warm_up`` is still loading the vector index of ``kind`` ("images", "captions"): any read
+        of that collection now waits for the load (about 1 s for 300,000 captions), reads of the others do not."""
+        return self.name(kind) in self._warming
 
     def _load_indexes(self, names: list[str]) -> None:
         for name in names:
@@ -1050,6 +1057,8 @@ class Store:
                     collection.query(query_embeddings=[np.asarray(one[0], np.float32)], n_results=1, include=[])
             except Exception as exc:  # only a head start: the first search reads the index itself
                 logger.debug("the vector index %s was not loaded ahead: %s", name, exc)
+            finally:
+                self._warming.discard(name)
 
     @_guarded("search")
     def query_images(self, vector: np.ndarray, n: int, where: dict | None,
