@@ -314,17 +314,31 @@ def test_a_photo_another_process_removed_gives_its_place_in_the_hits(tmp_path, m
     assert after[:2] == before[1:] and len(after) == 3 and before[0] not in after
 
 
-def test_an_unfiltered_search_takes_the_other_finds_vectors_from_the_keyword_index(tmp_path, make_engine, monkeypatch):
-    """The keyword and caption finds' image vectors come from the keyword index where it holds them: none is read
-    from Chroma, and the hits and scores are those of reading them."""
-    from mmsearch.search.keywords import KeywordIndex as Index
 
+def _captioned_photos(tmp_path: Path) -> Path:
+    """The sample photos in a folder, each with a caption beside it naming it and its number."""
     samples = Path(__file__).resolve().parent.parent / "sample_images"
     photos = tmp_path / "photos"
     photos.mkdir()
     for n, name in enumerate(sorted(p.name for p in samples.iterdir() if p.suffix in (".png", ".jpg"))):
         shutil.copy(samples / name, photos / name)
         (photos / f"{name}.txt").write_text(f"a photo of {name.split('.')[0].replace('-', ' ')}, number {n}\n")
+    return photos
+
+
+def _same_hits(ours: list[list[tuple[str, dict]]], theirs: list[list[tuple[str, dict]]]) -> None:
+    """Each text's hits (path, scores) in the same order, with the same scores to 2e-6."""
+    for mine, other in zip(ours, theirs, strict=True):
+        assert [p for p, _ in mine] == [p for p, _ in other]
+        for (_, a), (_, b) in zip(mine, other):
+            assert a.keys() == b.keys() and all(a[s] == pytest.approx(b[s], abs=2e-6) for s in a if a[s] is not None)
+
+def test_an_unfiltered_search_takes_the_other_finds_vectors_from_the_keyword_index(tmp_path, make_engine, monkeypatch):
+    """The keyword and caption finds' image vectors come from the keyword index where it holds them: none is read
+    from Chroma, and the hits and scores are those of reading them."""
+    from mmsearch.search.keywords import KeywordIndex as Index
+
+    photos = _captioned_photos(tmp_path)
     engine = make_engine()
     engine.index([photos])
     texts = ["a photo of coffee", "rocket", "number 3"]
@@ -336,10 +350,7 @@ def test_an_unfiltered_search_takes_the_other_finds_vectors_from_the_keyword_ind
     monkeypatch.setattr(Index, "held_vectors", lambda self, ids: {})
     from_chroma = [[(h.path, h.scores) for h in engine.search(text, k=5)] for text in texts]
     assert asked and any(s.get("keyword") for hits in from_index for _, s in hits)
-    for index, chroma in zip(from_index, from_chroma):
-        assert [p for p, _ in index] == [p for p, _ in chroma]
-        for (_, a), (_, b) in zip(index, chroma):
-            assert a.keys() == b.keys() and all(a[s] == pytest.approx(b[s], abs=2e-6) for s in a if a[s] is not None)
+    _same_hits(from_index, from_chroma)
 
 
 
@@ -349,13 +360,7 @@ def test_a_first_search_while_chroma_loads_the_captions_index_reads_no_caption_t
     search, where any read of that collection waits for the load), every caption is scored from the keyword
     index's own vectors and counted there: nothing of the captions' collection is read, and the hits and scores
     are those of asking Chroma once its index is loaded."""
-    samples = Path(__file__).resolve().parent.parent / "sample_images"
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for n, name in enumerate(sorted(p.name for p in samples.iterdir() if p.suffix in (".png", ".jpg"))):
-        shutil.copy(samples / name, photos / name)
-        (photos / f"{name}.txt").write_text(f"a photo of {name.split('.')[0].replace('-', ' ')}, number {n}\n")
-    make_engine().index([photos])
+    make_engine().index([_captioned_photos(tmp_path)])
     texts = ["a photo of coffee", "rocket", "number 3"]
     loaded = [[(h.path, h.scores) for h in make_engine().search(text, k=5)] for text in texts]
     assert any(s.get("caption") for hits in loaded for _, s in hits)
@@ -367,10 +372,7 @@ def test_a_first_search_while_chroma_loads_the_captions_index_reads_no_caption_t
     monkeypatch.setattr(Store, "warming", lambda self, kind: kind == "captions")
     loading = [[(h.path, h.scores) for h in make_engine().search(text, k=5)] for text in texts]  # new processes
     assert not asked
-    for ours, chroma in zip(loading, loaded):
-        assert [p for p, _ in ours] == [p for p, _ in chroma]
-        for (_, a), (_, b) in zip(ours, chroma):
-            assert a.keys() == b.keys() and all(a[s] == pytest.approx(b[s], abs=2e-6) for s in a if a[s] is not None)
+    _same_hits(loading, loaded)
     monkeypatch.setattr(Store, "warming", lambda self, kind: False)
     assert [[h.path for h in make_engine().search(text, k=5)] for text in texts] == [[p for p, _ in h] for h in loaded]
     assert "query_captions" in asked  # the index loaded: Chroma's captions are asked again
