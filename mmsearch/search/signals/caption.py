@@ -26,7 +26,7 @@ class CaptionSignal(Signal):
         vector, best, kept = context.query.captions_vector, {}, context.query.kept
         if vector is None:
             return {}
-        matches = kept.caption_nearest(vector, 2 * context.pool) if kept is not None else _while_loading(context)
+        matches = kept.caption_nearest(vector, 2 * context.pool) if kept is not None else _while_loading(context, vector)
         if matches is None:
             matches = context.store.query_captions(vector, 2 * context.pool, context.query.where,
                                                    context.query.listed("captions"))
@@ -40,9 +40,9 @@ class CaptionSignal(Signal):
         if vector is None:
             return dict.fromkeys(ids)
         best = dict(context.found.get(self.name) or {})
-        missing, kept, index = [i for i in ids if i not in best], context.query.kept, context.keywords
+        missing, kept, keywords = [i for i in ids if i not in best], context.query.kept, context.keywords
         # the keyword index's (under a filter, the kept ones'); Chroma's where it lacks one
-        read = kept.captions_of(missing) if kept is not None else index.captions_of(missing) if index is not None \
+        read = kept.captions_of(missing) if kept is not None else keywords.captions_of(missing) if keywords is not None \
             else None
         for image, captions in (context.reads.captions_of(missing) if read is None else read).items():  # type: ignore[union-attr]
             for index, caption in captions:
@@ -60,12 +60,12 @@ class CaptionSignal(Signal):
                     background.caption_owners)
 
 
-def _while_loading(context: Context) -> list[CaptionMatch] | None:
+def _while_loading(context: Context, vector: np.ndarray) -> list[CaptionMatch] | None:
     """With no filter, while Chroma loads the captions' vector index (``Store.warming``: a new process's first
     search), every caption scored exactly from the keyword index's own vectors, so that the search does not wait
     for the load: 300,000 captions read and scored in about 0.1 s, where the load takes about 1 s. None when
     the index is loaded, or the keyword index lacks a caption's vector (then Chroma is asked)."""
-    index, vector = context.keywords, context.query.captions_vector
-    if index is None or vector is None or context.query.where or not context.store.warming("captions"):
+    index = context.keywords
+    if index is None or context.query.where or not context.store.warming("captions"):
         return None
     return Kept(index, np.flatnonzero(index.alive)).caption_nearest(vector, 2 * context.pool, most=float("inf"))
