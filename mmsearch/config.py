@@ -15,6 +15,7 @@ from .ids import NO_IMAGE_MODEL  # clip_model value that disables the image enco
 # The image and caption vectors of a keyword file ``<stem>.npz`` (``kind``: "image", "caption"), written once
 # each (``mmsearch.search.vector_rows``)
 VECTOR_BASE = "{stem}.{kind}.{token}.f32"
+RECORD_BASE = "{stem}.{kind}.{token}.rows"  # the records beside the keyword index (``search.record_rows``)
 
 FUSION_RULES = ("mean", "shrink", "low", "skip", "rrf")  # how signals are fused: mmsearch.search.fusion
 MIN_RELEVANCE = 0.5  # the relevance floor of the command line and the page (mmsearch.search.relevance)
@@ -269,10 +270,12 @@ class Config:
         return self.local_file("keywords", generation)
 
     def keyword_files(self, generation: str = "") -> list[Path]:
-        """``keywords_file`` and the base files of its image and caption vectors beside it (``VECTOR_BASE``) that
+        """``keywords_file`` and the base files of its vectors and records beside it (``VECTOR_BASE``, ``RECORD_BASE``) that
         exist."""
         path = self.keywords_file(generation)
-        return [p for p in [path, *path.parent.glob(VECTOR_BASE.format(stem=path.stem, kind="*", token="*"))] if p.exists()]
+        bases = [p for pattern in (VECTOR_BASE, RECORD_BASE)
+                 for p in path.parent.glob(pattern.format(stem=path.stem, kind="*", token="*"))]
+        return [p for p in [path, *bases] if p.exists()]
 
     def local_file(self, stem: str, generation: str = "") -> Path:
         """``<stem>.npz`` beside the index (``local_dir``), one per generation of models ("" = the first); with a

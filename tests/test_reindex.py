@@ -73,7 +73,7 @@ def test_a_dimension_change_rollback_and_drop_previous(offline_index, clip512, m
     assert hit.path.endswith("black_cat.jpg") and hit.scores["image"] == pytest.approx(1.0, abs=1e-4)
     stats = SearchEngine(db).stats()
     assert (stats["dim"], stats["images"], stats["captions"], stats["previous"]) == (512, 6, 5, "first")
-    assert len(list(Path(db).glob(f"keywords-{report.generation}*"))) == 3  # the keyword file, its image and caption vectors
+    assert len(list(Path(db).glob(f"keywords-{report.generation}*"))) == 4  # keyword file; image, caption vectors; records
 
     assert main(["reindex", "--db", str(db), "--rollback"]) == 0
     back = SearchEngine(db)

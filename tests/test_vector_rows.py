@@ -377,6 +377,40 @@ def test_a_first_search_while_chroma_loads_the_captions_index_reads_no_caption_t
     assert [[h.path for h in make_engine().search(text, k=5)] for text in texts] == [[p for p, _ in h] for h in loaded]
     assert "query_captions" in asked  # the index loaded: Chroma's captions are asked again
 
+
+def test_a_first_search_while_chroma_loads_the_images_index_reads_nothing_of_chroma(tmp_path, make_engine,
+                                                                                    monkeypatch):
+    """While Chroma loads the images' vector index (the first one ``warm_up`` loads; any read of any collection
+    waits for it), a search with no filter scores every image from the keyword index's own vectors and reads its
+    hits' records from the keyword index's copy (``KeywordIndex.records_of``): nothing is read from Chroma, and
+    the hits, scores, captions and metadata are those of reading it once its indexes are loaded."""
+    make_engine().index([_captioned_photos(tmp_path)])
+    texts = ["a photo of coffee", "rocket", "number 3", "chelsea"]
+
+    def hits() -> list[list[tuple[str, dict]]]:
+        engine = make_engine()  # a new process
+        found = [engine.search(text, k=5) for text in texts]
+        assert all(found)
+        shown.append([[(h.caption, h.metadata, h.relevance) for h in each] for each in found])
+        return [[(h.path, h.scores) for h in each] for each in found]
+
+    shown: list[list] = []
+    loaded = hits()
+    assert any(s.get("image") is not None for each in loaded for _, s in each)  # the image model took part
+    asked: list[str] = []
+    for name in ("query_images", "query_frames", "frame_sets", "image_metadata", "image_vectors", "image_records",
+                 "query_captions", "caption_vectors_of", "caption_count"):
+        real = getattr(Store, name)
+        monkeypatch.setattr(Store, name, lambda self, *a, _real=real, _name=name, **k: (asked.append(_name),
+                                                                                         _real(self, *a, **k))[1])
+    monkeypatch.setattr(Store, "warming", lambda self, kind: True)
+    _same_hits(hits(), loaded)
+    assert not asked
+    assert shown[1] == shown[0]
+    monkeypatch.setattr(Store, "warming", lambda self, kind: kind == "captions")  # the images' index loaded
+    _same_hits(hits(), loaded)
+    assert {"query_images", "image_metadata"} <= set(asked)
+
 def _mapped_kb(path: Path) -> int:
     """How much of ``path`` is mapped into this process (kB of ``Rss`` in /proc/self/smaps)."""
     total, inside = 0, False

@@ -31,6 +31,7 @@ from ..store.collections import CAPTION_VECTORS, VECTOR
 from ..text import CJK
 from .lexical import LexicalIndex
 from .places import PlaceBook
+from .record_rows import RecordRows
 from .stopwords import is_stop_word
 from .topk import best_documents, top, top_of
 from .vector_rows import VectorRows
@@ -83,7 +84,7 @@ def image_text(meta: dict) -> str:
     return " \n ".join([*(meta.get("captions") or []), name, " ".join(parent[-3:]), str(meta.get("place") or "")])
 
 
-FORMAT = 6  # the layout of ``keywords.npz``; a file of another layout is built again
+FORMAT = 7  # the layout of ``keywords.npz``; a file of another layout is built again
 PHRASE_FIRST = 1000  # documents read for a quoted phrase, best first, before every text is searched at once
 PACK_AT = 0.25  # the share of switched-off documents at which ``apply`` packs the index again
 # records added at once while an index is built or brought up to date (each addition concatenates its arrays
@@ -174,6 +175,8 @@ class KeywordIndex:
         self.vectors = VectorRows()
         # per caption record (a document's ``numbers["captions"]`` in a row, in document order), its vector
         self.caption_vectors = VectorRows(kind="caption")
+        # per document, its stored metadata (``records_of``): a new process's first search reads its hits' here
+        self.records = RecordRows()
         self._caption_first: np.ndarray | None = None  # per document, its first caption's row (``caption_rows``)
         self.postings = ListTable(2)  # token -> (its documents, int32; its frequency in each, float32)
         self.ocr: dict[str, str] = {}  # image id -> text read in the photo (``ocr_matcher.OcrMatcher`` searches it)
@@ -218,6 +221,7 @@ class KeywordIndex:
         if spill_to is not None:
             index.vectors = VectorRows.spilling(Path(spill_to))
             index.caption_vectors = VectorRows.spilling(Path(spill_to), "caption")
+            index.records = RecordRows.spilling(Path(spill_to))
         return index
 
     def _live_positions(self) -> dict[str, int]:
@@ -234,6 +238,7 @@ class KeywordIndex:
     def finish(self) -> None:
         """Join the tables of the chunks a build added (``for_building``) into one; searches read it after."""
         self.vectors, self.caption_vectors = self.vectors.finished(), self.caption_vectors.finished()
+        self.records = self.records.finished()
         if self._chunks is not None:
             chunks, self._chunks = self._chunks, None
             self.postings = ListTable.joined(2, [self.postings, *(postings for postings, _ in chunks)])
@@ -290,7 +295,7 @@ class KeywordIndex:
             setattr(new, name, getattr(self, name).copy())
         new.lengths, new.alive, new.numbers = self.lengths, self.alive.copy(), dict(self.numbers)
         new.phashes, new.id_keys, new.vectors = self.phashes, self.id_keys, self.vectors
-        new.caption_vectors = self.caption_vectors
+        new.caption_vectors, new.records = self.caption_vectors, self.records
         # the text read in photos is shared until a change touches it (``_ocr_changed``): the OCR matcher
         # built on it is kept while it is the same dict
         new.postings, new.ocr, new.folder_counts = self.postings.copy(), self.ocr, dict(self.folder_counts)
@@ -360,6 +365,7 @@ class KeywordIndex:
             rows = meta.get(CAPTION_VECTORS)
             captions += list(rows) if rows is not None and len(rows) == doc.captions else [None] * doc.captions
         self.caption_vectors, self._caption_first = self.caption_vectors.appended(captions), None
+        self.records = self.records.appended(metas or [None] * len(docs))
         postings = ((token, (np.asarray(found, dtype=np.int32), np.asarray(tfs, dtype=np.float32)))
                     for token, (found, tfs) in lists.items())
         names = ((key, (np.asarray(found, dtype=np.int32),)) for key, found in named.items())
@@ -401,6 +407,7 @@ class KeywordIndex:
         new.numbers = {name: values[keep] for name, values in self.numbers.items()}
         new.phashes, new.id_keys, new.vectors = self.phashes[keep], self.id_keys[keep], self.vectors.packed(keep)
         new.caption_vectors = self.caption_vectors.packed(self.caption_rows(keep))
+        new.records = self.records.packed(keep)
         new.postings, new._by_name = (_live(table, self.alive, renumber) for table in (self.postings, self._by_name))
         new._dead = 0
         new._positions = new._live_positions()
@@ -453,6 +460,13 @@ class KeywordIndex:
         held = self.held_vectors(ids)
         return held if len(held) == len(set(ids)) else None
 
+    def records_of(self, ids: Sequence[str]) -> dict[str, dict]:
+        """The stored metadata of those of ``ids`` that are live images whose record ``records`` holds (as the
+        store gives it, less ``record_rows.LEFT_OUT``)."""
+        known = [(i, self._positions[i]) for i in ids if i in self._positions]
+        found = self.records.of([doc for _, doc in known])
+        return {i: meta for (i, _), meta in zip(known, found) if meta is not None}
+
     def held_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """The image vectors of those of ``ids`` that are live images whose vector ``vectors`` holds."""
         known = [(i, d) for i in ids if (d := self._positions.get(i)) is not None]
@@ -493,6 +507,7 @@ class KeywordIndex:
         partial = path.with_name(f".{path.name}.{os.getpid()}.part.npz")
         vectors = self.vectors.saving(path.parent, path.stem)
         captions = self.caption_vectors.saving(path.parent, path.stem)
+        records = self.records.saving(path.parent, path.stem)
         strings = {name: getattr(self, name) for name in STRINGS} | {
             "key": [json.dumps([FORMAT, *key])], "ocr_ids": list(self.ocr), "ocr_texts": list(self.ocr.values()),
             "places": [self.places.to_json()], "facet_folders": list(self.folder_counts),
@@ -503,14 +518,15 @@ class KeywordIndex:
                  camera_counts=np.asarray(list(self.camera_counts.values()), dtype=np.int64),
                  lengths=self.lengths, alive=self.alive, phashes=self.phashes,
                  **{f"number_{name}": values for name, values in self.numbers.items()},
-                 id_keys=self.id_keys, **vectors.arrays(), **captions.arrays(),
+                 id_keys=self.id_keys, **vectors.arrays(), **captions.arrays(), **records.arrays(),
                  **self.postings.arrays("postings_"), **self._by_name.arrays("names_"),
                  **(self.lexical.arrays("lexical_") if self.lexical is not None else {}))
         os.replace(partial, path)
         vectors.retire(path.parent, self.vectors)
         captions.retire(path.parent, self.caption_vectors)
+        records.retire(path.parent, self.records)
         # the same values; where a base was written, mapped from it, the copy in memory dropped
-        self.vectors, self.caption_vectors = vectors, captions
+        self.vectors, self.caption_vectors, self.records = vectors, captions, records
 
     @classmethod
     def load(cls, path: str | Path, key: Sequence[Any]) -> KeywordIndex | None:
@@ -541,14 +557,17 @@ class KeywordIndex:
         vectors, captions = VectorRows.from_arrays(data, folder), VectorRows.from_arrays(data, folder, "caption")
         if vectors is None or captions is None or len(captions) != int(index.numbers["captions"].sum()):
             return None
-        index.vectors, index.caption_vectors = vectors, captions
+        records = RecordRows.from_arrays(data, folder)
+        if records is None:
+            return None
+        index.vectors, index.caption_vectors, index.records = vectors, captions, records
         postings = ListTable.from_arrays(data, "postings_", (np.int32, np.float32))
         by_name = ListTable.from_arrays(data, "names_", (np.int32,))
         folders, counts = unpack_named(data, "facet_folders"), data["facet_counts"].tolist()
         cameras, camera_counts = unpack_named(data, "facet_cameras"), data["camera_counts"].tolist()
         if len({len(getattr(index, name)) for name in STRINGS} | {len(index.lengths), len(index.alive),
                                                                   len(index.phashes), len(index.id_keys),
-                                                                  len(index.vectors)}
+                                                                  len(index.vectors), len(index.records)}
                | {len(values) for values in index.numbers.values()}) != 1 \
                 or postings is None or by_name is None or len(folders) != len(counts) \
                 or len(cameras) != len(camera_counts):

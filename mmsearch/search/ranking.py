@@ -59,11 +59,21 @@ class Candidates:
     use_image: bool = False  # whether those are image-model vectors
     metadata: dict[str, dict] = field(default_factory=dict)
     moments: dict[str, float] = field(default_factory=dict)  # video id -> time (s) of its best frame
+    keywords: KeywordIndex | None = None  # the keyword index they were found with
 
     def read_metadata(self, store: Store, ids: list[str]) -> dict[str, dict]:
-        """Metadata of ``ids`` (read once, kept for later orderings); ids deleted meanwhile are absent."""
+        """Metadata of ``ids`` (read once, kept for later orderings); ids deleted meanwhile are absent.
+
+        While Chroma loads the images' vector index (``Store.warming``: a new process's first search), any read
+        of that collection waits for the load, so the records are read from the keyword index's copy
+        (``KeywordIndex.records_of``), and only those it lacks from the store. A record another process changed
+        in the last ``KEYWORD_CHECK`` seconds may then be shown as it was (as a filtered search lists it)."""
         missing = [i for i in ids if i not in self.metadata]
-        self.metadata.update(store.image_metadata(missing))
+        if missing and self.keywords is not None and store.warming("images"):
+            self.metadata.update(self.keywords.records_of(missing))
+            missing = [i for i in missing if i not in self.metadata]
+        if missing:
+            self.metadata.update(store.image_metadata(missing))
         return self.metadata
 
     def vectors_of(self, store: Store, ids: list[str]) -> Mapping[str, np.ndarray]:
@@ -242,7 +252,8 @@ def candidates(store: Store, query: Query, pool: int, use_image: bool, keywords:
     best_frames(context)
     scores = score_all(context, taking_part, context.candidates)
     return Candidates(scores, context.best_caption, sorted(i for i in named if i in scores),
-                      relevance_of(context, taking_part, scores), context.vectors, use_image, moments=context.moments)
+                      relevance_of(context, taking_part, scores), context.vectors, use_image, moments=context.moments,
+                      keywords=keywords)
 
 
 @dataclass(frozen=True)

@@ -81,11 +81,11 @@ class Kept:
         """``mask`` for ``index``: this one's, or (an index caught up since) made from the ids."""
         return self.mask if index is self.index else index.mask_of(self.images)
 
-    def nearest(self, vector: np.ndarray, n: int) -> dict[str, float] | None:
+    def nearest(self, vector: np.ndarray, n: int, most: float | None = None) -> dict[str, float] | None:
         """The ``n`` kept images nearest ``vector`` (image id -> cosine, best first), scored exactly from the
         keyword index's vectors (``KeywordIndex.vectors``); None where it lacks one of them, or they are more
-        than ``EXACT_ROWS`` (then the store is asked)."""
-        if len(self.rows) > EXACT_ROWS:
+        than ``most`` (None: ``EXACT_ROWS``; then the store is asked)."""
+        if len(self.rows) > (EXACT_ROWS if most is None else most):
             return None
         found = self.index.vectors.nearest(self.rows, vector, n)
         if found is None:

@@ -44,7 +44,7 @@ TAIL_MAX = 20_000  # rows saved in ``keywords.npz`` past the base, at most (40 M
 WRITE_ROWS = 65_536  # rows gathered at a time while a base is written
 READ_RUNS = 1024  # a gather of base rows in at most this many runs of consecutive rows reads them from the file (``Base``)
 SCORE_ROWS = 8192  # rows gathered at a time while scored (``nearest``): 16 MB of 512-d, where 200,000 at once took 0.4 GB
-ORPHAN_AGE = 3600.0  # seconds after which a base file no keyword file names is deleted (``_sweep``)
+ORPHAN_AGE = 3600.0  # seconds after which a base file no keyword file names is deleted (``sweep``)
 
 
 class Spill:
@@ -243,7 +243,7 @@ class VectorRows:
             partial.unlink(missing_ok=True)
             raise
         logger.debug("%s vectors: %d rows written into %s", self.kind, len(docs), name)
-        _sweep(folder, stem, self.kind, name)
+        sweep(folder, stem, self.kind, name)
         where = np.full(len(self), -1, np.int64)
         where[docs] = np.arange(len(docs))
         return VectorRows(where, Base(folder / name, len(docs), self.dim), name, (), self.dim, kind=self.kind)
@@ -278,15 +278,16 @@ class VectorRows:
         return cls(where, base, base_file, (tail,) if len(tail) else (), dim, kind=kind)
 
 
-def _sweep(folder: Path, stem: str, kind: str, written: str) -> None:
-    """Delete the base files of ``<stem>.npz``'s rows of this ``kind`` left behind (the file deleted and built
-    again, a process that ended after writing one): those older than ``ORPHAN_AGE`` that it does not name."""
+def sweep(folder: Path, stem: str, kind: str, written: str, pattern: str = VECTOR_BASE) -> None:
+    """Delete the base files (named by ``pattern``) of ``<stem>.npz``'s rows of this ``kind`` left behind (the
+    file deleted and built again, a process that ended after writing one): those older than ``ORPHAN_AGE`` that
+    it does not name."""
     try:
         with np.load(folder / f"{stem}.npz") as data:
             named = str(data[f"{kind}_base"][0])
     except Exception:  # none yet, or damaged: it names no base
         named = ""
     old = time.time() - ORPHAN_AGE
-    for path in folder.glob(VECTOR_BASE.format(stem=stem, kind=kind, token="*")):
+    for path in folder.glob(pattern.format(stem=stem, kind=kind, token="*")):
         if path.name not in (written, named) and path.stat().st_mtime < old:
             path.unlink(missing_ok=True)

@@ -1045,7 +1045,9 @@ class Store:
 
     def warming(self, kind: str) -> bool:
         """Whether ``warm_up`` is still loading the vector index of ``kind`` ("images", "captions"): any read
-        of that collection now waits for the load (about 1 s for 300,000 captions), reads of the others do not."""
+        of that collection now waits for the load (about 1 s for 300,000 captions, 3-4 s for a million images), and
+        so does a first read of any other collection (Chroma loads one at a time); a collection loaded already is
+        read at once."""
         return self.name(kind) in self._warming
 
     def _load_indexes(self, names: list[str]) -> None:

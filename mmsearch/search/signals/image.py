@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..relevance import against, tail
+from ..selection import Kept
 from .base import Context, Scored, Signal, Weighing
 
 
@@ -28,9 +29,11 @@ class ImageSignal(Signal):
         if not context.use_image:
             return {}
         query, store = context.query, context.store
-        near = query.kept.nearest(query.vector, context.pool) if query.kept is not None else None
+        near = query.kept.nearest(query.vector, context.pool) if query.kept is not None else _while_loading(context)
         if near is None:
             near = store.query_images(query.vector, context.pool, query.where, query.listed("images"))
+        elif not _has_videos(context):  # found in the keyword index, which holds no video: no frame to search
+            return near
         for video, score in store.query_frames(query.vector, context.pool, query.where, query.listed("frames")).items():
             near[video] = max(score, near.get(video, -1.0))
         return near
@@ -43,10 +46,27 @@ class ImageSignal(Signal):
                 for i in ids}
 
 
+def _while_loading(context: Context) -> dict[str, float] | None:
+    """With no filter, while Chroma loads the images' vector index (``Store.warming``: a new process's first
+    search), every image scored exactly from the keyword index's own vectors (``KeywordIndex.vectors``), so that
+    the search does not wait for the load. None when the index is loaded, or the keyword index lacks a vector
+    (then Chroma is asked)."""
+    index = context.keywords
+    if index is None or context.query.where or not context.store.warming("images"):
+        return None
+    return Kept(index, np.flatnonzero(index.alive)).nearest(context.query.vector, context.pool, most=float("inf"))
+
+
+def _has_videos(context: Context) -> bool:
+    """Whether the keyword index holds a video (a document with frame records, live or not); True without one."""
+    index = context.keywords
+    return index is None or bool(np.any(index.numbers["frames"] > 0))
+
+
 def best_frames(context: Context) -> None:
     """Give each candidate video (``context.candidates``) the vector of its frame nearest to the query, in
     ``context.vectors``, and record that frame's time in ``context.moments``."""
-    if not context.use_image or not context.candidates:
+    if not context.use_image or not context.candidates or not _has_videos(context):
         return
     vector = np.asarray(context.query.vector, dtype=np.float32)
     for video, (times, vectors) in context.store.frame_sets(context.candidates).items():
