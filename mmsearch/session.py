@@ -304,6 +304,9 @@ class IndexSession:
             if index is None:  # the kept file first: a new process reads it while Chroma loads its vector indexes
                 index = KeywordIndex.load(self.keywords_path(), self._keywords_key())
                 self._keywords_saved = (index.through if index is not None else -1, now)
+                if index is not None and self._current_while_loading(index):
+                    self._keywords = index  # checked in full (writes in progress, the count) by a later call
+                    return index
             # Before reading the store: a write in progress is read again. (Chroma counts by loading the images'
             # vector index, so in a new process this waits for ``Store.warm_up``.)
             mark, count = store.write_mark(), None
@@ -321,6 +324,14 @@ class IndexSession:
             if index.through != saved and (fresh or saved < 0 or now - at >= KEYWORD_SAVE):
                 self._save_keywords(index, self._keywords_key())
             return index
+
+    def _current_while_loading(self, index: KeywordIndex) -> bool:
+        """Whether, while Chroma loads the images' vector index (``Store.warming``: a new process's first search),
+        the keyword file just read holds every write published: then the first search reads no collection, where
+        any read (the writes in progress, the count, a catch-up) waits for the load, 3-4 s at a million photos.
+        A write still in progress is left to the next check, as a search a moment earlier would have."""
+        store = self.store
+        return store.warming("images") and store.write_mark(pending=False).through == index.through
 
     def _vector_kinds(self) -> tuple[str, ...]:
         """The vectors the keyword index keeps (``KeywordIndex.vectors``, ``caption_vectors``): the captions',

@@ -381,9 +381,10 @@ def test_a_first_search_while_chroma_loads_the_captions_index_reads_no_caption_t
 def test_a_first_search_while_chroma_loads_the_images_index_reads_nothing_of_chroma(tmp_path, make_engine,
                                                                                     monkeypatch):
     """While Chroma loads the images' vector index (the first one ``warm_up`` loads; any read of any collection
-    waits for it), a search with no filter scores every image from the keyword index's own vectors and reads its
-    hits' records from the keyword index's copy (``KeywordIndex.records_of``): nothing is read from Chroma, and
-    the hits, scores, captions and metadata are those of reading it once its indexes are loaded."""
+    waits for it), a search with no filter takes the keyword file as it is where it holds the last write published
+    (no count, no catch-up, no look at the writes in progress), scores every image from its vectors and reads its
+    hits' records from its copy (``KeywordIndex.records_of``): nothing is read from Chroma's collections, and the
+    hits, scores, captions and metadata are those of reading them once their indexes are loaded."""
     make_engine().index([_captioned_photos(tmp_path)])
     texts = ["a photo of coffee", "rocket", "number 3", "chelsea"]
 
@@ -399,13 +400,17 @@ def test_a_first_search_while_chroma_loads_the_images_index_reads_nothing_of_chr
     assert any(s.get("image") is not None for each in loaded for _, s in each)  # the image model took part
     asked: list[str] = []
     for name in ("query_images", "query_frames", "frame_sets", "image_metadata", "image_vectors", "image_records",
-                 "query_captions", "caption_vectors_of", "caption_count"):
+                 "query_captions", "caption_vectors_of", "caption_count", "count", "changed_since", "all_metadata"):
         real = getattr(Store, name)
         monkeypatch.setattr(Store, name, lambda self, *a, _real=real, _name=name, **k: (asked.append(_name),
                                                                                          _real(self, *a, **k))[1])
+    marks: list[bool] = []
+    real_mark = Store.write_mark
+    monkeypatch.setattr(Store, "write_mark", lambda self, pending=True: (marks.append(pending),
+                                                                        real_mark(self, pending))[1])
     monkeypatch.setattr(Store, "warming", lambda self, kind: True)
     _same_hits(hits(), loaded)
-    assert not asked
+    assert not asked and marks and not any(marks)  # the last write published is read; nothing that waits
     assert shown[1] == shown[0]
     monkeypatch.setattr(Store, "warming", lambda self, kind: kind == "captions")  # the images' index loaded
     _same_hits(hits(), loaded)

@@ -470,12 +470,15 @@ class Store:
         return int(self._fresh_metadata().get(WRITE_SEQ, 0)) if self._get_images() is not None else 0
 
     @_guarded("read")
-    def write_mark(self) -> WriteMark:
-        """Where the numbered writes stand (read it before reading what they wrote; see ``WriteMark``)."""
+    def write_mark(self, pending: bool = True) -> WriteMark:
+        """Where the numbered writes stand (read it before reading what they wrote; see ``WriteMark``).
+        ``pending``: with the writes in progress, read from their collection (a read that, while ``warm_up`` loads
+        a vector index, waits for the load; the last number published is in the images collection's metadata,
+        read at once)."""
         if self._get_images() is None:
             return WriteMark(0)
         meta = self._fresh_metadata()
-        writes = self._writes_collection(create=False)
+        writes = self._writes_collection(create=False) if pending else None
         live = writes.get(where={AT: {"$gte": time.time() - CLAIM_LEASE}}, include=["metadatas"]) if writes else None
         pending = [int(m[SEQ]) for m in live["metadatas"]] if live else []
         return WriteMark(int(meta.get(WRITE_SEQ, 0)), str(meta.get(WRITE_TOKEN, "")), min(pending, default=None))
