@@ -416,6 +416,33 @@ def test_a_first_search_while_chroma_loads_the_images_index_reads_nothing_of_chr
     _same_hits(hits(), loaded)
     assert {"query_images", "image_metadata"} <= set(asked)
 
+def test_a_first_search_while_chroma_loads_reads_the_store_where_the_keyword_file_lacks_a_write(tmp_path, make_engine,
+                                                                                                 monkeypatch):
+    """A keyword file older than the last write published (another process wrote since it was saved) is brought
+    up to date from the store before the first search, as when the indexes are loaded, and the photo written
+    since is found."""
+    photos = _captioned_photos(tmp_path)
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for name in ("rocket.jpg", "rocket.jpg.txt"):
+        (photos / name).rename(aside / name)
+    engine = make_engine()
+    engine.index([photos])
+    saved = {path: path.read_bytes() for path in engine.config.keyword_files()}
+    for name in ("rocket.jpg", "rocket.jpg.txt"):
+        (aside / name).rename(photos / name)
+    make_engine().index([photos])
+    for path, data in saved.items():  # the keyword file as it was before the rocket was written
+        path.write_bytes(data)
+    asked: list[str] = []
+    real = Store.changed_since
+    monkeypatch.setattr(Store, "changed_since", lambda self, *a, **k: (asked.append("changed_since"),
+                                                                       real(self, *a, **k))[1])
+    monkeypatch.setattr(Store, "warming", lambda self, kind: True)
+    hits = make_engine().search("a photo of rocket", k=3)
+    assert asked and hits and Path(hits[0].path).name == "rocket.jpg"
+
+
 def _mapped_kb(path: Path) -> int:
     """How much of ``path`` is mapped into this process (kB of ``Rss`` in /proc/self/smaps)."""
     total, inside = 0, False
