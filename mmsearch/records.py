@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# internal fields of a stored image record, not shown in ``Hit.metadata``
+HIDDEN_METADATA = ("folders", "seq", "caption_sig", "manifest_captions", "ocr_sig", "lexical", "ocr_lexical", "look")
 
 @dataclass(frozen=True)
 class Hit:

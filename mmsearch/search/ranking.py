@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..records import Hit
+from ..records import HIDDEN_METADATA, Hit
 from ..text import CJK
 from . import signals
 from .collapse import collapse
@@ -37,8 +37,6 @@ if TYPE_CHECKING:
     from .ocr_matcher import OcrMatcher
     from .rerank import Reranker
 
-# internal fields not shown in Hit.metadata
-HIDDEN_METADATA = ("folders", "seq", "caption_sig", "manifest_captions", "ocr_sig", "lexical", "ocr_lexical", "look")
 _CJK = re.compile(f"[{CJK}]")
 PINNED = 1.0  # fused score of an exact file-name match: the top of the scale
 MAX_PINNED = 1000  # file-name matches looked at (an icon theme has one name in ~10 folders)

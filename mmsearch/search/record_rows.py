@@ -10,8 +10,7 @@ Where the rows are, as ``mmsearch.search.vector_rows`` keeps vectors: a base fil
 (``RECORD_BASE``, its row ends in ``keywords.npz``), written once and never changed, read a few rows at a time
 (a search reads only its hits') and never mapped; and the rows added since, in memory and in ``keywords.npz``
 (``TAIL_MAX`` at most: past that, the live rows are written into a new base). Each document points at its row
-(``where``). The vectors and the lexical weights are left out (``LEFT_OUT``): the keyword index holds them
-elsewhere, and a hit shows neither.
+(``where``). The vectors, and the internal fields a hit does not show, are left out (``LEFT_OUT``).
 """
 
 from __future__ import annotations
@@ -29,12 +28,15 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ..config import RECORD_BASE
+from ..records import HIDDEN_METADATA
 from ..store.collections import CAPTION_VECTORS, VECTOR
 from .vector_rows import TAIL_MAX, sweep
 
 logger = logging.getLogger(__name__)
 
-LEFT_OUT = frozenset({VECTOR, CAPTION_VECTORS, "lexical", "ocr_lexical"})  # metadata fields not kept here
+# Metadata fields not kept here: the vectors, and what a hit does not show (``HIDDEN_METADATA``) but the photo's
+# look, by which copies fold into one hit (``search.collapse``; about 500 of a record's 800 bytes).
+LEFT_OUT = frozenset({VECTOR, CAPTION_VECTORS, *HIDDEN_METADATA}) - {"look"}
 KIND = "records"  # the kind in the base file's name (``RECORD_BASE``) and the ``keywords.npz`` arrays' names
 WRITE_ROWS = 65_536  # rows read at a time while a new base is written
 
