@@ -5,6 +5,7 @@ Chroma."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -385,8 +386,11 @@ def test_a_first_search_while_chroma_loads_the_images_index_reads_nothing_of_chr
     (no count, no catch-up, no look at the writes in progress), scores every image from its vectors and reads its
     hits' records from its copy (``KeywordIndex.records_of``): nothing is read from Chroma's collections, and the
     hits, scores, captions and metadata are those of reading them once their indexes are loaded."""
-    make_engine().index([_captioned_photos(tmp_path)])
-    texts = ["a photo of coffee", "rocket", "number 3", "chelsea"]
+    photos = _captioned_photos(tmp_path)
+    for path in photos.iterdir():  # dated by their file times: "2019" lists them (a browse, in date order)
+        os.utime(path, (1_560_000_000 + len(path.name), 1_560_000_000 + len(path.name)))
+    make_engine().index([photos])
+    texts = ["a photo of coffee", "rocket", "number 3", "chelsea", "2019"]
 
     def hits() -> list[list[tuple[str, dict]]]:
         engine = make_engine()  # a new process

@@ -60,18 +60,9 @@ class Candidates:
     keywords: KeywordIndex | None = None  # the keyword index they were found with
 
     def read_metadata(self, store: Store, ids: list[str]) -> dict[str, dict]:
-        """Metadata of ``ids`` (read once, kept for later orderings); ids deleted meanwhile are absent.
-
-        While Chroma loads the images' vector index (``Store.warming``: a new process's first search), any read
-        of that collection waits for the load, so the records are read from the keyword index's copy
-        (``KeywordIndex.records_of``), and only those it lacks from the store. A record another process changed
-        in the last ``KEYWORD_CHECK`` seconds may then be shown as it was (as a filtered search lists it)."""
-        missing = [i for i in ids if i not in self.metadata]
-        if missing and self.keywords is not None and store.warming("images"):
-            self.metadata.update(self.keywords.records_of(missing))
-            missing = [i for i in missing if i not in self.metadata]
-        if missing:
-            self.metadata.update(store.image_metadata(missing))
+        """Metadata of ``ids`` (read once, kept for later orderings, ``records``); ids deleted meanwhile are
+        absent."""
+        self.metadata.update(records(store, self.keywords, [i for i in ids if i not in self.metadata]))
         return self.metadata
 
     def vectors_of(self, store: Store, ids: list[str]) -> Mapping[str, np.ndarray]:
@@ -79,6 +70,20 @@ class Candidates:
         in one go when one of them is first asked for, and kept: the duplicate rule needs a cosine only for
         pairs that already look alike, so most searches read none."""
         return _OnDemand(self.vectors, store, ids)
+
+
+def records(store: Store, keywords: KeywordIndex | None, ids: list[str]) -> dict[str, dict]:
+    """The stored metadata of those of ``ids`` that exist.
+
+    While Chroma loads the images' vector index (``Store.warming``: a new process's first search), any read of
+    that collection waits for the load, so the records are read from the keyword index's copy
+    (``KeywordIndex.records_of``), and only those it lacks from the store. A record another process changed in
+    the last ``KEYWORD_CHECK`` seconds may then be shown as it was (as a filtered search lists it)."""
+    found: dict[str, dict] = {}
+    if ids and keywords is not None and store.warming("images"):
+        found = keywords.records_of(ids)
+        ids = [i for i in ids if i not in found]
+    return {**found, **store.image_metadata(ids)} if ids else found
 
 
 def order(store: Store, query: Query, found: Candidates, rule: str = DEFAULT_RULE,
@@ -164,7 +169,7 @@ def _first_passing(store: Store, keywords: KeywordIndex, rows: np.ndarray, cut: 
     order that pass ``cut``, read ``BROWSE_CHUNK`` (or k) records at a time."""
     metadata: dict[str, dict] = {}
     for part in date_order(keywords, rows, sort == "date", max(cut.k, BROWSE_CHUNK)):
-        read = store.image_metadata(keywords.ids.at(part))
+        read = records(store, keywords, keywords.ids.at(part))
         metadata.update((i, m) for i, m in read.items() if passes(cut, m))
         if len(metadata) >= cut.k:
             break
