@@ -420,6 +420,34 @@ def test_a_first_search_while_chroma_loads_the_images_index_reads_nothing_of_chr
     _same_hits(hits(), loaded)
     assert {"query_images", "image_metadata"} <= set(asked)
 
+def test_a_scan_of_every_image_stops_where_the_images_index_is_loaded_midway_and_asks_chroma(tmp_path, make_engine,
+                                                                                             monkeypatch):
+    """Read from a disk with nothing cached, the scan of every image can take longer than Chroma's load: once the
+    load ends (``Store.warming`` turns false between two reads of ``SCORE_ROWS`` rows), the scan stops and the
+    loaded index is asked, with the same hits and scores."""
+    make_engine().index([_captioned_photos(tmp_path)])
+    texts = ["a photo of coffee", "rocket"]
+    loaded = [[(h.path, h.scores) for h in make_engine().search(text, k=5)] for text in texts]
+    monkeypatch.setattr(vector_rows, "SCORE_ROWS", 2)
+    loading, scored, asked = [True], [], []
+    real_cosines, real_query = vector_rows.cosines, Store.query_images
+
+    def cosines(rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
+        scored.append(len(rows))
+        loading[0] = False  # the load ends while the first rows are scored
+        return real_cosines(rows, vector)
+
+    monkeypatch.setattr(vector_rows, "cosines", cosines)
+    monkeypatch.setattr(Store, "query_images", lambda self, *a, **k: (asked.append(1), real_query(self, *a, **k))[1])
+    monkeypatch.setattr(Store, "warming", lambda self, kind: kind == "images" and loading[0])
+    again = []
+    for text in texts:
+        loading[0] = True
+        again.append([(h.path, h.scores) for h in make_engine().search(text, k=5)])
+    _same_hits(again, loaded)
+    assert scored == [2, 2] and len(asked) == 2  # one read of two rows each time, then Chroma
+
+
 def test_a_first_search_while_chroma_loads_reads_the_store_where_the_keyword_file_lacks_a_write(tmp_path, make_engine,
                                                                                                  monkeypatch):
     """A keyword file older than the last write published (another process wrote since it was saved) is brought

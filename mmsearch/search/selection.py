@@ -15,7 +15,7 @@ The keyword index follows the store's numbered writes, checked at most every ``K
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -81,25 +81,28 @@ class Kept:
         """``mask`` for ``index``: this one's, or (an index caught up since) made from the ids."""
         return self.mask if index is self.index else index.mask_of(self.images)
 
-    def nearest(self, vector: np.ndarray, n: int, most: float | None = None) -> dict[str, float] | None:
+    def nearest(self, vector: np.ndarray, n: int, most: float | None = None,
+                going_on: Callable[[], bool] | None = None) -> dict[str, float] | None:
         """The ``n`` kept images nearest ``vector`` (image id -> cosine, best first), scored exactly from the
         keyword index's vectors (``KeywordIndex.vectors``); None where it lacks one of them, or they are more
-        than ``most`` (None: ``EXACT_ROWS``; then the store is asked)."""
+        than ``most`` (None: ``EXACT_ROWS``), or ``going_on`` said to stop (``VectorRows.nearest``; then the
+        store is asked)."""
         if len(self.rows) > (EXACT_ROWS if most is None else most):
             return None
-        found = self.index.vectors.nearest(self.rows, vector, n)
+        found = self.index.vectors.nearest(self.rows, vector, n, going_on)
         if found is None:
             return None
         best, similarity = found
         return dict(zip(self.index.ids.at(self.rows[best]), similarity.tolist()))
 
-    def caption_nearest(self, vector: np.ndarray, n: int, most: float = EXACT_ROWS) -> list[CaptionMatch] | None:
+    def caption_nearest(self, vector: np.ndarray, n: int, most: float = EXACT_ROWS,
+                        going_on: Callable[[], bool] | None = None) -> list[CaptionMatch] | None:
         """The ``n`` kept captions nearest ``vector``, best first, scored exactly from the keyword index's caption
         vectors (``KeywordIndex.caption_vectors``); None as ``nearest``, with ``most`` in place of ``EXACT_ROWS``."""
         rows = self.index.caption_rows(self.rows)
         if len(rows) > most:
             return None
-        found = self.index.caption_vectors.nearest(rows, vector, n)
+        found = self.index.caption_vectors.nearest(rows, vector, n, going_on)
         if found is None:
             return None
         best, similarity = found

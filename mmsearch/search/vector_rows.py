@@ -26,7 +26,7 @@ import os
 import time
 import uuid
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -208,17 +208,22 @@ class VectorRows:
                 out[inside] = self.tail[number][rows[inside] - self.tail_starts[number]]
         return out
 
-    def nearest(self, docs: np.ndarray, vector: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+    def nearest(self, docs: np.ndarray, vector: np.ndarray, n: int, going_on: Callable[[], bool] | None = None
+                ) -> tuple[np.ndarray, np.ndarray] | None:
         """The positions in ``docs`` of the ``n`` documents nearest ``vector`` by cosine, best first (ties in their
-        order), and those cosines; None when any of them is not ``held`` (then the store is asked)."""
+        order), and those cosines; None when any of them is not ``held`` (then the store is asked), or, with
+        ``going_on``, as soon as it says to stop (asked before each ``SCORE_ROWS`` rows are read)."""
         docs = np.asarray(docs, dtype=np.int64)
         if not len(docs):
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         if not self.holds(docs) or self.dim != len(vector):
             return None
-        similarity = np.concatenate([cosines(self._rows(self.where[docs[start:start + SCORE_ROWS]]), vector)
-                                     for start in range(0, len(docs), SCORE_ROWS)])
-        return best_of(similarity, n)
+        parts = []
+        for start in range(0, len(docs), SCORE_ROWS):
+            if going_on is not None and not going_on():
+                return None
+            parts.append(cosines(self._rows(self.where[docs[start:start + SCORE_ROWS]]), vector))
+        return best_of(np.concatenate(parts), n)
 
     # -- on disk -------------------------------------------------------------------------------------
 

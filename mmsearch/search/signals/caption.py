@@ -64,8 +64,11 @@ def _while_loading(context: Context, vector: np.ndarray) -> list[CaptionMatch] |
     """With no filter, while Chroma loads the captions' vector index (``Store.warming``: a new process's first
     search), every caption scored exactly from the keyword index's own vectors, so that the search does not wait
     for the load: 300,000 captions read and scored in about 0.1 s, where the load takes about 1 s. None when
-    the index is loaded, or the keyword index lacks a caption's vector (then Chroma is asked)."""
+    the index is loaded, or the keyword index lacks a caption's vector (then Chroma is asked), also once the load
+    ends midway (as the images', ``image._while_loading``)."""
     index = context.keywords
     if index is None or context.query.where or not context.store.warming("captions"):
         return None
-    return Kept(index, np.flatnonzero(index.alive)).caption_nearest(vector, 2 * context.pool, most=float("inf"))
+    store = context.store
+    return Kept(index, np.flatnonzero(index.alive)).caption_nearest(vector, 2 * context.pool, most=float("inf"),
+                                                                    going_on=lambda: store.warming("captions"))

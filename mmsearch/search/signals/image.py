@@ -50,11 +50,14 @@ def _while_loading(context: Context) -> dict[str, float] | None:
     """With no filter, while Chroma loads the images' vector index (``Store.warming``: a new process's first
     search), every image scored exactly from the keyword index's own vectors (``KeywordIndex.vectors``), so that
     the search does not wait for the load. None when the index is loaded, or the keyword index lacks a vector
-    (then Chroma is asked)."""
+    (then Chroma is asked), also once the load ends midway: where the keyword index's vectors are read from the
+    disk (no page cache), the scan is slower than the load, and a search waits no longer than it did for it."""
     index = context.keywords
     if index is None or context.query.where or not context.store.warming("images"):
         return None
-    return Kept(index, np.flatnonzero(index.alive)).nearest(context.query.vector, context.pool, most=float("inf"))
+    store = context.store
+    return Kept(index, np.flatnonzero(index.alive)).nearest(context.query.vector, context.pool, most=float("inf"),
+                                                            going_on=lambda: store.warming("images"))
 
 
 def _has_videos(context: Context) -> bool:
