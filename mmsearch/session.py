@@ -331,7 +331,7 @@ class IndexSession:
         any read (the writes in progress, the count, a catch-up) waits for the load, 3-4 s at a million photos.
         A write still in progress is left to the next check, as a search a moment earlier would have."""
         store = self.store
-        return store.warming("images") and store.write_mark(pending=False).through == index.through
+        return store.warming("images") and store.published_through() == index.through
 
     def _vector_kinds(self) -> tuple[str, ...]:
         """The vectors the keyword index keeps (``KeywordIndex.vectors``, ``caption_vectors``): the captions',

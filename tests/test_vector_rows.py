@@ -408,17 +408,16 @@ def test_a_first_search_while_chroma_loads_the_images_index_reads_nothing_of_chr
         real = getattr(Store, name)
         monkeypatch.setattr(Store, name, lambda self, *a, _real=real, _name=name, **k: (asked.append(_name),
                                                                                          _real(self, *a, **k))[1])
-    marks: list[bool] = []
-    real_mark = Store.write_mark
-    monkeypatch.setattr(Store, "write_mark", lambda self, pending=True: (marks.append(pending),
-                                                                        real_mark(self, pending))[1])
+    for name in ("write_mark", "published_through"):
+        real = getattr(Store, name)
+        monkeypatch.setattr(Store, name, lambda self, _real=real, _name=name: (asked.append(_name), _real(self))[1])
     monkeypatch.setattr(Store, "warming", lambda self, kind: True)
     _same_hits(hits(), loaded)
-    assert not asked and marks and not any(marks)  # the last write published is read; nothing that waits
+    assert asked == ["published_through"]  # only the images' metadata is read: nothing that waits
     assert shown[1] == shown[0]
     monkeypatch.setattr(Store, "warming", lambda self, kind: kind == "captions")  # the images' index loaded
     _same_hits(hits(), loaded)
-    assert {"query_images", "image_metadata"} <= set(asked)
+    assert {"query_images", "image_metadata", "write_mark"} <= set(asked)
 
 def test_a_scan_of_every_image_stops_where_the_images_index_is_loaded_midway_and_asks_chroma(tmp_path, make_engine,
                                                                                              monkeypatch):
@@ -473,6 +472,38 @@ def test_a_first_search_while_chroma_loads_reads_the_store_where_the_keyword_fil
     monkeypatch.setattr(Store, "warming", lambda self, kind: True)
     hits = make_engine().search("a photo of rocket", k=3)
     assert asked and hits and Path(hits[0].path).name == "rocket.jpg"
+
+
+def test_a_first_search_while_chroma_loads_reads_the_store_after_a_write_claimed_and_never_published(
+        tmp_path, make_engine, monkeypatch):
+    """An index run interrupted after writing its records and before publishing their write leaves them in the
+    store under a number claimed, not published: a first search while the images' index loads reads what
+    changed (as once it is loaded) and finds them, where the keyword file and the last number published alone
+    would miss them."""
+    photos = _captioned_photos(tmp_path)
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for name in ("rocket.jpg", "rocket.jpg.txt"):
+        (photos / name).rename(aside / name)
+    make_engine().index([photos])
+    for name in ("rocket.jpg", "rocket.jpg.txt"):
+        (aside / name).rename(photos / name)
+    real = Store._modify_metadata
+
+    def modify(self: Store, changes: dict) -> None:
+        if "write_seq" in changes:
+            raise KeyboardInterrupt  # Ctrl-C between the records' write and its publish
+        real(self, changes)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Store, "_modify_metadata", modify)
+        with pytest.raises(KeyboardInterrupt):
+            make_engine().index([photos])
+    store = make_engine().store
+    assert store.published_through() is None and store.write_mark().through == store.write_seq() + 1
+    monkeypatch.setattr(Store, "warming", lambda self, kind: True)
+    hits = make_engine().search("a photo of rocket", k=3)
+    assert hits and Path(hits[0].path).name == "rocket.jpg"
 
 
 def _mapped_kb(path: Path) -> int:

@@ -54,6 +54,7 @@ from .collections import (
     POINTER,
     SEQ,
     VECTOR,
+    WRITE_CLAIMED,
     WRITE_SEQ,
     WRITE_TOKEN,
     Appearing,
@@ -446,7 +447,11 @@ class Store:
         self._drop_stale_claims(writes)
         writes.upsert(ids=[token], embeddings=np.ones((1, 1), np.float32), metadatas=[{SEQ: claimed, AT: time.time()}])
         try:
-            seq = max(claimed, self.write_seq() + 1)  # one published since it was read: after that (>= the claim)
+            images = self._fresh_images()
+            meta = dict(images.metadata or {})
+            seq = max(claimed, int(meta.get(WRITE_SEQ, 0)) + 1)  # one published since it was read: after that
+            # said in the images' metadata too, which a new process reads before the claims (``published_through``)
+            images.modify(metadata={**meta, WRITE_CLAIMED: max(seq, int(meta.get(WRITE_CLAIMED, 0)))})
             yield seq
             # never a lower number than the one published: a slow write keeps its older one (found by its claim)
             self._modify_metadata({WRITE_SEQ: max(seq, self.write_seq()), WRITE_TOKEN: token})
@@ -470,22 +475,34 @@ class Store:
         return int(self._fresh_metadata().get(WRITE_SEQ, 0)) if self._get_images() is not None else 0
 
     @_guarded("read")
-    def write_mark(self, pending: bool = True) -> WriteMark:
-        """Where the numbered writes stand (read it before reading what they wrote; see ``WriteMark``).
-        ``pending``: with the writes in progress, read from their collection (a read that, while ``warm_up`` loads
-        a vector index, waits for the load; the last number published is in the images collection's metadata,
-        read at once)."""
+    def write_mark(self) -> WriteMark:
+        """Where the numbered writes stand (read it before reading what they wrote; see ``WriteMark``)."""
         if self._get_images() is None:
             return WriteMark(0)
         meta = self._fresh_metadata()
-        writes = self._writes_collection(create=False) if pending else None
+        writes = self._writes_collection(create=False)
         live = writes.get(where={AT: {"$gte": time.time() - CLAIM_LEASE}}, include=["metadatas"]) if writes else None
         pending = [int(m[SEQ]) for m in live["metadatas"]] if live else []
         return WriteMark(int(meta.get(WRITE_SEQ, 0)), str(meta.get(WRITE_TOKEN, "")), min(pending, default=None))
 
+    def published_through(self) -> int | None:
+        """The first write number a reader lacks when every write claimed was published (``WriteMark.through``),
+        read from the images collection's metadata alone, which never waits for a vector index to load (reading
+        the claims does, ``write_mark``); None while a write claimed is not published: one in progress, or one
+        whose writer was killed (its records are there, under its number)."""
+        if self._get_images() is None:
+            return 1
+        meta = self._fresh_metadata()
+        seq = int(meta.get(WRITE_SEQ, 0))
+        return seq + 1 if int(meta.get(WRITE_CLAIMED, 0)) <= seq else None
+
     def _fresh_metadata(self) -> dict[str, Any]:
         """The images collection's metadata as stored now (other processes write it too)."""
-        return dict(self.client.get_collection(self.name("images"), embedding_function=None).metadata or {})
+        return dict(self._fresh_images().metadata or {})
+
+    def _fresh_images(self) -> Any:
+        """The images collection, its metadata as stored now."""
+        return self.client.get_collection(self.name("images"), embedding_function=None)
 
     @_guarded("read")
     def written_since(self, seq: int, vectors: Collection[str] = ()) -> Iterator[tuple[str, dict]]:
@@ -599,7 +616,7 @@ class Store:
         return str(images.id) if images is not None else ""
 
     def _modify_metadata(self, changes: dict[str, Any]) -> None:
-        self._images = self.client.get_collection(self.name("images"), embedding_function=None)  # fresh: other workers write too
+        self._images = self._fresh_images()  # fresh: other workers write too
         self._images.modify(metadata={**(self._images.metadata or {}), **changes})
 
     def _get_images(self) -> Any:

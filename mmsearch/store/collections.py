@@ -66,6 +66,9 @@ EXACT_SHARE = 20
 # oldest claim it saw (``WriteMark.through``) and reads again when the token changes. A claim older than
 # ``CLAIM_LEASE`` seconds is a killed writer's: it is ignored, and removed by the next write.
 SEQ, WRITE_SEQ, WRITE_TOKEN, AT = "seq", "write_seq", "write_token", "at"
+# The highest number claimed, in the images collection's metadata beside ``WRITE_SEQ``: where it is not above
+# ``WRITE_SEQ``, every write claimed was published (``Store.published_through``).
+WRITE_CLAIMED = "write_claimed"
 # Where a read asked for them (``Store.all_metadata``, ``written_since``, ``image_metadata`` with ``vectors``, and
 # ``follow_writes``), each image's metadata dict also carries its stored vector under this key. Never stored:
 # the keyword index takes it (``mmsearch.search.vector_rows``), and no metadata field starts with "_". An image
