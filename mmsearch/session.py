@@ -327,9 +327,9 @@ class IndexSession:
 
     def _current_while_loading(self, index: KeywordIndex) -> bool:
         """Whether, while Chroma loads the images' vector index (``Store.warming``: a new process's first search),
-        the keyword file just read holds every write published: then the first search reads no collection, where
-        any read (the writes in progress, the count, a catch-up) waits for the load, 3-4 s at a million photos.
-        A write still in progress is left to the next check, as a search a moment earlier would have."""
+        the keyword file just read holds every write, all of them published (``Store.published_through``): then the
+        first search reads no collection, where any read (the writes in progress, the count, a catch-up) waits for
+        the load, 3-4 s at a million photos. Images written unnumbered (the count) are left to the next check."""
         store = self.store
         return store.warming("images") and store.published_through() == index.through
 

@@ -585,6 +585,12 @@ class KeywordIndex:
     # -- scoring ---------------------------------------------------------------------------------------
 
     @cached_property
+    def has_videos(self) -> bool:
+        """Whether any document, live or not, is a video with frame records (an index is not changed once
+        searched)."""
+        return bool(np.any(self.numbers["frames"] > 0))
+
+    @cached_property
     def average_length(self) -> float:
         """BM25's average document length, over the live documents (an index is not changed once searched:
         ``apply`` makes a new one)."""

@@ -62,8 +62,7 @@ def _while_loading(context: Context) -> dict[str, float] | None:
 
 def _has_videos(context: Context) -> bool:
     """Whether the keyword index holds a video (a document with frame records, live or not); True without one."""
-    index = context.keywords
-    return index is None or bool(np.any(index.numbers["frames"] > 0))
+    return context.keywords is None or context.keywords.has_videos
 
 
 def best_frames(context: Context) -> None:
