@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -447,21 +448,31 @@ def test_a_scan_of_every_image_stops_where_the_images_index_is_loaded_midway_and
     assert scored == [2, 2] and len(asked) == 2  # one read of two rows each time, then Chroma
 
 
+def _without_the_rocket(tmp_path: Path) -> tuple[Path, Callable[[], None]]:
+    """``_captioned_photos`` with the rocket and its caption set aside, and what puts them back."""
+    photos, aside = _captioned_photos(tmp_path), tmp_path / "aside"
+    aside.mkdir()
+    names = ("rocket.jpg", "rocket.jpg.txt")
+    for name in names:
+        (photos / name).rename(aside / name)
+
+    def bring_back() -> None:
+        for name in names:
+            (aside / name).rename(photos / name)
+
+    return photos, bring_back
+
+
 def test_a_first_search_while_chroma_loads_reads_the_store_where_the_keyword_file_lacks_a_write(tmp_path, make_engine,
                                                                                                  monkeypatch):
     """A keyword file older than the last write published (another process wrote since it was saved) is brought
     up to date from the store before the first search, as when the indexes are loaded, and the photo written
     since is found."""
-    photos = _captioned_photos(tmp_path)
-    aside = tmp_path / "aside"
-    aside.mkdir()
-    for name in ("rocket.jpg", "rocket.jpg.txt"):
-        (photos / name).rename(aside / name)
+    photos, bring_back = _without_the_rocket(tmp_path)
     engine = make_engine()
     engine.index([photos])
     saved = {path: path.read_bytes() for path in engine.config.keyword_files()}
-    for name in ("rocket.jpg", "rocket.jpg.txt"):
-        (aside / name).rename(photos / name)
+    bring_back()
     make_engine().index([photos])
     for path, data in saved.items():  # the keyword file as it was before the rocket was written
         path.write_bytes(data)
@@ -480,14 +491,9 @@ def test_a_first_search_while_chroma_loads_reads_the_store_after_a_write_claimed
     store under a number claimed, not published: a first search while the images' index loads reads what
     changed (as once it is loaded) and finds them, where the keyword file and the last number published alone
     would miss them."""
-    photos = _captioned_photos(tmp_path)
-    aside = tmp_path / "aside"
-    aside.mkdir()
-    for name in ("rocket.jpg", "rocket.jpg.txt"):
-        (photos / name).rename(aside / name)
+    photos, bring_back = _without_the_rocket(tmp_path)
     make_engine().index([photos])
-    for name in ("rocket.jpg", "rocket.jpg.txt"):
-        (aside / name).rename(photos / name)
+    bring_back()
     real = Store._modify_metadata
 
     def modify(self: Store, changes: dict) -> None:
