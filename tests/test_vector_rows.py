@@ -388,6 +388,7 @@ def test_a_first_search_while_chroma_loads_the_images_index_reads_nothing_of_chr
     hits' records from its copy (``KeywordIndex.records_of``): nothing is read from Chroma's collections, and the
     hits, scores, captions and metadata are those of reading them once their indexes are loaded."""
     photos = _captioned_photos(tmp_path)
+    shutil.copy(photos / "rocket.jpg", photos / "rocket copy.jpg")  # copies fold: their cosine is asked for
     for path in photos.iterdir():  # dated by their file times: "2019" lists them (a browse, in date order)
         os.utime(path, (1_560_000_000 + len(path.name), 1_560_000_000 + len(path.name)))
     make_engine().index([photos])
@@ -395,14 +396,15 @@ def test_a_first_search_while_chroma_loads_the_images_index_reads_nothing_of_chr
 
     def hits() -> list[list[tuple[str, dict]]]:
         engine = make_engine()  # a new process
-        found = [engine.search(text, k=5) for text in texts]
+        found = [engine.search(text, k=5, collapse=True) for text in texts]
         assert all(found)
-        shown.append([[(h.caption, h.metadata, h.relevance) for h in each] for each in found])
+        shown.append([[(h.caption, h.metadata, h.relevance, h.similar) for h in each] for each in found])
         return [[(h.path, h.scores) for h in each] for each in found]
 
     shown: list[list] = []
     loaded = hits()
     assert any(s.get("image") is not None for each in loaded for _, s in each)  # the image model took part
+    assert any(similar for each in shown[0] for *_, similar in each)  # the copy folded into the rocket
     asked: list[str] = []
     for name in ("query_images", "query_frames", "frame_sets", "image_metadata", "image_vectors", "image_records",
                  "query_captions", "caption_vectors_of", "caption_count", "count", "changed_since", "all_metadata"):

@@ -10,7 +10,7 @@ cross-encoder reading the query with the image's captions) reorders the fused to
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import PurePath
@@ -68,8 +68,9 @@ class Candidates:
     def vectors_of(self, store: Store, ids: list[str]) -> Mapping[str, np.ndarray]:
         """Image vectors of ``ids``. Those not read with the candidates (the image signal's own finds) are read
         in one go when one of them is first asked for, and kept: the duplicate rule needs a cosine only for
-        pairs that already look alike, so most searches read none."""
-        return _OnDemand(self.vectors, store, ids)
+        pairs that already look alike, so most searches read none. Read from the keyword index where it holds
+        them (``held_or_read``): a new process's first search reads nothing of the store."""
+        return _OnDemand(self.vectors, lambda unread: held_or_read(store, self.keywords, unread), ids)
 
 
 def records(store: Store, keywords: KeywordIndex | None, ids: list[str]) -> dict[str, dict]:
@@ -184,11 +185,12 @@ def by_date(groups: list[tuple[str, list[str]]], metadata: dict[str, dict], sort
 
 
 class _OnDemand(Mapping[str, np.ndarray]):
-    """The vectors of ``ids`` that exist: those in ``known``, and the others read from the store into ``known``, all
-    in one read, when one of them is first asked for (or the mapping is listed)."""
+    """The vectors of ``ids`` that exist: those in ``known``, and the others read (``read``) into ``known``, all in
+    one read, when one of them is first asked for (or the mapping is listed)."""
 
-    def __init__(self, known: dict[str, np.ndarray], store: Store, ids: list[str]):
-        self._known, self._store, self._ids = known, store, list(dict.fromkeys(ids))
+    def __init__(self, known: dict[str, np.ndarray], read: Callable[[list[str]], dict[str, np.ndarray]],
+                 ids: list[str]):
+        self._known, self._read_ids, self._ids = known, read, list(dict.fromkeys(ids))
         self._wanted, self._unread = set(self._ids), [i for i in self._ids if i not in known]
 
     def __getitem__(self, image: str) -> np.ndarray:
@@ -207,7 +209,7 @@ class _OnDemand(Mapping[str, np.ndarray]):
 
     def _read(self) -> None:
         if self._unread:
-            self._known.update(self._store.image_vectors(self._unread))
+            self._known.update(self._read_ids(self._unread))
             self._unread = []
 
 
@@ -292,10 +294,16 @@ def image_vectors(store: Store, query: Query, ids: list[str], keywords: KeywordI
         vectors = kept.vectors_of(ids)
         return store.image_vectors(*query.allowed(ids)) if vectors is None else vectors
     if query.where is None and keywords is not None:
-        held = keywords.held_vectors(ids)
-        rest = [i for i in ids if i not in held]
-        return {**held, **store.image_vectors(rest)} if rest else held
+        return held_or_read(store, keywords, ids)
     return store.image_vectors(*query.allowed(ids))
+
+
+def held_or_read(store: Store, keywords: KeywordIndex | None, ids: list[str]) -> dict[str, np.ndarray]:
+    """The vectors of those of ``ids`` that exist: from the keyword index where it holds them
+    (``KeywordIndex.held_vectors``), the rest read from the store."""
+    held = keywords.held_vectors(ids) if keywords is not None else {}
+    rest = [i for i in ids if i not in held]
+    return {**held, **store.image_vectors(rest)} if rest else held
 
 
 def relevance_of(context: Context, taking_part: list[Signal], scores: dict[str, Scores]) -> dict[str, float]:
