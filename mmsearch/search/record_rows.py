@@ -204,7 +204,8 @@ class RecordRows:
         where, ends = data[f"{KIND}_where"], data[f"{KIND}_base_ends"]
         tail, tail_ends, base_file = data[f"{KIND}_tail"].tobytes(), data[f"{KIND}_tail_ends"], str(data[f"{KIND}_base"][0])
         path = folder / base_file
-        if base_file and (not path.exists() or path.stat().st_size != (int(ends[-1]) if len(ends) else 0)):
+        if base_file and (not path.exists() or path.stat().st_size != (int(ends[-1]) if len(ends) else 0)) \
+                or not base_file and len(ends):
             return None
         if len(where) and where.max() >= len(ends) + len(tail_ends):
             return None
